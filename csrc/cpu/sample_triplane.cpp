@@ -1,0 +1,201 @@
+// sample_triplane on the CPU: forward and backward.
+//
+// Planes are read from a channels-last copy ([N, 3, H, W, C]) so that the C values of a
+// tap are contiguous. The backward is split in two passes so that no two threads ever
+// write the same memory (no atomics, no per-thread copies of the planes, deterministic):
+// point gradients are parallel over points, plane gradients over (batch, plane,
+// channel block).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "common/triplane.h"
+#include "sample_triplane.h"
+
+namespace nofa {
+namespace {
+
+template <typename T>
+struct Geometry {
+  int64_t N, M, C, H, W;
+  T scale;  // 2 / box_warp
+  int reduce;
+  int64_t out_c() const { return reduce == 1 ? 3 * C : C; }
+};
+
+template <typename T>
+void forward_points(const T* planes_cl, const T* pts, T* out, const Geometry<T>& g,
+                    int64_t begin, int64_t end) {
+  const int64_t HW = g.H * g.W, oc = g.out_c();
+  for (int64_t i = begin; i < end; ++i) {
+    const int64_t n = i / g.M;
+    const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale, z = pts[i * 3 + 2] * g.scale;
+    T* o = out + i * oc;
+    std::fill(o, o + oc, T(0));
+    for (int p = 0; p < 3; ++p) {
+      T u, v;
+      plane_uv(p, x, y, z, u, v);
+      BilinearTaps<T> t;
+      bilinear_taps(u, v, g.H, g.W, t);
+      const T* base = planes_cl + (n * 3 + p) * HW * g.C;
+      T* op = g.reduce == 1 ? o + p * g.C : o;
+      for (int k = 0; k < 4; ++k) {
+        if (t.off[k] < 0) continue;
+        const T* src = base + t.off[k] * g.C;
+        const T w = t.w[k];
+        for (int64_t c = 0; c < g.C; ++c) op[c] += w * src[c];
+      }
+    }
+    if (g.reduce == 0) {
+      for (int64_t c = 0; c < g.C; ++c) o[c] /= T(3);
+    }
+  }
+}
+
+// Upstream gradient of plane p's sample, channel c.
+template <typename T>
+inline T grad_of(const T* go_row, const Geometry<T>& g, int p, int64_t c) {
+  return g.reduce == 1 ? go_row[p * g.C + c] : go_row[c] / T(3);
+}
+
+template <typename T>
+void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
+                     const Geometry<T>& g, int64_t begin, int64_t end) {
+  const int64_t HW = g.H * g.W, oc = g.out_c();
+  for (int64_t i = begin; i < end; ++i) {
+    const int64_t n = i / g.M;
+    const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale, z = pts[i * 3 + 2] * g.scale;
+    const T* gr = go + i * oc;
+    T acc[3] = {T(0), T(0), T(0)};
+    for (int p = 0; p < 3; ++p) {
+      T u, v;
+      plane_uv(p, x, y, z, u, v);
+      BilinearTaps<T> t;
+      bilinear_taps(u, v, g.H, g.W, t);
+      const T* base = planes_cl + (n * 3 + p) * HW * g.C;
+      T du = T(0), dv = T(0);
+      for (int k = 0; k < 4; ++k) {
+        if (t.off[k] < 0) continue;
+        const T* src = base + t.off[k] * g.C;
+        T dot = T(0);
+        for (int64_t c = 0; c < g.C; ++c) dot += grad_of(gr, g, p, c) * src[c];
+        du += t.dwdu[k] * dot;
+        dv += t.dwdv[k] * dot;
+      }
+      int au, av;
+      plane_axes(p, au, av);
+      acc[au] += du;
+      acc[av] += dv;
+    }
+    for (int a = 0; a < 3; ++a) gpts[i * 3 + a] = acc[a] * g.scale;
+  }
+}
+
+// Scatter into the channels-last plane gradient for one (n, plane, channel block).
+template <typename T>
+void backward_planes_task(const T* go, const T* pts, T* gcl, const Geometry<T>& g, int64_t n,
+                          int p, int64_t c0, int64_t c1) {
+  const int64_t HW = g.H * g.W, oc = g.out_c();
+  T* base = gcl + (n * 3 + p) * HW * g.C;
+  for (int64_t m = 0; m < g.M; ++m) {
+    const int64_t i = n * g.M + m;
+    const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale, z = pts[i * 3 + 2] * g.scale;
+    T u, v;
+    plane_uv(p, x, y, z, u, v);
+    BilinearTaps<T> t;
+    bilinear_taps(u, v, g.H, g.W, t);
+    const T* gr = go + i * oc;
+    for (int k = 0; k < 4; ++k) {
+      if (t.off[k] < 0) continue;
+      T* dst = base + t.off[k] * g.C;
+      const T w = t.w[k];
+      for (int64_t c = c0; c < c1; ++c) dst[c] += w * grad_of(gr, g, p, c);
+    }
+  }
+}
+
+template <typename T>
+Geometry<T> geometry(const at::Tensor& planes, const at::Tensor& points, double box_warp,
+                     int reduce) {
+  return Geometry<T>{planes.size(0), points.size(1), planes.size(2), planes.size(3),
+                     planes.size(4), static_cast<T>(2.0 / box_warp), reduce};
+}
+
+at::Tensor channels_last(const at::Tensor& planes) {
+  return planes.permute({0, 1, 3, 4, 2}).contiguous();
+}
+
+at::Tensor sample_triplane_cpu(const at::Tensor& planes, const at::Tensor& points, double box_warp,
+                               c10::string_view reduce_s) {
+  check_sample_triplane(planes, points, box_warp);
+  const int reduce = parse_reduce(std::string(reduce_s));
+  const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
+  auto out = at::empty({N, M, reduce == 1 ? 3 * C : C}, planes.options());
+  if (out.numel() == 0) return out;
+  const auto pcl = channels_last(planes);
+  const auto pts = points.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "sample_triplane_cpu", [&] {
+    const auto g = geometry<scalar_t>(planes, points, box_warp, reduce);
+    const scalar_t* pp = pcl.data_ptr<scalar_t>();
+    const scalar_t* xp = pts.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    at::parallel_for(0, N * M, 256, [&](int64_t b, int64_t e) { forward_points(pp, xp, op, g, b, e); });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cpu(
+    const at::Tensor& grad_out, const at::Tensor& planes, const at::Tensor& points, double box_warp,
+    c10::string_view reduce_s, bool planes_grad, bool points_grad) {
+  check_sample_triplane(planes, points, box_warp);
+  const int reduce = parse_reduce(std::string(reduce_s));
+  const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
+  const int64_t H = planes.size(3), W = planes.size(4);
+  TORCH_CHECK(grad_out.dim() == 3 && grad_out.size(0) == N && grad_out.size(1) == M &&
+                  grad_out.size(2) == (reduce == 1 ? 3 * C : C),
+              "nofa: grad_out has shape ", shape_str(grad_out), ", expected [N, M, out_channels]");
+  auto gplanes_cl = planes_grad ? at::zeros({N, 3, H, W, C}, planes.options()) : at::empty({0}, planes.options());
+  auto gpoints = points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
+  if (N * M * C > 0 && (planes_grad || points_grad)) {
+    const auto go = grad_out.contiguous().to(planes.scalar_type());
+    const auto pts = points.contiguous();
+    const auto pcl = points_grad ? channels_last(planes) : at::Tensor();
+    AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "sample_triplane_backward_cpu", [&] {
+      const auto g = geometry<scalar_t>(planes, points, box_warp, reduce);
+      const scalar_t* gop = go.data_ptr<scalar_t>();
+      const scalar_t* xp = pts.data_ptr<scalar_t>();
+      if (points_grad) {
+        const scalar_t* pp = pcl.data_ptr<scalar_t>();
+        scalar_t* gp = gpoints.data_ptr<scalar_t>();
+        at::parallel_for(0, N * M, 256, [&](int64_t b, int64_t e) { backward_points(gop, pp, xp, gp, g, b, e); });
+      }
+      if (planes_grad) {
+        // Enough (n, plane, channel block) tasks to keep every thread busy.
+        const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+        const int64_t blocks = std::min<int64_t>(C, std::max<int64_t>(1, (want + 3 * N - 1) / (3 * N)));
+        const int64_t cb = (C + blocks - 1) / blocks;
+        scalar_t* gcl = gplanes_cl.data_ptr<scalar_t>();
+        at::parallel_for(0, N * 3 * blocks, 1, [&](int64_t b, int64_t e) {
+          for (int64_t task = b; task < e; ++task) {
+            const int64_t blk = task % blocks, np = task / blocks;
+            const int64_t c0 = blk * cb, c1 = std::min(C, c0 + cb);
+            if (c0 < c1) backward_planes_task(gop, xp, gcl, g, np / 3, static_cast<int>(np % 3), c0, c1);
+          }
+        });
+      }
+    });
+  }
+  auto gplanes = planes_grad ? gplanes_cl.permute({0, 1, 4, 2, 3}).contiguous() : gplanes_cl;
+  return {gplanes, gpoints};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(nofa, CPU, m) {
+  m.impl("sample_triplane", &sample_triplane_cpu);
+  m.impl("sample_triplane_backward", &sample_triplane_backward_cpu);
+}
+
+}  // namespace nofa

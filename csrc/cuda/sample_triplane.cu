@@ -1,0 +1,157 @@
+// sample_triplane CUDA kernels. One thread per (point, channel) where channels are
+// independent (forward, plane gradient): neighbouring threads touch neighbouring
+// channels of the channels-last planes, so loads and atomics coalesce. One thread per
+// point for the point gradient, which sums over channels.
+#include "common/triplane.h"
+#include "cuda/sample_triplane_kernels.h"
+
+namespace nofa {
+namespace {
+
+constexpr int kThreads = 256;
+
+inline unsigned int blocks_for(int64_t n) {
+  return static_cast<unsigned int>((n + kThreads - 1) / kThreads);
+}
+
+template <typename T>
+__device__ __forceinline__ void load_point(const T* points, int64_t i, T scale, T& x, T& y, T& z) {
+  x = points[i * 3 + 0] * scale;
+  y = points[i * 3 + 1] * scale;
+  z = points[i * 3 + 2] * scale;
+}
+
+template <typename T>
+__global__ void forward_kernel(const T* __restrict__ planes_cl, const T* __restrict__ points,
+                               T* __restrict__ out, int64_t N, int64_t M, int64_t C, int64_t H,
+                               int64_t W, T scale, int reduce) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= N * M * C) return;
+  const int64_t c = idx % C, i = idx / C, n = i / M;
+  T x, y, z;
+  load_point(points, i, scale, x, y, z);
+  T acc = T(0);
+  for (int p = 0; p < 3; ++p) {
+    T u, v;
+    plane_uv(p, x, y, z, u, v);
+    BilinearTaps<T> t;
+    bilinear_taps(u, v, H, W, t);
+    const T* base = planes_cl + (n * 3 + p) * H * W * C + c;
+    T s = T(0);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if (t.off[k] >= 0) s += t.w[k] * base[t.off[k] * C];
+    }
+    if (reduce == 1) {
+      out[i * 3 * C + p * C + c] = s;
+    } else {
+      acc += s;
+    }
+  }
+  if (reduce == 0) out[i * C + c] = acc / T(3);
+}
+
+template <typename T>
+__device__ __forceinline__ T grad_of(const T* go_row, int64_t C, int reduce, int p, int64_t c) {
+  return reduce == 1 ? go_row[p * C + c] : go_row[c] / T(3);
+}
+
+template <typename T>
+__global__ void backward_planes_kernel(const T* __restrict__ grad_out, const T* __restrict__ points,
+                                       T* __restrict__ grad_planes_cl, int64_t N, int64_t M,
+                                       int64_t C, int64_t H, int64_t W, T scale, int reduce) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= N * M * C) return;
+  const int64_t c = idx % C, i = idx / C, n = i / M;
+  const int64_t oc = reduce == 1 ? 3 * C : C;
+  T x, y, z;
+  load_point(points, i, scale, x, y, z);
+  for (int p = 0; p < 3; ++p) {
+    const T g = grad_of(grad_out + i * oc, C, reduce, p, c);
+    if (g == T(0)) continue;
+    T u, v;
+    plane_uv(p, x, y, z, u, v);
+    BilinearTaps<T> t;
+    bilinear_taps(u, v, H, W, t);
+    T* base = grad_planes_cl + (n * 3 + p) * H * W * C + c;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if (t.off[k] >= 0) atomicAdd(base + t.off[k] * C, t.w[k] * g);
+    }
+  }
+}
+
+template <typename T>
+__global__ void backward_points_kernel(const T* __restrict__ grad_out, const T* __restrict__ planes_cl,
+                                       const T* __restrict__ points, T* __restrict__ grad_points,
+                                       int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
+                                       T scale, int reduce) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N * M) return;
+  const int64_t n = i / M, oc = reduce == 1 ? 3 * C : C;
+  const T* gr = grad_out + i * oc;
+  T x, y, z;
+  load_point(points, i, scale, x, y, z);
+  T acc[3] = {T(0), T(0), T(0)};
+  for (int p = 0; p < 3; ++p) {
+    T u, v;
+    plane_uv(p, x, y, z, u, v);
+    BilinearTaps<T> t;
+    bilinear_taps(u, v, H, W, t);
+    const T* base = planes_cl + (n * 3 + p) * H * W * C;
+    T du = T(0), dv = T(0);
+    for (int k = 0; k < 4; ++k) {
+      if (t.off[k] < 0) continue;
+      const T* src = base + t.off[k] * C;
+      T dot = T(0);
+      for (int64_t c = 0; c < C; ++c) dot += grad_of(gr, C, reduce, p, c) * src[c];
+      du += t.dwdu[k] * dot;
+      dv += t.dwdv[k] * dot;
+    }
+    int au, av;
+    plane_axes(p, au, av);
+    acc[au] += du;
+    acc[av] += dv;
+  }
+  for (int a = 0; a < 3; ++a) grad_points[i * 3 + a] = acc[a] * scale;
+}
+
+}  // namespace
+
+template <typename T>
+void launch_sample_triplane_forward(const T* planes_cl, const T* points, T* out, int64_t N,
+                                    int64_t M, int64_t C, int64_t H, int64_t W, T scale,
+                                    int reduce, cudaStream_t stream) {
+  const int64_t n = N * M * C;
+  if (n == 0) return;
+  forward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(planes_cl, points, out, N, M, C, H, W,
+                                                             scale, reduce);
+}
+
+template <typename T>
+void launch_sample_triplane_backward(const T* grad_out, const T* planes_cl, const T* points,
+                                     T* grad_planes_cl, T* grad_points, int64_t N, int64_t M,
+                                     int64_t C, int64_t H, int64_t W, T scale, int reduce,
+                                     cudaStream_t stream) {
+  if (N * M * C == 0) return;
+  if (grad_planes_cl) {
+    backward_planes_kernel<T><<<blocks_for(N * M * C), kThreads, 0, stream>>>(
+        grad_out, points, grad_planes_cl, N, M, C, H, W, scale, reduce);
+  }
+  if (grad_points) {
+    backward_points_kernel<T><<<blocks_for(N * M), kThreads, 0, stream>>>(
+        grad_out, planes_cl, points, grad_points, N, M, C, H, W, scale, reduce);
+  }
+}
+
+#define NOFA_INSTANTIATE(T)                                                                       \
+  template void launch_sample_triplane_forward<T>(const T*, const T*, T*, int64_t, int64_t,       \
+                                                  int64_t, int64_t, int64_t, T, int, cudaStream_t); \
+  template void launch_sample_triplane_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, \
+                                                   int64_t, int64_t, int64_t, int64_t, T, int,    \
+                                                   cudaStream_t);
+NOFA_INSTANTIATE(float)
+NOFA_INSTANTIATE(double)
+#undef NOFA_INSTANTIATE
+
+}  // namespace nofa

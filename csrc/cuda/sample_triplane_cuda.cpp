@@ -1,0 +1,71 @@
+// sample_triplane on CUDA: argument checks, allocation, and the launch (host side).
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "cuda/sample_triplane_kernels.h"
+#include "sample_triplane.h"
+
+namespace nofa {
+namespace {
+
+at::Tensor sample_triplane_cuda(const at::Tensor& planes, const at::Tensor& points, double box_warp,
+                                c10::string_view reduce_s) {
+  check_sample_triplane(planes, points, box_warp);
+  const int reduce = parse_reduce(std::string(reduce_s));
+  const c10::cuda::CUDAGuard guard(planes.device());
+  const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
+  auto out = at::empty({N, M, reduce == 1 ? 3 * C : C}, planes.options());
+  if (out.numel() == 0) return out;
+  const auto pcl = planes.permute({0, 1, 3, 4, 2}).contiguous();
+  const auto pts = points.contiguous();
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "sample_triplane_cuda", [&] {
+    launch_sample_triplane_forward<scalar_t>(
+        pcl.data_ptr<scalar_t>(), pts.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), N, M, C,
+        planes.size(3), planes.size(4), static_cast<scalar_t>(2.0 / box_warp), reduce, stream);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda(
+    const at::Tensor& grad_out, const at::Tensor& planes, const at::Tensor& points, double box_warp,
+    c10::string_view reduce_s, bool planes_grad, bool points_grad) {
+  check_sample_triplane(planes, points, box_warp);
+  const int reduce = parse_reduce(std::string(reduce_s));
+  const c10::cuda::CUDAGuard guard(planes.device());
+  const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
+  const int64_t H = planes.size(3), W = planes.size(4);
+  TORCH_CHECK(grad_out.dim() == 3 && grad_out.size(0) == N && grad_out.size(1) == M &&
+                  grad_out.size(2) == (reduce == 1 ? 3 * C : C),
+              "nofa: grad_out has shape ", shape_str(grad_out), ", expected [N, M, out_channels]");
+  auto gplanes_cl = planes_grad ? at::zeros({N, 3, H, W, C}, planes.options()) : at::empty({0}, planes.options());
+  auto gpoints = points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
+  if (N * M * C > 0 && (planes_grad || points_grad)) {
+    const auto go = grad_out.contiguous().to(planes.scalar_type());
+    const auto pts = points.contiguous();
+    const auto pcl = points_grad ? planes.permute({0, 1, 3, 4, 2}).contiguous() : at::Tensor();
+    const auto stream = c10::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "sample_triplane_backward_cuda", [&] {
+      launch_sample_triplane_backward<scalar_t>(
+          go.data_ptr<scalar_t>(), points_grad ? pcl.data_ptr<scalar_t>() : nullptr,
+          pts.data_ptr<scalar_t>(), planes_grad ? gplanes_cl.data_ptr<scalar_t>() : nullptr,
+          points_grad ? gpoints.data_ptr<scalar_t>() : nullptr, N, M, C, H, W,
+          static_cast<scalar_t>(2.0 / box_warp), reduce, stream);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  auto gplanes = planes_grad ? gplanes_cl.permute({0, 1, 4, 2, 3}).contiguous() : gplanes_cl;
+  return {gplanes, gpoints};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(nofa, CUDA, m) {
+  m.impl("sample_triplane", &sample_triplane_cuda);
+  m.impl("sample_triplane_backward", &sample_triplane_backward_cuda);
+}
+
+}  // namespace nofa

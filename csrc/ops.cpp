@@ -1,0 +1,43 @@
+// Every op schema of nofa, and nothing else. Implementations are registered per backend
+// (csrc/cpu/*.cpp, csrc/cuda/*.cpp) with TORCH_LIBRARY_IMPL; autograd and fake (meta)
+// implementations live in Python (nofa/ops/).
+#include <Python.h>
+#include <torch/library.h>
+
+#include <string>
+
+#ifndef NOFA_CUDA_ARCHS
+#define NOFA_CUDA_ARCHS ""
+#endif
+
+extern "C" {
+// `import nofa._C` loads this library, which runs the registrations below.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "nofa's C++/CUDA ops", -1,
+                                          nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+namespace nofa {
+
+std::string build_info() {
+#ifdef NOFA_WITH_CUDA
+  return std::string("{\"cuda\": true, \"cuda_archs\": \"") + NOFA_CUDA_ARCHS + "\"}";
+#else
+  return "{\"cuda\": false, \"cuda_archs\": \"\"}";
+#endif
+}
+
+TORCH_LIBRARY(nofa, m) {
+  m.def("build_info() -> str", &build_info);
+
+  // Tri-plane sampling (DESIGN 2.1). reduce: "mean" -> [N, M, C], "concat" -> [N, M, 3C].
+  m.def("sample_triplane(Tensor planes, Tensor points, float box_warp, str reduce) -> Tensor");
+  // Returns (grad_planes, grad_points); a gradient not asked for is an empty tensor.
+  m.def(
+      "sample_triplane_backward(Tensor grad_out, Tensor planes, Tensor points, float box_warp, "
+      "str reduce, bool planes_grad, bool points_grad) -> (Tensor, Tensor)");
+}
+
+}  // namespace nofa

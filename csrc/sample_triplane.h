@@ -1,0 +1,36 @@
+// sample_triplane: argument checks and the CUDA launcher's raw-pointer interface.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+#include "checks.h"
+
+namespace nofa {
+
+// 0 = mean over the three planes ([N, M, C]); 1 = concat ([N, M, 3C]).
+inline int parse_reduce(const std::string& reduce) {
+  if (reduce == "mean") return 0;
+  if (reduce == "concat") return 1;
+  TORCH_CHECK(false, "nofa: reduce must be \"mean\" or \"concat\", got \"", reduce, "\"");
+  return 0;
+}
+
+inline void check_sample_triplane(const at::Tensor& planes, const at::Tensor& points,
+                                  double box_warp) {
+  check_dim(planes, 5, "planes", "[N, 3, C, H, W]");
+  check_dim(points, 3, "points", "[N, M, 3]");
+  TORCH_CHECK(planes.size(1) == 3, "nofa: planes must hold 3 planes ([N, 3, C, H, W]), got ",
+              shape_str(planes));
+  TORCH_CHECK(points.size(2) == 3, "nofa: points must have shape [N, M, 3], got ",
+              shape_str(points));
+  TORCH_CHECK(planes.size(0) == points.size(0), "nofa: planes and points must have the same batch "
+              "size N, got ", planes.size(0), " and ", points.size(0));
+  check_float(planes, "planes");
+  check_float(points, "points");
+  check_same_dtype(planes, "planes", points, "points");
+  check_same_device(planes, "planes", points, "points");
+  TORCH_CHECK(box_warp > 0, "nofa: box_warp must be > 0, got ", box_warp);
+}
+
+}  // namespace nofa

@@ -1,0 +1,1 @@
+"""Subcommands of the `nofa` CLI, one module each (see nofa/cli.py)."""

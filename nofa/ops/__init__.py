@@ -1,0 +1,30 @@
+"""nofa's kernel layer: custom ops with CPU and CUDA kernels and pure-PyTorch twins.
+
+    import nofa.ops as ops
+    feats = ops.sample_triplane(planes, points)          # kernels when compiled
+    with ops.use_backend("torch"):                         # force the reference
+        ref = ops.sample_triplane(planes, points)
+"""
+from . import reference
+from ._backend import (
+    BACKENDS,
+    build_info,
+    get_backend,
+    kernels_available,
+    trace_backends,
+    use_backend,
+)
+from .composite_rays import composite_rays
+from .sample_triplane import sample_triplane
+
+__all__ = [
+    "BACKENDS",
+    "build_info",
+    "composite_rays",
+    "get_backend",
+    "kernels_available",
+    "reference",
+    "sample_triplane",
+    "trace_backends",
+    "use_backend",
+]

@@ -1,0 +1,41 @@
+"""Argument validation shared by the kernel and reference paths, so both fail the same
+way, with messages that name the argument, the expectation and what was given."""
+from __future__ import annotations
+
+import torch
+
+
+def tensor(name: str, t: object, *, dims: int, layout: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, got {type(t).__name__}")
+    if t.dim() != dims:
+        raise ValueError(f"{name} must have shape {layout} ({dims} dims), got {list(t.shape)}")
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+    return t
+
+
+def same_device(**named: torch.Tensor) -> None:
+    devices = {k: v.device for k, v in named.items()}
+    if len(set(devices.values())) > 1:
+        desc = ", ".join(f"{k} on {d}" for k, d in devices.items())
+        raise ValueError(f"{', '.join(devices)} must be on the same device, got {desc}")
+
+
+def same_dtype(**named: torch.Tensor) -> None:
+    dtypes = {k: v.dtype for k, v in named.items()}
+    if len(set(dtypes.values())) > 1:
+        desc = ", ".join(f"{k} {d}" for k, d in dtypes.items())
+        raise TypeError(f"{', '.join(dtypes)} must have the same dtype, got {desc}")
+
+
+def dim_size(name: str, t: torch.Tensor, dim: int, size: int, layout: str) -> None:
+    if t.shape[dim] != size:
+        raise ValueError(f"{name} must have shape {layout} with size {size} at dim {dim}, got {list(t.shape)}")
+
+
+def same_batch(**named: torch.Tensor) -> None:
+    sizes = {k: v.shape[0] for k, v in named.items()}
+    if len(set(sizes.values())) > 1:
+        desc = ", ".join(f"{k} {s}" for k, s in sizes.items())
+        raise ValueError(f"{', '.join(sizes)} must have the same batch size N, got {desc}")

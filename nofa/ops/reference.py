@@ -1,0 +1,71 @@
+"""Pure-PyTorch twins of every nofa kernel: the oracle the tests compare against and the
+fallback when no kernel is compiled. Written for clarity, with plain autograd."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------
+# sample_triplane (DESIGN 2.1)
+# ---------------------------------------------------------------------------------------
+
+
+def sample_triplane(
+    planes: torch.Tensor, points: torch.Tensor, box_warp: float = 1.0, reduce: str = "mean"
+) -> torch.Tensor:
+    """EG3D tri-plane lookup.
+
+    planes [N, 3, C, H, W], points [N, M, 3] -> [N, M, C] ("mean") or [N, M, 3C] ("concat").
+    Plane 0 samples (x, y), plane 1 (x, z), plane 2 (z, x); bilinear, zero padding,
+    align_corners=False, coordinates scaled by 2 / box_warp.
+    """
+    N, _, C, H, W = planes.shape
+    M = points.shape[1]
+    if M == 0:
+        return planes.new_zeros(N, 0, C if reduce == "mean" else 3 * C)
+    x, y, z = (points * (2.0 / box_warp)).unbind(-1)
+    uv = torch.stack([torch.stack(pair, -1) for pair in ((x, y), (x, z), (z, x))], 1)  # [N, 3, M, 2]
+    sampled = F.grid_sample(
+        planes.reshape(N * 3, C, H, W),
+        uv.reshape(N * 3, 1, M, 2),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
+    )  # [N*3, C, 1, M]
+    sampled = sampled.reshape(N, 3, C, M).permute(0, 1, 3, 2)  # [N, 3, M, C]
+    if reduce == "mean":
+        return sampled.mean(1)
+    return sampled.permute(0, 2, 1, 3).reshape(N, M, 3 * C)
+
+
+# ---------------------------------------------------------------------------------------
+# composite_rays (DESIGN 2.2)
+# ---------------------------------------------------------------------------------------
+
+
+def composite_rays(
+    colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor, white_back: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """EG3D MipRayMarcher2 volume compositing.
+
+    colors [N, R, S, C], densities [N, R, S, 1] (raw), depths [N, R, S, 1] sorted along S.
+    Returns features [N, R, C] (mapped x*2-1), depth [N, R, 1], weights [N, R, S-1, 1].
+    The depth is clamped to the min/max of the whole `depths` tensor (as EG3D does).
+    """
+    deltas = depths[:, :, 1:] - depths[:, :, :-1]
+    colors_mid = (colors[:, :, :-1] + colors[:, :, 1:]) / 2
+    densities_mid = (densities[:, :, :-1] + densities[:, :, 1:]) / 2
+    depths_mid = (depths[:, :, :-1] + depths[:, :, 1:]) / 2
+    sigma = F.softplus(densities_mid - 1)
+    alpha = 1 - torch.exp(-sigma * deltas)
+    shifted = torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], -2)
+    weights = alpha * torch.cumprod(shifted, -2)[:, :, :-1]
+    rgb = torch.sum(weights * colors_mid, -2)
+    weight_total = weights.sum(2)
+    depth = torch.sum(weights * depths_mid, -2) / weight_total
+    depth = torch.nan_to_num(depth, float("inf"))
+    if depths.numel() > 0:
+        depth = torch.clamp(depth, torch.min(depths), torch.max(depths))
+    if white_back:
+        rgb = rgb + 1 - weight_total
+    return rgb * 2 - 1, depth, weights
