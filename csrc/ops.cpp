@@ -1,7 +1,6 @@
 // Every op schema of nofa, and nothing else. Implementations are registered per backend
 // (csrc/cpu/*.cpp, csrc/cuda/*.cpp) with TORCH_LIBRARY_IMPL; autograd and fake (meta)
 // implementations live in Python (nofa/ops/).
-#include <Python.h>
 #include <torch/library.h>
 
 #include <string>
@@ -9,15 +8,6 @@
 #ifndef NOFA_CUDA_ARCHS
 #define NOFA_CUDA_ARCHS ""
 #endif
-
-extern "C" {
-// `import nofa._C` loads this library, which runs the registrations below.
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "nofa's C++/CUDA ops", -1,
-                                          nullptr};
-  return PyModule_Create(&module_def);
-}
-}
 
 namespace nofa {
 
