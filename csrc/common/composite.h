@@ -35,20 +35,25 @@ NOFA_HD T transmit_eps() {
   return T(1e-10);
 }
 
-// softplus(x) with PyTorch's defaults (beta 1, threshold 20), applied to density_mid - 1.
+// softplus(x) with PyTorch's defaults (beta 1, threshold 20) at x = density_mid - 1, and
+// its derivative written as PyTorch's softplus backward does (z / (z + 1), z = exp(x)),
+// sharing the one exp.
 template <typename T>
-NOFA_HD T density_activation(T density_mid) {
+NOFA_HD T density_activation(T density_mid, T& grad) {
   const T x = density_mid - T(1);
-  return x > T(20) ? x : std::log1p(std::exp(x));
+  if (x > T(20)) {
+    grad = T(1);
+    return x;
+  }
+  const T z = std::exp(x);
+  grad = z / (z + T(1));
+  return std::log1p(z);
 }
 
-// d softplus(x) / dx at x = density_mid - 1, written as PyTorch's softplus backward does.
 template <typename T>
-NOFA_HD T density_activation_grad(T density_mid) {
-  const T x = density_mid - T(1);
-  if (x > T(20)) return T(1);
-  const T z = std::exp(x);
-  return z / (z + T(1));
+NOFA_HD T density_activation(T density_mid) {
+  T unused;
+  return density_activation(density_mid, unused);
 }
 
 // alpha = 1 - exp(-sigma * delta); `decay` = exp(-sigma * delta) is d alpha / d(sigma*delta).
@@ -59,6 +64,58 @@ NOFA_HD T interval_alpha(T sigma, T delta, T& decay) {
   decay = std::exp(-(sigma * delta));
   return T(1) - decay;
 }
+
+// Everything about interval k (between samples k and k + 1) that the backward reuses.
+template <typename T>
+struct Interval {
+  T sigma, dsigma;  // activated density and d sigma / d density_mid
+  T delta, alpha, decay;
+};
+
+template <typename T>
+NOFA_HD Interval<T> interval_at(const T* dens, const T* z, int64_t k) {
+  Interval<T> iv;
+  iv.sigma = density_activation((dens[k] + dens[k + 1]) / T(2), iv.dsigma);
+  iv.delta = z[k + 1] - z[k];
+  iv.alpha = interval_alpha(iv.sigma, iv.delta, iv.decay);
+  return iv;
+}
+
+// Scratch of one ray, struct-of-arrays: field f of interval k at buf[(f * K + k) * stride]
+// (stride 1 on the CPU, so a field is a contiguous run the CPU can fill with SIMD; the
+// ray count on CUDA, where thread r owns column r and neighbouring threads touch
+// neighbouring addresses).
+enum IntervalField : int64_t { kTrans = 0, kSigma, kDSigma, kDelta, kAlpha, kDecay, kScratch };
+
+template <typename T>
+NOFA_HD void store_interval(T* buf, int64_t K, int64_t stride, int64_t k, const Interval<T>& iv) {
+  buf[(kSigma * K + k) * stride] = iv.sigma;
+  buf[(kDSigma * K + k) * stride] = iv.dsigma;
+  buf[(kDelta * K + k) * stride] = iv.delta;
+  buf[(kAlpha * K + k) * stride] = iv.alpha;
+  buf[(kDecay * K + k) * stride] = iv.decay;
+}
+
+// All K intervals of a ray into the scratch (every field but kTrans).
+template <typename T>
+NOFA_HD void fill_intervals(const T* dens, const T* z, int64_t K, T* buf, int64_t stride) {
+  for (int64_t k = 0; k < K; ++k) store_interval(buf, K, stride, k, interval_at(dens, z, k));
+}
+
+// Where ray_weights gets alpha_k: computed on the spot, or read from a filled scratch.
+template <typename T>
+struct AlphaFromInputs {
+  const T* dens;
+  const T* z;
+  NOFA_HD T operator()(int64_t k) const { return interval_at(dens, z, k).alpha; }
+};
+
+template <typename T>
+struct AlphaFromScratch {
+  const T* buf;
+  int64_t K, stride;
+  NOFA_HD T operator()(int64_t k) const { return buf[(kAlpha * K + k) * stride]; }
+};
 
 template <typename T>
 NOFA_HD T transmit_factor(T alpha) {
@@ -107,17 +164,15 @@ NOFA_HD void clamp_grad(T v, T lo, T hi, T g, T& gv, T& glo, T& ghi) {
   }
 }
 
-// Forward weights of one ray. dens, z: the ray's S raw densities and depths (contiguous).
+// Forward weights of one ray with S = K + 1 depths z (contiguous) and alpha_k = alpha_at(k).
 // Writes w_k to w[k * w_stride] (may be null) and returns sum(w) and sum(w * depth_mid).
-template <typename T>
-NOFA_HD void ray_weights(const T* dens, const T* z, int64_t K, T* w, int64_t w_stride, T& wsum,
-                         T& zsum) {
+template <typename T, typename AlphaAt>
+NOFA_HD void ray_weights(const T* z, int64_t K, const AlphaAt& alpha_at, T* w, int64_t w_stride,
+                         T& wsum, T& zsum) {
   T trans = T(1);
   wsum = zsum = T(0);
   for (int64_t k = 0; k < K; ++k) {
-    const T sigma = density_activation((dens[k] + dens[k + 1]) / T(2));
-    T decay;
-    const T alpha = interval_alpha(sigma, z[k + 1] - z[k], decay);
+    const T alpha = alpha_at(k);
     const T wk = alpha * trans;
     if (w) w[k * w_stride] = wk;
     wsum += wk;
@@ -136,21 +191,20 @@ struct RayCotangents {
   T lo, hi;       // the depth clamp range (min / max of the whole depths tensor)
 };
 
-// Backward of one ray. buf (stride buf_stride, K entries) is scratch; on return it holds
-// the weights w_k (the colour gradient needs them). gdens ([S], overwritten) receives
+// Backward of one ray, from a scratch already filled by fill_intervals (or its SIMD twin
+// on the CPU), so no exp / log1p is evaluated here. gdens ([S], overwritten) receives
 // dL/d densities; gz ([S], overwritten, may be null) dL/d depths without the clamp-bound
 // part, which goes to glo / ghi (dL/d lo, dL/d hi) for the caller to route to the
-// elements of depths that hold the minimum / maximum.
+// elements of depths that hold the minimum / maximum. On return field kTrans holds the
+// weights w_k (the colour gradient needs them).
 template <typename T>
-NOFA_HD void ray_backward(const T* dens, const T* z, int64_t K, const RayCotangents<T>& ct,
-                          T* buf, int64_t buf_stride, T* gdens, T* gz, T& glo, T& ghi) {
-  // Forward again, keeping T_k in buf.
+NOFA_HD void ray_backward(const T* z, int64_t K, const RayCotangents<T>& ct, T* buf,
+                          int64_t stride, T* gdens, T* gz, T& glo, T& ghi) {
+  auto at = [&](IntervalField f, int64_t k) -> T& { return buf[(f * K + k) * stride]; };
   T trans = T(1), wsum = T(0), zsum = T(0);
   for (int64_t k = 0; k < K; ++k) {
-    const T sigma = density_activation((dens[k] + dens[k + 1]) / T(2));
-    T decay;
-    const T alpha = interval_alpha(sigma, z[k + 1] - z[k], decay);
-    buf[k * buf_stride] = trans;
+    const T alpha = at(kAlpha, k);
+    at(kTrans, k) = trans;
     wsum += alpha * trans;
     zsum += alpha * trans * ((z[k] + z[k + 1]) / T(2));
     trans *= transmit_factor(alpha);
@@ -159,38 +213,32 @@ NOFA_HD void ray_backward(const T* dens, const T* z, int64_t K, const RayCotange
   // values, and 0/0 (an empty ray) gets none, where autograd through zsum / wsum would
   // produce 0 * (1/0) = NaN.
   const T raw = zsum / wsum;
-  T graw, gv;
+  T gv;
   clamp_grad(nan_to_inf(raw), ct.lo, ct.hi, ct.gdepth, gv, glo, ghi);
-  graw = is_finite(raw) ? gv : T(0);
+  const T graw = is_finite(raw) ? gv : T(0);
   // d depth / d zsum and d depth / d wsum; both 0 (not 0 * NaN) when raw gets no gradient.
   const T gzsum = graw != T(0) ? graw / wsum : T(0);
   const T gwsum = graw != T(0) ? -gzsum * raw : T(0);
   const T bconst = ct.gw_const + gwsum;
 
-  T suffix = T(0);                       // G_k
-  T gd_next = T(0), gz_next = T(0);      // contributions to sample k + 1 from interval k + 1
+  T suffix = T(0);                   // G_k
+  T gd_next = T(0), gz_next = T(0);  // what sample k + 1 gets from interval k + 1
   for (int64_t k = K - 1; k >= 0; --k) {
-    const T dmid = (dens[k] + dens[k + 1]) / T(2);
-    const T sigma = density_activation(dmid);
-    const T delta = z[k + 1] - z[k];
-    T decay;
-    const T alpha = interval_alpha(sigma, delta, decay);
-    const T tk = buf[k * buf_stride];
+    const T tk = at(kTrans, k), alpha = at(kAlpha, k);
     const T wk = alpha * tk;
-    const T zmid = (z[k] + z[k + 1]) / T(2);
-    T b = bconst + gzsum * zmid;
-    if (ct.e) b += (ct.e[k] + ct.e[k + 1]) / T(2);
-    if (ct.gw) b += ct.gw[k];
-    const T galpha = tk * (b - suffix);
-    suffix = b * alpha + transmit_factor(alpha) * suffix;
-    buf[k * buf_stride] = wk;
+    T cot = bconst + gzsum * ((z[k] + z[k + 1]) / T(2));  // b_k, the cotangent of w_k
+    if (ct.e) cot += (ct.e[k] + ct.e[k + 1]) / T(2);
+    if (ct.gw) cot += ct.gw[k];
+    const T galpha = tk * (cot - suffix);
+    suffix = cot * alpha + transmit_factor(alpha) * suffix;
+    at(kTrans, k) = wk;
 
-    const T gx = galpha * decay;  // d alpha / d(sigma * delta) = exp(-sigma * delta)
-    const T gdmid = gx * delta * density_activation_grad(dmid);
+    const T gx = galpha * at(kDecay, k);  // d alpha / d(sigma * delta) = exp(-sigma * delta)
+    const T gdmid = gx * at(kDelta, k) * at(kDSigma, k);
     gdens[k + 1] = gd_next + gdmid / T(2);
     gd_next = gdmid / T(2);
     if (gz) {
-      const T gdelta = gx * sigma;
+      const T gdelta = gx * at(kSigma, k);
       const T gzmid = gzsum * wk;
       gz[k + 1] = gz_next + gdelta + gzmid / T(2);
       gz_next = -gdelta + gzmid / T(2);

@@ -13,6 +13,7 @@
 
 #include "common/composite.h"
 #include "composite_rays.h"
+#include "cpu/composite_intervals.h"
 
 namespace nofa {
 namespace {
@@ -28,10 +29,13 @@ struct Dims {
 template <typename T>
 void forward_rays(const T* col, const T* den, const T* z, T* feat, T* depth, T* w,
                   const Dims<T>& d, T lo, T hi, bool white, int64_t begin, int64_t end) {
+  std::vector<T> buf(d.K * kScratch);
   for (int64_t r = begin; r < end; ++r) {
     T wsum, zsum;
     T* wr = w + r * d.K;
-    ray_weights(den + r * d.S, z + r * d.S, d.K, wr, int64_t(1), wsum, zsum);
+    const T* zr = z + r * d.S;
+    fill_intervals_cpu(den + r * d.S, zr, d.K, buf.data());
+    ray_weights(zr, d.K, AlphaFromScratch<T>{buf.data(), d.K, 1}, wr, int64_t(1), wsum, zsum);
     depth[r] = ray_depth(zsum, wsum, lo, hi);
     T* f = feat + r * d.C;
     std::fill(f, f + d.C, T(0));
@@ -39,6 +43,7 @@ void forward_rays(const T* col, const T* den, const T* z, T* feat, T* depth, T* 
     for (int64_t s = 0; s < d.S; ++s) {
       const T u = ((s > 0 ? wr[s - 1] : T(0)) + (s < d.K ? wr[s] : T(0))) / T(2);
       const T* cs = cr + s * d.C;
+#pragma omp simd
       for (int64_t c = 0; c < d.C; ++c) f[c] += u * cs[c];
     }
     for (int64_t c = 0; c < d.C; ++c) {
@@ -63,7 +68,7 @@ struct Grads {
 template <typename T>
 void backward_rays(const T* col, const T* den, const T* z, const Grads<T>& g, const Dims<T>& d,
                    T lo, T hi, bool white, int64_t begin, int64_t end) {
-  std::vector<T> grgb(d.C), e(d.S), buf(d.K), gden_scratch(d.S);
+  std::vector<T> grgb(d.C), e(d.S), buf(d.K * kScratch), gden_scratch(d.S);
   for (int64_t r = begin; r < end; ++r) {
     const T* cr = col + r * d.S * d.C;
     RayCotangents<T> ct{nullptr, g.gw ? g.gw + r * d.K : nullptr, T(0),
@@ -78,6 +83,7 @@ void backward_rays(const T* col, const T* den, const T* z, const Grads<T>& g, co
       for (int64_t s = 0; s < d.S; ++s) {
         const T* cs = cr + s * d.C;
         T acc = T(0);
+#pragma omp simd reduction(+ : acc)
         for (int64_t c = 0; c < d.C; ++c) acc += grgb[c] * cs[c];
         e[s] = acc;
       }
@@ -85,7 +91,8 @@ void backward_rays(const T* col, const T* den, const T* z, const Grads<T>& g, co
     }
     T glo, ghi;
     T* gden = g.gden ? g.gden + r * d.S : gden_scratch.data();
-    ray_backward(den + r * d.S, z + r * d.S, d.K, ct, buf.data(), int64_t(1), gden,
+    fill_intervals_cpu(den + r * d.S, z + r * d.S, d.K, buf.data());
+    ray_backward(z + r * d.S, d.K, ct, buf.data(), int64_t(1), gden,
                  g.gdep ? g.gdep + r * d.S : nullptr, glo, ghi);
     if (g.bounds) {
       g.bounds[2 * r] = glo;
@@ -98,11 +105,51 @@ void backward_rays(const T* col, const T* den, const T* z, const Grads<T>& g, co
         continue;
       }
       for (int64_t s = 0; s < d.S; ++s) {
+        // Field kTrans of the scratch now holds the weights.
         const T u = ((s > 0 ? buf[s - 1] : T(0)) + (s < d.K ? buf[s] : T(0))) / T(2);
         T* gcs = gc + s * d.C;
+#pragma omp simd
         for (int64_t c = 0; c < d.C; ++c) gcs[c] = u * grgb[c];
       }
     }
+  }
+}
+
+// min / max of the whole depths tensor (NaN if any depth is NaN, like torch.min / max).
+// Serial: one pass over rays * S values costs less than waking the thread pool.
+template <typename T>
+void depth_range(const T* z, int64_t n, T& lo, T& hi) {
+  lo = hi = z[0];
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = z[i];
+    if (v != v) {
+      lo = hi = v;
+      return;
+    }
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+}
+
+// The CPU twin of add_bound_grads (composite_rays.h), in plain loops: usually no ray's
+// depth sits on a bound and nothing is to be done.
+template <typename T>
+void add_bound_grads(T* gz, const T* z, int64_t n, T lo, T hi, const T* bounds, int64_t rays) {
+  T tlo = T(0), thi = T(0);
+  for (int64_t r = 0; r < rays; ++r) {
+    tlo += bounds[2 * r];
+    thi += bounds[2 * r + 1];
+  }
+  if (tlo == T(0) && thi == T(0)) return;
+  int64_t nlo = 0, nhi = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    nlo += z[i] == lo;
+    nhi += z[i] == hi;
+  }
+  const T slo = tlo / T(nlo), shi = thi / T(nhi);
+  for (int64_t i = 0; i < n; ++i) {
+    if (z[i] == lo) gz[i] += slo;
+    if (z[i] == hi) gz[i] += shi;
   }
 }
 
@@ -123,11 +170,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_cpu(const at::Tens
   auto weights = at::empty({N, R, S - 1, 1}, colors.options());
   if (N * R == 0) return {feat, depth, weights};
   const auto col = colors.contiguous(), den = densities.contiguous(), z = depths.contiguous();
-  const auto range = at::aminmax(z);
   AT_DISPATCH_FLOATING_TYPES(colors.scalar_type(), "composite_rays_cpu", [&] {
     const auto d = dims_of<scalar_t>(colors);
-    const scalar_t lo = std::get<0>(range).item<scalar_t>(), hi = std::get<1>(range).item<scalar_t>();
     const scalar_t *cp = col.data_ptr<scalar_t>(), *dp = den.data_ptr<scalar_t>(), *zp = z.data_ptr<scalar_t>();
+    scalar_t lo, hi;
+    depth_range(zp, d.rays * d.S, lo, hi);
     scalar_t *fp = feat.data_ptr<scalar_t>(), *op = depth.data_ptr<scalar_t>(), *wp = weights.data_ptr<scalar_t>();
     at::parallel_for(0, d.rays, kGrain, [&](int64_t b, int64_t e) {
       forward_rays(cp, dp, zp, fp, op, wp, d, lo, hi, white_back, b, e);
@@ -152,20 +199,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_backward_cpu(
   auto gdep = depths_grad ? at::empty({N, R, S, 1}, opts) : at::empty({0}, opts);
   if (N * R == 0 || !(colors_grad || densities_grad || depths_grad)) return {gcol, gden, gdep};
   const auto col = colors.contiguous(), den = densities.contiguous(), z = depths.contiguous();
-  const auto range = at::aminmax(z);
   auto bounds = depths_grad ? at::empty({N * R, 2}, opts) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(colors.scalar_type(), "composite_rays_backward_cpu", [&] {
     using T = scalar_t;
     const auto d = dims_of<T>(colors);
-    const T lo = std::get<0>(range).item<T>(), hi = std::get<1>(range).item<T>();
+    T lo, hi;
+    depth_range(z.data_ptr<T>(), d.rays * d.S, lo, hi);
     auto ptr = [](const at::Tensor& t) -> T* { return t.defined() && t.numel() ? t.data_ptr<T>() : nullptr; };
     const Grads<T> g{ptr(gf), ptr(gz), ptr(gw), ptr(gcol), ptr(gden), ptr(gdep), ptr(bounds)};
     const T *cp = col.data_ptr<T>(), *dp = den.data_ptr<T>(), *zp = z.data_ptr<T>();
     at::parallel_for(0, d.rays, kGrain, [&](int64_t b, int64_t e) {
       backward_rays(cp, dp, zp, g, d, lo, hi, white_back, b, e);
     });
+    if (depths_grad) add_bound_grads(g.gdep, zp, d.rays * d.S, lo, hi, g.bounds, d.rays);
   });
-  if (depths_grad) add_bound_grads(gdep, z, std::get<0>(range), std::get<1>(range), bounds);
   return {gcol, gden, gdep};
 }
 

@@ -2,7 +2,7 @@
 // the per-ray scalar work runs one thread per ray (common/composite.h, the same code as
 // the CPU); the channel work runs one thread per (ray, channel) or (ray, sample, channel)
 // so that neighbouring threads read neighbouring channels. The backward keeps T_k, then
-// w_k, in a [K, rays] scratch: thread r touches column r, so those accesses coalesce.
+// w_k, in a [kScratch * K, rays] scratch: thread r touches column r, so those accesses coalesce.
 #include "common/composite.h"
 #include "cuda/composite_rays_kernels.h"
 
@@ -27,7 +27,9 @@ __global__ void weights_kernel(const T* __restrict__ dens, const T* __restrict__
   const int64_t r = thread_index();
   if (r >= rays) return;
   T wsum, zsum;
-  ray_weights(dens + r * S, z + r * S, S - 1, weights + r * (S - 1), int64_t(1), wsum, zsum);
+  const T* zr = z + r * S;
+  ray_weights(zr, S - 1, AlphaFromInputs<T>{dens + r * S, zr}, weights + r * (S - 1), int64_t(1),
+              wsum, zsum);
   depth[r] = ray_depth(zsum, wsum, *lo, *hi);
 }
 
@@ -84,8 +86,9 @@ __global__ void ray_backward_kernel(const T* __restrict__ gf, const T* __restric
     ct.gw_const = -total;
   }
   T glo, ghi;
-  ray_backward(dens + r * S, z + r * S, K, ct, wbuf + r, rays, gden + r * S,
-               gdep ? gdep + r * S : nullptr, glo, ghi);
+  fill_intervals(dens + r * S, z + r * S, K, wbuf + r, rays);
+  ray_backward(z + r * S, K, ct, wbuf + r, rays, gden + r * S, gdep ? gdep + r * S : nullptr, glo,
+               ghi);
   if (bounds) {
     bounds[2 * r] = glo;
     bounds[2 * r + 1] = ghi;
@@ -99,7 +102,9 @@ __global__ void color_grad_kernel(const T* __restrict__ gf, const T* __restrict_
   const int64_t idx = thread_index();
   if (idx >= rays * S * C) return;
   const int64_t c = idx % C, rs = idx / C, s = rs % S, r = rs / S, K = S - 1;
-  const T u = ((s > 0 ? wbuf[(s - 1) * rays + r] : T(0)) + (s < K ? wbuf[s * rays + r] : T(0))) / T(2);
+  // Field kTrans of the scratch holds the weights after the ray kernel.
+  const T u = ((s > 0 ? wbuf[(kTrans * K + s - 1) * rays + r] : T(0)) +
+               (s < K ? wbuf[(kTrans * K + s) * rays + r] : T(0))) / T(2);
   gcol[idx] = u * (T(2) * gf[r * C + c]);
 }
 

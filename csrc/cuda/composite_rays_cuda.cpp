@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/composite.h"
 #include "composite_rays.h"
 #include "cuda/composite_rays_kernels.h"
 
@@ -65,7 +66,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_backward_cuda(
   const auto col = colors.contiguous(), den = densities.contiguous(), z = depths.contiguous();
   const auto range = at::aminmax(z);
   auto scratch_e = gf.defined() ? at::empty({N * R * S}, opts) : at::Tensor();
-  auto scratch_w = at::empty({(S - 1) * N * R}, opts);
+  auto scratch_w = at::empty({(S - 1) * kScratch * N * R}, opts);
   auto bounds = depths_grad ? at::empty({N * R, 2}, opts) : at::Tensor();
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(colors.scalar_type(), "composite_rays_backward_cuda", [&] {

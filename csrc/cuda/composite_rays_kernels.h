@@ -15,7 +15,8 @@ void launch_composite_rays_forward(const T* colors, const T* densities, const T*
                                    cudaStream_t stream);
 
 // grad_features / grad_depth / grad_weights may each be null (no cotangent).
-// Scratch: e [rays * S] (used when grad_features is given) and w [K * rays].
+// Scratch: e [rays * S] (used when grad_features is given) and w [K * kScratch * rays]
+// (kScratch from common/composite.h).
 // grad_densities [rays * S] is always written; grad_colors, grad_depths and bounds
 // ([rays, 2] per-ray gradients of the clamp bounds) may be null.
 template <typename T>
