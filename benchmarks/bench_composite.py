@@ -98,9 +98,9 @@ def memory_child(rays: int, S: int, C: int, backend: str) -> None:
     print(json.dumps({"extra_bytes": (peak - before) * 1024}))
 
 
-def measure_memory(rays, S, C, backend) -> int:
+def measure_memory(rays, S, C, backend, threads) -> int:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=ROOT)
-    cmd = [sys.executable, os.path.abspath(__file__), "--_memory_child", backend,
+    cmd = [sys.executable, os.path.abspath(__file__), "--_memory_child", backend, "--threads", str(threads),
            "--rays", str(rays), "--samples", str(S), "--channels", str(C)]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["extra_bytes"]
@@ -125,10 +125,14 @@ def main() -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--write", help="write a Markdown results file here")
+    p.add_argument("--append", action="store_true", help="append the run's section to --write")
     p.add_argument("--_memory_child", help=argparse.SUPPRESS)
     args = p.parse_args()
     S, C = args.samples, args.channels
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args._memory_child:
         memory_child(args.rays[0], S, C, args._memory_child)
         return 0
@@ -139,7 +143,9 @@ def main() -> int:
     rows = []
     for rays in args.rays:
         t = time_both(rays, S, C, args.device, args.warmup, args.repeats)
-        mem = {b: measure_memory(rays, S, C, b) for b in ("kernels", "torch")} if args.device == "cpu" else None
+        mem = None
+        if args.device == "cpu":
+            mem = {b: measure_memory(rays, S, C, b, args.threads) for b in ("kernels", "torch")}
         rows.append((rays, t, mem))
         line = f"R={rays} S={S} C={C}: kernel {t['kernels'] * 1e3:.2f} ms, reference {t['torch'] * 1e3:.2f} ms, " \
                f"speed-up {t['torch'] / t['kernels']:.2f}x"
@@ -154,17 +160,31 @@ def main() -> int:
 
 def write_results(args, rows, device_name) -> None:
     S, C = args.samples, args.channels
-    cmd = "PYTHONPATH=$PWD python benchmarks/bench_composite.py " + " ".join(
-        a if not a.startswith(ROOT) else os.path.relpath(a, ROOT) for a in sys.argv[1:])
-    lines = [
-        f"# composite_rays benchmark ({args.device})",
+    cmd = "PYTHONPATH=$PWD python benchmarks/bench_composite.py " + " ".join(sys.argv[1:])
+    lines = []
+    if not args.append:
+        doc = " ".join(__doc__.split("Peak extra memory:", 1)[1].split())
+        lines += [
+            f"# composite_rays benchmark ({args.device})",
+            "",
+            f"Problem: N = 1, S = {S} samples, C = {C} channels, float32; forward + backward with "
+            "cotangents on features, depth and weights (gradients to colors, densities, depths).",
+            "",
+            "Time: median of the repeats after the warm-up runs, both backends interleaved in one "
+            "process, so load on the machine affects both alike.",
+            "",
+            "Peak extra memory: " + doc,
+            "",
+        ]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines += [
+        f"## {torch.get_num_threads()} thread(s)",
         "",
         f"- Command: `{cmd}`",
-        f"- Device: {device_name}; torch {torch.__version__}; {torch.get_num_threads()} threads",
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- Problem: N = 1, S = {S} samples, C = {C} channels, float32; forward + backward with "
-        "cotangents on features, depth and weights. Median of "
-        f"{args.repeats} runs after {args.warmup} warm-up runs, both backends interleaved in one process.",
+        f"- Device: {device_name}, {os.cpu_count()} logical CPUs; torch {torch.__version__}; "
+        f"{torch.get_num_threads()} torch threads; load average {load:.1f} at the end of the run",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; "
+        f"{args.repeats} repeats after {args.warmup} warm-up runs",
         "",
         "| rays R | kernel fwd+bwd (ms) | reference fwd+bwd (ms) | speed-up | kernel peak extra (MiB) "
         "| reference peak extra (MiB) | kernel / reference memory |",
@@ -175,11 +195,9 @@ def write_results(args, rows, device_name) -> None:
              if mem else "n/a | n/a | n/a")
         lines.append(f"| {rays} | {t['kernels'] * 1e3:.2f} | {t['torch'] * 1e3:.2f} | "
                      f"{t['torch'] / t['kernels']:.2f}x | {m} |")
-    lines += ["", "Memory method (from the script's docstring):", ""]
-    doc = __doc__.split("Peak extra memory:", 1)[1].strip()
-    lines += ["Peak extra memory: " + " ".join(doc.split()), ""]
-    with open(args.write, "w") as f:
-        f.write("\n".join(lines))
+    lines.append("")
+    with open(args.write, "a" if args.append else "w") as f:
+        f.write("\n".join(lines) + "\n")
     print(f"wrote {args.write}")
 
 
