@@ -144,6 +144,15 @@ def test_saturation(device, white_back):
         assert torch.isfinite(g).all()
 
 
+@pytest.mark.parametrize("white_back", [False, True])
+def test_scalar_cpu_path(monkeypatch, white_back):
+    # On AVX2 CPUs the float32 kernel computes exp / log1p with SIMD; this forces the scalar
+    # interval math (what other CPUs and, line for line, the CUDA kernels run).
+    monkeypatch.setenv("NOFA_COMPOSITE_SCALAR", "1")
+    compare(make_inputs(2, 24, 48, 3), white_back)
+    compare(saturated_inputs("cpu"), white_back)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_depth_gradient_on_clamp_bound(device):
     # All rays share the same depths, so min and max are tied across rays: the empty rays'

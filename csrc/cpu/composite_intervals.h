@@ -6,8 +6,11 @@
 // the results match the reference's to the bit where both use them). They are declared
 // weak: a torch build that does not export them, or a CPU without AVX2 / FMA, takes the
 // scalar fill_intervals of common/composite.h (also what float64 and the tail use).
+// In float32 the two paths agree to rounding (a few ulp), not bit for bit.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "common/composite.h"
 
@@ -59,16 +62,30 @@ inline bool avx2_intervals_available() {
 }
 #endif
 
+// Whether fill_intervals_cpu may take the SIMD path: AVX2 + FMA + SLEEF present and the
+// environment variable NOFA_COMPOSITE_SCALAR unset or "0" (it forces the scalar path, the
+// one non-AVX2 CPUs and the CUDA kernels run, so the tests can compare it too).
+inline bool use_simd_intervals() {
+  const char* force = std::getenv("NOFA_COMPOSITE_SCALAR");
+  if (force && *force && std::strcmp(force, "0") != 0) return false;
+#ifdef NOFA_AVX2_INTERVALS
+  return avx2_intervals_available();
+#else
+  return false;
+#endif
+}
+
 // The scratch (stride 1) of one ray with K intervals: every field but kTrans.
 template <typename T>
-inline void fill_intervals_cpu(const T* dens, const T* z, int64_t K, T* buf) {
+inline void fill_intervals_cpu(const T* dens, const T* z, int64_t K, T* buf, bool /*simd*/) {
   fill_intervals(dens, z, K, buf, int64_t(1));
 }
 
 template <>
-inline void fill_intervals_cpu<float>(const float* dens, const float* z, int64_t K, float* buf) {
+inline void fill_intervals_cpu<float>(const float* dens, const float* z, int64_t K, float* buf,
+                                      bool simd) {
 #ifdef NOFA_AVX2_INTERVALS
-  if (avx2_intervals_available()) {
+  if (simd) {
     fill_intervals_avx2(dens, z, K, buf);
     return;
   }

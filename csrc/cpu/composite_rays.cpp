@@ -23,6 +23,7 @@ constexpr int64_t kGrain = 16;  // rays per task: a ray is ~S*C multiply-adds
 template <typename T>
 struct Dims {
   int64_t rays, S, C, K;
+  bool simd;  // fill_intervals_cpu may use SIMD
 };
 
 // features[c] = sum_k w_k (c_k + c_{k+1}) / 2, summed per sample: sum_s c_s (w_{s-1} + w_s) / 2.
@@ -34,7 +35,7 @@ void forward_rays(const T* col, const T* den, const T* z, T* feat, T* depth, T* 
     T wsum, zsum;
     T* wr = w + r * d.K;
     const T* zr = z + r * d.S;
-    fill_intervals_cpu(den + r * d.S, zr, d.K, buf.data());
+    fill_intervals_cpu(den + r * d.S, zr, d.K, buf.data(), d.simd);
     ray_weights(zr, d.K, AlphaFromScratch<T>{buf.data(), d.K, 1}, wr, int64_t(1), wsum, zsum);
     depth[r] = ray_depth(zsum, wsum, lo, hi);
     T* f = feat + r * d.C;
@@ -91,7 +92,7 @@ void backward_rays(const T* col, const T* den, const T* z, const Grads<T>& g, co
     }
     T glo, ghi;
     T* gden = g.gden ? g.gden + r * d.S : gden_scratch.data();
-    fill_intervals_cpu(den + r * d.S, z + r * d.S, d.K, buf.data());
+    fill_intervals_cpu(den + r * d.S, z + r * d.S, d.K, buf.data(), d.simd);
     ray_backward(z + r * d.S, d.K, ct, buf.data(), int64_t(1), gden,
                  g.gdep ? g.gdep + r * d.S : nullptr, glo, ghi);
     if (g.bounds) {
@@ -156,7 +157,7 @@ void add_bound_grads(T* gz, const T* z, int64_t n, T lo, T hi, const T* bounds, 
 template <typename T>
 Dims<T> dims_of(const at::Tensor& colors) {
   const int64_t S = colors.size(2);
-  return Dims<T>{colors.size(0) * colors.size(1), S, colors.size(3), S - 1};
+  return Dims<T>{colors.size(0) * colors.size(1), S, colors.size(3), S - 1, use_simd_intervals()};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_cpu(const at::Tensor& colors,
