@@ -24,8 +24,9 @@ def composite_rays(
     the three outputs (the weights feed importance sampling and may carry one). The depth
     is clamped to [depths.min(), depths.max()] (EG3D), so a ray whose depth sits on a
     bound passes its depth gradient to the elements holding that bound, as autograd
-    through the reference does. An empty ray (all weights 0) gets the far bound as depth
-    and no gradient from it (autograd through 0 / 0 would give NaN).
+    through the reference does. An empty ray (all weights 0) gets the far bound as depth;
+    its depth cotangent goes to that bound only, not through the 0 / 0 (where plain
+    autograd would give NaN). Double backward is not supported.
     """
     _checks.tensor("colors", colors, dims=4, layout="[N, R, S, C]")
     _checks.tensor("densities", densities, dims=4, layout="[N, R, S, 1]")
