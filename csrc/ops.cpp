@@ -38,6 +38,21 @@ TORCH_LIBRARY(nofa, m) {
   m.def(
       "sample_triplane_backward(Tensor grad_out, Tensor planes, Tensor points, float box_warp, "
       "str reduce, bool planes_grad, bool points_grad) -> (Tensor, Tensor)");
+
+  // ---- deform_points (DESIGN 2.3): the fused deformation field -------------------------
+  // Weights in nn.Linear layout; first layers take [PE(x) | alpha | beta] (D-Net) and
+  // [PE(x) | alpha] (W-Net). Returns (x_c [N, M, 3], offset [N, M, 3], weight [N, M, 1]).
+  m.def(
+      "deform_points(Tensor points, Tensor alpha, Tensor beta, Tensor[] d_weights, "
+      "Tensor[] d_biases, Tensor[] w_weights, Tensor[] w_biases, int n_freqs) "
+      "-> (Tensor, Tensor, Tensor)");
+  // Upstream gradients of (x_c, offset, weight) -> (grad_points, grad_alpha, grad_beta,
+  // grad_d_weights, grad_d_biases, grad_w_weights, grad_w_biases). Recomputes the forward.
+  m.def(
+      "deform_points_backward(Tensor grad_x_c, Tensor grad_offset, Tensor grad_weight, "
+      "Tensor points, Tensor alpha, Tensor beta, Tensor[] d_weights, Tensor[] d_biases, "
+      "Tensor[] w_weights, Tensor[] w_biases, int n_freqs) "
+      "-> (Tensor, Tensor, Tensor, Tensor[], Tensor[], Tensor[], Tensor[])");
 }
 
 }  // namespace nofa
