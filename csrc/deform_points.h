@@ -65,6 +65,27 @@ inline void check_deform_points(const at::Tensor& points, const at::Tensor& alph
   check_mlp(w_weights, w_biases, "w", P + A, 1, points);
 }
 
+// Width of the `hidden` tensor a forward with save_hidden keeps per point: the D-Net's
+// activations of layers 1 .. L-2 (the first layer is cheap to recompute from PE; the
+// W-Net is small), so the backward skips most of the recomputation.
+inline int64_t saved_hidden_width(at::TensorList d_weights) {
+  int64_t s = 0;
+  for (size_t l = 1; l + 1 < d_weights.size(); ++l) s += d_weights[l].size(0);
+  return s;
+}
+
+inline void check_saved_hidden(const at::Tensor& hidden, const at::Tensor& points,
+                               at::TensorList d_weights) {
+  if (hidden.numel() == 0) return;  // nothing saved: the backward recomputes everything
+  const int64_t S = saved_hidden_width(d_weights);
+  TORCH_CHECK(hidden.dim() == 3 && hidden.size(0) == points.size(0) &&
+                  hidden.size(1) == points.size(1) && hidden.size(2) == S,
+              "nofa: hidden must be empty or have shape [", points.size(0), ", ", points.size(1),
+              ", ", S, "], got ", shape_str(hidden));
+  check_same_dtype(hidden, "hidden", points, "points");
+  check_same_device(hidden, "hidden", points, "points");
+}
+
 // The per-call preparation both backends need.
 struct DeformPrep {
   int64_t P, A, B, Hd0, Hw0;

@@ -23,7 +23,7 @@
 namespace nofa {
 namespace {
 
-constexpr int64_t kTile = 256;
+constexpr int64_t kTile = 1024;
 
 // Shared, read-only state of one call.
 template <typename T>
@@ -93,33 +93,59 @@ void add_bias(T* h, int64_t t, int64_t C, const T* b) {
 }
 
 // The hidden layers after the first, and the output layer, of one MLP. `in` is the
-// first layer's activation (a strided view into h0); writes the output layer's raw
-// result (before sigmoid for the W-Net) into `out` [t, out_dim].
+// first layer's activation (a strided view into h0); `acts[l - 1]` ([t, H_l] views) receive
+// layer l's activation, unless `have_acts` says they already hold it (saved by the
+// forward), in which case only the output layer runs. Writes the output layer's raw result
+// (before the sigmoid for the W-Net) into `out` [t, out_dim].
 template <typename T>
 void mlp_tail_forward(const std::vector<at::Tensor>& W, const std::vector<at::Tensor>& b,
-                      at::Tensor in, std::vector<at::Tensor>& acts, int64_t t, at::Tensor out) {
+                      at::Tensor in, const std::vector<at::Tensor>& acts, bool have_acts,
+                      int64_t t, at::Tensor out) {
   const size_t L = W.size();
   for (size_t l = 1; l + 1 < L; ++l) {
-    at::Tensor a = rows(acts[l - 1], t);
-    at::mm_out(a, in, W[l].t());
-    bias_relu<T>(a.data_ptr<T>(), t, a.size(1), a.size(1), b[l].data_ptr<T>());
+    const at::Tensor& a = acts[l - 1];
+    if (!have_acts) {
+      at::mm_out(const_cast<at::Tensor&>(a), in, W[l].t());
+      bias_relu<T>(a.data_ptr<T>(), t, a.size(1), a.stride(0), b[l].data_ptr<T>());
+    }
     in = a;
   }
   at::mm_out(out, in, W[L - 1].t());
   add_bias<T>(out.data_ptr<T>(), t, out.size(1), b[L - 1].data_ptr<T>());
 }
 
-// Forward of one tile of t points (rows r0 .. r0 + t of the flattened [N*M] points, all
-// in batch element n). Fills the workspace (PE, activations, off, z).
+// Where a tile's D-Net activations of layers >= 1 live: the thread's workspace, or rows
+// r0 .. r0 + t of the `hidden` tensor [N * M, S] that a forward with grad saves.
+enum class Hidden { kScratch, kStore, kLoad };
+
 template <typename T>
-void tile_forward(const Net<T>& net, Workspace<T>& ws, const T* x, int64_t n, int64_t t) {
+std::vector<at::Tensor> d_acts_views(const Net<T>& net, Workspace<T>& ws, const at::Tensor& hidden,
+                                     Hidden mode, int64_t r0, int64_t t) {
+  std::vector<at::Tensor> v;
+  int64_t col = 0;
+  for (size_t l = 1; l + 1 < net.wd.size(); ++l) {
+    const int64_t H = net.wd[l].size(0);
+    v.push_back(mode == Hidden::kScratch ? rows(ws.acts_d[l - 1], t)
+                                         : hidden.narrow(0, r0, t).narrow(1, col, H));
+    col += H;
+  }
+  return v;
+}
+
+// Forward of one tile of t points (rows r0 .. r0 + t of the flattened [N*M] points, all
+// in batch element n). Fills the workspace (PE, activations, off, z) and `dacts`.
+template <typename T>
+void tile_forward(const Net<T>& net, Workspace<T>& ws, const std::vector<at::Tensor>& dacts,
+                  bool have_dacts, const T* x, int64_t n, int64_t t) {
   T* pe = ws.pe.template data_ptr<T>();
   for (int64_t i = 0; i < t; ++i) positional_encoding<double>(x + 3 * i, net.n_freqs, pe + i * net.P);
   at::Tensor h0 = rows(ws.h0, t);
   at::mm_out(h0, rows(ws.pe, t), net.w1_pe.t());
   bias_relu<T>(h0.data_ptr<T>(), t, net.H0, net.H0, net.c.template data_ptr<T>() + n * net.H0);
-  mlp_tail_forward<T>(net.wd, net.bd, h0.narrow(1, 0, net.Hd0), ws.acts_d, t, rows(ws.off, t));
-  mlp_tail_forward<T>(net.ww, net.bw, h0.narrow(1, net.Hd0, net.Hw0), ws.acts_w, t, rows(ws.z, t));
+  mlp_tail_forward<T>(net.wd, net.bd, h0.narrow(1, 0, net.Hd0), dacts, have_dacts, t, rows(ws.off, t));
+  std::vector<at::Tensor> wacts;
+  for (const auto& a : ws.acts_w) wacts.push_back(rows(a, t));
+  mlp_tail_forward<T>(net.ww, net.bw, h0.narrow(1, net.Hd0, net.Hw0), wacts, false, t, rows(ws.z, t));
 }
 
 // Per-thread gradient accumulators.
@@ -158,7 +184,7 @@ void mlp_backward(const std::vector<at::Tensor>& W, const at::Tensor& a0,
                   std::vector<at::Tensor>& gb, Workspace<T>& ws, at::Tensor d0, int64_t t) {
   const size_t L = W.size();
   for (size_t l = L - 1; l >= 1; --l) {
-    const at::Tensor a_prev = l >= 2 ? rows(acts[l - 2], t) : a0;  // input of layer l
+    const at::Tensor a_prev = l >= 2 ? acts[l - 2] : a0;  // input of layer l
     gw[l].addmm_(delta.t(), a_prev);
     col_sum_into<T>(delta.data_ptr<T>(), t, delta.size(1), delta.size(1), gb[l].data_ptr<T>());
     // Gradient of layer l-1's output, then through its ReLU (mask from its output).
@@ -183,9 +209,15 @@ void mlp_backward(const std::vector<at::Tensor>& W, const at::Tensor& a0,
 }
 
 template <typename T>
-void tile_backward(const Net<T>& net, Workspace<T>& ws, Grads<T>& gr, const T* x, const T* gxc,
-                   const T* goff, const T* gw, T* gx, int64_t n, int64_t t) {
-  tile_forward<T>(net, ws, x, n, t);
+void tile_backward(const Net<T>& net, Workspace<T>& ws, Grads<T>& gr, const at::Tensor& hidden,
+                   const T* x, const T* gxc, const T* goff, const T* gw, T* gx, int64_t n,
+                   int64_t r0, int64_t t) {
+  // Recompute what the forward did not save (everything, or all but the D-Net's layers >= 1).
+  const Hidden mode = hidden.numel() ? Hidden::kLoad : Hidden::kScratch;
+  const auto dacts = d_acts_views(net, ws, hidden, mode, r0, t);
+  tile_forward<T>(net, ws, dacts, mode == Hidden::kLoad, x, n, t);
+  std::vector<at::Tensor> wacts;
+  for (const auto& a : ws.acts_w) wacts.push_back(rows(a, t));
   const T* off = ws.off.template data_ptr<T>();
   const T* z = ws.z.template data_ptr<T>();
   T* doff = ws.doff.template data_ptr<T>();
@@ -194,9 +226,9 @@ void tile_backward(const Net<T>& net, Workspace<T>& ws, Grads<T>& gr, const T* x
     deform_head_backward(gxc + 3 * i, goff + 3 * i, gw[i], off + 3 * i, sigmoid(z[i]), doff + 3 * i, dz[i]);
   at::Tensor h0 = rows(ws.h0, t);
   at::Tensor dcat = rows(ws.dcat, t);
-  mlp_backward<T>(net.wd, h0.narrow(1, 0, net.Hd0), ws.acts_d, rows(ws.doff, t), gr.wd, gr.bd, ws,
+  mlp_backward<T>(net.wd, h0.narrow(1, 0, net.Hd0), dacts, rows(ws.doff, t), gr.wd, gr.bd, ws,
                   dcat.narrow(1, 0, net.Hd0), t);
-  mlp_backward<T>(net.ww, h0.narrow(1, net.Hd0, net.Hw0), ws.acts_w, rows(ws.dz, t), gr.ww, gr.bw,
+  mlp_backward<T>(net.ww, h0.narrow(1, net.Hd0, net.Hw0), wacts, rows(ws.dz, t), gr.ww, gr.bw,
                   ws, dcat.narrow(1, net.Hd0, net.Hw0), t);
   // First layers: PE columns (weight gradient and the route back to the points) and the
   // per-batch bias that carries alpha/beta.
@@ -241,10 +273,10 @@ void for_each_tile(int64_t N, int64_t M, F&& f_chunk) {
   at::parallel_for(0, N * per, 1, [&](int64_t b, int64_t e) { f_chunk(b, e, per); });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> deform_points_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_points_cpu(
     const at::Tensor& points, const at::Tensor& alpha, const at::Tensor& beta,
     at::TensorList d_weights, at::TensorList d_biases, at::TensorList w_weights,
-    at::TensorList w_biases, int64_t n_freqs) {
+    at::TensorList w_biases, int64_t n_freqs, bool save_hidden) {
   check_deform_points(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs);
   // Below autograd: the tile products write into out= buffers (parameters may require grad).
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -252,8 +284,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> deform_points_cpu(
   auto x_c = at::empty({N, M, 3}, points.options());
   auto offset = at::empty({N, M, 3}, points.options());
   auto weight = at::empty({N, M, 1}, points.options());
-  if (N * M == 0) return {x_c, offset, weight};
+  auto hidden = at::empty({save_hidden ? N : 0, M, save_hidden ? saved_hidden_width(d_weights) : 0},
+                          points.options());
+  if (N * M == 0) return {x_c, offset, weight, hidden};
   const auto pts = points.contiguous();
+  const auto hid = hidden.view({hidden.size(0) * M, hidden.size(2)});
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "deform_points_cpu", [&] {
     using T = scalar_t;
     const auto net = make_net<T>(pts, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs);
@@ -266,7 +301,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> deform_points_cpu(
       for (int64_t task = b; task < e; ++task) {
         const int64_t n = task / per, m0 = (task % per) * kTile, t = std::min(kTile, M - m0);
         const int64_t r0 = n * M + m0;
-        tile_forward<T>(net, ws, xp + 3 * r0, n, t);
+        const Hidden mode = save_hidden ? Hidden::kStore : Hidden::kScratch;
+        tile_forward<T>(net, ws, d_acts_views(net, ws, hid, mode, r0, t), false, xp + 3 * r0, n, t);
         const T* off = ws.off.template data_ptr<T>();
         const T* z = ws.z.template data_ptr<T>();
         for (int64_t i = 0; i < t; ++i) {
@@ -280,7 +316,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> deform_points_cpu(
       }
     });
   });
-  return {x_c, offset, weight};
+  return {x_c, offset, weight, hidden};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>,
@@ -289,10 +325,13 @@ deform_points_backward_cpu(const at::Tensor& grad_x_c, const at::Tensor& grad_of
                            const at::Tensor& grad_weight, const at::Tensor& points,
                            const at::Tensor& alpha, const at::Tensor& beta,
                            at::TensorList d_weights, at::TensorList d_biases,
-                           at::TensorList w_weights, at::TensorList w_biases, int64_t n_freqs) {
+                           at::TensorList w_weights, at::TensorList w_biases, int64_t n_freqs,
+                           const at::Tensor& hidden) {
   check_deform_points(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs);
+  check_saved_hidden(hidden, points, d_weights);
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t N = points.size(0), M = points.size(1);
+  const auto hid = hidden.numel() ? hidden.contiguous().view({N * M, -1}) : hidden;
   const auto pts = points.contiguous();
   const auto gxc = grad_or_zeros(grad_x_c, pts, "grad_x_c");
   const auto goff = grad_or_zeros(grad_offset, pts, "grad_offset");
@@ -323,8 +362,8 @@ deform_points_backward_cpu(const at::Tensor& grad_x_c, const at::Tensor& grad_of
         for (int64_t task = b; task < e; ++task) {
           const int64_t n = task / per, m0 = (task % per) * kTile, t = std::min(kTile, M - m0);
           const int64_t r0 = n * M + m0;
-          tile_backward<T>(net, ws, gr, xp + 3 * r0, gxcp + 3 * r0, goffp + 3 * r0, gwp + r0,
-                           gxp + 3 * r0, n, t);
+          tile_backward<T>(net, ws, gr, hid, xp + 3 * r0, gxcp + 3 * r0, goffp + 3 * r0, gwp + r0,
+                           gxp + 3 * r0, n, r0, t);
         }
       });
     }

@@ -119,19 +119,26 @@ def deform_points(
     args = (points, alpha, beta, list(d_weights), list(d_biases), list(w_weights), list(w_biases), n_freqs)
     if _use_kernels(points, d_weights, w_weights):
         _backend.record("deform_points", "kernels")
-        return tuple(torch.ops.nofa.deform_points(*args))
+        # With autograd recording, the kernel keeps the D-Net's hidden activations (all
+        # but the first layer) for the backward; without, nothing per point beyond a tile.
+        tensors = (points, alpha, beta, *d_weights, *d_biases, *w_weights, *w_biases)
+        save = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        x_c, offset, weight, _ = torch.ops.nofa.deform_points(*args, save)
+        return x_c, offset, weight
     _backend.record("deform_points", "torch")
     return reference.deform_points(*args)
 
 
 def _register() -> None:
     @torch.library.register_fake("nofa::deform_points")
-    def _(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs):
+    def _(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs, save_hidden=False):
         N, M = points.shape[0], points.shape[1]
-        return points.new_empty(N, M, 3), points.new_empty(N, M, 3), points.new_empty(N, M, 1)
+        S = sum(w.shape[0] for w in d_weights[1:-1])
+        hidden = points.new_empty(N, M, S) if save_hidden else points.new_empty(0, M, 0)
+        return points.new_empty(N, M, 3), points.new_empty(N, M, 3), points.new_empty(N, M, 1), hidden
 
     @torch.library.register_fake("nofa::deform_points_backward")
-    def _(gxc, goff, gw, points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs):
+    def _(gxc, goff, gw, points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs, hidden):
         like = lambda ts: [t.new_empty(t.shape) for t in ts]  # noqa: E731
         return (
             points.new_empty(points.shape), alpha.new_empty(alpha.shape), beta.new_empty(beta.shape),
@@ -139,14 +146,19 @@ def _register() -> None:
         )
 
     def setup_context(ctx, inputs, output):
-        points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs = inputs
+        points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs = inputs[:8]
+        hidden = output[3]
+        ctx.mark_non_differentiable(hidden)
+        # No zero-filled gradient for `hidden` (it is as large as the activations).
+        ctx.set_materialize_grads(False)
         ctx.n_d, ctx.n_w = len(d_weights), len(w_weights)
         ctx.n_freqs = n_freqs
-        # The backward recomputes every activation from the inputs: nothing else is saved.
-        ctx.save_for_backward(points, alpha, beta, *d_weights, *d_biases, *w_weights, *w_biases)
+        # Besides the inputs only `hidden` (empty unless the forward saved it): the backward
+        # recomputes the rest tile by tile.
+        ctx.save_for_backward(hidden, points, alpha, beta, *d_weights, *d_biases, *w_weights, *w_biases)
 
-    def backward(ctx, g_xc, g_off, g_w):
-        saved = ctx.saved_tensors
+    def backward(ctx, g_xc, g_off, g_w, _g_hidden):
+        hidden, *saved = ctx.saved_tensors
         points, alpha, beta = saved[:3]
         nd, nw = ctx.n_d, ctx.n_w
         dw, db = list(saved[3:3 + nd]), list(saved[3 + nd:3 + 2 * nd])
@@ -156,12 +168,12 @@ def _register() -> None:
         g_off = g_off if g_off is not None else points.new_zeros(N, M, 3)
         g_w = g_w if g_w is not None else points.new_zeros(N, M, 1)
         gx, ga, gb, gdw, gdb, gww, gwb = torch.ops.nofa.deform_points_backward(
-            g_xc, g_off, g_w, points, alpha, beta, dw, db, ww, wb, ctx.n_freqs
+            g_xc, g_off, g_w, points, alpha, beta, dw, db, ww, wb, ctx.n_freqs, hidden
         )
         need = ctx.needs_input_grad
         return (
             gx if need[0] else None, ga if need[1] else None, gb if need[2] else None,
-            gdw, gdb, gww, gwb, None,
+            gdw, gdb, gww, gwb, None, None,
         )
 
     torch.library.register_autograd("nofa::deform_points", backward, setup_context=setup_context)
