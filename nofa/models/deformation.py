@@ -72,6 +72,10 @@ class DeformationField(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """points [N, M, 3], alpha [N, id_dim], beta [N, exp_dim] ->
         (x_c [N, M, 3], offset [N, M, 3], weight [N, M, 1])."""
+        for name, t, width in (("alpha", alpha, self.id_dim), ("beta", beta, self.exp_dim)):
+            if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[1] != width:
+                got = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"{name} must have shape [N, {width}], got {got}")
         return ops.deform_points(
             points, alpha, beta,
             list(self.d_weights), list(self.d_biases), list(self.w_weights), list(self.w_biases),
