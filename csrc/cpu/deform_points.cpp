@@ -136,12 +136,15 @@ std::vector<at::Tensor> d_acts_views(const Net<T>& net, Workspace<T>& ws, const 
 // in batch element n). Fills the workspace (PE, activations, off, z) and `dacts`.
 template <typename T>
 void tile_forward(const Net<T>& net, Workspace<T>& ws, const std::vector<at::Tensor>& dacts,
-                  bool have_dacts, const T* x, int64_t n, int64_t t) {
+                  bool have_dacts, const T* x, int64_t r0, int64_t t) {
   T* pe = ws.pe.template data_ptr<T>();
   for (int64_t i = 0; i < t; ++i) positional_encoding<double>(x + 3 * i, net.n_freqs, pe + i * net.P);
   at::Tensor h0 = rows(ws.h0, t);
   at::mm_out(h0, rows(ws.pe, t), net.w1_pe.t());
-  bias_relu<T>(h0.data_ptr<T>(), t, net.H0, net.H0, net.c.template data_ptr<T>() + n * net.H0);
+  // First-layer bias of each point's batch element (a tile may span two or more).
+  T* hp = h0.data_ptr<T>();
+  for (int64_t i = 0; i < t; ++i)
+    bias_relu<T>(hp + i * net.H0, 1, net.H0, net.H0, net.c.template data_ptr<T>() + ((r0 + i) / net.M) * net.H0);
   mlp_tail_forward<T>(net.wd, net.bd, h0.narrow(1, 0, net.Hd0), dacts, have_dacts, t, rows(ws.off, t));
   std::vector<at::Tensor> wacts;
   for (const auto& a : ws.acts_w) wacts.push_back(rows(a, t));
@@ -210,12 +213,12 @@ void mlp_backward(const std::vector<at::Tensor>& W, const at::Tensor& a0,
 
 template <typename T>
 void tile_backward(const Net<T>& net, Workspace<T>& ws, Grads<T>& gr, const at::Tensor& hidden,
-                   const T* x, const T* gxc, const T* goff, const T* gw, T* gx, int64_t n,
-                   int64_t r0, int64_t t) {
+                   const T* x, const T* gxc, const T* goff, const T* gw, T* gx, int64_t r0,
+                   int64_t t) {
   // Recompute what the forward did not save (everything, or all but the D-Net's layers >= 1).
   const Hidden mode = hidden.numel() ? Hidden::kLoad : Hidden::kScratch;
   const auto dacts = d_acts_views(net, ws, hidden, mode, r0, t);
-  tile_forward<T>(net, ws, dacts, mode == Hidden::kLoad, x, n, t);
+  tile_forward<T>(net, ws, dacts, mode == Hidden::kLoad, x, r0, t);
   std::vector<at::Tensor> wacts;
   for (const auto& a : ws.acts_w) wacts.push_back(rows(a, t));
   const T* off = ws.off.template data_ptr<T>();
@@ -233,7 +236,9 @@ void tile_backward(const Net<T>& net, Workspace<T>& ws, Grads<T>& gr, const at::
   // First layers: PE columns (weight gradient and the route back to the points) and the
   // per-batch bias that carries alpha/beta.
   gr.w1_pe.addmm_(dcat.t(), rows(ws.pe, t));
-  col_sum_into<T>(dcat.data_ptr<T>(), t, net.H0, net.H0, gr.c.template data_ptr<T>() + n * net.H0);
+  const T* dp = dcat.data_ptr<T>();
+  for (int64_t i = 0; i < t; ++i)
+    col_sum_into<T>(dp + i * net.H0, 1, net.H0, net.H0, gr.c.template data_ptr<T>() + ((r0 + i) / net.M) * net.H0);
   at::Tensor gpe = rows(ws.gpe, t);
   at::mm_out(gpe, dcat, net.w1_pe);
   const T* gpp = gpe.data_ptr<T>();
@@ -266,11 +271,11 @@ Net<T> make_net(const at::Tensor& points, const at::Tensor& alpha, const at::Ten
   return net;
 }
 
-// Calls f(n, row0, t) for every tile, in parallel over tiles.
+// Tiles run over the flattened [N * M] points (a tile may span batch elements, so many
+// small batch elements still make full tiles); f(first_tile, end_tile) per thread chunk.
 template <typename F>
-void for_each_tile(int64_t N, int64_t M, F&& f_chunk) {
-  const int64_t per = (M + kTile - 1) / kTile;
-  at::parallel_for(0, N * per, 1, [&](int64_t b, int64_t e) { f_chunk(b, e, per); });
+void for_each_tile(int64_t rows, F&& f_chunk) {
+  at::parallel_for(0, (rows + kTile - 1) / kTile, 1, f_chunk);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_points_cpu(
@@ -296,13 +301,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_points_cpu(
     T* xcp = x_c.data_ptr<T>();
     T* op = offset.data_ptr<T>();
     T* wp = weight.data_ptr<T>();
-    for_each_tile(N, M, [&](int64_t b, int64_t e, int64_t per) {
+    for_each_tile(N * M, [&](int64_t b, int64_t e) {
       Workspace<T> ws(net, pts.options(), false);
       for (int64_t task = b; task < e; ++task) {
-        const int64_t n = task / per, m0 = (task % per) * kTile, t = std::min(kTile, M - m0);
-        const int64_t r0 = n * M + m0;
+        const int64_t r0 = task * kTile, t = std::min(kTile, N * M - r0);
         const Hidden mode = save_hidden ? Hidden::kStore : Hidden::kScratch;
-        tile_forward<T>(net, ws, d_acts_views(net, ws, hid, mode, r0, t), false, xp + 3 * r0, n, t);
+        tile_forward<T>(net, ws, d_acts_views(net, ws, hid, mode, r0, t), false, xp + 3 * r0, r0, t);
         const T* off = ws.off.template data_ptr<T>();
         const T* z = ws.z.template data_ptr<T>();
         for (int64_t i = 0; i < t; ++i) {
@@ -353,17 +357,16 @@ deform_points_backward_cpu(const at::Tensor& grad_x_c, const at::Tensor& grad_of
     const T* gwp = gw.data_ptr<T>();
     T* gxp = gpoints.data_ptr<T>();
     if (N * M > 0) {
-      for_each_tile(N, M, [&](int64_t b, int64_t e, int64_t per) {
+      for_each_tile(N * M, [&](int64_t b, int64_t e) {
         Workspace<T> ws(net, o, true);
         const int tid = at::get_thread_num();
         TORCH_CHECK(tid >= 0 && tid < nt, "nofa: unexpected thread id ", tid);
         if (!per_thread[tid]) per_thread[tid] = std::make_unique<Grads<T>>(net, o);
         auto& gr = *per_thread[tid];
         for (int64_t task = b; task < e; ++task) {
-          const int64_t n = task / per, m0 = (task % per) * kTile, t = std::min(kTile, M - m0);
-          const int64_t r0 = n * M + m0;
+          const int64_t r0 = task * kTile, t = std::min(kTile, N * M - r0);
           tile_backward<T>(net, ws, gr, hid, xp + 3 * r0, gxcp + 3 * r0, goffp + 3 * r0, gwp + r0,
-                           gxp + 3 * r0, n, r0, t);
+                           gxp + 3 * r0, r0, t);
         }
       });
     }
