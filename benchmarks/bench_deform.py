@@ -7,7 +7,7 @@ twin: forward (no grad) and forward+backward time, and the peak memory of forwar
 Timing: kernel and reference runs alternate in the same process (so load changes on a
 shared machine hit both alike); each figure is the median of --repeats runs after
 --warmup runs. Memory (CPU): each backend runs forward+backward once in a fresh
-subprocess, which reports its RSS high-water mark (ru_maxrss) before and after; the
+subprocess, which reports its RSS high-water mark (VmHWM) before and after; the
 difference is the memory the forward+backward needed on top of the loaded process.
 Memory (CUDA): torch.cuda.max_memory_allocated around the call, minus what was allocated
 before it.
@@ -85,6 +85,26 @@ def bench_times(M, N, device, repeats, warmup):
     return out
 
 
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_hwm() -> int:
+    """This process's RSS high-water mark in bytes. VmHWM belongs to the process image (a
+    fresh one after exec); ru_maxrss would carry over the parent's peak across fork+exec."""
+    hwm = _status_kib("VmHWM")
+    if hwm is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return hwm * 1024
+
+
 def memory_child(M, N, device, backend) -> None:
     model, pts, alpha, beta = setup(M, N, device)
     with ops.use_backend(backend):
@@ -96,9 +116,9 @@ def memory_child(M, N, device, backend) -> None:
             torch.cuda.synchronize()
             peak, before = torch.cuda.max_memory_allocated(), base
         else:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            before = rss_hwm()
             forward_backward(model, pts, alpha, beta)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            peak = rss_hwm()
     print(json.dumps({"before": before, "peak": peak}))
 
 
@@ -153,7 +173,7 @@ def report(args, times, mem) -> str:
         "alternating in one process",
         "- memory: " + ("torch.cuda.max_memory_allocated minus the allocation before the call"
                         if args.device == "cuda" else
-                        "RSS high-water mark (ru_maxrss) of a fresh subprocess per backend, after "
+                        "RSS high-water mark (VmHWM) of a fresh subprocess per backend, after "
                         "minus before forward+backward; the whole-process figure includes torch itself"),
         "",
         "| measure | kernels | reference (torch) | ratio |",

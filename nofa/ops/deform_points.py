@@ -20,6 +20,7 @@ from . import _backend, _checks, reference
 # Hidden widths the CUDA kernel is compiled for (a tile of points keeps one layer's
 # activations per point in shared memory; the width sets the thread count).
 CUDA_WIDTHS = tuple(range(32, 257, 32))
+CUDA_MAX_LAYERS = 8  # linear layers per MLP
 MAX_FREQS = 16
 
 
@@ -65,6 +66,11 @@ def check_inputs(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, 
 def cuda_unsupported_reason(d_weights, w_weights) -> str | None:
     """Why the CUDA kernel cannot run these widths (None when it can)."""
     for name, ws in (("d", d_weights), ("w", w_weights)):
+        if len(ws) > CUDA_MAX_LAYERS:
+            return (
+                f"{name}_weights has {len(ws)} layers; the CUDA deform_points kernel supports at "
+                f"most {CUDA_MAX_LAYERS} per MLP"
+            )
         for i, w in enumerate(ws[:-1]):
             if w.shape[0] not in CUDA_WIDTHS:
                 return (
