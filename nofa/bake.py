@@ -57,6 +57,7 @@ def bake_field(
     plane_resolution: int = 128,
     channels: int = 32,
     steps: int = 600,
+    hidden: int = 64,
     batch: int = 1 << 15,
     pool: int = 1 << 19,
     box_warp: float = 1.0,
@@ -77,7 +78,7 @@ def bake_field(
     points, dens_t, rgb_t = sample_pool(field, pool, box_warp, surface_level, generator=g)
     solid = torch.sigmoid((dens_t - surface_level) / 4.0)[:, None]  # colour matters where visible
     torch.manual_seed(seed)
-    decoder = OSGDecoder(n_features=channels)
+    decoder = OSGDecoder(n_features=channels, hidden=hidden)
     planes = torch.nn.Parameter(torch.randn(1, 3, channels, plane_resolution, plane_resolution, generator=g) * 0.1)
     renderer = TriplaneRenderer(decoder, (options or RenderOptions()).replace(box_warp=box_warp))
     opt = torch.optim.Adam([{"params": [planes], "lr": lr}, {"params": decoder.parameters(), "lr": lr * 0.25}])
@@ -102,7 +103,7 @@ def bake_field(
         bar.set_postfix(density=f"{loss_d.item():.4f}", colour=f"{loss_c.item():.4f}")
     bar.close()
     meta = {"source": "bake_field", "bake_steps": steps, "bake_seconds": round(time.perf_counter() - start, 2),
-            "bake_loss_density": float(loss_d), "bake_loss_colour": float(loss_c)}
+            "bake_loss_density": loss_d.item(), "bake_loss_colour": loss_c.item()}
     return Avatar.from_renderer(planes.detach(), renderer, **meta, **(metadata or {}))
 
 

@@ -188,3 +188,11 @@ def test_decoder_density_matches_forward_and_eg3d_import():
     h = torch.nn.functional.softplus(x @ (raw["net.0.weight"] / 8 ** 0.5).T + raw["net.0.bias"])
     out = h @ (raw["net.2.weight"] / 16 ** 0.5).T + raw["net.2.bias"]
     torch.testing.assert_close(dec(x)[0], out[:, :1])
+
+
+def test_render_options_validate():
+    with pytest.raises(ValueError, match="coarse_samples"):
+        RenderOptions(coarse_samples=1)
+    with pytest.raises(ValueError, match="importance"):
+        RenderOptions(coarse_samples=2, importance_samples=2)
+    RenderOptions(coarse_samples=2, importance_samples=0)  # fine without importance sampling

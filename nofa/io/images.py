@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["depth_to_rgb", "load_image", "save_animation", "save_image", "to_uint8"]
+__all__ = ["check_animation_path", "depth_to_rgb", "load_image", "save_animation", "save_image", "to_uint8"]
 
 
 def load_image(path: str | os.PathLike, size: int | None = None) -> torch.Tensor:
@@ -56,16 +56,12 @@ def depth_to_rgb(depth: torch.Tensor, weight: torch.Tensor | None = None, thresh
     return (out * 255).round().to(torch.uint8)[..., None].expand(-1, -1, 3).numpy().copy()
 
 
-def save_animation(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float = 20.0) -> Path:
-    """Write uint8 [H, W, 3] frames as a looping GIF, or an MP4 when imageio-ffmpeg is installed."""
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
+def check_animation_path(path: str | os.PathLike) -> None:
+    """Raise before any rendering if `path` cannot be written (unknown suffix, no ffmpeg)."""
+    suffix = Path(path).suffix.lower()
     if suffix == ".gif":
-        imageio.mimsave(path, list(frames), duration=1000.0 / fps, loop=0)
-    elif suffix in (".mp4", ".mov", ".mkv", ".webm"):
+        return
+    if suffix in (".mp4", ".mov", ".mkv", ".webm"):
         try:
             import imageio_ffmpeg  # noqa: F401
         except ImportError as e:
@@ -73,7 +69,19 @@ def save_animation(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: f
                 f"writing {suffix} needs the imageio-ffmpeg package (pip install imageio-ffmpeg); "
                 "or write a .gif instead"
             ) from e
-        imageio.mimsave(path, list(frames), fps=fps, macro_block_size=1)
+        return
+    raise ValueError(f"unsupported animation format {suffix!r}: use .gif or .mp4")
+
+
+def save_animation(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float = 20.0) -> Path:
+    """Write uint8 [H, W, 3] frames as a looping GIF, or an MP4 when imageio-ffmpeg is installed."""
+    import imageio.v2 as imageio
+
+    check_animation_path(path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        imageio.mimsave(path, list(frames), duration=1000.0 / fps, loop=0)
     else:
-        raise ValueError(f"unsupported animation format {suffix!r}: use .gif or .mp4")
+        imageio.mimsave(path, list(frames), fps=fps, macro_block_size=1)
     return path

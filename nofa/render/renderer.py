@@ -50,6 +50,15 @@ class RenderOptions:
     chunk_rays: int = 8192
     checkpoint: bool = False
 
+    def __post_init__(self) -> None:
+        if self.coarse_samples < 2:
+            raise ValueError(f"coarse_samples must be >= 2, got {self.coarse_samples}")
+        if self.importance_samples < 0 or (self.importance_samples > 0 and self.coarse_samples < 3):
+            raise ValueError("importance sampling needs coarse_samples >= 3 and importance_samples >= 0, got "
+                             f"{self.coarse_samples} and {self.importance_samples}")
+        if self.chunk_rays < 1 or not self.box_warp > 0:
+            raise ValueError(f"chunk_rays must be >= 1 and box_warp > 0, got {self.chunk_rays}, {self.box_warp}")
+
     def replace(self, **changes) -> "RenderOptions":
         return dataclasses.replace(self, **changes)
 
