@@ -28,14 +28,24 @@ def sample_pool(
     field: Field, n_points: int, box_warp: float = 1.0, surface_level: float = 10.0,
     jitter: float = 0.01, generator: torch.Generator | None = None, chunk: int = 1 << 16,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Training points for baking: half uniform, half near the surface. -> points, density, rgb."""
+    """Training points for baking -> points, density, rgb.
+
+    3/8 uniform in the box, 1/2 jittered around the surface, 1/8 in a shell outside the box.
+    Outside the box every plane reads zero (zero padding), yet camera rays sample there
+    (EG3D's fixed 2.25..3.3 range leaves the box), and a plane read inside the box paired with
+    a zero read from another plane shows up as a ghost copy of the face in side views: those
+    points are taught to be empty whatever the field says.
+    """
     half = box_warp / 2
 
     def evaluate(p: torch.Tensor):
         outs = [field(p[s:s + chunk]) for s in range(0, len(p), chunk)]
         return torch.cat([o[0].reshape(-1) for o in outs]), torch.cat([o[1].reshape(-1, 3) for o in outs])
 
-    uniform = (torch.rand(n_points, 3, generator=generator) * 2 - 1) * half
+    n_out = n_points // 8
+    n_uniform = 3 * n_points // 8
+    n_near = n_points - n_out - n_uniform
+    uniform = (torch.rand(max(n_uniform, 4 * n_near), 3, generator=generator) * 2 - 1) * half
     dens, _ = evaluate(uniform)
     # Points whose density is between "empty" and "solid" lie in the surface band; jitter
     # copies of them to cover the surface densely.
@@ -45,10 +55,16 @@ def sample_pool(
     seeds = band if len(band) >= 64 else inside
     if len(seeds) == 0:
         raise ValueError("the field has no surface inside the box (its density is constant there)")
-    idx = torch.randint(len(seeds), (n_points - n_points // 2,), generator=generator)
-    near = seeds[idx] + torch.randn(len(idx), 3, generator=generator) * jitter
-    points = torch.cat([uniform[: n_points // 2], near.clamp(-half, half)])
+    idx = torch.randint(len(seeds), (n_near,), generator=generator)
+    near = (seeds[idx] + torch.randn(n_near, 3, generator=generator) * jitter).clamp(-half, half)
+    shell = (torch.rand(4 * n_out + 64, 3, generator=generator) * 2 - 1) * (1.6 * half)
+    shell = shell[(shell.abs() > half).any(-1)][:n_out]
+    points = torch.cat([uniform[:n_uniform], near])
     dens, rgb = evaluate(points)
+    floor = dens.min()
+    points = torch.cat([points, shell])
+    dens = torch.cat([dens, floor.expand(len(shell))])
+    rgb = torch.cat([rgb, rgb.new_zeros(len(shell), 3)])
     return points, dens, rgb
 
 
@@ -61,7 +77,7 @@ def bake_field(
     batch: int = 1 << 15,
     pool: int = 1 << 19,
     box_warp: float = 1.0,
-    lr: float = 0.02,
+    lr: float = 0.04,
     density_scale: float = 20.0,
     surface_level: float = 10.0,
     options: RenderOptions | None = None,
@@ -70,6 +86,9 @@ def bake_field(
     metadata: dict | None = None,
 ) -> Avatar:
     """Fit planes [1, 3, channels, R, R] + an OSGDecoder to `field`; returns the Avatar.
+
+    The avatar's render options are `options` (default: EG3D's, but with the sample range
+    from each ray's intersection with the box, see RenderOptions.ray_start).
 
     The density loss is an L2 on raw density / density_scale; the colour loss an L2 on the
     decoder's first three feature channels, weighted by how solid the point is.
@@ -80,7 +99,10 @@ def bake_field(
     torch.manual_seed(seed)
     decoder = OSGDecoder(n_features=channels, hidden=hidden)
     planes = torch.nn.Parameter(torch.randn(1, 3, channels, plane_resolution, plane_resolution, generator=g) * 0.1)
-    renderer = TriplaneRenderer(decoder, (options or RenderOptions()).replace(box_warp=box_warp))
+    # Baked avatars sample only inside the tri-plane box by default (ray/box intersection):
+    # outside it every plane reads zero, which a baked decoder has not learned to ignore.
+    opts = options or RenderOptions(ray_start=None, ray_end=None)
+    renderer = TriplaneRenderer(decoder, opts.replace(box_warp=box_warp))
     opt = torch.optim.Adam([{"params": [planes], "lr": lr}, {"params": decoder.parameters(), "lr": lr * 0.25}])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
     bar = _progress(steps, "bake template", progress)

@@ -38,7 +38,7 @@ class DemoConfig:
     template: str | None = None  # a saved template avatar instead of baking one
     plane_resolution: int = 128
     channels: int = 32
-    bake_steps: int = 400
+    bake_steps: int = 600
     bake_pool: int = 1 << 18
     bake_batch: int = 1 << 15
     adapt: AdaptConfig = dataclasses.field(default_factory=AdaptConfig)

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.02, help="fast-adaptation learning rate (default 0.02)")
     p.add_argument("--depth-weight", type=float, default=1.0, help="lambda_reg of eq. 14 (default 1)")
     p.add_argument("--plane-resolution", type=int, default=128, help="tri-plane side (default 128; EG3D uses 256)")
-    p.add_argument("--bake-steps", type=int, default=400, help="template baking steps (default 400)")
+    p.add_argument("--bake-steps", type=int, default=600, help="template baking steps (default 600)")
     p.add_argument("--resolution", type=int, default=128, help="size of the output views and turntable (default 128)")
     p.add_argument("--samples", type=int, default=48, help="coarse (= importance) samples for the outputs (default 48)")
     p.add_argument("--frames", type=int, default=24, help="turntable frames (default 24)")
