@@ -30,6 +30,7 @@ class AdaptConfig:
     mask_threshold: float = 0.5
     coarse_samples: int = 24
     importance_samples: int = 24
+    planes: str = "all"  # "all": the whole tri-plane (paper); "xy": only plane 0, see fast_adapt
     progress: bool = True
 
 
@@ -46,7 +47,14 @@ def fast_adapt(avatar: Avatar, portrait: torch.Tensor, label: torch.Tensor, cfg:
     """Optimise avatar.planes so the render from `label` [25] matches `portrait` [3, H, W] in [-1, 1].
 
     The portrait is resized to cfg.resolution. Returns a new Avatar (the input is untouched).
+
+    cfg.planes = "xy" updates only plane 0 (x, y), the one facing the camera: from a single
+    frontal view the (x, z) and (z, x) planes only see column sums of the image gradient,
+    which shows up as vertical streaks in side views; restricting the update to the (x, y)
+    plane projects the portrait onto the template along z instead.
     """
+    if cfg.planes not in ("all", "xy"):
+        raise ValueError(f"cfg.planes must be 'all' or 'xy', got {cfg.planes!r}")
     cfg = cfg or AdaptConfig()
     if portrait.dim() != 3 or portrait.shape[0] != 3:
         raise ValueError(f"portrait must be [3, H, W] in [-1, 1], got {list(portrait.shape)}")
@@ -64,13 +72,18 @@ def fast_adapt(avatar: Avatar, portrait: torch.Tensor, label: torch.Tensor, cfg:
     if mask.sum() == 0:
         raise ValueError("the starting avatar covers no pixel from this camera: nothing to adapt")
     depth0 = start.depth.clone()
-    planes = torch.nn.Parameter(avatar.planes.detach().clone())
-    opt = torch.optim.Adam([planes], lr=cfg.lr)
+    base = avatar.planes.detach().clone()
+    trainable = torch.nn.Parameter(base[:, :1].clone() if cfg.planes == "xy" else base.clone())
+    opt = torch.optim.Adam([trainable], lr=cfg.lr)
+
+    def current() -> torch.Tensor:
+        return torch.cat([trainable, base[:, 1:]], 1) if cfg.planes == "xy" else trainable
+
     bar = _bar(cfg)
     losses: list[float] = []
     t0 = time.perf_counter()
     for _ in range(cfg.steps):
-        out = renderer(planes, labels, res)
+        out = renderer(current(), labels, res)
         rec = (((out.rgb - target) ** 2) * mask).sum() / (mask.sum() * 3)
         reg = (((out.depth - depth0) ** 2) * mask).sum() / mask.sum()
         loss = cfg.lambda_rec * rec + cfg.lambda_reg * reg
@@ -85,9 +98,10 @@ def fast_adapt(avatar: Avatar, portrait: torch.Tensor, label: torch.Tensor, cfg:
         bar.close()
     seconds = time.perf_counter() - t0
     meta = {**avatar.metadata, "adapted": True, "adapt_steps": cfg.steps, "adapt_resolution": res,
+            "adapt_planes": cfg.planes,
             "adapt_seconds": round(seconds, 2), "adapt_loss_start": losses[0] if losses else None,
             "adapt_loss_end": losses[-1] if losses else None}
-    new = dataclasses.replace(avatar, planes=planes.detach().clone(), metadata=meta)
+    new = dataclasses.replace(avatar, planes=current().detach().clone(), metadata=meta)
     return AdaptResult(new, losses, seconds, start.rgb[0], mask[0])
 
 

@@ -41,7 +41,7 @@ class DemoConfig:
     bake_steps: int = 600
     bake_pool: int = 1 << 18
     bake_batch: int = 1 << 15
-    adapt: AdaptConfig = dataclasses.field(default_factory=AdaptConfig)
+    adapt: AdaptConfig = dataclasses.field(default_factory=lambda: AdaptConfig(planes="xy"))
     view_resolution: int = 128
     view_samples: int = 48
     frames: int = 24

@@ -78,11 +78,14 @@ def extract_mesh(
     color_fn: PointFn | None = None,
     chunk_points: int = 1 << 18,
     device: torch.device | str = "cpu",
+    min_component_fraction: float = 0.0,
 ):
     """Marching cubes on the density grid -> `trimesh.Trimesh` in world units.
 
     Faces are wound so normals point out of the dense region. `color_fn` (points [M, 3] ->
-    RGB [M, 3] in 0..1) colours the vertices. Raises ValueError when `level` is not crossed.
+    RGB [M, 3] in 0..1) colours the vertices. Connected pieces with fewer faces than
+    `min_component_fraction` x the largest piece's are dropped (floaters). Raises ValueError
+    when `level` is not crossed.
     """
     import trimesh
     from skimage.measure import marching_cubes
@@ -98,6 +101,8 @@ def extract_mesh(
     verts, faces, _, _ = marching_cubes(grid, level=level, spacing=tuple(spacing), gradient_direction="ascent")
     del grid
     verts = verts.astype(np.float64) + lo
+    if min_component_fraction > 0:
+        verts, faces = _drop_small_components(verts, faces, min_component_fraction)
     colors = None
     if color_fn is not None:
         colors = np.empty((len(verts), 4), dtype=np.uint8)
@@ -108,6 +113,18 @@ def extract_mesh(
                 c = color_fn(v[s:s + chunk_points]).float().clamp(0, 1).cpu().numpy()
                 colors[s:s + chunk_points, :3] = np.round(c * 255).astype(np.uint8)
     return trimesh.Trimesh(vertices=verts, faces=faces, vertex_colors=colors, process=False)
+
+
+def _drop_small_components(verts: np.ndarray, faces: np.ndarray, fraction: float):
+    import trimesh
+
+    labels = trimesh.graph.connected_component_labels(trimesh.graph.face_adjacency(faces), node_count=len(faces))
+    counts = np.bincount(labels)
+    faces = faces[counts[labels] >= fraction * counts.max()]
+    used = np.unique(faces)
+    remap = np.full(len(verts), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return verts[used], remap[faces]
 
 
 def avatar_density_fn(avatar, device: torch.device | str = "cpu") -> PointFn:
@@ -126,13 +143,17 @@ def avatar_color_fn(avatar, device: torch.device | str = "cpu") -> PointFn:
 
 def mesh_from_avatar(
     avatar, resolution: int = 256, level: float = 10.0, colors: bool = True,
-    chunk_points: int = 1 << 18, device: torch.device | str = "cpu",
+    chunk_points: int = 1 << 18, device: torch.device | str = "cpu", min_component_fraction: float = 0.05,
 ):
-    """Mesh the avatar's density over its tri-plane box (raw density `level`, EG3D uses 10)."""
+    """Mesh the avatar's density over its tri-plane box (raw density `level`, EG3D uses 10).
+
+    Pieces with fewer than `min_component_fraction` x the largest piece's faces are dropped:
+    specks and sheets of density a tri-plane leaves in empty space (0 keeps everything).
+    """
     half = avatar.options.box_warp / 2
     return extract_mesh(
         avatar_density_fn(avatar, device), resolution, level, half,
-        avatar_color_fn(avatar, device) if colors else None, chunk_points, device,
+        avatar_color_fn(avatar, device) if colors else None, chunk_points, device, min_component_fraction,
     )
 
 

@@ -105,3 +105,18 @@ def test_mesh_from_avatar_uses_planes_box_and_colours():
     assert np.all((extent > 0.2) & (extent < 0.3)), extent
     rgb = mesh.visual.vertex_colors[:, :3].astype(float) / 255
     np.testing.assert_allclose(rgb.mean(0), [0.954, 0.046, 0.5], atol=0.02)
+
+
+def test_small_components_are_dropped():
+    # A big sphere plus a speck: the speck goes, the sphere stays untouched.
+    def dens(p):
+        big = 0.3 - p.norm(dim=-1)
+        speck = 0.03 - (p - torch.tensor([0.4, 0.4, 0.4])).norm(dim=-1)
+        return torch.maximum(big, speck)
+
+    full = extract_mesh(dens, 48, level=0.0)
+    clean = extract_mesh(dens, 48, level=0.0, min_component_fraction=0.05)
+    assert len(full.split(only_watertight=False)) == 2
+    assert len(clean.split(only_watertight=False)) == 1
+    assert np.linalg.norm(clean.vertices, axis=1).max() < 0.32
+    assert clean.is_watertight and len(clean.faces) < len(full.faces)

@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-resolution", type=int, default=64, help="render size during fitting (default 64)")
     p.add_argument("--fit-samples", type=int, default=24, help="coarse (= importance) samples while fitting (default 24)")
     p.add_argument("--lr", type=float, default=0.02, help="fast-adaptation learning rate (default 0.02)")
+    p.add_argument("--adapt-planes", choices=["xy", "all"], default="xy",
+                   help="which planes fast adaptation updates: 'xy' (default; the plane facing the camera, "
+                        "no streaks in side views) or 'all' (the paper's choice; streaky from one view)")
     p.add_argument("--depth-weight", type=float, default=1.0, help="lambda_reg of eq. 14 (default 1)")
     p.add_argument("--plane-resolution", type=int, default=128, help="tri-plane side (default 128; EG3D uses 256)")
     p.add_argument("--bake-steps", type=int, default=600, help="template baking steps (default 600)")
@@ -41,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mesh-resolution", type=int, default=256, help="marching-cubes grid (default 256)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a seconds-long smoke test, not a nice result")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); on a busy machine 1 can be much faster")
     add_backend(p)
 
 
@@ -49,7 +54,8 @@ def config_from_args(args: argparse.Namespace):
     from nofa.demo import DemoConfig
 
     adapt = AdaptConfig(steps=args.steps, resolution=args.fit_resolution, lr=args.lr, lambda_reg=args.depth_weight,
-                        coarse_samples=args.fit_samples, importance_samples=args.fit_samples)
+                        coarse_samples=args.fit_samples, importance_samples=args.fit_samples,
+                        planes=args.adapt_planes)
     cfg = DemoConfig(out_dir=args.out, image=args.image, template=args.template, plane_resolution=args.plane_resolution,
                      bake_steps=args.bake_steps, adapt=adapt, view_resolution=args.resolution,
                      view_samples=args.samples, frames=args.frames, mesh_resolution=args.mesh_resolution,
@@ -71,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     from ._common import backend
 
     cfg = config_from_args(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     for op in ("sample_triplane", "composite_rays"):
         if not ops.kernels_available(args.device, op):
             print(f"note: no compiled {op} kernel for {args.device}: that op runs the slower pure-PyTorch reference")

@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=int, default=256, help="grid samples per axis (default 256, max sensible 512)")
     p.add_argument("--level", type=float, default=10.0, help="raw density iso-level (default 10, as EG3D)")
     p.add_argument("--no-colors", action="store_true", help="skip vertex colours")
+    p.add_argument("--min-fraction", type=float, default=0.05,
+                   help="drop connected pieces with fewer faces than this fraction of the largest piece "
+                        "(floaters; default 0.05, 0 keeps everything)")
     p.add_argument("--chunk", type=int, default=1 << 18, help="points per density query chunk (default 262144)")
     add_backend(p)
 
@@ -33,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     avatar = load_avatar(args.avatar, map_location=args.device)
     t = time.perf_counter()
     with backend(args):
-        mesh = mesh_from_avatar(avatar, args.resolution, args.level, not args.no_colors, args.chunk, args.device)
+        mesh = mesh_from_avatar(avatar, args.resolution, args.level, not args.no_colors, args.chunk, args.device,
+                                args.min_fraction)
     export_mesh(mesh, args.out)
     print(f"wrote {args.out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces "
           f"({args.resolution}^3 grid, {time.perf_counter() - t:.1f} s)")
