@@ -38,13 +38,13 @@ class DemoConfig:
     template: str | None = None  # a saved template avatar instead of baking one
     plane_resolution: int = 128
     channels: int = 32
-    bake_steps: int = 600
+    bake_steps: int = 500
     bake_pool: int = 1 << 18
     bake_batch: int = 1 << 15
     adapt: AdaptConfig = dataclasses.field(default_factory=lambda: AdaptConfig(planes="xy"))
     view_resolution: int = 128
-    view_samples: int = 48
-    frames: int = 24
+    view_samples: int = 32
+    frames: int = 20
     yaw_range_deg: float = 35.0
     mesh_resolution: int = 256
     mesh_level: float = 10.0
