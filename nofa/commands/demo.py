@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", default=None, help="start from this avatar file instead of baking the template")
     p.add_argument("--steps", type=int, default=100, help="fast-adaptation steps (default 100)")
     p.add_argument("--fit-resolution", type=int, default=64, help="render size during fitting (default 64)")
-    p.add_argument("--fit-samples", type=int, default=24, help="coarse (= importance) samples while fitting (default 24)")
+    p.add_argument("--fit-samples", type=int, default=20, help="coarse (= importance) samples while fitting (default 20)")
     p.add_argument("--lr", type=float, default=0.02, help="fast-adaptation learning rate (default 0.02)")
     p.add_argument("--adapt-planes", choices=["xy", "all"], default="xy",
                    help="which planes fast adaptation updates: 'xy' (default; the plane facing the camera, "
