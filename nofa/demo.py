@@ -40,7 +40,7 @@ class DemoConfig:
     channels: int = 32
     bake_steps: int = 500
     bake_pool: int = 1 << 17
-    bake_batch: int = 1 << 14
+    bake_batch: int = 1 << 15
     adapt: AdaptConfig = dataclasses.field(default_factory=lambda: AdaptConfig(planes="xy"))
     view_resolution: int = 128
     view_samples: int = 32

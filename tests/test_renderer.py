@@ -10,7 +10,7 @@ import torch.nn as nn
 
 import nofa.ops as ops
 from nofa.render import OSGDecoder, RenderOptions, TriplaneRenderer, default_label, parse_label
-from tests.conftest import DEVICES, assert_grads_close, rel_err, require_kernels
+from conftest import DEVICES, assert_grads_close, rel_err, require_kernels
 
 
 class RotateShift(nn.Module):
