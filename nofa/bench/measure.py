@@ -1,7 +1,7 @@
 """Timing and peak-memory measurement of one callable.
 
-Time: a few warm-up calls, then the median over repeats. On CUDA each repeat is bracketed
-by CUDA events and the device is synchronised, so the time is device time, not launch time.
+Time: warm-up calls, then the median over repeats. On CUDA each repeat is bracketed by CUDA
+events and the device is synchronised after it, so the time is device time of the whole call.
 
 Memory: the peak growth of one call over the state just before it (inputs built, previous
 outputs and gradients freed).
@@ -102,78 +102,97 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def peak_memory(fn: Callable[[], object], device: torch.device, before: Callable[[], None] | None = None) -> int:
-    """Peak bytes allocated by one call of `fn` beyond what was allocated just before it."""
-    if before is not None:
-        before()
+def _probe_start(device: torch.device) -> int:
+    """Prepare a peak measurement; returns the baseline bytes."""
     gc.collect()
     if device.type == "cuda":
         sync(device)
         torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        out = fn()
-        sync(device)
-        peak = torch.cuda.max_memory_allocated(device) - base
-        del out
-        return max(0, peak)
+        return torch.cuda.memory_allocated(device)
     release_free_heap()
     reset_hwm()  # best effort; in FRESH_PROCESS mode this is the process's first call
-    base = rss_bytes()
+    return rss_bytes()
+
+
+def _probe_end(device: torch.device, base: int) -> int:
+    if device.type == "cuda":
+        sync(device)
+        return max(0, torch.cuda.max_memory_allocated(device) - base)
+    return max(0, hwm_bytes() - base)
+
+
+def peak_memory(fn: Callable[[], object], device: torch.device, before: Callable[[], None] | None = None) -> int:
+    """Peak bytes allocated by one call of `fn` beyond what was allocated just before it."""
+    if before is not None:
+        before()
+    base = _probe_start(device)
     out = fn()
-    peak = hwm_bytes() - base
+    peak = _probe_end(device, base)
     del out
-    return max(0, peak)
+    return peak
 
 
-def time_call(
+def measure_call(
     fn: Callable[[], object],
     device: torch.device,
-    warmup: int = 2,
+    last_s: float,
+    warmup: int = 1,
     budget_s: float = 1.0,
     min_repeats: int = 3,
     max_repeats: int = 50,
     before: Callable[[], None] | None = None,
+    memory: bool = True,
 ) -> dict:
-    """Median time of `fn` in milliseconds after `warmup` calls.
+    """Median time of `fn` (ms) and, with `memory`, its peak memory growth (bytes).
 
-    The number of repeats adapts to the cost of one call so that a measurement takes about
-    `budget_s` seconds, within [min_repeats, max_repeats]. `before` runs ahead of each call,
-    outside the timed region (e.g. to drop last call's gradients).
-    Returns {"median_ms", "min_ms", "max_ms", "repeats"}.
+    `last_s` is the duration of a call already made (the caller's first, warm-up call).
+    Up to `warmup` more warm-up calls follow, skipped once one call takes longer than
+    `budget_s`. Repeats fill `budget_s`, within [1, max_repeats]; at least `min_repeats`
+    unless that would take more than 3 x budget_s (multi-second calls vary little relative
+    to their length). The first repeat also takes the memory measurement (its set-up is not
+    timed). `before` runs ahead of each call, outside the timed region (e.g. to drop grads).
+    Returns {"median_ms", "min_ms", "max_ms", "repeats", "peak_bytes"}.
     """
-    last = 0.0
-    for _ in range(max(1, warmup)):
+    for _ in range(warmup):
+        if last_s > budget_s:
+            break
         if before is not None:
             before()
         sync(device)
         t0 = time.perf_counter()
         fn()
         sync(device)
-        last = time.perf_counter() - t0
-    reps = int(min(max_repeats, max(min_repeats, budget_s / max(last, 1e-6))))
+        last_s = time.perf_counter() - t0
+    reps = int(budget_s / max(last_s, 1e-6))
+    if last_s * min_repeats <= 3 * budget_s:
+        reps = max(reps, min_repeats)
+    reps = max(1, min(max_repeats, reps))
     times: list[float] = []
-    if device.type == "cuda":
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-        for start, end in events:
-            if before is not None:
-                before()
+    peak = None
+    for i in range(reps):
+        if before is not None:
+            before()
+        base = _probe_start(device) if (memory and i == 0) else None
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            fn()
+            out = fn()
             end.record()
-        sync(device)
-        times = [start.elapsed_time(end) for start, end in events]
-    else:
-        for _ in range(reps):
-            if before is not None:
-                before()
+            sync(device)
+            times.append(start.elapsed_time(end))
+        else:
             t0 = time.perf_counter()
-            fn()
+            out = fn()
             times.append((time.perf_counter() - t0) * 1e3)
+        if base is not None:
+            peak = _probe_end(device, base)
+        del out
     return {
         "median_ms": statistics.median(times),
         "min_ms": min(times),
         "max_ms": max(times),
         "repeats": reps,
+        "peak_bytes": peak,
     }
 
 

@@ -35,7 +35,7 @@ class SuiteConfig:
     sweeps: bool = True
     threads: int | None = None
     warmup: int = 2
-    budget_s: float | None = None  # per measurement; None: 0.05 s quick, 1 s full
+    budget_s: float | None = None  # per measurement; None: 0.05 s quick, 2 s full
     min_repeats: int = 3
     max_repeats: int = 50
     compile_timeout_s: float = 300.0
@@ -67,7 +67,7 @@ def plan_jobs(cfg: SuiteConfig) -> tuple[list[dict], list[dict]]:
     """(jobs to run, rows decided without running: unavailable cases/backends, skips)."""
     jobs, fixed = [], []
     method = measure.CUDA_ALLOCATOR if cfg.device == "cuda" else measure.cpu_memory_method()
-    budget = cfg.budget_s if cfg.budget_s is not None else (0.05 if cfg.quick else 1.0)
+    budget = cfg.budget_s if cfg.budget_s is not None else (0.05 if cfg.quick else 2.0)
     selected = [c for c in all_cases() if not cfg.cases or c.name in cfg.cases]
     for case in selected:
         missing = case.unavailable()

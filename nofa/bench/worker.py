@@ -73,11 +73,11 @@ def _check_trace(tr, case, backend: str) -> None:
 
 def _run_mode(job: dict, case, wl: Workload, fn, mode: str, device: torch.device) -> dict:
     call, before = _make_call(wl, fn, job["backend"], mode)
-    fresh = job["memory_method"] == measure.FRESH_PROCESS
+    fresh = job["memory_method"] == measure.FRESH_PROCESS and device.type == "cpu"
     out: dict[str, Any] = {}
-    with ops.trace_backends() as tr:
+    with ops.trace_backends() as tr:  # the first call is the first warm-up, and traced
         t0 = time.perf_counter()
-        if fresh and device.type == "cpu":
+        if fresh:  # memory from the process's first call (no VmHWM reset here)
             out["peak_bytes"] = measure.peak_memory(call, device, before)
         else:
             if before:
@@ -86,14 +86,13 @@ def _run_mode(job: dict, case, wl: Workload, fn, mode: str, device: torch.device
             measure.sync(device)
         out["first_call_s"] = time.perf_counter() - t0
     _check_trace(tr, case, job["backend"])
-    out.update(measure.time_call(
-        call, device, warmup=max(0, job["warmup"] - 1), budget_s=job["budget_s"],
-        min_repeats=job["min_repeats"], max_repeats=job["max_repeats"], before=before,
-    ))
-    if "peak_bytes" not in out:
-        out["peak_bytes"] = measure.peak_memory(call, device, before)
-    if fresh and job["backend"] == "compile" and device.type == "cpu":
-        out["peak_bytes"] = None  # the first call also compiled: not the call's own memory
+    res = measure.measure_call(
+        call, device, out["first_call_s"], warmup=max(0, job["warmup"] - 1), budget_s=job["budget_s"],
+        min_repeats=job["min_repeats"], max_repeats=job["max_repeats"], before=before, memory=not fresh,
+    )
+    if fresh:
+        res["peak_bytes"] = None if job["backend"] == "compile" else out["peak_bytes"]  # compile's first call compiled
+    out.update(res)
     return out
 
 

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     comp.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
     p.add_argument("--no-sweeps", action="store_true", help="headline table only, no scaling sweeps")
     p.add_argument("--threads", type=int, help="torch CPU threads in the measuring processes (default: torch's)")
-    p.add_argument("--budget", type=float, help="seconds per measurement (default 1, 0.05 with --quick)")
+    p.add_argument("--budget", type=float, help="seconds of timed repeats per measurement (default 2, 0.05 with --quick)")
     p.add_argument("--compile-timeout", type=float, default=300.0,
                    help="seconds allowed for one torch.compile job before it is reported n/a (default 300)")
 
