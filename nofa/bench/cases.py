@@ -118,4 +118,71 @@ register(Case(
 ))
 
 
+# ---------------------------------------------------------------------------------------
+# deform_points (through nofa.models.DeformationField, paper sizes: D-Net 4x128, W-Net 3x64)
+# ---------------------------------------------------------------------------------------
+
+
+def _deform_unavailable() -> str | None:
+    if not hasattr(ops, "deform_points"):
+        return "nofa.ops.deform_points is not in this build"
+    try:
+        from ..models import DeformationField  # noqa: F401
+    except ImportError:
+        return "nofa.models.DeformationField is not in this build"
+    return None
+
+
+def _build_deform(params: Params, device: torch.device) -> Workload:
+    from ..models import DeformationField
+
+    M = int(params["points"])
+    g = _gen(params)
+    torch.manual_seed(int(params.get("seed", 0)))  # layer initialisation
+    field = DeformationField(d_hidden=int(params.get("d_hidden", 128)), w_hidden=int(params.get("w_hidden", 64)))
+    with torch.no_grad():  # a trained-looking field: the identity start has a zero last layer
+        field.d_weights[-1].copy_(torch.randn(field.d_weights[-1].shape, generator=g) * 0.05)
+        field.d_biases[-1].copy_(torch.randn(field.d_biases[-1].shape, generator=g) * 0.01)
+    field = field.to(device)
+    points = (torch.rand(1, M, 3, generator=g) - 0.5).to(device)
+    alpha = torch.randn(1, field.id_dim, generator=g).to(device)
+    beta = torch.randn(1, field.exp_dim, generator=g).to(device)
+
+    def reference(x, a, b):
+        return ops.reference.deform_points(
+            x, a, b, list(field.d_weights), list(field.d_biases), list(field.w_weights), list(field.w_biases),
+            field.n_freqs,
+        )
+
+    return Workload(
+        fn=lambda x, a, b: field(x, a, b),
+        reference=reference,
+        inputs=(points, alpha, beta),
+        grad_tensors=(points, *field.parameters()),  # training the field: weights and points
+        size=M,
+        shape=f"{M:,} points, D-Net {len(field.d_weights) - 1}x{field.d_weights[0].shape[0]}, "
+              f"W-Net {len(field.w_weights) - 1}x{field.w_weights[0].shape[0]}",
+    )
+
+
+register(Case(
+    name="deform_points",
+    ops=("deform_points",),
+    build=_build_deform,
+    unavailable=_deform_unavailable,
+    sizes={
+        "headline": {
+            "quick": [{"points": 512, "d_hidden": 32, "w_hidden": 32}],
+            "cpu": [{"points": RENDER_64_POINTS}],
+            "cuda": [{"points": RENDER_64_POINTS}, {"points": 4 * RENDER_64_POINTS}],
+        },
+        # The reference's activations at 2^22 points need ~15 GB for forward+backward: the
+        # CPU sweep stops at 2^20.
+        "points": {**_points_sizes("points", quick={"d_hidden": 32, "w_hidden": 32}),
+                   "cpu": [{"points": n} for n in CPU_POINTS if n <= 2**20]},
+    },
+    sweep_axes={"points": ("points", None)},
+))
+
+
 from . import cases_render  # noqa: E402,F401  (registered last: the full render)
