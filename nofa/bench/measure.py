@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import os
 import resource
 import statistics
 import sys
@@ -194,11 +193,3 @@ def measure_call(
         "repeats": reps,
         "peak_bytes": peak,
     }
-
-
-def cpu_threads() -> int:
-    return torch.get_num_threads()
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

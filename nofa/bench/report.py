@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from .bandwidth import achieved_gbps
+from .registry import all_cases
 from .worker import MODES
 
 BACKEND_ORDER = ("torch", "kernels", "compile")
@@ -43,7 +44,9 @@ def finalize(rows: list[dict]) -> list[dict]:
         r["achieved_gbps"] = achieved_gbps(r)
     order = {b: i for i, b in enumerate(BACKEND_ORDER)}
     suites = list(SUITE_TITLES)
-    rows.sort(key=lambda r: (suites.index(r["suite"]) if r["suite"] in suites else 99, r["case"],
+    cases = [c.name for c in all_cases()]
+    rows.sort(key=lambda r: (suites.index(r["suite"]) if r["suite"] in suites else 99,
+                             cases.index(r["case"]) if r["case"] in cases else 99,
                              r["size"] or 0, json.dumps(r["params"], sort_keys=True),
                              MODES.index(r["mode"]), order.get(r["backend"], 9)))
     return rows
