@@ -34,6 +34,19 @@ def _title(env: dict) -> str:
     return f"nofa {env['device']}: {env['device_name']} · torch {env['torch']} · {env['date']}"
 
 
+def _save(fig, axes, path: Path, env: dict) -> None:
+    """Shared finish: log2 size axes, grids, legends, the environment as the title."""
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(_title(env), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_scaling(path: Path, rows: list[dict], env: dict) -> bool:
     """Time (log-log) and speed-up vs size for every sweep. False when nothing to plot."""
     panels = _panels(rows)
@@ -60,15 +73,7 @@ def plot_scaling(path: Path, rows: list[dict], env: dict) -> bool:
         ax_s.set(xlabel=xlabel, ylabel="speed-up vs torch (x)", title=f"{case}: speed-up")
         if not any(r["backend"] != "torch" for r in part):
             ax_s.text(0.5, 0.5, "no kernel measured in this build", ha="center", transform=ax_s.transAxes)
-        for ax in (ax_t, ax_s):
-            ax.set_xscale("log", base=2)
-            ax.grid(True, which="both", alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-    fig.suptitle(_title(env), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, [ax for pair in axes for ax in pair], path, env)
     return True
 
 
@@ -82,12 +87,7 @@ def plot_bandwidth(path: Path, rows: list[dict], copy: dict, env: dict) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(*zip(*pts), "-o", color=COLORS["kernels"], ms=3, label="sample_triplane kernel (compulsory bytes)")
     ax.axhline(copy["gbps"], color="black", ls="--", label=f"device copy {copy['gbps']:.0f} GB/s")
-    ax.set(xscale="log", xlabel="points", ylabel="GB/s", ylim=(0, max(copy["gbps"], max(g for _, g in pts)) * 1.15),
+    ax.set(xlabel="points", ylabel="GB/s", ylim=(0, max(copy["gbps"], max(g for _, g in pts)) * 1.15),
            title="sample_triplane forward: achieved vs copy bandwidth")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.suptitle(_title(env), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, [ax], path, env)
     return True
