@@ -73,7 +73,7 @@ def plan_jobs(cfg: SuiteConfig) -> tuple[list[dict], list[dict]]:
         missing = case.unavailable()
         suites = ["headline"] + ([s for s in case.sizes if s != "headline"] if cfg.sweeps else [])
         for suite in suites:
-            for params in case.sizes[suite].get(cfg.plan, []):
+            for index, params in enumerate(case.sizes[suite].get(cfg.plan, [])):
                 for backend in BACKENDS:
                     why = None
                     if missing:
@@ -81,9 +81,11 @@ def plan_jobs(cfg: SuiteConfig) -> tuple[list[dict], list[dict]]:
                     elif backend == "kernels":
                         why = _kernel_gap(case, cfg.device)
                     elif backend == "compile" and suite != "headline":
-                        continue  # compiled only at the headline sizes (one compile per shape)
+                        continue  # one compile per shape: headline sizes only
                     elif backend == "compile" and not cfg.use_compile:
                         why = "skipped (--quick or --no-compile)"
+                    elif backend == "compile" and index and cfg.plan == "cpu":
+                        why = "compiled at the first headline size only on a CPU (compiling takes minutes)"
                     if why:
                         fixed += [_row(case.name, suite, params, m, backend, "n/a", why) for m in MODES]
                         continue
