@@ -27,7 +27,7 @@ def _kernels_compiled(case) -> bool:
 
 
 def test_quick_writes_table_csv_png(quick_run):
-    md, csv_path, png = (quick_run / f"cpu_{n}" for n in ("results.md", "results.csv", "scaling.png"))
+    md, csv_path, png = (quick_run / f"cpu_quick_{n}" for n in ("results.md", "results.csv", "scaling.png"))
     for p in (md, csv_path, png):
         assert p.is_file() and p.stat().st_size > 0, f"{p.name} not written"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -39,7 +39,7 @@ def test_quick_writes_table_csv_png(quick_run):
 
 
 def test_quick_csv_has_every_case_backend_and_mode(quick_run):
-    with open(quick_run / "cpu_results.csv") as f:
+    with open(quick_run / "cpu_quick_results.csv") as f:
         rows = list(csv.DictReader(f))
     assert not [r for r in rows if r["status"] == "error"], [r["reason"] for r in rows if r["status"] == "error"]
     for case in all_cases():
@@ -61,7 +61,7 @@ def test_quick_csv_has_every_case_backend_and_mode(quick_run):
 
 
 def test_sweeps_reach_the_csv(quick_run):
-    with open(quick_run / "cpu_results.csv") as f:
+    with open(quick_run / "cpu_quick_results.csv") as f:
         rows = list(csv.DictReader(f))
     sweeps = {(r["case"], r["suite"]) for r in rows if r["status"] == "ok" and r["suite"] != "headline"}
     assert ("sample_triplane", "points") in sweeps and ("sample_triplane", "resolution") in sweeps

@@ -18,9 +18,11 @@ __all__ = ["CASES", "Case", "SuiteConfig", "Workload", "all_cases", "register", 
 
 
 def run_and_write(cfg: SuiteConfig, out: str | Path, command: list[str] | None = None) -> dict[str, Path]:
-    """Run the suite and write <device>_results.md/.csv and <device>_scaling.png into `out`."""
+    """Run the suite and write <stem>_results.md/.csv and <stem>_scaling.png into `out`;
+    stem is the device ("cpu", "cuda"), with "_quick" appended for --quick runs so a smoke
+    run never overwrites full results."""
     from . import environment, report
 
     env = environment.describe(cfg.device, command, cfg.threads)
     result = run_suite(cfg)
-    return report.write_all(Path(out), result, env)
+    return report.write_all(Path(out), result, env, cfg.device + ("_quick" if cfg.quick else ""))

@@ -29,10 +29,13 @@ def _key(row: dict) -> tuple:
 def finalize(rows: list[dict]) -> list[dict]:
     """Add peak_mib, speedup_vs_torch, memory_ratio_torch_over_this, achieved_gbps, problem."""
     ref = {_key(r): r for r in rows if r["backend"] == "torch" and r.get("status") == "ok"}
-    shape = {(_key(r)[:3]): r["shape"] for r in rows if r.get("shape")}
+    # Rows that never ran (timed out, unavailable) borrow the problem text and size of a
+    # row with the same case and parameters that did.
+    known = {_key(r)[:3]: (r["shape"], r.get("size")) for r in rows if r.get("shape")}
     for r in rows:
-        r.setdefault("problem", r.get("shape") or shape.get(_key(r)[:3]) or json.dumps(r["params"], sort_keys=True))
-        r.setdefault("size", None)
+        shape, size = known.get(_key(r)[:3], (json.dumps(r["params"], sort_keys=True), None))
+        r["problem"] = r.get("shape") or shape
+        r["size"] = r.get("size") or size
         ok = r.get("status") == "ok"
         peak = r.get("peak_bytes")
         r["peak_mib"] = peak / 2**20 if ok and peak is not None else None
@@ -138,21 +141,23 @@ def markdown(rows: list[dict], env: dict, copy: dict | None, figures: list[str],
     return "\n".join(lines)
 
 
-def write_all(out: Path, result: dict, env: dict) -> dict[str, Path]:
-    """Write <device>_results.md/.csv and the figures; returns the paths."""
+def write_all(out: Path, result: dict, env: dict, stem: str | None = None) -> dict[str, Path]:
+    """Write <stem>_results.md/.csv, <stem>_scaling.png (+ <stem>_bandwidth.png on CUDA);
+    stem defaults to the device name. Returns the paths."""
     from .plots import plot_bandwidth, plot_scaling
 
     out.mkdir(parents=True, exist_ok=True)
     rows = finalize(result["rows"])
     dev = env["device"]
-    paths = {"csv": out / f"{dev}_results.csv", "md": out / f"{dev}_results.md"}
+    stem = stem or dev
+    paths = {"csv": out / f"{stem}_results.csv", "md": out / f"{stem}_results.md"}
     figures = []
-    png = out / f"{dev}_scaling.png"
+    png = out / f"{stem}_scaling.png"
     if plot_scaling(png, rows, env):
         paths["png"] = png
         figures.append(str(png))
     if dev == "cuda" and result.get("copy_bandwidth"):
-        bw = out / "cuda_bandwidth.png"
+        bw = out / f"{stem}_bandwidth.png"
         if plot_bandwidth(bw, rows, result["copy_bandwidth"], env):
             paths["bandwidth_png"] = bw
             figures.append(str(bw))

@@ -75,13 +75,13 @@ def plan_jobs(cfg: SuiteConfig) -> tuple[list[dict], list[dict]]:
         for suite in suites:
             for index, params in enumerate(case.sizes[suite].get(cfg.plan, [])):
                 for backend in BACKENDS:
+                    if backend == "compile" and suite != "headline":
+                        continue  # one compile per shape: headline sizes only
                     why = None
                     if missing:
                         why = f"not available in this build: {missing}"
                     elif backend == "kernels":
                         why = _kernel_gap(case, cfg.device)
-                    elif backend == "compile" and suite != "headline":
-                        continue  # one compile per shape: headline sizes only
                     elif backend == "compile" and not cfg.use_compile:
                         why = "skipped (--quick or --no-compile)"
                     elif backend == "compile" and index and cfg.plan == "cpu":

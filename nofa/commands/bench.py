@@ -11,7 +11,8 @@ DESCRIPTION = (
     "forward+backward, on the compiled kernels, the pure-PyTorch reference and torch.compile of the "
     "reference; measures peak memory; sweeps the number of points (2^14..2^22) and the plane "
     "resolution (64..512). Writes <device>_results.md, <device>_results.csv and "
-    "<device>_scaling.png (plus cuda_bandwidth.png on CUDA) into --out. See docs/benchmarks.md."
+    "<device>_scaling.png (plus cuda_bandwidth.png on CUDA; file names get _quick after the "
+    "device for --quick runs) into --out. See docs/benchmarks.md."
 )
 
 
