@@ -90,3 +90,15 @@ def test_cpu_peak_memory_sees_reused_allocations():
         del warm
         peak = measure.peak_memory(lambda: torch.ones(n), torch.device("cpu"))
         assert 0.9 * n * 4 <= peak <= 1.5 * n * 4, f"{mib} MiB allocation measured as {peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible: the CUDA benchmark path not exercised")
+def test_quick_cuda_writes_bandwidth_figure(tmp_path):
+    assert cli.main(["bench", "--quick", "--device", "cuda", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "cuda_quick_results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert not [r for r in rows if r["status"] == "error"], [r["reason"] for r in rows if r["status"] == "error"]
+    for p in ("cuda_quick_results.md", "cuda_quick_scaling.png", "cuda_quick_bandwidth.png"):
+        assert (tmp_path / p).is_file(), p
+    assert "copy bandwidth" in (tmp_path / "cuda_quick_results.md").read_text()
