@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .registry import get_case  # noqa: E402
 from .worker import MODES  # noqa: E402
@@ -68,9 +69,12 @@ def plot_scaling(path: Path, rows: list[dict], env: dict) -> bool:
                     sp = [(x, r["speedup_vs_torch"]) for x, r in pts if r.get("speedup_vs_torch")]
                     if sp:
                         ax_s.plot(*zip(*sp), STYLES[mode], color=COLORS[backend], marker="o", ms=3, label=label)
-        ax_t.set(yscale="log", xlabel=xlabel, ylabel="median time (ms)", title=f"{case}: time")
+        ax_t.set(yscale="log", xlabel=xlabel, ylabel="median time (ms)", title=f"{case}: time vs {xlabel.split(' (')[0]}")
         ax_s.axhline(1.0, color="gray", lw=0.8)
-        ax_s.set(xlabel=xlabel, ylabel="speed-up vs torch (x)", title=f"{case}: speed-up")
+        ax_s.set(yscale="log", xlabel=xlabel, ylabel="speed-up vs torch (x, log)", title=f"{case}: speed-up vs {xlabel.split(' (')[0]}")
+        ax_s.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax_s.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax_s.yaxis.set_minor_formatter(NullFormatter())
         if not any(r["backend"] != "torch" for r in part):
             ax_s.text(0.5, 0.5, "no kernel measured in this build", ha="center", transform=ax_s.transAxes)
     _save(fig, [ax for pair in axes for ax in pair], path, env)
