@@ -133,20 +133,26 @@ def _deform_unavailable() -> str | None:
     return None
 
 
-def _build_deform(params: Params, device: torch.device) -> Workload:
+def make_deformation_field(params: Params, g: torch.Generator, device: torch.device):
+    """A trained-looking DeformationField (paper sizes unless params say otherwise) with
+    one avatar's alpha [1, 80] and beta [1, 64]."""
     from ..models import DeformationField
 
-    M = int(params["points"])
-    g = _gen(params)
     torch.manual_seed(int(params.get("seed", 0)))  # layer initialisation
     field = DeformationField(d_hidden=int(params.get("d_hidden", 128)), w_hidden=int(params.get("w_hidden", 64)))
-    with torch.no_grad():  # a trained-looking field: the identity start has a zero last layer
+    with torch.no_grad():  # the identity start has a zero last layer: make it move points
         field.d_weights[-1].copy_(torch.randn(field.d_weights[-1].shape, generator=g) * 0.05)
         field.d_biases[-1].copy_(torch.randn(field.d_biases[-1].shape, generator=g) * 0.01)
-    field = field.to(device)
-    points = (torch.rand(1, M, 3, generator=g) - 0.5).to(device)
     alpha = torch.randn(1, field.id_dim, generator=g).to(device)
     beta = torch.randn(1, field.exp_dim, generator=g).to(device)
+    return field.to(device), alpha, beta
+
+
+def _build_deform(params: Params, device: torch.device) -> Workload:
+    M = int(params["points"])
+    g = _gen(params)
+    field, alpha, beta = make_deformation_field(params, g, device)
+    points = (torch.rand(1, M, 3, generator=g) - 0.5).to(device)
 
     def reference(x, a, b):
         return ops.reference.deform_points(

@@ -50,7 +50,7 @@ class Case:
     unavailable: Callable[[], str | None] = lambda: None
     # sweep name -> (x-axis label, the params key giving x; None: the workload's size)
     sweep_axes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    compile_note: str = ""
+    compile: bool = True  # whether torch.compile of the reference is attempted
 
 
 CASES: dict[str, Case] = {}

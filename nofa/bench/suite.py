@@ -82,6 +82,8 @@ def plan_jobs(cfg: SuiteConfig) -> tuple[list[dict], list[dict]]:
                         why = f"not available in this build: {missing}"
                     elif backend == "kernels":
                         why = _kernel_gap(case, cfg.device)
+                    elif backend == "compile" and not case.compile:
+                        why = "torch.compile not attempted for this case (see docs/benchmarks.md)"
                     elif backend == "compile" and not cfg.use_compile:
                         why = "skipped (--quick or --no-compile)"
                     elif backend == "compile" and index and cfg.plan == "cpu":
