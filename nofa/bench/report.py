@@ -50,7 +50,7 @@ def finalize(rows: list[dict]) -> list[dict]:
     cases = [c.name for c in all_cases()]
     rows.sort(key=lambda r: (suites.index(r["suite"]) if r["suite"] in suites else 99,
                              cases.index(r["case"]) if r["case"] in cases else 99,
-                             r["size"] or 0, json.dumps(r["params"], sort_keys=True),
+                             r["size"] or 0, r.get("index", 0), json.dumps(r["params"], sort_keys=True),
                              MODES.index(r["mode"]), order.get(r["backend"], 9)))
     return rows
 

@@ -51,8 +51,9 @@ class SuiteConfig:
         return (not self.quick) if self.compile is None else self.compile
 
 
-def _row(case: str, suite: str, params: dict, mode: str, backend: str, status: str, reason: str = "") -> dict:
-    return {"suite": suite, "case": case, "params": params, "mode": mode, "backend": backend,
+def _row(case: str, suite: str, index: int, params: dict, mode: str, backend: str, status: str,
+         reason: str = "") -> dict:
+    return {"suite": suite, "case": case, "index": index, "params": params, "mode": mode, "backend": backend,
             "status": status, "reason": reason}
 
 
@@ -89,10 +90,10 @@ def plan_jobs(cfg: SuiteConfig) -> tuple[list[dict], list[dict]]:
                     elif backend == "compile" and index and cfg.plan == "cpu":
                         why = "compiled at the first headline size only on a CPU (compiling takes minutes)"
                     if why:
-                        fixed += [_row(case.name, suite, params, m, backend, "n/a", why) for m in MODES]
+                        fixed += [_row(case.name, suite, index, params, m, backend, "n/a", why) for m in MODES]
                         continue
                     jobs.append({
-                        "id": len(jobs), "suite": suite, "case": case.name, "backend": backend,
+                        "id": len(jobs), "suite": suite, "index": index, "case": case.name, "backend": backend,
                         "device": cfg.device, "params": params, "modes": list(MODES),
                         "warmup": cfg.warmup, "budget_s": budget, "min_repeats": cfg.min_repeats,
                         "max_repeats": cfg.max_repeats, "memory_method": method, "threads": cfg.threads,
@@ -185,7 +186,7 @@ def run_suite(cfg: SuiteConfig) -> dict:
     for batch, limit in _groups(jobs, cfg):
         for r in run_worker(batch, limit, cfg.log):
             job = by_id[r.pop("id")]
-            rows.append({**r, "suite": job["suite"], "params": job["params"]})
+            rows.append({**r, "suite": job["suite"], "index": job["index"], "params": job["params"]})
     copy = None
     if not cfg.quick or cfg.device == "cuda":
         copy = measure_copy_bandwidth(cfg)
