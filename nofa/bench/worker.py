@@ -1,0 +1,140 @@
+"""The measuring process: `python -m nofa.bench.worker` reads a JSON list of jobs on stdin
+and prints one result line (prefixed by `RESULT_TAG`) per job and mode as soon as it has it,
+so a crash or a timeout loses only the jobs not yet reported.
+
+A job: {"id", "case", "backend": "kernels"|"torch"|"compile", "device", "params",
+"modes", "warmup", "budget_s", "min_repeats", "max_repeats", "memory_method"}.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from typing import Any
+
+import torch
+
+from .. import ops
+from . import measure
+from .registry import Workload, get_case
+
+RESULT_TAG = "@@nofa-bench "
+MODES = ("forward", "forward+backward")
+
+
+class BackendMismatch(RuntimeError):
+    """The run did not execute on the backend it is labelled with."""
+
+
+def _emit(row: dict) -> None:
+    sys.stdout.write(RESULT_TAG + json.dumps(row) + "\n")
+    sys.stdout.flush()
+
+
+def _make_call(wl: Workload, fn, backend: str, mode: str):
+    """The callable that one timed repeat runs, and the `before` hook that resets grads."""
+    switch = "kernels" if backend == "kernels" else "torch"
+    if mode == "forward":
+        def call():
+            with torch.no_grad(), ops.use_backend(switch):
+                return fn(*wl.inputs)
+        return call, None
+
+    for t in wl.grad_tensors:
+        t.requires_grad_(True)
+    cotangents: list[torch.Tensor] = []
+    gen = torch.Generator().manual_seed(1)
+
+    def call():
+        with ops.use_backend(switch):
+            outs = wl.loss_outputs(fn(*wl.inputs))
+            if not cotangents:  # built on the first (warm-up) call, then reused
+                cotangents.extend(torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in outs)
+            torch.autograd.backward(list(outs), cotangents)
+
+    def before():
+        for t in wl.grad_tensors:
+            t.grad = None
+
+    return call, before
+
+
+def _check_trace(tr, case, backend: str) -> None:
+    for op in case.ops:
+        got = tr.backends(op)
+        if backend == "kernels" and got != {"kernels"}:
+            raise BackendMismatch(f"'kernels' run of {case.name} ran {op} on {sorted(got) or 'nothing'}")
+        if backend == "torch" and got != {"torch"}:
+            raise BackendMismatch(f"'torch' run of {case.name} ran {op} on {sorted(got) or 'nothing'}")
+        if backend == "compile" and "kernels" in got:
+            raise BackendMismatch(f"compiled reference of {case.name} called the {op} kernel")
+
+
+def _run_mode(job: dict, case, wl: Workload, fn, mode: str, device: torch.device) -> dict:
+    call, before = _make_call(wl, fn, job["backend"], mode)
+    fresh = job["memory_method"] == measure.FRESH_PROCESS and device.type == "cpu"
+    out: dict[str, Any] = {}
+    with ops.trace_backends() as tr:  # the first call is the first warm-up, and traced
+        t0 = time.perf_counter()
+        if fresh:  # memory from the process's first call (no VmHWM reset here)
+            out["peak_bytes"] = measure.peak_memory(call, device, before)
+        else:
+            if before:
+                before()
+            call()
+            measure.sync(device)
+        out["first_call_s"] = time.perf_counter() - t0
+    _check_trace(tr, case, job["backend"])
+    res = measure.measure_call(
+        call, device, out["first_call_s"], warmup=max(0, job["warmup"] - 1), budget_s=job["budget_s"],
+        min_repeats=job["min_repeats"], max_repeats=job["max_repeats"], before=before, memory=not fresh,
+    )
+    if fresh:
+        res["peak_bytes"] = None if job["backend"] == "compile" else out["peak_bytes"]  # compile's first call compiled
+    out.update(res)
+    return out
+
+
+def run_job(job: dict) -> None:
+    base = {"id": job["id"], "case": job["case"], "backend": job["backend"], "device": job["device"]}
+    device = torch.device(job["device"])
+    case = get_case(job["case"])
+    try:
+        wl = case.build(job["params"], device)
+    except Exception as e:  # noqa: BLE001  (reported, not fatal for the other jobs)
+        for mode in job["modes"]:
+            _emit({**base, "mode": mode, "status": "error", "reason": f"building inputs failed: {e!r}"})
+        return
+    info = {"size": wl.size, "shape": wl.shape, "bytes_min": wl.bytes_min}
+    fn = wl.fn
+    if job["backend"] == "compile":
+        fn = torch.compile(wl.reference, dynamic=False)
+    for mode in job["modes"]:
+        try:
+            res = _run_mode(job, case, wl, fn, mode, device)
+            _emit({**base, **info, "mode": mode, "status": "ok", **res})
+        except BackendMismatch as e:
+            _emit({**base, **info, "mode": mode, "status": "error", "reason": str(e)})
+        except Exception as e:  # noqa: BLE001
+            what = "torch.compile failed" if job["backend"] == "compile" else "run failed"
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            _emit({**base, **info, "mode": mode, "status": "n/a" if job["backend"] == "compile" else "error",
+                   "reason": f"{what}: {type(e).__name__}: {msg[:300]}"})
+            traceback.print_exc(file=sys.stderr)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def main() -> int:
+    jobs = json.loads(sys.stdin.read())
+    threads = jobs[0].get("threads") if jobs else None
+    if threads:
+        torch.set_num_threads(int(threads))
+    for job in jobs:
+        run_job(job)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
