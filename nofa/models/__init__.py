@@ -1,0 +1,29 @@
+"""The NOFA++ networks: StyleGAN2 blocks, tri-plane generator, super-resolution, image
+encoder, detail + fusion networks, deformation field, and the whole avatar model.
+
+    from nofa.models import NOFAAvatar
+    model = NOFAAvatar.from_preset("tiny")
+    vol = model.reconstruct(image, camera)              # image [N, 3, 64, 64], camera [N, 25]
+    out = model.animate(vol, alpha, beta, camera)       # out["image"], out["image_raw"], out["depth"]
+"""
+from .detail import DetailNetwork, FusionNetwork, fuse
+from .encoder import ImageEncoder
+from .generator import SynthesisNetwork, TriplaneGenerator
+from .mapping import MappingNetwork
+from .presets import PRESETS, get_config
+from .superres import SuperResolution
+
+__all__ = [
+    "AvatarVolume", "DetailNetwork", "FusionNetwork", "ImageEncoder", "MappingNetwork", "NOFAAvatar", "PRESETS",
+    "SuperResolution", "SynthesisNetwork", "TriplaneGenerator", "fuse", "get_config",
+]
+
+
+def __getattr__(name: str):
+    # The avatar pulls in the renderer and the deformation field; import it on first use so
+    # that the networks above stay importable on their own.
+    if name in ("NOFAAvatar", "AvatarVolume"):
+        from . import avatar
+
+        return getattr(avatar, name)
+    raise AttributeError(f"module 'nofa.models' has no attribute {name!r}")
