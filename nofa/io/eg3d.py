@@ -215,8 +215,11 @@ def eg3d_config(g: ModuleTree, tensors: dict[str, torch.Tensor] | None = None) -
         raise ValueError(f"EG3D synthesis widths {ch} do not follow min(base // res, max)")
     n_map = sum(1 for k in tensors if k.startswith("backbone.mapping.fc") and k.endswith(".weight"))
     dec0, dec2 = _need(tensors, "decoder.net.0.weight"), _need(tensors, "decoder.net.2.weight")
+    # the SR's last block runs at 4x its input resolution (512 for EG3D's FFHQ/AFHQ models)
+    noise = tensors.get("superresolution.block1.conv1.noise_const")
+    sr_in = noise.shape[-1] // 4 if noise is not None else 128
     return {
-        "image_size": 512,
+        "image_size": 4 * sr_in,
         "generator": {
             "z_dim": int(kw.get("z_dim", 512)), "c_dim": int(kw.get("c_dim", 25)), "w_dim": int(kw.get("w_dim", 512)),
             "plane_resolution": top, "plane_channels": _need(tensors, f"backbone.synthesis.b{top}.torgb.bias").shape[0] // 3,
@@ -226,7 +229,7 @@ def eg3d_config(g: ModuleTree, tensors: dict[str, torch.Tensor] | None = None) -
         },
         "decoder": {"hidden": dec0.shape[0], "out_features": dec2.shape[0] - 1,
                     "lr_multiplier": float(rk.get("decoder_lr_mul", 1.0))},
-        "superres": {"input_resolution": 128, "antialias": bool(rk.get("sr_antialias", True)),
+        "superres": {"input_resolution": sr_in, "antialias": bool(rk.get("sr_antialias", True)),
                      "block_channels": [_need(tensors, f"superresolution.block{i}.conv1.weight").shape[0] for i in (0, 1)]},
         "render": {
             "resolution": int(g.state.get("neural_rendering_resolution", 128)),

@@ -26,7 +26,8 @@ PAPER: dict = {
     "encoder": {"patch_size": 16, "dim": 384, "depth": 6, "heads": 6, "mlp_ratio": 4.0},
     "detail": {"base_channels": 32, "max_channels": 128, "out_channels": 128},
     "fusion": {"hidden": 128},
-    "deformation": {"n_freqs": 6, "id_dim": 80, "exp_dim": 64},
+    "deformation": {"n_freqs": 6, "id_dim": 80, "exp_dim": 64, "d_hidden": 128, "d_layers": 4, "w_hidden": 64,
+                    "w_layers": 3},
 }
 
 TINY: dict = {
@@ -45,7 +46,8 @@ TINY: dict = {
     "encoder": {"patch_size": 8, "dim": 32, "depth": 2, "heads": 2, "mlp_ratio": 2.0},
     "detail": {"base_channels": 8, "max_channels": 16, "out_channels": 16},
     "fusion": {"hidden": 16},
-    "deformation": {"n_freqs": 6, "id_dim": 80, "exp_dim": 64},
+    "deformation": {"n_freqs": 6, "id_dim": 80, "exp_dim": 64, "d_hidden": 32, "d_layers": 2, "w_hidden": 16,
+                    "w_layers": 2},
 }
 
 PRESETS = {"paper": PAPER, "tiny": TINY}
