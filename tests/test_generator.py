@@ -110,3 +110,10 @@ def test_tiny_superres_is_anchored_to_the_rendering():
     assert not torch.allclose(sr(rgb + 1, feat, ws), out)
     with pytest.raises(ValueError, match="feature must have shape"):
         sr(rgb, torch.randn(1, 7, 16, 16), ws)
+
+
+def test_empty_batch_gives_empty_planes(tiny_g):
+    ws = torch.zeros(0, tiny_g.num_ws, 32)
+    assert tiny_g.synthesize(ws).shape == (0, 3, 8, 32, 32)
+    sr = SuperResolution(8, 16, 32, (16, 8))
+    assert sr(torch.zeros(0, 3, 16, 16), torch.zeros(0, 8, 16, 16), ws).shape == (0, 3, 64, 64)

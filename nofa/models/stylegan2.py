@@ -129,6 +129,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     """
     N, I, H, W = x.shape
     O, _, kh, kw = weight.shape
+    if N == 0:  # a grouped conv cannot have zero groups
+        return x.new_zeros(0, O, H * up, W * up)
     w = weight.unsqueeze(0) * styles.reshape(N, 1, I, 1, 1)  # [N, O, I, k, k]
     if demodulate:
         w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
