@@ -203,3 +203,11 @@ def test_model_file_round_trip_and_errors(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == data
     assert sorted(os.listdir(tmp_path)) == ["cut.nofa", "m.nofa", "other.pt"]
+
+
+def test_empty_batch_gives_empty_outputs(tiny):
+    with torch.no_grad():
+        vol = tiny.reconstruct(torch.zeros(0, 3, 64, 64), torch.zeros(0, 25))
+        out = tiny.animate(vol, torch.zeros(0, ALPHA), torch.zeros(0, BETA), torch.zeros(0, 25))
+    assert vol.planes.shape == (0, 3, 8, 32, 32)
+    assert out["image"].shape == (0, 3, 64, 64) and out["depth"].shape == (0, 1, 16, 16)
