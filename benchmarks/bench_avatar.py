@@ -67,8 +67,11 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--backends", default="kernels,torch")
     p.add_argument("--resolution", type=int, default=None, help="override the neural rendering resolution")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="write a Markdown report here")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     overrides = {"render": {"deterministic": True, **({"resolution": args.resolution} if args.resolution else {})}}
     torch.manual_seed(0)
@@ -86,7 +89,8 @@ def main() -> None:
     lines = [
         f"# NOFAAvatar end to end ({args.preset} preset, {device.type})", "",
         f"Command: `PYTHONPATH=. python benchmarks/bench_avatar.py --preset {args.preset} --frames {args.frames}"
-        + (f" --resolution {args.resolution}" if args.resolution else "") + f" --device {args.device}`  ",
+        + (f" --resolution {args.resolution}" if args.resolution else "")
+        + (f" --threads {args.threads}" if args.threads else "") + f" --device {args.device}`  ",
         f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; "
         f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'} "
         f"({torch.get_num_threads()} threads)  ",
