@@ -85,6 +85,20 @@ def test_modulated_conv_matches_per_sample_loop():
     torch.testing.assert_close(y2[1:2], F.conv2d(x[1:2], w * s[1].reshape(1, 4, 1, 1), padding=1), atol=1e-5, rtol=1e-5)
 
 
+def test_up_conv_matches_per_sample_transposed_conv_then_filter():
+    # grouped (batched) form vs one sample at a time with an asymmetric kernel: transposed
+    # conv (stride 2) then the 4-tap FIR with 1 pixel of padding each side (k=3, up=2)
+    x, w, s = torch.randn(3, 4, 5, 5), torch.randn(6, 4, 3, 3), torch.randn(3, 4)
+    f = make_filter()
+    y = modulated_conv2d(x, w, s, up=2, padding=1, resample_filter=f)
+    assert y.shape == (3, 6, 10, 10)
+    for i in range(3):
+        wi = w * s[i].reshape(1, 4, 1, 1)
+        wi = wi / (wi.square().sum([1, 2, 3], keepdim=True) + 1e-8).sqrt()
+        t = F.conv_transpose2d(x[i:i + 1], wi.transpose(0, 1), stride=2)
+        torch.testing.assert_close(y[i:i + 1], upfirdn2d(t, f, padding=(1, 1, 1, 1), gain=4), atol=1e-5, rtol=1e-5)
+
+
 def test_demodulation_normalises_output_scale():
     x = torch.randn(2, 64, 16, 16)
     y = modulated_conv2d(x, torch.randn(32, 64, 3, 3), torch.randn(2, 64) * 10, padding=1)
