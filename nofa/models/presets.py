@@ -22,6 +22,7 @@ PAPER: dict = {
     "render": {
         "resolution": 128, "ray_start": 2.25, "ray_end": 3.3, "box_warp": 1.0, "coarse_samples": 48,
         "importance_samples": 48, "white_back": False, "deterministic": False, "chunk_rays": 8192,
+        "checkpoint": False,
     },
     "encoder": {"patch_size": 16, "dim": 384, "depth": 6, "heads": 6, "mlp_ratio": 4.0},
     "detail": {"base_channels": 32, "max_channels": 128, "out_channels": 128},
@@ -42,6 +43,7 @@ TINY: dict = {
     "render": {
         "resolution": 16, "ray_start": 2.25, "ray_end": 3.3, "box_warp": 1.0, "coarse_samples": 8,
         "importance_samples": 8, "white_back": False, "deterministic": False, "chunk_rays": 8192,
+        "checkpoint": False,
     },
     "encoder": {"patch_size": 8, "dim": 32, "depth": 2, "heads": 2, "mlp_ratio": 2.0},
     "detail": {"base_channels": 8, "max_channels": 16, "out_channels": 16},
