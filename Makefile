@@ -40,7 +40,7 @@ pytest: build
 test: build ctest pytest
 
 demo: build
-	$(VENV)/bin/nofa demo
+	$(VENV)/bin/nofa check
 
 bench: build
 	$(VENV)/bin/nofa bench

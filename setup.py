@@ -73,7 +73,7 @@ def cuda_archs() -> str:
 
 def extensions():
     rel = lambda pattern: sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))  # noqa: E731
-    sources = ["csrc/ops.cpp"] + rel("csrc/cpu/*.cpp")
+    sources = ["csrc/ops.cpp", "csrc/python_module.cpp"] + rel("csrc/cpu/*.cpp")
     include_dirs = [os.path.join(ROOT, "csrc")]
     cxx = ["-O3", "-fopenmp"]
     define_macros = []

@@ -1,7 +1,6 @@
 // Every op schema of nofa, and nothing else. Implementations are registered per backend
 // (csrc/cpu/*.cpp, csrc/cuda/*.cpp) with TORCH_LIBRARY_IMPL; autograd and fake (meta)
 // implementations live in Python (nofa/ops/).
-#include <Python.h>
 #include <torch/library.h>
 
 #include <string>
@@ -9,15 +8,6 @@
 #ifndef NOFA_CUDA_ARCHS
 #define NOFA_CUDA_ARCHS ""
 #endif
-
-extern "C" {
-// `import nofa._C` loads this library, which runs the registrations below.
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "nofa's C++/CUDA ops", -1,
-                                          nullptr};
-  return PyModule_Create(&module_def);
-}
-}
 
 namespace nofa {
 
@@ -38,6 +28,17 @@ TORCH_LIBRARY(nofa, m) {
   m.def(
       "sample_triplane_backward(Tensor grad_out, Tensor planes, Tensor points, float box_warp, "
       "str reduce, bool planes_grad, bool points_grad) -> (Tensor, Tensor)");
+
+  // Volume compositing (DESIGN 2.2) -> (features [N, R, C], depth [N, R, 1],
+  // weights [N, R, S-1, 1]).
+  m.def("composite_rays(Tensor colors, Tensor densities, Tensor depths, bool white_back) "
+        "-> (Tensor, Tensor, Tensor)");
+  // Cotangents of the three outputs, each optional (None: no gradient flows from it).
+  // Returns (grad_colors, grad_densities, grad_depths); one not asked for is empty.
+  m.def(
+      "composite_rays_backward(Tensor? grad_features, Tensor? grad_depth, Tensor? grad_weights, "
+      "Tensor colors, Tensor densities, Tensor depths, bool white_back, bool colors_grad, "
+      "bool densities_grad, bool depths_grad) -> (Tensor, Tensor, Tensor)");
 }
 
 }  // namespace nofa

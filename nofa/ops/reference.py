@@ -62,7 +62,14 @@ def composite_rays(
     weights = alpha * torch.cumprod(shifted, -2)[:, :, :-1]
     rgb = torch.sum(weights * colors_mid, -2)
     weight_total = weights.sum(2)
-    depth = torch.sum(weights * depths_mid, -2) / weight_total
+    depth_sum = torch.sum(weights * depths_mid, -2)
+    # Same values as depth_sum / weight_total, but an empty ray (0 / 0 -> NaN, as in EG3D)
+    # gets no gradient through the division: autograd would give 0 * (1 / 0) = NaN there,
+    # even though nan_to_num passes no gradient to a non-finite value.
+    empty = weight_total == 0
+    depth = torch.where(
+        empty, depth_sum.detach() / weight_total.detach(), depth_sum / torch.where(empty, 1, weight_total)
+    )
     depth = torch.nan_to_num(depth, float("inf"))
     if depths.numel() > 0:
         depth = torch.clamp(depth, torch.min(depths), torch.max(depths))

@@ -1,0 +1,251 @@
+// Volume compositing along one ray (EG3D MipRayMarcher2), shared by the CPU and CUDA
+// kernels and the ctest program, so the arithmetic the GPU runs is also exercised on the CPU.
+//
+// A ray has S samples and K = S - 1 intervals. Interval k uses the midpoints of samples
+// k and k + 1: sigma_k = softplus(density_mid - 1), alpha_k = 1 - exp(-sigma_k * delta_k),
+// T_k = prod_{j<k} (1 - alpha_j + 1e-10), w_k = alpha_k * T_k. The operations are in the
+// same order as the PyTorch reference, so float32 results agree to rounding.
+//
+// Backward without dividing by (1 - alpha): with b_k the cotangent of w_k,
+//   dL/dalpha_k = T_k * (b_k - G_k),   G_k = sum_{i>k} b_i alpha_i prod_{k<j<i} p_j,
+// and G_{k-1} = b_k alpha_k + p_k G_k (p_k = 1 - alpha_k + 1e-10) is a suffix recurrence,
+// so a ray that saturates (alpha == 1, p == 1e-10, T == 0 further on) stays exact.
+#pragma once
+#include <cfloat>
+#include <cmath>
+
+#include "common/macros.h"
+
+namespace nofa {
+
+template <typename T>
+struct FloatMax;
+template <>
+struct FloatMax<float> {
+  NOFA_HD static float value() { return FLT_MAX; }
+};
+template <>
+struct FloatMax<double> {
+  NOFA_HD static double value() { return DBL_MAX; }
+};
+
+// EG3D's transmittance floor: keeps the product from being exactly 0 after one opaque step.
+template <typename T>
+NOFA_HD T transmit_eps() {
+  return T(1e-10);
+}
+
+// softplus(x) with PyTorch's defaults (beta 1, threshold 20) at x = density_mid - 1, and
+// its derivative written as PyTorch's softplus backward does (z / (z + 1), z = exp(x)),
+// sharing the one exp.
+template <typename T>
+NOFA_HD T density_activation(T density_mid, T& grad) {
+  const T x = density_mid - T(1);
+  if (x > T(20)) {
+    grad = T(1);
+    return x;
+  }
+  const T z = std::exp(x);
+  grad = z / (z + T(1));
+  return std::log1p(z);
+}
+
+template <typename T>
+NOFA_HD T density_activation(T density_mid) {
+  T unused;
+  return density_activation(density_mid, unused);
+}
+
+// alpha = 1 - exp(-sigma * delta); `decay` = exp(-sigma * delta) is d alpha / d(sigma*delta).
+// 1 - exp (not -expm1) on purpose: an almost empty interval must give alpha == 0 exactly,
+// as in EG3D, so that an empty ray's depth becomes 0/0 and is clamped like EG3D's.
+template <typename T>
+NOFA_HD T interval_alpha(T sigma, T delta, T& decay) {
+  decay = std::exp(-(sigma * delta));
+  return T(1) - decay;
+}
+
+// Everything about interval k (between samples k and k + 1) that the backward reuses.
+template <typename T>
+struct Interval {
+  T sigma, dsigma;  // activated density and d sigma / d density_mid
+  T delta, alpha, decay;
+};
+
+template <typename T>
+NOFA_HD Interval<T> interval_at(const T* dens, const T* z, int64_t k) {
+  Interval<T> iv;
+  iv.sigma = density_activation((dens[k] + dens[k + 1]) / T(2), iv.dsigma);
+  iv.delta = z[k + 1] - z[k];
+  iv.alpha = interval_alpha(iv.sigma, iv.delta, iv.decay);
+  return iv;
+}
+
+// Scratch of one ray, struct-of-arrays: field f of interval k at buf[(f * K + k) * stride]
+// (stride 1 on the CPU, so a field is a contiguous run the CPU can fill with SIMD; the
+// ray count on CUDA, where thread r owns column r and neighbouring threads touch
+// neighbouring addresses).
+enum IntervalField : int64_t { kTrans = 0, kSigma, kDSigma, kDelta, kAlpha, kDecay, kScratch };
+
+template <typename T>
+NOFA_HD void store_interval(T* buf, int64_t K, int64_t stride, int64_t k, const Interval<T>& iv) {
+  buf[(kSigma * K + k) * stride] = iv.sigma;
+  buf[(kDSigma * K + k) * stride] = iv.dsigma;
+  buf[(kDelta * K + k) * stride] = iv.delta;
+  buf[(kAlpha * K + k) * stride] = iv.alpha;
+  buf[(kDecay * K + k) * stride] = iv.decay;
+}
+
+// All K intervals of a ray into the scratch (every field but kTrans).
+template <typename T>
+NOFA_HD void fill_intervals(const T* dens, const T* z, int64_t K, T* buf, int64_t stride) {
+  for (int64_t k = 0; k < K; ++k) store_interval(buf, K, stride, k, interval_at(dens, z, k));
+}
+
+// Where ray_weights gets alpha_k: computed on the spot, or read from a filled scratch.
+template <typename T>
+struct AlphaFromInputs {
+  const T* dens;
+  const T* z;
+  NOFA_HD T operator()(int64_t k) const { return interval_at(dens, z, k).alpha; }
+};
+
+template <typename T>
+struct AlphaFromScratch {
+  const T* buf;
+  int64_t K, stride;
+  NOFA_HD T operator()(int64_t k) const { return buf[(kAlpha * K + k) * stride]; }
+};
+
+template <typename T>
+NOFA_HD T transmit_factor(T alpha) {
+  return T(1) - alpha + transmit_eps<T>();
+}
+
+template <typename T>
+NOFA_HD bool is_finite(T v) {
+  return v == v && v <= FloatMax<T>::value() && v >= -FloatMax<T>::value();
+}
+
+// torch.nan_to_num(v, nan=inf): NaN -> +inf, +inf -> largest finite, -inf -> lowest finite.
+template <typename T>
+NOFA_HD T nan_to_inf(T v) {
+  if (v != v) return T(INFINITY);
+  if (v > FloatMax<T>::value()) return FloatMax<T>::value();
+  if (v < -FloatMax<T>::value()) return -FloatMax<T>::value();
+  return v;
+}
+
+// The ray depth as EG3D computes it: weighted mean depth, NaN -> +inf, clamped to [lo, hi].
+template <typename T>
+NOFA_HD T ray_depth(T zsum, T wsum, T lo, T hi) {
+  const T v = nan_to_inf(zsum / wsum);
+  const T m = v < lo ? lo : v;
+  return m > hi ? hi : m;
+}
+
+// Routes the cotangent g of clamp(v, lo, hi) like PyTorch's clamp(Tensor, Tensor, Tensor)
+// backward: a value on a bound shares g half and half with that bound (unless lo == hi).
+template <typename T>
+NOFA_HD void clamp_grad(T v, T lo, T hi, T g, T& gv, T& glo, T& ghi) {
+  gv = glo = ghi = T(0);
+  if (v < lo) {
+    glo = g;
+  } else if (v > hi) {
+    ghi = g;
+  } else if (lo == hi) {
+    gv = g;
+  } else if (v == lo) {
+    gv = glo = g * T(0.5);
+  } else if (v == hi) {
+    gv = ghi = g * T(0.5);
+  } else {
+    gv = g;
+  }
+}
+
+// Forward weights of one ray with S = K + 1 depths z (contiguous) and alpha_k = alpha_at(k).
+// Writes w_k to w[k * w_stride] (may be null) and returns sum(w) and sum(w * depth_mid).
+template <typename T, typename AlphaAt>
+NOFA_HD void ray_weights(const T* z, int64_t K, const AlphaAt& alpha_at, T* w, int64_t w_stride,
+                         T& wsum, T& zsum) {
+  T trans = T(1);
+  wsum = zsum = T(0);
+  for (int64_t k = 0; k < K; ++k) {
+    const T alpha = alpha_at(k);
+    const T wk = alpha * trans;
+    if (w) w[k * w_stride] = wk;
+    wsum += wk;
+    zsum += wk * ((z[k] + z[k + 1]) / T(2));
+    trans *= transmit_factor(alpha);
+  }
+}
+
+// What one ray's backward needs besides its densities and depths.
+template <typename T>
+struct RayCotangents {
+  const T* e;     // [S] e_s = sum_c g_rgb_c * colors[s, c] (g_rgb = 2 * grad_features); or null
+  const T* gw;    // [K] cotangent of the weights output; or null
+  T gw_const;     // added to every b_k: -sum_c g_rgb_c with a white background, else 0
+  T gdepth;       // cotangent of the depth output (0 when none)
+  T lo, hi;       // the depth clamp range (min / max of the whole depths tensor)
+};
+
+// Backward of one ray, from a scratch already filled by fill_intervals (or its SIMD twin
+// on the CPU), so no exp / log1p is evaluated here. gdens ([S], overwritten) receives
+// dL/d densities; gz ([S], overwritten, may be null) dL/d depths without the clamp-bound
+// part, which goes to glo / ghi (dL/d lo, dL/d hi) for the caller to route to the
+// elements of depths that hold the minimum / maximum. On return field kTrans holds the
+// weights w_k (the colour gradient needs them).
+template <typename T>
+NOFA_HD void ray_backward(const T* z, int64_t K, const RayCotangents<T>& ct, T* buf,
+                          int64_t stride, T* gdens, T* gz, T& glo, T& ghi) {
+  auto at = [&](IntervalField f, int64_t k) -> T& { return buf[(f * K + k) * stride]; };
+  T trans = T(1), wsum = T(0), zsum = T(0);
+  for (int64_t k = 0; k < K; ++k) {
+    const T alpha = at(kAlpha, k);
+    at(kTrans, k) = trans;
+    wsum += alpha * trans;
+    zsum += alpha * trans * ((z[k] + z[k + 1]) / T(2));
+    trans *= transmit_factor(alpha);
+  }
+  // Depth = clamp(nan_to_num(zsum / wsum)): nan_to_num passes a gradient only to finite
+  // values, and 0/0 (an empty ray) gets none, where autograd through zsum / wsum would
+  // produce 0 * (1/0) = NaN.
+  const T raw = zsum / wsum;
+  T gv;
+  clamp_grad(nan_to_inf(raw), ct.lo, ct.hi, ct.gdepth, gv, glo, ghi);
+  const T graw = is_finite(raw) ? gv : T(0);
+  // d depth / d zsum and d depth / d wsum; both 0 (not 0 * NaN) when raw gets no gradient.
+  const T gzsum = graw != T(0) ? graw / wsum : T(0);
+  const T gwsum = graw != T(0) ? -gzsum * raw : T(0);
+  const T bconst = ct.gw_const + gwsum;
+
+  T suffix = T(0);                   // G_k
+  T gd_next = T(0), gz_next = T(0);  // what sample k + 1 gets from interval k + 1
+  for (int64_t k = K - 1; k >= 0; --k) {
+    const T tk = at(kTrans, k), alpha = at(kAlpha, k);
+    const T wk = alpha * tk;
+    T cot = bconst + gzsum * ((z[k] + z[k + 1]) / T(2));  // b_k, the cotangent of w_k
+    if (ct.e) cot += (ct.e[k] + ct.e[k + 1]) / T(2);
+    if (ct.gw) cot += ct.gw[k];
+    const T galpha = tk * (cot - suffix);
+    suffix = cot * alpha + transmit_factor(alpha) * suffix;
+    at(kTrans, k) = wk;
+
+    const T gx = galpha * at(kDecay, k);  // d alpha / d(sigma * delta) = exp(-sigma * delta)
+    const T gdmid = gx * at(kDelta, k) * at(kDSigma, k);
+    gdens[k + 1] = gd_next + gdmid / T(2);
+    gd_next = gdmid / T(2);
+    if (gz) {
+      const T gdelta = gx * at(kSigma, k);
+      const T gzmid = gzsum * wk;
+      gz[k + 1] = gz_next + gdelta + gzmid / T(2);
+      gz_next = -gdelta + gzmid / T(2);
+    }
+  }
+  gdens[0] = gd_next;
+  if (gz) gz[0] = gz_next;
+}
+
+}  // namespace nofa
