@@ -198,6 +198,14 @@ class NOFAAvatar(nn.Module):
         f, skip = self.generator.head(ws)
         return self.volume_from_feature(f, skip, ws)
 
+    def to_avatar(self, volume: AvatarVolume, **metadata):
+        """The volume as a :class:`nofa.io.Avatar` (tri-plane + decoder + render options), for
+        `nofa render` / `turntable` / `export-mesh`. The SR module and the deformation field
+        are not part of that file: it renders the canonical expression at neural resolution."""
+        from ..io.avatar import Avatar
+
+        return Avatar.from_renderer(volume.planes, self.renderer, source="NOFAAvatar", **metadata)
+
     # -- files ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Write config + weights (plain tensors and JSON-like data) atomically: a temp file in
