@@ -39,6 +39,24 @@ TORCH_LIBRARY(nofa, m) {
       "composite_rays_backward(Tensor? grad_features, Tensor? grad_depth, Tensor? grad_weights, "
       "Tensor colors, Tensor densities, Tensor depths, bool white_back, bool colors_grad, "
       "bool densities_grad, bool depths_grad) -> (Tensor, Tensor, Tensor)");
+
+  // ---- deform_points (DESIGN 2.3): the fused deformation field -------------------------
+  // Weights in nn.Linear layout; first layers take [PE(x) | alpha | beta] (D-Net) and
+  // [PE(x) | alpha] (W-Net). Returns (x_c [N, M, 3], offset [N, M, 3], weight [N, M, 1],
+  // hidden): hidden is [N, M, S] (the D-Net's activations of layers 1 .. L-2, for the
+  // backward) when save_hidden, else empty.
+  m.def(
+      "deform_points(Tensor points, Tensor alpha, Tensor beta, Tensor[] d_weights, "
+      "Tensor[] d_biases, Tensor[] w_weights, Tensor[] w_biases, int n_freqs, "
+      "bool save_hidden=False) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Upstream gradients of (x_c, offset, weight) -> (grad_points, grad_alpha, grad_beta,
+  // grad_d_weights, grad_d_biases, grad_w_weights, grad_w_biases). Recomputes whatever
+  // `hidden` (empty, or the forward's) does not hold.
+  m.def(
+      "deform_points_backward(Tensor grad_x_c, Tensor grad_offset, Tensor grad_weight, "
+      "Tensor points, Tensor alpha, Tensor beta, Tensor[] d_weights, Tensor[] d_biases, "
+      "Tensor[] w_weights, Tensor[] w_biases, int n_freqs, Tensor hidden) "
+      "-> (Tensor, Tensor, Tensor, Tensor[], Tensor[], Tensor[], Tensor[])");
 }
 
 }  // namespace nofa

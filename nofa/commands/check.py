@@ -37,6 +37,14 @@ def _cases(device, points):
     dens = rnd(1, R, S, 1, scale=3)
     depths = torch.sort(torch.rand(1, R, S, 1, generator=g) + 2.25, dim=2)[0].to(device)
     yield "composite_rays", (lambda c, d: ops.composite_rays(c, d, depths)[0]), (colors, dens)
+    from nofa.models import DeformationField
+
+    torch.manual_seed(0)
+    field = DeformationField().to(device)
+    with torch.no_grad():  # a non-identity field, so offsets and their gradients are non-trivial
+        field.d_weights[-1].normal_(0, 0.05)
+    alpha, beta = rnd(1, 80), rnd(1, 64)
+    yield "deform_points", (lambda x: field(x, alpha, beta)[0]), (pts[:, : points // 4].contiguous(),)
 
 
 def _run(fn, inputs, backend, repeats, device):

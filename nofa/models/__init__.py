@@ -6,6 +6,7 @@ encoder, detail + fusion networks, deformation field, and the whole avatar model
     vol = model.reconstruct(image, camera)              # image [N, 3, 64, 64], camera [N, 25]
     out = model.animate(vol, alpha, beta, camera)       # out["image"], out["image_raw"], out["depth"]
 """
+from .deformation import DeformationField
 from .detail import DetailNetwork, FusionNetwork, fuse
 from .encoder import ImageEncoder
 from .generator import SynthesisNetwork, TriplaneGenerator
@@ -14,8 +15,8 @@ from .presets import PRESETS, get_config
 from .superres import SuperResolution
 
 __all__ = [
-    "AvatarVolume", "DetailNetwork", "FusionNetwork", "ImageEncoder", "MappingNetwork", "NOFAAvatar", "PRESETS",
-    "SuperResolution", "SynthesisNetwork", "TriplaneGenerator", "fuse", "get_config",
+    "AvatarVolume", "DeformationField", "DetailNetwork", "FusionNetwork", "ImageEncoder", "MappingNetwork",
+    "NOFAAvatar", "PRESETS", "SuperResolution", "SynthesisNetwork", "TriplaneGenerator", "fuse", "get_config",
 ]
 
 

@@ -15,12 +15,14 @@ from ._backend import (
     use_backend,
 )
 from .composite_rays import composite_rays
+from .deform_points import deform_points
 from .sample_triplane import sample_triplane
 
 __all__ = [
     "BACKENDS",
     "build_info",
     "composite_rays",
+    "deform_points",
     "get_backend",
     "kernels_available",
     "reference",

@@ -2,6 +2,8 @@
 fallback when no kernel is compiled. Written for clarity, with plain autograd."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -76,3 +78,54 @@ def composite_rays(
     if white_back:
         rgb = rgb + 1 - weight_total
     return rgb * 2 - 1, depth, weights
+
+
+# ---------------------------------------------------------------------------------------
+# deform_points (DESIGN 2.3)
+# ---------------------------------------------------------------------------------------
+
+
+def positional_encoding(x: torch.Tensor, n_freqs: int) -> torch.Tensor:
+    """PE(x) = [x, sin(2^0 pi x), cos(2^0 pi x), ..., sin(2^(L-1) pi x), cos(2^(L-1) pi x)].
+
+    x [..., 3] -> [..., 3 + 6 L]; each sin/cos block holds the 3 coordinates.
+    """
+    parts = [x]
+    for k in range(n_freqs):
+        arg = (math.pi * 2.0**k) * x
+        parts += [torch.sin(arg), torch.cos(arg)]
+    return torch.cat(parts, -1)
+
+
+def _mlp(h: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> torch.Tensor:
+    """nn.Linear layers with ReLU between them (none after the last)."""
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        h = F.linear(h, w, b)
+        if i + 1 < len(weights):
+            h = F.relu(h)
+    return h
+
+
+def deform_points(
+    points: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    d_weights: list[torch.Tensor],
+    d_biases: list[torch.Tensor],
+    w_weights: list[torch.Tensor],
+    w_biases: list[torch.Tensor],
+    n_freqs: int = 6,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The deformation field as a plain implementation writes it.
+
+    points [N, M, 3], alpha [N, A], beta [N, B]; weights in nn.Linear layout, the first
+    D-Net layer reading [PE(x) | alpha | beta] and the first W-Net layer [PE(x) | alpha].
+    Returns x_c = points + weight * offset [N, M, 3], offset [N, M, 3], weight [N, M, 1].
+    """
+    N, M, _ = points.shape
+    pe = positional_encoding(points, n_freqs)
+    a = alpha[:, None, :].expand(N, M, alpha.shape[1])
+    b = beta[:, None, :].expand(N, M, beta.shape[1])
+    offset = _mlp(torch.cat([pe, a, b], -1), d_weights, d_biases)
+    weight = torch.sigmoid(_mlp(torch.cat([pe, a], -1), w_weights, w_biases))
+    return points + weight * offset, offset, weight

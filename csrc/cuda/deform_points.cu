@@ -1,0 +1,298 @@
+// deform_points CUDA kernels.
+//
+// Forward: one block per tile of TP points. The tile's PE and the activations of the
+// current and previous layer stay in shared memory across all layers of both MLPs; only
+// the points go in and x_c / offset / weight (and, when asked, the saved hidden layers)
+// come out. Each thread owns one output neuron and keeps TP accumulators in registers:
+// its weight column is read coalesced (weights pre-transposed to [in, out]), the tile's
+// inputs are shared-memory broadcasts.
+//
+// Backward (per chunk of points, driven by the glue): the forward kernel in "acts" mode
+// writes every layer's output of the chunk to a global buffer; the backward kernel walks
+// the layers in reverse with the tile's gradient in shared memory (weights read in their
+// [out, in] layout, again coalesced), writes each layer's pre-activation gradient to a
+// global buffer and finishes the point gradient through PE. The weight gradients are
+// then dense products over the chunk (cuBLAS via at::mm in the glue).
+#include "common/deform.h"
+#include "cuda/deform_points_kernels.h"
+
+namespace nofa {
+namespace {
+
+constexpr int kThreads = 128;
+
+template <typename T>
+struct Tile;
+template <>
+struct Tile<float> {
+  static constexpr int P = 32;
+};
+template <>
+struct Tile<double> {
+  static constexpr int P = 16;
+};
+
+template <typename T>
+struct Smem {
+  T* pe;    // [TP, P]
+  T* a;     // [TP, W]
+  T* b;     // [TP, W]
+  T* head;  // [TP, 4]: offset (3), W-Net logit (1) -- or their gradients
+  int* n;   // [TP]: batch element of each point
+};
+
+template <typename T, int TP>
+__device__ Smem<T> carve(char* raw, int P, int W) {
+  Smem<T> s;
+  T* base = reinterpret_cast<T*>(raw);
+  s.pe = base;
+  s.a = s.pe + TP * P;
+  s.b = s.a + TP * W;
+  s.head = s.b + TP * W;
+  s.n = reinterpret_cast<int*>(s.head + TP * 4);
+  return s;
+}
+
+// out[p, j] = act(bias + sum_k in[p, k] * wt[k, j]) for the tile's points p, every output
+// j. bias is c[n_p, j] (per batch element) when c is given, else b[j]. The result goes to
+// shared memory (ld_out) and, when g_out is given, to global rows row_base + p.
+template <typename T, int TP>
+__device__ void dense_forward(const T* s_in, int ld_in, int in_dim, const T* __restrict__ wt,
+                              int out_dim, const T* __restrict__ b, const T* __restrict__ c,
+                              const int* s_n, bool relu_out, T* s_out, int ld_out, int cnt,
+                              T* g_out, int64_t g_ld, int64_t row_base) {
+  for (int j = threadIdx.x; j < out_dim; j += blockDim.x) {
+    T acc[TP];
+#pragma unroll
+    for (int p = 0; p < TP; ++p) acc[p] = T(0);
+    for (int k = 0; k < in_dim; ++k) {
+      const T wv = wt[static_cast<int64_t>(k) * out_dim + j];
+#pragma unroll
+      for (int p = 0; p < TP; ++p) acc[p] += s_in[p * ld_in + k] * wv;
+    }
+#pragma unroll
+    for (int p = 0; p < TP; ++p) {
+      T v = acc[p] + (c ? c[static_cast<int64_t>(s_n[p]) * out_dim + j] : b[j]);
+      if (relu_out) v = relu(v);
+      s_out[p * ld_out + j] = v;
+      if (g_out && p < cnt) g_out[(row_base + p) * g_ld + j] = v;
+    }
+  }
+}
+
+// g[p, k] = mask(p, k) * sum_j delta[p, j] * w[j, k] (w is [out, in]); mask is ReLU's
+// derivative read from the layer's saved output acts[p, k]. Writes shared (ld_g) and
+// global (deltas) copies.
+template <typename T, int TP>
+__device__ void dense_backward(const T* s_delta, int ld_delta, int out_dim,
+                               const T* __restrict__ w, int in_dim, const T* __restrict__ acts,
+                               int64_t acts_ld, T* s_g, int ld_g, T* g_deltas, int cnt) {
+  for (int k = threadIdx.x; k < in_dim; k += blockDim.x) {
+    T acc[TP];
+#pragma unroll
+    for (int p = 0; p < TP; ++p) acc[p] = T(0);
+    for (int j = 0; j < out_dim; ++j) {
+      const T wv = w[static_cast<int64_t>(j) * in_dim + k];
+#pragma unroll
+      for (int p = 0; p < TP; ++p) acc[p] += s_delta[p * ld_delta + j] * wv;
+    }
+#pragma unroll
+    for (int p = 0; p < TP; ++p) {
+      T v = T(0);
+      if (p < cnt) {
+        v = relu_grad_from_output(acts[p * acts_ld + k], acc[p]);
+        g_deltas[p * acts_ld + k] = v;
+      }
+      s_g[p * ld_g + k] = v;
+    }
+  }
+}
+
+// Runs one MLP on the tile (input: s.pe). The output layer's raw values end in
+// s.head[p * 4 + head_col ...].
+template <typename T, int TP>
+__device__ void mlp_forward(const DeformArgs<T>& a, const DeformMlp<T>& net, Smem<T>& s, int W,
+                            int cnt, int64_t tile_row, bool is_d, int head_col) {
+  const T* in = s.pe;
+  int ld_in = a.P;
+  int64_t hidden_col = 0;
+  for (int l = 0; l < net.layers; ++l) {
+    const bool last = l + 1 == net.layers;
+    const int out_dim = net.dims[l + 1];
+    T* out = last ? s.head + head_col : (l % 2 == 0 ? s.a : s.b);
+    const int ld_out = last ? 4 : W;
+    T* g_out = nullptr;
+    int64_t g_ld = 0, g_row = 0;
+    if (a.acts) {  // recompute for the backward: keep every layer of the chunk
+      g_out = a.acts + net.col[l];
+      g_ld = a.acts_ld;
+      g_row = tile_row - a.row0;
+    } else if (is_d && a.hidden && l >= 1 && !last) {  // the forward's saved D-Net layers
+      g_out = a.hidden + hidden_col;
+      g_ld = a.hidden_ld;
+      g_row = tile_row;
+    }
+    dense_forward<T, TP>(in, ld_in, net.dims[l], net.wt[l], out_dim, net.b[l], l == 0 ? net.c : nullptr,
+                         s.n, !last, out, ld_out, cnt, g_out, g_ld, g_row);
+    if (l >= 1 && !last) hidden_col += out_dim;
+    __syncthreads();
+    in = out;
+    ld_in = ld_out;
+  }
+}
+
+template <typename T, int TP>
+__global__ void __launch_bounds__(kThreads) forward_kernel(const DeformArgs<T> a, int W) {
+  extern __shared__ __align__(16) char raw[];
+  Smem<T> s = carve<T, TP>(raw, a.P, W);
+  const int64_t tile_row = a.row0 + static_cast<int64_t>(blockIdx.x) * TP;  // flattened row
+  const int64_t left = a.row0 + a.rows - tile_row;
+  const int cnt = left < TP ? static_cast<int>(left) : TP;
+  for (int p = threadIdx.x; p < TP; p += blockDim.x) {
+    T* pe = s.pe + p * a.P;
+    if (p < cnt) {
+      s.n[p] = static_cast<int>((tile_row + p) / a.M);
+      positional_encoding<double>(a.points + (tile_row + p) * 3, a.n_freqs, pe);
+      if (a.acts)
+        for (int q = 0; q < a.P; ++q) a.acts[(tile_row + p - a.row0) * a.acts_ld + q] = pe[q];
+    } else {
+      s.n[p] = 0;
+      for (int q = 0; q < a.P; ++q) pe[q] = T(0);
+    }
+  }
+  __syncthreads();
+  mlp_forward<T, TP>(a, a.d, s, W, cnt, tile_row, true, 0);
+  mlp_forward<T, TP>(a, a.w, s, W, cnt, tile_row, false, 3);
+  if (!a.x_c) return;
+  for (int p = threadIdx.x; p < cnt; p += blockDim.x) {
+    const int64_t r = tile_row + p;
+    const T* h = s.head + p * 4;
+    const T wgt = sigmoid(h[3]);
+    a.weight[r] = wgt;
+    for (int k = 0; k < 3; ++k) {
+      a.offset[r * 3 + k] = h[k];
+      a.x_c[r * 3 + k] = a.points[r * 3 + k] + wgt * h[k];
+    }
+  }
+}
+
+// Reverse pass through one MLP for the tile; its output-layer gradient is in s.head.
+template <typename T, int TP>
+__device__ void mlp_backward(const DeformArgs<T>& a, const DeformMlp<T>& net, Smem<T>& s, int W,
+                             int cnt, int64_t chunk_row, int head_col) {
+  const T* delta = s.head + head_col;
+  int ld_delta = 4;
+  for (int l = net.layers - 1; l >= 1; --l) {
+    T* g = (l % 2 == 0) ? s.a : s.b;
+    dense_backward<T, TP>(delta, ld_delta, net.dims[l + 1], net.w[l], net.dims[l],
+                          a.acts + chunk_row * a.acts_ld + net.col[l - 1], a.acts_ld, g, W,
+                          a.deltas + chunk_row * a.acts_ld + net.col[l - 1], cnt);
+    __syncthreads();
+    delta = g;
+    ld_delta = W;
+  }
+}
+
+template <typename T, int TP>
+__global__ void __launch_bounds__(kThreads) backward_kernel(const DeformArgs<T> a, int W) {
+  extern __shared__ __align__(16) char raw[];
+  Smem<T> s = carve<T, TP>(raw, a.P, W);
+  const int64_t chunk_row = static_cast<int64_t>(blockIdx.x) * TP;  // chunk-relative
+  const int64_t left = a.rows - chunk_row;
+  const int cnt = left < TP ? static_cast<int>(left) : TP;
+  // Output head: gradients of the offset and of the W-Net logit.
+  for (int p = threadIdx.x; p < TP; p += blockDim.x) {
+    T* h = s.head + p * 4;
+    if (p < cnt) {
+      const int64_t cr = chunk_row + p, r = a.row0 + cr;
+      const T* act = a.acts + cr * a.acts_ld;
+      const T off[3] = {act[a.d.col[a.d.layers - 1]], act[a.d.col[a.d.layers - 1] + 1],
+                        act[a.d.col[a.d.layers - 1] + 2]};
+      const T wgt = sigmoid(act[a.w.col[a.w.layers - 1]]);
+      T d_off[3], d_z;
+      deform_head_backward(a.grad_x_c + r * 3, a.grad_offset + r * 3, a.grad_weight[r], off, wgt,
+                           d_off, d_z);
+      T* del = a.deltas + cr * a.acts_ld;
+      for (int k = 0; k < 3; ++k) h[k] = del[a.d.col[a.d.layers - 1] + k] = d_off[k];
+      h[3] = del[a.w.col[a.w.layers - 1]] = d_z;
+    } else {
+      for (int k = 0; k < 4; ++k) h[k] = T(0);
+    }
+  }
+  __syncthreads();
+  mlp_backward<T, TP>(a, a.d, s, W, cnt, chunk_row, 0);
+  mlp_backward<T, TP>(a, a.w, s, W, cnt, chunk_row, 3);
+  // Gradient w.r.t. PE from both first layers (their deltas are in the global buffer,
+  // written by this block: visible after the barrier above).
+  const int hd0 = a.d.dims[1], hw0 = a.w.dims[1];
+  for (int q = threadIdx.x; q < a.P; q += blockDim.x) {
+    T acc[TP];
+#pragma unroll
+    for (int p = 0; p < TP; ++p) acc[p] = T(0);
+    const T* dd = a.deltas + chunk_row * a.acts_ld + a.d.col[0];
+    const T* dw = a.deltas + chunk_row * a.acts_ld + a.w.col[0];
+    for (int j = 0; j < hd0; ++j) {
+      const T wv = a.d.w[0][static_cast<int64_t>(j) * a.P + q];
+#pragma unroll
+      for (int p = 0; p < TP; ++p)
+        if (p < cnt) acc[p] += dd[p * a.acts_ld + j] * wv;
+    }
+    for (int j = 0; j < hw0; ++j) {
+      const T wv = a.w.w[0][static_cast<int64_t>(j) * a.P + q];
+#pragma unroll
+      for (int p = 0; p < TP; ++p)
+        if (p < cnt) acc[p] += dw[p * a.acts_ld + j] * wv;
+    }
+#pragma unroll
+    for (int p = 0; p < TP; ++p) s.pe[p * a.P + q] = acc[p];
+  }
+  __syncthreads();
+  for (int p = threadIdx.x; p < cnt; p += blockDim.x) {
+    const int64_t r = a.row0 + chunk_row + p;
+    T gx[3];
+    positional_encoding_backward<double>(a.points + r * 3, a.n_freqs, s.pe + p * a.P, gx);
+    for (int k = 0; k < 3; ++k) a.grad_points[r * 3 + k] = a.grad_x_c[r * 3 + k] + gx[k];
+  }
+}
+
+template <typename T>
+unsigned int tiles_for(int64_t rows) {
+  return static_cast<unsigned int>((rows + Tile<T>::P - 1) / Tile<T>::P);
+}
+
+}  // namespace
+
+template <typename T>
+size_t deform_smem_bytes(int P, int max_width) {
+  if (max_width > kDeformMaxWidth || P > kDeformMaxWidth) return 0;
+  constexpr int TP = Tile<T>::P;
+  return sizeof(T) * static_cast<size_t>(TP) * (P + 2 * max_width + 4) + sizeof(int) * TP;
+}
+
+template <typename T>
+void launch_deform_forward(const DeformArgs<T>& a, int max_width, cudaStream_t stream) {
+  if (a.rows == 0) return;
+  const size_t smem = deform_smem_bytes<T>(a.P, max_width);
+  auto kernel = forward_kernel<T, Tile<T>::P>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  kernel<<<tiles_for<T>(a.rows), kThreads, smem, stream>>>(a, max_width);
+}
+
+template <typename T>
+void launch_deform_backward(const DeformArgs<T>& a, int max_width, cudaStream_t stream) {
+  if (a.rows == 0) return;
+  const size_t smem = deform_smem_bytes<T>(a.P, max_width);
+  auto kernel = backward_kernel<T, Tile<T>::P>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  kernel<<<tiles_for<T>(a.rows), kThreads, smem, stream>>>(a, max_width);
+}
+
+#define NOFA_INSTANTIATE(T)                                                                  \
+  template size_t deform_smem_bytes<T>(int, int);                                            \
+  template void launch_deform_forward<T>(const DeformArgs<T>&, int, cudaStream_t);           \
+  template void launch_deform_backward<T>(const DeformArgs<T>&, int, cudaStream_t);
+NOFA_INSTANTIATE(float)
+NOFA_INSTANTIATE(double)
+#undef NOFA_INSTANTIATE
+
+}  // namespace nofa
