@@ -211,3 +211,17 @@ def test_empty_batch_gives_empty_outputs(tiny):
         out = tiny.animate(vol, torch.zeros(0, ALPHA), torch.zeros(0, BETA), torch.zeros(0, 25))
     assert vol.planes.shape == (0, 3, 8, 32, 32)
     assert out["image"].shape == (0, 3, 64, 64) and out["depth"].shape == (0, 1, 16, 16)
+
+
+def test_volume_exports_to_an_avatar_file(tiny, tmp_path):
+    from nofa.io import load_avatar, save_avatar
+
+    image, cam, _, _ = _inputs(1)
+    with torch.no_grad():
+        vol = tiny.reconstruct(image, cam)
+        save_avatar(tmp_path / "a.nofa", tiny.to_avatar(vol, subject="test"))
+        av = load_avatar(tmp_path / "a.nofa")
+        got = av.renderer()(av.planes, cam, tiny.render_resolution).rgb
+        want = tiny.render(vol, cam)["image_raw"]
+    assert av.metadata["subject"] == "test"
+    torch.testing.assert_close(got, want)
