@@ -263,14 +263,14 @@ def import_eg3d(source: Any, model: Any = None, network: str | None = None, stri
     deformation networks stay freshly initialised). Returns (model, EG3DImport). With
     `strict=True` any missing or unexpected tensor raises.
     """
-    from ..models.avatar import NOFAAvatar
-    from ..models.presets import get_config
-
     g = source if isinstance(source, ModuleTree) else pick_network(
         source if isinstance(source, dict) else load_eg3d_pickle(source), network)
     tensors = flatten_tensors(g)
     config = eg3d_config(g, tensors)
     if model is None:
+        from ..models.avatar import NOFAAvatar
+        from ..models.presets import get_config
+
         model = NOFAAvatar(get_config("paper", **config))
     own = model.state_dict()
     targets = {k: v for k, v in own.items() if k.startswith(tuple(_PREFIXES.values()))}
