@@ -241,3 +241,14 @@ def test_build_info():
     assert ops.kernels_available("cpu")
     assert ops.kernels_available("cuda") == info["cuda"]
     assert not ops.kernels_available("cpu", "no_such_op")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("M", [7, 60, 5000])
+def test_few_and_many_points(device, M):
+    """The CPU kernel reads planes in place for few points and from a channels-last copy for
+    many (the switch is at one point per 32 texels): both must match the reference."""
+    require_kernels(device)
+    planes, points = _inputs(2, 16, 64, 48, M, device)
+    _compare(planes, points, 1.0, "mean")
+    _compare(planes, points, 1.0, "concat")

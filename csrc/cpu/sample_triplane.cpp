@@ -1,7 +1,9 @@
 // sample_triplane on the CPU: forward and backward.
 //
-// Planes are read from a channels-last copy ([N, 3, H, W, C]) so that the C values of a
-// tap are contiguous. The backward is split in two passes so that no two threads ever
+// With many points, planes are read from a channels-last copy ([N, 3, H, W, C]) so that
+// the C values of a tap are contiguous; with few points (fewer than ~1 per 32 texels) the
+// copy would cost more than it saves, and the kernels read the [N, 3, C, H, W] layout
+// directly. Both layouts are one template (CL = channels-last). The backward is split in two passes so that no two threads ever
 // write the same memory (no atomics, no per-thread copies of the planes, deterministic):
 // point gradients are parallel over points, plane gradients over (batch, plane,
 // channel block).
@@ -25,11 +27,43 @@ struct Geometry {
   int64_t out_c() const { return reduce == 1 ? 3 * C : C; }
 };
 
+// Element strides of a tap (texel) and of a channel within one plane.
+template <bool CL, typename T>
+inline int64_t tap_stride(const Geometry<T>& g) { return CL ? g.C : 1; }
+template <bool CL, typename T>
+inline int64_t chan_stride(const Geometry<T>& g) { return CL ? 1 : g.H * g.W; }
+
+// Channels-last pays off once the points touch more texels than the copy moves.
+inline bool use_channels_last(int64_t M, int64_t H, int64_t W) { return M * 32 >= H * W; }
+
+// Random points make the lookups latency-bound: start loading the texels of a point a few
+// iterations ahead, so several cache misses are in flight at once.
+constexpr int64_t kPrefetchAhead = 8;
+
 template <typename T>
+inline void prefetch_point(const T* planes_cl, const T* pts, const Geometry<T>& g, int64_t i) {
+  const int64_t n = i / g.M, HW = g.H * g.W;
+  const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale, z = pts[i * 3 + 2] * g.scale;
+  for (int p = 0; p < 3; ++p) {
+    T u, v;
+    plane_uv(p, x, y, z, u, v);
+    BilinearTaps<T> t;
+    bilinear_taps(u, v, g.H, g.W, t);
+    const T* base = planes_cl + (n * 3 + p) * HW * g.C;
+    for (int k = 0; k < 4; ++k) {
+      if (t.off[k] < 0) continue;
+      const char* a = reinterpret_cast<const char*>(base + t.off[k] * g.C);
+      for (int64_t b = 0; b < g.C * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(a + b);
+    }
+  }
+}
+
+template <bool CL, typename T>
 void forward_points(const T* planes_cl, const T* pts, T* out, const Geometry<T>& g,
                     int64_t begin, int64_t end) {
-  const int64_t HW = g.H * g.W, oc = g.out_c();
+  const int64_t HW = g.H * g.W, oc = g.out_c(), ts = tap_stride<CL>(g), cs = chan_stride<CL>(g);
   for (int64_t i = begin; i < end; ++i) {
+    if (CL && i + kPrefetchAhead < end) prefetch_point(planes_cl, pts, g, i + kPrefetchAhead);
     const int64_t n = i / g.M;
     const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale, z = pts[i * 3 + 2] * g.scale;
     T* o = out + i * oc;
@@ -43,9 +77,9 @@ void forward_points(const T* planes_cl, const T* pts, T* out, const Geometry<T>&
       T* op = g.reduce == 1 ? o + p * g.C : o;
       for (int k = 0; k < 4; ++k) {
         if (t.off[k] < 0) continue;
-        const T* src = base + t.off[k] * g.C;
+        const T* src = base + t.off[k] * ts;
         const T w = t.w[k];
-        for (int64_t c = 0; c < g.C; ++c) op[c] += w * src[c];
+        for (int64_t c = 0; c < g.C; ++c) op[c] += w * src[c * cs];
       }
     }
     if (g.reduce == 0) {
@@ -60,10 +94,10 @@ inline T grad_of(const T* go_row, const Geometry<T>& g, int p, int64_t c) {
   return g.reduce == 1 ? go_row[p * g.C + c] : go_row[c] / T(3);
 }
 
-template <typename T>
+template <bool CL, typename T>
 void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
                      const Geometry<T>& g, int64_t begin, int64_t end) {
-  const int64_t HW = g.H * g.W, oc = g.out_c();
+  const int64_t HW = g.H * g.W, oc = g.out_c(), ts = tap_stride<CL>(g), cs = chan_stride<CL>(g);
   for (int64_t i = begin; i < end; ++i) {
     const int64_t n = i / g.M;
     const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale, z = pts[i * 3 + 2] * g.scale;
@@ -78,9 +112,9 @@ void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
       T du = T(0), dv = T(0);
       for (int k = 0; k < 4; ++k) {
         if (t.off[k] < 0) continue;
-        const T* src = base + t.off[k] * g.C;
+        const T* src = base + t.off[k] * ts;
         T dot = T(0);
-        for (int64_t c = 0; c < g.C; ++c) dot += grad_of(gr, g, p, c) * src[c];
+        for (int64_t c = 0; c < g.C; ++c) dot += grad_of(gr, g, p, c) * src[c * cs];
         du += t.dwdu[k] * dot;
         dv += t.dwdv[k] * dot;
       }
@@ -94,10 +128,10 @@ void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
 }
 
 // Scatter into the channels-last plane gradient for one (n, plane, channel block).
-template <typename T>
+template <bool CL, typename T>
 void backward_planes_task(const T* go, const T* pts, T* gcl, const Geometry<T>& g, int64_t n,
                           int p, int64_t c0, int64_t c1) {
-  const int64_t HW = g.H * g.W, oc = g.out_c();
+  const int64_t HW = g.H * g.W, oc = g.out_c(), ts = tap_stride<CL>(g), cs = chan_stride<CL>(g);
   T* base = gcl + (n * 3 + p) * HW * g.C;
   for (int64_t m = 0; m < g.M; ++m) {
     const int64_t i = n * g.M + m;
@@ -109,9 +143,9 @@ void backward_planes_task(const T* go, const T* pts, T* gcl, const Geometry<T>& 
     const T* gr = go + i * oc;
     for (int k = 0; k < 4; ++k) {
       if (t.off[k] < 0) continue;
-      T* dst = base + t.off[k] * g.C;
+      T* dst = base + t.off[k] * ts;
       const T w = t.w[k];
-      for (int64_t c = c0; c < c1; ++c) dst[c] += w * grad_of(gr, g, p, c);
+      for (int64_t c = c0; c < c1; ++c) dst[c * cs] += w * grad_of(gr, g, p, c);
     }
   }
 }
@@ -134,14 +168,17 @@ at::Tensor sample_triplane_cpu(const at::Tensor& planes, const at::Tensor& point
   const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
   auto out = at::empty({N, M, reduce == 1 ? 3 * C : C}, planes.options());
   if (out.numel() == 0) return out;
-  const auto pcl = channels_last(planes);
+  const bool cl = use_channels_last(M, planes.size(3), planes.size(4));
+  const auto pl = cl ? channels_last(planes) : planes.contiguous();
   const auto pts = points.contiguous();
   AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "sample_triplane_cpu", [&] {
     const auto g = geometry<scalar_t>(planes, points, box_warp, reduce);
-    const scalar_t* pp = pcl.data_ptr<scalar_t>();
+    const scalar_t* pp = pl.data_ptr<scalar_t>();
     const scalar_t* xp = pts.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, N * M, 256, [&](int64_t b, int64_t e) { forward_points(pp, xp, op, g, b, e); });
+    at::parallel_for(0, N * M, 256, [&](int64_t b, int64_t e) {
+      cl ? forward_points<true>(pp, xp, op, g, b, e) : forward_points<false>(pp, xp, op, g, b, e);
+    });
   });
   return out;
 }
@@ -156,38 +193,46 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cpu(
   TORCH_CHECK(grad_out.dim() == 3 && grad_out.size(0) == N && grad_out.size(1) == M &&
                   grad_out.size(2) == (reduce == 1 ? 3 * C : C),
               "nofa: grad_out has shape ", shape_str(grad_out), ", expected [N, M, out_channels]");
-  auto gplanes_cl = planes_grad ? at::zeros({N, 3, H, W, C}, planes.options()) : at::empty({0}, planes.options());
+  const bool cl = use_channels_last(M, H, W);
+  auto gplanes_l = planes_grad ? at::zeros(cl ? at::IntArrayRef{N, 3, H, W, C} : at::IntArrayRef{N, 3, C, H, W}, planes.options())
+                               : at::empty({0}, planes.options());
   auto gpoints = points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
   if (N * M * C > 0 && (planes_grad || points_grad)) {
     const auto go = grad_out.contiguous().to(planes.scalar_type());
     const auto pts = points.contiguous();
-    const auto pcl = points_grad ? channels_last(planes) : at::Tensor();
+    const auto pl = points_grad ? (cl ? channels_last(planes) : planes.contiguous()) : at::Tensor();
     AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "sample_triplane_backward_cpu", [&] {
       const auto g = geometry<scalar_t>(planes, points, box_warp, reduce);
       const scalar_t* gop = go.data_ptr<scalar_t>();
       const scalar_t* xp = pts.data_ptr<scalar_t>();
       if (points_grad) {
-        const scalar_t* pp = pcl.data_ptr<scalar_t>();
+        const scalar_t* pp = pl.data_ptr<scalar_t>();
         scalar_t* gp = gpoints.data_ptr<scalar_t>();
-        at::parallel_for(0, N * M, 256, [&](int64_t b, int64_t e) { backward_points(gop, pp, xp, gp, g, b, e); });
+        at::parallel_for(0, N * M, 256, [&](int64_t b, int64_t e) {
+          cl ? backward_points<true>(gop, pp, xp, gp, g, b, e) : backward_points<false>(gop, pp, xp, gp, g, b, e);
+        });
       }
       if (planes_grad) {
         // Enough (n, plane, channel block) tasks to keep every thread busy.
         const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
         const int64_t blocks = std::min<int64_t>(C, std::max<int64_t>(1, (want + 3 * N - 1) / (3 * N)));
         const int64_t cb = (C + blocks - 1) / blocks;
-        scalar_t* gcl = gplanes_cl.data_ptr<scalar_t>();
+        scalar_t* gl = gplanes_l.data_ptr<scalar_t>();
         at::parallel_for(0, N * 3 * blocks, 1, [&](int64_t b, int64_t e) {
           for (int64_t task = b; task < e; ++task) {
             const int64_t blk = task % blocks, np = task / blocks;
             const int64_t c0 = blk * cb, c1 = std::min(C, c0 + cb);
-            if (c0 < c1) backward_planes_task(gop, xp, gcl, g, np / 3, static_cast<int>(np % 3), c0, c1);
+            if (c0 >= c1) continue;
+            const int64_t n = np / 3;
+            const int p = static_cast<int>(np % 3);
+            cl ? backward_planes_task<true>(gop, xp, gl, g, n, p, c0, c1)
+               : backward_planes_task<false>(gop, xp, gl, g, n, p, c0, c1);
           }
         });
       }
     });
   }
-  auto gplanes = planes_grad ? gplanes_cl.permute({0, 1, 4, 2, 3}).contiguous() : gplanes_cl;
+  auto gplanes = planes_grad && cl ? gplanes_l.permute({0, 1, 4, 2, 3}).contiguous() : gplanes_l;
   return {gplanes, gpoints};
 }
 

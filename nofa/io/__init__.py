@@ -1,1 +1,8 @@
-"""Reading and writing files: EG3D checkpoint import (nofa.io.eg3d)."""
+"""Files: avatar volumes (tensors + JSON), images and animations; EG3D checkpoint import in nofa.io.eg3d."""
+from .avatar import FORMAT, VERSION, Avatar, AvatarFileError, load_avatar, save_avatar
+from .images import check_animation_path, depth_to_rgb, load_image, save_animation, save_image, to_uint8
+
+__all__ = [
+    "FORMAT", "VERSION", "Avatar", "AvatarFileError", "check_animation_path", "depth_to_rgb", "load_avatar", "load_image",
+    "save_animation", "save_avatar", "save_image", "to_uint8",
+]

@@ -1,0 +1,136 @@
+"""A procedural template head: raw density and colour as functions of world position.
+
+Built from smooth signed-distance primitives (skull and jaw ellipsoids, cheeks, chin, nose,
+brow ridges, eye sockets with eyeballs, lips, ears, neck, a hair cap), sized so that the
+FFHQ default camera (radius 2.7, focal 4.2647, looking at (0, 0, 0.2)) frames it like an
+FFHQ-aligned crop: eyes at about 47 % of the image height, mouth at 70 %, chin at 88 %.
+World axes: y up, the face looks along +z, the subject's left is +x.
+
+This is a stand-in for the learned NOFA++ generator (no trained weights ship with nofa);
+`nofa.bake.bake_field` turns it into a tri-plane avatar.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["TemplateHead", "head_sdf"]
+
+SKIN = (0.86, 0.67, 0.56)
+HAIR = (0.22, 0.15, 0.10)
+LIPS = (0.72, 0.36, 0.36)
+BROW = (0.25, 0.18, 0.13)
+SCLERA = (0.93, 0.91, 0.88)
+IRIS = (0.18, 0.12, 0.09)
+LIGHT = (0.35, 0.45, 1.0)
+
+
+def _ellipsoid(p: torch.Tensor, c, r) -> torch.Tensor:
+    """Approximate (bound-correct near the surface) ellipsoid SDF."""
+    q = (p - p.new_tensor(c)) / p.new_tensor(r)
+    k0 = q.norm(dim=-1)
+    k1 = (q / p.new_tensor(r)).norm(dim=-1).clamp_min(1e-9)
+    return k0 * (k0 - 1) / k1
+
+
+def _capsule(p: torch.Tensor, a, b, r: float) -> torch.Tensor:
+    a, b = p.new_tensor(a), p.new_tensor(b)
+    pa, ba = p - a, b - a
+    h = ((pa * ba).sum(-1) / (ba * ba).sum()).clamp(0, 1)
+    return (pa - h[..., None] * ba).norm(dim=-1) - r
+
+
+def _smin(a: torch.Tensor, b: torch.Tensor, k: float) -> torch.Tensor:
+    h = (0.5 + 0.5 * (b - a) / k).clamp(0, 1)
+    return b + (a - b) * h - k * h * (1 - h)
+
+
+def _smax(a: torch.Tensor, b: torch.Tensor, k: float) -> torch.Tensor:
+    return -_smin(-a, -b, k)
+
+
+def _mirror(p: torch.Tensor) -> torch.Tensor:
+    """Fold x onto x >= 0 so paired features (eyes, ears) are written once."""
+    return torch.cat([p[..., :1].abs(), p[..., 1:]], -1)
+
+
+def _parts(p: torch.Tensor) -> dict[str, torch.Tensor]:
+    m = _mirror(p)
+    face = _smin(_ellipsoid(p, (0, 0.05, -0.02), (0.185, 0.235, 0.215)),
+                 _ellipsoid(p, (0, -0.08, 0.03), (0.142, 0.16, 0.165)), 0.06)
+    face = _smin(face, _ellipsoid(m, (0.085, -0.05, 0.118), (0.07, 0.06, 0.07)), 0.03)
+    face = _smin(face, _ellipsoid(p, (0, -0.193, 0.133), (0.055, 0.045, 0.05)), 0.03)
+    face = _smin(face, _ellipsoid(m, (0.062, 0.056, 0.178), (0.042, 0.016, 0.026)), 0.02)  # brow ridges
+    nose = _smin(_ellipsoid(p, (0, -0.025, 0.2), (0.026, 0.075, 0.05)),
+                 _ellipsoid(p, (0, -0.072, 0.232), (0.024, 0.022, 0.024)), 0.02)
+    nose = _smin(nose, _ellipsoid(m, (0.024, -0.084, 0.212), (0.02, 0.014, 0.02)), 0.015)
+    face = _smin(face, nose, 0.02)
+    face = _smax(face, -_ellipsoid(m, (0.068, 0.02, 0.2), (0.042, 0.026, 0.042)), 0.012)  # eye sockets
+    eyes = (m - m.new_tensor((0.068, 0.02, 0.163))).norm(dim=-1) - 0.032
+    lips = _smin(_ellipsoid(p, (0, -0.117, 0.198), (0.05, 0.013, 0.025)),
+                 _ellipsoid(p, (0, -0.141, 0.193), (0.045, 0.015, 0.025)), 0.008)
+    face = _smin(face, lips, 0.01)
+    face = _smin(face, _ellipsoid(m, (0.186, 0.01, -0.02), (0.03, 0.065, 0.045)), 0.02)  # ears
+    face = _smin(face, _capsule(p, (0, -0.12, -0.03), (0, -0.7, -0.05), 0.1), 0.05)  # neck
+    # Hair: a cap slightly outside the skull, above a hairline that drops towards the back.
+    z, y = p[..., 2], p[..., 1]
+    hairline = (0.135 - y) - 1.3 * (0.06 - z).clamp_min(0)
+    hair = _smax(_ellipsoid(p, (0, 0.065, -0.035), (0.198, 0.235, 0.228)), hairline, 0.02)
+    return {"face": face, "eyes": eyes, "lips": lips, "hair": hair}
+
+
+def head_sdf(p: torch.Tensor) -> torch.Tensor:
+    """Signed distance (negative inside) of the template head, points [..., 3] -> [...]."""
+    parts = _parts(p)
+    return torch.minimum(_smin(parts["face"], parts["hair"], 0.008), parts["eyes"])
+
+
+class TemplateHead:
+    """The procedural head as a field: points [M, 3] -> (raw density [M], rgb [M, 3] in 0..1).
+
+    Raw density follows EG3D's scale (the compositor applies softplus(x - 1)):
+    `peak * sigmoid(-sdf / sharpness) + floor`, i.e. about `floor` (empty) outside and
+    `peak + floor` inside; colour has soft Lambert shading from a frontal-top light baked in.
+    """
+
+    def __init__(self, peak: float = 60.0, floor: float = -8.0, sharpness: float = 0.006) -> None:
+        self.peak, self.floor, self.sharpness = peak, floor, sharpness
+
+    def sdf(self, p: torch.Tensor) -> torch.Tensor:
+        return head_sdf(p)
+
+    def density(self, p: torch.Tensor) -> torch.Tensor:
+        return self.peak * torch.sigmoid(-head_sdf(p) / self.sharpness) + self.floor
+
+    def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            q = p.detach().requires_grad_(True)
+            parts = _parts(q)
+            sdf = torch.minimum(_smin(parts["face"], parts["hair"], 0.008), parts["eyes"])
+            (normal,) = torch.autograd.grad(sdf.sum(), q)
+        parts = {k: v.detach() for k, v in parts.items()}
+        sdf = sdf.detach()
+        normal = F.normalize(normal, dim=-1)
+        rgb = self._albedo(p, parts)
+        light = F.normalize(p.new_tensor(LIGHT), dim=0)
+        shade = 0.55 + 0.45 * (normal @ light).clamp_min(0)
+        density = self.peak * torch.sigmoid(-sdf / self.sharpness) + self.floor
+        return density, (rgb * shade[:, None]).clamp(0, 1)
+
+    @staticmethod
+    def _albedo(p: torch.Tensor, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        def colour(c):
+            return p.new_tensor(c).expand(p.shape[0], 3)
+
+        def near(d: torch.Tensor, width: float = 0.004) -> torch.Tensor:
+            return torch.sigmoid(-d / width)[:, None]
+
+        m = _mirror(p)
+        rgb = colour(SKIN)
+        brows = _ellipsoid(m, (0.065, 0.066, 0.195), (0.045, 0.009, 0.05))
+        rgb = torch.lerp(rgb, colour(BROW), near(brows))
+        rgb = torch.lerp(rgb, colour(LIPS), near(parts["lips"] - 0.003))
+        rgb = torch.lerp(rgb, colour(HAIR), near(parts["hair"] - parts["face"], 0.002))
+        eye_axis = (m[:, :2] - m.new_tensor((0.068, 0.02))).norm(dim=-1)
+        eye = torch.lerp(colour(SCLERA), colour(IRIS), torch.sigmoid((0.016 - eye_axis) / 0.002)[:, None])
+        return torch.lerp(rgb, eye, near(parts["eyes"] - torch.minimum(parts["face"], parts["hair"]), 0.002))
