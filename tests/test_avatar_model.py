@@ -7,8 +7,6 @@ import os
 import pytest
 import torch
 
-pytest.importorskip("nofa.render", reason="nofa.render (the renderer branch) is not merged yet")
-
 import nofa.ops as ops
 from nofa.models import NOFAAvatar
 from nofa.models.summary import MODULES, parameter_counts

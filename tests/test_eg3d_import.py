@@ -18,13 +18,7 @@ import torch
 import torch.nn as nn
 
 from nofa.io.eg3d import ModuleTree, UnsafePickleError, flatten_tensors, import_eg3d, load_eg3d_pickle
-
-try:
-    from nofa.models import NOFAAvatar
-except ImportError:  # nofa.render not merged yet
-    NOFAAvatar = None
-
-needs_render = pytest.mark.skipif(NOFAAvatar is None, reason="nofa.render (the renderer branch) is not merged yet")
+from nofa.models import NOFAAvatar
 
 BUFFERS = {"w_avg", "resample_filter", "noise_const"}
 
@@ -136,7 +130,6 @@ def tiny():
     return NOFAAvatar.from_preset("tiny")
 
 
-@needs_render
 def test_tensors_arrive_and_module_src_never_runs(tiny, tmp_path):
     canary = str(tmp_path / "canary")
     snap = make_snapshot(tiny, canary)
@@ -164,7 +157,6 @@ def test_tensors_arrive_and_module_src_never_runs(tiny, tmp_path):
     assert report.config["superres"]["input_resolution"] == 16
 
 
-@needs_render
 def test_missing_and_unexpected_tensors_are_named(tiny, tmp_path):
     snap = make_snapshot(tiny, str(tmp_path / "canary"), drop=("superresolution.block1.torgb.bias",),
                          extra={"backbone.synthesis.b4.mystery": torch.ones(2)})
@@ -176,7 +168,6 @@ def test_missing_and_unexpected_tensors_are_named(tiny, tmp_path):
         import_eg3d(tmp_path / "g.pkl", model=NOFAAvatar.from_preset("tiny"), strict=True)
 
 
-@needs_render
 def test_shape_mismatch_names_the_tensor(tiny, tmp_path):
     snap = make_snapshot(tiny, str(tmp_path / "canary"), extra={"backbone.mapping.fc1.bias": torch.zeros(7)})
     dump(snap, tmp_path / "g.pkl")
@@ -212,7 +203,6 @@ def test_snapshot_without_generator(tmp_path):
         import_eg3d(tmp_path / "x.pkl")
 
 
-@needs_render
 def test_cli_import_writes_a_loadable_model(tiny, tmp_path, capsys):
     from nofa.cli import main
 

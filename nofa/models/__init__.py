@@ -6,6 +6,7 @@ encoder, detail + fusion networks, deformation field, and the whole avatar model
     vol = model.reconstruct(image, camera)              # image [N, 3, 64, 64], camera [N, 25]
     out = model.animate(vol, alpha, beta, camera)       # out["image"], out["image_raw"], out["depth"]
 """
+from .avatar import AvatarVolume, NOFAAvatar
 from .deformation import DeformationField
 from .detail import DetailNetwork, FusionNetwork, fuse
 from .encoder import ImageEncoder
@@ -19,12 +20,3 @@ __all__ = [
     "NOFAAvatar", "PRESETS", "SuperResolution", "SynthesisNetwork", "TriplaneGenerator", "fuse", "get_config",
 ]
 
-
-def __getattr__(name: str):
-    # The avatar pulls in the renderer and the deformation field; import it on first use so
-    # that the networks above stay importable on their own.
-    if name in ("NOFAAvatar", "AvatarVolume"):
-        from . import avatar
-
-        return getattr(avatar, name)
-    raise AttributeError(f"module 'nofa.models' has no attribute {name!r}")
