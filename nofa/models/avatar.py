@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 import torch
 import torch.nn as nn
 
+from ..io.atomic import atomic_torch_save
 from ..render import OSGDecoder, RenderOptions, TriplaneRenderer, default_label
 from .deformation import DeformationField
 from .detail import DetailNetwork, FusionNetwork, fuse
@@ -210,7 +210,7 @@ class NOFAAvatar(nn.Module):
     def save(self, path: str | os.PathLike) -> None:
         """Write config + weights (plain tensors and JSON-like data) atomically: a temp file in
         the same directory is renamed over `path`, so an interrupted save keeps the old file."""
-        save_checkpoint({"format": FILE_FORMAT, "version": FILE_VERSION, "config": self.config,
+        atomic_torch_save({"format": FILE_FORMAT, "version": FILE_VERSION, "config": self.config,
                          "state_dict": self.state_dict()}, path)
 
     @classmethod
@@ -220,23 +220,6 @@ class NOFAAvatar(nn.Module):
         model = cls(ckpt["config"])
         model.load_state_dict(ckpt["state_dict"])
         return model
-
-
-def save_checkpoint(obj: dict, path: str | os.PathLike) -> None:
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".nofa", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
