@@ -38,6 +38,21 @@ class EasyDict(dict):
 EasyDict.__module__ = "dnnlib.util"
 
 
+def _plain_class(module: str, name: str) -> type:
+    """A plain nn.Module class that pickles by reference as `module.name` (as EG3D's do)."""
+    cls = type(name, (nn.Module,), {})
+    cls.__module__, cls.__qualname__ = module, name
+    return cls
+
+
+PLAIN = {(m, n): _plain_class(m, n) for m, n in (
+    ("training.triplane", "OSGDecoder"),
+    ("training.volumetric_rendering.renderer", "ImportanceRenderer"),
+    ("training.volumetric_rendering.ray_marcher", "MipRayMarcher2"),
+    ("training.volumetric_rendering.ray_sampler", "RaySampler"),
+)}
+
+
 class Persistent(nn.Module):
     """Pickles like an EG3D persistent class: its __dict__ goes into meta['state']."""
 
@@ -56,7 +71,11 @@ class Persistent(nn.Module):
 @contextlib.contextmanager
 def fake_eg3d_modules():
     """Make torch_utils.persistence and dnnlib.util importable while pickling."""
-    mods = {name: types.ModuleType(name) for name in ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")}
+    names = ["torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util", "training",
+             "training.volumetric_rendering", *sorted({m for m, _ in PLAIN})]
+    mods = {name: types.ModuleType(name) for name in names}
+    for (m, n), cls in PLAIN.items():
+        setattr(mods[m], n, cls)
     mods["torch_utils.persistence"]._reconstruct_persistent_obj = _fake_reconstruct
     mods["dnnlib.util"].EasyDict = EasyDict
     saved = {k: sys.modules.get(k) for k in mods}
@@ -105,9 +124,14 @@ def make_snapshot(model: NOFAAvatar, canary: str, drop: tuple[str, ...] = (), ex
                         nn.Softplus(),
                         build_tree({"weight": torch.randn(1 + dec.out_features, dec.hidden),
                                     "bias": torch.randn(1 + dec.out_features)}, "FullyConnectedLayer", src))
-    decoder = Persistent("OSGDecoder", src)
+    decoder = PLAIN["training.triplane", "OSGDecoder"]()  # a plain module in EG3D, holding persistent FCs
     decoder.add_module("net", net)
     g.add_module("decoder", decoder)
+    renderer = PLAIN["training.volumetric_rendering.renderer", "ImportanceRenderer"]()
+    renderer.add_module("ray_marcher", PLAIN["training.volumetric_rendering.ray_marcher", "MipRayMarcher2"]())
+    renderer.plane_axes = torch.eye(3).expand(3, 3, 3).clone()  # a plain tensor attribute, not a buffer
+    g.add_module("renderer", renderer)
+    g.add_module("ray_sampler", PLAIN["training.volumetric_rendering.ray_sampler", "RaySampler"]())
     g._init_kwargs = dict(z_dim=model.generator.z_dim, c_dim=25, w_dim=model.generator.w_dim, img_resolution=512,
                           img_channels=3, mapping_kwargs=EasyDict(num_layers=2),
                           rendering_kwargs={"superresolution_module": "training.superresolution.SuperresolutionHybrid8XDC",
@@ -137,6 +161,9 @@ def test_tensors_arrive_and_module_src_never_runs(tiny, tmp_path):
     data = load_eg3d_pickle(tmp_path / "g.pkl")
     assert isinstance(data["G_ema"], ModuleTree) and data["G_ema"].class_name == "TriPlaneGenerator"
     assert "write_text" in data["G_ema"].module_src  # kept as text only
+    kids = data["G_ema"].children
+    assert kids["renderer"].class_name == "ImportanceRenderer" and kids["decoder"].class_name == "OSGDecoder"
+    assert kids["decoder"].children["net"].class_name == "Sequential"
     model = NOFAAvatar.from_preset("tiny")
     _, report = import_eg3d(tmp_path / "g.pkl", model=model)
     assert not os.path.exists(canary), "module_src from the pickle was executed"

@@ -77,7 +77,7 @@ def _reconstruct_persistent_obj(meta: Any) -> ModuleTree:
 
 
 def _torch_module_class(name: str) -> type:
-    """A fresh ModuleTree subclass standing in for a plain torch.nn class (Sequential, Softplus, ...)."""
+    """A fresh ModuleTree subclass standing in for a plain module class (Sequential, OSGDecoder, ...)."""
     return type(name, (ModuleTree,), {"__init__": lambda self: ModuleTree.__init__(self, name)})
 
 
@@ -104,10 +104,16 @@ def _reconstructor(cls, base, state):  # copyreg._reconstructor for protocol < 2
     return obj
 
 
-_TORCH_MODULES = {
+# Plain (non-persistent) module classes that occur inside an EG3D generator: they are
+# pickled by reference and become inert ModuleTree stand-ins here.
+_PLAIN_MODULES = {
     "torch.nn.modules.container": ("Sequential", "ModuleList", "ModuleDict"),
     "torch.nn.modules.activation": ("Softplus", "ReLU", "LeakyReLU", "Sigmoid", "Tanh"),
     "torch.nn.modules.linear": ("Identity",),
+    "training.triplane": ("OSGDecoder",),
+    "training.volumetric_rendering.renderer": ("ImportanceRenderer",),
+    "training.volumetric_rendering.ray_marcher": ("MipRayMarcher2",),
+    "training.volumetric_rendering.ray_sampler": ("RaySampler",),
 }
 
 
@@ -130,7 +136,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         key = (module, name)
         if key in self.ALLOWED:
             return self.ALLOWED[key]
-        if name in _TORCH_MODULES.get(module, ()):
+        if name in _PLAIN_MODULES.get(module, ()):
             return _torch_module_class(name)
         raise UnsafePickleError(
             f"refusing to load global '{module}.{name}' from the checkpoint: nofa reads EG3D pickles with a "
