@@ -9,7 +9,8 @@ HELP = "show torch version, which nofa kernels are compiled (CPU/CUDA, arch list
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--model", metavar="PRESET", default=None,
+                   help="also print the NOFAAvatar parameter counts per module for a preset (paper, tiny)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,4 +35,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("gpu: none visible")
     print(f"cpu threads: {torch.get_num_threads()}")
+    if args.model:
+        from nofa.models.summary import print_summary
+
+        print_summary(args.model)
     return 0

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from ..render.decoder import OSGDecoder
+from .atomic import atomic_torch_save
 from ..render.renderer import RenderOptions, TriplaneRenderer
 
 FORMAT = "nofa-avatar"
@@ -82,21 +82,7 @@ def save_avatar(path: str | os.PathLike, avatar: Avatar) -> Path:
         "planes": avatar.planes.detach().cpu().contiguous(),
         "decoder": {k: v.detach().cpu().contiguous() for k, v in avatar.decoder_state.items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def load_avatar(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Avatar:

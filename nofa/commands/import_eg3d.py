@@ -1,0 +1,44 @@
+"""`nofa import-eg3d IN.pkl OUT`: convert an official EG3D checkpoint into a nofa model file."""
+from __future__ import annotations
+
+import argparse
+
+NAME = "import-eg3d"
+HELP = "convert NVIDIA's EG3D .pkl (generator, decoder, super-resolution) into a nofa model file"
+DESCRIPTION = (
+    "Read an official EG3D snapshot (e.g. ffhq512-128.pkl) with a restricted unpickler that never "
+    "executes the Python source stored inside it, map G_ema's tensors onto nofa's TriplaneGenerator, "
+    "OSG decoder and super-resolution module, and write a NOFAAvatar model file (paper preset; the "
+    "encoder, detail, fusion and deformation networks are freshly initialised). Missing or unexpected "
+    "tensors are listed by name."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="IN.pkl", help="EG3D snapshot pickle")
+    p.add_argument("output", metavar="OUT", help="nofa model file to write (atomically)")
+    p.add_argument("--network", default=None, help="which network of the snapshot to import (default: G_ema, else G)")
+    p.add_argument("--strict", action="store_true", help="fail when any tensor is missing or unexpected")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from nofa.io.eg3d import UnsafePickleError, import_eg3d
+
+    if not os.path.isfile(args.input):
+        print(f"error: {args.input} not found (download the EG3D checkpoint yourself; nofa never downloads)")
+        return 2
+    try:
+        model, report = import_eg3d(args.input, network=args.network, strict=args.strict)
+    except (UnsafePickleError, ValueError) as e:
+        print(f"error: {e}")
+        return 1
+    model.save(args.output)
+    print(f"loaded {len(report.loaded)} tensors; config: generator {report.config['generator']['plane_resolution']}^2 "
+          f"planes, neural rendering {report.config['render']['resolution']} px")
+    for kind in ("missing", "unexpected"):
+        names = getattr(report, kind)
+        print(f"{kind}: {len(names)}" + ("" if not names else "\n  " + "\n  ".join(names)))
+    print(f"wrote {args.output}")
+    return 0
