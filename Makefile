@@ -40,7 +40,7 @@ pytest: build
 test: build ctest pytest
 
 demo: build
-	$(VENV)/bin/nofa check
+	$(VENV)/bin/nofa demo
 
 bench: build
 	$(VENV)/bin/nofa bench
