@@ -21,7 +21,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from nofa.bench.environment import cpu_model  # noqa: E402
 
 import nofa.ops as ops  # noqa: E402
 
@@ -106,17 +107,6 @@ def measure_memory(rays, S, C, backend, threads) -> int:
     return json.loads(out.strip().splitlines()[-1])["extra_bytes"]
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rays", type=int, nargs="+", default=[4096, 16384])
@@ -139,7 +129,7 @@ def main() -> int:
     if not ops.kernels_available(args.device, "composite_rays"):
         print(f"no composite_rays kernel compiled for {args.device}: {ops.build_info()}", file=sys.stderr)
         return 1
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_model()
     rows = []
     for rays in args.rays:
         t = time_both(rays, S, C, args.device, args.warmup, args.repeats)
