@@ -1,6 +1,6 @@
 """Plans the benchmark jobs, runs them in worker processes and collects result rows.
 
-Every (case, size, backend) is a job; jobs of one backend run in one worker process (a
+Every (case, size, backend) is a job; the kernels and torch jobs of one size run in one worker process (a
 compile job in its own, under `compile_timeout_s`), one after another, never two at once.
 A row is produced for every case x size x mode x backend, measured or not: a backend that
 cannot run says why ("not available in this build", "no compiled kernel", "skipped").
@@ -105,12 +105,19 @@ def _groups(jobs: list[dict], cfg: SuiteConfig) -> list[tuple[list[dict], float]
     """Worker batches with their time limits."""
     fresh = any(j["memory_method"] == measure.FRESH_PROCESS for j in jobs)
     groups: list[tuple[list[dict], float]] = []
-    for backend in ("kernels", "torch"):
-        batch = [j for j in jobs if j["backend"] == backend]
-        if fresh:  # memory from each process's first call: one process per job and mode
+    if fresh:  # memory from each process's first call: one process per job and mode
+        for backend in ("kernels", "torch"):
+            batch = [j for j in jobs if j["backend"] == backend]
             groups += [([{**j, "modes": [m]}], cfg.worker_timeout_s) for j in batch for m in j["modes"]]
-        elif batch:
-            groups.append((batch, cfg.worker_timeout_s))
+    else:
+        # The kernels and torch runs of one problem size share a worker and run back to
+        # back, so a change of load on a shared machine hits both sides of a ratio alike
+        # (one worker per backend measured them minutes apart).
+        sizes: dict[tuple, list[dict]] = {}
+        for j in jobs:
+            if j["backend"] in ("kernels", "torch"):
+                sizes.setdefault((j["case"], j["suite"], j["index"]), []).append(j)
+        groups += [(batch, cfg.worker_timeout_s) for batch in sizes.values()]
     groups += [([j], cfg.compile_timeout_s) for j in jobs if j["backend"] == "compile"]
     return groups
 
