@@ -9,8 +9,9 @@ namespace nofa {
 
 // softplus with PyTorch's defaults (beta 1, threshold 20) and its derivative sigmoid(z),
 // written as PyTorch's softplus backward does (e / (e + 1), e = exp(z)), sharing the exp.
+// Also the compositor's density activation (common/composite.h).
 template <typename T>
-NOFA_HD T osg_softplus(T z, T& grad) {
+NOFA_HD T softplus(T z, T& grad) {
   if (z > T(20)) {
     grad = T(1);
     return z;

@@ -126,24 +126,25 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
   const Setup s = make_setup(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   const int64_t P = N * M, tiles = (P + kTile - 1) / kTile;
   auto dens2 = density.view({P, 1}), feat2 = features.view({P, F});
-  const auto w0t = s.w0.t(), w1t = s.w1.t();
+  // The output layer as two GEMMs writing straight into the outputs: the feature rows of a
+  // tile are contiguous there, so the activations after them run vectorised in place.
+  const auto w0t = s.w0.t(), w1d = s.w1.narrow(0, 0, 1).t(), w1f = s.w1.narrow(0, 1, F).t();
+  const auto b1d = s.b1.narrow(0, 0, 1), b1f = s.b1.narrow(0, 1, F);
   AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_cpu", [&] {
     const auto g = lookup<scalar_t>(s);
     at::parallel_for(0, tiles, 1, [&](int64_t tb, int64_t te) {
       const auto fbuf = at::empty({kTile, s.C}, planes.options());
       const auto hbuf = at::empty({kTile, s.Hd}, planes.options());
-      const auto xbuf = at::empty({kTile, s.O}, planes.options());
       for (int64_t tile = tb; tile < te; ++tile) {
         const int64_t i0 = tile * kTile, n = std::min(kTile, P - i0);
-        auto f = fbuf.narrow(0, 0, n), h = hbuf.narrow(0, 0, n), x = xbuf.narrow(0, 0, n);
+        auto f = fbuf.narrow(0, 0, n), h = hbuf.narrow(0, 0, n);
         gather<scalar_t>(s, g, i0, i0 + n, f);
         at::addmm_out(h, s.b0, f, w0t);
         at::softplus_out(h, h, 1, 20);
-        at::addmm_out(x, s.b1, h, w1t);
-        dens2.narrow(0, i0, n).copy_(x.narrow(1, 0, 1));
-        auto fo = feat2.narrow(0, i0, n);
-        at::sigmoid_out(fo, x.narrow(1, 1, F));
-        fo.mul_(1 + 2 * 0.001).sub_(0.001);
+        auto d = dens2.narrow(0, i0, n), fo = feat2.narrow(0, i0, n);
+        at::addmm_out(d, b1d, h, w1d);
+        at::addmm_out(fo, b1f, h, w1f);
+        fo.sigmoid_().mul_(1 + 2 * 0.001).sub_(0.001);
       }
     });
   });
@@ -174,14 +175,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const auto gd = grad_density.detach().reshape({P, 1}).to(planes.scalar_type());
     const auto gf = grad_features.detach().reshape({P, F}).to(planes.scalar_type());
     auto gfeat2 = gfeat.view({P, C});
-    const auto w0t = s.w0.t(), w1t = s.w1.t();
+    const auto w0t = s.w0.t(), w1d = s.w1.narrow(0, 0, 1), w1f = s.w1.narrow(0, 1, F);
+    const auto b1f = s.b1.narrow(0, 1, F);
     const int64_t per = (tiles + chunks - 1) / chunks;
     AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cpu", [&] {
       const auto g = lookup<scalar_t>(s);
       at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
         const auto fbuf = at::empty({kTile, C}, opts), zbuf = at::empty({kTile, s.Hd}, opts);
-        const auto hbuf = at::empty({kTile, s.Hd}, opts), xbuf = at::empty({kTile, s.O}, opts);
-        const auto gxbuf = at::empty({kTile, s.O}, opts), ghbuf = at::empty({kTile, s.Hd}, opts);
+        const auto hbuf = at::empty({kTile, s.Hd}, opts), sbuf = at::empty({kTile, F}, opts);
+        const auto gxbuf = at::empty({kTile, F}, opts), ghbuf = at::empty({kTile, s.Hd}, opts);
         for (int64_t chunk = cb; chunk < ce; ++chunk) {
           const auto row = acc[chunk];
           auto gw0 = row.narrow(0, 0, s.Hd * C).view({s.Hd, C});
@@ -191,19 +193,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
           for (int64_t tile = chunk * per; tile < std::min(tiles, (chunk + 1) * per); ++tile) {
             const int64_t i0 = tile * kTile, n = std::min(kTile, P - i0);
             auto f = fbuf.narrow(0, 0, n), z = zbuf.narrow(0, 0, n), h = hbuf.narrow(0, 0, n);
-            auto x = xbuf.narrow(0, 0, n), gx = gxbuf.narrow(0, 0, n), gh = ghbuf.narrow(0, 0, n);
+            auto sf = sbuf.narrow(0, 0, n), gxf = gxbuf.narrow(0, 0, n), gh = ghbuf.narrow(0, 0, n);
+            const auto gdt = gd.narrow(0, i0, n);
             gather<scalar_t>(s, g, i0, i0 + n, f);
             at::addmm_out(z, s.b0, f, w0t);
             at::softplus_out(h, z, 1, 20);
-            at::addmm_out(x, s.b1, h, w1t);
-            // d features / d x = 1.002 * sigmoid'(x); density passes straight through.
-            gx.narrow(1, 0, 1).copy_(gd.narrow(0, i0, n));
-            auto gxf = gx.narrow(1, 1, F);
-            at::sigmoid_out(gxf, x.narrow(1, 1, F));
-            at::sigmoid_backward_out(gxf, gf.narrow(0, i0, n) * (1 + 2 * 0.001), gxf);
-            gw1.addmm_(gx.t(), h);
-            gb1.add_(gx.sum(0));
-            at::mm_out(gh, gx, s.w1);
+            // Only the feature logits matter here: density's gradient passes straight through,
+            // and d features / d logit = 1.002 * sigmoid'(logit).
+            at::addmm_out(sf, b1f, h, w1f.t());
+            sf.sigmoid_();
+            at::mul_out(gxf, gf.narrow(0, i0, n), 1 + 2 * 0.001);
+            at::sigmoid_backward_out(gxf, gxf, sf);
+            gw1.narrow(0, 0, 1).addmm_(gdt.t(), h);
+            gw1.narrow(0, 1, F).addmm_(gxf.t(), h);
+            gb1.narrow(0, 0, 1).add_(gdt.sum(0));
+            gb1.narrow(0, 1, F).add_(gxf.sum(0));
+            at::mm_out(gh, gxf, w1f);
+            gh.addmm_(gdt, w1d);
             at::softplus_backward_out(gh, gh, z, 1, 20);  // now d loss / d z
             gw0.addmm_(gh.t(), f);
             gb0.add_(gh.sum(0));
