@@ -34,11 +34,7 @@ __global__ void forward_kernel(const T* __restrict__ planes_cl, const T* __restr
       plane_uv(p, x, y, z, u, v);
       BilinearTaps<T> t;
       bilinear_taps(u, v, H, W, t);
-      const T* base = planes_cl + (n * 3 + p) * H * W * C + c;
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        if (t.off[k] >= 0) acc += t.w[k] * base[t.off[k] * C];
-      }
+      acc += tap_sum(t, planes_cl + (n * 3 + p) * H * W * C + c, C);
     }
     f[idx] = acc / T(3);
   }
