@@ -72,7 +72,7 @@ def main() -> None:
         with ops.use_backend(backend), ops.trace_backends() as tr:
             f = _time(fwd, args.repeats, sync)
             fb = _time(fwd_bwd, args.repeats, sync)
-        used = {op: sorted(tr.backends(op)) for op in ("sample_triplane", "composite_rays")}
+        used = {op: sorted(tr.backends(op)) for op in ("decode_triplane", "composite_rays")}
         rows.append((backend, f, fb, used))
     (_, f_k, fb_k, used_k), (_, f_t, fb_t, _) = rows
 

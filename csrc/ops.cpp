@@ -57,6 +57,20 @@ TORCH_LIBRARY(nofa, m) {
       "Tensor points, Tensor alpha, Tensor beta, Tensor[] d_weights, Tensor[] d_biases, "
       "Tensor[] w_weights, Tensor[] w_biases, int n_freqs, Tensor hidden) "
       "-> (Tensor, Tensor, Tensor, Tensor[], Tensor[], Tensor[], Tensor[])");
+
+  // ---- decode_triplane (DESIGN 2.1 + 3): tri-plane lookup ("mean") fused with the OSG
+  // decoder. fc weights in nn.Linear layout: fc0 [hidden, C], fc1 [1 + F, hidden].
+  // Returns (raw density [N, M, 1], features [N, M, F]).
+  m.def(
+      "decode_triplane(Tensor planes, Tensor points, float box_warp, Tensor fc0_weight, "
+      "Tensor fc0_bias, Tensor fc1_weight, Tensor fc1_bias) -> (Tensor, Tensor)");
+  // Returns (grad_planes, grad_points, grad_fc0_weight, grad_fc0_bias, grad_fc1_weight,
+  // grad_fc1_bias); a plane/point gradient not asked for is an empty tensor.
+  m.def(
+      "decode_triplane_backward(Tensor grad_density, Tensor grad_features, Tensor planes, "
+      "Tensor points, float box_warp, Tensor fc0_weight, Tensor fc0_bias, Tensor fc1_weight, "
+      "Tensor fc1_bias, bool planes_grad, bool points_grad) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 }  // namespace nofa

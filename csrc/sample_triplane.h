@@ -16,6 +16,10 @@ inline int parse_reduce(const std::string& reduce) {
   return 0;
 }
 
+// CPU kernels read planes from a channels-last copy ([N, 3, H, W, C]) once the points touch
+// more texels than the copy moves; below that the [N, 3, C, H, W] layout is read directly.
+inline bool use_channels_last(int64_t M, int64_t H, int64_t W) { return M * 32 >= H * W; }
+
 inline void check_sample_triplane(const at::Tensor& planes, const at::Tensor& points,
                                   double box_warp) {
   check_dim(planes, 5, "planes", "[N, 3, C, H, W]");

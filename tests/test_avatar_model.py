@@ -91,7 +91,7 @@ def test_tiny_end_to_end_gradients_reach_every_module(tiny):
 
 
 def test_tiny_kernels_and_torch_backends_agree(tiny):
-    for op in ("sample_triplane", "composite_rays", "deform_points"):
+    for op in ("decode_triplane", "composite_rays", "deform_points"):
         if not ops.kernels_available("cpu", op):
             pytest.fail(f"no CPU kernel compiled for {op}: {ops.build_info()}")
     image, cam, alpha, beta = _inputs(1)
@@ -100,7 +100,7 @@ def test_tiny_kernels_and_torch_backends_agree(tiny):
         with torch.no_grad(), ops.use_backend(backend), ops.trace_backends() as tr:
             vol = tiny.reconstruct(image, cam)
             outs[backend] = (vol.planes, tiny.animate(vol, alpha, beta, cam))
-        for op in ("sample_triplane", "composite_rays", "deform_points"):
+        for op in ("decode_triplane", "composite_rays", "deform_points"):
             assert tr.backends(op) == {backend}, (op, tr.backends(op))
     (pk, ok), (pt, ot) = outs["kernels"], outs["torch"]
     torch.testing.assert_close(pk, pt, atol=1e-4, rtol=1e-4)

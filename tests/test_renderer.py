@@ -69,10 +69,10 @@ def test_kernels_match_reference_forward_and_gradients(device):
     deform = RotateShift().to(device)
     out_k, g_k, tr = _render_and_grads(_kernel_backend(device), planes, decoder, labels, deform)
     out_t, g_t, tr_t = _render_and_grads("torch", planes, decoder, labels, deform)
-    assert tr.backends("sample_triplane") == {"kernels"}
+    assert tr.backends("decode_triplane") == {"kernels"}
     want = {"kernels"} if ops.kernels_available(device, "composite_rays") else {"torch"}
     assert tr.backends("composite_rays") == want
-    assert tr_t.backends("sample_triplane") == tr_t.backends("composite_rays") == {"torch"}
+    assert tr_t.backends("decode_triplane") == tr_t.backends("composite_rays") == {"torch"}
     for name, a, b in zip(("features", "rgb", "depth", "weight"), out_k, out_t):
         assert torch.isfinite(a).all(), name
         assert rel_err(a, b) < 1e-5, (name, rel_err(a, b))

@@ -15,6 +15,7 @@
 #include <cmath>
 
 #include "common/macros.h"
+#include "common/osg_decoder.h"
 
 namespace nofa {
 
@@ -40,14 +41,7 @@ NOFA_HD T transmit_eps() {
 // sharing the one exp.
 template <typename T>
 NOFA_HD T density_activation(T density_mid, T& grad) {
-  const T x = density_mid - T(1);
-  if (x > T(20)) {
-    grad = T(1);
-    return x;
-  }
-  const T z = std::exp(x);
-  grad = z / (z + T(1));
-  return std::log1p(z);
+  return softplus(density_mid - T(1), grad);
 }
 
 template <typename T>

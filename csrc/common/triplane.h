@@ -85,4 +85,15 @@ NOFA_HD void bilinear_taps(T u, T v, int64_t H, int64_t W, BilinearTaps<T>& t) {
   }
 }
 
+// Bilinear value of one channel: base points at that channel of texel 0 and texel k's value
+// is base[off[k] * stride] (stride = C for channels-last planes).
+template <typename T>
+NOFA_HD T tap_sum(const BilinearTaps<T>& t, const T* base, int64_t stride) {
+  T s = T(0);
+  for (int k = 0; k < 4; ++k) {
+    if (t.off[k] >= 0) s += t.w[k] * base[t.off[k] * stride];
+  }
+  return s;
+}
+
 }  // namespace nofa

@@ -33,9 +33,6 @@ inline int64_t tap_stride(const Geometry<T>& g) { return CL ? g.C : 1; }
 template <bool CL, typename T>
 inline int64_t chan_stride(const Geometry<T>& g) { return CL ? 1 : g.H * g.W; }
 
-// Channels-last pays off once the points touch more texels than the copy moves.
-inline bool use_channels_last(int64_t M, int64_t H, int64_t W) { return M * 32 >= H * W; }
-
 // Random points make the lookups latency-bound: start loading the texels of a point a few
 // iterations ahead, so several cache misses are in flight at once.
 constexpr int64_t kPrefetchAhead = 8;

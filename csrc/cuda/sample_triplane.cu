@@ -36,12 +36,7 @@ __global__ void forward_kernel(const T* __restrict__ planes_cl, const T* __restr
     plane_uv(p, x, y, z, u, v);
     BilinearTaps<T> t;
     bilinear_taps(u, v, H, W, t);
-    const T* base = planes_cl + (n * 3 + p) * H * W * C + c;
-    T s = T(0);
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      if (t.off[k] >= 0) s += t.w[k] * base[t.off[k] * C];
-    }
+    const T s = tap_sum(t, planes_cl + (n * 3 + p) * H * W * C + c, C);
     if (reduce == 1) {
       out[i * 3 * C + p * C + c] = s;
     } else {

@@ -76,7 +76,7 @@ def _build_render(params: Params, device: torch.device) -> Workload:
 
 register(Case(
     name="render",
-    ops=("sample_triplane", "composite_rays"),
+    ops=("decode_triplane", "composite_rays"),
     build=_build_render,
     unavailable=_unavailable,
     sizes={
@@ -90,7 +90,7 @@ register(Case(
 
 register(Case(
     name="render_deformed",
-    ops=("sample_triplane", "composite_rays", "deform_points"),
+    ops=("decode_triplane", "composite_rays", "deform_points"),
     build=_build_render,
     unavailable=_deformed_unavailable,
     sizes={

@@ -15,6 +15,7 @@ from ._backend import (
     use_backend,
 )
 from .composite_rays import composite_rays
+from .decode_triplane import decode_triplane
 from .deform_points import deform_points
 from .sample_triplane import sample_triplane
 
@@ -22,6 +23,7 @@ __all__ = [
     "BACKENDS",
     "build_info",
     "composite_rays",
+    "decode_triplane",
     "deform_points",
     "get_backend",
     "kernels_available",

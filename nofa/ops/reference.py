@@ -129,3 +129,26 @@ def deform_points(
     offset = _mlp(torch.cat([pe, a, b], -1), d_weights, d_biases)
     weight = torch.sigmoid(_mlp(torch.cat([pe, a], -1), w_weights, w_biases))
     return points + weight * offset, offset, weight
+
+
+# ---------------------------------------------------------------------------------------
+# decode_triplane (DESIGN 2.1 + 3): tri-plane lookup + EG3D's OSG decoder
+# ---------------------------------------------------------------------------------------
+
+
+def decode_triplane(
+    planes: torch.Tensor,
+    points: torch.Tensor,
+    box_warp: float,
+    fc0_weight: torch.Tensor,
+    fc0_bias: torch.Tensor,
+    fc1_weight: torch.Tensor,
+    fc1_bias: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """planes [N, 3, C, H, W], points [N, M, 3] -> (raw density [N, M, 1], features [N, M, F]).
+
+    Exactly `sample_triplane(..., "mean")` then `OSGDecoder.forward`.
+    """
+    feats = sample_triplane(planes, points, box_warp, "mean")
+    x = F.linear(F.softplus(F.linear(feats, fc0_weight, fc0_bias)), fc1_weight, fc1_bias)
+    return x[..., :1], torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001

@@ -95,13 +95,20 @@ class TriplaneRenderer(nn.Module):
         box_warp: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """points [N, M, 3] -> (raw density [N, M, 1], features [N, M, C_out])."""
-        feats = ops.sample_triplane(planes, _deformed(deform, points), box_warp or self.options.box_warp, "mean")
-        return self.decoder(feats)
+        points, box_warp = _deformed(deform, points), box_warp or self.options.box_warp
+        if _is_osg(self.decoder):
+            d = self.decoder
+            return ops.decode_triplane(planes, points, box_warp, d.fc0.weight, d.fc0.bias, d.fc1.weight, d.fc1.bias)
+        return self.decoder(ops.sample_triplane(planes, points, box_warp, "mean"))
 
     def density(self, planes: torch.Tensor, points: torch.Tensor, box_warp: float | None = None) -> torch.Tensor:
         """Raw density only, [N, M, 3] -> [N, M, 1] (cheaper: no colour rows)."""
-        feats = ops.sample_triplane(planes, points, box_warp or self.options.box_warp, "mean")
-        return self.decoder.density(feats)
+        box_warp = box_warp or self.options.box_warp
+        if _is_osg(self.decoder):
+            d = self.decoder
+            w1, b1 = d.fc1.weight[:1], d.fc1.bias[:1]  # density row only: no colour work
+            return ops.decode_triplane(planes, points, box_warp, d.fc0.weight, d.fc0.bias, w1, b1)[0]
+        return self.decoder.density(ops.sample_triplane(planes, points, box_warp, "mean"))
 
     # -- rendering -----------------------------------------------------------------------
     def forward(
@@ -183,6 +190,12 @@ class TriplaneRenderer(nn.Module):
         points = (origins.unsqueeze(-2) + dirs.unsqueeze(-2) * depths).reshape(N, r * S, 3)
         dens, cols = self.query(planes, points, deform, opt.box_warp)
         return dens.reshape(N, r, S, 1), cols.reshape(N, r, S, cols.shape[-1])
+
+
+def _is_osg(decoder: nn.Module) -> bool:
+    """An OSGDecoder whose maths is the stock one, so the fused decode_triplane op applies."""
+    return (isinstance(decoder, OSGDecoder) and type(decoder).forward is OSGDecoder.forward
+            and type(decoder).density is OSGDecoder.density)
 
 
 def _deformed(deform: Deformation | None, points: torch.Tensor) -> torch.Tensor:

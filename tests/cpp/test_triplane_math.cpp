@@ -10,10 +10,7 @@ using nofa::BilinearTaps;
 static double lookup(const double* grid, int64_t H, int64_t W, double u, double v) {
   BilinearTaps<double> t;
   nofa::bilinear_taps(u, v, H, W, t);
-  double s = 0;
-  for (int k = 0; k < 4; ++k)
-    if (t.off[k] >= 0) s += t.w[k] * grid[t.off[k]];
-  return s;
+  return nofa::tap_sum(t, grid, 1);
 }
 
 int main() {

@@ -1,0 +1,96 @@
+"""`decode_triplane`: tri-plane lookup fused with EG3D's OSG decoder; autograd and fake
+registrations."""
+from __future__ import annotations
+
+import torch
+
+from . import _backend, _checks, reference
+
+
+def decode_triplane(
+    planes: torch.Tensor,
+    points: torch.Tensor,
+    box_warp: float,
+    fc0_weight: torch.Tensor,
+    fc0_bias: torch.Tensor,
+    fc1_weight: torch.Tensor,
+    fc1_bias: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sample_triplane(planes, points, box_warp, "mean")` followed by the OSG decoder.
+
+    Args:
+        planes: [N, 3, C, H, W] tri-plane features (EG3D layout).
+        points: [N, M, 3] world coordinates (see :func:`sample_triplane`).
+        box_warp: side length of the tri-plane box (> 0).
+        fc0_weight, fc0_bias: [Hd, C], [Hd] (nn.Linear layout).
+        fc1_weight, fc1_bias: [1 + F, Hd], [1 + F].
+
+    Returns:
+        (raw density [N, M, 1], features [N, M, F]) with x = fc1(softplus(fc0(f))),
+        density = x[..., :1], features = sigmoid(x[..., 1:]) * 1.002 - 0.001.
+
+    Differentiable w.r.t. planes, points and all four decoder tensors. The kernels never
+    materialise the [N, M, Hd] hidden activations.
+    """
+    _checks.tensor("planes", planes, dims=5, layout="[N, 3, C, H, W]")
+    _checks.tensor("points", points, dims=3, layout="[N, M, 3]")
+    _checks.dim_size("planes", planes, 1, 3, "[N, 3, C, H, W]")
+    _checks.dim_size("points", points, 2, 3, "[N, M, 3]")
+    _checks.tensor("fc0_weight", fc0_weight, dims=2, layout="[Hd, C]")
+    _checks.tensor("fc0_bias", fc0_bias, dims=1, layout="[Hd]")
+    _checks.tensor("fc1_weight", fc1_weight, dims=2, layout="[1 + F, Hd]")
+    _checks.tensor("fc1_bias", fc1_bias, dims=1, layout="[1 + F]")
+    C, Hd, O = planes.shape[2], fc0_weight.shape[0], fc1_weight.shape[0]
+    _checks.dim_size("fc0_weight", fc0_weight, 1, C, f"[Hd, C = {C}]")
+    _checks.dim_size("fc0_bias", fc0_bias, 0, Hd, f"[Hd = {Hd}]")
+    _checks.dim_size("fc1_weight", fc1_weight, 1, Hd, f"[1 + F, Hd = {Hd}]")
+    if O < 1:
+        raise ValueError(f"fc1_weight must have shape [1 + F, Hd] with at least 1 row, got {list(fc1_weight.shape)}")
+    _checks.dim_size("fc1_bias", fc1_bias, 0, O, f"[1 + F = {O}]")
+    _checks.same_batch(planes=planes, points=points)
+    tensors = dict(planes=planes, points=points, fc0_weight=fc0_weight, fc0_bias=fc0_bias,
+                   fc1_weight=fc1_weight, fc1_bias=fc1_bias)
+    _checks.same_device(**tensors)
+    _checks.same_dtype(**tensors)
+    if not box_warp > 0:
+        raise ValueError(f"box_warp must be > 0, got {box_warp}")
+    args = (fc0_weight, fc0_bias, fc1_weight, fc1_bias)
+    if _backend.use_kernels("decode_triplane", planes.device):
+        _backend.record("decode_triplane", "kernels")
+        return torch.ops.nofa.decode_triplane(planes, points, float(box_warp), *args)
+    _backend.record("decode_triplane", "torch")
+    return reference.decode_triplane(planes, points, box_warp, *args)
+
+
+def _register() -> None:
+    @torch.library.register_fake("nofa::decode_triplane")
+    def _(planes, points, box_warp, w0, b0, w1, b1):
+        N, M = planes.shape[0], points.shape[1]
+        return planes.new_empty(N, M, 1), planes.new_empty(N, M, w1.shape[0] - 1)
+
+    @torch.library.register_fake("nofa::decode_triplane_backward")
+    def _(gd, gf, planes, points, box_warp, w0, b0, w1, b1, planes_grad, points_grad):
+        gp = planes.new_empty(planes.shape) if planes_grad else planes.new_empty(0)
+        gx = points.new_empty(points.shape) if points_grad else points.new_empty(0)
+        return gp, gx, w0.new_empty(w0.shape), b0.new_empty(b0.shape), w1.new_empty(w1.shape), b1.new_empty(b1.shape)
+
+    def setup_context(ctx, inputs, output):
+        planes, points, box_warp, w0, b0, w1, b1 = inputs
+        ctx.save_for_backward(planes, points, w0, b0, w1, b1)
+        ctx.box_warp = box_warp
+
+    def backward(ctx, grad_density, grad_features):
+        planes, points, w0, b0, w1, b1 = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grads = torch.ops.nofa.decode_triplane_backward(
+            grad_density, grad_features, planes, points, ctx.box_warp, w0, b0, w1, b1, need[0], need[1]
+        )
+        gp, gx, gw0, gb0, gw1, gb1 = grads
+        keep = lambda g, i: g if need[i] else None  # noqa: E731
+        return keep(gp, 0), keep(gx, 1), None, keep(gw0, 3), keep(gb0, 4), keep(gw1, 5), keep(gb1, 6)
+
+    torch.library.register_autograd("nofa::decode_triplane", backward, setup_context=setup_context)
+
+
+if _backend._C is not None:
+    _register()
