@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "decode_triplane.h"
+
 #ifndef NOFA_CUDA_ARCHS
 #define NOFA_CUDA_ARCHS ""
 #endif
@@ -13,10 +15,12 @@ namespace nofa {
 
 std::string build_info() {
 #ifdef NOFA_WITH_CUDA
-  return std::string("{\"cuda\": true, \"cuda_archs\": \"") + NOFA_CUDA_ARCHS + "\"}";
+  std::string info = std::string("{\"cuda\": true, \"cuda_archs\": \"") + NOFA_CUDA_ARCHS + "\"";
 #else
-  return "{\"cuda\": false, \"cuda_archs\": \"\"}";
+  std::string info = "{\"cuda\": false, \"cuda_archs\": \"\"";
 #endif
+  info += std::string(", \"cpu_fast_decoder\": ") + (cpu_fast_decoder_supported() ? "true" : "false");
+  return info + ", \"cpu_fast_decoder_calls\": " + std::to_string(cpu_fast_decoder_calls()) + "}";
 }
 
 TORCH_LIBRARY(nofa, m) {

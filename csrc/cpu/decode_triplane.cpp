@@ -14,9 +14,12 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <vector>
 
 #include "common/triplane.h"
+#include "cpu/decode_tile_avx512.h"
 #include "decode_triplane.h"
 
 namespace nofa {
@@ -92,7 +95,8 @@ Setup make_setup(const at::Tensor& planes, const at::Tensor& points, double box_
   Setup s;
   s.N = planes.size(0); s.M = points.size(1); s.C = planes.size(2);
   s.H = planes.size(3); s.W = planes.size(4); s.Hd = w0.size(0); s.O = w1.size(0);
-  s.cl = use_channels_last(s.M, s.H, s.W);
+  // Planes a caller already holds channels-last (a permuted view) are read in place.
+  s.cl = use_channels_last(s.M, s.H, s.W) || planes.permute({0, 1, 3, 4, 2}).is_contiguous();
   s.planes_l = s.cl ? planes.permute({0, 1, 3, 4, 2}).contiguous() : planes.contiguous();
   s.pts = points.contiguous();
   // Worker threads of at::parallel_for do not inherit the autograd exclusion of this
@@ -101,6 +105,27 @@ Setup make_setup(const at::Tensor& planes, const at::Tensor& points, double box_
   s.w1 = w1.detach().contiguous(); s.b1 = b1.detach().contiguous();
   s.scale = 2.0 / box_warp;
   return s;
+}
+
+std::atomic<int64_t> fast_calls{0};
+
+// The AVX-512 float32 path (cpu/decode_tile_avx512.h) for the decoder shapes it covers.
+bool use_fast(const Setup& s, const at::Tensor& planes) {
+  const bool fast = planes.scalar_type() == at::kFloat && s.cl && fastdec::shape_ok(s.C, s.Hd, s.O) &&
+                    fastdec::available();
+  if (fast) fast_calls.fetch_add(1, std::memory_order_relaxed);
+  return fast;
+}
+
+std::unique_ptr<fastdec::Weights> fast_weights(const Setup& s) {
+  const auto w0 = s.w0.contiguous(), b0 = s.b0.contiguous(), w1 = s.w1.contiguous(), b1 = s.b1.contiguous();
+  return std::make_unique<fastdec::Weights>(w0.data_ptr<float>(), b0.data_ptr<float>(), w1.data_ptr<float>(),
+                                            b1.data_ptr<float>(), s.O);
+}
+
+fastdec::Source fast_source(const Setup& s) {
+  return fastdec::Source{s.planes_l.data_ptr<float>(), s.pts.data_ptr<float>(), s.M, s.H, s.W,
+                         static_cast<float>(s.scale)};
 }
 
 template <typename T>
@@ -125,6 +150,25 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
   if (N * M == 0) return {density, features};
   const Setup s = make_setup(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   const int64_t P = N * M, tiles = (P + kTile - 1) / kTile;
+  if (use_fast(s, planes)) {
+    const auto w = fast_weights(s);
+    const auto src = fast_source(s);
+    float* dp = density.data_ptr<float>();
+    float* fp = features.data_ptr<float>();
+    const int64_t vectors = (s.O - 1 + 15) / 16;  // feature vectors: none for the density alone
+    at::parallel_for(0, P, kTile, [&](int64_t b, int64_t e) {
+      if (vectors == 0) {
+        fastdec::forward_range<0>(*w, src, b, e, dp, fp);
+      } else if (vectors == 1) {
+        fastdec::forward_range<1>(*w, src, b, e, dp, fp);
+      } else if (vectors == 2) {
+        fastdec::forward_range<2>(*w, src, b, e, dp, fp);
+      } else {
+        fastdec::forward_range<3>(*w, src, b, e, dp, fp);
+      }
+    });
+    return {density, features};
+  }
   auto dens2 = density.view({P, 1}), feat2 = features.view({P, F});
   // The output layer as two GEMMs writing straight into the outputs: the feature rows of a
   // tile are contiguous there, so the activations after them run vectorised in place.
@@ -151,6 +195,56 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
   return {density, features};
 }
 
+// Backward of the fast path: per tile, the AVX-512 code recomputes the forward and fills the
+// gradient of the mean features; the weight gradients are two GEMMs over the tile's rows
+// (K = tile size: what GEMM libraries are good at), accumulated per chunk like the generic path.
+void fast_backward(const Setup& s, const at::Tensor& gd, const at::Tensor& gf, at::Tensor& gfeat2, at::Tensor& acc,
+                   int64_t chunks, int64_t per, int64_t tiles) {
+  using fastdec::kC;
+  using fastdec::kHd;
+  using fastdec::kOP;
+  const auto w = fast_weights(s);
+  const auto src = fast_source(s);
+  const int64_t P = s.N * s.M, F = s.O - 1, C = s.C, Hd = s.Hd, O = s.O;
+  const auto opts = acc.options();
+  const float* gdp = gd.data_ptr<float>();
+  const float* gfp = gf.data_ptr<float>();
+  float* gfeatp = gfeat2.data_ptr<float>();
+  at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
+    const auto fm = at::empty({kTile, kC}, opts), hb = at::empty({kTile, kHd}, opts);
+    const auto gzb = at::empty({kTile, kHd}, opts), gob = at::empty({kTile, kOP}, opts);
+    const fastdec::BackwardTile t{fm.data_ptr<float>(), hb.data_ptr<float>(), gzb.data_ptr<float>(),
+                                  gob.data_ptr<float>(), gfeatp};
+    for (int64_t chunk = cb; chunk < ce; ++chunk) {
+      const auto row = acc[chunk];
+      auto gw0 = row.narrow(0, 0, Hd * C).view({Hd, C});
+      auto gb0 = row.narrow(0, Hd * C, Hd);
+      auto gw1 = row.narrow(0, Hd * C + Hd, O * Hd).view({O, Hd});
+      auto gb1 = row.narrow(0, Hd * C + Hd + O * Hd, O);
+      auto gw1p = at::zeros({kOP, kHd}, opts), gb1p = at::zeros({kOP}, opts);  // padded layout
+      for (int64_t tile = chunk * per; tile < std::min(tiles, (chunk + 1) * per); ++tile) {
+        const int64_t i0 = tile * kTile, n = std::min(kTile, P - i0);
+        if (F <= 16) {
+          fastdec::backward_range<1>(*w, src, i0, i0 + n, gdp, gfp, t);
+        } else if (F <= 32) {
+          fastdec::backward_range<2>(*w, src, i0, i0 + n, gdp, gfp, t);
+        } else {
+          fastdec::backward_range<3>(*w, src, i0, i0 + n, gdp, gfp, t);
+        }
+        const auto gz = gzb.narrow(0, 0, n), go = gob.narrow(0, 0, n);
+        gw0.addmm_(gz.t(), fm.narrow(0, 0, n));
+        gb0.add_(gz.sum(0));
+        gw1p.addmm_(go.t(), hb.narrow(0, 0, n));
+        gb1p.add_(go.sum(0));
+      }
+      gw1.narrow(0, 0, 1).copy_(gw1p.narrow(0, F, 1));
+      gw1.narrow(0, 1, F).copy_(gw1p.narrow(0, 0, F));
+      gb1.narrow(0, 0, 1).copy_(gb1p.narrow(0, F, 1));
+      gb1.narrow(0, 1, F).copy_(gb1p.narrow(0, 0, F));
+    }
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> decode_triplane_backward_cpu(
     const at::Tensor& grad_density, const at::Tensor& grad_features, const at::Tensor& planes,
     const at::Tensor& points, double box_warp, const at::Tensor& fc0_weight, const at::Tensor& fc0_bias,
@@ -172,12 +266,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   auto acc = at::zeros({std::max<int64_t>(chunks, 1), nw}, opts);
   auto gfeat = at::empty({N, M, C}, opts);
   if (P > 0) {
-    const auto gd = grad_density.detach().reshape({P, 1}).to(planes.scalar_type());
-    const auto gf = grad_features.detach().reshape({P, F}).to(planes.scalar_type());
+    const auto gd = grad_density.detach().reshape({P, 1}).to(planes.scalar_type()).contiguous();
+    const auto gf = grad_features.detach().reshape({P, F}).to(planes.scalar_type()).contiguous();
     auto gfeat2 = gfeat.view({P, C});
     const auto w0t = s.w0.t(), w1d = s.w1.narrow(0, 0, 1), w1f = s.w1.narrow(0, 1, F);
     const auto b1f = s.b1.narrow(0, 1, F);
     const int64_t per = (tiles + chunks - 1) / chunks;
+    if (use_fast(s, planes)) {
+      fast_backward(s, gd, gf, gfeat2, acc, chunks, per, tiles);
+    } else {
     AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cpu", [&] {
       const auto g = lookup<scalar_t>(s);
       at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
@@ -219,6 +316,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
         }
       });
     });
+    }
   }
   auto total = acc[0].clone();
   for (int64_t k = 1; k < acc.size(0); ++k) total.add_(acc[k]);
@@ -237,6 +335,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 }
 
 }  // namespace
+
+bool cpu_fast_decoder_supported() { return fastdec::supported(); }
+int64_t cpu_fast_decoder_calls() { return fast_calls.load(); }
 
 TORCH_LIBRARY_IMPL(nofa, CPU, m) {
   m.impl("decode_triplane", &decode_triplane_cpu);
