@@ -33,6 +33,11 @@ TORCH_LIBRARY(nofa, m) {
       "sample_triplane_backward(Tensor grad_out, Tensor planes, Tensor points, float box_warp, "
       "str reduce, bool planes_grad, bool points_grad) -> (Tensor, Tensor)");
 
+  // Tri-plane memory layout: the same [N, 3, C, H, W] values, stored channels-last
+  // ([N, 3, H, W, C] in memory, so a tap's C values are contiguous: what the CPU kernels
+  // read) or contiguous. The result is a new tensor; its own inverse gives the gradient.
+  m.def("relayout_planes(Tensor planes, bool channels_last) -> Tensor");
+
   // Volume compositing (DESIGN 2.2) -> (features [N, R, C], depth [N, R, 1],
   // weights [N, R, S-1, 1]).
   m.def("composite_rays(Tensor colors, Tensor densities, Tensor depths, bool white_back) "

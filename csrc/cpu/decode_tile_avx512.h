@@ -15,6 +15,7 @@
 // rounding, not bit for bit (the 1/3 of the tri-plane mean is also folded into the first
 // layer's weights).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -102,45 +103,67 @@ inline bool available() {
   return !(env && env[0] == '0');
 }
 
-constexpr int64_t kAhead = 8;  // points ahead whose texels are prefetched
+// Random-ish points make the lookups latency-bound: the taps of a point are computed
+// kAhead points early, their texels prefetched, and the record kept in a small ring until
+// the point is gathered (so the tap arithmetic is done once, not once to prefetch and once
+// to read). Taps outside the planes point at a row of zeros with weight 0: no branches.
+constexpr int kAhead = 8;
+constexpr int kRing = 16;  // power of two > kAhead
 
-inline void prefetch(const Source& s, int64_t i) {
-  const int64_t n = i / s.M, HW = s.H * s.W;
-  const float* q = s.pts + i * 3;
-  for (int p = 0; p < 3; ++p) {
-    float u, v;
-    plane_uv(p, q[0] * s.scale, q[1] * s.scale, q[2] * s.scale, u, v);
-    BilinearTaps<float> t;
-    bilinear_taps(u, v, s.H, s.W, t);
-    const float* base = s.planes + (n * 3 + p) * HW * kC;
-    for (int k = 0; k < 4; ++k) {
-      if (t.off[k] < 0) continue;
-      const char* a = reinterpret_cast<const char*>(base + t.off[k] * kC);
-      for (int b = 0; b < kC * 4; b += 64) __builtin_prefetch(a + b);
+struct PointTaps {
+  const float* src[12];  // plane p, corner k -> entry 4 p + k
+  float w[12];
+};
+
+alignas(64) inline const float kZeroRow[kC] = {};
+
+class TapRing {
+ public:
+  TapRing(const Source& s, int64_t i0, int64_t i1) : s_(s), i1_(i1) {
+    for (int64_t i = i0; i < std::min(i1, i0 + kAhead); ++i) fill(i);
+  }
+  // Taps of point i (in order: i0, i0 + 1, ...); schedules point i + kAhead.
+  const PointTaps& take(int64_t i) {
+    if (i + kAhead < i1_) fill(i + kAhead);
+    return ring_[i & (kRing - 1)];
+  }
+
+ private:
+  void fill(int64_t i) {
+    PointTaps& r = ring_[i & (kRing - 1)];
+    const int64_t n = i / s_.M, HW = s_.H * s_.W;
+    const float* q = s_.pts + i * 3;
+    const float x = q[0] * s_.scale, y = q[1] * s_.scale, z = q[2] * s_.scale;
+    for (int p = 0; p < 3; ++p) {
+      float u, v;
+      plane_uv(p, x, y, z, u, v);
+      BilinearTaps<float> t;
+      bilinear_taps(u, v, s_.H, s_.W, t);
+      const float* base = s_.planes + (n * 3 + p) * HW * kC;
+      for (int k = 0; k < 4; ++k) {
+        const bool in = t.off[k] >= 0;
+        const float* a = in ? base + t.off[k] * kC : kZeroRow;
+        r.src[4 * p + k] = a;
+        r.w[4 * p + k] = in ? t.w[k] : 0.0f;
+        if (in) {
+          for (int b = 0; b < kC; b += 16) __builtin_prefetch(a + b);
+        }
+      }
     }
   }
-}
+  const Source& s_;
+  int64_t i1_;
+  PointTaps ring_[kRing];
+};
 
-// Sum over the three planes (not yet the mean) of point i's bilinear features -> f[kC].
-__attribute__((target("avx512f"))) inline void gather(const Source& s, int64_t i, int64_t end, float* f) {
-  if (i + kAhead < end) prefetch(s, i + kAhead);
-  const int64_t n = i / s.M, HW = s.H * s.W;
-  const float* q = s.pts + i * 3;
-  const float x = q[0] * s.scale, y = q[1] * s.scale, z = q[2] * s.scale;
+// Sum over the three planes (not yet the mean) of the bilinear features of one point -> f[kC].
+__attribute__((target("avx512f"))) inline void gather(const PointTaps& t, float* f) {
   __m512 acc[CV];
   for (int v = 0; v < CV; ++v) acc[v] = _mm512_setzero_ps();
-  for (int p = 0; p < 3; ++p) {
-    float u, v;
-    plane_uv(p, x, y, z, u, v);
-    BilinearTaps<float> t;
-    bilinear_taps(u, v, s.H, s.W, t);
-    const float* base = s.planes + (n * 3 + p) * HW * kC;
-    for (int k = 0; k < 4; ++k) {
-      if (t.off[k] < 0) continue;
-      const float* src = base + t.off[k] * kC;
-      const __m512 w = _mm512_set1_ps(t.w[k]);
-      for (int c = 0; c < CV; ++c) acc[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(src + 16 * c), acc[c]);
-    }
+#pragma GCC unroll 12
+  for (int k = 0; k < 12; ++k) {
+    const __m512 w = _mm512_set1_ps(t.w[k]);
+    for (int c = 0; c < CV; ++c) acc[c] = _mm512_fmadd_ps(w, _mm512_load_ps(t.src[k] + 16 * c), acc[c]);
   }
   for (int c = 0; c < CV; ++c) _mm512_store_ps(f + 16 * c, acc[c]);
 }
@@ -250,9 +273,10 @@ __attribute__((target("avx512f"))) void forward_range(const Weights& w, const So
   alignas(64) float h[kGroup][kHd];
   const __m512 scale = _mm512_set1_ps(1.002f), shift = _mm512_set1_ps(0.001f);
   const int F = w.F;
+  TapRing ring(s, i0, i1);
   for (int64_t i = i0; i < i1; i += kGroup) {
     const int g = static_cast<int>(std::min<int64_t>(kGroup, i1 - i));
-    for (int p = 0; p < g; ++p) gather(s, i + p, i1, f[p]);
+    for (int p = 0; p < g; ++p) gather(ring.take(i + p), f[p]);
     __m512 z[kGroup][HV];
     layer0(w, f, g, z);
     for (int p = 0; p < kGroup; ++p) {
@@ -290,6 +314,8 @@ struct BackwardTile {
   float* gz;     // [n, kHd]  d loss / d z
   float* gout;   // [n, kOP]  d loss / d x in the padded output layout (column F: density)
   float* gfeat;  // [P, kC]   d loss / d mean features, rows of the whole call
+  float* gb0;    // [kHd]     running sums of gz rows (fc0 bias gradient)
+  float* gb1;    // [kOP]     running sums of gout rows (fc1 bias gradient, padded layout)
 };
 
 // Backward of points [i0, i1): fills the tile rows (relative to i0) and gfeat rows;
@@ -302,9 +328,13 @@ __attribute__((target("avx512f"))) void backward_range(const Weights& w, const S
   const int F = w.F;
   const __m512 third = _mm512_set1_ps(1.0f / 3.0f), one = _mm512_set1_ps(1.0f);
   const __m512 widen = _mm512_set1_ps(1.002f);
+  __m512 sb0[HV], sb1[OV];
+  for (int v = 0; v < HV; ++v) sb0[v] = _mm512_setzero_ps();
+  for (int v = 0; v < OV; ++v) sb1[v] = _mm512_setzero_ps();
+  TapRing ring(s, i0, i1);
   for (int64_t i = i0; i < i1; i += kGroup) {
     const int g = static_cast<int>(std::min<int64_t>(kGroup, i1 - i));
-    for (int p = 0; p < g; ++p) gather(s, i + p, i1, f[p]);
+    for (int p = 0; p < g; ++p) gather(ring.take(i + p), f[p]);
     __m512 z[kGroup][HV];
     layer0(w, f, g, z);
     const int64_t r0 = i - i0;  // first tile row of the group
@@ -340,6 +370,7 @@ __attribute__((target("avx512f"))) void backward_range(const Weights& w, const S
         _mm512_storeu_ps(go + j, _mm512_mul_ps(_mm512_mul_ps(up, widen), _mm512_mul_ps(sg, _mm512_sub_ps(one, sg))));
       }
       go[F] = gd[i + p];
+      for (int v = 0; v < OV; ++v) sb1[v] = _mm512_add_ps(sb1[v], _mm512_loadu_ps(go + 16 * v));
     }
     // gh = W1^T gout and gz = gh * softplus'(z), for the group at once (weights loaded once).
     {
@@ -355,8 +386,11 @@ __attribute__((target("avx512f"))) void backward_range(const Weights& w, const S
         }
       }
       for (int p = 0; p < g; ++p)
-        for (int v = 0; v < HV; ++v)
-          _mm512_storeu_ps(&gz[p][16 * v], _mm512_mul_ps(gh[p][v], _mm512_loadu_ps(&gz[p][16 * v])));
+        for (int v = 0; v < HV; ++v) {
+          const __m512 d = _mm512_mul_ps(gh[p][v], _mm512_loadu_ps(&gz[p][16 * v]));
+          _mm512_storeu_ps(&gz[p][16 * v], d);
+          sb0[v] = _mm512_add_ps(sb0[v], d);
+        }
     }
     // gfeat = W0^T gz.
     {
@@ -376,6 +410,8 @@ __attribute__((target("avx512f"))) void backward_range(const Weights& w, const S
         for (int v = 0; v < CV; ++v) _mm512_storeu_ps(t.gfeat + (i + p) * kC + 16 * v, gm[p][v]);
     }
   }
+  for (int v = 0; v < HV; ++v) _mm512_storeu_ps(t.gb0 + 16 * v, _mm512_add_ps(_mm512_loadu_ps(t.gb0 + 16 * v), sb0[v]));
+  for (int v = 0; v < OV; ++v) _mm512_storeu_ps(t.gb1 + 16 * v, _mm512_add_ps(_mm512_loadu_ps(t.gb1 + 16 * v), sb1[v]));
 }
 
 #else
@@ -385,7 +421,7 @@ inline bool available() { return false; }
 template <int V>
 inline void forward_range(const Weights&, const Source&, int64_t, int64_t, float*, float*) {}
 struct BackwardTile {
-  float *fmean, *h, *gz, *gout, *gfeat;
+  float *fmean, *h, *gz, *gout, *gfeat, *gb0, *gb1;
 };
 template <int V>
 inline void backward_range(const Weights&, const Source&, int64_t, int64_t, const float*, const float*,

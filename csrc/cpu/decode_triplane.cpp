@@ -213,15 +213,16 @@ void fast_backward(const Setup& s, const at::Tensor& gd, const at::Tensor& gf, a
   at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
     const auto fm = at::empty({kTile, kC}, opts), hb = at::empty({kTile, kHd}, opts);
     const auto gzb = at::empty({kTile, kHd}, opts), gob = at::empty({kTile, kOP}, opts);
-    const fastdec::BackwardTile t{fm.data_ptr<float>(), hb.data_ptr<float>(), gzb.data_ptr<float>(),
-                                  gob.data_ptr<float>(), gfeatp};
     for (int64_t chunk = cb; chunk < ce; ++chunk) {
       const auto row = acc[chunk];
       auto gw0 = row.narrow(0, 0, Hd * C).view({Hd, C});
       auto gb0 = row.narrow(0, Hd * C, Hd);
       auto gw1 = row.narrow(0, Hd * C + Hd, O * Hd).view({O, Hd});
       auto gb1 = row.narrow(0, Hd * C + Hd + O * Hd, O);
-      auto gw1p = at::zeros({kOP, kHd}, opts), gb1p = at::zeros({kOP}, opts);  // padded layout
+      // fc1's gradient in the padded output order (F feature rows, then the density row).
+      auto gw1p = at::zeros({O, kHd}, opts), gb1p = at::zeros({kOP}, opts);
+      const fastdec::BackwardTile t{fm.data_ptr<float>(), hb.data_ptr<float>(), gzb.data_ptr<float>(),
+                                    gob.data_ptr<float>(), gfeatp, gb0.data_ptr<float>(), gb1p.data_ptr<float>()};
       for (int64_t tile = chunk * per; tile < std::min(tiles, (chunk + 1) * per); ++tile) {
         const int64_t i0 = tile * kTile, n = std::min(kTile, P - i0);
         if (F <= 16) {
@@ -231,11 +232,8 @@ void fast_backward(const Setup& s, const at::Tensor& gd, const at::Tensor& gf, a
         } else {
           fastdec::backward_range<3>(*w, src, i0, i0 + n, gdp, gfp, t);
         }
-        const auto gz = gzb.narrow(0, 0, n), go = gob.narrow(0, 0, n);
-        gw0.addmm_(gz.t(), fm.narrow(0, 0, n));
-        gb0.add_(gz.sum(0));
-        gw1p.addmm_(go.t(), hb.narrow(0, 0, n));
-        gb1p.add_(go.sum(0));
+        gw0.addmm_(gzb.narrow(0, 0, n).t(), fm.narrow(0, 0, n));
+        gw1p.addmm_(gob.narrow(0, 0, n).narrow(1, 0, O).t(), hb.narrow(0, 0, n));
       }
       gw1.narrow(0, 0, 1).copy_(gw1p.narrow(0, F, 1));
       gw1.narrow(0, 1, F).copy_(gw1p.narrow(0, 0, F));

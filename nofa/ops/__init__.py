@@ -17,15 +17,18 @@ from ._backend import (
 from .composite_rays import composite_rays
 from .decode_triplane import decode_triplane
 from .deform_points import deform_points
+from .relayout_planes import channels_last_planes, is_channels_last
 from .sample_triplane import sample_triplane
 
 __all__ = [
     "BACKENDS",
     "build_info",
+    "channels_last_planes",
     "composite_rays",
     "decode_triplane",
     "deform_points",
     "get_backend",
+    "is_channels_last",
     "kernels_available",
     "reference",
     "sample_triplane",

@@ -152,3 +152,9 @@ def decode_triplane(
     feats = sample_triplane(planes, points, box_warp, "mean")
     x = F.linear(F.softplus(F.linear(feats, fc0_weight, fc0_bias)), fc1_weight, fc1_bias)
     return x[..., :1], torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001
+
+
+# ---- channels_last_planes -----------------------------------------------------------------
+def channels_last_planes(planes: torch.Tensor) -> torch.Tensor:
+    """[N, 3, C, H, W] -> the same values stored as [N, 3, H, W, C] (a permuted view of a copy)."""
+    return planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)

@@ -134,7 +134,7 @@ class TriplaneRenderer(nn.Module):
         if planes.device.type == "cpu" and self._decode_once(planes):
             # The CPU kernels read taps as contiguous channel vectors: transpose once per
             # render rather than once per kernel call (a no-op if planes already are).
-            planes = planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+            planes = ops.channels_last_planes(planes)
         origins, dirs = generate_rays(labels.to(planes), resolution)
         near, far = self._bounds(origins, dirs, opt)
         per_chunk = max(1, opt.chunk_rays // max(N, 1))

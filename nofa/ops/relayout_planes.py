@@ -1,0 +1,54 @@
+"""`channels_last_planes`: tri-planes stored channels-last, with autograd and fake registrations.
+
+The CPU kernels read the C values of a bilinear tap as one contiguous vector; they accept
+[N, 3, C, H, W] planes in either memory layout and transpose ordinary ones themselves on
+every call. A caller that runs several kernels on the same planes (the renderer: coarse
+pass, fine pass, backward) transposes once with this op instead.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _backend, _checks, reference
+
+
+def channels_last_planes(planes: torch.Tensor) -> torch.Tensor:
+    """The same [N, 3, C, H, W] values, stored channels-last ([N, 3, H, W, C] in memory).
+
+    Differentiable; the gradient comes back in planes' own layout. A no-op copy-wise when
+    planes already are channels-last.
+    """
+    _checks.tensor("planes", planes, dims=5, layout="[N, 3, C, H, W]")
+    _checks.dim_size("planes", planes, 1, 3, "[N, 3, C, H, W]")
+    if is_channels_last(planes):
+        return planes
+    if _backend.use_kernels("relayout_planes", planes.device):
+        _backend.record("relayout_planes", "kernels")
+        return torch.ops.nofa.relayout_planes(planes, True)
+    _backend.record("relayout_planes", "torch")
+    return reference.channels_last_planes(planes)
+
+
+def is_channels_last(planes: torch.Tensor) -> bool:
+    """Whether [N, 3, C, H, W] planes are stored as [N, 3, H, W, C]."""
+    return planes.dim() == 5 and planes.permute(0, 1, 3, 4, 2).is_contiguous()
+
+
+def _register() -> None:
+    @torch.library.register_fake("nofa::relayout_planes")
+    def _(planes, channels_last):
+        if channels_last:
+            return torch.empty_permuted(planes.shape, (0, 1, 3, 4, 2), dtype=planes.dtype, device=planes.device)
+        return planes.new_empty(planes.shape)
+
+    def setup_context(ctx, inputs, output):
+        ctx.channels_last = inputs[1]
+
+    def backward(ctx, grad):
+        return torch.ops.nofa.relayout_planes(grad, not ctx.channels_last), None
+
+    torch.library.register_autograd("nofa::relayout_planes", backward, setup_context=setup_context)
+
+
+if _backend._C is not None:
+    _register()
