@@ -74,9 +74,11 @@ TORCH_LIBRARY(nofa, m) {
       "decode_triplane(Tensor planes, Tensor points, float box_warp, Tensor fc0_weight, "
       "Tensor fc0_bias, Tensor fc1_weight, Tensor fc1_bias) -> (Tensor, Tensor)");
   // Returns (grad_planes, grad_points, grad_fc0_weight, grad_fc0_bias, grad_fc1_weight,
-  // grad_fc1_bias); a plane/point gradient not asked for is an empty tensor.
+  // grad_fc1_bias); a plane/point gradient not asked for is an empty tensor. `features`:
+  // the forward's features output if at hand (kernels may use it instead of recomputing the
+  // output layer; the CUDA kernel ignores it).
   m.def(
-      "decode_triplane_backward(Tensor grad_density, Tensor grad_features, Tensor planes, "
+      "decode_triplane_backward(Tensor grad_density, Tensor grad_features, Tensor? features, Tensor planes, "
       "Tensor points, float box_warp, Tensor fc0_weight, Tensor fc0_bias, Tensor fc1_weight, "
       "Tensor fc1_bias, bool planes_grad, bool points_grad) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");

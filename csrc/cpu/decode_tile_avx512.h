@@ -316,6 +316,7 @@ struct BackwardTile {
   float* gfeat;  // [P, kC]   d loss / d mean features, rows of the whole call
   float* gb0;    // [kHd]     running sums of gz rows (fc0 bias gradient)
   float* gb1;    // [kOP]     running sums of gout rows (fc1 bias gradient, padded layout)
+  const float* feat;  // [P, F] the forward's features, or null: recompute the output layer
 };
 
 // Backward of points [i0, i1): fills the tile rows (relative to i0) and gfeat rows;
@@ -327,7 +328,8 @@ __attribute__((target("avx512f"))) void backward_range(const Weights& w, const S
   alignas(64) float f[kGroup][kC];
   const int F = w.F;
   const __m512 third = _mm512_set1_ps(1.0f / 3.0f), one = _mm512_set1_ps(1.0f);
-  const __m512 widen = _mm512_set1_ps(1.002f);
+  const __m512 widen = _mm512_set1_ps(1.002f), inv_widen = _mm512_set1_ps(1.0f / 1.002f);
+  const __m512 shift = _mm512_set1_ps(0.001f);
   __m512 sb0[HV], sb1[OV];
   for (int v = 0; v < HV; ++v) sb0[v] = _mm512_setzero_ps();
   for (int v = 0; v < OV; ++v) sb1[v] = _mm512_setzero_ps();
@@ -349,9 +351,10 @@ __attribute__((target("avx512f"))) void backward_range(const Weights& w, const S
         _mm512_storeu_ps(&gz[p][16 * v], dz);  // softplus'(z) for now; d loss / d z below
       }
     }
-    // Only the feature logits are needed: the density's gradient passes straight through.
+    // Only the feature logits' sigmoids are needed (the density's gradient passes straight
+    // through): from the forward's features when given, s = (features + 0.001) / 1.002.
     __m512 o[kGroup][OV];
-    layer1<V>(w, h, g, o);
+    if (!t.feat) layer1<V>(w, h, g, o);
     float(*gout)[kOP] = reinterpret_cast<float(*)[kOP]>(t.gout + r0 * kOP);
     for (int p = 0; p < g; ++p) {
       float* go = gout[p];
@@ -364,7 +367,9 @@ __attribute__((target("avx512f"))) void backward_range(const Weights& w, const S
           continue;
         }
         const __mmask16 m = static_cast<__mmask16>((1u << cnt) - 1u);
-        const __m512 sg = sigmoid(o[p][v]);
+        const __m512 sg =
+            t.feat ? _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(m, t.feat + (i + p) * F + j), shift), inv_widen)
+                   : sigmoid(o[p][v]);
         const __m512 up = _mm512_maskz_loadu_ps(m, gfr + j);
         // d features / d logit = 1.002 * s * (1 - s)
         _mm512_storeu_ps(go + j, _mm512_mul_ps(_mm512_mul_ps(up, widen), _mm512_mul_ps(sg, _mm512_sub_ps(one, sg))));
@@ -422,6 +427,7 @@ template <int V>
 inline void forward_range(const Weights&, const Source&, int64_t, int64_t, float*, float*) {}
 struct BackwardTile {
   float *fmean, *h, *gz, *gout, *gfeat, *gb0, *gb1;
+  const float* feat;
 };
 template <int V>
 inline void backward_range(const Weights&, const Source&, int64_t, int64_t, const float*, const float*,

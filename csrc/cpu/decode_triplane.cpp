@@ -198,7 +198,8 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
 // Backward of the fast path: per tile, the AVX-512 code recomputes the forward and fills the
 // gradient of the mean features; the weight gradients are two GEMMs over the tile's rows
 // (K = tile size: what GEMM libraries are good at), accumulated per chunk like the generic path.
-void fast_backward(const Setup& s, const at::Tensor& gd, const at::Tensor& gf, at::Tensor& gfeat2, at::Tensor& acc,
+void fast_backward(const Setup& s, const at::Tensor& gd, const at::Tensor& gf, const at::Tensor& feat,
+                   at::Tensor& gfeat2, at::Tensor& acc,
                    int64_t chunks, int64_t per, int64_t tiles) {
   using fastdec::kC;
   using fastdec::kHd;
@@ -222,7 +223,8 @@ void fast_backward(const Setup& s, const at::Tensor& gd, const at::Tensor& gf, a
       // fc1's gradient in the padded output order (F feature rows, then the density row).
       auto gw1p = at::zeros({O, kHd}, opts), gb1p = at::zeros({kOP}, opts);
       const fastdec::BackwardTile t{fm.data_ptr<float>(), hb.data_ptr<float>(), gzb.data_ptr<float>(),
-                                    gob.data_ptr<float>(), gfeatp, gb0.data_ptr<float>(), gb1p.data_ptr<float>()};
+                                    gob.data_ptr<float>(), gfeatp, gb0.data_ptr<float>(), gb1p.data_ptr<float>(),
+                                    feat.defined() ? feat.data_ptr<float>() : nullptr};
       for (int64_t tile = chunk * per; tile < std::min(tiles, (chunk + 1) * per); ++tile) {
         const int64_t i0 = tile * kTile, n = std::min(kTile, P - i0);
         if (F <= 16) {
@@ -244,8 +246,8 @@ void fast_backward(const Setup& s, const at::Tensor& gd, const at::Tensor& gf, a
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> decode_triplane_backward_cpu(
-    const at::Tensor& grad_density, const at::Tensor& grad_features, const at::Tensor& planes,
-    const at::Tensor& points, double box_warp, const at::Tensor& fc0_weight, const at::Tensor& fc0_bias,
+    const at::Tensor& grad_density, const at::Tensor& grad_features, const c10::optional<at::Tensor>& features,
+    const at::Tensor& planes, const at::Tensor& points, double box_warp, const at::Tensor& fc0_weight, const at::Tensor& fc0_bias,
     const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, bool planes_grad, bool points_grad) {
   check_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2), F = fc1_weight.size(0) - 1;
@@ -271,7 +273,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const auto b1f = s.b1.narrow(0, 1, F);
     const int64_t per = (tiles + chunks - 1) / chunks;
     if (use_fast(s, planes)) {
-      fast_backward(s, gd, gf, gfeat2, acc, chunks, per, tiles);
+      // The forward's features give the output layer's sigmoid without recomputing it.
+      at::Tensor feat;
+      if (features.has_value() && features->defined()) {
+        TORCH_CHECK(features->dim() == 3 && features->size(0) == N && features->size(1) == M &&
+                        features->size(2) == F,
+                    "nofa: features must have shape [", N, ", ", M, ", ", F, "], got ", shape_str(*features));
+        feat = features->detach().reshape({P, F}).to(planes.scalar_type()).contiguous();
+      }
+      fast_backward(s, gd, gf, feat, gfeat2, acc, chunks, per, tiles);
     } else {
     AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cpu", [&] {
       const auto g = lookup<scalar_t>(s);

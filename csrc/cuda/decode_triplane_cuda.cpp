@@ -43,7 +43,8 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cuda(const at::Tensor& planes
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> decode_triplane_backward_cuda(
-    const at::Tensor& grad_density, const at::Tensor& grad_features, const at::Tensor& planes,
+    const at::Tensor& grad_density, const at::Tensor& grad_features,
+    const c10::optional<at::Tensor>& /*features: the CUDA backward recomputes them*/, const at::Tensor& planes,
     const at::Tensor& points, double box_warp, const at::Tensor& fc0_weight, const at::Tensor& fc0_bias,
     const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, bool planes_grad, bool points_grad) {
   check_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);

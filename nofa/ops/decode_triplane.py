@@ -69,21 +69,23 @@ def _register() -> None:
         return planes.new_empty(N, M, 1), planes.new_empty(N, M, w1.shape[0] - 1)
 
     @torch.library.register_fake("nofa::decode_triplane_backward")
-    def _(gd, gf, planes, points, box_warp, w0, b0, w1, b1, planes_grad, points_grad):
+    def _(gd, gf, features, planes, points, box_warp, w0, b0, w1, b1, planes_grad, points_grad):
         gp = planes.new_empty(planes.shape) if planes_grad else planes.new_empty(0)
         gx = points.new_empty(points.shape) if points_grad else points.new_empty(0)
         return gp, gx, w0.new_empty(w0.shape), b0.new_empty(b0.shape), w1.new_empty(w1.shape), b1.new_empty(b1.shape)
 
     def setup_context(ctx, inputs, output):
         planes, points, box_warp, w0, b0, w1, b1 = inputs
-        ctx.save_for_backward(planes, points, w0, b0, w1, b1)
+        # The features output is kept alive by any consumer anyway; the CPU kernel reads
+        # the output layer's sigmoid from it instead of recomputing that layer.
+        ctx.save_for_backward(planes, points, w0, b0, w1, b1, output[1])
         ctx.box_warp = box_warp
 
     def backward(ctx, grad_density, grad_features):
-        planes, points, w0, b0, w1, b1 = ctx.saved_tensors
+        planes, points, w0, b0, w1, b1, features = ctx.saved_tensors
         need = ctx.needs_input_grad
         grads = torch.ops.nofa.decode_triplane_backward(
-            grad_density, grad_features, planes, points, ctx.box_warp, w0, b0, w1, b1, need[0], need[1]
+            grad_density, grad_features, features, planes, points, ctx.box_warp, w0, b0, w1, b1, need[0], need[1]
         )
         gp, gx, gw0, gb0, gw1, gb1 = grads
         keep = lambda g, i: g if need[i] else None  # noqa: E731
