@@ -12,12 +12,23 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <climits>
+#include <memory>
+#include <vector>
 
 #include "common/triplane.h"
 #include "sample_triplane.h"
 
 namespace nofa {
 namespace {
+
+// The band tasks are inlined into copies compiled for wider vector units (see pick_band_task).
+#if defined(__GNUC__)
+#define NOFA_INLINE inline __attribute__((always_inline))
+#else
+#define NOFA_INLINE inline
+#endif
 
 template <typename T>
 struct Geometry {
@@ -124,27 +135,203 @@ void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
   }
 }
 
-// Scatter into the channels-last plane gradient for one (n, plane, channel block).
-template <bool CL, typename T>
-void backward_planes_task(const T* go, const T* pts, T* gcl, const Geometry<T>& g, int64_t n,
-                          int p, int64_t c0, int64_t c1) {
-  const int64_t HW = g.H * g.W, oc = g.out_c(), ts = tap_stride<CL>(g), cs = chan_stride<CL>(g);
-  T* base = gcl + (n * 3 + p) * HW * g.C;
-  for (int64_t m = 0; m < g.M; ++m) {
-    const int64_t i = n * g.M + m;
-    const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale, z = pts[i * 3 + 2] * g.scale;
-    T u, v;
-    plane_uv(p, x, y, z, u, v);
-    BilinearTaps<T> t;
-    bilinear_taps(u, v, g.H, g.W, t);
-    const T* gr = go + i * oc;
-    for (int k = 0; k < 4; ++k) {
-      if (t.off[k] < 0) continue;
-      T* dst = base + t.off[k] * ts;
-      const T w = t.w[k];
-      for (int64_t c = c0; c < c1; ++c) dst[c * cs] += w * grad_of(gr, g, p, c);
+// ---- Plane gradients ------------------------------------------------------------------
+// A texel's gradient is a sum over the taps that touch it, added in point order. The rows of
+// each plane are split into bands and one task owns one band, so no two tasks write the same
+// memory (no atomics, bitwise the same result for any thread count), and a band is small
+// enough to stay in L2 while its points are scattered into it. The points are bucketed per
+// band once (a stable counting sort of their tap records), so a task reads only its own
+// points, and adds the whole C-vector of a tap at once (contiguous in the band).
+
+constexpr int32_t kNoTap = INT32_MIN;     // y0 of a record whose four taps are all outside
+constexpr int64_t kChunk = 4096;          // points per bucketing chunk
+constexpr int64_t kBandBytes = 512 << 10;  // target size of one band of gradient
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Top-left tap and fractions of one (point, plane): the arithmetic of bilinear_taps.
+template <typename T>
+struct TapRec {
+  int32_t x0, y0;
+  T tx, ty;
+};
+
+template <typename T>
+inline TapRec<T> tap_rec(T u, T v, int64_t H, int64_t W) {
+  const T ix = ((u + T(1)) * T(W) - T(1)) / T(2);
+  const T iy = ((v + T(1)) * T(H) - T(1)) / T(2);
+  if (!(ix >= T(-1) && ix < T(W) && iy >= T(-1) && iy < T(H))) return {0, kNoTap, T(0), T(0)};
+  const T fx = std::floor(ix), fy = std::floor(iy);
+  return {static_cast<int32_t>(fx), static_cast<int32_t>(fy), ix - fx, iy - fy};
+}
+
+// One batch element's bucketing: B bands of `rows` rows per plane, K chunks of points.
+template <typename T>
+struct PlaneGradJob {
+  Geometry<T> g;
+  int64_t n, B, rows, K;
+  const T* go;
+  const T* pts;
+  TapRec<T>* recs;  // [3, M]
+  int64_t* offs;    // [3, B, K] counts, then start offsets (+1 total)
+  int32_t* list;    // point indices, grouped by (plane, band), in point order within a group
+  T* out;           // this batch element's [3, C, H, W] or [3, H, W, C] gradient
+  bool out_cl;
+
+  // Bands (at most two) that a record's tap rows fall in.
+  int bands_of(int32_t y0, int64_t b[2]) const {
+    if (y0 == kNoTap) return 0;
+    int k = 0;
+    if (y0 >= 0) b[k++] = y0 / rows;
+    if (y0 + 1 < g.H && (k == 0 || (y0 + 1) / rows != b[0])) b[k++] = (y0 + 1) / rows;
+    return k;
+  }
+  int64_t off_index(int p, int64_t band, int64_t k) const { return (p * B + band) * K + k; }
+};
+
+template <typename T>
+void bucket_chunk(const PlaneGradJob<T>& j, int64_t k, bool fill) {
+  const auto& g = j.g;
+  const int64_t m1 = std::min(g.M, (k + 1) * kChunk);
+  for (int64_t m = k * kChunk; m < m1; ++m) {
+    const T* q = j.pts + (j.n * g.M + m) * 3;
+    const T x = q[0] * g.scale, y = q[1] * g.scale, z = q[2] * g.scale;
+    for (int p = 0; p < 3; ++p) {
+      TapRec<T>& r = j.recs[p * g.M + m];
+      if (!fill) {
+        T u, v;
+        plane_uv(p, x, y, z, u, v);
+        r = tap_rec(u, v, g.H, g.W);
+      }
+      int64_t b[2];
+      const int nb = j.bands_of(r.y0, b);
+      for (int e = 0; e < nb; ++e) {
+        int64_t& o = j.offs[j.off_index(p, b[e], k)];
+        if (fill) j.list[o] = static_cast<int32_t>(m);
+        ++o;
+      }
     }
   }
+}
+
+// Band [r0, r1) of a plane, [rows, W, C], into that plane's [C, H, W] gradient.
+template <typename T>
+NOFA_INLINE void band_to_nchw(const T* band, T* out, int64_t r0, int64_t r1, const Geometry<T>& g) {
+  constexpr int64_t kX = 16;
+  const int64_t C = g.C, W = g.W, HW = g.H * g.W;
+  for (int64_t y = r0; y < r1; ++y) {
+    const T* src = band + (y - r0) * W * C;
+    for (int64_t x0 = 0; x0 < W; x0 += kX) {
+      const int64_t xn = std::min(kX, W - x0);
+      for (int64_t c = 0; c < C; ++c) {
+        T* __restrict d = out + c * HW + y * W + x0;
+        const T* __restrict s = src + x0 * C + c;
+        for (int64_t x = 0; x < xn; ++x) d[x] = s[x * C];
+      }
+    }
+  }
+}
+
+// Task t = (plane, band): zero the band, scatter its points' taps, write it out.
+template <typename T>
+NOFA_INLINE void band_task(const PlaneGradJob<T>& j, int64_t t, T* scratch) {
+  const auto& g = j.g;
+  const int p = static_cast<int>(t / j.B);
+  const int64_t r0 = (t % j.B) * j.rows, r1 = std::min(g.H, r0 + j.rows);
+  const int64_t C = g.C, WC = g.W * C, oc = g.out_c();
+  T* band = j.out_cl ? j.out + (p * g.H + r0) * WC : scratch;
+  std::fill(band, band + (r1 - r0) * WC, T(0));
+  const T s = g.reduce == 1 ? T(1) : T(1) / T(3);
+  const T* go = j.go + j.n * g.M * oc + (g.reduce == 1 ? p * C : 0);
+  const TapRec<T>* recs = j.recs + p * g.M;
+  const int64_t e1 = j.offs[j.off_index(p, t % j.B + 1, 0)];
+  for (int64_t e = j.offs[j.off_index(p, t % j.B, 0)]; e < e1; ++e) {
+    const int64_t m = j.list[e];
+    const TapRec<T> r = recs[m];
+    const T* __restrict src = go + m * oc;
+    const T wx[2] = {T(1) - r.tx, r.tx}, wy[2] = {T(1) - r.ty, r.ty};
+    for (int dy = 0; dy < 2; ++dy) {
+      const int64_t y = static_cast<int64_t>(r.y0) + dy;
+      if (y < r0 || y >= r1) continue;
+      for (int dx = 0; dx < 2; ++dx) {
+        const int64_t x = static_cast<int64_t>(r.x0) + dx;
+        if (x < 0 || x >= g.W) continue;
+        const T w = wx[dx] * wy[dy] * s;
+        T* __restrict dst = band + (y - r0) * WC + x * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) dst[c] += w * src[c];
+      }
+    }
+  }
+  if (!j.out_cl) band_to_nchw(band, j.out + p * C * g.H * g.W, r0, r1, g);
+}
+
+// The band tasks compiled for the widest vector unit the CPU has (chosen at run time).
+template <typename T>
+void band_task_base(const PlaneGradJob<T>& j, int64_t t, T* s) { band_task(j, t, s); }
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+template <typename T>
+__attribute__((target("avx2,fma"))) void band_task_avx2(const PlaneGradJob<T>& j, int64_t t, T* s) {
+  band_task(j, t, s);
+}
+template <typename T>
+__attribute__((target("avx512f,prefer-vector-width=512"))) void band_task_avx512(const PlaneGradJob<T>& j,
+                                                                                 int64_t t, T* s) {
+  band_task(j, t, s);
+}
+#endif
+
+template <typename T>
+using BandTaskFn = void (*)(const PlaneGradJob<T>&, int64_t, T*);
+
+template <typename T>
+BandTaskFn<T> pick_band_task() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  if (__builtin_cpu_supports("avx512f")) return band_task_avx512<T>;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return band_task_avx2<T>;
+#endif
+  return band_task_base<T>;
+}
+
+// Plane gradient of batch element n into out ([3, C, H, W], or [3, H, W, C] if out_cl).
+template <typename T>
+void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n, T* out, bool out_cl) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t plane_bytes = g.H * g.W * g.C * static_cast<int64_t>(sizeof(T));
+  const int64_t want = std::min(g.H, std::max(ceil_div(4 * threads, 3), ceil_div(plane_bytes, kBandBytes)));
+  const int64_t rows = ceil_div(g.H, want), B = ceil_div(g.H, rows), K = ceil_div(g.M, kChunk);
+  std::unique_ptr<TapRec<T>[]> recs(new TapRec<T>[3 * g.M]);
+  std::vector<int64_t> offs(3 * B * K + 1, 0);
+  PlaneGradJob<T> j{g, n, B, rows, K, go, pts, recs.get(), offs.data(), nullptr, out, out_cl};
+  at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) bucket_chunk(j, k, false);
+  });
+  int64_t total = 0;
+  for (auto& o : offs) {
+    const int64_t c = o;
+    o = total;
+    total += c;
+  }
+  std::vector<int64_t> starts(offs);  // the fill pass advances offs to the group ends
+  std::unique_ptr<int32_t[]> list(new int32_t[std::max<int64_t>(total, 1)]);
+  j.list = list.get();
+  at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) bucket_chunk(j, k, true);
+  });
+  j.offs = starts.data();
+  // Longest tasks first (cost: taps to add + texels to clear and write), taken dynamically.
+  std::vector<int64_t> order(3 * B), cost(3 * B);
+  for (int64_t t = 0; t < 3 * B; ++t) {
+    order[t] = t;
+    cost[t] = 4 * (starts[j.off_index(t / B, t % B + 1, 0)] - starts[j.off_index(t / B, t % B, 0)]) + rows * g.W;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
+  const BandTaskFn<T> task = pick_band_task<T>();
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    std::unique_ptr<T[]> scratch(out_cl ? nullptr : new T[rows * g.W * g.C]);
+    for (int64_t k = next++; k < 3 * B; k = next++) task(j, order[k], scratch.get());
+  });
 }
 
 template <typename T>
@@ -165,7 +352,7 @@ at::Tensor sample_triplane_cpu(const at::Tensor& planes, const at::Tensor& point
   const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
   auto out = at::empty({N, M, reduce == 1 ? 3 * C : C}, planes.options());
   if (out.numel() == 0) return out;
-  const bool cl = use_channels_last(M, planes.size(3), planes.size(4));
+  const bool cl = use_channels_last(planes, M);
   const auto pl = cl ? channels_last(planes) : planes.contiguous();
   const auto pts = points.contiguous();
   AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "sample_triplane_cpu", [&] {
@@ -190,14 +377,21 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cpu(
   TORCH_CHECK(grad_out.dim() == 3 && grad_out.size(0) == N && grad_out.size(1) == M &&
                   grad_out.size(2) == (reduce == 1 ? 3 * C : C),
               "nofa: grad_out has shape ", shape_str(grad_out), ", expected [N, M, out_channels]");
-  const bool cl = use_channels_last(M, H, W);
-  auto gplanes_l = planes_grad ? at::zeros(cl ? at::IntArrayRef{N, 3, H, W, C} : at::IntArrayRef{N, 3, C, H, W}, planes.options())
-                               : at::empty({0}, planes.options());
+  const bool cl = use_channels_last(planes, M);
+  // The plane gradient has the strides at::empty_like(planes) gives (so do the fake and the
+  // CUDA glue): channels-last-strided planes get a channels-last gradient, written in place.
+  auto gplanes = planes_grad ? at::empty_like(planes) : at::empty({0}, planes.options());
   auto gpoints = points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
-  if (N * M * C > 0 && (planes_grad || points_grad)) {
+  if (planes_grad && N * M * C * H * W == 0) gplanes.zero_();
+  if (N * M * C * H * W > 0 && (planes_grad || points_grad)) {
+    TORCH_CHECK(M <= INT32_MAX, "nofa: sample_triplane_backward supports at most 2^31 - 1 points per batch "
+                "element, got M = ", M);
     const auto go = grad_out.contiguous().to(planes.scalar_type());
     const auto pts = points.contiguous();
     const auto pl = points_grad ? (cl ? channels_last(planes) : planes.contiguous()) : at::Tensor();
+    const bool out_cl = planes_grad && !gplanes.is_contiguous() && is_channels_last_strided(gplanes);
+    // Any other dense layout empty_like can give: compute contiguous, then copy.
+    const auto gwork = !planes_grad || out_cl || gplanes.is_contiguous() ? gplanes : at::empty(planes.sizes(), planes.options());
     AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "sample_triplane_backward_cpu", [&] {
       const auto g = geometry<scalar_t>(planes, points, box_warp, reduce);
       const scalar_t* gop = go.data_ptr<scalar_t>();
@@ -210,26 +404,12 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cpu(
         });
       }
       if (planes_grad) {
-        // Enough (n, plane, channel block) tasks to keep every thread busy.
-        const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
-        const int64_t blocks = std::min<int64_t>(C, std::max<int64_t>(1, (want + 3 * N - 1) / (3 * N)));
-        const int64_t cb = (C + blocks - 1) / blocks;
-        scalar_t* gl = gplanes_l.data_ptr<scalar_t>();
-        at::parallel_for(0, N * 3 * blocks, 1, [&](int64_t b, int64_t e) {
-          for (int64_t task = b; task < e; ++task) {
-            const int64_t blk = task % blocks, np = task / blocks;
-            const int64_t c0 = blk * cb, c1 = std::min(C, c0 + cb);
-            if (c0 >= c1) continue;
-            const int64_t n = np / 3;
-            const int p = static_cast<int>(np % 3);
-            cl ? backward_planes_task<true>(gop, xp, gl, g, n, p, c0, c1)
-               : backward_planes_task<false>(gop, xp, gl, g, n, p, c0, c1);
-          }
-        });
+        scalar_t* gl = gwork.data_ptr<scalar_t>();
+        for (int64_t n = 0; n < N; ++n) backward_planes(gop, xp, g, n, gl + n * 3 * C * H * W, out_cl);
       }
     });
+    if (planes_grad && !gwork.is_same(gplanes)) gplanes.copy_(gwork);
   }
-  auto gplanes = planes_grad && cl ? gplanes_l.permute({0, 1, 4, 2, 3}).contiguous() : gplanes_l;
   return {gplanes, gpoints};
 }
 
