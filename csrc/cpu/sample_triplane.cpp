@@ -149,27 +149,18 @@ constexpr int64_t kBandBytes = 512 << 10;  // target size of one band of gradien
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Top-left tap and fractions of one (point, plane): the arithmetic of bilinear_taps.
+// Top-left tap and fractions of one (point, plane), from the arithmetic of bilinear_taps.
 template <typename T>
 struct TapRec {
   int32_t x0, y0;
   T tx, ty;
 };
 
-template <typename T>
-inline TapRec<T> tap_rec(T u, T v, int64_t H, int64_t W) {
-  const T ix = ((u + T(1)) * T(W) - T(1)) / T(2);
-  const T iy = ((v + T(1)) * T(H) - T(1)) / T(2);
-  if (!(ix >= T(-1) && ix < T(W) && iy >= T(-1) && iy < T(H))) return {0, kNoTap, T(0), T(0)};
-  const T fx = std::floor(ix), fy = std::floor(iy);
-  return {static_cast<int32_t>(fx), static_cast<int32_t>(fy), ix - fx, iy - fy};
-}
-
-// One batch element's bucketing: B bands of `rows` rows per plane, K chunks of points.
+// One batch element's bucketing: B bands of 2^shift rows per plane, K chunks of points.
 template <typename T>
 struct PlaneGradJob {
   Geometry<T> g;
-  int64_t n, B, rows, K;
+  int64_t n, B, shift, K;
   const T* go;
   const T* pts;
   TapRec<T>* recs;  // [3, M]
@@ -182,34 +173,54 @@ struct PlaneGradJob {
   int bands_of(int32_t y0, int64_t b[2]) const {
     if (y0 == kNoTap) return 0;
     int k = 0;
-    if (y0 >= 0) b[k++] = y0 / rows;
-    if (y0 + 1 < g.H && (k == 0 || (y0 + 1) / rows != b[0])) b[k++] = (y0 + 1) / rows;
+    if (y0 >= 0) b[k++] = y0 >> shift;
+    if (y0 + 1 < g.H && (k == 0 || (y0 + 1) >> shift != b[0])) b[k++] = (y0 + 1) >> shift;
     return k;
   }
   int64_t off_index(int p, int64_t band, int64_t k) const { return (p * B + band) * K + k; }
 };
 
+// Tap records of chunk k, plane by plane (a loop the compiler vectorises), and the number
+// of records each band gets from the chunk.
 template <typename T>
-void bucket_chunk(const PlaneGradJob<T>& j, int64_t k, bool fill) {
+NOFA_INLINE void record_chunk(const PlaneGradJob<T>& j, int64_t k) {
   const auto& g = j.g;
-  const int64_t m1 = std::min(g.M, (k + 1) * kChunk);
-  for (int64_t m = k * kChunk; m < m1; ++m) {
-    const T* q = j.pts + (j.n * g.M + m) * 3;
-    const T x = q[0] * g.scale, y = q[1] * g.scale, z = q[2] * g.scale;
-    for (int p = 0; p < 3; ++p) {
-      TapRec<T>& r = j.recs[p * g.M + m];
-      if (!fill) {
-        T u, v;
-        plane_uv(p, x, y, z, u, v);
-        r = tap_rec(u, v, g.H, g.W);
-      }
+  const int64_t m0 = k * kChunk, m1 = std::min(g.M, m0 + kChunk);
+  const T* q = j.pts + j.n * g.M * 3;
+  const T W = static_cast<T>(g.W), H = static_cast<T>(g.H);
+  for (int p = 0; p < 3; ++p) {
+    int au, av;
+    plane_axes(p, au, av);
+    TapRec<T>* r = j.recs + p * g.M;
+    for (int64_t m = m0; m < m1; ++m) {
+      const T u = q[m * 3 + au] * g.scale, v = q[m * 3 + av] * g.scale;
+      const T ix = ((u + T(1)) * W - T(1)) / T(2), iy = ((v + T(1)) * H - T(1)) / T(2);
+      // Outside [-1, size) no tap is inside (NaN too); 0 keeps the int conversion defined.
+      const bool in = ix >= T(-1) && ix < W && iy >= T(-1) && iy < H;
+      const T fx = std::floor(in ? ix : T(0)), fy = std::floor(in ? iy : T(0));
+      r[m].x0 = static_cast<int32_t>(fx);
+      r[m].y0 = in ? static_cast<int32_t>(fy) : kNoTap;
+      r[m].tx = ix - fx;
+      r[m].ty = iy - fy;
+    }
+    for (int64_t m = m0; m < m1; ++m) {
       int64_t b[2];
-      const int nb = j.bands_of(r.y0, b);
-      for (int e = 0; e < nb; ++e) {
-        int64_t& o = j.offs[j.off_index(p, b[e], k)];
-        if (fill) j.list[o] = static_cast<int32_t>(m);
-        ++o;
-      }
+      const int nb = j.bands_of(r[m].y0, b);
+      for (int e = 0; e < nb; ++e) ++j.offs[j.off_index(p, b[e], k)];
+    }
+  }
+}
+
+// Append chunk k's point indices to their bands' lists (offs holds the write positions).
+template <typename T>
+NOFA_INLINE void fill_chunk(const PlaneGradJob<T>& j, int64_t k) {
+  const int64_t m0 = k * kChunk, m1 = std::min(j.g.M, m0 + kChunk);
+  for (int p = 0; p < 3; ++p) {
+    const TapRec<T>* r = j.recs + p * j.g.M;
+    for (int64_t m = m0; m < m1; ++m) {
+      int64_t b[2];
+      const int nb = j.bands_of(r[m].y0, b);
+      for (int e = 0; e < nb; ++e) j.list[j.offs[j.off_index(p, b[e], k)]++] = static_cast<int32_t>(m);
     }
   }
 }
@@ -237,7 +248,7 @@ template <typename T>
 NOFA_INLINE void band_task(const PlaneGradJob<T>& j, int64_t t, T* scratch) {
   const auto& g = j.g;
   const int p = static_cast<int>(t / j.B);
-  const int64_t r0 = (t % j.B) * j.rows, r1 = std::min(g.H, r0 + j.rows);
+  const int64_t r0 = (t % j.B) << j.shift, r1 = std::min(g.H, r0 + (int64_t{1} << j.shift));
   const int64_t C = g.C, WC = g.W * C, oc = g.out_c();
   T* band = j.out_cl ? j.out + (p * g.H + r0) * WC : scratch;
   std::fill(band, band + (r1 - r0) * WC, T(0));
@@ -246,6 +257,13 @@ NOFA_INLINE void band_task(const PlaneGradJob<T>& j, int64_t t, T* scratch) {
   const TapRec<T>* recs = j.recs + p * g.M;
   const int64_t e1 = j.offs[j.off_index(p, t % j.B + 1, 0)];
   for (int64_t e = j.offs[j.off_index(p, t % j.B, 0)]; e < e1; ++e) {
+    // The rows of grad_out a band needs are scattered: fetch a few points ahead.
+    if (e + kPrefetchAhead < e1) {
+      const int64_t mf = j.list[e + kPrefetchAhead];
+      __builtin_prefetch(recs + mf);
+      const char* a = reinterpret_cast<const char*>(go + mf * oc);
+      for (int64_t b = 0; b < C * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(a + b);
+    }
     const int64_t m = j.list[e];
     const TapRec<T> r = recs[m];
     const T* __restrict src = go + m * oc;
@@ -266,31 +284,44 @@ NOFA_INLINE void band_task(const PlaneGradJob<T>& j, int64_t t, T* scratch) {
   if (!j.out_cl) band_to_nchw(band, j.out + p * C * g.H * g.W, r0, r1, g);
 }
 
-// The band tasks compiled for the widest vector unit the CPU has (chosen at run time).
+// The three steps of the pass, compiled for the widest vector unit the CPU has (chosen at
+// run time): 0 = records of chunk i, 1 = lists of chunk i, 2 = band task i.
 template <typename T>
-void band_task_base(const PlaneGradJob<T>& j, int64_t t, T* s) { band_task(j, t, s); }
+NOFA_INLINE void run_step(const PlaneGradJob<T>& j, int step, int64_t i, T* scratch) {
+  if (step == 0) {
+    record_chunk(j, i);
+  } else if (step == 1) {
+    fill_chunk(j, i);
+  } else {
+    band_task(j, i, scratch);
+  }
+}
+
+template <typename T>
+void step_base(const PlaneGradJob<T>& j, int step, int64_t i, T* s) { run_step(j, step, i, s); }
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NOFA_X86_CLONES 1
 template <typename T>
-__attribute__((target("avx2,fma"))) void band_task_avx2(const PlaneGradJob<T>& j, int64_t t, T* s) {
-  band_task(j, t, s);
+__attribute__((target("avx2,fma"))) void step_avx2(const PlaneGradJob<T>& j, int step, int64_t i, T* s) {
+  run_step(j, step, i, s);
 }
 template <typename T>
-__attribute__((target("avx512f,prefer-vector-width=512"))) void band_task_avx512(const PlaneGradJob<T>& j,
-                                                                                 int64_t t, T* s) {
-  band_task(j, t, s);
+__attribute__((target("avx512f,prefer-vector-width=512"))) void step_avx512(const PlaneGradJob<T>& j, int step,
+                                                                            int64_t i, T* s) {
+  run_step(j, step, i, s);
 }
 #endif
 
 template <typename T>
-using BandTaskFn = void (*)(const PlaneGradJob<T>&, int64_t, T*);
+using StepFn = void (*)(const PlaneGradJob<T>&, int, int64_t, T*);
 
 template <typename T>
-BandTaskFn<T> pick_band_task() {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-  if (__builtin_cpu_supports("avx512f")) return band_task_avx512<T>;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return band_task_avx2<T>;
+StepFn<T> pick_step() {
+#ifdef NOFA_X86_CLONES
+  if (__builtin_cpu_supports("avx512f")) return step_avx512<T>;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return step_avx2<T>;
 #endif
-  return band_task_base<T>;
+  return step_base<T>;
 }
 
 // Plane gradient of batch element n into out ([3, C, H, W], or [3, H, W, C] if out_cl).
@@ -299,12 +330,15 @@ void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n,
   const int64_t threads = at::get_num_threads();
   const int64_t plane_bytes = g.H * g.W * g.C * static_cast<int64_t>(sizeof(T));
   const int64_t want = std::min(g.H, std::max(ceil_div(4 * threads, 3), ceil_div(plane_bytes, kBandBytes)));
-  const int64_t rows = ceil_div(g.H, want), B = ceil_div(g.H, rows), K = ceil_div(g.M, kChunk);
+  int64_t shift = 0;  // bands of a power of two rows: a shift finds a row's band
+  while ((int64_t{2} << shift) <= ceil_div(g.H, want)) ++shift;
+  const int64_t rows = int64_t{1} << shift, B = ceil_div(g.H, rows), K = ceil_div(g.M, kChunk);
   std::unique_ptr<TapRec<T>[]> recs(new TapRec<T>[3 * g.M]);
   std::vector<int64_t> offs(3 * B * K + 1, 0);
-  PlaneGradJob<T> j{g, n, B, rows, K, go, pts, recs.get(), offs.data(), nullptr, out, out_cl};
+  PlaneGradJob<T> j{g, n, B, shift, K, go, pts, recs.get(), offs.data(), nullptr, out, out_cl};
+  const StepFn<T> step = pick_step<T>();
   at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) bucket_chunk(j, k, false);
+    for (int64_t k = b; k < e; ++k) step(j, 0, k, nullptr);
   });
   int64_t total = 0;
   for (auto& o : offs) {
@@ -316,7 +350,7 @@ void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n,
   std::unique_ptr<int32_t[]> list(new int32_t[std::max<int64_t>(total, 1)]);
   j.list = list.get();
   at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) bucket_chunk(j, k, true);
+    for (int64_t k = b; k < e; ++k) step(j, 1, k, nullptr);
   });
   j.offs = starts.data();
   // Longest tasks first (cost: taps to add + texels to clear and write), taken dynamically.
@@ -326,11 +360,10 @@ void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n,
     cost[t] = 4 * (starts[j.off_index(t / B, t % B + 1, 0)] - starts[j.off_index(t / B, t % B, 0)]) + rows * g.W;
   }
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
-  const BandTaskFn<T> task = pick_band_task<T>();
   std::atomic<int64_t> next{0};
   at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
     std::unique_ptr<T[]> scratch(out_cl ? nullptr : new T[rows * g.W * g.C]);
-    for (int64_t k = next++; k < 3 * B; k = next++) task(j, order[k], scratch.get());
+    for (int64_t k = next++; k < 3 * B; k = next++) step(j, 2, order[k], scratch.get());
   });
 }
 
