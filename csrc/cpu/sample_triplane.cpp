@@ -96,20 +96,15 @@ void forward_points(const T* planes_cl, const T* pts, T* out, const Geometry<T>&
   }
 }
 
-// Upstream gradient of plane p's sample, channel c.
-template <typename T>
-inline T grad_of(const T* go_row, const Geometry<T>& g, int p, int64_t c) {
-  return g.reduce == 1 ? go_row[p * g.C + c] : go_row[c] / T(3);
-}
-
 template <bool CL, typename T>
 void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
                      const Geometry<T>& g, int64_t begin, int64_t end) {
   const int64_t HW = g.H * g.W, oc = g.out_c(), ts = tap_stride<CL>(g), cs = chan_stride<CL>(g);
+  const T s = g.reduce == 1 ? T(1) : T(1) / T(3);  // d(mean) / d(plane sample)
   for (int64_t i = begin; i < end; ++i) {
+    if (CL && i + kPrefetchAhead < end) prefetch_point(planes_cl, pts, g, i + kPrefetchAhead);
     const int64_t n = i / g.M;
     const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale, z = pts[i * 3 + 2] * g.scale;
-    const T* gr = go + i * oc;
     T acc[3] = {T(0), T(0), T(0)};
     for (int p = 0; p < 3; ++p) {
       T u, v;
@@ -117,14 +112,16 @@ void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
       BilinearTaps<T> t;
       bilinear_taps(u, v, g.H, g.W, t);
       const T* base = planes_cl + (n * 3 + p) * HW * g.C;
+      const T* gr = go + i * oc + (g.reduce == 1 ? p * g.C : 0);
       T du = T(0), dv = T(0);
       for (int k = 0; k < 4; ++k) {
         if (t.off[k] < 0) continue;
         const T* src = base + t.off[k] * ts;
         T dot = T(0);
-        for (int64_t c = 0; c < g.C; ++c) dot += grad_of(gr, g, p, c) * src[c * cs];
-        du += t.dwdu[k] * dot;
-        dv += t.dwdv[k] * dot;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t c = 0; c < g.C; ++c) dot += gr[c] * src[c * cs];
+        du += t.dwdu[k] * dot * s;
+        dv += t.dwdv[k] * dot * s;
       }
       int au, av;
       plane_axes(p, au, av);
