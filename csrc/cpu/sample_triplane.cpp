@@ -143,6 +143,7 @@ void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
 constexpr int32_t kNoTap = INT32_MIN;     // y0 of a record whose four taps are all outside
 constexpr int64_t kChunk = 4096;          // points per bucketing chunk
 constexpr int64_t kBandBytes = 512 << 10;  // target size of one band of gradient
+constexpr int64_t kParallelWork = 1 << 16;  // values touched below which one thread does all
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -358,7 +359,9 @@ void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n,
   }
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
   std::atomic<int64_t> next{0};
-  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+  // Small problems run on the calling thread: waking the pool would cost more than the work.
+  const int64_t workers = 3 * (g.M + g.H * g.W) * g.C >= kParallelWork ? threads : 1;
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     std::unique_ptr<T[]> scratch(out_cl ? nullptr : new T[rows * g.W * g.C]);
     for (int64_t k = next++; k < 3 * B; k = next++) step(j, 2, order[k], scratch.get());
   });
