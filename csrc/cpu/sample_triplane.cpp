@@ -15,10 +15,16 @@
 #include <atomic>
 #include <climits>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "common/triplane.h"
 #include "sample_triplane.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NOFA_X86_CLONES 1
+#include <immintrin.h>
+#endif
 
 namespace nofa {
 namespace {
@@ -166,6 +172,7 @@ struct PlaneGradJob {
   int32_t* list;    // point indices, grouped by (plane, band), in point order within a group
   T* out;           // this batch element's [3, C, H, W] or [3, H, W, C] gradient
   bool out_cl;
+  bool avx512;  // the CPU has AVX-512F (16 x 16 float transposes in band_to_nchw)
 
   // Bands (at most two) that a record's tap rows fall in.
   int bands_of(int32_t y0, int64_t b[2]) const {
@@ -223,16 +230,59 @@ NOFA_INLINE void fill_chunk(const PlaneGradJob<T>& j, int64_t k) {
   }
 }
 
+#ifdef NOFA_X86_CLONES
+// GCC 12 warns about the undefined pass-through operand inside its own AVX-512 intrinsics.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// d[c * ds + i] = s[i * ss + c] for a 16 x 16 float block, in registers.
+__attribute__((target("avx512f"))) void transpose16x16(const float* s, int64_t ss, float* d, int64_t ds) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * ss);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int h = 0; h < 16; h += 8) {
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
+    }
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(d + i * ds, r[i]);
+}
+#pragma GCC diagnostic pop
+#endif
+
 // Band [r0, r1) of a plane, [rows, W, C], into that plane's [C, H, W] gradient.
 template <typename T>
-NOFA_INLINE void band_to_nchw(const T* band, T* out, int64_t r0, int64_t r1, const Geometry<T>& g) {
+NOFA_INLINE void band_to_nchw(const T* band, T* out, int64_t r0, int64_t r1, const Geometry<T>& g,
+                              bool avx512) {
   constexpr int64_t kX = 16;
   const int64_t C = g.C, W = g.W, HW = g.H * g.W;
   for (int64_t y = r0; y < r1; ++y) {
     const T* src = band + (y - r0) * W * C;
     for (int64_t x0 = 0; x0 < W; x0 += kX) {
       const int64_t xn = std::min(kX, W - x0);
-      for (int64_t c = 0; c < C; ++c) {
+      int64_t c0 = 0;
+#ifdef NOFA_X86_CLONES
+      if constexpr (std::is_same_v<T, float>) {
+        if (avx512 && xn == kX) {
+          for (; c0 + 16 <= C; c0 += 16) transpose16x16(src + x0 * C + c0, C, out + c0 * HW + y * W + x0, HW);
+        }
+      }
+#endif
+      for (int64_t c = c0; c < C; ++c) {
         T* __restrict d = out + c * HW + y * W + x0;
         const T* __restrict s = src + x0 * C + c;
         for (int64_t x = 0; x < xn; ++x) d[x] = s[x * C];
@@ -279,7 +329,7 @@ NOFA_INLINE void band_task(const PlaneGradJob<T>& j, int64_t t, T* scratch) {
       }
     }
   }
-  if (!j.out_cl) band_to_nchw(band, j.out + p * C * g.H * g.W, r0, r1, g);
+  if (!j.out_cl) band_to_nchw(band, j.out + p * C * g.H * g.W, r0, r1, g, j.avx512);
 }
 
 // The three steps of the pass, compiled for the widest vector unit the CPU has (chosen at
@@ -297,8 +347,7 @@ NOFA_INLINE void run_step(const PlaneGradJob<T>& j, int step, int64_t i, T* scra
 
 template <typename T>
 void step_base(const PlaneGradJob<T>& j, int step, int64_t i, T* s) { run_step(j, step, i, s); }
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define NOFA_X86_CLONES 1
+#ifdef NOFA_X86_CLONES
 template <typename T>
 __attribute__((target("avx2,fma"))) void step_avx2(const PlaneGradJob<T>& j, int step, int64_t i, T* s) {
   run_step(j, step, i, s);
@@ -333,7 +382,10 @@ void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n,
   const int64_t rows = int64_t{1} << shift, B = ceil_div(g.H, rows), K = ceil_div(g.M, kChunk);
   std::unique_ptr<TapRec<T>[]> recs(new TapRec<T>[3 * g.M]);
   std::vector<int64_t> offs(3 * B * K + 1, 0);
-  PlaneGradJob<T> j{g, n, B, shift, K, go, pts, recs.get(), offs.data(), nullptr, out, out_cl};
+  PlaneGradJob<T> j{g, n, B, shift, K, go, pts, recs.get(), offs.data(), nullptr, out, out_cl, false};
+#ifdef NOFA_X86_CLONES
+  j.avx512 = __builtin_cpu_supports("avx512f");
+#endif
   const StepFn<T> step = pick_step<T>();
   at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) step(j, 0, k, nullptr);
