@@ -20,6 +20,17 @@ inline int parse_reduce(const std::string& reduce) {
 // more texels than the copy moves; below that the [N, 3, C, H, W] layout is read directly.
 inline bool use_channels_last(int64_t M, int64_t H, int64_t W) { return M * 32 >= H * W; }
 
+// Planes a caller already stores channels-last ([N, 3, C, H, W] sizes over [N, 3, H, W, C]
+// memory, e.g. planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)).
+inline bool is_channels_last_strided(const at::Tensor& planes) {
+  return planes.dim() == 5 && planes.permute({0, 1, 3, 4, 2}).is_contiguous();
+}
+
+// Such planes are read in place whatever M is: the channels-last view costs nothing.
+inline bool use_channels_last(const at::Tensor& planes, int64_t M) {
+  return is_channels_last_strided(planes) || use_channels_last(M, planes.size(3), planes.size(4));
+}
+
 inline void check_sample_triplane(const at::Tensor& planes, const at::Tensor& points,
                                   double box_warp) {
   check_dim(planes, 5, "planes", "[N, 3, C, H, W]");

@@ -27,14 +27,14 @@ def _run(backend, planes, points, box_warp, reduce, cot=None):
     return out, grads
 
 
-def _compare(planes, points, box_warp=1.0, reduce="mean"):
+def _compare(planes, points, box_warp=1.0, reduce="mean", atol=1e-5):
     out_k, _ = _run("kernels", planes, points, box_warp, reduce)
     cot = torch.randn_like(out_k)
     out_k, g_k = _run("kernels", planes, points, box_warp, reduce, cot)
     out_r, g_r = _run("torch", planes, points, box_warp, reduce, cot)
     assert out_k.shape == out_r.shape
     if out_r.numel():
-        assert (out_k - out_r).abs().max().item() <= 1e-5
+        assert (out_k - out_r).abs().max().item() <= atol
     assert_grads_close(g_k, g_r, 1e-4, names=("planes", "points"))
 
 
@@ -252,3 +252,141 @@ def test_few_and_many_points(device, M):
     planes, points = _inputs(2, 16, 64, 48, M, device)
     _compare(planes, points, 1.0, "mean")
     _compare(planes, points, 1.0, "concat")
+
+
+# ---- Channels-last-strided planes and the banded plane-gradient pass (CPU kernel) ----
+
+
+def _cl(planes: torch.Tensor) -> torch.Tensor:
+    """The same values with [N, 3, H, W, C] memory (channels-last-strided planes)."""
+    out = planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    assert out.permute(0, 1, 3, 4, 2).is_contiguous() and (planes.shape[2] == 1 or not out.is_contiguous())
+    return out
+
+
+def _op_grads(planes, points, cot, reduce="mean"):
+    return torch.ops.nofa.sample_triplane_backward(cot, planes, points, 1.0, reduce, True, True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("M", [5, 3000])  # few points (planes read in place) and many
+@pytest.mark.parametrize("reduce", ["mean", "concat"])
+def test_channels_last_planes(device, M, reduce):
+    require_kernels(device)
+    planes, points = _inputs(2, 8, 24, 20, M, device)
+    _compare(_cl(planes), points, 1.0, reduce)  # kernels vs reference on the strided planes
+    out_c, g_c = _run("kernels", planes, points, 1.0, reduce, None)
+    out_l, _ = _run("kernels", _cl(planes), points, 1.0, reduce, None)
+    assert torch.equal(out_c, out_l)
+    cot = torch.randn_like(out_c)
+    gp_c, gx_c = _op_grads(planes, points, cot, reduce)
+    gp_l, gx_l = _op_grads(_cl(planes), points, cot, reduce)
+    # The plane gradient comes back in planes' own layout (what empty_like gives), no copy.
+    assert gp_c.stride() == planes.stride() and gp_l.stride() == _cl(planes).stride()
+    assert torch.equal(gp_c, gp_l) and torch.equal(gx_c, gx_l)
+
+
+def test_channels_last_gradcheck_and_opcheck():
+    require_kernels("cpu")
+    planes, points = _inputs(2, 3, 6, 5, 25, "cpu", torch.float64, box_warp=1.5)
+    planes = _cl(planes).requires_grad_()
+    points.requires_grad_()
+    with ops.use_backend("kernels"):
+        assert torch.autograd.gradcheck(lambda p, x: ops.sample_triplane(p, x, 1.5, "mean"), (planes, points))
+    p32, x32 = planes.detach().float(), points.detach().float()
+    p32 = _cl(p32)
+    torch.library.opcheck(torch.ops.nofa.sample_triplane.default, (p32, x32, 1.5, "concat"))
+    for pg, xg in [(True, True), (True, False), (False, True)]:
+        torch.library.opcheck(
+            torch.ops.nofa.sample_triplane_backward.default, (torch.randn(2, 25, 3), p32, x32, 1.5, "mean", pg, xg)
+        )
+
+
+def _rows_points(H, W, n_cols=5):
+    """Points (normalised, box_warp 2) whose tap row y0 takes every value from -1 to H - 1
+    (so every pair of neighbouring rows, whatever the band split, is a tap pair), with
+    columns at the borders too, plus points outside the planes."""
+    iy = torch.arange(-1, H, dtype=torch.float64) + torch.tensor([0.25, 0.75]).double()[:, None]
+    iy = torch.cat([iy.flatten(), torch.tensor([-0.999, H - 0.001])])
+    ix = torch.tensor([-0.9, 0.3, W / 2 + 0.1, W - 1.2, W - 0.05]).double()[:n_cols]
+    v = (2 * iy + 1) / H - 1
+    u = (2 * ix + 1) / W - 1
+    uu, vv = torch.meshgrid(u, v, indexing="ij")
+    # Plane 0 reads (x, y): x -> W, y -> H; z just spreads plane 1 and 2 lookups around.
+    pts = torch.stack([uu.flatten(), vv.flatten(), torch.linspace(-1.1, 1.1, uu.numel()).double()], -1)
+    outside = torch.tensor([[0.0, 1.5, 0.0], [-1.2, 0.0, 0.3], [0.0, 0.0, 3.0], [2.0, -2.0, 2.0]]).double()
+    return torch.cat([pts, outside]).float()
+
+
+@pytest.mark.parametrize("C", [1, 5, 32])
+def test_band_boundaries_and_thread_counts(C):
+    """Taps on both sides of every row boundary, first/last rows, points outside: the result
+    matches the reference, and is bitwise the same for any thread count (the bands change)."""
+    require_kernels("cpu")
+    H, W = 37, 11
+    pts = _rows_points(H, W)[None]
+    planes = torch.randn(1, 3, C, H, W)
+    _compare(planes, pts, box_warp=2.0)
+    _compare(_cl(planes), pts, box_warp=2.0, reduce="concat")
+    cot = torch.randn(1, pts.shape[1], C)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2, 3, 7):
+            torch.set_num_threads(t)
+            results.append(torch.ops.nofa.sample_triplane_backward(cot, planes, pts, 2.0, "mean", True, False)[0])
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(r, results[0]) for r in results[1:])
+
+
+def test_many_bands_batch_with_different_point_patterns():
+    """N = 2: one batch element's points bunched in a few rows (ray-like, one band busy, the
+    others empty), the other's spread out with some outside; planes big enough to be split
+    into bands by size as well as by thread count."""
+    require_kernels("cpu")
+    planes = torch.randn(2, 3, 32, 96, 80)
+    t = torch.linspace(0, 1, 400)[:, None]
+    ray = torch.tensor([0.05, -0.02, 0.6]) + t * torch.tensor([0.01, 0.02, -1.1])
+    bunch = (ray[None, :, :] + 0.003 * torch.randn(6, 1, 3)).reshape(-1, 3)
+    spread = (torch.rand(bunch.shape[0], 3) * 2 - 1) * 0.65
+    points = torch.stack([bunch, spread])
+    # With ~100 texels a side an ulp of the texel coordinate moves a value by ~1e-5.
+    _compare(planes, points, atol=5e-5)
+    _compare(_cl(planes), points, reduce="concat", atol=5e-5)
+    points[1] = 5.0  # one batch element entirely outside
+    _compare(_cl(planes), points, atol=5e-5)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "other"])
+def test_backward_gradient_layout_rule(layout):
+    """The plane gradient has torch.empty_like(planes)'s strides, whatever the layout."""
+    require_kernels("cpu")
+    planes, points = _inputs(1, 6, 7, 9, 80, "cpu")
+    if layout == "channels_last":
+        planes = _cl(planes)
+    elif layout == "other":  # a dense layout that is neither: computed then copied
+        planes = planes.transpose(3, 4).contiguous().transpose(3, 4)
+    cot = torch.randn(1, 80, 6)
+    gp, _ = torch.ops.nofa.sample_triplane_backward(cot, planes, points, 1.0, "mean", True, False)
+    assert gp.stride() == torch.empty_like(planes).stride()
+    with ops.use_backend("torch"):
+        p = planes.detach().clone().requires_grad_()
+        (want,) = torch.autograd.grad(ops.sample_triplane(p, points, 1.0, "mean"), p, cot)
+    assert rel_err(gp, want) <= 1e-5
+    empty = torch.ops.nofa.sample_triplane_backward(cot[:, :0], planes, points[:, :0], 1.0, "mean", True, False)[0]
+    assert empty.stride() == gp.stride() and torch.all(empty == 0)
+
+
+def test_decode_triplane_accepts_channels_last_planes():
+    """decode_triplane's backward returns what sample_triplane_backward gives: CL planes work."""
+    require_kernels("cpu")
+    planes, points = _inputs(1, 8, 16, 16, 600, "cpu")
+    dec = [torch.randn(16, 8) / 3, torch.randn(16), torch.randn(4, 16) / 4, torch.randn(4)]
+    grads = []
+    for pl in (planes, _cl(planes)):
+        p = pl.detach().clone().requires_grad_()
+        dens, feat = ops.decode_triplane(p, points, 1.0, *dec)
+        (g,) = torch.autograd.grad((dens.sum() + feat.square().sum()), p)
+        grads.append(g)
+    assert rel_err(grads[1], grads[0]) <= 1e-6

@@ -41,7 +41,12 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda(
   TORCH_CHECK(grad_out.dim() == 3 && grad_out.size(0) == N && grad_out.size(1) == M &&
                   grad_out.size(2) == (reduce == 1 ? 3 * C : C),
               "nofa: grad_out has shape ", shape_str(grad_out), ", expected [N, M, out_channels]");
-  auto gplanes_cl = planes_grad ? at::zeros({N, 3, H, W, C}, planes.options()) : at::empty({0}, planes.options());
+  // The plane gradient has at::empty_like(planes)'s strides (as on the CPU and in the fake);
+  // the kernel accumulates into [N, 3, H, W, C] memory, which is that layout for
+  // channels-last-strided planes and a zeroed temporary otherwise.
+  auto gplanes = planes_grad ? at::empty_like(planes) : at::empty({0}, planes.options());
+  const bool in_place = planes_grad && is_channels_last_strided(gplanes);
+  auto gplanes_cl = !planes_grad ? gplanes : in_place ? gplanes.zero_() : at::zeros({N, 3, H, W, C}, planes.options());
   auto gpoints = points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
   if (N * M * C > 0 && (planes_grad || points_grad)) {
     const auto go = grad_out.contiguous().to(planes.scalar_type());
@@ -57,7 +62,7 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda(
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  auto gplanes = planes_grad ? gplanes_cl.permute({0, 1, 4, 2, 3}).contiguous() : gplanes_cl;
+  if (planes_grad && !in_place) gplanes.copy_(gplanes_cl.permute({0, 1, 4, 2, 3}));
   return {gplanes, gpoints};
 }
 

@@ -55,7 +55,8 @@ def _register() -> None:
 
     @torch.library.register_fake("nofa::sample_triplane_backward")
     def _(grad_out, planes, points, box_warp, reduce, planes_grad, points_grad):
-        gp = planes.new_empty(planes.shape) if planes_grad else planes.new_empty(0)
+        # The kernels return the plane gradient with planes' own layout (empty_like's strides).
+        gp = torch.empty_like(planes) if planes_grad else planes.new_empty(0)
         gx = points.new_empty(points.shape) if points_grad else points.new_empty(0)
         return gp, gx
 
