@@ -97,7 +97,7 @@ Setup make_setup(const at::Tensor& planes, const at::Tensor& points, double box_
   s.N = planes.size(0); s.M = points.size(1); s.C = planes.size(2);
   s.H = planes.size(3); s.W = planes.size(4); s.Hd = w0.size(0); s.O = w1.size(0);
   // Planes a caller already holds channels-last (a permuted view) are read in place.
-  s.cl = use_channels_last(s.M, s.H, s.W) || planes.permute({0, 1, 3, 4, 2}).is_contiguous();
+  s.cl = use_channels_last(planes, s.M);
   s.planes_l = s.cl ? planes.permute({0, 1, 3, 4, 2}).contiguous() : planes.contiguous();
   s.pts = points.contiguous();
   // Worker threads of at::parallel_for do not inherit the autograd exclusion of this

@@ -70,7 +70,7 @@ def _register() -> None:
 
     @torch.library.register_fake("nofa::decode_triplane_backward")
     def _(gd, gf, features, planes, points, box_warp, w0, b0, w1, b1, planes_grad, points_grad):
-        gp = planes.new_empty(planes.shape) if planes_grad else planes.new_empty(0)
+        gp = torch.empty_like(planes) if planes_grad else planes.new_empty(0)  # planes' layout
         gx = points.new_empty(points.shape) if points_grad else points.new_empty(0)
         return gp, gx, w0.new_empty(w0.shape), b0.new_empty(b0.shape), w1.new_empty(w1.shape), b1.new_empty(b1.shape)
 
