@@ -14,7 +14,6 @@
 #include "common/composite.h"
 #include "composite_rays.h"
 #include "cpu/composite_intervals.h"
-#include "cpu/huge_pages.h"
 
 namespace nofa {
 namespace {
@@ -196,7 +195,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_backward_cpu(
   const auto gz = cotangent(grad_depth, colors, {N, R, 1}, "grad_depth");
   const auto gw = cotangent(grad_weights, colors, {N, R, S - 1, 1}, "grad_weights");
   const auto opts = colors.options();
-  auto gcol = colors_grad ? empty_large({N, R, S, C}, opts) : at::empty({0}, opts);
+  auto gcol = colors_grad ? at::empty({N, R, S, C}, opts) : at::empty({0}, opts);
   auto gden = densities_grad ? at::empty({N, R, S, 1}, opts) : at::empty({0}, opts);
   auto gdep = depths_grad ? at::empty({N, R, S, 1}, opts) : at::empty({0}, opts);
   if (N * R == 0 || !(colors_grad || densities_grad || depths_grad)) return {gcol, gden, gdep};

@@ -21,7 +21,6 @@
 #include "common/triplane.h"
 #include "cpu/decode_tile_avx512.h"
 #include "decode_triplane.h"
-#include "cpu/huge_pages.h"
 
 namespace nofa {
 namespace {
@@ -147,7 +146,7 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
   check_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   const int64_t N = planes.size(0), M = points.size(1), F = fc1_weight.size(0) - 1;
   auto density = at::empty({N, M, 1}, planes.options());
-  auto features = empty_large({N, M, F}, planes.options());
+  auto features = at::empty({N, M, F}, planes.options());
   if (N * M == 0) return {density, features};
   const Setup s = make_setup(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   const int64_t P = N * M, tiles = (P + kTile - 1) / kTile;
@@ -265,7 +264,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   // Per chunk: [gW0 | gb0 | gW1 | gb1] flattened, summed in chunk order afterwards.
   const int64_t nw = s.Hd * C + s.Hd + s.O * s.Hd + s.O;
   auto acc = at::zeros({std::max<int64_t>(chunks, 1), nw}, opts);
-  auto gfeat = empty_large({N, M, C}, opts);
+  auto gfeat = at::empty({N, M, C}, opts);
   if (P > 0) {
     const auto gd = grad_density.detach().reshape({P, 1}).to(planes.scalar_type()).contiguous();
     const auto gf = grad_features.detach().reshape({P, F}).to(planes.scalar_type()).contiguous();

@@ -9,7 +9,6 @@
 #include <algorithm>
 
 #include "checks.h"
-#include "cpu/huge_pages.h"
 
 namespace nofa {
 namespace {
@@ -48,8 +47,8 @@ at::Tensor relayout_planes_cpu(const at::Tensor& planes, bool channels_last) {
   check_dim(planes, 5, "planes", "[N, 3, C, H, W]");
   check_float(planes, "planes");
   const int64_t N = planes.size(0), P = planes.size(1), C = planes.size(2), H = planes.size(3), W = planes.size(4);
-  auto out = channels_last ? empty_large({N, P, H, W, C}, planes.options()).permute({0, 1, 4, 2, 3})
-                           : empty_large({N, P, C, H, W}, planes.options());
+  auto out = channels_last ? at::empty({N, P, H, W, C}, planes.options()).permute({0, 1, 4, 2, 3})
+                           : at::empty({N, P, C, H, W}, planes.options());
   if (out.numel() == 0) return out;
   const bool src_nchw = planes.is_contiguous(), src_cl = planes.permute({0, 1, 3, 4, 2}).is_contiguous();
   if (channels_last ? !src_nchw : !src_cl) {  // no transposition to do (or an unusual layout)

@@ -18,7 +18,6 @@
 #include "common/triplane.h"
 #include "cpu/sample_triplane_cpu.h"
 #include "sample_triplane.h"
-#include "cpu/huge_pages.h"
 
 namespace nofa {
 namespace {
@@ -163,7 +162,6 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cpu(
   // The plane gradient has the strides at::empty_like(planes) gives (so do the fake and the
   // CUDA glue): channels-last-strided planes get a channels-last gradient, written in place.
   auto gplanes = planes_grad ? at::empty_like(planes) : at::empty({0}, planes.options());
-  if (planes_grad) advise_huge_pages(gplanes);
   auto gpoints = points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
   if (planes_grad && N * M * C * H * W == 0) gplanes.zero_();
   if (N * M * C * H * W > 0 && (planes_grad || points_grad)) {
