@@ -1,44 +1,62 @@
-// relayout_planes on the CPU: a blocked transposition of every (batch, plane) [C, H*W]
+// relayout_planes on the CPU: a tiled transposition of every (batch, plane) [C, H*W]
 // matrix. ATen's strided copy does the same job several times slower (its inner loop walks
-// one side of the transposition with a stride of C or H*W elements); here each block of
-// texels x channels stays in L1 while both sides stream.
+// one side of the transposition with a stride of C or H*W elements); here 16 x 16 tiles go
+// through registers while both sides stream.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "checks.h"
+#include "cpu/transpose16.h"
 
 namespace nofa {
 namespace {
 
-constexpr int64_t kBlock = 64;  // texels per block: kBlock x C values in L1
+constexpr int64_t kBlock = 64;  // band of the longer side per task: kBlock x C values in L1
 
+// Blocks of 16 texels x 16 channels through AVX-512 registers where the CPU has it (float32).
 template <typename T>
-void to_channels_last(const T* src, T* dst, int64_t planes, int64_t C, int64_t HW) {
-  const int64_t blocks = (HW + kBlock - 1) / kBlock;
-  at::parallel_for(0, planes * blocks, 16, [&](int64_t b, int64_t e) {
-    for (int64_t task = b; task < e; ++task) {
-      const int64_t pl = task / blocks, t0 = (task % blocks) * kBlock, t1 = std::min(HW, t0 + kBlock);
-      const T* s = src + pl * C * HW;
-      T* d = dst + pl * C * HW;
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t t = t0; t < t1; ++t) d[t * C + c] = s[c * HW + t];
+bool transpose_block(const T* s, int64_t ss, T* d, int64_t ds, int64_t rows, int64_t cols) {
+#ifdef NOFA_HAVE_TRANSPOSE16
+  if constexpr (std::is_same_v<T, float>) {
+    static const bool avx512 = __builtin_cpu_supports("avx512f");
+    if (avx512 && rows == 16 && cols == 16) {
+      transpose16x16(s, ss, d, ds);
+      return true;
     }
-  });
+  }
+#endif
+  return false;
 }
 
+// d[j * ds + i] = s[i * ss + j] for i < rows, j < cols.
 template <typename T>
-void to_contiguous(const T* src, T* dst, int64_t planes, int64_t C, int64_t HW) {
-  const int64_t blocks = (HW + kBlock - 1) / kBlock;
+void transpose_tile(const T* s, int64_t ss, T* d, int64_t ds, int64_t rows, int64_t cols) {
+  if (transpose_block(s, ss, d, ds, rows, cols)) return;
+  for (int64_t j = 0; j < cols; ++j)
+    for (int64_t i = 0; i < rows; ++i) d[j * ds + i] = s[i * ss + j];
+}
+
+// Each (batch, plane) [A, B] matrix -> [B, A] (A = C, B = H * W to go channels-last, and
+// the other way round), in 16 x 16 tiles, parallel over (plane, band of the longer side).
+template <typename T>
+void transpose_planes(const T* src, T* dst, int64_t planes, int64_t A, int64_t B) {
+  const bool along_b = B >= A;
+  const int64_t L = along_b ? B : A, blocks = (L + kBlock - 1) / kBlock;
   at::parallel_for(0, planes * blocks, 16, [&](int64_t b, int64_t e) {
     for (int64_t task = b; task < e; ++task) {
-      const int64_t pl = task / blocks, t0 = (task % blocks) * kBlock, t1 = std::min(HW, t0 + kBlock);
-      const T* s = src + pl * C * HW;
-      T* d = dst + pl * C * HW;
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t t = t0; t < t1; ++t) d[c * HW + t] = s[t * C + c];
+      const int64_t pl = task / blocks, l0 = (task % blocks) * kBlock, l1 = std::min(L, l0 + kBlock);
+      const T* s = src + pl * A * B;
+      T* d = dst + pl * A * B;
+      const int64_t a_lo = along_b ? 0 : l0, a_hi = along_b ? A : l1;
+      const int64_t b_lo = along_b ? l0 : 0, b_hi = along_b ? l1 : B;
+      for (int64_t a0 = a_lo; a0 < a_hi; a0 += 16)
+        for (int64_t j0 = b_lo; j0 < b_hi; j0 += 16)
+          transpose_tile(s + a0 * B + j0, B, d + j0 * A + a0, A, std::min<int64_t>(16, a_hi - a0),
+                         std::min<int64_t>(16, b_hi - j0));
     }
   });
 }
@@ -58,7 +76,7 @@ at::Tensor relayout_planes_cpu(const at::Tensor& planes, bool channels_last) {
   AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "relayout_planes_cpu", [&] {
     const scalar_t* s = planes.data_ptr<scalar_t>();
     scalar_t* d = out.data_ptr<scalar_t>();
-    channels_last ? to_channels_last(s, d, N * P, C, H * W) : to_contiguous(s, d, N * P, C, H * W);
+    channels_last ? transpose_planes(s, d, N * P, C, H * W) : transpose_planes(s, d, N * P, H * W, C);
   });
   return out;
 }

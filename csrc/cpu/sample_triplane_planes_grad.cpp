@@ -18,6 +18,7 @@
 
 #include "common/triplane.h"
 #include "cpu/sample_triplane_cpu.h"
+#include "cpu/transpose16.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define NOFA_X86_CLONES 1
@@ -119,39 +120,6 @@ NOFA_INLINE void fill_chunk(const PlaneGradJob<T>& j, int64_t k) {
   }
 }
 
-#ifdef NOFA_X86_CLONES
-// GCC 12 warns about the undefined pass-through operand inside its own AVX-512 intrinsics.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// d[c * ds + i] = s[i * ss + c] for a 16 x 16 float block, in registers.
-__attribute__((target("avx512f"))) void transpose16x16(const float* s, int64_t ss, float* d, int64_t ds) {
-  __m512 r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * ss);
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-  for (int h = 0; h < 16; h += 8) {
-    for (int i = 0; i < 4; ++i) {
-      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
-      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
-    }
-  }
-  for (int i = 0; i < 8; ++i) {
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-  }
-  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(d + i * ds, r[i]);
-}
-#pragma GCC diagnostic pop
-#endif
 
 // Band [r0, r1) of a plane, [rows, W, C], into that plane's [C, H, W] gradient.
 template <typename T>
