@@ -15,6 +15,7 @@ import platform
 import statistics
 import time
 import warnings
+from contextlib import nullcontext
 
 import torch
 
@@ -22,18 +23,6 @@ import nofa.ops as ops
 from nofa.io import Avatar, load_avatar
 from nofa.mesh import mesh_from_avatar
 from nofa.render import OSGDecoder, RenderOptions, TriplaneRenderer, default_label
-
-
-def _time(fn, repeats: int, sync) -> float:
-    fn()  # warm-up
-    sync()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -67,14 +56,27 @@ def main() -> None:
         out = renderer(planes, label, args.resolution)
         (out.features.square().mean() + out.depth.mean()).backward()
 
-    rows = []
-    for backend in ("auto", "torch"):
-        with ops.use_backend(backend), ops.trace_backends() as tr:
-            f = _time(fwd, args.repeats, sync)
-            fb = _time(fwd_bwd, args.repeats, sync)
-        used = {op: sorted(tr.backends(op)) for op in ("decode_triplane", "composite_rays")}
-        rows.append((backend, f, fb, used))
-    (_, f_k, fb_k, used_k), (_, f_t, fb_t, _) = rows
+    # Backends interleaved call by call (warm-up first), so a change of machine load hits
+    # both sides of each ratio alike.
+    times = {(b, k): [] for b in ("auto", "torch") for k in ("f", "fb")}
+    for rep in range(args.repeats + 1):
+        for backend in ("auto", "torch"):
+            # The warm-up of "auto" records which ops ran as kernels.
+            with ops.use_backend(backend), (ops.trace_backends() if rep == 0 and backend == "auto" else nullcontext(None)) as t_:
+                for kind, fn in (("f", fwd), ("fb", fwd_bwd)):
+                    sync()
+                    t = time.perf_counter()
+                    fn()
+                    sync()
+                    if rep:
+                        times[(backend, kind)].append(time.perf_counter() - t)
+            if t_ is not None:
+                tr = t_
+    f_k, fb_k = (statistics.median(times[("auto", k)]) for k in ("f", "fb"))
+    f_t, fb_t = (statistics.median(times[("torch", k)]) for k in ("f", "fb"))
+    used_k = {op: sorted(tr.backends(op)) for op in
+              ("decode_triplane", "composite_rays", "composite_rays_merged", "relayout_planes", "sample_triplane")
+              if tr.backends(op)}
 
     if args.avatar:
         avatar, lvl, what = load_avatar(args.avatar), 10.0, f"{args.avatar}, level 10"
@@ -95,7 +97,7 @@ def main() -> None:
 ## Render benchmark ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)
 
 Command: `python benchmarks/bench_render.py --device {args.device} --repeats {args.repeats}`
-Device: {dev_name}; torch {torch.__version__}; median of {args.repeats} after one warm-up.
+Device: {dev_name}; torch {torch.__version__}; median of {args.repeats} after one warm-up, backends interleaved.
 Case: {args.resolution}x{args.resolution} rays, {args.samples} + {args.samples} samples, {args.planes}^2 planes, C = {C}.
 Ops on the "auto" run: {used_k}.
 
