@@ -49,6 +49,23 @@ TORCH_LIBRARY(nofa, m) {
       "Tensor colors, Tensor densities, Tensor depths, bool white_back, bool colors_grad, "
       "bool densities_grad, bool depths_grad) -> (Tensor, Tensor, Tensor)");
 
+  // ---- composite_rays_merged: composite_rays of two sample sets per ray (e.g. coarse +
+  // importance samples), each sorted by depth, merged on the fly; the outputs are those
+  // of composite_rays on cat + stable sort (ties: set a first), weights in merged order
+  // [N, R, S_a + S_b - 1, 1].
+  m.def(
+      "composite_rays_merged(Tensor colors_a, Tensor densities_a, Tensor depths_a, "
+      "Tensor colors_b, Tensor densities_b, Tensor depths_b, bool white_back) "
+      "-> (Tensor, Tensor, Tensor)");
+  // Returns (grad_colors_a, grad_densities_a, grad_depths_a, grad_colors_b,
+  // grad_densities_b, grad_depths_b); each flag covers both sets; one not asked is empty.
+  m.def(
+      "composite_rays_merged_backward(Tensor? grad_features, Tensor? grad_depth, "
+      "Tensor? grad_weights, Tensor colors_a, Tensor densities_a, Tensor depths_a, "
+      "Tensor colors_b, Tensor densities_b, Tensor depths_b, bool white_back, "
+      "bool colors_grad, bool densities_grad, bool depths_grad) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+
   // ---- deform_points (DESIGN 2.3): the fused deformation field -------------------------
   // Weights in nn.Linear layout; first layers take [PE(x) | alpha | beta] (D-Net) and
   // [PE(x) | alpha] (W-Net). Returns (x_c [N, M, 3], offset [N, M, 3], weight [N, M, 1],

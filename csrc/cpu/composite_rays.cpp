@@ -1,19 +1,16 @@
 // composite_rays on the CPU: forward and backward, parallel over rays.
 //
 // Each ray is independent, so each thread owns whole rays: no atomics, deterministic.
-// The per-ray scalar math (weights, transmittance suffix sums) is in common/composite.h;
-// this file adds the channel loops. Nothing of size [N, R, S, C] is allocated besides the
-// colour gradient itself.
+// The per-ray work is in cpu/composite_rays_cpu.h (shared with composite_rays_merged).
+// Nothing of size [N, R, S, C] is allocated besides the colour gradient itself.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <algorithm>
 #include <vector>
 
-#include "common/composite.h"
 #include "composite_rays.h"
-#include "cpu/composite_intervals.h"
+#include "cpu/composite_rays_cpu.h"
 
 namespace nofa {
 namespace {
@@ -26,32 +23,15 @@ struct Dims {
   bool simd;  // fill_intervals_cpu may use SIMD
 };
 
-// features[c] = sum_k w_k (c_k + c_{k+1}) / 2, summed per sample: sum_s c_s (w_{s-1} + w_s) / 2.
 template <typename T>
 void forward_rays(const T* col, const T* den, const T* z, T* feat, T* depth, T* w,
                   const Dims<T>& d, T lo, T hi, bool white, int64_t begin, int64_t end) {
-  std::vector<T> buf(d.K * kScratch);
+  RayScratch<T> sc(d.S, d.C);
+  const ContiguousRows rows{d.C};
   for (int64_t r = begin; r < end; ++r) {
-    T wsum, zsum;
-    T* wr = w + r * d.K;
-    const T* zr = z + r * d.S;
-    fill_intervals_cpu(den + r * d.S, zr, d.K, buf.data(), d.simd);
-    ray_weights(zr, d.K, AlphaFromScratch<T>{buf.data(), d.K, 1}, wr, int64_t(1), wsum, zsum);
-    depth[r] = ray_depth(zsum, wsum, lo, hi);
-    T* f = feat + r * d.C;
-    std::fill(f, f + d.C, T(0));
     const T* cr = col + r * d.S * d.C;
-    for (int64_t s = 0; s < d.S; ++s) {
-      const T u = ((s > 0 ? wr[s - 1] : T(0)) + (s < d.K ? wr[s] : T(0))) / T(2);
-      const T* cs = cr + s * d.C;
-#pragma omp simd
-      for (int64_t c = 0; c < d.C; ++c) f[c] += u * cs[c];
-    }
-    for (int64_t c = 0; c < d.C; ++c) {
-      T v = f[c];
-      if (white) v = v + T(1) - wsum;
-      f[c] = v * T(2) - T(1);
-    }
+    depth[r] = forward_ray(den + r * d.S, z + r * d.S, d.K, d.C, rows, cr, cr, w + r * d.K,
+                           feat + r * d.C, lo, hi, white, d.simd, sc);
   }
 }
 
@@ -69,89 +49,29 @@ struct Grads {
 template <typename T>
 void backward_rays(const T* col, const T* den, const T* z, const Grads<T>& g, const Dims<T>& d,
                    T lo, T hi, bool white, int64_t begin, int64_t end) {
-  std::vector<T> grgb(d.C), e(d.S), buf(d.K * kScratch), gden_scratch(d.S);
+  RayScratch<T> sc(d.S, d.C);
+  std::vector<T> gden_scratch(d.S);
+  const ContiguousRows rows{d.C};
   for (int64_t r = begin; r < end; ++r) {
     const T* cr = col + r * d.S * d.C;
-    RayCotangents<T> ct{nullptr, g.gw ? g.gw + r * d.K : nullptr, T(0),
-                        g.gz ? g.gz[r] : T(0), lo, hi};
-    if (g.gf) {
-      T total = T(0);
-      for (int64_t c = 0; c < d.C; ++c) {
-        grgb[c] = T(2) * g.gf[r * d.C + c];  // features = rgb * 2 - 1
-        total += grgb[c];
-      }
-      if (white) ct.gw_const = -total;
-      for (int64_t s = 0; s < d.S; ++s) {
-        const T* cs = cr + s * d.C;
-        T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-        for (int64_t c = 0; c < d.C; ++c) acc += grgb[c] * cs[c];
-        e[s] = acc;
-      }
-      ct.e = e.data();
-    }
+    const RayGrads<T> rg{g.gf ? g.gf + r * d.C : nullptr, g.gz ? g.gz[r] : T(0),
+                         g.gw ? g.gw + r * d.K : nullptr};
+    T* gc = g.gcol ? g.gcol + r * d.S * d.C : nullptr;
     T glo, ghi;
-    T* gden = g.gden ? g.gden + r * d.S : gden_scratch.data();
-    fill_intervals_cpu(den + r * d.S, z + r * d.S, d.K, buf.data(), d.simd);
-    ray_backward(z + r * d.S, d.K, ct, buf.data(), int64_t(1), gden,
-                 g.gdep ? g.gdep + r * d.S : nullptr, glo, ghi);
+    backward_ray(den + r * d.S, z + r * d.S, d.K, d.C, rows, cr, cr, rg, lo, hi, white, d.simd,
+                 sc, g.gden ? g.gden + r * d.S : gden_scratch.data(),
+                 g.gdep ? g.gdep + r * d.S : nullptr, gc, gc, glo, ghi);
     if (g.bounds) {
       g.bounds[2 * r] = glo;
       g.bounds[2 * r + 1] = ghi;
     }
-    if (g.gcol) {
-      T* gc = g.gcol + r * d.S * d.C;
-      if (!g.gf) {
-        std::fill(gc, gc + d.S * d.C, T(0));
-        continue;
-      }
-      for (int64_t s = 0; s < d.S; ++s) {
-        // Field kTrans of the scratch now holds the weights.
-        const T u = ((s > 0 ? buf[s - 1] : T(0)) + (s < d.K ? buf[s] : T(0))) / T(2);
-        T* gcs = gc + s * d.C;
-#pragma omp simd
-        for (int64_t c = 0; c < d.C; ++c) gcs[c] = u * grgb[c];
-      }
-    }
   }
 }
 
-// min / max of the whole depths tensor (NaN if any depth is NaN, like torch.min / max).
-// Serial: one pass over rays * S values costs less than waking the thread pool.
 template <typename T>
 void depth_range(const T* z, int64_t n, T& lo, T& hi) {
   lo = hi = z[0];
-  for (int64_t i = 0; i < n; ++i) {
-    const T v = z[i];
-    if (v != v) {
-      lo = hi = v;
-      return;
-    }
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
-  }
-}
-
-// The CPU twin of add_bound_grads (composite_rays.h), in plain loops: usually no ray's
-// depth sits on a bound and nothing is to be done.
-template <typename T>
-void add_bound_grads(T* gz, const T* z, int64_t n, T lo, T hi, const T* bounds, int64_t rays) {
-  T tlo = T(0), thi = T(0);
-  for (int64_t r = 0; r < rays; ++r) {
-    tlo += bounds[2 * r];
-    thi += bounds[2 * r + 1];
-  }
-  if (tlo == T(0) && thi == T(0)) return;
-  int64_t nlo = 0, nhi = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    nlo += z[i] == lo;
-    nhi += z[i] == hi;
-  }
-  const T slo = tlo / T(nlo), shi = thi / T(nhi);
-  for (int64_t i = 0; i < n; ++i) {
-    if (z[i] == lo) gz[i] += slo;
-    if (z[i] == hi) gz[i] += shi;
-  }
+  fold_depth_range(z, n, lo, hi);
 }
 
 template <typename T>
@@ -212,7 +132,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_backward_cpu(
     at::parallel_for(0, d.rays, kGrain, [&](int64_t b, int64_t e) {
       backward_rays(cp, dp, zp, g, d, lo, hi, white_back, b, e);
     });
-    if (depths_grad) add_bound_grads(g.gdep, zp, d.rays * d.S, lo, hi, g.bounds, d.rays);
+    if (depths_grad) {
+      T tlo, thi;
+      total_bound_grads(g.bounds, d.rays, tlo, thi);
+      add_bound_grads_cpu<T>({{g.gdep, zp, d.rays * d.S}}, lo, hi, tlo, thi);
+    }
   });
   return {gcol, gden, gdep};
 }

@@ -14,6 +14,7 @@ from ._backend import (
     trace_backends,
     use_backend,
 )
+from .composite_merged import composite_rays_merged
 from .composite_rays import composite_rays
 from .decode_triplane import decode_triplane
 from .deform_points import deform_points
@@ -25,6 +26,7 @@ __all__ = [
     "build_info",
     "channels_last_planes",
     "composite_rays",
+    "composite_rays_merged",
     "decode_triplane",
     "deform_points",
     "get_backend",

@@ -158,3 +158,36 @@ def decode_triplane(
 def channels_last_planes(planes: torch.Tensor) -> torch.Tensor:
     """[N, 3, C, H, W] -> the same values stored as [N, 3, H, W, C] (a permuted view of a copy)."""
     return planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+
+
+# ---------------------------------------------------------------------------------------
+# composite_rays_merged: composite_rays of two depth-sorted sample sets per ray
+# ---------------------------------------------------------------------------------------
+
+
+def composite_rays_merged(
+    colors_a: torch.Tensor,
+    densities_a: torch.Tensor,
+    depths_a: torch.Tensor,
+    colors_b: torch.Tensor,
+    densities_b: torch.Tensor,
+    depths_b: torch.Tensor,
+    white_back: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """composite_rays of the two sets concatenated along S and stably sorted by depth.
+
+    colors_* [N, R, S_*, C], densities_* / depths_* [N, R, S_*, 1]. Ties keep set a first
+    and each set's own order (a stable sort of the concatenation), so this is valid even for
+    unsorted sets. Returns features [N, R, C], depth [N, R, 1], weights [N, R, S_a+S_b-1, 1]
+    in the merged order.
+    """
+    depths = torch.cat([depths_a, depths_b], -2)
+    _, order = torch.sort(depths, dim=-2, stable=True)
+    colors = torch.cat([colors_a, colors_b], -2)
+    densities = torch.cat([densities_a, densities_b], -2)
+    return composite_rays(
+        torch.gather(colors, -2, order.expand(-1, -1, -1, colors.shape[-1])),
+        torch.gather(densities, -2, order),
+        torch.gather(depths, -2, order),
+        white_back,
+    )

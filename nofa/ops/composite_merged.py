@@ -1,0 +1,119 @@
+"""`composite_rays_merged`: compositing of two depth-sorted sample sets per ray (coarse +
+importance samples), merged on the fly instead of concatenated and sorted."""
+from __future__ import annotations
+
+import torch
+
+from . import _backend, _checks, reference
+
+_OP = "composite_rays_merged"
+
+
+def _check_set(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor, s: str) -> None:
+    c, d, z = f"colors_{s}", f"densities_{s}", f"depths_{s}"
+    _checks.tensor(c, colors, dims=4, layout="[N, R, S, C]")
+    _checks.tensor(d, densities, dims=4, layout="[N, R, S, 1]")
+    _checks.tensor(z, depths, dims=4, layout="[N, R, S, 1]")
+    _checks.dim_size(d, densities, 3, 1, "[N, R, S, 1]")
+    _checks.dim_size(z, depths, 3, 1, "[N, R, S, 1]")
+    for name, t in ((d, densities), (z, depths)):
+        if t.shape[:3] != colors.shape[:3]:
+            raise ValueError(f"{name} must match {c} in N, R, S: {c} {list(colors.shape)}, {name} {list(t.shape)}")
+
+
+def composite_rays_merged(
+    colors_a: torch.Tensor,
+    densities_a: torch.Tensor,
+    depths_a: torch.Tensor,
+    colors_b: torch.Tensor,
+    densities_b: torch.Tensor,
+    depths_b: torch.Tensor,
+    white_back: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`composite_rays` of two sample sets per ray, merged by depth on the fly.
+
+    Exactly `composite_rays(cat + stable sort by depth of the two sets)`: ties put set a
+    first and keep each set's own order. Nothing of size [N, R, S_a + S_b, C] is built.
+
+    Args:
+        colors_a, colors_b: [N, R, S_a, C], [N, R, S_b, C] per-sample features.
+        densities_a, densities_b: [N, R, S_a, 1], [N, R, S_b, 1] raw densities.
+        depths_a, depths_b: [N, R, S_a, 1], [N, R, S_b, 1] depths. Precondition: each set
+            is sorted ascending along S in every ray (the kernel merges with two pointers;
+            unsorted sets give a result different from the reference's).
+        white_back: add 1 - sum(weights) before the final x*2-1.
+
+    Returns:
+        features [N, R, C], depth [N, R, 1], weights [N, R, S_a + S_b - 1, 1] (merged order).
+
+    S_a or S_b may be 0 (then it is composite_rays of the other set); S_a + S_b >= 2. The
+    depth is clamped to the min / max over both depth tensors. Differentiable w.r.t. all six
+    inputs, with cotangents on any of the three outputs. Double backward is not supported.
+    CPU kernel only: on CUDA the reference runs (recorded as backend "torch").
+    """
+    _check_set(colors_a, densities_a, depths_a, "a")
+    _check_set(colors_b, densities_b, depths_b, "b")
+    for dim, what in ((0, "N"), (1, "R"), (3, "C")):
+        if colors_a.shape[dim] != colors_b.shape[dim]:
+            raise ValueError(
+                f"colors_a and colors_b must agree in {what} (N, R, C): colors_a {list(colors_a.shape)}, "
+                f"colors_b {list(colors_b.shape)}"
+            )
+    if colors_a.shape[2] + colors_b.shape[2] < 2:
+        raise ValueError(
+            f"colors_a/colors_b need S_a + S_b >= 2 samples per ray (one interval), got "
+            f"S_a={colors_a.shape[2]}, S_b={colors_b.shape[2]}"
+        )
+    tensors = dict(
+        colors_a=colors_a, densities_a=densities_a, depths_a=depths_a,
+        colors_b=colors_b, densities_b=densities_b, depths_b=depths_b,
+    )
+    _checks.same_device(**tensors)
+    _checks.same_dtype(**tensors)
+    args = (colors_a, densities_a, depths_a, colors_b, densities_b, depths_b)
+    if _backend.use_kernels(_OP, colors_a.device):
+        _backend.record(_OP, "kernels")
+        return torch.ops.nofa.composite_rays_merged(*args, bool(white_back))
+    _backend.record(_OP, "torch")
+    return reference.composite_rays_merged(*args, white_back)
+
+
+def _register() -> None:
+    @torch.library.register_fake("nofa::composite_rays_merged")
+    def _(colors_a, densities_a, depths_a, colors_b, densities_b, depths_b, white_back):
+        N, R, Sa, C = colors_a.shape
+        K = Sa + colors_b.shape[2] - 1
+        return colors_a.new_empty(N, R, C), colors_a.new_empty(N, R, 1), colors_a.new_empty(N, R, K, 1)
+
+    @torch.library.register_fake("nofa::composite_rays_merged_backward")
+    def _(grad_features, grad_depth, grad_weights, colors_a, densities_a, depths_a, colors_b,
+          densities_b, depths_b, white_back, colors_grad, densities_grad, depths_grad):
+        def like(t, need):
+            return t.new_empty(t.shape) if need else t.new_empty(0)
+
+        return (
+            like(colors_a, colors_grad), like(densities_a, densities_grad), like(depths_a, depths_grad),
+            like(colors_b, colors_grad), like(densities_b, densities_grad), like(depths_b, depths_grad),
+        )
+
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:6])
+        ctx.white_back = inputs[6]
+        # Outputs without a gradient arrive as None: the kernel skips their terms.
+        ctx.set_materialize_grads(False)
+
+    def backward(ctx, grad_features, grad_depth, grad_weights):
+        saved = ctx.saved_tensors
+        need = ctx.needs_input_grad[:6]
+        # One flag per kind covers both sets (a set that needs none gets its grad dropped).
+        flags = (need[0] or need[3], need[1] or need[4], need[2] or need[5])
+        grads = torch.ops.nofa.composite_rays_merged_backward(
+            grad_features, grad_depth, grad_weights, *saved, ctx.white_back, *flags
+        )
+        return (*(g if n else None for g, n in zip(grads, need)), None)
+
+    torch.library.register_autograd("nofa::composite_rays_merged", backward, setup_context=setup_context)
+
+
+if _backend._C is not None:
+    _register()
