@@ -197,27 +197,3 @@ def test_cpu_fast_path_extremes_and_nan():
     t[3][5] = float("nan")
     dens, feats = call(ops.decode_triplane, t)
     assert torch.isnan(dens).all() and torch.isnan(feats).all()
-
-
-def test_cpu_fast_path_in_renderer_both_strategies_agree():
-    """The renderer decodes every sample once after a density-only coarse pass when the
-    fused kernel runs; EG3D's two decoded passes + merge otherwise: same images, gradients."""
-    require_kernels("cpu")
-    from nofa.render import OSGDecoder, RenderOptions, TriplaneRenderer, default_label
-    from nofa.render import renderer as rmod
-
-    torch.manual_seed(3)
-    planes = (torch.randn(1, 3, 32, 32, 32) * 0.5).requires_grad_()
-    r = TriplaneRenderer(OSGDecoder(32), RenderOptions(coarse_samples=12, importance_samples=12, deterministic=True))
-    label = default_label(0.3, 0.1)[None]
-    outs = {}
-    for once in (True, False):
-        r._decode_once = lambda planes, once=once: once  # noqa: E731
-        res = r(planes, label, 16)
-        loss = res.features.square().mean() + res.depth.mean() + res.weight.mean()
-        outs[once] = (res, torch.autograd.grad(loss, [planes] + list(r.decoder.parameters())))
-    (a, ga), (b, gb) = outs[True], outs[False]
-    for x, y in zip(a, b):
-        assert rel_err(x, y) <= 1e-5
-    assert_grads_close(ga, gb, 1e-4)
-    assert rmod.TriplaneRenderer._decode_once(r, planes) is True  # kernels: decode once

@@ -131,7 +131,7 @@ class TriplaneRenderer(nn.Module):
         if labels.shape != (planes.shape[0], 25):
             raise ValueError(f"labels must have shape [N, 25] with N = {planes.shape[0]}, got {list(labels.shape)}")
         N = planes.shape[0]
-        if planes.device.type == "cpu" and self._decode_once(planes):
+        if planes.device.type == "cpu" and _is_osg(self.decoder) and _backend.use_kernels("decode_triplane", planes.device):
             # The CPU kernels read taps as contiguous channel vectors: transpose once per
             # render rather than once per kernel call (a no-op if planes already are).
             planes = ops.channels_last_planes(planes)
@@ -179,43 +179,30 @@ class TriplaneRenderer(nn.Module):
     def _render_rays(self, planes, origins, dirs, near, far, deform, opt: RenderOptions):
         """One chunk: origins/dirs [N, r, 3], near/far [N, r, 1] -> features, depth, weight."""
         depths = stratified_depths(near, far, opt.coarse_samples, opt.deterministic)
-        if opt.importance_samples > 0 and self._decode_once(planes):
-            # The coarse pass only steers the importance sampler: densities alone, no
-            # gradient. Coarse and fine samples are then decoded together, in depth order,
-            # in the one pass that carries gradients: the same values and gradients as
-            # EG3D's merge of two decoded passes, without sorting [R, S, C] payloads.
+        dens, cols = self._samples(planes, origins, dirs, depths, deform, opt)
+        if opt.importance_samples > 0:
             with torch.no_grad():
-                dens = self._coarse_density(planes, origins, dirs, depths.detach(), deform, opt)
                 # Weights do not depend on colour: composite one channel to get them cheaply.
-                _, _, w = ops.composite_rays(dens, dens, depths.detach(), opt.white_back)
-                fine = importance_depths(depths.detach(), w, opt.importance_samples, opt.deterministic)
-            depths = torch.sort(torch.cat([depths, fine], -2), -2).values
-            dens, cols = self._samples(planes, origins, dirs, depths, deform, opt)
-        else:
-            # EG3D's order: decode the coarse samples, then the fine ones, then merge.
-            dens, cols = self._samples(planes, origins, dirs, depths, deform, opt)
-            if opt.importance_samples > 0:
-                with torch.no_grad():
-                    _, _, w = ops.composite_rays(dens.detach(), dens.detach(), depths, opt.white_back)
-                fine = importance_depths(depths, w, opt.importance_samples, opt.deterministic)
+                _, _, w = ops.composite_rays(dens.detach(), dens.detach(), depths.detach(), opt.white_back)
+            fine = importance_depths(depths, w, opt.importance_samples, opt.deterministic)
+            if self._merge_in_compositor(planes):
+                # Each set sorted along the ray, then composited together by a kernel that
+                # merges them on the fly: no [R, S, C] payloads concatenated or gathered.
+                fine = torch.sort(fine, -2).values
                 dens_f, cols_f = self._samples(planes, origins, dirs, fine, deform, opt)
-                depths, (dens, cols) = merge_samples(depths, [dens, cols], fine, [dens_f, cols_f])
+                feats, depth, weights = ops.composite_rays_merged(cols, dens, depths, cols_f, dens_f, fine,
+                                                                  opt.white_back)
+                return feats, depth, weights.sum(-2)
+            dens_f, cols_f = self._samples(planes, origins, dirs, fine, deform, opt)
+            depths, (dens, cols) = merge_samples(depths, [dens, cols], fine, [dens_f, cols_f])
         feats, depth, weights = ops.composite_rays(cols, dens, depths, opt.white_back)
         return feats, depth, weights.sum(-2)
 
-    def _decode_once(self, planes: torch.Tensor) -> bool:
-        """Whether to decode every sample once, after a density-only coarse pass.
-
-        With the fused decode_triplane kernel a density-only query costs about half a full
-        one and merging decoded payloads is what dominates; in pure PyTorch the extra
-        tri-plane lookups cost more than the merge saves. Both orders give the same result.
-        """
-        return _is_osg(self.decoder) and _backend.use_kernels("decode_triplane", planes.device)
-
-    def _coarse_density(self, planes, origins, dirs, depths, deform, opt):
-        N, r, S, _ = depths.shape
-        points = (origins.unsqueeze(-2) + dirs.unsqueeze(-2) * depths).reshape(N, r * S, 3)
-        return self.density(planes, _deformed(deform, points), opt.box_warp).reshape(N, r, S, 1)
+    def _merge_in_compositor(self, planes: torch.Tensor) -> bool:
+        """Whether coarse and fine samples go to `composite_rays_merged` (where it has a
+        kernel) instead of EG3D's concatenate + sort + composite (pure PyTorch, and devices
+        without that kernel). Both give the same images and gradients."""
+        return _backend.use_kernels("composite_rays_merged", planes.device)
 
     def _samples(self, planes, origins, dirs, depths, deform, opt):
         N, r, S, _ = depths.shape
