@@ -135,16 +135,35 @@ void depth_range(const Set<T>& a, const Set<T>& b, int64_t rays, T& lo, T& hi) {
   fold_depth_range(b.z, rays * b.S, lo, hi);
 }
 
-template <typename T>
-Set<T> set_of(const at::Tensor& col, const at::Tensor& den, const at::Tensor& z) {
-  return Set<T>{col.data_ptr<T>(), den.data_ptr<T>(), z.data_ptr<T>(), col.size(2)};
-}
+// The six inputs made contiguous, and what both entry points derive from them.
+struct Inputs {
+  at::Tensor ca, da, za, cb, db, zb;
+};
 
 template <typename T>
-Dims<T> dims_of(const at::Tensor& colors_a, const at::Tensor& colors_b) {
-  const int64_t Sa = colors_a.size(2), Sb = colors_b.size(2);
-  return Dims<T>{colors_a.size(0) * colors_a.size(1), Sa, Sb, Sa + Sb, Sa + Sb - 1,
-                 colors_a.size(3), use_simd_intervals()};
+struct Problem {
+  Set<T> a, b;
+  Dims<T> d;
+  T lo, hi;  // the depth clamp range
+};
+
+template <typename T>
+Problem<T> problem_of(const Inputs& in) {
+  const int64_t Sa = in.ca.size(2), Sb = in.cb.size(2);
+  Problem<T> p{{in.ca.data_ptr<T>(), in.da.data_ptr<T>(), in.za.data_ptr<T>(), Sa},
+               {in.cb.data_ptr<T>(), in.db.data_ptr<T>(), in.zb.data_ptr<T>(), Sb},
+               {in.ca.size(0) * in.ca.size(1), Sa, Sb, Sa + Sb, Sa + Sb - 1, in.ca.size(3),
+                use_simd_intervals()},
+               T(0), T(0)};
+  depth_range(p.a, p.b, p.d.rays, p.lo, p.hi);
+  return p;
+}
+
+Inputs contiguous_inputs(const at::Tensor& colors_a, const at::Tensor& densities_a,
+                         const at::Tensor& depths_a, const at::Tensor& colors_b,
+                         const at::Tensor& densities_b, const at::Tensor& depths_b) {
+  return Inputs{colors_a.contiguous(), densities_a.contiguous(), depths_a.contiguous(),
+                colors_b.contiguous(), densities_b.contiguous(), depths_b.contiguous()};
 }
 
 using Tensor3 = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
@@ -162,17 +181,13 @@ Tensor3 composite_rays_merged_cpu(const at::Tensor& colors_a, const at::Tensor& 
   auto depth = at::empty({N, R, 1}, opts);
   auto weights = at::empty({N, R, S - 1, 1}, opts);
   if (N * R == 0) return {feat, depth, weights};
-  const auto ca = colors_a.contiguous(), da = densities_a.contiguous(), za = depths_a.contiguous();
-  const auto cb = colors_b.contiguous(), db = densities_b.contiguous(), zb = depths_b.contiguous();
+  const auto in = contiguous_inputs(colors_a, densities_a, depths_a, colors_b, densities_b, depths_b);
   AT_DISPATCH_FLOATING_TYPES(colors_a.scalar_type(), "composite_rays_merged_cpu", [&] {
     using T = scalar_t;
-    const auto d = dims_of<T>(colors_a, colors_b);
-    const auto a = set_of<T>(ca, da, za), b = set_of<T>(cb, db, zb);
-    T lo, hi;
-    depth_range(a, b, d.rays, lo, hi);
+    const auto p = problem_of<T>(in);
     T *fp = feat.data_ptr<T>(), *op = depth.data_ptr<T>(), *wp = weights.data_ptr<T>();
-    at::parallel_for(0, d.rays, kGrain, [&](int64_t begin, int64_t end) {
-      forward_rays(a, b, d, fp, op, wp, lo, hi, white_back, begin, end);
+    at::parallel_for(0, p.d.rays, kGrain, [&](int64_t begin, int64_t end) {
+      forward_rays(p.a, p.b, p.d, fp, op, wp, p.lo, p.hi, white_back, begin, end);
     });
   });
   return {feat, depth, weights};
@@ -200,31 +215,27 @@ Tensor6 composite_rays_merged_backward_cpu(
   if (N * R == 0 || !(colors_grad || densities_grad || depths_grad)) {
     return {gca, gda, gza, gcb, gdb, gzb};
   }
-  const auto ca = colors_a.contiguous(), da = densities_a.contiguous(), za = depths_a.contiguous();
-  const auto cb = colors_b.contiguous(), db = densities_b.contiguous(), zb = depths_b.contiguous();
+  const auto in = contiguous_inputs(colors_a, densities_a, depths_a, colors_b, densities_b, depths_b);
   auto bounds = depths_grad ? at::empty({N * R, 2}, opts) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(colors_a.scalar_type(), "composite_rays_merged_backward_cpu", [&] {
     using T = scalar_t;
-    const auto d = dims_of<T>(colors_a, colors_b);
-    const auto a = set_of<T>(ca, da, za), b = set_of<T>(cb, db, zb);
-    T lo, hi;
-    depth_range(a, b, d.rays, lo, hi);
-    auto in = [](const at::Tensor& t) -> const T* { return t.defined() ? t.data_ptr<T>() : nullptr; };
+    const auto p = problem_of<T>(in);
+    auto cot = [](const at::Tensor& t) -> const T* { return t.defined() ? t.data_ptr<T>() : nullptr; };
     // A requested output's pointer may be null only when it has no elements.
     auto out = [](const at::Tensor& t, bool need) -> T* { return need ? t.data_ptr<T>() : nullptr; };
-    const Grads<T> g{in(gf), in(gz), in(gw),
+    const Grads<T> g{cot(gf), cot(gz), cot(gw),
                      out(gca, colors_grad), out(gcb, colors_grad),
                      out(gda, densities_grad), out(gdb, densities_grad),
                      out(gza, depths_grad), out(gzb, depths_grad),
                      depths_grad ? bounds.data_ptr<T>() : nullptr};
-    at::parallel_for(0, d.rays, kGrain, [&](int64_t begin, int64_t end) {
-      backward_rays(a, b, d, g, lo, hi, white_back, colors_grad, begin, end);
+    at::parallel_for(0, p.d.rays, kGrain, [&](int64_t begin, int64_t end) {
+      backward_rays(p.a, p.b, p.d, g, p.lo, p.hi, white_back, colors_grad, begin, end);
     });
     if (depths_grad) {
       T tlo, thi;
-      total_bound_grads(g.bounds, d.rays, tlo, thi);
-      add_bound_grads_cpu<T>({{g.gdep_a, a.z, d.rays * Sa}, {g.gdep_b, b.z, d.rays * Sb}}, lo, hi,
-                             tlo, thi);
+      total_bound_grads(g.bounds, p.d.rays, tlo, thi);
+      add_bound_grads_cpu<T>({{g.gdep_a, p.a.z, p.d.rays * Sa}, {g.gdep_b, p.b.z, p.d.rays * Sb}},
+                             p.lo, p.hi, tlo, thi);
     }
   });
   return {gca, gda, gza, gcb, gdb, gzb};
