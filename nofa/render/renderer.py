@@ -131,7 +131,8 @@ class TriplaneRenderer(nn.Module):
         if labels.shape != (planes.shape[0], 25):
             raise ValueError(f"labels must have shape [N, 25] with N = {planes.shape[0]}, got {list(labels.shape)}")
         N = planes.shape[0]
-        if planes.device.type == "cpu" and _is_osg(self.decoder) and _backend.use_kernels("decode_triplane", planes.device):
+        if (planes.device.type == "cpu" and _is_osg(self.decoder) and _backend.get_backend() != "torch"
+                and ops.kernels_available("cpu", "decode_triplane")):
             # The CPU kernels read taps as contiguous channel vectors: transpose once per
             # render rather than once per kernel call (a no-op if planes already are).
             planes = ops.channels_last_planes(planes)
@@ -202,7 +203,8 @@ class TriplaneRenderer(nn.Module):
         """Whether coarse and fine samples go to `composite_rays_merged` (where it has a
         kernel) instead of EG3D's concatenate + sort + composite (pure PyTorch, and devices
         without that kernel). Both give the same images and gradients."""
-        return _backend.use_kernels("composite_rays_merged", planes.device)
+        # A choice of method, not a call: no "kernels"-backend error, no fallback warning.
+        return _backend.get_backend() != "torch" and ops.kernels_available(planes.device.type, "composite_rays_merged")
 
     def _samples(self, planes, origins, dirs, depths, deform, opt):
         N, r, S, _ = depths.shape
