@@ -156,15 +156,23 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
     float* dp = density.data_ptr<float>();
     float* fp = features.data_ptr<float>();
     const int64_t vectors = (s.O - 1 + 15) / 16;  // feature vectors: none for the density alone
-    at::parallel_for(0, P, kTile, [&](int64_t b, int64_t e) {
-      if (vectors == 0) {
-        fastdec::forward_range<0>(*w, src, b, e, dp, fp);
-      } else if (vectors == 1) {
-        fastdec::forward_range<1>(*w, src, b, e, dp, fp);
-      } else if (vectors == 2) {
-        fastdec::forward_range<2>(*w, src, b, e, dp, fp);
-      } else {
-        fastdec::forward_range<3>(*w, src, b, e, dp, fp);
+    // Tiles dealt round-robin: a static split into one contiguous range per thread leaves
+    // one thread idle when the other's rays cross more of the head (cache misses).
+    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tiles));
+    at::parallel_for(0, workers, 1, [&](int64_t wb, int64_t we) {
+      for (int64_t wk = wb; wk < we; ++wk) {
+        for (int64_t tile = wk; tile < tiles; tile += workers) {
+          const int64_t b = tile * kTile, e = std::min(P, b + kTile);
+          if (vectors == 0) {
+            fastdec::forward_range<0>(*w, src, b, e, dp, fp);
+          } else if (vectors == 1) {
+            fastdec::forward_range<1>(*w, src, b, e, dp, fp);
+          } else if (vectors == 2) {
+            fastdec::forward_range<2>(*w, src, b, e, dp, fp);
+          } else {
+            fastdec::forward_range<3>(*w, src, b, e, dp, fp);
+          }
+        }
       }
     });
     return {density, features};
