@@ -169,38 +169,36 @@ __attribute__((target("avx512f"))) inline void gather(const PointTaps& t, float*
   for (int c = 0; c < CV; ++c) _mm512_store_ps(f + 16 * c, acc[c]);
 }
 
-// z = W0 f / 3 + b0 for a group of points (f: kGroup rows of kC), in registers.
-__attribute__((target("avx512f"))) inline void layer0(const Weights& w, const float (*f)[kC], int g,
-                                                      __m512 (&z)[kGroup][HV]) {
+// y = W x + b for a group of points, in registers: x is kGroup rows of IN values, W^T is
+// [IN][ROW] (row k: the weights of input k for every output), the first V output vectors.
+// Each row of W^T is loaded once for the whole group.
+template <int IN, int ROW, int V, int OUTV>
+__attribute__((target("avx512f"))) inline void dense(const float (*wt)[ROW], const float* bias, const float (*x)[IN],
+                                                     int g, __m512 (&y)[kGroup][OUTV]) {
   for (int p = 0; p < kGroup; ++p)
-    for (int v = 0; v < HV; ++v) z[p][v] = _mm512_load_ps(w.b0 + 16 * v);
+    for (int v = 0; v < V; ++v) y[p][v] = _mm512_load_ps(bias + 16 * v);
 #pragma GCC unroll 4
-  for (int c = 0; c < kC; ++c) {
-    __m512 row[HV];
-    for (int v = 0; v < HV; ++v) row[v] = _mm512_load_ps(&w.w0t[c][16 * v]);
+  for (int k = 0; k < IN; ++k) {
+    __m512 row[V];
+    for (int v = 0; v < V; ++v) row[v] = _mm512_load_ps(&wt[k][16 * v]);
     for (int p = 0; p < kGroup; ++p) {
-      const __m512 b = _mm512_set1_ps(f[p < g ? p : 0][c]);
-      for (int v = 0; v < HV; ++v) z[p][v] = _mm512_fmadd_ps(b, row[v], z[p][v]);
+      const __m512 b = _mm512_set1_ps(x[p < g ? p : 0][k]);
+      for (int v = 0; v < V; ++v) y[p][v] = _mm512_fmadd_ps(b, row[v], y[p][v]);
     }
   }
 }
 
-// x = W1 h + b1 in the padded output layout; only the first V output vectors (the density
-// alone needs one).
+// z = W0 f / 3 + b0 (f: the three planes' sum).
+__attribute__((target("avx512f"))) inline void layer0(const Weights& w, const float (*f)[kC], int g,
+                                                      __m512 (&z)[kGroup][HV]) {
+  dense<kC, kHd, HV, HV>(w.w0t, w.b0, f, g, z);
+}
+
+// x = W1 h + b1 in the padded output layout; only the first V output vectors.
 template <int V>
 __attribute__((target("avx512f"))) inline void layer1(const Weights& w, const float (*h)[kHd], int g,
                                                       __m512 (&x)[kGroup][OV]) {
-  for (int p = 0; p < kGroup; ++p)
-    for (int v = 0; v < V; ++v) x[p][v] = _mm512_load_ps(w.b1 + 16 * v);
-#pragma GCC unroll 4
-  for (int k = 0; k < kHd; ++k) {
-    __m512 row[V];
-    for (int v = 0; v < V; ++v) row[v] = _mm512_load_ps(&w.w1t[k][16 * v]);
-    for (int p = 0; p < kGroup; ++p) {
-      const __m512 b = _mm512_set1_ps(h[p < g ? p : 0][k]);
-      for (int v = 0; v < V; ++v) x[p][v] = _mm512_fmadd_ps(b, row[v], x[p][v]);
-    }
-  }
+  dense<kHd, kOP, V, OV>(w.w1t, w.b1, h, g, x);
 }
 
 // exp(x) for x <= 0: Cody-Waite reduction to r in [-ln2/2, ln2/2], a degree-7 Taylor
