@@ -8,7 +8,7 @@ import resource, sys, time, warnings, gc
 warnings.simplefilter("ignore")
 import torch
 from nofa.io import load_avatar
-from nofa.mesh import mesh_from_avatar
+from nofa.pipelines.mesh import mesh_from_avatar
 R = int(sys.argv[1])
 av = load_avatar(sys.argv[2] if len(sys.argv) > 2 else "outputs/demo/avatar.nofa")
 # warm up the ops so the baseline includes torch's own allocations

@@ -21,7 +21,7 @@ import torch
 
 import nofa.ops as ops
 from nofa.io import Avatar, load_avatar
-from nofa.mesh import mesh_from_avatar
+from nofa.pipelines.mesh import mesh_from_avatar
 from nofa.render import OSGDecoder, RenderOptions, TriplaneRenderer, default_label
 
 

@@ -10,7 +10,7 @@ import torch
 import trimesh
 
 from nofa.cli import build_parser, main
-from nofa.demo import astronaut_portrait
+from nofa.pipelines.template_fit.demo import astronaut_portrait
 from nofa.io import load_avatar
 
 
@@ -67,7 +67,7 @@ def test_mp4_without_ffmpeg_says_what_to_install(demo_dir, tmp_path):
 
 def test_cli_export_mesh(demo_dir, tmp_path):
     av = load_avatar(demo_dir / "avatar.nofa")
-    from nofa.mesh import avatar_density_fn, density_grid
+    from nofa.pipelines.mesh import avatar_density_fn, density_grid
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

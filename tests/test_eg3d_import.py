@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from nofa.io.eg3d import ModuleTree, UnsafePickleError, flatten_tensors, import_eg3d, load_eg3d_pickle
+from nofa.models.eg3d_import import ModuleTree, UnsafePickleError, flatten_tensors, import_eg3d, load_eg3d_pickle
 from nofa.models import NOFAAvatar
 
 BUFFERS = {"w_avg", "resample_filter", "noise_const"}

@@ -10,7 +10,7 @@ import torch
 import trimesh
 
 from nofa.io import Avatar
-from nofa.mesh import density_grid, export_mesh, extract_mesh, grid_axes, mesh_from_avatar
+from nofa.pipelines.mesh import density_grid, export_mesh, extract_mesh, grid_axes, mesh_from_avatar
 from nofa.render import OSGDecoder, RenderOptions
 
 

@@ -5,9 +5,9 @@ import warnings
 
 import torch
 
-from nofa.bake import bake_field, sample_pool
+from nofa.pipelines.template_fit.bake import bake_field, sample_pool
 from nofa.render import default_label
-from nofa.template import TemplateHead, head_sdf
+from nofa.pipelines.template_fit.template import TemplateHead, head_sdf
 
 
 def test_template_head_layout():

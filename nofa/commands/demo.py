@@ -50,8 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from nofa.adapt import AdaptConfig
-    from nofa.demo import DemoConfig
+    from nofa.pipelines.template_fit.adapt import AdaptConfig
+    from nofa.pipelines.template_fit.demo import DemoConfig
 
     adapt = AdaptConfig(steps=args.steps, resolution=args.fit_resolution, lr=args.lr, lambda_reg=args.depth_weight,
                         coarse_samples=args.fit_samples, importance_samples=args.fit_samples,
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from nofa import ops
-    from nofa.demo import run_demo
+    from nofa.pipelines.template_fit.demo import run_demo
 
     from ._common import backend
 

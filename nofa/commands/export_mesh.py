@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from nofa.io import load_avatar
-    from nofa.mesh import export_mesh, mesh_from_avatar
+    from nofa.pipelines.mesh import export_mesh, mesh_from_avatar
 
     avatar = load_avatar(args.avatar, map_location=args.device)
     t = time.perf_counter()

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from nofa.io.eg3d import UnsafePickleError, import_eg3d
+    from nofa.models.eg3d_import import UnsafePickleError, import_eg3d
 
     if not os.path.isfile(args.input):
         print(f"error: {args.input} not found (download the EG3D checkpoint yourself; nofa never downloads)")

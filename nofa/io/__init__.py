@@ -1,4 +1,4 @@
-"""Files: avatar volumes (tensors + JSON), images and animations; EG3D checkpoint import in nofa.io.eg3d."""
+"""File formats: avatar volumes (tensors + JSON), images and animations, written atomically. (EG3D checkpoint import: nofa.models.eg3d_import.)"""
 from .avatar import FORMAT, VERSION, Avatar, AvatarFileError, load_avatar, save_avatar
 from .images import check_animation_path, depth_to_rgb, load_image, save_animation, save_image, to_uint8
 

@@ -5,7 +5,7 @@ modulated/demodulated convolution, per-pixel noise, and synthesis blocks with to
 Parameter and buffer names follow the StyleGAN2/EG3D conventions (`affine`, `weight`,
 `bias`, `noise_strength`, `noise_const`, `resample_filter`, `const`, `conv0`, `conv1`,
 `torgb`) so that tensors read from an EG3D checkpoint map onto these modules one to one
-(see :mod:`nofa.io.eg3d`).
+(see :mod:`nofa.models.eg3d_import`).
 """
 from __future__ import annotations
 

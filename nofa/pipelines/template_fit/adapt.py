@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from .io.avatar import Avatar
-from .render.renderer import RenderOptions
+from ...io.avatar import Avatar
+from ...render.renderer import RenderOptions
 
 __all__ = ["AdaptConfig", "AdaptResult", "fast_adapt"]
 

@@ -1,7 +1,7 @@
 """The built-in demo: one portrait -> a 3D head you can turn, mesh and save.
 
-Pipeline: procedural template head -> baked into a tri-plane avatar (nofa.bake) -> fast
-adaptation of the tri-plane to the portrait's front view (nofa.adapt, paper eq. 14) ->
+Pipeline: procedural template head -> baked into a tri-plane avatar (nofa.pipelines.template_fit.bake) -> fast
+adaptation of the tri-plane to the portrait's front view (nofa.pipelines.template_fit.adapt, paper eq. 14) ->
 turntable GIF, contact sheet PNG, avatar file, coloured mesh.
 
 Without trained NOFA++ weights there is no learned one-shot encoder here: the geometry is
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import mesh as mesh_mod
+from .. import mesh as mesh_mod
 from .adapt import AdaptConfig, fast_adapt
 from .bake import bake_field
-from .io import depth_to_rgb, load_avatar, load_image, save_animation, save_avatar, save_image, to_uint8
-from .render.cameras import default_label, orbit_labels
+from ...io import depth_to_rgb, load_avatar, load_image, save_animation, save_avatar, save_image, to_uint8
+from ...render.cameras import default_label, orbit_labels
 from .template import TemplateHead
 
 __all__ = ["DemoConfig", "astronaut_portrait", "run_demo"]
@@ -107,7 +107,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
         log(f"baking the procedural template head into a {cfg.plane_resolution}^2 x {cfg.channels} tri-plane ...")
         template = bake_field(TemplateHead(), cfg.plane_resolution, cfg.channels, cfg.bake_steps,
                               batch=cfg.bake_batch, pool=cfg.bake_pool, seed=cfg.seed, progress=cfg.progress,
-                              metadata={"template": "nofa.template.TemplateHead"})
+                              metadata={"template": "nofa.pipelines.template_fit.TemplateHead"})
         template_path = save_avatar(out / "template.nofa", template)
     timings["template"] = time.perf_counter() - t
 

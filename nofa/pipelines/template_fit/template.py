@@ -7,7 +7,7 @@ FFHQ-aligned crop: eyes at about 47 % of the image height, mouth at 70 %, chin a
 World axes: y up, the face looks along +z, the subject's left is +x.
 
 This is a stand-in for the learned NOFA++ generator (no trained weights ship with nofa);
-`nofa.bake.bake_field` turns it into a tri-plane avatar.
+`nofa.pipelines.template_fit.bake_field` turns it into a tri-plane avatar.
 """
 from __future__ import annotations
 

@@ -274,8 +274,8 @@ def import_eg3d(source: Any, model: Any = None, network: str | None = None, stri
     tensors = flatten_tensors(g)
     config = eg3d_config(g, tensors)
     if model is None:
-        from ..models.avatar import NOFAAvatar
-        from ..models.presets import get_config
+        from .avatar import NOFAAvatar
+        from .presets import get_config
 
         model = NOFAAvatar(get_config("paper", **config))
     own = model.state_dict()

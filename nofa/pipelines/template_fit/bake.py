@@ -13,9 +13,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .io.avatar import Avatar
-from .render.decoder import OSGDecoder
-from .render.renderer import RenderOptions, TriplaneRenderer
+from ...io.avatar import Avatar
+from ...render.decoder import OSGDecoder
+from ...render.renderer import RenderOptions, TriplaneRenderer
 
 __all__ = ["Field", "bake_field", "sample_pool"]
 

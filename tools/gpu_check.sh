@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# One-call GPU check: build nofa in place against the machine's own python3/torch (for the
+# visible GPU's architecture only), run the CUDA tests, `nofa check` on CUDA, the quick CUDA
+# benchmarks and the animate-fps benchmark, and write logs + tables + plots to OUTDIR.
+#
+#   tools/gpu_check.sh OUTDIR          (or: make gpu-check OUT=OUTDIR)
+#
+# Needs no network. Without a GPU it runs the steps that can run (build, CPU-side tests of the
+# kit itself) and lists what it skipped in OUTDIR/summary.md. See README "Running the GPU checks".
+set -uo pipefail
+OUTDIR=${1:?usage: tools/gpu_check.sh OUTDIR}
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+SUMMARY="$OUTDIR/summary.md"
+export PYTHONUNBUFFERED=1
+T0=$(date +%s)
+
+step() {  # step NAME TIMEOUT_S CMD... : run, log to OUTDIR/NAME.log, record status and seconds
+    local name=$1 limit=$2; shift 2
+    local t=$(date +%s)
+    echo "== $name: $*" | tee -a "$OUTDIR/all.log"
+    timeout "$limit" "$@" >"$OUTDIR/$name.log" 2>&1
+    local rc=$?
+    local dt=$(( $(date +%s) - t ))
+    tail -n 25 "$OUTDIR/$name.log" | tee -a "$OUTDIR/all.log"
+    local verdict=ok; [ $rc -ne 0 ] && verdict="FAILED (exit $rc)"; [ $rc -eq 124 ] && verdict="TIMED OUT after ${limit}s"
+    echo "| $name | $verdict | ${dt} s |" >>"$SUMMARY"
+    echo "== $name: $verdict in ${dt}s" | tee -a "$OUTDIR/all.log"
+    return $rc
+}
+skip() { echo "| $1 | skipped: $2 | - |" >>"$SUMMARY"; echo "== $1: skipped: $2" | tee -a "$OUTDIR/all.log"; }
+
+HAS_GPU=$($PY -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
+{
+    echo "# nofa GPU check"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    $PY - <<'EOF'
+import platform, torch
+print(f"- python: {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda})")
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print(f"- device: {p.name}, {p.multi_processor_count} SMs, {p.total_memory / 2**30:.0f} GiB, capability {p.major}.{p.minor}")
+else:
+    print("- device: no CUDA GPU visible")
+EOF
+    if command -v nvidia-smi >/dev/null; then
+        echo "- driver: $(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)"
+    fi
+    echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+    echo
+    echo "| step | result | time |"
+    echo "| --- | --- | --- |"
+} >"$SUMMARY"
+cat "$SUMMARY"
+
+# Build for this GPU only (setup.py reads the visible device's capability when no list is set).
+export MAX_JOBS=${MAX_JOBS:-$(nproc)}
+if [ "$HAS_GPU" = 1 ]; then
+    unset TORCH_CUDA_ARCH_LIST
+fi
+step build 420 $PY setup.py -q build_ext --inplace || { echo "build failed: see $OUTDIR/build.log"; exit 1; }
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+step info 60 $PY -m nofa.cli info
+
+if [ "$HAS_GPU" = 1 ]; then
+    step cuda_tests 300 $PY -m pytest -q -m cuda -rs --continue-on-collection-errors -p no:cacheprovider \
+        --junitxml="$OUTDIR/cuda_tests.xml" tests
+    step check_cuda 120 $PY -m nofa.cli check --device cuda
+    step bench_cuda 300 $PY -m nofa.cli bench --device cuda --no-compile --no-sweeps --budget 0.5 --out "$OUTDIR/bench"
+    if $PY -m nofa.cli --help 2>/dev/null | grep -q animate-bench; then
+        step animate_fps 120 $PY -m nofa.cli animate-bench --device cuda --size 512 --out "$OUTDIR/bench"
+    else
+        skip animate_fps "this checkout has no animate benchmark yet"
+    fi
+else
+    skip cuda_tests "no CUDA GPU visible"
+    skip check_cuda "no CUDA GPU visible"
+    skip bench_cuda "no CUDA GPU visible"
+    skip animate_fps "no CUDA GPU visible"
+fi
+echo >>"$SUMMARY"
+echo "Total: $(( $(date +%s) - T0 )) s" >>"$SUMMARY"
+cat "$SUMMARY"
