@@ -9,7 +9,7 @@ BUILT  := $(VENV)/.nofa-built
 CMAKE_BUILD := build/cmake
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all venv build ctest pytest test demo bench clean
+.PHONY: all venv build ctest pytest test demo bench gpu-check clean
 
 all: build
 
@@ -44,6 +44,11 @@ demo: build
 
 bench: build
 	$(VENV)/bin/nofa bench
+
+# On a GPU machine with its own python3 + torch (no venv, no network): see README "Running the GPU checks".
+OUT ?= outputs/gpu_check
+gpu-check:
+	bash tools/gpu_check.sh $(OUT)
 
 clean:
 	rm -rf build *.egg-info nofa/_C*.so

@@ -66,8 +66,12 @@ step build 420 $PY setup.py -q build_ext --inplace || { echo "build failed: see 
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 step info 60 $PY -m nofa.cli info
 
+# pytest-xdist, where installed, runs the CUDA tests in 4 worker processes: faster, and a test
+# that crashes its process is reported as failed instead of ending the whole run.
+XDIST=()
+if $PY -c "import xdist" 2>/dev/null; then XDIST=(-n 4); fi
 if [ "$HAS_GPU" = 1 ]; then
-    step cuda_tests 300 $PY -m pytest -q -m cuda -rs --continue-on-collection-errors -p no:cacheprovider \
+    step cuda_tests 300 $PY -m pytest -q -m cuda -rfEs "${XDIST[@]}" --continue-on-collection-errors -p no:cacheprovider \
         --junitxml="$OUTDIR/cuda_tests.xml" tests
     step check_cuda 120 $PY -m nofa.cli check --device cuda
     step bench_cuda 300 $PY -m nofa.cli bench --device cuda --no-compile --no-sweeps --budget 0.5 --out "$OUTDIR/bench"
@@ -77,7 +81,10 @@ if [ "$HAS_GPU" = 1 ]; then
         skip animate_fps "this checkout has no animate benchmark yet"
     fi
 else
-    skip cuda_tests "no CUDA GPU visible"
+    # Still collect and run the CUDA selection: every test skips with its reason, which checks
+    # that the marker selects them and that they import here.
+    step cuda_tests_selection 300 $PY -m pytest -q -m cuda -rs -p no:cacheprovider tests
+    skip cuda_tests "no CUDA GPU visible (the selection above ran and skipped)"
     skip check_cuda "no CUDA GPU visible"
     skip bench_cuda "no CUDA GPU visible"
     skip animate_fps "no CUDA GPU visible"
