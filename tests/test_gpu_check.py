@@ -1,0 +1,31 @@
+"""The GPU check kit runs end to end on a machine without a GPU and says what it skipped."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the kit runs its GPU steps (tools/gpu_check.sh)")
+def test_gpu_check_without_gpu_reports_skips(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable}
+    res = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "out")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| build | ok |" in summary
+    assert "| info | ok |" in summary
+    assert "| cuda_tests_selection | ok |" in summary
+    for step in ("cuda_tests", "check_cuda", "bench_cuda", "animate_fps"):
+        assert f"| {step} | skipped: " in summary, step
+    assert "no CUDA GPU visible" in summary
+    # the CUDA selection really collected tests, and each skipped with its reason
+    log = (tmp_path / "out" / "cuda_tests_selection.log").read_text()
+    assert " skipped" in log and "no CUDA GPU visible" in log
