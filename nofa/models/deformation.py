@@ -1,4 +1,4 @@
-"""The NOFA++ deformation field (paper section 3.3, DESIGN 2.3) as an nn.Module.
+"""The NOFA++ deformation field (paper section 3.3; docs/deformation.md) as an nn.Module.
 
 D-Net maps [PE(x) | alpha | beta] to an offset, W-Net maps [PE(x) | alpha] to a weight in
 (0, 1); x_c = x + weight * offset. The forward runs the fused op `nofa.ops.deform_points`

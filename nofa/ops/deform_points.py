@@ -1,4 +1,4 @@
-"""`deform_points`: the fused deformation field (DESIGN 2.3), its autograd and fake
+"""`deform_points`: the fused deformation field (docs/deformation.md), its autograd and fake
 registrations.
 
 Parameter layout (nn.Linear convention, weight [out, in]; P = 3 + 6 * n_freqs):
