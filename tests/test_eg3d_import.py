@@ -236,8 +236,11 @@ def make_generator(model: NOFAAvatar, canary: str, seed: int, sr_fp16: bool, ren
     add_layer_state(g._modules["backbone"], "backbone", None)
     add_layer_state(g._modules["superresolution"], "superresolution", clamp)
     dec = model.decoder
-    fc = lambda o, i: build_tree({"weight": torch.randn(o, i, generator=gen), "bias": torch.randn(o, generator=gen)},  # noqa: E731
-                                 cls["FullyConnectedLayer"](in_features=i, out_features=o), None)
+
+    def fc(o: int, i: int) -> nn.Module:
+        layer = cls["FullyConnectedLayer"](in_features=i, out_features=o)
+        return build_tree({"weight": torch.randn(o, i, generator=gen), "bias": torch.randn(o, generator=gen)}, layer, None)
+
     net = nn.Sequential(fc(dec.hidden, dec.n_features), nn.Softplus(), fc(1 + dec.out_features, dec.hidden))
     for layer in (net[0], net[2]):
         add_layer_state(layer, "fc", None)
@@ -347,7 +350,8 @@ def test_genuine_snapshot_loads_without_running_or_importing_anything(snapshot_f
     assert not {m for m in set(sys.modules) - before if m.split(".")[0] in ("training", "torch_utils", "dnnlib")}
     assert sorted(data) == ["D", "G", "G_ema", "augment_pipe", "training_set_kwargs"]
     g = data["G_ema"]
-    assert g.class_name == "TriPlaneGenerator" and "write_text" in g.module_src  # kept as text only
+    assert isinstance(g, ModuleTree) and g.class_name == "TriPlaneGenerator"
+    assert "write_text" in g.module_src  # kept as text only
     fc0 = g.children["backbone"].children["mapping"].children["fc0"]
     assert type(fc0.state["weight_gain"]) is float  # numpy 2 spelling, read as a plain float
     assert fc0.state["weight_gain"] == pytest.approx(1 / math.sqrt(fc0.parameters["weight"].shape[1]))
@@ -667,3 +671,8 @@ def test_cli_import_writes_a_loadable_model(snapshot_file, tmp_path, capsys):
     assert torch.equal(model.superres.block0.conv0.weight, want["superresolution.block0.conv0.weight"])
     assert model.render_resolution == 16 and model.renderer.options.importance_samples == 10
     assert main(["import-eg3d", str(tmp_path / "nope.pkl"), str(out)]) == 2
+    capsys.readouterr()
+    (tmp_path / "a_file").write_text("")
+    assert main(["import-eg3d", str(path), str(tmp_path / "a_file" / "m.nofa")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot write") and "\n" not in err

@@ -39,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
         model, report = import_eg3d(args.input, network=args.network, strict=args.strict)
     except EG3DImportError as e:
         return fail(str(e), 1)
-    model.save(args.output)
+    try:
+        model.save(args.output)
+    except OSError as e:
+        return fail(f"cannot write {args.output}: {e.strerror or e}", 1)
     print(f"loaded {len(report.loaded)} tensors from {report.network}; config: generator "
           f"{report.config['generator']['plane_resolution']}^2 planes, neural rendering "
           f"{report.config['render']['resolution']} px, SR conv_clamp {report.config['superres']['conv_clamp']}")
