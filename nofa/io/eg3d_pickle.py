@@ -333,7 +333,12 @@ def _load_storage_bytes(data: Any) -> _Storage:
         raise EG3DImportError(f"storage record: a {ref.storage_type.name} claims {ref.numel} elements (size field "
                               f"{count}) but the record holds {remaining // itemsize}")
     payload = bytearray(reader.read(count * itemsize))
-    flat = torch.frombuffer(payload, dtype=dtype) if payload else torch.empty(0, dtype=dtype)
+    if not payload:
+        flat = torch.empty(0, dtype=dtype)
+    elif dtype == torch.bool:  # any non-zero byte is True (raw bytes other than 0/1 are not valid bools)
+        flat = torch.frombuffer(payload, dtype=torch.uint8) != 0
+    else:
+        flat = torch.frombuffer(payload, dtype=dtype)
     return _Storage(flat)
 
 
