@@ -10,7 +10,9 @@ DESCRIPTION = (
     "executes the Python source stored inside it, map G_ema's tensors onto nofa's TriplaneGenerator, "
     "OSG decoder and super-resolution module, and write a NOFAAvatar model file (paper preset; the "
     "encoder, detail, fusion and deformation networks are freshly initialised). Missing or unexpected "
-    "tensors are listed by name."
+    "tensors are listed by name. The discriminator, augment pipe and dataset settings are read past "
+    "as inert data. A file that is not a readable EG3D snapshot fails with a one-line error (exit 1). "
+    "See docs/eg3d_import.md."
 )
 
 
@@ -23,20 +25,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import os
+    import sys
 
-    from nofa.models.eg3d_import import UnsafePickleError, import_eg3d
+    from nofa.models.eg3d_import import EG3DImportError, import_eg3d
+
+    def fail(message: str, code: int) -> int:
+        print("error: " + " ".join(message.split()), file=sys.stderr)  # one line, whatever the cause
+        return code
 
     if not os.path.isfile(args.input):
-        print(f"error: {args.input} not found (download the EG3D checkpoint yourself; nofa never downloads)")
-        return 2
+        return fail(f"{args.input} not found (download the EG3D checkpoint yourself; nofa never downloads)", 2)
     try:
         model, report = import_eg3d(args.input, network=args.network, strict=args.strict)
-    except (UnsafePickleError, ValueError) as e:
-        print(f"error: {e}")
-        return 1
-    model.save(args.output)
-    print(f"loaded {len(report.loaded)} tensors; config: generator {report.config['generator']['plane_resolution']}^2 "
-          f"planes, neural rendering {report.config['render']['resolution']} px")
+    except EG3DImportError as e:
+        return fail(str(e), 1)
+    try:
+        model.save(args.output)
+    except OSError as e:
+        return fail(f"cannot write {args.output}: {e.strerror or e}", 1)
+    print(f"loaded {len(report.loaded)} tensors from {report.network}; config: generator "
+          f"{report.config['generator']['plane_resolution']}^2 planes, neural rendering "
+          f"{report.config['render']['resolution']} px, SR conv_clamp {report.config['superres']['conv_clamp']}")
+    print(f"skipped entries: {', '.join(report.skipped) or 'none'} (not needed; read as inert data)")
     for kind in ("missing", "unexpected"):
         names = getattr(report, kind)
         print(f"{kind}: {len(names)}" + ("" if not names else "\n  " + "\n  ".join(names)))

@@ -70,7 +70,7 @@ class NOFAAvatar(nn.Module):
         self.renderer = TriplaneRenderer(decoder, RenderOptions.from_dict(opts))
         self.render_resolution = int(r["resolution"])
         self.superres = SuperResolution(d["out_features"], s["input_resolution"], g["w_dim"],
-                                        tuple(s["block_channels"]), s["antialias"], g["conv_clamp"])
+                                        tuple(s["block_channels"]), s["antialias"], s.get("conv_clamp"))
         e = cfg["encoder"]
         self.encoder = ImageEncoder(self.image_size, e["patch_size"], e["dim"], e["depth"], e["heads"],
                                     self.generator.num_ws, g["w_dim"], e["mlp_ratio"])

@@ -3,8 +3,9 @@
 `paper`: the paper's sizes (EG3D FFHQ 512 generator: 14 W codes, 256^2 tri-plane with
 32 channels, neural rendering at 128 px, 48 + 48 samples, SR 128 -> 512).
 `tiny`: the same graph with small widths and resolutions (64 px images), for CPU tests
-and demos. A config is a plain nested dict of numbers, strings and lists, so it can be
-stored in a weights-only checkpoint.
+and demos. `superres.conv_clamp` is the SR blocks' own clamp (EG3D builds them with 256
+when its SR runs in fp16, whatever the generator's `conv_clamp`). A config is a plain
+nested dict of numbers, strings and lists, so it can be stored in a weights-only checkpoint.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ PAPER: dict = {
         "conv_clamp": None, "c_scale": 1.0, "c_gen_conditioning_zero": False,
     },
     "decoder": {"hidden": 64, "out_features": 32, "lr_multiplier": 1.0},
-    "superres": {"input_resolution": 128, "block_channels": [256, 128], "antialias": True},
+    "superres": {"input_resolution": 128, "block_channels": [256, 128], "antialias": True, "conv_clamp": None},
     "render": {
         "resolution": 128, "ray_start": 2.25, "ray_end": 3.3, "box_warp": 1.0, "coarse_samples": 48,
         "importance_samples": 48, "white_back": False, "deterministic": False, "chunk_rays": 8192,
@@ -39,7 +40,7 @@ TINY: dict = {
         "conv_clamp": None, "c_scale": 1.0, "c_gen_conditioning_zero": False,
     },
     "decoder": {"hidden": 16, "out_features": 8, "lr_multiplier": 1.0},
-    "superres": {"input_resolution": 16, "block_channels": [16, 8], "antialias": True},
+    "superres": {"input_resolution": 16, "block_channels": [16, 8], "antialias": True, "conv_clamp": None},
     "render": {
         "resolution": 16, "ray_start": 2.25, "ray_end": 3.3, "box_warp": 1.0, "coarse_samples": 8,
         "importance_samples": 8, "white_back": False, "deterministic": False, "chunk_rays": 8192,
