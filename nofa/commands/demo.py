@@ -72,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from nofa import ops
+    from nofa.io import AvatarFileError, ImageFileError
     from nofa.pipelines.template_fit.demo import run_demo
 
-    from ._common import backend
+    from ._common import backend, fail
 
     cfg = config_from_args(args)
     if args.threads:
@@ -87,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     with backend(args), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # already reported above
-        result = run_demo(cfg)
+        try:
+            result = run_demo(cfg)
+        except (AvatarFileError, ImageFileError, FileNotFoundError) as e:  # --template / --image
+            fail(args, str(e))
     print(f"\nnofa demo finished in {time.perf_counter() - t:.1f} s "
           f"(backend {args.backend or ops.get_backend()}); files:")
     for name, path in result["files"].items():
