@@ -249,3 +249,44 @@ def test_ctrl_c_during_save_raises_keyboard_interrupt_promptly(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.pt"]  # no temp file
     back = torch.load(path, weights_only=True)  # a complete file (the previous save's)
     assert len(back) == 32
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_sigint_inside_torch_save_is_a_keyboard_interrupt(tmp_path, monkeypatch):
+    """Ctrl-C while torch.save's C++ zip writer is writing (deterministic, in-process)."""
+    import signal
+
+    import nofa.io.atomic as atomic_mod
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("a custom SIGINT handler is installed: the save leaves it in charge")
+    path = save_avatar(tmp_path / "a.nofa", _avatar(seed=0))
+    before = path.read_bytes()
+    real_fdopen = os.fdopen
+
+    class CtrlCOnThirdWrite:
+        def __init__(self, f):
+            self.f, self.calls = f, 0
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C mid-save
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+    monkeypatch.setattr(atomic_mod.os, "fdopen", lambda *a, **k: CtrlCOnThirdWrite(real_fdopen(*a, **k)))
+    with pytest.raises(KeyboardInterrupt):  # not RuntimeError: [enforce fail ...] unexpected pos
+        save_avatar(path, _avatar(seed=1))
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["a.nofa"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

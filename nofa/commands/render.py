@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_backend, add_render_quality, backend, finite_float, load_avatar_arg, pitch_degrees, positive_float, radians
+from ._common import (add_backend, add_render_quality, backend, finite_float, load_avatar_arg, pitch_degrees,
+                      positive_float, radians)
 
 NAME = "render"
 HELP = "render an avatar file from a yaw/pitch view to a PNG (optionally its depth map)"
 DESCRIPTION = """Render AVATAR (a .nofa file from `nofa demo` or nofa.io.save_avatar) with EG3D's FFHQ
-camera (radius 2.7, focal 4.2647, looking at (0, 0, 0.2)). yaw > 0 turns the camera towards the
-subject's left, pitch > 0 looks from below. Example:
+camera (radius 2.7, focal 4.2647, looking at (0, 0, 0.2)), placed for --yaw/--pitch exactly as EG3D's
+LookAtPoseSampler (pitch is not the elevation angle: see docs/cameras.md). yaw > 0 turns the camera
+towards the subject's left, pitch > 0 looks from below. Example:
   nofa render outputs/demo/avatar.nofa --yaw 25 --pitch -5 --out side.png --depth-out side_depth.png"""
 
 

@@ -3,6 +3,6 @@ from .avatar import FORMAT, VERSION, Avatar, AvatarFileError, load_avatar, save_
 from .images import ImageFileError, check_animation_path, depth_to_rgb, load_image, save_animation, save_image, to_uint8
 
 __all__ = [
-    "FORMAT", "VERSION", "Avatar", "AvatarFileError", "ImageFileError", "check_animation_path", "depth_to_rgb", "load_avatar", "load_image",
-    "save_animation", "save_avatar", "save_image", "to_uint8",
+    "FORMAT", "VERSION", "Avatar", "AvatarFileError", "ImageFileError", "check_animation_path", "depth_to_rgb",
+    "load_avatar", "load_image", "save_animation", "save_avatar", "save_image", "to_uint8",
 ]

@@ -91,8 +91,9 @@ class _Writer:
 
 
 class _DeferSigint:
-    """While active (main thread, Python's default SIGINT handler only), SIGINT sets a flag
-    instead of raising mid-write; the caller checks the flag and raises KeyboardInterrupt."""
+    """While active (main thread, Python's default SIGINT handler only), the first SIGINT sets
+    a flag instead of raising mid-write (which torch.save would turn into a RuntimeError); the
+    caller checks the flag and raises KeyboardInterrupt. A second SIGINT raises at once."""
 
     def __init__(self) -> None:
         self.flag = threading.Event()
@@ -101,8 +102,13 @@ class _DeferSigint:
     def __enter__(self) -> "_DeferSigint":
         if threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._old = signal.signal(signal.SIGINT, lambda signum, frame: self.flag.set())
+            self._old = signal.signal(signal.SIGINT, self._handle)
         return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.flag.is_set():  # a second Ctrl-C: raise right here, wherever the save is
+            raise KeyboardInterrupt()
+        self.flag.set()
 
     def __exit__(self, *exc) -> None:
         if self._old is not None:
