@@ -41,6 +41,10 @@ BAD_NUMBERS = [
     (["export-mesh", AV, "--min-fraction", "nan"], "--min-fraction", "finite"),
     (["export-mesh", AV, "--resolution", "1"], "--resolution", ">= 2"),
     (["export-mesh", AV, "--level", "inf"], "--level", "finite"),
+    (["render", AV, "--out", "view.txt"], "--out", "png"),
+    (["render", AV, "--depth-out", "depth"], "--depth-out", "png"),
+    (["turntable", AV, "--out", "spin.png"], "--out", "gif"),
+    (["export-mesh", AV, "--out", "head.stl"], "--out", "ply"),
     (["demo", "--lr", "0"], "--lr", "> 0"),
     (["demo", "--steps", "-1"], "--steps", ">= 0"),
     (["demo", "--threads", "0"], "--threads", ">= 1"),
@@ -67,6 +71,9 @@ def test_good_boundary_values_parse():
     assert (a.min_fraction, a.chunk, a.resolution) == (0.0, 1, 2)
     assert p.parse_args(["export-mesh", AV, "--min-fraction", "1"]).min_fraction == 1.0
     assert p.parse_args(["turntable", AV, "--fps", "0.5", "--yaw-range", "-35"]).fps == 0.5
+    assert p.parse_args(["turntable", AV, "--out", "spin.mp4"]).out == "spin.mp4"
+    assert p.parse_args(["render", AV, "--out", "a.JPG", "--depth-out", "d.png"]).out == "a.JPG"
+    assert p.parse_args(["export-mesh", AV, "--out", "m.glb"]).out == "m.glb"
 
 
 @pytest.mark.parametrize("command", ["render", "turntable", "export-mesh"])

@@ -88,6 +88,36 @@ def device(text: str) -> str:
     return text
 
 
+def _suffix(text: str) -> str:
+    import os
+
+    return os.path.splitext(text)[1].lower()
+
+
+def image_path(text: str) -> str:
+    """An output image path whose suffix PIL can write (.png, .jpg, ...)."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(_suffix(text))
+    if fmt is None or fmt not in Image.SAVE:
+        raise argparse.ArgumentTypeError(f"cannot write an image to {text!r}: use a .png or .jpg name")
+    return text
+
+
+def mesh_path(text: str) -> str:
+    """An output mesh path: .ply, .obj or .glb."""
+    if _suffix(text) not in (".ply", ".obj", ".glb"):
+        raise argparse.ArgumentTypeError(f"cannot write a mesh to {text!r}: use a .ply, .obj or .glb name")
+    return text
+
+
+def animation_path(text: str) -> str:
+    """An output animation path: .gif, or .mp4/.mov/.mkv/.webm (those need imageio-ffmpeg, checked later)."""
+    if _suffix(text) not in (".gif", ".mp4", ".mov", ".mkv", ".webm"):
+        raise argparse.ArgumentTypeError(f"cannot write an animation to {text!r}: use a .gif or .mp4 name")
+    return text
+
+
 def add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["auto", "kernels", "torch"], default=None, help=BACKEND_HELP)
     p.add_argument("--device", type=device, default="cpu",

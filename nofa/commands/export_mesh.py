@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_backend, backend, finite_float, fail, fraction, load_avatar_arg, number_in, positive_int
+from ._common import (add_backend, backend, fail, finite_float, fraction, load_avatar_arg, mesh_path, number_in,
+                      positive_int)
 
 NAME = "export-mesh"
 HELP = "extract a (vertex-coloured) mesh from an avatar with marching cubes: .ply, .obj or .glb"
@@ -16,7 +17,7 @@ at 512) plus one chunk and the mesh. Example:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("avatar", metavar="AVATAR", help="avatar file (.nofa)")
-    p.add_argument("--out", default="head.ply", help="output mesh: .ply (keeps colours), .obj or .glb (default head.ply)")
+    p.add_argument("--out", type=mesh_path, default="head.ply", help="output mesh: .ply (keeps colours), .obj or .glb (default head.ply)")
     p.add_argument("--resolution", type=number_in(int, 2), default=256, help="grid samples per axis (default 256, max sensible 512)")
     p.add_argument("--level", type=finite_float, default=10.0, help="raw density iso-level (default 10, as EG3D)")
     p.add_argument("--no-colors", action="store_true", help="skip vertex colours")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import (add_backend, add_render_quality, backend, finite_float, load_avatar_arg, pitch_degrees,
-                      positive_float, radians)
+from ._common import (add_backend, add_render_quality, backend, finite_float, image_path, load_avatar_arg,
+                      pitch_degrees, positive_float, radians)
 
 NAME = "render"
 HELP = "render an avatar file from a yaw/pitch view to a PNG (optionally its depth map)"
@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pitch", type=pitch_degrees, default=0.0,
                    help="degrees in [-90, 90], EG3D's pitch convention (docs/cameras.md); > 0 views from below (default 0)")
     p.add_argument("--radius", type=positive_float, default=2.7, help="camera distance from the origin, > 0 (default 2.7)")
-    p.add_argument("--out", default="render.png", help="output image (.png/.jpg, default render.png)")
-    p.add_argument("--depth-out", default=None, help="also write the depth map as an image here")
+    p.add_argument("--out", type=image_path, default="render.png", help="output image (.png/.jpg, default render.png)")
+    p.add_argument("--depth-out", type=image_path, default=None, help="also write the depth map as an image here")
     p.add_argument("--white-back", action="store_true", help="white background instead of black")
     add_render_quality(p, 256, 48)
     add_backend(p)

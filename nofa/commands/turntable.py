@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import (add_backend, add_render_quality, backend, finite_float, load_avatar_arg, pitch_degrees,
-                      positive_float, positive_int, radians)
+from ._common import (add_backend, add_render_quality, animation_path, backend, finite_float, load_avatar_arg,
+                      pitch_degrees, positive_float, positive_int, radians)
 
 NAME = "turntable"
 HELP = "render a looping left-right turntable of an avatar to .gif (or .mp4 if imageio-ffmpeg is installed)"
@@ -15,7 +15,7 @@ the first frame. GIF always works; MP4/WebM need the optional imageio-ffmpeg pac
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("avatar", metavar="AVATAR", help="avatar file (.nofa)")
-    p.add_argument("--out", default="turntable.gif", help="output animation (.gif or .mp4, default turntable.gif)")
+    p.add_argument("--out", type=animation_path, default="turntable.gif", help="output animation (.gif or .mp4, default turntable.gif)")
     p.add_argument("--frames", type=positive_int, default=36, help="number of frames (default 36)")
     p.add_argument("--fps", type=positive_float, default=15.0, help="frames per second, > 0 (default 15)")
     p.add_argument("--yaw-range", type=finite_float, default=35.0, help="max yaw in degrees either side (default 35)")
