@@ -22,6 +22,71 @@ from nofa.render import (
     sample_pdf,
     stratified_depths,
 )
+from nofa.render.cameras import orbit_origin, pitch_to_polar, sphere_origin
+
+
+def _polar_deg(label: torch.Tensor) -> torch.Tensor:
+    """Angle of the camera position from world +y, in degrees."""
+    origin = parse_label(label)[0][..., :3, 3].double()
+    return torch.rad2deg(torch.arccos(origin[..., 1] / origin.norm(dim=-1)))
+
+
+def test_pitch_follows_eg3d_arccos_mapping():
+    # EG3D: v = pi/2 + pitch, phi = arccos(1 - 2 v / pi) = arccos(-2 pitch / pi).
+    # pitch -0.2: arccos(0.4 / pi) = arccos(0.127324) = 1.443126 rad = 82.685 deg
+    # (the plain pi/2 + pitch would give 90 - 11.459 = 78.541 deg).
+    assert _polar_deg(default_label(0.0, -0.2)).item() == pytest.approx(82.685, abs=1e-3)
+    # pitch 0.3: arccos(-0.6 / pi) = arccos(-0.190986) = 1.762963 rad = 101.010 deg (not 107.19).
+    assert _polar_deg(default_label(0.4, 0.3)).item() == pytest.approx(101.010, abs=1e-3)
+    assert pitch_to_polar(-0.2).item() == pytest.approx(1.443126, abs=1e-6)
+    assert pitch_to_polar(0.0).item() == pytest.approx(math.pi / 2, abs=1e-7)
+    # Past +-pi/2 EG3D clamps v to (1e-5, pi - 1e-5): the camera stops just short of the pole.
+    top, bottom = pitch_to_polar(torch.tensor([-3.0, 3.0]))
+    assert top.item() == pytest.approx(math.acos(1 - 2e-5 / math.pi), rel=1e-3) and top > 0
+    assert bottom.item() == pytest.approx(math.pi - math.acos(1 - 2e-5 / math.pi), abs=1e-4) and bottom < math.pi
+    # The plain-angle helper puts the camera exactly at the polar angle it is given.
+    o = sphere_origin(0.0, math.radians(78.5), 2.0)
+    assert math.degrees(math.acos(o[1].item() / 2.0)) == pytest.approx(78.5, abs=1e-4)
+    assert torch.allclose(orbit_origin(0.3, -0.2), sphere_origin(0.3, pitch_to_polar(-0.2)))
+
+
+def _eg3d_look_at_sampler(h: float, v: float, look_at, radius: float) -> torch.Tensor:
+    """EG3D LookAtPoseSampler.sample semantics (stddev 0) in float64, written from its definition:
+    polar angle from +y via arccos(1 - 2 v / pi) with v clamped, OpenCV look-at with world up +y."""
+    v = min(max(v, 1e-5), math.pi - 1e-5)
+    theta, phi = h, math.acos(1 - 2 * v / math.pi)
+    origin = torch.tensor([radius * math.sin(phi) * math.cos(math.pi - theta), radius * math.cos(phi),
+                           radius * math.sin(phi) * math.sin(math.pi - theta)], dtype=torch.float64)
+    forward = torch.tensor(look_at, dtype=torch.float64) - origin
+    forward = forward / forward.norm()
+    right = -torch.linalg.cross(torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), forward)
+    right = right / right.norm()
+    down = torch.linalg.cross(forward, right)
+    down = down / down.norm()
+    m = torch.eye(4, dtype=torch.float64)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, down, forward, origin
+    return m
+
+
+@pytest.mark.parametrize("yaw,pitch,radius,look_at", [
+    (0.0, -0.2, FFHQ_RADIUS, FFHQ_LOOK_AT), (0.5, 0.25, FFHQ_RADIUS, FFHQ_LOOK_AT),
+    (-0.7, -0.45, 3.1, (0.05, -0.1, 0.2)), (0.2, 1.2, 2.0, (0.0, 0.0, 0.0)),
+])
+def test_default_label_is_eg3d_camera(yaw, pitch, radius, look_at):
+    # gen_samples.py / gen_videos.py call LookAtPoseSampler.sample(pi/2 + yaw, pi/2 + pitch, ...).
+    want = _eg3d_look_at_sampler(math.pi / 2 + yaw, math.pi / 2 + pitch, look_at, radius)
+    got = parse_label(default_label(yaw, pitch, radius=radius, look_at=look_at))[0]
+    assert torch.allclose(got.double(), want, atol=2e-6)
+
+
+def test_orbit_pitch_bob_uses_eg3d_mapping():
+    n, pitch_range = 8, 0.3
+    labels = orbit_labels(n, yaw_range=0.4, pitch_range=pitch_range)
+    t = torch.arange(n, dtype=torch.float64) / n * (2 * math.pi)
+    want = torch.rad2deg(torch.arccos(-2 * pitch_range * torch.sin(2 * t) / math.pi))
+    assert torch.allclose(_polar_deg(labels), want, atol=1e-3)
+    assert torch.allclose(labels, default_label(0.4 * torch.sin(t.float()), pitch_range * torch.sin(2 * t.float())),
+                          atol=1e-6)
 
 
 def test_label_round_trip():

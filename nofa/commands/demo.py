@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_backend
+from ._common import add_backend, nonnegative_float, nonnegative_int, number_in, positive_float, positive_int
 
 NAME = "demo"
 HELP = "one portrait -> 3D head: turntable GIF, contact sheet, avatar file and coloured mesh in outputs/demo/"
@@ -28,23 +28,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", default=None, help="portrait image (square, face-aligned); default: the astronaut")
     p.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
     p.add_argument("--template", default=None, help="start from this avatar file instead of baking the template")
-    p.add_argument("--steps", type=int, default=100, help="fast-adaptation steps (default 100)")
-    p.add_argument("--fit-resolution", type=int, default=64, help="render size during fitting (default 64)")
-    p.add_argument("--fit-samples", type=int, default=20, help="coarse (= importance) samples while fitting (default 20)")
-    p.add_argument("--lr", type=float, default=0.02, help="fast-adaptation learning rate (default 0.02)")
+    p.add_argument("--steps", type=nonnegative_int, default=100, help="fast-adaptation steps (default 100)")
+    p.add_argument("--fit-resolution", type=positive_int, default=64, help="render size during fitting (default 64)")
+    p.add_argument("--fit-samples", type=positive_int, default=20, help="coarse (= importance) samples while fitting (default 20)")
+    p.add_argument("--lr", type=positive_float, default=0.02, help="fast-adaptation learning rate (default 0.02)")
     p.add_argument("--adapt-planes", choices=["xy", "all"], default="xy",
                    help="which planes fast adaptation updates: 'xy' (default; the plane facing the camera, "
                         "no streaks in side views) or 'all' (the paper's choice; streaky from one view)")
-    p.add_argument("--depth-weight", type=float, default=1.0, help="lambda_reg of eq. 14 (default 1)")
-    p.add_argument("--plane-resolution", type=int, default=128, help="tri-plane side (default 128; EG3D uses 256)")
-    p.add_argument("--bake-steps", type=int, default=500, help="template baking steps (default 500)")
-    p.add_argument("--resolution", type=int, default=128, help="size of the output views and turntable (default 128)")
-    p.add_argument("--samples", type=int, default=32, help="coarse (= importance) samples for the outputs (default 32)")
-    p.add_argument("--frames", type=int, default=20, help="turntable frames (default 20)")
-    p.add_argument("--mesh-resolution", type=int, default=256, help="marching-cubes grid (default 256)")
+    p.add_argument("--depth-weight", type=nonnegative_float, default=1.0, help="lambda_reg of eq. 14 (default 1)")
+    p.add_argument("--plane-resolution", type=number_in(int, 2), default=128, help="tri-plane side (default 128; EG3D uses 256)")
+    p.add_argument("--bake-steps", type=nonnegative_int, default=500, help="template baking steps (default 500)")
+    p.add_argument("--resolution", type=positive_int, default=128, help="size of the output views and turntable (default 128)")
+    p.add_argument("--samples", type=positive_int, default=32, help="coarse (= importance) samples for the outputs (default 32)")
+    p.add_argument("--frames", type=positive_int, default=20, help="turntable frames (default 20)")
+    p.add_argument("--mesh-resolution", type=number_in(int, 2), default=256, help="marching-cubes grid (default 256)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a seconds-long smoke test, not a nice result")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for torch (default: torch's choice); on a busy machine 1 can be much faster")
     add_backend(p)
 
@@ -72,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from nofa import ops
+    from nofa.io import AvatarFileError, ImageFileError
     from nofa.pipelines.template_fit.demo import run_demo
 
-    from ._common import backend
+    from ._common import backend, fail
 
     cfg = config_from_args(args)
     if args.threads:
@@ -87,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     with backend(args), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # already reported above
-        result = run_demo(cfg)
+        try:
+            result = run_demo(cfg)
+        except (AvatarFileError, ImageFileError, FileNotFoundError) as e:  # --template / --image
+            fail(args, str(e))
     print(f"\nnofa demo finished in {time.perf_counter() - t:.1f} s "
           f"(backend {args.backend or ops.get_backend()}); files:")
     for name, path in result["files"].items():

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_backend, add_render_quality, backend, radians
+from ._common import (add_backend, add_render_quality, animation_path, backend, finite_float, load_avatar_arg,
+                      pitch_degrees, positive_float, positive_int, radians)
 
 NAME = "turntable"
 HELP = "render a looping left-right turntable of an avatar to .gif (or .mp4 if imageio-ffmpeg is installed)"
@@ -14,11 +15,12 @@ the first frame. GIF always works; MP4/WebM need the optional imageio-ffmpeg pac
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("avatar", metavar="AVATAR", help="avatar file (.nofa)")
-    p.add_argument("--out", default="turntable.gif", help="output animation (.gif or .mp4, default turntable.gif)")
-    p.add_argument("--frames", type=int, default=36, help="number of frames (default 36)")
-    p.add_argument("--fps", type=float, default=15.0, help="frames per second (default 15)")
-    p.add_argument("--yaw-range", type=float, default=35.0, help="max yaw in degrees either side (default 35)")
-    p.add_argument("--pitch-range", type=float, default=0.0, help="max pitch bob in degrees (default 0)")
+    p.add_argument("--out", type=animation_path, default="turntable.gif", help="output animation (.gif or .mp4, default turntable.gif)")
+    p.add_argument("--frames", type=positive_int, default=36, help="number of frames (default 36)")
+    p.add_argument("--fps", type=positive_float, default=15.0, help="frames per second, > 0 (default 15)")
+    p.add_argument("--yaw-range", type=finite_float, default=35.0, help="max yaw in degrees either side (default 35)")
+    p.add_argument("--pitch-range", type=pitch_degrees, default=0.0,
+                   help="max pitch bob in degrees, in [-90, 90], EG3D's pitch convention (default 0)")
     add_render_quality(p, 128, 48)
     add_backend(p)
 
@@ -29,13 +31,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from nofa.io import load_avatar, save_animation, to_uint8
+    from nofa.io import save_animation, to_uint8
     from nofa.io.images import check_animation_path
     from nofa.render import orbit_labels
 
     check_animation_path(args.out)
 
-    avatar = load_avatar(args.avatar, map_location=args.device)
+    avatar = load_avatar_arg(args)
     renderer = avatar.renderer(deterministic=True, coarse_samples=args.samples,
                                importance_samples=args.samples).to(args.device)
     labels = orbit_labels(args.frames, radians(args.yaw_range), radians(args.pitch_range)).to(args.device)

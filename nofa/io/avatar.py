@@ -29,7 +29,7 @@ from ..render.renderer import RenderOptions, TriplaneRenderer
 FORMAT = "nofa-avatar"
 VERSION = 1
 
-__all__ = ["FORMAT", "VERSION", "Avatar", "AvatarFileError", "load_avatar", "save_avatar"]
+__all__ = ["FORMAT", "VERSION", "Avatar", "AvatarFileError", "check_avatar_contents", "load_avatar", "save_avatar"]
 
 
 class AvatarFileError(ValueError):
@@ -66,9 +66,59 @@ class Avatar:
                                    decoder_state={k: v.to(device) for k, v in self.decoder_state.items()})
 
 
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_avatar_contents(
+    planes: Any, decoder_state: Any, decoder_config: Any,
+) -> None:
+    """Raise ValueError naming the problem unless planes [N, 3, C, H, W] (floating point),
+    decoder_config ({n_features, hidden, out_features} ints) and decoder_state (exactly the
+    tensors of that OSGDecoder, with its shapes, floating point) make a renderable avatar."""
+    if not isinstance(planes, torch.Tensor):
+        raise ValueError(f"planes must be a tensor [N, 3, C, H, W], got {type(planes).__name__}")
+    if planes.dim() != 5 or planes.shape[1] != 3 or 0 in planes.shape:
+        raise ValueError(f"planes must be a tensor [N, 3, C, H, W] with no empty dim, got {list(planes.shape)}")
+    if planes.dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"planes must be a floating-point tensor, got dtype {planes.dtype}")
+    if not isinstance(decoder_config, dict) or set(decoder_config) != {"n_features", "hidden", "out_features"}:
+        got = sorted(decoder_config) if isinstance(decoder_config, dict) else type(decoder_config).__name__
+        raise ValueError(f"decoder_config must have exactly the keys hidden, n_features, out_features; got {got}")
+    for key, low in (("n_features", 1), ("hidden", 1), ("out_features", 3)):
+        v = decoder_config[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"decoder_config[{key!r}] must be an int >= {low} (the first 3 output features "
+                             f"are RGB), got {v!r}")
+    if planes.shape[2] != decoder_config["n_features"]:
+        raise ValueError(f"planes have C={planes.shape[2]} channels but the decoder expects "
+                         f"{decoder_config['n_features']} (decoder_config['n_features'])")
+    if not isinstance(decoder_state, dict):
+        raise ValueError(f"decoder_state must be a dict of tensors, got {type(decoder_state).__name__}")
+    with torch.device("meta"):
+        want = {k: v.shape for k, v in OSGDecoder(**decoder_config).state_dict().items()}
+    missing, extra = sorted(set(want) - set(decoder_state)), sorted(set(decoder_state) - set(want))
+    if missing or extra:
+        raise ValueError(f"decoder_state does not match the decoder config {decoder_config}: "
+                         f"missing tensors {missing}, unexpected {extra}")
+    for k, shape in want.items():
+        v = decoder_state[k]
+        if not isinstance(v, torch.Tensor):
+            raise ValueError(f"decoder_state[{k!r}] must be a tensor, got {type(v).__name__}")
+        if v.shape != shape:
+            raise ValueError(f"decoder_state[{k!r}] has shape {list(v.shape)}, expected {list(shape)} "
+                             f"for decoder config {decoder_config}")
+        if v.dtype not in _FLOAT_DTYPES:
+            raise ValueError(f"decoder_state[{k!r}] must be floating point, got dtype {v.dtype}")
+
+
 def save_avatar(path: str | os.PathLike, avatar: Avatar) -> Path:
-    """Write `avatar` to `path` atomically (temp file in the same folder + os.replace)."""
+    """Write `avatar` to `path` atomically (temp file in the same folder + os.replace).
+
+    Raises ValueError (naming the problem) before writing anything when the avatar could not
+    be rendered after loading: missing or misshapen decoder tensors, integer planes, ...
+    """
     path = Path(path)
+    check_avatar_contents(avatar.planes, avatar.decoder_state, avatar.decoder_config)
     header = {
         "box_warp": avatar.options.box_warp,
         "rendering": avatar.options.to_dict(),
@@ -86,19 +136,26 @@ def save_avatar(path: str | os.PathLike, avatar: Avatar) -> Path:
 
 
 def load_avatar(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Avatar:
-    """Read an avatar file; raises AvatarFileError with the reason when it is not one."""
+    """Read an avatar file onto `map_location`; raises AvatarFileError with the reason when it
+    is not a complete, renderable avatar, and ValueError naming map_location when that device
+    is unknown or unavailable."""
     path = Path(path)
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ValueError(f"map_location: unknown device {map_location!r} ({e})") from None
     if not path.is_file():
         raise FileNotFoundError(f"avatar file not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as e:
+        # Always onto the CPU first: a device problem must not read as a corrupt file.
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load on foreign bytes fails in many ways (KeyError, EOFError, ...)
         raise AvatarFileError(
             f"{path} is not a readable nofa avatar file: it is truncated, corrupt or not a file "
             f"written by nofa.io.save_avatar (torch.load said: {str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        kind = f"keys {sorted(payload)[:6]}" if isinstance(payload, dict) else type(payload).__name__
+        kind = f"keys {sorted(map(str, payload))[:6]}" if isinstance(payload, dict) else type(payload).__name__
         raise AvatarFileError(f"{path} is a torch file but not a nofa avatar (no format={FORMAT!r}; it holds {kind})")
     version = payload.get("version")
     if not isinstance(version, int) or version > VERSION:
@@ -107,13 +164,19 @@ def load_avatar(path: str | os.PathLike, map_location: str | torch.device = "cpu
         header = json.loads(payload["header"])
         planes, decoder_state = payload["planes"], dict(payload["decoder"])
         options = RenderOptions.from_dict(header["rendering"])
-        config = {k: int(v) for k, v in header["decoder_config"].items()}
-    except (KeyError, TypeError, ValueError) as e:
+        config = dict(header["decoder_config"])
+        metadata = header.get("metadata", {})
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise AvatarFileError(f"{path}: damaged avatar header or missing entry ({type(e).__name__}: {e})") from e
-    if not isinstance(planes, torch.Tensor) or planes.dim() != 5 or planes.shape[1] != 3:
-        shape = list(planes.shape) if isinstance(planes, torch.Tensor) else type(planes).__name__
-        raise AvatarFileError(f"{path}: planes must be a tensor [N, 3, C, H, W], got {shape}")
-    if planes.shape[2] != config.get("n_features"):
-        raise AvatarFileError(f"{path}: planes have C={planes.shape[2]} channels but the decoder expects "
-                              f"{config.get('n_features')}")
-    return Avatar(planes, decoder_state, config, options, header.get("metadata", {}))
+    try:
+        check_avatar_contents(planes, decoder_state, config)
+    except ValueError as e:
+        raise AvatarFileError(f"{path}: {e}") from None
+    avatar = Avatar(planes, decoder_state, config, options, metadata)
+    if device.type != "cpu":
+        try:
+            avatar = avatar.to(device)
+        except (RuntimeError, AssertionError) as e:  # e.g. "Torch not compiled with CUDA enabled"
+            raise ValueError(f"map_location={str(map_location)!r}: cannot put the avatar on that device "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    return avatar

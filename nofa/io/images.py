@@ -1,6 +1,7 @@
 """Images and animations: tensors in [-1, 1] <-> uint8 files, depth maps as pictures."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -8,20 +9,51 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["check_animation_path", "depth_to_rgb", "load_image", "save_animation", "save_image", "to_uint8"]
+__all__ = ["ImageFileError", "check_animation_path", "depth_to_rgb", "load_image", "save_animation", "save_image", "to_uint8"]
+
+
+class ImageFileError(ValueError):
+    """A file that is not an image nofa can read."""
+
+
+# Greyscale modes PIL gives 16-bit (and 32-bit integer) pictures; `convert("RGB")` clips
+# them to 255 instead of scaling, which turns a 16-bit grey PNG near-white.
+_WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def load_image(path: str | os.PathLike, size: int | None = None) -> torch.Tensor:
-    """Read an image file as [3, H, W] float32 in [-1, 1] (resized to size x size if given)."""
-    from PIL import Image
+    """Read an image file as [3, H, W] float32 in [-1, 1] (resized to size x size if given).
+
+    8-bit files map 0..255 to [-1, 1]; 16-bit greyscale files (PIL modes I;16 / I) map
+    0..65535 to [-1, 1], so the same picture gives the same tensor at either bit depth (up to
+    8-bit rounding). Greyscale is repeated over the three channels; alpha is dropped.
+    """
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    img = Image.open(path).convert("RGB")
-    if size is not None:
-        img = img.resize((size, size), Image.LANCZOS)
-    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise ValueError(f"size must be a positive int or None, got {size!r}")
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageFileError(f"{path} is not an image file nofa can read ({type(e).__name__}: {e})") from e
+    if img.mode in _WIDE_GREY:
+        # Work in float ("F", 0..255 scale) so resizing keeps the 16-bit precision.
+        grey = np.asarray(img, dtype=np.float64)
+        grey = np.clip(grey, 0, 65535) * (255.0 / 65535.0)
+        img = Image.fromarray(grey.astype(np.float32))  # mode "F"
+        if size is not None:
+            img = img.resize((size, size), Image.LANCZOS)
+        arr = np.repeat(np.asarray(img, dtype=np.float32)[..., None], 3, axis=-1)
+    else:
+        img = img.convert("RGB")
+        if size is not None:
+            img = img.resize((size, size), Image.LANCZOS)
+        arr = np.asarray(img).astype(np.float32)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous() / 127.5 - 1
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -77,6 +109,8 @@ def save_animation(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: f
     """Write uint8 [H, W, 3] frames as a looping GIF, or an MP4 when imageio-ffmpeg is installed."""
     import imageio.v2 as imageio
 
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a finite number > 0, got {fps!r}")
     check_animation_path(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

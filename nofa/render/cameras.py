@@ -4,10 +4,14 @@ A camera *label* is 25 numbers: the 4x4 cam2world matrix (row-major, OpenCV axes
 y down, z forward) followed by the 3x3 intrinsics normalised by the image size (focal 4.2647
 and principal point 0.5 for FFHQ). World space has y up; a face looks along +z.
 
-Angles follow EG3D's `LookAtPoseSampler` as used by its `gen_samples.py`: the camera sits
-on a sphere of `radius` around the world origin at polar angles (pi/2 + yaw, pi/2 + pitch)
-and looks at `look_at`. yaw > 0 moves the camera towards +x (the subject's left);
-pitch > 0 moves it towards -y (below the face, looking up).
+Angles follow EG3D's `LookAtPoseSampler` as called by its `gen_samples.py` and
+`gen_videos.py` with (h, v) = (pi/2 + yaw, pi/2 + pitch): the camera sits on a sphere of
+`radius` around the world origin at azimuth theta = pi/2 + yaw and polar angle (from +y)
+phi = arccos(1 - 2 v / pi), v clamped to (1e-5, pi - 1e-5), and looks at `look_at`.
+So pitch is *not* the geometric elevation: pitch -0.2 puts the camera at phi = 82.7 deg,
+not 90 - 11.5 = 78.5 deg (see docs/cameras.md). `pitch_to_polar` gives phi,
+`sphere_origin` places a camera at a plain polar angle. yaw > 0 moves the camera towards
++x (the subject's left); pitch > 0 moves it towards -y (below the face, looking up).
 """
 from __future__ import annotations
 
@@ -33,7 +37,12 @@ __all__ = [
     "orbit_labels",
     "orbit_origin",
     "parse_label",
+    "pitch_to_polar",
+    "sphere_origin",
 ]
+
+# EG3D's LookAtPoseSampler clamps v = pi/2 + pitch to this open interval before arccos.
+_V_EPS = 1e-5
 
 
 def intrinsics_matrix(
@@ -65,15 +74,41 @@ def look_at_cam2world(
     return m
 
 
-def orbit_origin(yaw: torch.Tensor | float, pitch: torch.Tensor | float, radius: float = FFHQ_RADIUS) -> torch.Tensor:
-    """Camera position for yaw/pitch (radians, 0 = frontal) on a sphere around the origin. [..., 3]."""
-    yaw = torch.as_tensor(yaw, dtype=torch.float32)
+def pitch_to_polar(pitch: torch.Tensor | float) -> torch.Tensor:
+    """EG3D's polar angle phi (radians from world +y) for a pitch in radians (0 = frontal).
+
+    phi = arccos(1 - 2 v / pi) with v = clamp(pi/2 + pitch, 1e-5, pi - 1e-5), as EG3D's
+    `LookAtPoseSampler`; equals pi/2 + pitch only at pitch 0 (and at the clamp ends).
+    Same shape as `pitch` (float32 for Python numbers).
+    """
     pitch = torch.as_tensor(pitch, dtype=torch.float32)
-    theta, phi = math.pi / 2 + yaw, math.pi / 2 + pitch
+    v = (math.pi / 2 + pitch).clamp(_V_EPS, math.pi - _V_EPS)
+    return torch.arccos(1 - 2 * v / math.pi)
+
+
+def sphere_origin(
+    yaw: torch.Tensor | float, polar: torch.Tensor | float, radius: float = FFHQ_RADIUS
+) -> torch.Tensor:
+    """Camera position at azimuth pi/2 + yaw and plain polar angle `polar` (radians from +y).
+
+    `polar` = pi/2 is level with the origin; no EG3D pitch remapping. Returns [..., 3].
+    """
+    yaw = torch.as_tensor(yaw, dtype=torch.float32)
+    phi = torch.as_tensor(polar, dtype=torch.float32)
+    theta = math.pi / 2 + yaw
     x = radius * torch.sin(phi) * torch.cos(math.pi - theta)
     y = radius * torch.cos(phi)
     z = radius * torch.sin(phi) * torch.sin(math.pi - theta)
-    return torch.stack([x, y, z], -1)
+    return torch.stack(torch.broadcast_tensors(x, y, z), -1)
+
+
+def orbit_origin(yaw: torch.Tensor | float, pitch: torch.Tensor | float, radius: float = FFHQ_RADIUS) -> torch.Tensor:
+    """Camera position for EG3D yaw/pitch (radians, 0 = frontal) on a sphere around the origin. [..., 3].
+
+    The pitch goes through EG3D's mapping (`pitch_to_polar`), so the camera is where EG3D's
+    `LookAtPoseSampler.sample(pi/2 + yaw, pi/2 + pitch, ...)` puts it.
+    """
+    return sphere_origin(yaw, pitch_to_polar(pitch), radius)
 
 
 def camera_label(cam2world: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
@@ -105,7 +140,11 @@ def default_label(
     focal: float = FFHQ_FOCAL,
     principal: float = FFHQ_PRINCIPAL,
 ) -> torch.Tensor:
-    """Camera label(s) for yaw/pitch in radians (scalars -> [25], tensors [F] -> [F, 25])."""
+    """Camera label(s) for EG3D yaw/pitch in radians (scalars -> [25], tensors [F] -> [F, 25]).
+
+    The same camera as EG3D's `LookAtPoseSampler.sample(pi/2 + yaw, pi/2 + pitch, look_at,
+    radius=radius)` with these intrinsics (pitch uses EG3D's arccos mapping, see module doc).
+    """
     origin = orbit_origin(yaw, pitch, radius)
     target = torch.tensor(look_at, dtype=origin.dtype)
     return camera_label(look_at_cam2world(origin, target), intrinsics_matrix(focal, principal))

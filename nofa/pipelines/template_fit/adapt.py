@@ -53,9 +53,13 @@ def fast_adapt(avatar: Avatar, portrait: torch.Tensor, label: torch.Tensor, cfg:
     which shows up as vertical streaks in side views; restricting the update to the (x, y)
     plane projects the portrait onto the template along z instead.
     """
+    cfg = AdaptConfig() if cfg is None else cfg
     if cfg.planes not in ("all", "xy"):
         raise ValueError(f"cfg.planes must be 'all' or 'xy', got {cfg.planes!r}")
-    cfg = cfg or AdaptConfig()
+    if not isinstance(cfg.steps, int) or cfg.steps < 0:
+        raise ValueError(f"cfg.steps must be an int >= 0, got {cfg.steps!r}")
+    if not isinstance(cfg.resolution, int) or cfg.resolution < 1:
+        raise ValueError(f"cfg.resolution must be an int >= 1, got {cfg.resolution!r}")
     if portrait.dim() != 3 or portrait.shape[0] != 3:
         raise ValueError(f"portrait must be [3, H, W] in [-1, 1], got {list(portrait.shape)}")
     res = cfg.resolution

@@ -93,6 +93,8 @@ def bake_field(
     The density loss is an L2 on raw density / density_scale; the colour loss an L2 on the
     decoder's first three feature channels, weighted by how solid the point is.
     """
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     g = torch.Generator().manual_seed(seed)
     points, dens_t, rgb_t = sample_pool(field, pool, box_warp, surface_level, generator=g)
     solid = torch.sigmoid((dens_t - surface_level) / 4.0)[:, None]  # colour matters where visible
@@ -104,9 +106,10 @@ def bake_field(
     opts = options or RenderOptions(ray_start=None, ray_end=None)
     renderer = TriplaneRenderer(decoder, opts.replace(box_warp=box_warp))
     opt = torch.optim.Adam([{"params": [planes], "lr": lr}, {"params": decoder.parameters(), "lr": lr * 0.25}])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.05)
     bar = _progress(steps, "bake template", progress)
     start = time.perf_counter()
+    loss_d = loss_c = None  # steps=0: the untrained (random) planes and decoder, no losses
     for _ in range(steps):
         idx = torch.randint(len(points), (batch,), generator=g)
         dens, feats = renderer.query(planes, points[idx][None])
@@ -125,7 +128,8 @@ def bake_field(
         bar.set_postfix(density=f"{loss_d.item():.4f}", colour=f"{loss_c.item():.4f}")
     bar.close()
     meta = {"source": "bake_field", "bake_steps": steps, "bake_seconds": round(time.perf_counter() - start, 2),
-            "bake_loss_density": loss_d.item(), "bake_loss_colour": loss_c.item()}
+            "bake_loss_density": None if loss_d is None else loss_d.item(),
+            "bake_loss_colour": None if loss_c is None else loss_c.item()}
     return Avatar.from_renderer(planes.detach(), renderer, **meta, **(metadata or {}))
 
 
