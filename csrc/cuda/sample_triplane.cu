@@ -1,7 +1,7 @@
 // sample_triplane CUDA kernels. One thread per (point, channel) where channels are
 // independent (forward, plane gradient): neighbouring threads touch neighbouring
-// channels of the channels-last planes, so loads and atomics coalesce. One thread per
-// point for the point gradient, which sums over channels.
+// channels of the channels-last planes, so loads and atomics coalesce. One warp per
+// point for the point gradient, which sums over channels (shuffle reduction).
 #include "common/triplane.h"
 #include "cuda/sample_triplane_kernels.h"
 
@@ -76,13 +76,19 @@ __global__ void backward_planes_kernel(const T* __restrict__ grad_out, const T* 
   }
 }
 
+// One warp per point: lane l takes channels l, l + 32, ..., so each tap's channel row is
+// read by the warp in one coalesced sweep; the lanes' partial sums are combined with
+// shuffles at the end (a fixed order: the result does not depend on the run).
+constexpr int kWarp = 32;
+
 template <typename T>
 __global__ void backward_points_kernel(const T* __restrict__ grad_out, const T* __restrict__ planes_cl,
                                        const T* __restrict__ points, T* __restrict__ grad_points,
                                        int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
                                        T scale, int reduce) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= N * M) return;
+  const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (i >= N * M) return;  // warp-uniform: a warp's lanes share i
   const int64_t n = i / M, oc = reduce == 1 ? 3 * C : C;
   const T* gr = grad_out + i * oc;
   T x, y, z;
@@ -99,7 +105,7 @@ __global__ void backward_points_kernel(const T* __restrict__ grad_out, const T* 
       if (t.off[k] < 0) continue;
       const T* src = base + t.off[k] * C;
       T dot = T(0);
-      for (int64_t c = 0; c < C; ++c) dot += grad_of(gr, C, reduce, p, c) * src[c];
+      for (int64_t c = lane; c < C; c += kWarp) dot += grad_of(gr, C, reduce, p, c) * src[c];
       du += t.dwdu[k] * dot;
       dv += t.dwdv[k] * dot;
     }
@@ -108,7 +114,14 @@ __global__ void backward_points_kernel(const T* __restrict__ grad_out, const T* 
     acc[au] += du;
     acc[av] += dv;
   }
-  for (int a = 0; a < 3; ++a) grad_points[i * 3 + a] = acc[a] * scale;
+#pragma unroll
+  for (int a = 0; a < 3; ++a) {
+#pragma unroll
+    for (int off = kWarp / 2; off > 0; off >>= 1) acc[a] += __shfl_xor_sync(0xffffffffu, acc[a], off);
+  }
+  if (lane == 0) {
+    for (int a = 0; a < 3; ++a) grad_points[i * 3 + a] = acc[a] * scale;
+  }
 }
 
 }  // namespace
@@ -134,7 +147,7 @@ void launch_sample_triplane_backward(const T* grad_out, const T* planes_cl, cons
         grad_out, points, grad_planes_cl, N, M, C, H, W, scale, reduce);
   }
   if (grad_points) {
-    backward_points_kernel<T><<<blocks_for(N * M), kThreads, 0, stream>>>(
+    backward_points_kernel<T><<<blocks_for(N * M * kWarp), kThreads, 0, stream>>>(
         grad_out, planes_cl, points, grad_points, N, M, C, H, W, scale, reduce);
   }
 }

@@ -4,11 +4,11 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "cuda/sample_triplane_cuda.h"
 #include "cuda/sample_triplane_kernels.h"
 #include "sample_triplane.h"
 
 namespace nofa {
-namespace {
 
 at::Tensor sample_triplane_cuda(const at::Tensor& planes, const at::Tensor& points, double box_warp,
                                 c10::string_view reduce_s) {
@@ -35,12 +35,25 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda(
     c10::string_view reduce_s, bool planes_grad, bool points_grad) {
   check_sample_triplane(planes, points, box_warp);
   const int reduce = parse_reduce(std::string(reduce_s));
+  return sample_triplane_backward_cuda_checked(grad_out, planes, points, box_warp, reduce, planes_grad,
+                                               points_grad);
+}
+
+std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda_checked(
+    const at::Tensor& grad_out, const at::Tensor& planes, const at::Tensor& points, double box_warp,
+    int reduce, bool planes_grad, bool points_grad) {
   const c10::cuda::CUDAGuard guard(planes.device());
   const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
   const int64_t H = planes.size(3), W = planes.size(4);
   TORCH_CHECK(grad_out.dim() == 3 && grad_out.size(0) == N && grad_out.size(1) == M &&
                   grad_out.size(2) == (reduce == 1 ? 3 * C : C),
               "nofa: grad_out has shape ", shape_str(grad_out), ", expected [N, M, out_channels]");
+  check_same_device(grad_out, "grad_out", planes, "planes");
+  // The plane gradient is accumulated with float atomics (many points share a texel): the
+  // summation order, and so the last bits, vary from run to run, as in grid_sample's backward.
+  if (planes_grad && N * M * C > 0) {
+    at::globalContext().alertNotDeterministic("nofa::sample_triplane_backward (CUDA, planes gradient)");
+  }
   // The plane gradient has at::empty_like(planes)'s strides (as on the CPU and in the fake);
   // the kernel accumulates into [N, 3, H, W, C] memory, which is that layout for
   // channels-last-strided planes and a zeroed temporary otherwise.
@@ -65,8 +78,6 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda(
   if (planes_grad && !in_place) gplanes.copy_(gplanes_cl.permute({0, 1, 4, 2, 3}));
   return {gplanes, gpoints};
 }
-
-}  // namespace
 
 TORCH_LIBRARY_IMPL(nofa, CUDA, m) {
   m.impl("sample_triplane", &sample_triplane_cuda);
