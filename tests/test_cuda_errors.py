@@ -40,6 +40,17 @@ SCRIPT = textwrap.dedent(
         pts, a, b = torch.rand(1, 50, 3, device=dev), torch.randn(1, 4, device=dev), torch.randn(1, 3, device=dev)
         return m, (pts, a, b, list(m.d_weights), list(m.d_biases), list(m.w_weights), list(m.w_biases), 2)
 
+    # Controls first: if these crash too, C++ exceptions crash on this machine in general
+    # (torch's own, then one thrown by nofa's CPU glue), not because of the CUDA glue.
+    @case("control: ATen shape error", "size of tensor")
+    def _():
+        torch.zeros(2, device=dev) + torch.zeros(3, device=dev)
+
+    @case("control: nofa CPU op check", "densities")
+    def _():
+        c = torch.rand(1, 2, 4, 3)
+        torch.ops.nofa.composite_rays(c, c, c[..., :1], False)
+
     @case("deform_points width 40 (no grad)", "supports hidden widths")
     def _():
         with torch.no_grad():
