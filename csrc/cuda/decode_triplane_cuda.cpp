@@ -1,14 +1,17 @@
 // decode_triplane on CUDA: checks, allocation and the fused forward launch. The backward
-// recomputes the forward with ATen GEMMs (features from the sample_triplane CUDA kernel,
-// called directly, not through the dispatcher) and hands the feature gradient to the
-// sample_triplane CUDA backward only when a plane or point gradient is asked for.
+// works through the points in chunks: it recomputes the chunk's forward with cuBLAS GEMMs
+// (features from the sample_triplane CUDA kernel, launched directly: no trip through the
+// dispatcher, whose Autograd key runs Python), accumulates the decoder's gradients, and
+// hands the chunk's feature gradient to the sample_triplane CUDA backward kernels only
+// when a plane or point gradient is asked for.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "cuda/decode_triplane_kernels.h"
-#include "cuda/sample_triplane_cuda.h"
 #include "cuda/sample_triplane_kernels.h"
 #include "decode_triplane.h"
 
@@ -59,6 +62,10 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cuda(const at::Tensor& planes
   return {density, features};
 }
 
+// Points per backward chunk: the chunk's [rows, hidden] activations are the backward's
+// working memory (about 5 x 64 MiB at hidden 64), whatever N * M is.
+constexpr int64_t kBackwardChunk = int64_t(1) << 18;
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> decode_triplane_backward_cuda(
     const at::Tensor& grad_density, const at::Tensor& grad_features,
     const c10::optional<at::Tensor>& /*features: the CUDA backward recomputes them*/, const at::Tensor& planes,
@@ -68,6 +75,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   check_widths(planes, fc0_weight);
   const c10::cuda::CUDAGuard guard(planes.device());
   const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2), F = fc1_weight.size(0) - 1;
+  const int64_t H = planes.size(3), W = planes.size(4), Hd = fc0_weight.size(0);
   TORCH_CHECK(grad_density.numel() == N * M && grad_features.numel() == N * M * F,
               "nofa: grad_density / grad_features must have shapes [", N, ", ", M, ", 1] / [", N, ", ", M,
               ", ", F, "], got ", shape_str(grad_density), " and ", shape_str(grad_features));
@@ -77,35 +85,74 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const auto w0 = fc0_weight.detach(), b0 = fc0_bias.detach();
   const auto w1 = fc1_weight.detach(), b1 = fc1_bias.detach();
   const auto opts = planes.options();
-  // Mean features [N * M, C] from the sample_triplane kernel, launched here directly.
+  auto gw0 = at::zeros({Hd, C}, opts), gb0 = at::zeros({Hd}, opts);
+  auto gw1 = at::zeros({F + 1, Hd}, opts), gb1 = at::zeros({F + 1}, opts);
+  // The plane gradient has at::empty_like(planes)'s strides (as on the CPU and in the
+  // fake); the kernels accumulate into [N, 3, H, W, C] memory: that layout itself for
+  // channels-last planes, a zeroed temporary otherwise.
+  auto gplanes = planes_grad ? at::empty_like(planes) : at::empty({0}, opts);
+  const bool in_place = planes_grad && is_channels_last_strided(gplanes);
+  auto gplanes_cl = !planes_grad ? gplanes : in_place ? gplanes.zero_() : at::zeros({N, 3, H, W, C}, opts);
+  auto gpoints = points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
+  if (N * M == 0) {
+    if (planes_grad && !in_place) gplanes.copy_(gplanes_cl.permute({0, 1, 4, 2, 3}));
+    return {gplanes, gpoints, gw0, gb0, gw1, gb1};
+  }
+  if (planes_grad) {
+    // Float atomics (many points share a texel): last bits vary from run to run.
+    at::globalContext().alertNotDeterministic("nofa::decode_triplane_backward (CUDA, planes gradient)");
+  }
+  // A no-op for channels-last planes (the renderer relayouts once per render).
   const auto pcl = planes.detach().permute({0, 1, 3, 4, 2}).contiguous();
   const auto pts = points.detach().contiguous();
-  auto f = at::empty({N * M, C}, opts);
-  if (N * M > 0) {
-    const auto stream = c10::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cuda", [&] {
-      launch_sample_triplane_forward<scalar_t>(pcl.data_ptr<scalar_t>(), pts.data_ptr<scalar_t>(),
-                                               f.data_ptr<scalar_t>(), N, M, C, planes.size(3), planes.size(4),
-                                               static_cast<scalar_t>(2.0 / box_warp), 0, stream);
-    });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const auto gd_all = grad_density.reshape({N * M, 1}).to(planes.scalar_type());
+  const auto gf_all = grad_features.reshape({N * M, F}).to(planes.scalar_type());
+  const auto w1f = w1.narrow(0, 1, F), b1f = b1.narrow(0, 1, F);
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const int64_t chunk = std::min(M, kBackwardChunk);
+  const int64_t plane_stride = 3 * H * W * C;
+  // Chunks of one batch element's points: the kernels then see N = 1 and that element's
+  // planes, and nothing of size [N * M, hidden] exists at once.
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t m0 = 0; m0 < M; m0 += chunk) {
+      const int64_t rows = std::min(chunk, M - m0), r0 = n * M + m0;
+      auto f = at::empty({rows, C}, opts);
+      AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cuda", [&] {
+        using T = scalar_t;
+        launch_sample_triplane_forward<T>(pcl.data_ptr<T>() + n * plane_stride, pts.data_ptr<T>() + r0 * 3,
+                                          f.data_ptr<T>(), 1, rows, C, H, W, static_cast<T>(2.0 / box_warp), 0,
+                                          stream);
+      });
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      const auto z = at::addmm(b0, f, w0.t());
+      const auto h = at::softplus(z, 1, 20);
+      // Only the feature rows of the output layer pass through the sigmoid: the density
+      // row's pre-activation is not needed.
+      const auto sg = at::sigmoid(at::addmm(b1f, h, w1f.t()));
+      const auto gx = at::cat({gd_all.narrow(0, r0, rows),
+                               at::sigmoid_backward(gf_all.narrow(0, r0, rows) * (1 + 2 * 0.001), sg)},
+                              1);
+      const auto gz = at::softplus_backward(at::mm(gx, w1), z, 1, 20);
+      gw0.addmm_(gz.t(), f);
+      gb0.add_(gz.sum(0));
+      gw1.addmm_(gx.t(), h);
+      gb1.add_(gx.sum(0));
+      if (planes_grad || points_grad) {
+        const auto gfeat = at::mm(gz, w0).contiguous();
+        AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cuda", [&] {
+          using T = scalar_t;
+          launch_sample_triplane_backward<T>(
+              gfeat.data_ptr<T>(), points_grad ? pcl.data_ptr<T>() + n * plane_stride : nullptr,
+              pts.data_ptr<T>() + r0 * 3, planes_grad ? gplanes_cl.data_ptr<T>() + n * plane_stride : nullptr,
+              points_grad ? gpoints.data_ptr<T>() + r0 * 3 : nullptr, 1, rows, C, H, W,
+              static_cast<T>(2.0 / box_warp), 0, stream);
+        });
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+    }
   }
-  const auto z = at::addmm(b0, f, w0.t());
-  const auto h = at::softplus(z, 1, 20);
-  const auto gd = grad_density.reshape({N * M, 1}).to(planes.scalar_type());
-  const auto gf = grad_features.reshape({N * M, F}).to(planes.scalar_type());
-  // Only the feature rows of the output layer pass through the sigmoid: the density row's
-  // pre-activation is not needed.
-  const auto s = at::sigmoid(at::addmm(b1.narrow(0, 1, F), h, w1.narrow(0, 1, F).t()));
-  const auto gx = at::cat({gd, at::sigmoid_backward(gf * (1 + 2 * 0.001), s)}, 1);
-  const auto gz = at::softplus_backward(at::mm(gx, w1), z, 1, 20);
-  at::Tensor gplanes = at::empty({0}, opts), gpoints = at::empty({0}, points.options());
-  if (planes_grad || points_grad) {
-    const auto gfeat = at::mm(gz, w0).reshape({N, M, C});
-    std::tie(gplanes, gpoints) =
-        sample_triplane_backward_cuda_checked(gfeat, planes, points, box_warp, 0, planes_grad, points_grad);
-  }
-  return {gplanes, gpoints, at::mm(gz.t(), f), gz.sum(0), at::mm(gx.t(), h), gx.sum(0)};
+  if (planes_grad && !in_place) gplanes.copy_(gplanes_cl.permute({0, 1, 4, 2, 3}));
+  return {gplanes, gpoints, gw0, gb0, gw1, gb1};
 }
 
 }  // namespace

@@ -4,11 +4,11 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "cuda/sample_triplane_cuda.h"
 #include "cuda/sample_triplane_kernels.h"
 #include "sample_triplane.h"
 
 namespace nofa {
+namespace {
 
 at::Tensor sample_triplane_cuda(const at::Tensor& planes, const at::Tensor& points, double box_warp,
                                 c10::string_view reduce_s) {
@@ -35,13 +35,6 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda(
     c10::string_view reduce_s, bool planes_grad, bool points_grad) {
   check_sample_triplane(planes, points, box_warp);
   const int reduce = parse_reduce(std::string(reduce_s));
-  return sample_triplane_backward_cuda_checked(grad_out, planes, points, box_warp, reduce, planes_grad,
-                                               points_grad);
-}
-
-std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda_checked(
-    const at::Tensor& grad_out, const at::Tensor& planes, const at::Tensor& points, double box_warp,
-    int reduce, bool planes_grad, bool points_grad) {
   const c10::cuda::CUDAGuard guard(planes.device());
   const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
   const int64_t H = planes.size(3), W = planes.size(4);
@@ -78,6 +71,8 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda_checked(
   if (planes_grad && !in_place) gplanes.copy_(gplanes_cl.permute({0, 1, 4, 2, 3}));
   return {gplanes, gpoints};
 }
+
+}  // namespace
 
 TORCH_LIBRARY_IMPL(nofa, CUDA, m) {
   m.impl("sample_triplane", &sample_triplane_cuda);
