@@ -126,8 +126,9 @@ def test_composite_nan_depth_cuda_matches_cpu(device):
             o = ops.composite_rays(*t)
         g = torch.autograd.grad(o[0].sum() + o[1].sum() + o[2].sum(), t)
         outs[dev] = [x.detach().cpu() for x in (*o, *g)]
+    # Same shared math; exp / log1p may round differently (--use_fast_math on CUDA).
     for a, b in zip(outs["cpu"], outs[device]):
-        torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b, a, equal_nan=True, rtol=1e-4, atol=1e-5)
 
 
 # ---- deform_points: the CUDA forward saves no hidden activations ---------------------------
