@@ -21,6 +21,7 @@
 #include "common/osg_decoder.h"
 #include "common/triplane.h"
 #include "cuda/decode_triplane_kernels.h"
+#include "cuda/half_types.cuh"
 
 namespace nofa {
 namespace {
@@ -55,12 +56,14 @@ inline FastLayout fast_layout(int64_t C, int64_t Hd, int64_t O) {
   return l;
 }
 
-template <typename T, typename A, int CM, int OM>
+// PT: the planes' type (float, or float16 / bfloat16 under autocast); everything else,
+// and all arithmetic, in A = float.
+template <typename PT, typename A, int CM, int OM>
 __global__ void __launch_bounds__(kFastPoints)
-    fast_forward_kernel(const T* __restrict__ planes_cl, const T* __restrict__ points,
-                        const T* __restrict__ w0, const T* __restrict__ b0,
-                        const T* __restrict__ w1, const T* __restrict__ b1,
-                        T* __restrict__ density, T* __restrict__ features, int64_t P, int64_t M,
+    fast_forward_kernel(const PT* __restrict__ planes_cl, const A* __restrict__ points,
+                        const A* __restrict__ w0, const A* __restrict__ b0,
+                        const A* __restrict__ w1, const A* __restrict__ b1,
+                        A* __restrict__ density, A* __restrict__ features, int64_t P, int64_t M,
                         int C, int64_t H, int64_t W, int Hd, int O, A scale, FastLayout L) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* const sm = reinterpret_cast<A*>(smem_raw);
@@ -76,19 +79,19 @@ __global__ void __launch_bounds__(kFastPoints)
   const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kFastPoints;
   const int n_pts = static_cast<int>(P - i0 < kFastPoints ? P - i0 : kFastPoints);
 
-  for (int idx = tid; idx < Hd * C; idx += kFastPoints) sw0[idx] = static_cast<A>(w0[idx]);
+  for (int idx = tid; idx < Hd * C; idx += kFastPoints) sw0[idx] = w0[idx];
   for (int idx = tid; idx < O * Hd; idx += kFastPoints) {
     const int o = idx / Hd, j = idx - o * Hd;
-    sw1t[j * O + o] = static_cast<A>(w1[idx]);
+    sw1t[j * O + o] = w1[idx];
   }
-  for (int j = tid; j < Hd; j += kFastPoints) sb0[j] = static_cast<A>(b0[j]);
-  for (int o = tid; o < O; o += kFastPoints) sb1[o] = static_cast<A>(b1[o]);
+  for (int j = tid; j < Hd; j += kFastPoints) sb0[j] = b0[j];
+  for (int o = tid; o < O; o += kFastPoints) sb1[o] = b1[o];
 
   if (tid < n_pts) {
     const int64_t i = i0 + tid;
-    const A x = static_cast<A>(points[i * 3 + 0]) * scale;
-    const A y = static_cast<A>(points[i * 3 + 1]) * scale;
-    const A z = static_cast<A>(points[i * 3 + 2]) * scale;
+    const A x = points[i * 3 + 0] * scale;
+    const A y = points[i * 3 + 1] * scale;
+    const A z = points[i * 3 + 2] * scale;
     for (int p = 0; p < 3; ++p) {
       A u, v;
       plane_uv(p, x, y, z, u, v);
@@ -108,12 +111,12 @@ __global__ void __launch_bounds__(kFastPoints)
     const int64_t n = (i0 + p) / M;
     A acc = A(0);
     for (int pl = 0; pl < 3; ++pl) {
-      const T* base = planes_cl + (n * 3 + pl) * H * W * C + c;
+      const PT* base = planes_cl + (n * 3 + pl) * H * W * C + c;
       A s = A(0);  // tap_sum's order: the four texels, then the planes
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const int off = toff[p * kTaps + pl * 4 + k];
-        if (off >= 0) s += tw[p * kTaps + pl * 4 + k] * static_cast<A>(base[static_cast<int64_t>(off) * C]);
+        if (off >= 0) s += tw[p * kTaps + pl * 4 + k] * to_float(base[static_cast<int64_t>(off) * C]);
       }
       acc += s;
     }
@@ -151,12 +154,12 @@ __global__ void __launch_bounds__(kFastPoints)
   }
   __syncthreads();
 
-  if (tid < n_pts) density[i0 + tid] = static_cast<T>(stage[tid * ld]);
+  if (tid < n_pts) density[i0 + tid] = stage[tid * ld];
   const int F = O - 1;
   for (int idx = tid; idx < n_pts * F; idx += kFastPoints) {
     const int p = idx / F, o = idx - p * F + 1;
     A unused;
-    features[i0 * F + idx] = static_cast<T>(osg_feature(stage[p * ld + o], unused));
+    features[i0 * F + idx] = osg_feature(stage[p * ld + o], unused);
   }
 }
 
@@ -252,7 +255,7 @@ void launch_decode_triplane_forward(const T* planes_cl, const T* points, const T
       using A = typename Accum<T>::type;
       const FastLayout L = fast_layout(C, Hd, O);
       const size_t smem = static_cast<size_t>(L.total) * sizeof(A);
-      auto kernel = fast_forward_kernel<T, A, kFastC, kFastO>;
+      auto kernel = fast_forward_kernel<T, A, kFastC, kFastO>;  // T = A = float here
       if (smem > static_cast<size_t>(kSharedBytes)) {
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
       }
@@ -269,6 +272,30 @@ void launch_decode_triplane_forward(const T* planes_cl, const T* points, const T
   const size_t smem = static_cast<size_t>(tile * (C + Hd)) * sizeof(T);
   forward_kernel<T><<<blocks, kThreads, smem, stream>>>(planes_cl, points, w0, b0, w1, b1, density,
                                                         features, P, M, C, H, W, Hd, O, scale, tile);
+}
+
+void launch_decode_triplane_forward_half(const void* planes_cl, bool bf16, const float* points, const float* w0,
+                                         const float* b0, const float* w1, const float* b1, float* density,
+                                         float* features, int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
+                                         int64_t Hd, int64_t O, float scale, cudaStream_t stream) {
+  const int64_t P = N * M;
+  if (P == 0) return;
+  const FastLayout L = fast_layout(C, Hd, O);
+  const size_t smem = static_cast<size_t>(L.total) * sizeof(float);
+  const unsigned int blocks = static_cast<unsigned int>((P + kFastPoints - 1) / kFastPoints);
+  auto run = [&](auto kernel, const auto* planes) {
+    if (smem > static_cast<size_t>(kSharedBytes)) {
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    }
+    kernel<<<blocks, kFastPoints, smem, stream>>>(planes, points, w0, b0, w1, b1, density, features, P, M,
+                                                  static_cast<int>(C), H, W, static_cast<int>(Hd),
+                                                  static_cast<int>(O), scale, L);
+  };
+  if (bf16) {
+    run(fast_forward_kernel<__nv_bfloat16, float, kFastC, kFastO>, static_cast<const __nv_bfloat16*>(planes_cl));
+  } else {
+    run(fast_forward_kernel<__half, float, kFastC, kFastO>, static_cast<const __half*>(planes_cl));
+  }
 }
 
 #define NOFA_INSTANTIATE(T)                                                                        \

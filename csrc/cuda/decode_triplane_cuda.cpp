@@ -12,6 +12,7 @@
 #include <algorithm>
 
 #include "cuda/decode_triplane_kernels.h"
+#include "cuda/half_checks.h"
 #include "cuda/sample_triplane_kernels.h"
 #include "decode_triplane.h"
 
@@ -29,7 +30,48 @@ void check_widths(const at::Tensor& planes, const at::Tensor& fc0_weight) {
 std::tuple<at::Tensor, at::Tensor> decode_triplane_cuda(const at::Tensor& planes, const at::Tensor& points,
                                                         double box_warp, const at::Tensor& fc0_weight,
                                                         const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
+                                                        const at::Tensor& fc1_bias);
+
+// float16 / bfloat16 planes (the autocast path): float32 points, weights, arithmetic and
+// outputs; the planes are read in their own type by the fast kernel (other sizes: the
+// float32 path on an upcast copy).
+std::tuple<at::Tensor, at::Tensor> decode_triplane_half_cuda(const at::Tensor& planes, const at::Tensor& points,
+                                                             double box_warp, const at::Tensor& fc0_weight,
+                                                             const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
+                                                             const at::Tensor& fc1_bias) {
+  check_half_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
+  check_widths(planes, fc0_weight);
+  const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
+  const int64_t H = planes.size(3), W = planes.size(4);
+  const int64_t Hd = fc0_weight.size(0), O = fc1_weight.size(0);
+  const c10::cuda::CUDAGuard guard(planes.device());
+  if (!decode_triplane_fast_path(C, Hd, O, H, W, sizeof(float))) {
+    return decode_triplane_cuda(planes.to(at::kFloat), points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
+  }
+  const auto fopts = points.options();
+  auto density = at::empty({N, M, 1}, fopts);
+  auto features = at::empty({N, M, O - 1}, fopts);
+  if (N * M == 0) return {density, features};
+  const auto pcl = planes.permute({0, 1, 3, 4, 2}).contiguous();
+  const auto pts = points.contiguous();
+  const auto w0 = fc0_weight.contiguous(), b0 = fc0_bias.contiguous();
+  const auto w1 = fc1_weight.contiguous(), b1 = fc1_bias.contiguous();
+  launch_decode_triplane_forward_half(pcl.data_ptr(), planes.scalar_type() == at::kBFloat16, pts.data_ptr<float>(),
+                                      w0.data_ptr<float>(), b0.data_ptr<float>(), w1.data_ptr<float>(),
+                                      b1.data_ptr<float>(), density.data_ptr<float>(), features.data_ptr<float>(), N,
+                                      M, C, H, W, Hd, O, static_cast<float>(2.0 / box_warp),
+                                      c10::cuda::getCurrentCUDAStream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {density, features};
+}
+
+std::tuple<at::Tensor, at::Tensor> decode_triplane_cuda(const at::Tensor& planes, const at::Tensor& points,
+                                                        double box_warp, const at::Tensor& fc0_weight,
+                                                        const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
                                                         const at::Tensor& fc1_bias) {
+  if (is_half_planes(planes)) {
+    return decode_triplane_half_cuda(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
+  }
   check_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   check_widths(planes, fc0_weight);
   const c10::cuda::CUDAGuard guard(planes.device());
@@ -71,6 +113,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const c10::optional<at::Tensor>& /*features: the CUDA backward recomputes them*/, const at::Tensor& planes,
     const at::Tensor& points, double box_warp, const at::Tensor& fc0_weight, const at::Tensor& fc0_bias,
     const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, bool planes_grad, bool points_grad) {
+  if (is_half_planes(planes)) {
+    // Half-precision planes: the backward runs in float32 on an upcast copy (same layout);
+    // the plane gradient is rounded once to the planes' type.
+    check_half_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
+    auto r = decode_triplane_backward_cuda(grad_density, grad_features, std::nullopt, planes.to(at::kFloat), points,
+                                           box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias, planes_grad,
+                                           points_grad);
+    if (planes_grad) std::get<0>(r) = std::get<0>(r).to(planes.scalar_type());
+    return r;
+  }
   check_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   check_widths(planes, fc0_weight);
   const c10::cuda::CUDAGuard guard(planes.device());

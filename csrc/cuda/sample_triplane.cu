@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "common/triplane.h"
+#include "cuda/half_types.cuh"
 #include "cuda/sample_triplane_kernels.h"
 
 namespace nofa {
@@ -162,6 +163,39 @@ __global__ void backward_planes_vec4_kernel(const float* __restrict__ grad_out, 
   }
 }
 
+// Half-precision planes (float16 / bfloat16, e.g. under torch.autocast): float32 points,
+// taps and accumulation, the result rounded once to the planes' type. Same arithmetic
+// order as forward_kernel.
+template <typename P>
+__global__ void forward_half_kernel(const P* __restrict__ planes_cl, const float* __restrict__ points,
+                                    P* __restrict__ out, int64_t N, int64_t M, int64_t C, int64_t H,
+                                    int64_t W, float scale, int reduce) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= N * M * C) return;
+  const int64_t c = idx % C, i = idx / C, n = i / M;
+  float x, y, z;
+  load_point(points, i, scale, x, y, z);
+  float acc = 0.f;
+  for (int p = 0; p < 3; ++p) {
+    float u, v;
+    plane_uv(p, x, y, z, u, v);
+    BilinearTaps<float> t;
+    bilinear_taps(u, v, H, W, t);
+    const P* base = planes_cl + (n * 3 + p) * H * W * C + c;
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if (t.off[k] >= 0) s += t.w[k] * to_float(base[t.off[k] * C]);
+    }
+    if (reduce == 1) {
+      out[i * 3 * C + p * C + c] = from_float<P>(s);
+    } else {
+      acc += s;
+    }
+  }
+  if (reduce == 0) out[i * C + c] = from_float<P>(acc / 3.f);
+}
+
 // Whether the 16-byte kernels can take these pointers and sizes.
 inline bool vec4_ok(const void* a, const void* b, int64_t C) {
   return C % 4 == 0 && reinterpret_cast<uintptr_t>(a) % 16 == 0 && reinterpret_cast<uintptr_t>(b) % 16 == 0;
@@ -257,6 +291,21 @@ void launch_sample_triplane_backward(const T* grad_out, const T* planes_cl, cons
   if (grad_points) {
     backward_points_kernel<T><<<blocks_for(N * M * kWarp), kThreads, 0, stream>>>(
         grad_out, planes_cl, points, grad_points, N, M, C, H, W, scale, reduce);
+  }
+}
+
+void launch_sample_triplane_forward_half(const void* planes_cl, bool bf16, const float* points, void* out,
+                                         int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, float scale,
+                                         int reduce, cudaStream_t stream) {
+  const int64_t n = N * M * C;
+  if (n == 0) return;
+  if (bf16) {
+    forward_half_kernel<__nv_bfloat16><<<blocks_for(n), kThreads, 0, stream>>>(
+        static_cast<const __nv_bfloat16*>(planes_cl), points, static_cast<__nv_bfloat16*>(out), N, M, C, H, W,
+        scale, reduce);
+  } else {
+    forward_half_kernel<__half><<<blocks_for(n), kThreads, 0, stream>>>(
+        static_cast<const __half*>(planes_cl), points, static_cast<__half*>(out), N, M, C, H, W, scale, reduce);
   }
 }
 

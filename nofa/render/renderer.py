@@ -136,7 +136,10 @@ class TriplaneRenderer(nn.Module):
             # The CPU and CUDA kernels read taps as contiguous channel vectors: transpose
             # once per render rather than once per kernel call (a no-op if planes already are).
             planes = ops.channels_last_planes(planes)
-        origins, dirs = generate_rays(labels.to(planes), resolution)
+        # Ray geometry in the planes' float type even under autocast (bfloat16 rays would
+        # misplace samples; the tri-plane kernels take half-precision planes themselves).
+        with torch.autocast(planes.device.type, enabled=False):
+            origins, dirs = generate_rays(labels.to(planes), resolution)
         near, far = self._bounds(origins, dirs, opt)
         per_chunk = max(1, opt.chunk_rays // max(N, 1))
         outs = []
