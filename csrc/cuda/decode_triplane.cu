@@ -21,7 +21,7 @@
 #include "common/osg_decoder.h"
 #include "common/triplane.h"
 #include "cuda/decode_triplane_kernels.h"
-#include "cuda/half_types.cuh"
+#include "cuda/half_types.h"
 
 namespace nofa {
 namespace {

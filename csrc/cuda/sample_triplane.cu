@@ -7,7 +7,7 @@
 #include <type_traits>
 
 #include "common/triplane.h"
-#include "cuda/half_types.cuh"
+#include "cuda/half_types.h"
 #include "cuda/sample_triplane_kernels.h"
 
 namespace nofa {

@@ -1,5 +1,6 @@
 // float16 / bfloat16 loads and stores for the CUDA kernels that read half-precision planes
-// (the build defines __CUDA_NO_HALF_CONVERSIONS__, so conversions are explicit).
+// (device code, included by .cu files only; the build defines __CUDA_NO_HALF_CONVERSIONS__,
+// so conversions are explicit).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
