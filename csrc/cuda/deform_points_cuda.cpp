@@ -52,13 +52,14 @@ int64_t check_cuda_widths(at::TensorList d_weights, at::TensorList w_weights, in
   return max_w;
 }
 
-// Device copies of one MLP in the kernel's layouts. `c` is its share of the per-batch
-// first-layer bias; `col` advances past its columns in the acts/deltas buffers.
 // A cotangent from autograd must live where the kernel runs: a CPU tensor's pointer would
 // reach the kernel as a host address.
 void check_grad_device(const at::Tensor& g, const char* name, const at::Tensor& points) {
   if (g.defined() && g.numel() > 0) check_same_device(g, name, points, "points");
 }
+
+// Device copies of one MLP in the kernel's layouts. `c` is its share of the per-batch
+// first-layer bias; `col` advances past its columns in the acts/deltas buffers.
 
 template <typename T>
 DeformMlp<T> make_mlp(at::TensorList W, at::TensorList b, const at::Tensor& c, int64_t P,
