@@ -297,9 +297,9 @@ def test_cuda_unsupported_width_errors_or_falls_back():
     assert any("supports hidden widths" in str(x.message) for x in w)
     with ops.use_backend("torch"):
         torch.testing.assert_close(out[0], model(pts, alpha, beta)[0])
-    args = [list(model.d_weights), list(model.d_biases), list(model.w_weights), list(model.w_biases)]
-    with pytest.raises(RuntimeError, match="supports hidden widths"):
-        torch.ops.nofa.deform_points(pts, alpha, beta, *args, model.n_freqs)
+    # The direct torch.ops.nofa.deform_points call with this width (the C++ check, no Python
+    # wrapper in front) is in tests/test_cuda_errors.py, which runs it in a child process:
+    # on the first GPU run it crashed the whole pytest run here.
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -283,7 +283,13 @@ def test_channels_last_planes(device, M, reduce):
     gp_l, gx_l = _op_grads(_cl(planes), points, cot, reduce)
     # The plane gradient comes back in planes' own layout (what empty_like gives), no copy.
     assert gp_c.stride() == planes.stride() and gp_l.stride() == _cl(planes).stride()
-    assert torch.equal(gp_c, gp_l) and torch.equal(gx_c, gx_l)
+    assert torch.equal(gx_c, gx_l)
+    if device == "cuda":
+        # The CUDA plane gradient sums with float atomics: the order, and so the last bits,
+        # vary between runs (the op alerts under torch.use_deterministic_algorithms).
+        torch.testing.assert_close(gp_l, gp_c, rtol=1e-5, atol=1e-6)
+    else:
+        assert torch.equal(gp_c, gp_l)
 
 
 def test_channels_last_gradcheck_and_opcheck():

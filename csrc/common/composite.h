@@ -158,6 +158,18 @@ NOFA_HD void clamp_grad(T v, T lo, T hi, T g, T& gv, T& glo, T& ghi) {
   }
 }
 
+// The depth output is clamped to [lo, hi] = [min(depths), max(depths)]; a ray on a bound
+// sends its share of the depth cotangent to that bound, and the bound's total gradient
+// `total` is shared evenly between the `count` elements of depths equal to it (as
+// torch.min / max do between ties). No gradient reaches a bound, or an element equal to it,
+// when total is 0: with a NaN in depths both bounds are NaN, no element compares equal
+// (count 0) and 0 / 0 must not turn every depth gradient into NaN. Used by the CPU and
+// the CUDA backward alike.
+template <typename T>
+NOFA_HD T bound_share(T total, int64_t count) {
+  return total == T(0) || count == 0 ? T(0) : total / T(count);
+}
+
 // Forward weights of one ray with S = K + 1 depths z (contiguous) and alpha_k = alpha_at(k).
 // Writes w_k to w[k * w_stride] (may be null) and returns sum(w) and sum(w * depth_mid).
 template <typename T, typename AlphaAt>

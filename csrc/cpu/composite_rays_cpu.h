@@ -165,7 +165,7 @@ void add_bound_grads_cpu(const std::vector<DepthSpan<T>>& spans, T lo, T hi, T t
       nhi += sp.z[i] == hi;
     }
   }
-  const T slo = tlo / T(nlo), shi = thi / T(nhi);
+  const T slo = bound_share(tlo, nlo), shi = bound_share(thi, nhi);
   for (const auto& sp : spans) {
     for (int64_t i = 0; i < sp.n; ++i) {
       if (sp.z[i] == lo) sp.grad[i] += slo;

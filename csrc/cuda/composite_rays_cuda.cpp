@@ -32,8 +32,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_cuda(const at::Ten
   const auto range = at::aminmax(z);
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(colors.scalar_type(), "composite_rays_cuda", [&] {
+    const ColorRows<const scalar_t> rows{col.data_ptr<scalar_t>(), nullptr, nullptr, S, 0, C};
     launch_composite_rays_forward<scalar_t>(
-        col.data_ptr<scalar_t>(), den.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(),
+        rows, den.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(),
         std::get<0>(range).data_ptr<scalar_t>(), std::get<1>(range).data_ptr<scalar_t>(),
         feat.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(), N * R,
         S, C, white_back, stream);
@@ -71,15 +72,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_backward_cuda(
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(colors.scalar_type(), "composite_rays_backward_cuda", [&] {
     using T = scalar_t;
+    const ColorRows<const T> rows{col.data_ptr<T>(), nullptr, nullptr, S, 0, C};
+    const ColorRows<T> grad_rows{colors_grad && gf.defined() ? gcol.data_ptr<T>() : nullptr, nullptr,
+                                 nullptr, S, 0, C};
     launch_composite_rays_backward<T>(
-        ptr_or_null<T>(gf), ptr_or_null<T>(gz), ptr_or_null<T>(gw), col.data_ptr<T>(),
+        ptr_or_null<T>(gf), ptr_or_null<T>(gz), ptr_or_null<T>(gw), rows,
         den.data_ptr<T>(), z.data_ptr<T>(), std::get<0>(range).data_ptr<T>(),
         std::get<1>(range).data_ptr<T>(), ptr_or_null<T>(scratch_e), scratch_w.data_ptr<T>(),
-        colors_grad && gf.defined() ? gcol.data_ptr<T>() : nullptr, gden.data_ptr<T>(),
+        grad_rows, gden.data_ptr<T>(),
         ptr_or_null<T>(gdep), ptr_or_null<T>(bounds), N * R, S, C, white_back, stream);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  if (depths_grad) add_bound_grads(gdep, z, std::get<0>(range), std::get<1>(range), bounds);
+  if (depths_grad) {
+    const auto& lo = std::get<0>(range);
+    const auto& hi = std::get<1>(range);
+    const auto totals = bounds.sum(0).contiguous();
+    const auto counts = at::stack({z.eq(lo).sum(), z.eq(hi).sum()}).contiguous();
+    AT_DISPATCH_FLOATING_TYPES(colors.scalar_type(), "composite_rays_bound_grads_cuda", [&] {
+      using T = scalar_t;
+      launch_composite_bound_grads<T>(z.data_ptr<T>(), gdep.data_ptr<T>(), z.numel(), lo.data_ptr<T>(),
+                                      hi.data_ptr<T>(), totals.data_ptr<T>(), counts.data_ptr<int64_t>(),
+                                      stream);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
   return {gcol, densities_grad ? gden : at::empty({0}, opts), gdep};
 }
 

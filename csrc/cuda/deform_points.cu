@@ -1,18 +1,24 @@
-// deform_points CUDA kernels.
+// deform_points CUDA kernels (docs/deformation.md, "How the kernels work").
 //
 // Forward: one block per tile of TP points. The tile's PE and the activations of the
 // current and previous layer stay in shared memory across all layers of both MLPs; only
 // the points go in and x_c / offset / weight (and, when asked, the saved hidden layers)
-// come out. Each thread owns one output neuron and keeps TP accumulators in registers:
-// its weight column is read coalesced (weights pre-transposed to [in, out]), the tile's
-// inputs are shared-memory broadcasts.
+// come out. Activations are stored feature-major, one padded row of TP points per
+// feature ([features][ROW], ROW = TP + 16 bytes' worth): each thread owns one output neuron
+// and keeps TP accumulators in registers; per input feature it reads one weight (weights
+// pre-transposed to [in, out], so a warp's reads are coalesced) and the feature's TP
+// values as 16-byte shared-memory broadcasts (4 multiply-adds per load in float32 rather
+// than 1). The padding makes a warp's 16-byte stores of its rows hit distinct banks.
+// The output layers (3 offsets, 1 logit) run one thread per (output, point).
 //
 // Backward (per chunk of points, driven by the glue): the forward kernel in "acts" mode
 // writes every layer's output of the chunk to a global buffer; the backward kernel walks
-// the layers in reverse with the tile's gradient in shared memory (weights read in their
-// [out, in] layout, again coalesced), writes each layer's pre-activation gradient to a
-// global buffer and finishes the point gradient through PE. The weight gradients are
-// then dense products over the chunk (cuBLAS via at::mm in the glue).
+// the layers in reverse with the tile's gradient in shared memory (same layout; weights
+// read in their [out, in] layout, again coalesced), writes each layer's pre-activation
+// gradient to a global buffer and finishes the point gradient through PE. The weight
+// gradients are then dense products over the chunk (cuBLAS via at::mm in the glue).
+#include <type_traits>
+
 #include "common/deform.h"
 #include "cuda/deform_points_kernels.h"
 
@@ -20,6 +26,7 @@ namespace nofa {
 namespace {
 
 constexpr int kThreads = 128;
+constexpr int kMaxPe = 3 + 6 * 16;  // PE width at the largest n_freqs the op accepts
 
 template <typename T>
 struct Tile;
@@ -32,69 +39,151 @@ struct Tile<double> {
   static constexpr int P = 16;
 };
 
+// 16-byte vectors of T, and the padded row length (TP + one vector: 144 bytes).
+template <typename T>
+struct Vec;
+template <>
+struct Vec<float> {
+  using type = float4;
+  static constexpr int n = 4;
+};
+template <>
+struct Vec<double> {
+  using type = double2;
+  static constexpr int n = 2;
+};
+
+template <typename T>
+constexpr int row_len() {
+  return Tile<T>::P + Vec<T>::n;
+}
+
+// acc[p] += row[p] * w for the TP points of a feature row (16-byte aligned).
+template <typename T, int TP>
+__device__ __forceinline__ void row_fma(T (&acc)[TP], const T* row, T w) {
+  using V = typename Vec<T>::type;
+  const V* r = reinterpret_cast<const V*>(row);
+#pragma unroll
+  for (int q = 0; q < TP / Vec<T>::n; ++q) {
+    const V v = r[q];
+    if constexpr (Vec<T>::n == 4) {
+      acc[4 * q + 0] += v.x * w;
+      acc[4 * q + 1] += v.y * w;
+      acc[4 * q + 2] += v.z * w;
+      acc[4 * q + 3] += v.w * w;
+    } else {
+      acc[2 * q + 0] += v.x * w;
+      acc[2 * q + 1] += v.y * w;
+    }
+  }
+}
+
+template <typename T, int TP>
+__device__ __forceinline__ void row_store(T* row, const T (&val)[TP]) {
+  using V = typename Vec<T>::type;
+  V* r = reinterpret_cast<V*>(row);
+#pragma unroll
+  for (int q = 0; q < TP / Vec<T>::n; ++q) {
+    V v;
+    if constexpr (Vec<T>::n == 4) {
+      v.x = val[4 * q + 0];
+      v.y = val[4 * q + 1];
+      v.z = val[4 * q + 2];
+      v.w = val[4 * q + 3];
+    } else {
+      v.x = val[2 * q + 0];
+      v.y = val[2 * q + 1];
+    }
+    r[q] = v;
+  }
+}
+
 template <typename T>
 struct Smem {
-  T* pe;    // [TP, P]
-  T* a;     // [TP, W]
-  T* b;     // [TP, W]
+  T* pe;    // forward: [P][ROW] (PE, feature-major); backward: [TP, P] (dL/dPE, point-major)
+  T* a;     // [W][ROW]
+  T* b;     // [W][ROW]
   T* head;  // [TP, 4]: offset (3), W-Net logit (1) -- or their gradients
   int* n;   // [TP]: batch element of each point
 };
 
 template <typename T, int TP>
 __device__ Smem<T> carve(char* raw, int P, int W) {
+  constexpr int ROW = row_len<T>();
   Smem<T> s;
   T* base = reinterpret_cast<T*>(raw);
   s.pe = base;
-  s.a = s.pe + TP * P;
-  s.b = s.a + TP * W;
-  s.head = s.b + TP * W;
+  s.a = s.pe + ROW * P;
+  s.b = s.a + ROW * W;
+  s.head = s.b + ROW * W;
   s.n = reinterpret_cast<int*>(s.head + TP * 4);
   return s;
 }
 
-// out[p, j] = act(bias + sum_k in[p, k] * wt[k, j]) for the tile's points p, every output
-// j. bias is c[n_p, j] (per batch element) when c is given, else b[j]. The result goes to
-// shared memory (ld_out) and, when g_out is given, to global rows row_base + p.
+// A hidden layer: out[j][p] = relu(bias + sum_k in[k][p] * wt[k, j]) for the tile's points
+// p, every output j. bias is c[n_p, j] (per batch element) when c is given, else b[j]. The
+// result goes to shared memory and, when g_out is given, to global rows row_base + p.
 template <typename T, int TP>
-__device__ void dense_forward(const T* s_in, int ld_in, int in_dim, const T* __restrict__ wt,
-                              int out_dim, const T* __restrict__ b, const T* __restrict__ c,
-                              const int* s_n, bool relu_out, T* s_out, int ld_out, int cnt,
-                              T* g_out, int64_t g_ld, int64_t row_base) {
+__device__ void dense_forward(const T* s_in, int in_dim, const T* __restrict__ wt, int out_dim,
+                              const T* __restrict__ b, const T* __restrict__ c, const int* s_n,
+                              T* s_out, int cnt, T* g_out, int64_t g_ld, int64_t row_base) {
+  constexpr int ROW = row_len<T>();
   for (int j = threadIdx.x; j < out_dim; j += blockDim.x) {
     T acc[TP];
 #pragma unroll
     for (int p = 0; p < TP; ++p) acc[p] = T(0);
     for (int k = 0; k < in_dim; ++k) {
-      const T wv = wt[static_cast<int64_t>(k) * out_dim + j];
-#pragma unroll
-      for (int p = 0; p < TP; ++p) acc[p] += s_in[p * ld_in + k] * wv;
+      row_fma<T, TP>(acc, s_in + k * ROW, wt[static_cast<int64_t>(k) * out_dim + j]);
     }
 #pragma unroll
     for (int p = 0; p < TP; ++p) {
-      T v = acc[p] + (c ? c[static_cast<int64_t>(s_n[p]) * out_dim + j] : b[j]);
-      if (relu_out) v = relu(v);
-      s_out[p * ld_out + j] = v;
+      const T v = relu(acc[p] + (c ? c[static_cast<int64_t>(s_n[p]) * out_dim + j] : b[j]));
+      acc[p] = v;
       if (g_out && p < cnt) g_out[(row_base + p) * g_ld + j] = v;
     }
+    row_store<T, TP>(s_out + j * ROW, acc);
   }
 }
 
-// g[p, k] = mask(p, k) * sum_j delta[p, j] * w[j, k] (w is [out, in]); mask is ReLU's
-// derivative read from the layer's saved output acts[p, k]. Writes shared (ld_g) and
-// global (deltas) copies.
+// The output layer (3 offsets, or the W-Net's 1 logit), no activation: too few outputs
+// for a thread each to keep the block busy, so one thread per (output, point) pair;
+// neighbouring threads take neighbouring points (conflict-free shared reads) of one
+// output (one broadcast weight). head[p * 4 + j] = bias[j] + sum_k in[k][p] * wt[k, j].
 template <typename T, int TP>
-__device__ void dense_backward(const T* s_delta, int ld_delta, int out_dim,
-                               const T* __restrict__ w, int in_dim, const T* __restrict__ acts,
-                               int64_t acts_ld, T* s_g, int ld_g, T* g_deltas, int cnt) {
+__device__ void dense_head(const T* s_in, int in_dim, const T* __restrict__ wt, int out_dim,
+                           const T* __restrict__ b, T* s_head, int cnt, T* g_out, int64_t g_ld,
+                           int64_t row_base) {
+  constexpr int ROW = row_len<T>();
+  for (int idx = threadIdx.x; idx < TP * out_dim; idx += blockDim.x) {
+    const int j = idx / TP, p = idx - j * TP;
+    T acc = T(0);
+    for (int k = 0; k < in_dim; ++k) acc += s_in[k * ROW + p] * wt[static_cast<int64_t>(k) * out_dim + j];
+    const T v = acc + b[j];
+    s_head[p * 4 + j] = v;
+    if (g_out && p < cnt) g_out[(row_base + p) * g_ld + j] = v;
+  }
+}
+
+// g[k][p] = mask(p, k) * sum_j delta[j][p] * w[j, k] (w is [out, in]); mask is ReLU's
+// derivative read from the layer's saved output acts[p, k]. Writes shared and global
+// (deltas) copies. kHead: delta is the output layer's gradient, head[p * 4 + j].
+template <typename T, int TP, bool kHead>
+__device__ void dense_backward(const T* s_delta, int out_dim, const T* __restrict__ w, int in_dim,
+                               const T* __restrict__ acts, int64_t acts_ld, T* s_g, T* g_deltas,
+                               int cnt) {
+  constexpr int ROW = row_len<T>();
   for (int k = threadIdx.x; k < in_dim; k += blockDim.x) {
     T acc[TP];
 #pragma unroll
     for (int p = 0; p < TP; ++p) acc[p] = T(0);
     for (int j = 0; j < out_dim; ++j) {
       const T wv = w[static_cast<int64_t>(j) * in_dim + k];
+      if constexpr (kHead) {
 #pragma unroll
-      for (int p = 0; p < TP; ++p) acc[p] += s_delta[p * ld_delta + j] * wv;
+        for (int p = 0; p < TP; ++p) acc[p] += s_delta[p * 4 + j] * wv;
+      } else {
+        row_fma<T, TP>(acc, s_delta + j * ROW, wv);
+      }
     }
 #pragma unroll
     for (int p = 0; p < TP; ++p) {
@@ -103,24 +192,22 @@ __device__ void dense_backward(const T* s_delta, int ld_delta, int out_dim,
         v = relu_grad_from_output(acts[p * acts_ld + k], acc[p]);
         g_deltas[p * acts_ld + k] = v;
       }
-      s_g[p * ld_g + k] = v;
+      acc[p] = v;
     }
+    row_store<T, TP>(s_g + k * ROW, acc);
   }
 }
 
 // Runs one MLP on the tile (input: s.pe). The output layer's raw values end in
 // s.head[p * 4 + head_col ...].
 template <typename T, int TP>
-__device__ void mlp_forward(const DeformArgs<T>& a, const DeformMlp<T>& net, Smem<T>& s, int W,
-                            int cnt, int64_t tile_row, bool is_d, int head_col) {
+__device__ void mlp_forward(const DeformArgs<T>& a, const DeformMlp<T>& net, Smem<T>& s, int cnt,
+                            int64_t tile_row, bool is_d, int head_col) {
   const T* in = s.pe;
-  int ld_in = a.P;
   int64_t hidden_col = 0;
   for (int l = 0; l < net.layers; ++l) {
     const bool last = l + 1 == net.layers;
     const int out_dim = net.dims[l + 1];
-    T* out = last ? s.head + head_col : (l % 2 == 0 ? s.a : s.b);
-    const int ld_out = last ? 4 : W;
     T* g_out = nullptr;
     int64_t g_ld = 0, g_row = 0;
     if (a.acts) {  // recompute for the backward: keep every layer of the chunk
@@ -132,12 +219,17 @@ __device__ void mlp_forward(const DeformArgs<T>& a, const DeformMlp<T>& net, Sme
       g_ld = a.hidden_ld;
       g_row = tile_row;
     }
-    dense_forward<T, TP>(in, ld_in, net.dims[l], net.wt[l], out_dim, net.b[l], l == 0 ? net.c : nullptr,
-                         s.n, !last, out, ld_out, cnt, g_out, g_ld, g_row);
+    if (last) {  // layers >= 2: the output layer is never the first (it has a bias b[l])
+      dense_head<T, TP>(in, net.dims[l], net.wt[l], out_dim, net.b[l], s.head + head_col, cnt, g_out, g_ld,
+                        g_row);
+    } else {
+      T* out = l % 2 == 0 ? s.a : s.b;
+      dense_forward<T, TP>(in, net.dims[l], net.wt[l], out_dim, net.b[l], l == 0 ? net.c : nullptr, s.n, out,
+                           cnt, g_out, g_ld, g_row);
+      in = out;
+    }
     if (l >= 1 && !last) hidden_col += out_dim;
     __syncthreads();
-    in = out;
-    ld_in = ld_out;
   }
 }
 
@@ -148,21 +240,23 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const DeformArgs<T> a
   const int64_t tile_row = a.row0 + static_cast<int64_t>(blockIdx.x) * TP;  // flattened row
   const int64_t left = a.row0 + a.rows - tile_row;
   const int cnt = left < TP ? static_cast<int>(left) : TP;
+  constexpr int ROW = row_len<T>();
   for (int p = threadIdx.x; p < TP; p += blockDim.x) {
-    T* pe = s.pe + p * a.P;
     if (p < cnt) {
+      T pe[kMaxPe];
       s.n[p] = static_cast<int>((tile_row + p) / a.M);
       positional_encoding<double>(a.points + (tile_row + p) * 3, a.n_freqs, pe);
+      for (int q = 0; q < a.P; ++q) s.pe[q * ROW + p] = pe[q];
       if (a.acts)
         for (int q = 0; q < a.P; ++q) a.acts[(tile_row + p - a.row0) * a.acts_ld + q] = pe[q];
     } else {
       s.n[p] = 0;
-      for (int q = 0; q < a.P; ++q) pe[q] = T(0);
+      for (int q = 0; q < a.P; ++q) s.pe[q * ROW + p] = T(0);
     }
   }
   __syncthreads();
-  mlp_forward<T, TP>(a, a.d, s, W, cnt, tile_row, true, 0);
-  mlp_forward<T, TP>(a, a.w, s, W, cnt, tile_row, false, 3);
+  mlp_forward<T, TP>(a, a.d, s, cnt, tile_row, true, 0);
+  mlp_forward<T, TP>(a, a.w, s, cnt, tile_row, false, 3);
   if (!a.x_c) return;
   for (int p = threadIdx.x; p < cnt; p += blockDim.x) {
     const int64_t r = tile_row + p;
@@ -178,18 +272,21 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const DeformArgs<T> a
 
 // Reverse pass through one MLP for the tile; its output-layer gradient is in s.head.
 template <typename T, int TP>
-__device__ void mlp_backward(const DeformArgs<T>& a, const DeformMlp<T>& net, Smem<T>& s, int W,
-                             int cnt, int64_t chunk_row, int head_col) {
+__device__ void mlp_backward(const DeformArgs<T>& a, const DeformMlp<T>& net, Smem<T>& s, int cnt,
+                             int64_t chunk_row, int head_col) {
   const T* delta = s.head + head_col;
-  int ld_delta = 4;
   for (int l = net.layers - 1; l >= 1; --l) {
     T* g = (l % 2 == 0) ? s.a : s.b;
-    dense_backward<T, TP>(delta, ld_delta, net.dims[l + 1], net.w[l], net.dims[l],
-                          a.acts + chunk_row * a.acts_ld + net.col[l - 1], a.acts_ld, g, W,
-                          a.deltas + chunk_row * a.acts_ld + net.col[l - 1], cnt);
+    const T* acts = a.acts + chunk_row * a.acts_ld + net.col[l - 1];
+    T* deltas = a.deltas + chunk_row * a.acts_ld + net.col[l - 1];
+    if (l == net.layers - 1) {
+      dense_backward<T, TP, true>(delta, net.dims[l + 1], net.w[l], net.dims[l], acts, a.acts_ld, g, deltas, cnt);
+    } else {
+      dense_backward<T, TP, false>(delta, net.dims[l + 1], net.w[l], net.dims[l], acts, a.acts_ld, g, deltas,
+                                   cnt);
+    }
     __syncthreads();
     delta = g;
-    ld_delta = W;
   }
 }
 
@@ -220,8 +317,8 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(const DeformArgs<T> 
     }
   }
   __syncthreads();
-  mlp_backward<T, TP>(a, a.d, s, W, cnt, chunk_row, 0);
-  mlp_backward<T, TP>(a, a.w, s, W, cnt, chunk_row, 3);
+  mlp_backward<T, TP>(a, a.d, s, cnt, chunk_row, 0);
+  mlp_backward<T, TP>(a, a.w, s, cnt, chunk_row, 3);
   // Gradient w.r.t. PE from both first layers (their deltas are in the global buffer,
   // written by this block: visible after the barrier above).
   const int hd0 = a.d.dims[1], hw0 = a.w.dims[1];
@@ -266,13 +363,13 @@ template <typename T>
 size_t deform_smem_bytes(int P, int max_width) {
   if (max_width > kDeformMaxWidth || P > kDeformMaxWidth) return 0;
   constexpr int TP = Tile<T>::P;
-  return sizeof(T) * static_cast<size_t>(TP) * (P + 2 * max_width + 4) + sizeof(int) * TP;
+  return sizeof(T) * (static_cast<size_t>(row_len<T>()) * (P + 2 * max_width) + 4 * TP) + sizeof(int) * TP;
 }
 
 template <typename T>
 void launch_deform_forward(const DeformArgs<T>& a, int max_width, cudaStream_t stream) {
-  if (a.rows == 0) return;
   const size_t smem = deform_smem_bytes<T>(a.P, max_width);
+  if (a.rows == 0 || smem == 0) return;  // smem 0: unsupported sizes, refused by the glue
   auto kernel = forward_kernel<T, Tile<T>::P>;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   kernel<<<tiles_for<T>(a.rows), kThreads, smem, stream>>>(a, max_width);
@@ -280,8 +377,8 @@ void launch_deform_forward(const DeformArgs<T>& a, int max_width, cudaStream_t s
 
 template <typename T>
 void launch_deform_backward(const DeformArgs<T>& a, int max_width, cudaStream_t stream) {
-  if (a.rows == 0) return;
   const size_t smem = deform_smem_bytes<T>(a.P, max_width);
+  if (a.rows == 0 || smem == 0) return;
   auto kernel = backward_kernel<T, Tile<T>::P>;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   kernel<<<tiles_for<T>(a.rows), kThreads, smem, stream>>>(a, max_width);

@@ -24,24 +24,43 @@ constexpr int64_t kChunk = 32768;  // points per backward chunk (a multiple of e
 // nofa/ops/deform_points.py).
 inline bool cuda_width_ok(int64_t w) { return w >= 32 && w <= kDeformMaxWidth && w % 32 == 0; }
 
-int64_t check_cuda_widths(at::TensorList d_weights, at::TensorList w_weights) {
-  int64_t max_w = 0;
-  for (auto [name, ws] : {std::make_pair("d", d_weights), std::make_pair("w", w_weights)}) {
-    TORCH_CHECK(static_cast<int>(ws.size()) <= kDeformMaxLayers, "nofa: the CUDA deform_points kernel "
-                "supports at most ", kDeformMaxLayers, " layers per MLP, ", name, "_weights has ", ws.size());
-    for (size_t l = 0; l + 1 < ws.size(); ++l) {
-      const int64_t w = ws[l].size(0);
-      TORCH_CHECK(cuda_width_ok(w), "nofa: ", name, "_weights[", l, "] has ", w, " outputs; the CUDA "
-                  "deform_points kernel supports hidden widths that are multiples of 32 in [32, ",
-                  kDeformMaxWidth, "]");
-      max_w = std::max(max_w, w);
-    }
+// Checked before anything is allocated or launched: a width outside the supported set
+// would size the shared memory and the per-thread accumulators wrongly.
+void check_cuda_mlp_widths(at::TensorList ws, const char* name, int64_t& max_w) {
+  TORCH_CHECK(static_cast<int64_t>(ws.size()) <= kDeformMaxLayers, "nofa: the CUDA deform_points "
+              "kernel supports at most ", static_cast<int64_t>(kDeformMaxLayers), " layers per MLP, ",
+              name, "_weights has ", static_cast<int64_t>(ws.size()));
+  for (size_t l = 0; l + 1 < ws.size(); ++l) {
+    const int64_t w = ws[l].size(0);
+    TORCH_CHECK(cuda_width_ok(w), "nofa: ", name, "_weights[", static_cast<int64_t>(l), "] has ", w,
+                " outputs; the CUDA deform_points kernel supports hidden widths that are multiples "
+                "of 32 in [32, ", static_cast<int64_t>(kDeformMaxWidth), "]");
+    if (w > max_w) max_w = w;
   }
+}
+
+int64_t check_cuda_widths(at::TensorList d_weights, at::TensorList w_weights, int64_t P,
+                          size_t elem_size) {
+  int64_t max_w = 0;
+  check_cuda_mlp_widths(d_weights, "d", max_w);
+  check_cuda_mlp_widths(w_weights, "w", max_w);
+  const size_t smem = elem_size == sizeof(double) ? deform_smem_bytes<double>(static_cast<int>(P), static_cast<int>(max_w))
+                                                  : deform_smem_bytes<float>(static_cast<int>(P), static_cast<int>(max_w));
+  TORCH_CHECK(smem > 0, "nofa: the CUDA deform_points kernel supports positional encodings of up "
+              "to ", static_cast<int64_t>(kDeformMaxWidth), " values and hidden widths up to ",
+              static_cast<int64_t>(kDeformMaxWidth), ", got ", P, " and ", max_w);
   return max_w;
+}
+
+// A cotangent from autograd must live where the kernel runs: a CPU tensor's pointer would
+// reach the kernel as a host address.
+void check_grad_device(const at::Tensor& g, const char* name, const at::Tensor& points) {
+  if (g.defined() && g.numel() > 0) check_same_device(g, name, points, "points");
 }
 
 // Device copies of one MLP in the kernel's layouts. `c` is its share of the per-batch
 // first-layer bias; `col` advances past its columns in the acts/deltas buffers.
+
 template <typename T>
 DeformMlp<T> make_mlp(at::TensorList W, at::TensorList b, const at::Tensor& c, int64_t P,
                       std::vector<at::Tensor>& keep, int64_t& col) {
@@ -94,7 +113,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_points_cuda(
     at::TensorList d_weights, at::TensorList d_biases, at::TensorList w_weights,
     at::TensorList w_biases, int64_t n_freqs, bool save_hidden) {
   check_deform_points(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs);
-  const int64_t max_w = check_cuda_widths(d_weights, w_weights);
+  const int64_t max_w = check_cuda_widths(d_weights, w_weights, pe_dim(static_cast<int>(n_freqs)),
+                                          points.element_size());
   const c10::cuda::CUDAGuard guard(points.device());
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t N = points.size(0), M = points.size(1);
@@ -133,7 +153,11 @@ deform_points_backward_cuda(const at::Tensor& grad_x_c, const at::Tensor& grad_o
                             const at::Tensor& hidden) {
   check_deform_points(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs);
   check_saved_hidden(hidden, points, d_weights);
-  const int64_t max_w = check_cuda_widths(d_weights, w_weights);
+  const int64_t max_w = check_cuda_widths(d_weights, w_weights, pe_dim(static_cast<int>(n_freqs)),
+                                          points.element_size());
+  check_grad_device(grad_x_c, "grad_x_c", points);
+  check_grad_device(grad_offset, "grad_offset", points);
+  check_grad_device(grad_weight, "grad_weight", points);
   const c10::cuda::CUDAGuard guard(points.device());
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t N = points.size(0), M = points.size(1), R = N * M;
@@ -180,7 +204,6 @@ deform_points_backward_cuda(const at::Tensor& grad_x_c, const at::Tensor& grad_o
       launch_deform_backward<T>(a, static_cast<int>(max_w), stream);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       const auto A = acts.narrow(0, 0, rows), D = deltas.narrow(0, 0, rows);
-      const auto batch = at::arange(r0, r0 + rows, o.dtype(at::kLong)).div_(M, "floor");
       int64_t c_col = 0;
       for (auto [mlp, gW, gB] : {std::make_tuple(&a.d, &gwd, &gbd), std::make_tuple(&a.w, &gww, &gbw)}) {
         for (int l = 1; l < mlp->layers; ++l) {
@@ -191,7 +214,20 @@ deform_points_backward_cuda(const at::Tensor& grad_x_c, const at::Tensor& grad_o
         }
         const auto d0 = D.narrow(1, mlp->col[0], mlp->dims[1]);
         g_w1_pe.narrow(0, c_col, mlp->dims[1]).addmm_(d0.t(), pe_cols(A));
-        g_c.narrow(1, c_col, mlp->dims[1]).index_add_(0, batch, d0);
+        // Per batch element, the sum of its rows in this chunk (rows are point-major, so a
+        // batch element's rows are one contiguous run). Not index_add_: its atomics would
+        // all land on the same N rows, serialising 10^4..10^5 adds per address.
+        // (Many short runs, tiny M: one index_add_ over spread-out rows instead.)
+        auto gc = g_c.narrow(1, c_col, mlp->dims[1]);
+        const int64_t b0 = r0 / M, b1 = (r0 + rows - 1) / M;
+        if (b1 - b0 < 64) {
+          for (int64_t b = b0; b <= b1; ++b) {
+            const int64_t lo = std::max(r0, b * M), hi = std::min(r0 + rows, (b + 1) * M);
+            gc.select(0, b).add_(d0.narrow(0, lo - r0, hi - lo).sum(0));
+          }
+        } else {
+          gc.index_add_(0, at::arange(r0, r0 + rows, o.dtype(at::kLong)).div_(M, "floor"), d0);
+        }
         c_col += mlp->dims[1];
       }
     }

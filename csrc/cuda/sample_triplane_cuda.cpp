@@ -4,14 +4,34 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "cuda/half_checks.h"
 #include "cuda/sample_triplane_kernels.h"
 #include "sample_triplane.h"
 
 namespace nofa {
 namespace {
 
+// float16 / bfloat16 planes (the autocast path): float32 points and accumulation, output
+// in the planes' type.
+at::Tensor sample_triplane_half_cuda(const at::Tensor& planes, const at::Tensor& points, double box_warp,
+                                     int reduce) {
+  check_half_sample_triplane(planes, points, box_warp);
+  const c10::cuda::CUDAGuard guard(planes.device());
+  const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
+  auto out = at::empty({N, M, reduce == 1 ? 3 * C : C}, planes.options());
+  if (out.numel() == 0) return out;
+  const auto pcl = planes.permute({0, 1, 3, 4, 2}).contiguous();
+  const auto pts = points.contiguous();
+  launch_sample_triplane_forward_half(pcl.data_ptr(), planes.scalar_type() == at::kBFloat16, pts.data_ptr<float>(),
+                                      out.data_ptr(), N, M, C, planes.size(3), planes.size(4),
+                                      static_cast<float>(2.0 / box_warp), reduce, c10::cuda::getCurrentCUDAStream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
 at::Tensor sample_triplane_cuda(const at::Tensor& planes, const at::Tensor& points, double box_warp,
                                 c10::string_view reduce_s) {
+  if (is_half_planes(planes)) return sample_triplane_half_cuda(planes, points, box_warp, parse_reduce(std::string(reduce_s)));
   check_sample_triplane(planes, points, box_warp);
   const int reduce = parse_reduce(std::string(reduce_s));
   const c10::cuda::CUDAGuard guard(planes.device());
@@ -33,6 +53,14 @@ at::Tensor sample_triplane_cuda(const at::Tensor& planes, const at::Tensor& poin
 std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda(
     const at::Tensor& grad_out, const at::Tensor& planes, const at::Tensor& points, double box_warp,
     c10::string_view reduce_s, bool planes_grad, bool points_grad) {
+  if (is_half_planes(planes)) {
+    // Half-precision planes: the gradient is computed in float32 (upcast copies) and the
+    // plane gradient rounded once to the planes' type.
+    check_half_sample_triplane(planes, points, box_warp);
+    auto [gp, gx] = sample_triplane_backward_cuda(grad_out.to(at::kFloat), planes.to(at::kFloat), points, box_warp,
+                                                  reduce_s, planes_grad, points_grad);
+    return {planes_grad ? gp.to(planes.scalar_type()) : gp, gx};
+  }
   check_sample_triplane(planes, points, box_warp);
   const int reduce = parse_reduce(std::string(reduce_s));
   const c10::cuda::CUDAGuard guard(planes.device());
@@ -41,6 +69,12 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda(
   TORCH_CHECK(grad_out.dim() == 3 && grad_out.size(0) == N && grad_out.size(1) == M &&
                   grad_out.size(2) == (reduce == 1 ? 3 * C : C),
               "nofa: grad_out has shape ", shape_str(grad_out), ", expected [N, M, out_channels]");
+  check_same_device(grad_out, "grad_out", planes, "planes");
+  // The plane gradient is accumulated with float atomics (many points share a texel): the
+  // summation order, and so the last bits, vary from run to run, as in grid_sample's backward.
+  if (planes_grad && N * M * C > 0) {
+    at::globalContext().alertNotDeterministic("nofa::sample_triplane_backward (CUDA, planes gradient)");
+  }
   // The plane gradient has at::empty_like(planes)'s strides (as on the CPU and in the fake);
   // the kernel accumulates into [N, 3, H, W, C] memory, which is that layout for
   // channels-last-strided planes and a zeroed temporary otherwise.

@@ -19,4 +19,11 @@ void launch_sample_triplane_backward(const T* grad_out, const T* planes_cl, cons
                                      int64_t C, int64_t H, int64_t W, T scale, int reduce,
                                      cudaStream_t stream);
 
+// Half-precision planes (float16, or bfloat16 when bf16) with float32 points: output in
+// the planes' type, accumulated in float32. Pointers to [N, 3, H, W, C] planes and the
+// [N, M, C or 3C] output of that type.
+void launch_sample_triplane_forward_half(const void* planes_cl, bool bf16, const float* points, void* out,
+                                         int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, float scale,
+                                         int reduce, cudaStream_t stream);
+
 }  // namespace nofa

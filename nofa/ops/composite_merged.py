@@ -49,7 +49,7 @@ def composite_rays_merged(
     S_a or S_b may be 0 (then it is composite_rays of the other set); S_a + S_b >= 2. The
     depth is clamped to the min / max over both depth tensors. Differentiable w.r.t. all six
     inputs, with cotangents on any of the three outputs. Double backward is not supported.
-    CPU kernel only: on CUDA the reference runs (recorded as backend "torch").
+    Kernels on the CPU and on CUDA (the same per-ray merge and compositing math).
     """
     _check_set(colors_a, densities_a, depths_a, "a")
     _check_set(colors_b, densities_b, depths_b, "b")

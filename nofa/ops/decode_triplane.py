@@ -66,7 +66,9 @@ def _register() -> None:
     @torch.library.register_fake("nofa::decode_triplane")
     def _(planes, points, box_warp, w0, b0, w1, b1):
         N, M = planes.shape[0], points.shape[1]
-        return planes.new_empty(N, M, 1), planes.new_empty(N, M, w1.shape[0] - 1)
+        # float16 / bfloat16 planes (CUDA autocast): the outputs are float32 like the points.
+        like = points if planes.dtype in (torch.float16, torch.bfloat16) else planes
+        return like.new_empty(N, M, 1), like.new_empty(N, M, w1.shape[0] - 1)
 
     @torch.library.register_fake("nofa::decode_triplane_backward")
     def _(gd, gf, features, planes, points, box_warp, w0, b0, w1, b1, planes_grad, points_grad):

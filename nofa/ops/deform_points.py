@@ -125,10 +125,12 @@ def deform_points(
     args = (points, alpha, beta, list(d_weights), list(d_biases), list(w_weights), list(w_biases), n_freqs)
     if _use_kernels(points, d_weights, w_weights):
         _backend.record("deform_points", "kernels")
-        # With autograd recording, the kernel keeps the D-Net's hidden activations (all
+        # With autograd recording, the CPU kernel keeps the D-Net's hidden activations (all
         # but the first layer) for the backward; without, nothing per point beyond a tile.
+        # The CUDA backward recomputes them chunk by chunk, so nothing is saved there.
         tensors = (points, alpha, beta, *d_weights, *d_biases, *w_weights, *w_biases)
-        save = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        save = (points.device.type == "cpu" and torch.is_grad_enabled()
+                and any(t.requires_grad for t in tensors))
         x_c, offset, weight, _ = torch.ops.nofa.deform_points(*args, save)
         return x_c, offset, weight
     _backend.record("deform_points", "torch")

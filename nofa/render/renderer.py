@@ -131,12 +131,15 @@ class TriplaneRenderer(nn.Module):
         if labels.shape != (planes.shape[0], 25):
             raise ValueError(f"labels must have shape [N, 25] with N = {planes.shape[0]}, got {list(labels.shape)}")
         N = planes.shape[0]
-        if (planes.device.type == "cpu" and _is_osg(self.decoder) and _backend.get_backend() != "torch"
-                and ops.kernels_available("cpu", "decode_triplane")):
-            # The CPU kernels read taps as contiguous channel vectors: transpose once per
-            # render rather than once per kernel call (a no-op if planes already are).
+        if (planes.device.type in ("cpu", "cuda") and _is_osg(self.decoder) and _backend.get_backend() != "torch"
+                and ops.kernels_available(planes.device.type, "decode_triplane")):
+            # The CPU and CUDA kernels read taps as contiguous channel vectors: transpose
+            # once per render rather than once per kernel call (a no-op if planes already are).
             planes = ops.channels_last_planes(planes)
-        origins, dirs = generate_rays(labels.to(planes), resolution)
+        # Ray geometry in the planes' float type even under autocast (bfloat16 rays would
+        # misplace samples; the tri-plane kernels take half-precision planes themselves).
+        with torch.autocast(planes.device.type, enabled=False):
+            origins, dirs = generate_rays(labels.to(planes), resolution)
         near, far = self._bounds(origins, dirs, opt)
         per_chunk = max(1, opt.chunk_rays // max(N, 1))
         outs = []

@@ -127,6 +127,16 @@ int main() {
   CHECK(nofa::ray_depth(0.0f, 0.0f, 1.0f, 3.0f) == 3.0f);  // empty ray: 0/0 -> +inf -> far bound
   CHECK(nofa::ray_depth(5.0f, 2.0f, 1.0f, 3.0f) == 2.5f);
   CHECK(!nofa::is_finite(NAN) && !nofa::is_finite(INFINITY) && nofa::is_finite(1e30f));
+  // A clamp bound's gradient shared between the elements equal to it: none when the total
+  // is 0 (a NaN in depths: NaN bounds, no element equal, and 0/0 must not appear), and
+  // NaN bounds route the whole cotangent to the value.
+  CHECK(nofa::bound_share(0.0, 0) == 0.0 && nofa::bound_share(0.0f, 3) == 0.0f);
+  CHECK(nofa::bound_share(1.5, 3) == 0.5 && nofa::bound_share(2.0, 0) == 0.0);
+  {
+    double gv, glo, ghi;
+    nofa::clamp_grad(2.0, double(NAN), double(NAN), 1.0, gv, glo, ghi);
+    CHECK(gv == 1.0 && glo == 0.0 && ghi == 0.0);
+  }
   // Clamp routing, as torch.clamp(x, lo_tensor, hi_tensor).backward() does (torch 2.x).
   struct Case { double v, lo, hi, gv, glo, ghi; };
   for (const Case& c : {Case{1, 1, 3, .5, .5, 0}, Case{3, 1, 3, .5, 0, .5}, Case{0, 1, 3, 0, 1, 0},

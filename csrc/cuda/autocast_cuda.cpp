@@ -1,0 +1,58 @@
+// torch.autocast("cuda") for the tri-plane ops (docs/sample_triplane.md, "Half precision"):
+// float32 CUDA planes are cast to the autocast dtype (float16 or bfloat16), which the
+// CUDA kernels read in that type with float32 points, taps and accumulation; points and
+// decoder tensors are used in float32 (half-precision ones are upcast). The casts are
+// recorded by autograd (the Autocast keys run before Autograd), so gradients reach
+// float32 planes. No CPU registration: on the CPU everything stays float32.
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+namespace nofa {
+namespace {
+
+at::Tensor autocast_planes(const at::Tensor& t) {
+  if (t.is_cuda() && t.scalar_type() == at::kFloat) return t.to(at::autocast::get_autocast_dtype(at::kCUDA));
+  return t;
+}
+
+at::Tensor autocast_float(const at::Tensor& t) {
+  if (t.is_cuda() && (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16)) return t.to(at::kFloat);
+  return t;
+}
+
+at::Tensor sample_triplane_autocast(const at::Tensor& planes, const at::Tensor& points, double box_warp,
+                                    c10::string_view reduce) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("nofa::sample_triplane", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, c10::string_view)>();
+  return op.call(autocast_planes(planes), autocast_float(points), box_warp, reduce);
+}
+
+std::tuple<at::Tensor, at::Tensor> decode_triplane_autocast(const at::Tensor& planes, const at::Tensor& points,
+                                                            double box_warp, const at::Tensor& fc0_weight,
+                                                            const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
+                                                            const at::Tensor& fc1_bias) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("nofa::decode_triplane", "")
+          .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, double, const at::Tensor&,
+                                                    const at::Tensor&, const at::Tensor&, const at::Tensor&)>();
+  return op.call(autocast_planes(planes), autocast_float(points), box_warp, autocast_float(fc0_weight),
+                 autocast_float(fc0_bias), autocast_float(fc1_weight), autocast_float(fc1_bias));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(nofa, AutocastCUDA, m) {
+  m.impl("sample_triplane", &sample_triplane_autocast);
+  m.impl("decode_triplane", &decode_triplane_autocast);
+}
+
+}  // namespace nofa
