@@ -1,6 +1,8 @@
 """composite_rays_merged: CPU kernel against the reference (cat + stable sort + composite_rays)."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -203,12 +205,16 @@ def test_opcheck():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible: CUDA fallback not exercised")
-def test_cuda_runs_reference():
-    # No CUDA kernel: on CUDA the reference runs and the trace says so.
+def test_cuda_concatenates_and_sorts_itself():
+    # No CUDA merging kernel: the op concatenates + sorts (no warning: a choice of method)
+    # and composites on the CUDA composite_rays kernel; the trace says so.
     inputs = [t.cuda() for t in make_sets(1, 8, 4, 4, 3)]
-    with pytest.warns(RuntimeWarning, match=OP), ops.use_backend("auto"), ops.trace_backends() as tr:
-        got = ops.composite_rays_merged(*inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with ops.use_backend("auto"), ops.trace_backends() as tr:
+            got = ops.composite_rays_merged(*inputs)
     assert tr.backends(OP) == {"torch"}
+    assert tr.backends("composite_rays") == {"kernels"}
     want = reference.composite_rays_merged(*(t.cpu() for t in inputs))
     for a, b in zip(got, want):
         assert (a.cpu() - b).abs().max() <= 1e-5
