@@ -116,10 +116,13 @@ def _groups(jobs: list[dict], cfg: SuiteConfig) -> list[tuple[list[dict], float]
         # The kernels and torch runs of one problem size share a worker and run back to
         # back, so a change of load on a shared machine hits both sides of a ratio alike
         # (one worker per backend measured them minutes apart).
+        # A --quick run (a smoke test of the machinery) keeps one worker per case: process
+        # start-up would otherwise dominate it.
         sizes: dict[tuple, list[dict]] = {}
         for j in jobs:
             if j["backend"] in ("kernels", "torch"):
-                sizes.setdefault((j["case"], j["suite"], j["index"]), []).append(j)
+                key = (j["case"],) if cfg.quick else (j["case"], j["suite"], j["index"])
+                sizes.setdefault(key, []).append(j)
         groups += [(batch, cfg.worker_timeout_s) for batch in sizes.values()]
     groups += [([j], cfg.compile_timeout_s) for j in jobs if j["backend"] == "compile"]
     return groups

@@ -11,6 +11,7 @@ backend runs, so the render traces with `torch.compile(fullgraph=True)`.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Callable, NamedTuple
 
 import torch
@@ -61,7 +62,7 @@ class RenderOptions:
         for name in ("white_back", "deterministic", "checkpoint"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool (True or False), got {getattr(self, name)!r}")
-        if isinstance(self.box_warp, bool) or not isinstance(self.box_warp, (int, float)) \
+        if isinstance(self.box_warp, bool) or not isinstance(self.box_warp, numbers.Real) \
                 or not 0 < self.box_warp < float("inf"):
             raise ValueError(f"box_warp must be a positive finite number, got {self.box_warp!r}")
         if self.coarse_samples < 2:
