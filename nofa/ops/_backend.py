@@ -157,9 +157,9 @@ def dispatch(
     reference.<op>(...))`. `unsupported`: see `_choose`.
     """
     if _choose(op, device.type, unsupported):
-        _record(op, "kernels")
+        record(op, "kernels")
         return kernel()
-    _record(op, "torch")
+    record(op, "torch")
     return reference()
 
 
@@ -190,16 +190,13 @@ def trace_backends() -> Iterator[_Trace]:
         stack.remove(tr)
 
 
-def _record(op: str, backend: str) -> None:
+def record(op: str, backend: str) -> None:
+    """Record a call of `op` on `backend` in the active traces (`dispatch` does; an op
+    composed of other ops records itself)."""
     if torch.compiler.is_compiling():
         return
     for tr in getattr(_state, "traces", None) or ():
         tr.calls.append((op, backend))
-
-
-def record(op: str, backend: str) -> None:
-    """Record a call of `op` on `backend` in the active traces (ops built from other ops)."""
-    _record(op, backend)
 
 
 def no_double_backward(op: str) -> Callable:

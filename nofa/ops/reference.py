@@ -55,7 +55,8 @@ def composite_rays(
 
     colors [N, R, S, C], densities [N, R, S, 1] (raw), depths [N, R, S, 1] sorted along S.
     Returns features [N, R, C] (mapped x*2-1), depth [N, R, 1], weights [N, R, S-1, 1].
-    The depth is clamped to the min/max of the whole `depths` tensor (as EG3D does).
+    The depth is clamped to the min/max of the whole `depths` tensor (as EG3D does), of its
+    non-NaN values (a NaN depth must not reach other rays; docs/ops.md).
     """
     deltas = depths[:, :, 1:] - depths[:, :, :-1]
     colors_mid = (colors[:, :, :-1] + colors[:, :, 1:]) / 2
