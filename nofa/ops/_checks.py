@@ -59,15 +59,27 @@ def flag(name: str, value: object) -> bool:
     return value
 
 
-def sorted_depths(name: str, depths: torch.Tensor) -> None:
-    """depths [..., S, 1] ascending along S (NaN compares as sorted; it has its own rule).
+def sorted_depths(name: str, depths: torch.Tensor) -> bool:
+    """Check depths [..., S, 1] ascending along S (ValueError otherwise); return whether any
+    depth is NaN (NaN has its own rule, so it does not count as unsorted).
 
-    A data-dependent check: eager mode only. Inside torch.compile it is skipped (it would
-    split the graph), so compiled code must keep the precondition itself."""
-    if torch.compiler.is_compiling() or depths.shape[-2] < 2:
-        return
-    if bool((depths[..., 1:, :] < depths[..., :-1, :]).any()):
+    Data-dependent, so eager mode only: one reduction and one host read. Inside
+    torch.compile it is skipped (it would split the graph) and returns True ("may hold
+    NaN"), so the caller applies its NaN rule unconditionally there."""
+    if torch.compiler.is_compiling():
+        return True
+    if depths.numel() == 0:
+        return False
+    if depths.shape[-2] < 2:
+        return bool(torch.isnan(depths).any())
+    steps = depths[..., 1:, :] - depths[..., :-1, :]
+    low = steps.amin().item()  # NaN if any depth is NaN
+    has_nan = low != low
+    if has_nan:
+        low = steps.nan_to_num(0.0).amin().item()
+    if low < 0:
         raise ValueError(
             f"{name} must be sorted ascending along the sample dim S in every ray (negative intervals "
             "would give negative weights); sort them first (torch.sort(depths, dim=-2))"
         )
+    return has_nan

@@ -70,13 +70,13 @@ def composite_rays(
     _checks.same_device(colors=colors, densities=densities, depths=depths)
     _checks.same_dtype(colors=colors, densities=densities, depths=depths)
     white_back = _checks.flag("white_back", white_back)
-    _checks.sorted_depths("depths", depths)
+    has_nan = _checks.sorted_depths("depths", depths)
     out = _backend.dispatch(
         "composite_rays", colors.device,
         lambda: torch.ops.nofa.composite_rays(colors, densities, depths, white_back),
         lambda: reference.composite_rays(colors, densities, depths, white_back),
     )
-    return nan_rays(out, depths)
+    return nan_rays(out, depths) if has_nan else out
 
 
 def _register() -> None:

@@ -64,8 +64,8 @@ def composite_rays_merged(
     _checks.same_device(**tensors)
     _checks.same_dtype(**tensors)
     white_back = _checks.flag("white_back", white_back)
-    _checks.sorted_depths("depths_a", depths_a)
-    _checks.sorted_depths("depths_b", depths_b)
+    has_nan = _checks.sorted_depths("depths_a", depths_a)
+    has_nan = _checks.sorted_depths("depths_b", depths_b) or has_nan
     args = (colors_a, densities_a, depths_a, colors_b, densities_b, depths_b)
     if _backend.lacks_kernel(_OP, colors_a.device.type):
         # No merging kernel here: EG3D's concatenate + sort, then composite_rays on its own
@@ -77,7 +77,7 @@ def composite_rays_merged(
         lambda: torch.ops.nofa.composite_rays_merged(*args, white_back),
         lambda: reference.composite_rays_merged(*args, white_back),
     )
-    return nan_rays(out, depths_a, depths_b)
+    return nan_rays(out, depths_a, depths_b) if has_nan else out
 
 
 def _register() -> None:
