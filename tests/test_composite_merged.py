@@ -1,6 +1,8 @@
 """composite_rays_merged: CPU kernel against the reference (cat + stable sort + composite_rays)."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 

@@ -95,16 +95,48 @@ def test_chunked_equals_unchunked():
                 torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
-def test_chunked_equals_unchunked_box_bounds():
-    planes, decoder, labels = _scene("cpu")
-    opts = OPTS.replace(ray_start=None, ray_end=None)
+def _patch_scene(C=8, res=16):
+    """Planes that are zero but for a bright central patch, and a decoder whose density
+    underflows to exactly 0 away from it: rays that miss the patch are empty (weights 0)."""
+    planes = torch.zeros(2, 3, C, res, res)
+    planes[..., res // 2 - 2:res // 2 + 2, res // 2 - 2:res // 2 + 2] = 5.0
+    decoder = OSGDecoder(n_features=C, hidden=16, out_features=6)
+    with torch.no_grad():
+        decoder.fc0.weight.fill_(0.5)
+        decoder.fc0.bias.fill_(-5.0)
+        decoder.fc1.weight[0].fill_(10.0)
+        decoder.fc1.bias[0] = -300.0
+    labels = torch.stack([default_label(0.3, -0.1), default_label(-0.4, 0.2)])
+    return planes, decoder, labels
+
+
+@pytest.mark.parametrize("bounds", ["fixed", "box"])
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_chunked_equals_unchunked_with_empty_rays(bounds, backend):
+    planes, decoder, labels = _patch_scene()
+    opts = OPTS if bounds == "fixed" else OPTS.replace(ray_start=None, ray_end=None)
     renderer = TriplaneRenderer(decoder, opts)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with torch.no_grad(), ops.use_backend(backend):
         whole = renderer(planes, labels, 12, options=opts.replace(chunk_rays=10**9))
-        part = renderer(planes, labels, 12, options=opts.replace(chunk_rays=33))
-    for a, b in zip(part, whole):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        parts = [renderer(planes, labels, 12, options=opts.replace(chunk_rays=c)) for c in (7, 33)]
+    empty = whole.weight == 0
+    assert 0 < empty.sum() < empty.numel(), "the scene must have empty and non-empty rays"
+    for part in parts:
+        for a, b in zip(part, whole):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    # An empty ray's depth is its image's far bound: ray_end, or the largest per-ray far.
+    if bounds == "fixed":
+        far = torch.full((2,), opts.ray_end)
+    else:
+        from nofa.render import generate_rays
+        from nofa.render.rays import ray_box_bounds
+
+        o, d = generate_rays(labels, 12)
+        _, f, hit = ray_box_bounds(o, d, 1.0)
+        sphere_far = o.norm(dim=-1, keepdim=True) + 3 ** 0.5 / 2
+        far = torch.where(hit, f, sphere_far).amax((1, 2))
+    for n in range(2):
+        assert torch.equal(whole.depth[n][empty[n]], far[n].expand(int(empty[n].sum())))
 
 
 def test_checkpointed_gradients_equal():
@@ -199,11 +231,14 @@ def test_render_options_validate():
 
 
 @pytest.mark.parametrize("deterministic", [True, False])
-def test_merged_compositing_equals_eg3d_merge(deterministic):
+def test_merged_compositing_equals_eg3d_merge(deterministic, monkeypatch):
     """With the composite_rays_merged kernel the coarse and fine sets are composited
-    together without concatenating them; EG3D's concatenate + sort + composite otherwise.
-    Same images and gradients (random mode: same seed, same draws)."""
+    together without concatenating them; where that kernel is missing the op concatenates,
+    sorts and runs composite_rays itself (EG3D's way). Same images and gradients (random
+    mode: same seed, same draws)."""
     require_kernels("cpu")
+    from nofa.ops import _backend
+
     torch.manual_seed(3)
     planes = (torch.randn(1, 3, 32, 32, 32) * 0.5).requires_grad_()
     r = TriplaneRenderer(OSGDecoder(32), RenderOptions(coarse_samples=12, importance_samples=10,
@@ -211,16 +246,16 @@ def test_merged_compositing_equals_eg3d_merge(deterministic):
     label = default_label(0.3, 0.1)[None]
     outs = {}
     for merged in (True, False):
-        r._merge_in_compositor = lambda planes, merged=merged: merged  # noqa: E731
+        if not merged:  # as on a device without the merging kernel
+            monkeypatch.setattr(_backend, "lacks_kernel", lambda op, dev: op == "composite_rays_merged")
         torch.manual_seed(7)
         with ops.trace_backends() as tr:
             res = r(planes, label, 16)
-        assert bool(tr.backends("composite_rays_merged")) == merged
+        assert tr.backends("composite_rays_merged") == ({"kernels"} if merged else {"torch"})
+        assert tr.backends("composite_rays") == {"kernels"}  # the importance weights, and the fallback
         loss = res.features.square().mean() + res.depth.mean() + res.weight.mean()
         outs[merged] = (res, torch.autograd.grad(loss, [planes] + list(r.decoder.parameters())))
     (a, ga), (b, gb) = outs[True], outs[False]
     for x, y in zip(a, b):
         assert rel_err(x, y) <= 1e-5
     assert_grads_close(ga, gb, 1e-4)
-    del r._merge_in_compositor
-    assert r._merge_in_compositor(planes) is True  # the CPU kernels take the merged path

@@ -190,7 +190,7 @@ def test_bad_reduce_and_box_warp():
     planes, points = _inputs(1, 4, 5, 5, 10, "cpu")
     with pytest.raises(ValueError, match="reduce must be one of"):
         ops.sample_triplane(planes, points, reduce="sum")
-    with pytest.raises(ValueError, match="box_warp must be > 0"):
+    with pytest.raises(ValueError, match="box_warp must be a positive finite number"):
         ops.sample_triplane(planes, points, box_warp=0.0)
     with pytest.raises(TypeError, match="planes must be a torch.Tensor"):
         ops.sample_triplane(planes.numpy(), points)

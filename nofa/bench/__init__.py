@@ -3,18 +3,20 @@
     from nofa.bench import SuiteConfig, run_and_write
     paths = run_and_write(SuiteConfig(device="cpu", quick=True), "bench_out")
 
-`registry` holds the cases (one small entry per op, see `cases.py`), `measure` the timing
-and memory probes, `worker` the measuring process, `suite` the planner/runner, `report`
-and `plots` the output files. The CLI is `nofa bench`.
+`registry` defines what a case is, `cases/` lists them all explicitly (kernel ops, the
+full render, the avatar pipeline, mesh extraction), `measure` holds the one timing and
+memory probe, `worker` the measuring process, `suite` the planner/runner, `report` and
+`plots` the output files. The CLI is `nofa bench`; `benchmarks/` keeps the results.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .registry import CASES, Case, Workload, all_cases, register
+from .cases import CASES, all_cases, get_case
+from .registry import Case, Workload
 from .suite import SuiteConfig, run_suite
 
-__all__ = ["CASES", "Case", "SuiteConfig", "Workload", "all_cases", "register", "run_and_write", "run_suite"]
+__all__ = ["CASES", "Case", "SuiteConfig", "Workload", "all_cases", "get_case", "run_and_write", "run_suite"]
 
 
 def run_and_write(cfg: SuiteConfig, out: str | Path, command: list[str] | None = None) -> dict[str, Path]:

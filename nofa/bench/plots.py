@@ -10,8 +10,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from .registry import get_case  # noqa: E402
-from .worker import MODES  # noqa: E402
+from .cases import get_case  # noqa: E402
+from .registry import MODES  # noqa: E402
 
 COLORS = {"torch": "tab:blue", "kernels": "tab:red", "compile": "tab:green"}
 STYLES = {MODES[0]: "-", MODES[1]: "--"}

@@ -1,4 +1,6 @@
-"""The benchmark registry: one `Case` per op (or the full render), each a small entry.
+"""What a benchmark entry is: `Case` (one per op, the full render, the avatar pipeline,
+mesh extraction) and `Workload` (one problem instance). The entries themselves live in
+`nofa.bench.cases` and are listed there explicitly; this module imports none of them.
 
 A case knows whether it can run in this build (`unavailable`), how to build a workload for
 one problem size (`build`), which nofa ops it exercises (so the runner can assert with
@@ -13,6 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 Params = dict[str, Any]
+MODES = ("forward", "forward+backward")
 
 
 @dataclass
@@ -51,26 +54,4 @@ class Case:
     # sweep name -> (x-axis label, the params key giving x; None: the workload's size)
     sweep_axes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     compile: bool = True  # whether torch.compile of the reference is attempted
-
-
-CASES: dict[str, Case] = {}
-
-
-def register(case: Case) -> Case:
-    if case.name in CASES:
-        raise ValueError(f"benchmark case {case.name!r} registered twice")
-    CASES[case.name] = case
-    return case
-
-
-def all_cases() -> list[Case]:
-    from . import cases  # noqa: F401  (importing registers the entries)
-
-    return list(CASES.values())
-
-
-def get_case(name: str) -> Case:
-    all_cases()
-    if name not in CASES:
-        raise KeyError(f"unknown benchmark case {name!r}; known: {sorted(CASES)}")
-    return CASES[name]
+    modes: tuple[str, ...] = MODES  # forward-only cases (no gradients) list ("forward",)

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from .bandwidth import achieved_gbps
-from .registry import all_cases
-from .worker import MODES
+from .cases import all_cases
+from .registry import MODES
 
 BACKEND_ORDER = ("torch", "kernels", "compile")
 SUITE_TITLES = {"headline": "Headline", "points": "Scaling with the number of points",

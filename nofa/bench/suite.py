@@ -20,8 +20,9 @@ import torch
 
 from .. import ops
 from . import measure
-from .registry import Case, all_cases
-from .worker import MODES, RESULT_TAG
+from .cases import all_cases
+from .registry import MODES, Case
+from .worker import RESULT_TAG
 
 BACKENDS = ("kernels", "torch", "compile")
 
@@ -89,12 +90,14 @@ def plan_jobs(cfg: SuiteConfig) -> tuple[list[dict], list[dict]]:
                         why = "skipped (--quick or --no-compile)"
                     elif backend == "compile" and index and cfg.plan == "cpu":
                         why = "compiled at the first headline size only on a CPU (compiling takes minutes)"
+                    fixed += [_row(case.name, suite, index, params, m, backend, "n/a",
+                                   "forward only (no gradients in this case)") for m in MODES if m not in case.modes]
                     if why:
-                        fixed += [_row(case.name, suite, index, params, m, backend, "n/a", why) for m in MODES]
+                        fixed += [_row(case.name, suite, index, params, m, backend, "n/a", why) for m in case.modes]
                         continue
                     jobs.append({
                         "id": len(jobs), "suite": suite, "index": index, "case": case.name, "backend": backend,
-                        "device": cfg.device, "params": params, "modes": list(MODES),
+                        "device": cfg.device, "params": params, "modes": list(case.modes),
                         "warmup": cfg.warmup, "budget_s": budget, "min_repeats": cfg.min_repeats,
                         "max_repeats": cfg.max_repeats, "memory_method": method, "threads": cfg.threads,
                     })
@@ -113,10 +116,13 @@ def _groups(jobs: list[dict], cfg: SuiteConfig) -> list[tuple[list[dict], float]
         # The kernels and torch runs of one problem size share a worker and run back to
         # back, so a change of load on a shared machine hits both sides of a ratio alike
         # (one worker per backend measured them minutes apart).
+        # A --quick run (a smoke test of the machinery) keeps one worker per case: process
+        # start-up would otherwise dominate it.
         sizes: dict[tuple, list[dict]] = {}
         for j in jobs:
             if j["backend"] in ("kernels", "torch"):
-                sizes.setdefault((j["case"], j["suite"], j["index"]), []).append(j)
+                key = (j["case"],) if cfg.quick else (j["case"], j["suite"], j["index"])
+                sizes.setdefault(key, []).append(j)
         groups += [(batch, cfg.worker_timeout_s) for batch in sizes.values()]
     groups += [([j], cfg.compile_timeout_s) for j in jobs if j["backend"] == "compile"]
     return groups

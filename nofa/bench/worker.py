@@ -17,10 +17,10 @@ import torch
 
 from .. import ops
 from . import measure
-from .registry import Workload, get_case
+from .cases import get_case
+from .registry import MODES, Workload  # noqa: F401  (MODES re-exported for callers)
 
 RESULT_TAG = "@@nofa-bench "
-MODES = ("forward", "forward+backward")
 
 
 class BackendMismatch(RuntimeError):

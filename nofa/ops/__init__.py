@@ -4,6 +4,9 @@
     feats = ops.sample_triplane(planes, points)          # kernels when compiled
     with ops.use_backend("torch"):                         # force the reference
         ref = ops.sample_triplane(planes, points)
+
+Every public op validates its arguments, then `_backend.dispatch` picks the kernel or the
+reference (docs/architecture.md, "Dispatch"). Layers above `ops` use only the names below.
 """
 from . import reference
 from ._backend import (
@@ -14,15 +17,27 @@ from ._backend import (
     trace_backends,
     use_backend,
 )
-from .composite_merged import composite_rays_merged
+from .channels_last_planes import channels_last_planes, is_channels_last, prepare_planes
 from .composite_rays import composite_rays
+from .composite_rays_merged import composite_rays_merged
 from .decode_triplane import decode_triplane
 from .deform_points import deform_points
-from .relayout_planes import channels_last_planes, is_channels_last
 from .sample_triplane import sample_triplane
+
+# The public ops and the name each records in trace_backends() / looks up in
+# kernels_available() (channels_last_planes runs the relayout_planes kernel).
+OPS = {
+    "sample_triplane": "sample_triplane",
+    "decode_triplane": "decode_triplane",
+    "composite_rays": "composite_rays",
+    "composite_rays_merged": "composite_rays_merged",
+    "deform_points": "deform_points",
+    "channels_last_planes": "relayout_planes",
+}
 
 __all__ = [
     "BACKENDS",
+    "OPS",
     "build_info",
     "channels_last_planes",
     "composite_rays",
@@ -32,6 +47,7 @@ __all__ = [
     "get_backend",
     "is_channels_last",
     "kernels_available",
+    "prepare_planes",
     "reference",
     "sample_triplane",
     "trace_backends",

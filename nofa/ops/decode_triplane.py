@@ -29,8 +29,11 @@ def decode_triplane(
         (raw density [N, M, 1], features [N, M, F]) with x = fc1(softplus(fc0(f))),
         density = x[..., :1], features = sigmoid(x[..., 1:]) * 1.002 - 0.001.
 
-    Differentiable w.r.t. planes, points and all four decoder tensors. The kernels never
-    materialise the [N, M, Hd] hidden activations.
+    Non-finite coordinates follow :func:`sample_triplane`'s rule (the planes using them read
+    zero), so such a point decodes the remaining planes' features. Differentiable w.r.t.
+    planes, points and all four decoder tensors (first derivatives only: double backward
+    through the kernel raises). The kernels never materialise the [N, M, Hd] hidden
+    activations.
     """
     _checks.tensor("planes", planes, dims=5, layout="[N, 3, C, H, W]")
     _checks.tensor("points", points, dims=3, layout="[N, M, 3]")
@@ -52,14 +55,13 @@ def decode_triplane(
                    fc1_weight=fc1_weight, fc1_bias=fc1_bias)
     _checks.same_device(**tensors)
     _checks.same_dtype(**tensors)
-    if not box_warp > 0:
-        raise ValueError(f"box_warp must be > 0, got {box_warp}")
+    box_warp = _checks.box_warp(box_warp)
     args = (fc0_weight, fc0_bias, fc1_weight, fc1_bias)
-    if _backend.use_kernels("decode_triplane", planes.device):
-        _backend.record("decode_triplane", "kernels")
-        return torch.ops.nofa.decode_triplane(planes, points, float(box_warp), *args)
-    _backend.record("decode_triplane", "torch")
-    return reference.decode_triplane(planes, points, box_warp, *args)
+    return _backend.dispatch(
+        "decode_triplane", planes.device,
+        lambda: torch.ops.nofa.decode_triplane(planes, points, box_warp, *args),
+        lambda: reference.decode_triplane(planes, points, box_warp, *args),
+    )
 
 
 def _register() -> None:
@@ -94,6 +96,7 @@ def _register() -> None:
         return keep(gp, 0), keep(gx, 1), None, keep(gw0, 3), keep(gb0, 4), keep(gw1, 5), keep(gb1, 6)
 
     torch.library.register_autograd("nofa::decode_triplane", backward, setup_context=setup_context)
+    torch.library.register_autograd("nofa::decode_triplane_backward", _backend.no_double_backward("decode_triplane"))
 
 
 if _backend._C is not None:

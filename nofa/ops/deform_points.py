@@ -1,5 +1,5 @@
-"""`deform_points`: the fused deformation field (docs/deformation.md), its autograd and fake
-registrations.
+"""`deform_points`: the fused deformation field (docs/deformation.md), its autograd and
+fake registrations.
 
 Parameter layout (nn.Linear convention, weight [out, in]; P = 3 + 6 * n_freqs):
     d_weights[0] [Hd0, P + A + B]  columns [PE(x) | alpha | beta]
@@ -10,8 +10,6 @@ Parameter layout (nn.Linear convention, weight [out, in]; P = 3 + 6 * n_freqs):
     d_biases / w_biases            one [out] vector per layer
 """
 from __future__ import annotations
-
-import warnings
 
 import torch
 
@@ -80,20 +78,6 @@ def cuda_unsupported_reason(d_weights, w_weights) -> str | None:
     return None
 
 
-def _use_kernels(points, d_weights, w_weights) -> bool:
-    if not _backend.use_kernels("deform_points", points.device):
-        return False
-    if points.device.type != "cuda":
-        return True
-    reason = cuda_unsupported_reason(d_weights, w_weights)
-    if reason is None:
-        return True
-    if _backend.get_backend() == "kernels":
-        raise ValueError(f"nofa: {reason} (use backend 'torch' or 'auto' for other widths)")
-    warnings.warn(f"nofa: {reason}; using the pure-PyTorch reference", RuntimeWarning, stacklevel=3)
-    return False
-
-
 def deform_points(
     points: torch.Tensor,
     alpha: torch.Tensor,
@@ -117,24 +101,35 @@ def deform_points(
     Returns:
         x_c [N, M, 3] = points + weight * offset, offset [N, M, 3], weight [N, M, 1].
 
-    Differentiable w.r.t. points, alpha, beta and every weight and bias. On CUDA the kernel
-    supports hidden widths in CUDA_WIDTHS; with backend "auto" other widths fall back to the
-    reference with a warning, with backend "kernels" they raise ValueError.
+    A point with a non-finite coordinate (NaN, +-inf) gets NaN x_c, offset and weight;
+    other points are unaffected (gradients into the weights then are NaN, as with any NaN
+    in a PyTorch model). Differentiable w.r.t. points, alpha, beta and every weight and
+    bias (first derivatives only: double backward through the kernel raises). On CUDA the
+    kernel supports hidden widths in CUDA_WIDTHS; with backend "auto" other widths fall
+    back to the reference with a warning, with backend "kernels" they raise ValueError.
     """
     check_inputs(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs)
     args = (points, alpha, beta, list(d_weights), list(d_biases), list(w_weights), list(w_biases), n_freqs)
-    if _use_kernels(points, d_weights, w_weights):
-        _backend.record("deform_points", "kernels")
-        # With autograd recording, the CPU kernel keeps the D-Net's hidden activations (all
+
+    def kernel():
+        # With autograd recording, the kernel keeps the D-Net's hidden activations (all
         # but the first layer) for the backward; without, nothing per point beyond a tile.
         # The CUDA backward recomputes them chunk by chunk, so nothing is saved there.
         tensors = (points, alpha, beta, *d_weights, *d_biases, *w_weights, *w_biases)
+        # The CUDA backward recomputes them, so only the CPU kernel saves them.
         save = (points.device.type == "cpu" and torch.is_grad_enabled()
                 and any(t.requires_grad for t in tensors))
-        x_c, offset, weight, _ = torch.ops.nofa.deform_points(*args, save)
-        return x_c, offset, weight
-    _backend.record("deform_points", "torch")
-    return reference.deform_points(*args)
+        return torch.ops.nofa.deform_points(*args, save)[:3]
+
+    unsupported = cuda_unsupported_reason(d_weights, w_weights) if points.device.type == "cuda" else None
+    x_c, offset, weight = _backend.dispatch(
+        "deform_points", points.device, kernel, lambda: reference.deform_points(*args), unsupported
+    )
+    # One rule for non-finite points on every backend (the kernels' ReLU would otherwise
+    # turn a NaN into a plausible-looking offset).
+    bad = ~torch.isfinite(points).all(-1, keepdim=True)
+    nan = float("nan")
+    return torch.where(bad, nan, x_c), torch.where(bad, nan, offset), torch.where(bad, nan, weight)
 
 
 def _register() -> None:
@@ -185,6 +180,7 @@ def _register() -> None:
         )
 
     torch.library.register_autograd("nofa::deform_points", backward, setup_context=setup_context)
+    torch.library.register_autograd("nofa::deform_points_backward", _backend.no_double_backward("deform_points"))
 
 
 if _backend._C is not None:

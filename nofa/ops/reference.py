@@ -27,6 +27,9 @@ def sample_triplane(
         return planes.new_zeros(N, 0, C if reduce == "mean" else 3 * C)
     x, y, z = (points * (2.0 / box_warp)).unbind(-1)
     uv = torch.stack([torch.stack(pair, -1) for pair in ((x, y), (x, z), (z, x))], 1)  # [N, 3, M, 2]
+    # A non-finite coordinate counts as outside the plane (the kernels' rule): move that
+    # lookup well past the zero padding, where it reads 0 and gets no gradient.
+    uv = torch.where(torch.isfinite(uv).all(-1, keepdim=True), uv, -4.0)
     sampled = F.grid_sample(
         planes.reshape(N * 3, C, H, W),
         uv.reshape(N * 3, 1, M, 2),
@@ -52,7 +55,8 @@ def composite_rays(
 
     colors [N, R, S, C], densities [N, R, S, 1] (raw), depths [N, R, S, 1] sorted along S.
     Returns features [N, R, C] (mapped x*2-1), depth [N, R, 1], weights [N, R, S-1, 1].
-    The depth is clamped to the min/max of the whole `depths` tensor (as EG3D does).
+    The depth is clamped to the min/max of the whole `depths` tensor (as EG3D does), of its
+    non-NaN values (a NaN depth must not reach other rays; docs/ops.md).
     """
     deltas = depths[:, :, 1:] - depths[:, :, :-1]
     colors_mid = (colors[:, :, :-1] + colors[:, :, 1:]) / 2
@@ -74,7 +78,10 @@ def composite_rays(
     )
     depth = torch.nan_to_num(depth, float("inf"))
     if depths.numel() > 0:
-        depth = torch.clamp(depth, torch.min(depths), torch.max(depths))
+        # Bounds over the non-NaN depths: a NaN in one ray must not reach the others.
+        inf = float("inf")
+        depth = torch.clamp(depth, torch.min(depths.nan_to_num(inf, inf, -inf)),
+                            torch.max(depths.nan_to_num(-inf, inf, -inf)))
     if white_back:
         rgb = rgb + 1 - weight_total
     return rgb * 2 - 1, depth, weights
@@ -181,13 +188,26 @@ def composite_rays_merged(
     unsorted sets. Returns features [N, R, C], depth [N, R, 1], weights [N, R, S_a+S_b-1, 1]
     in the merged order.
     """
+    return composite_rays(*merge_sample_sets(colors_a, densities_a, depths_a, colors_b, densities_b, depths_b),
+                          white_back)
+
+
+def merge_sample_sets(
+    colors_a: torch.Tensor,
+    densities_a: torch.Tensor,
+    depths_a: torch.Tensor,
+    colors_b: torch.Tensor,
+    densities_b: torch.Tensor,
+    depths_b: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The two sets concatenated along S and stably sorted by depth (set a first on ties):
+    (colors [N, R, S_a+S_b, C], densities [N, R, S_a+S_b, 1], depths [N, R, S_a+S_b, 1])."""
     depths = torch.cat([depths_a, depths_b], -2)
     _, order = torch.sort(depths, dim=-2, stable=True)
     colors = torch.cat([colors_a, colors_b], -2)
     densities = torch.cat([densities_a, densities_b], -2)
-    return composite_rays(
+    return (
         torch.gather(colors, -2, order.expand(-1, -1, -1, colors.shape[-1])),
         torch.gather(densities, -2, order),
         torch.gather(depths, -2, order),
-        white_back,
     )

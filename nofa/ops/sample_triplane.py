@@ -14,17 +14,22 @@ def sample_triplane(
     """Bilinear lookup of EG3D tri-plane features at 3D points.
 
     Args:
-        planes: [N, 3, C, H, W] float32/float64 tri-plane features (EG3D layout).
-        points: [N, M, 3] world coordinates; the box [-box_warp/2, box_warp/2]^3 maps to
-            the planes, points outside read zeros.
-        box_warp: side length of the tri-plane box.
+        planes: [N, 3, C, H, W] float32/float64 tri-plane features (EG3D layout), in either
+            memory layout (see :func:`prepare_planes`).
+        points: [N, M, 3] world coordinates. Plane 0 samples (x, y), plane 1 (x, z), plane 2
+            (z, x) (EG3D's convention), each square spanning [-box_warp/2, box_warp/2]^2.
+        box_warp: side length of the tri-plane box (a positive finite number).
         reduce: "mean" (EG3D: average of the three planes) or "concat".
 
     Returns:
         [N, M, C] for "mean", [N, M, 3C] for "concat" (plane 0, 1, 2 channel blocks).
 
-    Differentiable w.r.t. planes and points. Plane 0 samples (x, y), plane 1 (x, z),
-    plane 2 (z, x) (EG3D's convention); bilinear, align_corners=False, zero padding.
+    Bilinear, align_corners=False, zero padding, per plane: a plane reads zero where the
+    point's projection onto it falls outside its square, so a point outside the cube still
+    reads the planes whose projection lands inside (as in EG3D). A non-finite coordinate
+    (NaN, +-inf) counts as outside: the planes that use it read zero and pass no gradient
+    to it; the other planes are unaffected. Differentiable w.r.t. planes and points (first
+    derivatives only: double backward through the kernel raises).
     """
     _checks.tensor("planes", planes, dims=5, layout="[N, 3, C, H, W]")
     _checks.tensor("points", points, dims=3, layout="[N, M, 3]")
@@ -35,13 +40,12 @@ def sample_triplane(
     _checks.same_dtype(planes=planes, points=points)
     if reduce not in REDUCES:
         raise ValueError(f"reduce must be one of {REDUCES}, got {reduce!r}")
-    if not box_warp > 0:
-        raise ValueError(f"box_warp must be > 0, got {box_warp}")
-    if _backend.use_kernels("sample_triplane", planes.device):
-        _backend.record("sample_triplane", "kernels")
-        return torch.ops.nofa.sample_triplane(planes, points, float(box_warp), reduce)
-    _backend.record("sample_triplane", "torch")
-    return reference.sample_triplane(planes, points, box_warp, reduce)
+    box_warp = _checks.box_warp(box_warp)
+    return _backend.dispatch(
+        "sample_triplane", planes.device,
+        lambda: torch.ops.nofa.sample_triplane(planes, points, box_warp, reduce),
+        lambda: reference.sample_triplane(planes, points, box_warp, reduce),
+    )
 
 
 def _out_channels(planes: torch.Tensor, reduce: str):
@@ -74,6 +78,7 @@ def _register() -> None:
         return (gp if need_p else None), (gx if need_x else None), None, None
 
     torch.library.register_autograd("nofa::sample_triplane", backward, setup_context=setup_context)
+    torch.library.register_autograd("nofa::sample_triplane_backward", _backend.no_double_backward("sample_triplane"))
 
 
 if _backend._C is not None:

@@ -1,13 +1,17 @@
 """Volume rendering of a tri-plane (EG3D's ImportanceRenderer), in chunks of rays, with an
 optional deformation applied to every sample point (NOFA++'s bent rays, paper 3.3).
 
-Every tri-plane lookup goes through :func:`nofa.ops.sample_triplane` and every compositing
-step through :func:`nofa.ops.composite_rays`, so `nofa.ops.use_backend(...)` switches the
-whole render between the compiled kernels and the pure-PyTorch reference.
+Every tri-plane lookup goes through :func:`nofa.ops.decode_triplane` (or
+:func:`nofa.ops.sample_triplane` for a custom decoder) and every compositing step through
+:func:`nofa.ops.composite_rays` / :func:`nofa.ops.composite_rays_merged`, so
+`nofa.ops.use_backend(...)` switches the whole render between the compiled kernels and the
+pure-PyTorch reference. Only public `nofa.ops` names are used, and nothing here asks which
+backend runs, so the render traces with `torch.compile(fullgraph=True)`.
 """
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Callable, NamedTuple
 
 import torch
@@ -15,10 +19,9 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from .. import ops
-from ..ops import _backend
 from .decoder import OSGDecoder
 from .rays import generate_rays, ray_box_bounds
-from .sampling import importance_depths, merge_samples, stratified_depths
+from .sampling import importance_depths, stratified_depths
 
 __all__ = ["Deformation", "RenderOptions", "RenderResult", "TriplaneRenderer"]
 
@@ -32,13 +35,17 @@ class RenderOptions:
     """How to render (EG3D FFHQ defaults).
 
     ray_start/ray_end: fixed sample range along every ray; set both to None to use each
-        ray's intersection with the tri-plane box instead (rays missing the box get the
-        range of the box's bounding sphere, where features are zero).
+        ray's intersection with the tri-plane cube instead (rays missing the cube get the
+        range of the cube's bounding sphere; see docs/rendering.md for what points outside
+        the cube read).
     coarse_samples/importance_samples: EG3D's depth_resolution / depth_resolution_importance.
     deterministic: no jitter, importance samples from u = linspace(0, 1, n): reproducible.
     chunk_rays: rays per chunk summed over the batch; bounds memory at any resolution.
     checkpoint: recompute each chunk in backward (torch.utils.checkpoint), so training
         memory is bounded per chunk too.
+
+    An empty ray (all compositing weights 0) gets the image's far bound as depth: ray_end,
+    or in box mode the largest per-ray far bound of that image, whatever the chunking.
     """
 
     ray_start: float | None = 2.25
@@ -52,6 +59,12 @@ class RenderOptions:
     checkpoint: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("white_back", "deterministic", "checkpoint"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool (True or False), got {getattr(self, name)!r}")
+        if isinstance(self.box_warp, bool) or not isinstance(self.box_warp, numbers.Real) \
+                or not 0 < self.box_warp < float("inf"):
+            raise ValueError(f"box_warp must be a positive finite number, got {self.box_warp!r}")
         if self.coarse_samples < 2:
             raise ValueError(f"coarse_samples must be >= 2, got {self.coarse_samples}")
         if self.importance_samples < 0 or (self.importance_samples > 0 and self.coarse_samples < 3):
@@ -131,11 +144,9 @@ class TriplaneRenderer(nn.Module):
         if labels.shape != (planes.shape[0], 25):
             raise ValueError(f"labels must have shape [N, 25] with N = {planes.shape[0]}, got {list(labels.shape)}")
         N = planes.shape[0]
-        if (planes.device.type in ("cpu", "cuda") and _is_osg(self.decoder) and _backend.get_backend() != "torch"
-                and ops.kernels_available(planes.device.type, "decode_triplane")):
-            # The CPU and CUDA kernels read taps as contiguous channel vectors: transpose
-            # once per render rather than once per kernel call (a no-op if planes already are).
-            planes = ops.channels_last_planes(planes)
+        # The layout the kernels read fastest (channels-last on the CPU and CUDA): transposed once
+        # per render rather than once per kernel call.
+        planes = ops.prepare_planes(planes)
         # Ray geometry in the planes' float type even under autocast (bfloat16 rays would
         # misplace samples; the tri-plane kernels take half-precision planes themselves).
         with torch.autocast(planes.device.type, enabled=False):
@@ -151,6 +162,9 @@ class TriplaneRenderer(nn.Module):
             else:
                 outs.append(self._render_rays(*args, deform, opt))
         feats, depth, weight = (torch.cat(x, 1) for x in zip(*outs)) if outs else self._empty(planes, N, opt)
+        # compositing gives an empty ray the largest depth of its chunk; the image's far
+        # bound instead keeps the result independent of chunking (NaN rays stay NaN).
+        depth = torch.where(weight == 0, far.amax(1, keepdim=True), depth)
 
         def image(t: torch.Tensor) -> torch.Tensor:
             return t.permute(0, 2, 1).reshape(N, t.shape[-1], resolution, resolution)
@@ -189,25 +203,16 @@ class TriplaneRenderer(nn.Module):
                 # Weights do not depend on colour: composite one channel to get them cheaply.
                 _, _, w = ops.composite_rays(dens.detach(), dens.detach(), depths.detach(), opt.white_back)
             fine = importance_depths(depths, w, opt.importance_samples, opt.deterministic)
-            if self._merge_in_compositor(planes):
-                # Each set sorted along the ray, then composited together by a kernel that
-                # merges them on the fly: no [R, S, C] payloads concatenated or gathered.
-                fine = torch.sort(fine, -2).values
-                dens_f, cols_f = self._samples(planes, origins, dirs, fine, deform, opt)
-                feats, depth, weights = ops.composite_rays_merged(cols, dens, depths, cols_f, dens_f, fine,
-                                                                  opt.white_back)
-                return feats, depth, weights.sum(-2)
+            # Each set sorted along the ray, then composited together: where a kernel merges
+            # them on the fly no [R, S, C] payloads are concatenated or gathered; elsewhere
+            # the op concatenates and sorts itself (EG3D's way). Same images and gradients.
+            fine = torch.sort(fine, -2).values
             dens_f, cols_f = self._samples(planes, origins, dirs, fine, deform, opt)
-            depths, (dens, cols) = merge_samples(depths, [dens, cols], fine, [dens_f, cols_f])
+            feats, depth, weights = ops.composite_rays_merged(cols, dens, depths, cols_f, dens_f, fine,
+                                                              opt.white_back)
+            return feats, depth, weights.sum(-2)
         feats, depth, weights = ops.composite_rays(cols, dens, depths, opt.white_back)
         return feats, depth, weights.sum(-2)
-
-    def _merge_in_compositor(self, planes: torch.Tensor) -> bool:
-        """Whether coarse and fine samples go to `composite_rays_merged` (where it has a
-        kernel) instead of EG3D's concatenate + sort + composite (pure PyTorch, and devices
-        without that kernel). Both give the same images and gradients."""
-        # A choice of method, not a call: no "kernels"-backend error, no fallback warning.
-        return _backend.get_backend() != "torch" and ops.kernels_available(planes.device.type, "composite_rays_merged")
 
     def _samples(self, planes, origins, dirs, depths, deform, opt):
         N, r, S, _ = depths.shape

@@ -1,4 +1,4 @@
-"""The benchmark entries for the kernel ops (the full render is in `cases_render.py`).
+"""The benchmark entries for the kernel ops (the full render is in `render.py`).
 
 Sizes: the headline rows use the point count of a 64x64 render with 48+48 samples per ray
 (64*64*96 = 393,216 points) on a 256x256, 32-channel tri-plane (EG3D's). Sample points are
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import ops
-from .registry import Case, Params, Workload, register
+from ... import ops
+from ..registry import Case, Params, Workload
 
 RENDER_64_POINTS = 64 * 64 * 96
 CPU_POINTS = [2**k for k in range(14, 23, 2)]  # every 4x keeps the 2-core CPU run short
@@ -55,7 +55,7 @@ def _build_sample(params: Params, device: torch.device) -> Workload:
     )
 
 
-register(Case(
+SAMPLE = Case(
     name="sample_triplane",
     ops=("sample_triplane",),
     build=_build_sample,
@@ -73,7 +73,7 @@ register(Case(
         },
     },
     sweep_axes={"points": ("points", None), "resolution": ("plane resolution", "res")},
-))
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def _build_composite(params: Params, device: torch.device) -> Workload:
     )
 
 
-register(Case(
+COMPOSITE = Case(
     name="composite_rays",
     ops=("composite_rays",),
     build=_build_composite,
@@ -115,7 +115,89 @@ register(Case(
         "points": _points_sizes("rays", SAMPLES, quick={"channels": 8}),
     },
     sweep_axes={"points": ("points (rays x 96 samples)", None)},
-))
+)
+
+
+# ---------------------------------------------------------------------------------------
+# composite_rays_merged: coarse + importance sets merged on the fly, against EG3D's way
+# (concatenate, sort, composite) in pure PyTorch
+# ---------------------------------------------------------------------------------------
+
+
+def _build_composite_merged(params: Params, device: torch.device) -> Workload:
+    R = int(params["rays"])
+    Sa = Sb = int(params.get("samples", SAMPLES)) // 2
+    C = int(params.get("channels", 32))
+    g = _gen(params)
+    sets = []
+    for S in (Sa, Sb):
+        sets += [
+            torch.rand(1, R, S, C, generator=g).to(device),
+            (torch.randn(1, R, S, 1, generator=g) * 3).to(device),
+            torch.sort(2.25 + 1.05 * torch.rand(1, R, S, 1, generator=g), dim=2)[0].to(device),
+        ]
+    return Workload(
+        fn=lambda *x: ops.composite_rays_merged(*x),
+        reference=lambda *x: ops.reference.composite_rays_merged(*x),
+        inputs=tuple(sets),
+        grad_tensors=(sets[0], sets[1], sets[3], sets[4]),
+        size=R * (Sa + Sb),
+        shape=f"{R:,} rays x ({Sa}+{Sb}) samples x {C} channels",
+        loss_outputs=lambda out: (out[0], out[1]),
+    )
+
+
+COMPOSITE_MERGED = Case(
+    name="composite_rays_merged",
+    ops=("composite_rays_merged",),
+    build=_build_composite_merged,
+    sizes={
+        "headline": {
+            "quick": [{"rays": 64, "samples": 16, "channels": 8}],
+            "cpu": [{"rays": 64 * 64}],
+            "cuda": [{"rays": 64 * 64}, {"rays": 128 * 128}],
+        },
+    },
+)
+
+
+# ---------------------------------------------------------------------------------------
+# decode_triplane: the lookup fused with EG3D's OSG decoder
+# ---------------------------------------------------------------------------------------
+
+
+def _build_decode(params: Params, device: torch.device) -> Workload:
+    M = int(params["points"])
+    R = int(params.get("res", 256))
+    C = int(params.get("channels", 32))
+    Hd, F = int(params.get("hidden", 64)), int(params.get("features", 32))
+    g = _gen(params)
+    planes = torch.randn(1, 3, C, R, R, generator=g).to(device)
+    points = (torch.rand(1, M, 3, generator=g) - 0.5).to(device)
+    w = [(torch.randn(*shape, generator=g) * 0.2).to(device) for shape in ((Hd, C), (Hd,), (1 + F, Hd), (1 + F,))]
+    return Workload(
+        fn=lambda p, x, *w: ops.decode_triplane(p, x, 1.0, *w),
+        reference=lambda p, x, *w: ops.reference.decode_triplane(p, x, 1.0, *w),
+        inputs=(planes, points, *w),
+        grad_tensors=(planes, *w),
+        size=M,
+        shape=f"{M:,} points, planes 3x{C}x{R}x{R}, decoder {C}-{Hd}-{1 + F}",
+        loss_outputs=lambda out: out,
+    )
+
+
+DECODE = Case(
+    name="decode_triplane",
+    ops=("decode_triplane",),
+    build=_build_decode,
+    sizes={
+        "headline": {
+            "quick": [{"points": 2048, "res": 32, "channels": 8, "hidden": 16, "features": 8}],
+            "cpu": [{"points": RENDER_64_POINTS}],
+            "cuda": [{"points": RENDER_64_POINTS}, {"points": 4 * RENDER_64_POINTS}],
+        },
+    },
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -123,20 +205,10 @@ register(Case(
 # ---------------------------------------------------------------------------------------
 
 
-def _deform_unavailable() -> str | None:
-    if not hasattr(ops, "deform_points"):
-        return "nofa.ops.deform_points is not in this build"
-    try:
-        from ..models import DeformationField  # noqa: F401
-    except ImportError:
-        return "nofa.models.DeformationField is not in this build"
-    return None
-
-
 def make_deformation_field(params: Params, g: torch.Generator, device: torch.device):
     """A trained-looking DeformationField (paper sizes unless params say otherwise) with
     one avatar's alpha [1, 80] and beta [1, 64]."""
-    from ..models import DeformationField
+    from ...models import DeformationField
 
     torch.manual_seed(int(params.get("seed", 0)))  # layer initialisation
     field = DeformationField(d_hidden=int(params.get("d_hidden", 128)), w_hidden=int(params.get("w_hidden", 64)))
@@ -171,11 +243,10 @@ def _build_deform(params: Params, device: torch.device) -> Workload:
     )
 
 
-register(Case(
+DEFORM = Case(
     name="deform_points",
     ops=("deform_points",),
     build=_build_deform,
-    unavailable=_deform_unavailable,
     sizes={
         "headline": {
             "quick": [{"points": 512, "d_hidden": 32, "w_hidden": 32}],
@@ -188,7 +259,6 @@ register(Case(
                    "cpu": [{"points": n} for n in CPU_POINTS if n <= 2**20]},
     },
     sweep_axes={"points": ("points", None)},
-))
+)
 
-
-from . import cases_render  # noqa: E402,F401  (registered last: the full render)
+CASES = (SAMPLE, DECODE, COMPOSITE, COMPOSITE_MERGED, DEFORM)

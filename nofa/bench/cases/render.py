@@ -9,35 +9,14 @@ weights then also receive gradients.
 """
 from __future__ import annotations
 
-import importlib
-
 import torch
 
-from .registry import Case, Params, Workload, register
-
-
-def _render_module():
-    try:
-        return importlib.import_module("nofa.render")
-    except ImportError:
-        return None
-
-
-def _unavailable() -> str | None:
-    mod = _render_module()
-    if mod is None or not hasattr(mod, "TriplaneRenderer"):
-        return "nofa.render.TriplaneRenderer is not in this build"
-    return None
-
-
-def _deformed_unavailable() -> str | None:
-    from .cases import _deform_unavailable
-
-    return _unavailable() or _deform_unavailable()
+from ... import render
+from ..registry import Case, Params, Workload
+from .ops import make_deformation_field
 
 
 def _build_render(params: Params, device: torch.device) -> Workload:
-    render = _render_module()
     res = int(params["resolution"])
     coarse = int(params.get("coarse", 48))
     fine = int(params.get("fine", 48))
@@ -51,8 +30,6 @@ def _build_render(params: Params, device: torch.device) -> Workload:
     labels = render.default_label(yaw=0.3, pitch=-0.1)[None].to(device)
     deform, trained = None, list(renderer.parameters())
     if params.get("deform"):
-        from .cases import make_deformation_field
-
         field, alpha, beta = make_deformation_field(params, g, device)
         trained += list(field.parameters())
 
@@ -74,11 +51,10 @@ def _build_render(params: Params, device: torch.device) -> Workload:
     )
 
 
-register(Case(
+RENDER = Case(
     name="render",
     ops=("decode_triplane", "composite_rays"),
     build=_build_render,
-    unavailable=_unavailable,
     sizes={
         "headline": {
             "quick": [{"resolution": 8, "coarse": 8, "fine": 8, "plane_res": 32}],
@@ -86,13 +62,12 @@ register(Case(
             "cuda": [{"resolution": 64}, {"resolution": 128}],
         },
     },
-))
+)
 
-register(Case(
+RENDER_DEFORMED = Case(
     name="render_deformed",
     ops=("decode_triplane", "composite_rays", "deform_points"),
     build=_build_render,
-    unavailable=_deformed_unavailable,
     sizes={
         "headline": {
             "quick": [{"resolution": 8, "coarse": 8, "fine": 8, "plane_res": 32, "deform": True,
@@ -104,4 +79,6 @@ register(Case(
     # The plain render's compile already covers the renderer; compiling it again with the
     # field inside costs minutes on a CPU for little news.
     compile=False,
-))
+)
+
+CASES = (RENDER, RENDER_DEFORMED)

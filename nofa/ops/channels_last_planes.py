@@ -1,4 +1,5 @@
-"""`channels_last_planes`: tri-planes stored channels-last, with autograd and fake registrations.
+"""`channels_last_planes` and `prepare_planes`: tri-planes stored channels-last (the
+`relayout_planes` kernel), with autograd and fake registrations.
 
 The CPU kernels read the C values of a bilinear tap as one contiguous vector; they accept
 [N, 3, C, H, W] planes in either memory layout and transpose ordinary ones themselves on
@@ -22,11 +23,26 @@ def channels_last_planes(planes: torch.Tensor) -> torch.Tensor:
     _checks.dim_size("planes", planes, 1, 3, "[N, 3, C, H, W]")
     if is_channels_last(planes):
         return planes
-    if _backend.use_kernels("relayout_planes", planes.device):
-        _backend.record("relayout_planes", "kernels")
-        return torch.ops.nofa.relayout_planes(planes, True)
-    _backend.record("relayout_planes", "torch")
-    return reference.channels_last_planes(planes)
+    return _backend.dispatch(
+        "relayout_planes", planes.device,
+        lambda: torch.ops.nofa.relayout_planes(planes, True),
+        lambda: reference.channels_last_planes(planes),
+    )
+
+
+def prepare_planes(planes: torch.Tensor) -> torch.Tensor:
+    """planes [N, 3, C, H, W] in the memory layout the tri-plane kernels read fastest on
+    planes' device, for a caller that runs several lookups on the same planes.
+
+    Today: channels-last on the CPU and on CUDA when the device's decode_triplane kernel will
+    run (backend not "torch"), else planes unchanged. Differentiable; the gradient comes back in planes'
+    own layout. A choice of layout, never an error or a fallback warning.
+    """
+    _checks.tensor("planes", planes, dims=5, layout="[N, 3, C, H, W]")
+    _checks.dim_size("planes", planes, 1, 3, "[N, 3, C, H, W]")
+    if planes.device.type in ("cpu", "cuda") and _backend.prefers_kernel("decode_triplane", planes.device.type):
+        return channels_last_planes(planes)
+    return planes
 
 
 def is_channels_last(planes: torch.Tensor) -> bool:

@@ -5,20 +5,9 @@ from __future__ import annotations
 import torch
 
 from . import _backend, _checks, reference
+from .composite_rays import check_samples, composite_rays, nan_rays
 
 _OP = "composite_rays_merged"
-
-
-def _check_set(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor, s: str) -> None:
-    c, d, z = f"colors_{s}", f"densities_{s}", f"depths_{s}"
-    _checks.tensor(c, colors, dims=4, layout="[N, R, S, C]")
-    _checks.tensor(d, densities, dims=4, layout="[N, R, S, 1]")
-    _checks.tensor(z, depths, dims=4, layout="[N, R, S, 1]")
-    _checks.dim_size(d, densities, 3, 1, "[N, R, S, 1]")
-    _checks.dim_size(z, depths, 3, 1, "[N, R, S, 1]")
-    for name, t in ((d, densities), (z, depths)):
-        if t.shape[:3] != colors.shape[:3]:
-            raise ValueError(f"{name} must match {c} in N, R, S: {c} {list(colors.shape)}, {name} {list(t.shape)}")
 
 
 def composite_rays_merged(
@@ -33,26 +22,31 @@ def composite_rays_merged(
     """`composite_rays` of two sample sets per ray, merged by depth on the fly.
 
     Exactly `composite_rays(cat + stable sort by depth of the two sets)`: ties put set a
-    first and keep each set's own order. Nothing of size [N, R, S_a + S_b, C] is built.
+    first and keep each set's own order. Where this op has a kernel (the CPU), nothing of
+    size [N, R, S_a + S_b, C] is built; elsewhere (CUDA today) it concatenates, sorts and
+    calls :func:`composite_rays` itself (recorded as backend "torch" for this op; the
+    compositing then runs on composite_rays' own backend), so callers never need to ask
+    which way to composite.
 
     Args:
         colors_a, colors_b: [N, R, S_a, C], [N, R, S_b, C] per-sample features.
         densities_a, densities_b: [N, R, S_a, 1], [N, R, S_b, 1] raw densities.
-        depths_a, depths_b: [N, R, S_a, 1], [N, R, S_b, 1] depths. Precondition: each set
-            is sorted ascending along S in every ray (the kernel merges with two pointers;
-            unsorted sets give a result different from the reference's).
-        white_back: add 1 - sum(weights) before the final x*2-1.
+        depths_a, depths_b: [N, R, S_a, 1], [N, R, S_b, 1] depths, each set sorted ascending
+            along S in every ray (ValueError otherwise, checked in eager mode).
+        white_back: add 1 - sum(weights) before the final x*2-1 (a bool).
 
     Returns:
         features [N, R, C], depth [N, R, 1], weights [N, R, S_a + S_b - 1, 1] (merged order).
 
     S_a or S_b may be 0 (then it is composite_rays of the other set); S_a + S_b >= 2. The
-    depth is clamped to the min / max over both depth tensors. Differentiable w.r.t. all six
-    inputs, with cotangents on any of the three outputs. Double backward is not supported.
-    Kernels on the CPU and on CUDA (the same per-ray merge and compositing math).
+    depth is clamped to the min / max of the non-NaN depths of both sets; a ray with a NaN
+    depth in either set gets NaN features, depth and weights (as in composite_rays).
+    Differentiable w.r.t. all six inputs, with cotangents on any of the three outputs.
+    Double backward through the kernel raises. Kernels on the CPU and on CUDA (the same
+    per-ray merge and compositing math).
     """
-    _check_set(colors_a, densities_a, depths_a, "a")
-    _check_set(colors_b, densities_b, depths_b, "b")
+    check_samples(colors_a, densities_a, depths_a, "_a")
+    check_samples(colors_b, densities_b, depths_b, "_b")
     for dim, what in ((0, "N"), (1, "R"), (3, "C")):
         if colors_a.shape[dim] != colors_b.shape[dim]:
             raise ValueError(
@@ -70,12 +64,21 @@ def composite_rays_merged(
     )
     _checks.same_device(**tensors)
     _checks.same_dtype(**tensors)
+    white_back = _checks.flag("white_back", white_back)
+    has_nan = _checks.sorted_depths("depths_a", depths_a)
+    has_nan = _checks.sorted_depths("depths_b", depths_b) or has_nan
     args = (colors_a, densities_a, depths_a, colors_b, densities_b, depths_b)
-    if _backend.use_kernels(_OP, colors_a.device):
-        _backend.record(_OP, "kernels")
-        return torch.ops.nofa.composite_rays_merged(*args, bool(white_back))
-    _backend.record(_OP, "torch")
-    return reference.composite_rays_merged(*args, white_back)
+    if _backend.lacks_kernel(_OP, colors_a.device.type):
+        # No merging kernel here: EG3D's concatenate + sort, then composite_rays on its own
+        # backend (e.g. the CUDA compositing kernel). A choice of method, not a fallback.
+        _backend.record(_OP, "torch")
+        return composite_rays(*reference.merge_sample_sets(*args), white_back)
+    out = _backend.dispatch(
+        _OP, colors_a.device,
+        lambda: torch.ops.nofa.composite_rays_merged(*args, white_back),
+        lambda: reference.composite_rays_merged(*args, white_back),
+    )
+    return nan_rays(out, depths_a, depths_b) if has_nan else out
 
 
 def _register() -> None:
@@ -113,6 +116,7 @@ def _register() -> None:
         return (*(g if n else None for g, n in zip(grads, need)), None)
 
     torch.library.register_autograd("nofa::composite_rays_merged", backward, setup_context=setup_context)
+    torch.library.register_autograd("nofa::composite_rays_merged_backward", _backend.no_double_backward(_OP))
 
 
 if _backend._C is not None:
