@@ -113,10 +113,11 @@ using isa::Op;
 
 // Both tiers of vector code are compiled on x86-64 (cpu/decode_tile.h).
 [[maybe_unused]] const bool kImplemented = [] {
-  const isa::Isa best = fastdec::kernels_avx512() ? isa::Isa::kAvx512
-                        : fastdec::kernels_avx2() ? isa::Isa::kAvx2
-                                                  : isa::Isa::kScalar;
-  return isa::implement(Op::kDecodeTriplaneForward, best) && isa::implement(Op::kDecodeTriplaneBackward, best);
+  for (const Op op : {Op::kDecodeTriplaneForward, Op::kDecodeTriplaneBackward}) {
+    if (fastdec::kernels_avx2()) isa::implement(op, {isa::Isa::kAvx2});
+    if (fastdec::kernels_avx512()) isa::implement(op, {isa::Isa::kAvx512});
+  }
+  return true;
 }();
 
 // The vector path this call takes (float32, channels-last taps, the decoder shapes the

@@ -17,7 +17,7 @@ constexpr int kNone = -1;   // nothing forced: detected()
 constexpr int kEnvBad = -2;  // NOFA_CPU_ISA is unusable: active() throws env_error()
 
 constexpr int kOps = static_cast<int>(Op::kCount);
-std::atomic<int> g_best[kOps] = {};  // constant-initialised (scalar) before any static init
+std::atomic<int> g_tiers[kOps] = {};  // bit i: tier i implemented; constant-initialised
 std::atomic<int64_t> g_calls[kOps][kNumIsa] = {};
 
 bool parse(const std::string& s, int& out) {
@@ -129,20 +129,26 @@ std::string set(const std::string& n) {
   return prev < 0 ? "auto" : name(static_cast<Isa>(prev));
 }
 
-bool implement(Op op, Isa best) {
-  g_best[static_cast<int>(op)].store(static_cast<int>(best));
+bool implement(Op op, std::initializer_list<Isa> tiers) {
+  int mask = 0;
+  for (const Isa t : tiers) mask |= 1 << static_cast<int>(t);
+  g_tiers[static_cast<int>(op)].fetch_or(mask);
   return true;
 }
 
-Isa best_of(Op op) {
-  const Isa b = static_cast<Isa>(g_best[static_cast<int>(op)].load(std::memory_order_relaxed));
-  return static_cast<int>(b) < static_cast<int>(detected()) ? b : detected();
+namespace {
+// The best tier of `op` at or below `cap` (scalar is always there).
+Isa best_up_to(Op op, Isa cap) {
+  const int mask = g_tiers[static_cast<int>(op)].load(std::memory_order_relaxed) | 1;
+  for (int t = static_cast<int>(cap); t > 0; --t)
+    if (mask & (1 << t)) return static_cast<Isa>(t);
+  return Isa::kScalar;
 }
+}  // namespace
 
-Isa path_for(Op op) {
-  const Isa a = active(), b = best_of(op);
-  return static_cast<int>(a) < static_cast<int>(b) ? a : b;
-}
+Isa best_of(Op op) { return best_up_to(op, detected()); }
+
+Isa path_for(Op op) { return best_up_to(op, active()); }
 
 void record(Op op, Isa path) {
   g_calls[static_cast<int>(op)][static_cast<int>(path)].fetch_add(1, std::memory_order_relaxed);

@@ -13,6 +13,7 @@
 // resolves to scalar at run time and the vector code is not compiled.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include <c10/util/string_view.h>
@@ -29,6 +30,7 @@
 #define NOFA_TARGET_AVX512 \
   __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,prefer-vector-width=512")))
 #define NOFA_ISA_INLINE inline __attribute__((always_inline))
+#define NOFA_ISA_LAMBDA __attribute__((always_inline))
 
 namespace nofa {
 namespace isa {
@@ -61,13 +63,14 @@ Isa active();
 // previous setting's name. Throws for unknown names and tiers the CPU lacks.
 std::string set(const std::string& name);
 
-// The best tier `op` implements (set by the op's source, see implement()).
+// The best tier `op` implements that this CPU supports.
 Isa best_of(Op op);
-// The path `op` takes for inputs its vector code covers: min(active(), best_of(op)).
+// The path `op` takes for inputs its vector code covers: the best tier it implements at
+// or below active().
 Isa path_for(Op op);
-// Declares that `op` has code for tiers up to `best` in this build (static initialisers of
-// the op sources). Returns true so it can initialise a static.
-bool implement(Op op, Isa best);
+// Declares the tiers `op` has code for in this build (scalar always), from static
+// initialisers of the op sources. Returns true so it can initialise a static.
+bool implement(Op op, std::initializer_list<Isa> tiers);
 // Counts one call of `op` that ran `path` (after every fallback: what really ran).
 void record(Op op, Isa path);
 int64_t calls(Op op, Isa path);
@@ -75,6 +78,32 @@ int64_t calls(Op op, Isa path);
 // JSON: {"detected", "forced", "active", "env", "error", "ops": {op: {"best", "path",
 // "calls": {tier: n}}}}.
 std::string info_json();
+
+// Runs f() compiled for tier t: f is a lambda marked NOFA_ISA_LAMBDA whose callees are
+// NOFA_ISA_INLINE, so the whole body is inlined into (and auto-vectorised for) the copy of
+// this function made for that tier.
+template <class F>
+void run_scalar(const F& f) {
+  f();
+}
+#if NOFA_ISA_X86
+template <class F>
+NOFA_TARGET_AVX2 void run_avx2(const F& f) {
+  f();
+}
+template <class F>
+NOFA_TARGET_AVX512 void run_avx512(const F& f) {
+  f();
+}
+#endif
+template <class F>
+void run(Isa t, const F& f) {
+#if NOFA_ISA_X86
+  if (t == Isa::kAvx512) return run_avx512(f);
+  if (t == Isa::kAvx2) return run_avx2(f);
+#endif
+  run_scalar(f);
+}
 
 }  // namespace isa
 
