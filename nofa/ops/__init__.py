@@ -5,7 +5,7 @@
     with ops.use_backend("torch"):                         # force the reference
         ref = ops.sample_triplane(planes, points)
 """
-from . import reference
+from . import cpu_isa, reference
 from ._backend import (
     BACKENDS,
     build_info,
@@ -27,6 +27,7 @@ __all__ = [
     "channels_last_planes",
     "composite_rays",
     "composite_rays_merged",
+    "cpu_isa",
     "decode_triplane",
     "deform_points",
     "get_backend",
