@@ -157,6 +157,23 @@ def test_decode_triplane_other_shapes_run_scalar(isa, C, Hd, dtype):
     assert_ran(delta, "decode_triplane_forward", "scalar")
 
 
+def test_decode_triplane_extremes_and_nan(isa):
+    """softplus / sigmoid at +-90 (exp underflow, PyTorch's threshold of 20) and NaN."""
+    t = decoder_inputs(1, 64, 32, 8, 8, 64, 32, seed=3)
+    t = [x.detach() for x in t]
+    t[2] = torch.zeros_like(t[2])
+    t[3] = torch.linspace(-90, 90, 64)  # pre-activations = the bias
+    t[4] = t[4] * 8
+    with paths_run() as delta:
+        dens, feats = ops.decode_triplane(t[0], t[1], 1.0, *t[2:])
+    rd, rf = reference.decode_triplane(t[0], t[1], 1.0, *t[2:])
+    assert rel_err(dens, rd) <= 1e-6 and rel_err(feats, rf) <= 1e-6
+    assert_ran(delta, "decode_triplane_forward", expected_path("decode_triplane_forward", isa))
+    t[3][5] = float("nan")
+    dens, feats = ops.decode_triplane(t[0], t[1], 1.0, *t[2:])
+    assert torch.isnan(dens).all() and torch.isnan(feats).all()
+
+
 def test_decode_triplane_empty(isa):
     t = decoder_inputs(2, 0, 32, 4, 4, 64, 32, seed=0)
     dens, feats = ops.decode_triplane(t[0], t[1], 1.0, *t[2:])
