@@ -7,12 +7,6 @@
 
 namespace nofa {
 
-// The CPU's AVX-512 float32 decoder path (csrc/cpu/decode_tile_avx512.h): whether this CPU
-// can take it, and how many decode_triplane calls (forward or backward) have taken it, so
-// tests can assert which code ran.
-bool cpu_fast_decoder_supported();
-int64_t cpu_fast_decoder_calls();
-
 inline void check_decode_triplane(const at::Tensor& planes, const at::Tensor& points, double box_warp,
                                   const at::Tensor& w0, const at::Tensor& b0, const at::Tensor& w1,
                                   const at::Tensor& b1) {

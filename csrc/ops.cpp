@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "decode_triplane.h"
+#include "cpu/isa.h"
 
 #ifndef NOFA_CUDA_ARCHS
 #define NOFA_CUDA_ARCHS ""
@@ -19,14 +19,27 @@ std::string build_info() {
 #else
   std::string info = "{\"cuda\": false, \"cuda_archs\": \"\"";
 #endif
-  info += std::string(", \"cpu_fast_decoder\": ") + (cpu_fast_decoder_supported() ? "true" : "false");
-  return info + ", \"cpu_fast_decoder_calls\": " + std::to_string(cpu_fast_decoder_calls()) + "}";
+  // Kept for older callers: whether decode_triplane has a vector path on this CPU, and how
+  // many of its calls took one (cpu_isa_info has the per-op, per-path detail).
+  using isa::Op;
+  const bool fast = isa::best_of(Op::kDecodeTriplaneForward) != isa::Isa::kScalar;
+  int64_t fast_calls = 0;
+  for (const Op op : {Op::kDecodeTriplaneForward, Op::kDecodeTriplaneBackward})
+    fast_calls += isa::calls(op, isa::Isa::kAvx2) + isa::calls(op, isa::Isa::kAvx512);
+  info += std::string(", \"cpu_fast_decoder\": ") + (fast ? "true" : "false");
+  return info + ", \"cpu_fast_decoder_calls\": " + std::to_string(fast_calls) + "}";
 }
 
 TORCH_LIBRARY(nofa, m) {
   m.def("build_info() -> str", &build_info);
+  // The CPU instruction-set layer (docs/cpu_isa.md): force a tier ("scalar", "avx2",
+  // "avx512") or go back to detection ("auto"), returning the previous setting; and a JSON
+  // report of the detected / forced tier and the path each CPU op takes.
+  m.def("set_cpu_isa(str isa) -> str", &set_cpu_isa_op);
+  m.def("cpu_isa_info() -> str", &cpu_isa_info_op);
 
-  // Tri-plane sampling (DESIGN 2.1). reduce: "mean" -> [N, M, C], "concat" -> [N, M, 3C].
+  // Tri-plane sampling (docs/sample_triplane.md). reduce: "mean" -> [N, M, C],
+  // "concat" -> [N, M, 3C].
   m.def("sample_triplane(Tensor planes, Tensor points, float box_warp, str reduce) -> Tensor");
   // Returns (grad_planes, grad_points); a gradient not asked for is an empty tensor.
   m.def(
@@ -38,7 +51,7 @@ TORCH_LIBRARY(nofa, m) {
   // read) or contiguous. The result is a new tensor; its own inverse gives the gradient.
   m.def("relayout_planes(Tensor planes, bool channels_last) -> Tensor");
 
-  // Volume compositing (DESIGN 2.2) -> (features [N, R, C], depth [N, R, 1],
+  // Volume compositing (docs/composite_rays.md) -> (features [N, R, C], depth [N, R, 1],
   // weights [N, R, S-1, 1]).
   m.def("composite_rays(Tensor colors, Tensor densities, Tensor depths, bool white_back) "
         "-> (Tensor, Tensor, Tensor)");
@@ -66,7 +79,7 @@ TORCH_LIBRARY(nofa, m) {
       "bool colors_grad, bool densities_grad, bool depths_grad) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 
-  // ---- deform_points (DESIGN 2.3): the fused deformation field -------------------------
+  // ---- deform_points (docs/deformation.md): the fused deformation field -------------
   // Weights in nn.Linear layout; first layers take [PE(x) | alpha | beta] (D-Net) and
   // [PE(x) | alpha] (W-Net). Returns (x_c [N, M, 3], offset [N, M, 3], weight [N, M, 1],
   // hidden): hidden is [N, M, S] (the D-Net's activations of layers 1 .. L-2, for the
@@ -84,7 +97,7 @@ TORCH_LIBRARY(nofa, m) {
       "Tensor[] w_weights, Tensor[] w_biases, int n_freqs, Tensor hidden) "
       "-> (Tensor, Tensor, Tensor, Tensor[], Tensor[], Tensor[], Tensor[])");
 
-  // ---- decode_triplane (DESIGN 2.1 + 3): tri-plane lookup ("mean") fused with the OSG
+  // ---- decode_triplane (docs/decode_triplane.md): tri-plane lookup ("mean") fused with the OSG
   // decoder. fc weights in nn.Linear layout: fc0 [hidden, C], fc1 [1 + F, hidden].
   // Returns (raw density [N, M, 1], features [N, M, F]).
   m.def(

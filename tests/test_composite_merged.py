@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import nofa.ops as ops
+from nofa.ops.cpu_isa import use_cpu_isa
 from nofa.ops import reference
 
 from conftest import HAS_CUDA, assert_grads_close, require_kernels
@@ -145,10 +146,10 @@ def test_some_inputs_need_no_grad():
     assert_grads_close(grads["kernels"], grads["torch"], tol=GRAD_TOL, names=("colors_b", "depths_a"))
 
 
-def test_scalar_cpu_path(monkeypatch):
+def test_scalar_cpu_path():
     # Forces the scalar interval math (what non-AVX2 CPUs run) instead of SIMD exp / log1p.
-    monkeypatch.setenv("NOFA_COMPOSITE_SCALAR", "1")
-    compare(make_sets(2, 20, 48, 48, 3), white_back=True)
+    with use_cpu_isa("scalar"):
+        compare(make_sets(2, 20, 48, 48, 3), white_back=True)
 
 
 def test_non_contiguous():

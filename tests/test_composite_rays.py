@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import nofa.ops as ops
+from nofa.ops.cpu_isa import use_cpu_isa
 from nofa.ops import reference
 
 from conftest import DEVICES, assert_grads_close, require_kernels
@@ -145,12 +146,12 @@ def test_saturation(device, white_back):
 
 
 @pytest.mark.parametrize("white_back", [False, True])
-def test_scalar_cpu_path(monkeypatch, white_back):
+def test_scalar_cpu_path(white_back):
     # On AVX2 CPUs the float32 kernel computes exp / log1p with SIMD; this forces the scalar
     # interval math (what other CPUs and, line for line, the CUDA kernels run).
-    monkeypatch.setenv("NOFA_COMPOSITE_SCALAR", "1")
-    compare(make_inputs(2, 24, 48, 3), white_back)
-    compare(saturated_inputs("cpu"), white_back)
+    with use_cpu_isa("scalar"):
+        compare(make_inputs(2, 24, 48, 3), white_back)
+        compare(saturated_inputs("cpu"), white_back)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import nofa.ops as ops
+from nofa.ops.cpu_isa import set_cpu_isa
 from nofa.ops import reference
 
 from conftest import DEVICES, assert_grads_close, rel_err, require_kernels
@@ -135,7 +136,7 @@ def test_bad_dtype_and_kernel_check():
             torch.ops.nofa.decode_triplane(t[0], t[1], 1.0, t[2], t[3][:3], t[4], t[5])
 
 
-# ---- the CPU's AVX-512 float32 path (C = 32, Hd = 64, up to 47 features) ------------------
+# ---- the CPU's vector float32 paths (C = 32, Hd = 64, up to 47 features) ------------------
 def fast_calls() -> int:
     return ops.build_info()["cpu_fast_decoder_calls"]
 
@@ -143,19 +144,21 @@ def fast_calls() -> int:
 def require_fast_decoder():
     require_kernels("cpu")
     if not ops.build_info()["cpu_fast_decoder"]:
-        pytest.skip("this CPU has no AVX-512: decode_triplane takes the generic path (tested above)")
+        pytest.skip("this CPU has no AVX2 / AVX-512: decode_triplane takes the generic path (tested above)")
 
 
 @pytest.mark.parametrize("simd", ["1", "0"])
 @pytest.mark.parametrize("F,M,layout", [(32, 1001, "cl"), (32, 1001, "nchw"), (0, 514, "cl"), (17, 203, "cl"), (47, 66, "cl")])
-def test_cpu_fast_path_matches_reference(monkeypatch, simd, F, M, layout):
-    """Both CPU paths (NOFA_CPU_SIMD=1: AVX-512 where the CPU has it; 0: generic) against the
+def test_cpu_fast_path_matches_reference(request, simd, F, M, layout):
+    """Both CPU paths ("1": the best vector tier the CPU has; "0": the scalar tier, the
+    generic tile path; tests/test_cpu_isa.py forces each tier) against the
     reference, forward and every gradient; M not a multiple of the 4-point groups; some
     points outside the box; large pre-activations on both sides of softplus' threshold."""
     if simd == "1":
         require_fast_decoder()
     require_kernels("cpu")
-    monkeypatch.setenv("NOFA_CPU_SIMD", simd)
+    prev = set_cpu_isa("auto" if simd == "1" else "scalar")
+    request.addfinalizer(lambda: set_cpu_isa(prev))
     torch.manual_seed(F + M)
     t = make_inputs(N=2, M=M, C=32, H=24, W=20, Hd=64, F=F)
     t[3] = t[3] * 12  # fc0 bias: pre-activations from about -40 to 40
@@ -176,7 +179,7 @@ def test_cpu_fast_path_matches_reference(monkeypatch, simd, F, M, layout):
     # The backward op with and without the forward's features (the autograd path passes them).
     direct = torch.ops.nofa.decode_triplane_backward(gd, gf, None, *t[:2], 0.9, *t[2:], True, True)
     assert_grads_close(direct, got, 1e-5)
-    # The AVX-512 path reads channels-last taps only (the generic path serves NCHW reads of
+    # The vector paths read channels-last taps only (the generic path serves NCHW reads of
     # few points), and it must have served both the forward and the backward here.
     assert fast_ran == (2 if simd == "1" and (layout == "cl" or M * 32 >= 24 * 20) else 0)
 

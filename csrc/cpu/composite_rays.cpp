@@ -15,12 +15,14 @@
 namespace nofa {
 namespace {
 
+[[maybe_unused]] const bool kImplemented = implement_intervals(isa::Op::kCompositeRays);
+
 constexpr int64_t kGrain = 16;  // rays per task: a ray is ~S*C multiply-adds
 
 template <typename T>
 struct Dims {
   int64_t rays, S, C, K;
-  bool simd;  // fill_intervals_cpu may use SIMD
+  isa::Isa tier;  // fill_intervals_cpu's instruction-set tier
 };
 
 template <typename T>
@@ -31,7 +33,7 @@ void forward_rays(const T* col, const T* den, const T* z, T* feat, T* depth, T* 
   for (int64_t r = begin; r < end; ++r) {
     const T* cr = col + r * d.S * d.C;
     depth[r] = forward_ray(den + r * d.S, z + r * d.S, d.K, d.C, rows, cr, cr, w + r * d.K,
-                           feat + r * d.C, lo, hi, white, d.simd, sc);
+                           feat + r * d.C, lo, hi, white, d.tier, sc);
   }
 }
 
@@ -58,7 +60,7 @@ void backward_rays(const T* col, const T* den, const T* z, const Grads<T>& g, co
                          g.gw ? g.gw + r * d.K : nullptr};
     T* gc = g.gcol ? g.gcol + r * d.S * d.C : nullptr;
     T glo, ghi;
-    backward_ray(den + r * d.S, z + r * d.S, d.K, d.C, rows, cr, cr, rg, lo, hi, white, d.simd,
+    backward_ray(den + r * d.S, z + r * d.S, d.K, d.C, rows, cr, cr, rg, lo, hi, white, d.tier,
                  sc, g.gden ? g.gden + r * d.S : gden_scratch.data(),
                  g.gdep ? g.gdep + r * d.S : nullptr, gc, gc, glo, ghi);
     if (g.bounds) {
@@ -77,7 +79,7 @@ void depth_range(const T* z, int64_t n, T& lo, T& hi) {
 template <typename T>
 Dims<T> dims_of(const at::Tensor& colors) {
   const int64_t S = colors.size(2);
-  return Dims<T>{colors.size(0) * colors.size(1), S, colors.size(3), S - 1, use_simd_intervals()};
+  return Dims<T>{colors.size(0) * colors.size(1), S, colors.size(3), S - 1, intervals_path<T>(isa::Op::kCompositeRays)};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_cpu(const at::Tensor& colors,

@@ -47,9 +47,9 @@ struct RayScratch {
 // features[c] = sum_k w_k (c_k + c_{k+1}) / 2, summed per sample: sum_s c_s (w_{s-1} + w_s) / 2.
 template <typename T, typename Rows>
 T forward_ray(const T* den, const T* z, int64_t K, int64_t C, const Rows& rows, const T* col_a,
-              const T* col_b, T* w, T* f, T lo, T hi, bool white, bool simd, RayScratch<T>& sc) {
+              const T* col_b, T* w, T* f, T lo, T hi, bool white, isa::Isa tier, RayScratch<T>& sc) {
   T wsum, zsum;
-  fill_intervals_cpu(den, z, K, sc.buf.data(), simd);
+  fill_intervals_cpu(den, z, K, sc.buf.data(), tier);
   ray_weights(z, K, AlphaFromScratch<T>{sc.buf.data(), K, 1}, w, int64_t(1), wsum, zsum);
   std::fill(f, f + C, T(0));
   for (int64_t s = 0; s <= K; ++s) {
@@ -81,7 +81,7 @@ struct RayGrads {
 template <typename T, typename Rows>
 void backward_ray(const T* den, const T* z, int64_t K, int64_t C, const Rows& rows,
                   const T* col_a, const T* col_b, const RayGrads<T>& g, T lo, T hi, bool white,
-                  bool simd, RayScratch<T>& sc, T* gden, T* gdep, T* gcol_a, T* gcol_b, T& glo,
+                  isa::Isa tier, RayScratch<T>& sc, T* gden, T* gdep, T* gcol_a, T* gcol_b, T& glo,
                   T& ghi) {
   const int64_t S = K + 1;
   RayCotangents<T> ct{nullptr, g.gw, T(0), g.gz, lo, hi};
@@ -103,7 +103,7 @@ void backward_ray(const T* den, const T* z, int64_t K, int64_t C, const Rows& ro
     ct.e = sc.e.data();
   }
   T* buf = sc.buf.data();
-  fill_intervals_cpu(den, z, K, buf, simd);
+  fill_intervals_cpu(den, z, K, buf, tier);
   ray_backward(z, K, ct, buf, int64_t(1), gden, gdep, glo, ghi);
   if (!gcol_a && !gcol_b) return;
   for (int64_t s = 0; s < S; ++s) {

@@ -21,6 +21,8 @@
 namespace nofa {
 namespace {
 
+[[maybe_unused]] const bool kImplemented = implement_intervals(isa::Op::kCompositeRaysMerged);
+
 constexpr int64_t kGrain = 16;  // rays per task
 
 // One sample set's contiguous data: colours [rays, S, C], densities / depths [rays, S].
@@ -33,7 +35,7 @@ struct Set {
 template <typename T>
 struct Dims {
   int64_t rays, Sa, Sb, S, K, C;
-  bool simd;
+  isa::Isa tier;  // fill_intervals_cpu's instruction-set tier
 };
 
 // The merged per-ray scratch: densities, depths and source rows (i < Sa: row i of set a,
@@ -72,7 +74,7 @@ void forward_rays(const Set<T>& a, const Set<T>& b, const Dims<T>& d, T* feat, T
     merge_ray(a, b, r, m);
     depth[r] = forward_ray(m.den.data(), m.z.data(), d.K, d.C, rows, a.col + r * d.Sa * d.C,
                            b.col + r * d.Sb * d.C, w + r * d.K, feat + r * d.C, lo, hi, white,
-                           d.simd, sc);
+                           d.tier, sc);
   }
 }
 
@@ -112,7 +114,7 @@ void backward_rays(const Set<T>& a, const Set<T>& b, const Dims<T>& d, const Gra
                          g.gw ? g.gw + r * d.K : nullptr};
     T glo, ghi;
     backward_ray(m.den.data(), m.z.data(), d.K, d.C, rows, a.col + r * d.Sa * d.C,
-                 b.col + r * d.Sb * d.C, rg, lo, hi, white, d.simd, sc, gden.data(),
+                 b.col + r * d.Sb * d.C, rg, lo, hi, white, d.tier, sc, gden.data(),
                  depths_grad ? gdep.data() : nullptr,
                  colors_grad ? g.gcol_a + r * d.Sa * d.C : nullptr,
                  colors_grad ? g.gcol_b + r * d.Sb * d.C : nullptr, glo, ghi);
@@ -153,7 +155,7 @@ Problem<T> problem_of(const Inputs& in) {
   Problem<T> p{{in.ca.data_ptr<T>(), in.da.data_ptr<T>(), in.za.data_ptr<T>(), Sa},
                {in.cb.data_ptr<T>(), in.db.data_ptr<T>(), in.zb.data_ptr<T>(), Sb},
                {in.ca.size(0) * in.ca.size(1), Sa, Sb, Sa + Sb, Sa + Sb - 1, in.ca.size(3),
-                use_simd_intervals()},
+                intervals_path<T>(isa::Op::kCompositeRaysMerged)},
                T(0), T(0)};
   depth_range(p.a, p.b, p.d.rays, p.lo, p.hi);
   return p;

@@ -8,18 +8,20 @@
 // accumulates the decoder's weight gradients into one buffer per chunk of tiles (chunks
 // fixed before the parallel loop and summed in order: deterministic), writes the feature
 // gradient [N, M, C], and hands that to the sample_triplane backward for planes and points.
+// In float32, at the EG3D decoder's shapes, the AVX2 / AVX-512 paths of cpu/decode_tile.h
+// replace the per-tile ATen calls (which one: cpu/isa.h, docs/cpu_isa.md).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
 #include <memory>
 #include <vector>
 
 #include "common/triplane.h"
-#include "cpu/decode_tile_avx512.h"
+#include "cpu/decode_tile.h"
+#include "cpu/isa.h"
 #include "decode_triplane.h"
 
 namespace nofa {
@@ -107,14 +109,27 @@ Setup make_setup(const at::Tensor& planes, const at::Tensor& points, double box_
   return s;
 }
 
-std::atomic<int64_t> fast_calls{0};
+using isa::Op;
 
-// The AVX-512 float32 path (cpu/decode_tile_avx512.h) for the decoder shapes it covers.
-bool use_fast(const Setup& s, const at::Tensor& planes) {
-  const bool fast = planes.scalar_type() == at::kFloat && s.cl && fastdec::shape_ok(s.C, s.Hd, s.O) &&
-                    fastdec::available();
-  if (fast) fast_calls.fetch_add(1, std::memory_order_relaxed);
-  return fast;
+// Both tiers of vector code are compiled on x86-64 (cpu/decode_tile.h).
+[[maybe_unused]] const bool kImplemented = [] {
+  for (const Op op : {Op::kDecodeTriplaneForward, Op::kDecodeTriplaneBackward}) {
+    if (fastdec::kernels_avx2()) isa::implement(op, {isa::Isa::kAvx2});
+    if (fastdec::kernels_avx512()) isa::implement(op, {isa::Isa::kAvx512});
+  }
+  return true;
+}();
+
+// The vector path this call takes (float32, channels-last taps, the decoder shapes the
+// vector code covers, the tier isa::path_for allows), or null: the generic tile path.
+// Records the path that runs.
+const fastdec::Kernels* vector_path(const Setup& s, const at::Tensor& planes, Op op) {
+  const isa::Isa tier = isa::path_for(op);
+  const fastdec::Kernels* k = planes.scalar_type() == at::kFloat && s.cl && fastdec::shape_ok(s.C, s.Hd, s.O)
+                                  ? fastdec::kernels_for(tier)
+                                  : nullptr;
+  isa::record(op, k ? k->isa : isa::Isa::kScalar);
+  return k;
 }
 
 std::unique_ptr<fastdec::Weights> fast_weights(const Setup& s) {
@@ -150,12 +165,11 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
   if (N * M == 0) return {density, features};
   const Setup s = make_setup(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   const int64_t P = N * M, tiles = (P + kTile - 1) / kTile;
-  if (use_fast(s, planes)) {
+  if (const fastdec::Kernels* k = vector_path(s, planes, Op::kDecodeTriplaneForward)) {
     const auto w = fast_weights(s);
     const auto src = fast_source(s);
     float* dp = density.data_ptr<float>();
     float* fp = features.data_ptr<float>();
-    const int64_t vectors = (s.O - 1 + 15) / 16;  // feature vectors: none for the density alone
     // Tiles dealt round-robin: a static split into one contiguous range per thread leaves
     // one thread idle when the other's rays cross more of the head (cache misses).
     const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tiles));
@@ -163,15 +177,7 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
       for (int64_t wk = wb; wk < we; ++wk) {
         for (int64_t tile = wk; tile < tiles; tile += workers) {
           const int64_t b = tile * kTile, e = std::min(P, b + kTile);
-          if (vectors == 0) {
-            fastdec::forward_range<0>(*w, src, b, e, dp, fp);
-          } else if (vectors == 1) {
-            fastdec::forward_range<1>(*w, src, b, e, dp, fp);
-          } else if (vectors == 2) {
-            fastdec::forward_range<2>(*w, src, b, e, dp, fp);
-          } else {
-            fastdec::forward_range<3>(*w, src, b, e, dp, fp);
-          }
+          k->forward(*w, src, b, e, dp, fp);
         }
       }
     });
@@ -203,10 +209,10 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
   return {density, features};
 }
 
-// Backward of the fast path: per tile, the AVX-512 code recomputes the forward and fills the
+// Backward of the vector paths: per tile, the vector code recomputes the forward and fills the
 // gradient of the mean features; the weight gradients are two GEMMs over the tile's rows
 // (K = tile size: what GEMM libraries are good at), accumulated per chunk like the generic path.
-void fast_backward(const Setup& s, const at::Tensor& gd, const at::Tensor& gf, const at::Tensor& feat,
+void fast_backward(const fastdec::Kernels& k, const Setup& s, const at::Tensor& gd, const at::Tensor& gf, const at::Tensor& feat,
                    at::Tensor& gfeat2, at::Tensor& acc,
                    int64_t chunks, int64_t per, int64_t tiles) {
   using fastdec::kC;
@@ -235,13 +241,7 @@ void fast_backward(const Setup& s, const at::Tensor& gd, const at::Tensor& gf, c
                                     feat.defined() ? feat.data_ptr<float>() : nullptr};
       for (int64_t tile = chunk * per; tile < std::min(tiles, (chunk + 1) * per); ++tile) {
         const int64_t i0 = tile * kTile, n = std::min(kTile, P - i0);
-        if (F <= 16) {
-          fastdec::backward_range<1>(*w, src, i0, i0 + n, gdp, gfp, t);
-        } else if (F <= 32) {
-          fastdec::backward_range<2>(*w, src, i0, i0 + n, gdp, gfp, t);
-        } else {
-          fastdec::backward_range<3>(*w, src, i0, i0 + n, gdp, gfp, t);
-        }
+        k.backward(*w, src, i0, i0 + n, gdp, gfp, t);
         gw0.addmm_(gzb.narrow(0, 0, n).t(), fm.narrow(0, 0, n));
         gw1p.addmm_(gob.narrow(0, 0, n).narrow(1, 0, O).t(), hb.narrow(0, 0, n));
       }
@@ -280,7 +280,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const auto w0t = s.w0.t(), w1d = s.w1.narrow(0, 0, 1), w1f = s.w1.narrow(0, 1, F);
     const auto b1f = s.b1.narrow(0, 1, F);
     const int64_t per = (tiles + chunks - 1) / chunks;
-    if (use_fast(s, planes)) {
+    if (const fastdec::Kernels* k = vector_path(s, planes, Op::kDecodeTriplaneBackward)) {
       // The forward's features give the output layer's sigmoid without recomputing it.
       at::Tensor feat;
       if (features.has_value() && features->defined()) {
@@ -289,7 +289,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                     "nofa: features must have shape [", N, ", ", M, ", ", F, "], got ", shape_str(*features));
         feat = features->detach().reshape({P, F}).to(planes.scalar_type()).contiguous();
       }
-      fast_backward(s, gd, gf, feat, gfeat2, acc, chunks, per, tiles);
+      fast_backward(*k, s, gd, gf, feat, gfeat2, acc, chunks, per, tiles);
     } else {
     AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cpu", [&] {
       const auto g = lookup<scalar_t>(s);
@@ -351,9 +351,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 }
 
 }  // namespace
-
-bool cpu_fast_decoder_supported() { return fastdec::supported(); }
-int64_t cpu_fast_decoder_calls() { return fast_calls.load(); }
 
 TORCH_LIBRARY_IMPL(nofa, CPU, m) {
   m.impl("decode_triplane", &decode_triplane_cpu);

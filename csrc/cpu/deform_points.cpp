@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/deform.h"
+#include "cpu/isa.h"
 #include "deform_points.h"
 
 namespace nofa {
@@ -290,6 +291,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_points_cpu(
     at::TensorList d_weights, at::TensorList d_biases, at::TensorList w_weights,
     at::TensorList w_biases, int64_t n_freqs, bool save_hidden) {
   check_deform_points(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs);
+  // Scalar tier only: the products are ATen GEMMs, which choose their own ISA.
+  isa::record(isa::Op::kDeformPoints, isa::path_for(isa::Op::kDeformPoints));
   // Below autograd: the tile products write into out= buffers (parameters may require grad).
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t N = points.size(0), M = points.size(1);
@@ -339,6 +342,8 @@ deform_points_backward_cpu(const at::Tensor& grad_x_c, const at::Tensor& grad_of
                            at::TensorList w_weights, at::TensorList w_biases, int64_t n_freqs,
                            const at::Tensor& hidden) {
   check_deform_points(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs);
+  // Scalar tier only: the products are ATen GEMMs, which choose their own ISA.
+  isa::record(isa::Op::kDeformPoints, isa::path_for(isa::Op::kDeformPoints));
   check_saved_hidden(hidden, points, d_weights);
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t N = points.size(0), M = points.size(1);

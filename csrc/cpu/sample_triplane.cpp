@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "common/triplane.h"
+#include "cpu/isa.h"
 #include "cpu/sample_triplane_cpu.h"
 #include "sample_triplane.h"
 
@@ -49,8 +50,10 @@ inline void prefetch_point(const T* planes_cl, const T* pts, const Geometry<T>& 
   }
 }
 
+// The point loops are inlined into a copy per instruction-set tier (isa::run): the channel
+// loops vectorise to that tier's width.
 template <bool CL, typename T>
-void forward_points(const T* planes_cl, const T* pts, T* out, const Geometry<T>& g,
+NOFA_ISA_INLINE void forward_points(const T* planes_cl, const T* pts, T* out, const Geometry<T>& g,
                     int64_t begin, int64_t end) {
   const int64_t HW = g.H * g.W, oc = g.out_c(), ts = tap_stride<CL>(g), cs = chan_stride<CL>(g);
   for (int64_t i = begin; i < end; ++i) {
@@ -80,7 +83,7 @@ void forward_points(const T* planes_cl, const T* pts, T* out, const Geometry<T>&
 }
 
 template <bool CL, typename T>
-void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
+NOFA_ISA_INLINE void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
                      const Geometry<T>& g, int64_t begin, int64_t end) {
   const int64_t HW = g.H * g.W, oc = g.out_c(), ts = tap_stride<CL>(g), cs = chan_stride<CL>(g);
   const T s = g.reduce == 1 ? T(1) : T(1) / T(3);  // d(mean) / d(plane sample)
@@ -115,6 +118,12 @@ void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
   }
 }
 
+using isa::Isa;
+using isa::Op;
+[[maybe_unused]] const bool kImplemented =
+    isa::implement(Op::kSampleTriplaneForward, {Isa::kAvx2, Isa::kAvx512}) &&
+    isa::implement(Op::kSampleTriplaneBackward, {Isa::kAvx2, Isa::kAvx512});
+
 template <typename T>
 Geometry<T> geometry(const at::Tensor& planes, const at::Tensor& points, double box_warp,
                      int reduce) {
@@ -136,13 +145,17 @@ at::Tensor sample_triplane_cpu(const at::Tensor& planes, const at::Tensor& point
   const bool cl = use_channels_last(planes, M);
   const auto pl = cl ? channels_last(planes) : planes.contiguous();
   const auto pts = points.contiguous();
+  const Isa tier = isa::path_for(Op::kSampleTriplaneForward);
+  isa::record(Op::kSampleTriplaneForward, tier);
   AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "sample_triplane_cpu", [&] {
     const auto g = geometry<scalar_t>(planes, points, box_warp, reduce);
     const scalar_t* pp = pl.data_ptr<scalar_t>();
     const scalar_t* xp = pts.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
     at::parallel_for(0, N * M, 256, [&](int64_t b, int64_t e) {
-      cl ? forward_points<true>(pp, xp, op, g, b, e) : forward_points<false>(pp, xp, op, g, b, e);
+      isa::run(tier, [&]() NOFA_ISA_LAMBDA {
+        cl ? forward_points<true>(pp, xp, op, g, b, e) : forward_points<false>(pp, xp, op, g, b, e);
+      });
     });
   });
   return out;
@@ -173,6 +186,8 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cpu(
     const bool out_cl = planes_grad && !gplanes.is_contiguous() && is_channels_last_strided(gplanes);
     // Any other dense layout empty_like can give: compute contiguous, then copy.
     const auto gwork = !planes_grad || out_cl || gplanes.is_contiguous() ? gplanes : at::empty(planes.sizes(), planes.options());
+    const Isa tier = isa::path_for(Op::kSampleTriplaneBackward);
+    isa::record(Op::kSampleTriplaneBackward, tier);
     AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "sample_triplane_backward_cpu", [&] {
       const auto g = geometry<scalar_t>(planes, points, box_warp, reduce);
       const scalar_t* gop = go.data_ptr<scalar_t>();
@@ -181,12 +196,14 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cpu(
         const scalar_t* pp = pl.data_ptr<scalar_t>();
         scalar_t* gp = gpoints.data_ptr<scalar_t>();
         at::parallel_for(0, N * M, 256, [&](int64_t b, int64_t e) {
-          cl ? backward_points<true>(gop, pp, xp, gp, g, b, e) : backward_points<false>(gop, pp, xp, gp, g, b, e);
+          isa::run(tier, [&]() NOFA_ISA_LAMBDA {
+            cl ? backward_points<true>(gop, pp, xp, gp, g, b, e) : backward_points<false>(gop, pp, xp, gp, g, b, e);
+          });
         });
       }
       if (planes_grad) {
         scalar_t* gl = gwork.data_ptr<scalar_t>();
-        for (int64_t n = 0; n < N; ++n) st_cpu::backward_planes(gop, xp, g, n, gl + n * 3 * C * H * W, out_cl);
+        for (int64_t n = 0; n < N; ++n) st_cpu::backward_planes(gop, xp, g, n, gl + n * 3 * C * H * W, out_cl, tier);
       }
     });
     if (planes_grad && !gwork.is_same(gplanes)) gplanes.copy_(gwork);

@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "cpu/isa.h"
+
 namespace nofa {
 namespace st_cpu {
 
@@ -18,9 +20,10 @@ struct Geometry {
 constexpr int64_t kPrefetchAhead = 8;
 
 // Plane gradient of batch element n into out: its [3, C, H, W] block, or [3, H, W, C] if
-// out_cl. Parallel inside (at::parallel_for); deterministic for any thread count.
+// out_cl, with the code of instruction-set tier `tier`. Parallel inside (at::parallel_for);
+// deterministic for any thread count.
 template <typename T>
-void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n, T* out, bool out_cl);
+void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n, T* out, bool out_cl, isa::Isa tier);
 
 }  // namespace st_cpu
 }  // namespace nofa

@@ -20,21 +20,13 @@
 #include "cpu/sample_triplane_cpu.h"
 #include "cpu/transpose16.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define NOFA_X86_CLONES 1
-#include <immintrin.h>
-#endif
 
 namespace nofa {
 namespace st_cpu {
 namespace {
 
-// The steps are inlined into copies compiled for wider vector units (see pick_step).
-#if defined(__GNUC__)
-#define NOFA_INLINE inline __attribute__((always_inline))
-#else
-#define NOFA_INLINE inline
-#endif
+// The steps are inlined into copies compiled for each instruction-set tier (see step).
+#define NOFA_INLINE NOFA_ISA_INLINE
 
 constexpr int32_t kNoTap = INT32_MIN;     // y0 of a record whose four taps are all outside
 constexpr int64_t kChunk = 4096;          // points per bucketing chunk
@@ -62,7 +54,7 @@ struct PlaneGradJob {
   int32_t* list;    // point indices, grouped by (plane, band), in point order within a group
   T* out;           // this batch element's [3, C, H, W] or [3, H, W, C] gradient
   bool out_cl;
-  bool avx512;  // the CPU has AVX-512F (16 x 16 float transposes in band_to_nchw)
+  bool avx512;  // the AVX-512 tier runs (16 x 16 float transposes in band_to_nchw)
 
   // Bands (at most two) that a record's tap rows fall in.
   int bands_of(int32_t y0, int64_t b[2]) const {
@@ -132,7 +124,7 @@ NOFA_INLINE void band_to_nchw(const T* band, T* out, int64_t r0, int64_t r1, con
     for (int64_t x0 = 0; x0 < W; x0 += kX) {
       const int64_t xn = std::min(kX, W - x0);
       int64_t c0 = 0;
-#ifdef NOFA_X86_CLONES
+#if NOFA_ISA_X86
       if constexpr (std::is_same_v<T, float>) {
         if (avx512 && xn == kX) {
           for (; c0 + 16 <= C; c0 += 16) transpose16x16(src + x0 * C + c0, C, out + c0 * HW + y * W + x0, HW);
@@ -189,8 +181,8 @@ NOFA_INLINE void band_task(const PlaneGradJob<T>& j, int64_t t, T* scratch) {
   if (!j.out_cl) band_to_nchw(band, j.out + p * C * g.H * g.W, r0, r1, g, j.avx512);
 }
 
-// The three steps of the pass, compiled for the widest vector unit the CPU has (chosen at
-// run time): 0 = records of chunk i, 1 = lists of chunk i, 2 = band task i.
+// The three steps of the pass, compiled for the tier chosen by the caller (isa::run):
+// 0 = records of chunk i, 1 = lists of chunk i, 2 = band task i.
 template <typename T>
 NOFA_INLINE void run_step(const PlaneGradJob<T>& j, int step, int64_t i, T* scratch) {
   if (step == 0) {
@@ -203,35 +195,15 @@ NOFA_INLINE void run_step(const PlaneGradJob<T>& j, int step, int64_t i, T* scra
 }
 
 template <typename T>
-void step_base(const PlaneGradJob<T>& j, int step, int64_t i, T* s) { run_step(j, step, i, s); }
-#ifdef NOFA_X86_CLONES
-template <typename T>
-__attribute__((target("avx2,fma"))) void step_avx2(const PlaneGradJob<T>& j, int step, int64_t i, T* s) {
-  run_step(j, step, i, s);
-}
-template <typename T>
-__attribute__((target("avx512f,prefer-vector-width=512"))) void step_avx512(const PlaneGradJob<T>& j, int step,
-                                                                            int64_t i, T* s) {
-  run_step(j, step, i, s);
-}
-#endif
-
-template <typename T>
-using StepFn = void (*)(const PlaneGradJob<T>&, int, int64_t, T*);
-
-template <typename T>
-StepFn<T> pick_step() {
-#ifdef NOFA_X86_CLONES
-  if (__builtin_cpu_supports("avx512f")) return step_avx512<T>;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return step_avx2<T>;
-#endif
-  return step_base<T>;
+void step(const PlaneGradJob<T>& j, isa::Isa tier, int s, int64_t i, T* scratch) {
+  isa::run(tier, [&]() NOFA_ISA_LAMBDA { run_step(j, s, i, scratch); });
 }
 
 }  // namespace
 
 template <typename T>
-void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n, T* out, bool out_cl) {
+void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n, T* out, bool out_cl,
+                     isa::Isa tier) {
   const int64_t threads = at::get_num_threads();
   const int64_t plane_bytes = g.H * g.W * g.C * static_cast<int64_t>(sizeof(T));
   const int64_t want = std::min(g.H, std::max(ceil_div(4 * threads, 3), ceil_div(plane_bytes, kBandBytes)));
@@ -240,13 +212,10 @@ void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n,
   const int64_t rows = int64_t{1} << shift, B = ceil_div(g.H, rows), K = ceil_div(g.M, kChunk);
   std::unique_ptr<TapRec<T>[]> recs(new TapRec<T>[3 * g.M]);
   std::vector<int64_t> offs(3 * B * K + 1, 0);
-  PlaneGradJob<T> j{g, n, B, shift, K, go, pts, recs.get(), offs.data(), nullptr, out, out_cl, false};
-#ifdef NOFA_X86_CLONES
-  j.avx512 = __builtin_cpu_supports("avx512f");
-#endif
-  const StepFn<T> step = pick_step<T>();
+  PlaneGradJob<T> j{g, n, B, shift, K, go, pts, recs.get(), offs.data(), nullptr, out, out_cl,
+                    tier == isa::Isa::kAvx512};
   at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) step(j, 0, k, nullptr);
+    for (int64_t k = b; k < e; ++k) step<T>(j, tier, 0, k, nullptr);
   });
   int64_t total = 0;
   for (auto& o : offs) {
@@ -258,7 +227,7 @@ void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n,
   std::unique_ptr<int32_t[]> list(new int32_t[std::max<int64_t>(total, 1)]);
   j.list = list.get();
   at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) step(j, 1, k, nullptr);
+    for (int64_t k = b; k < e; ++k) step<T>(j, tier, 1, k, nullptr);
   });
   j.offs = starts.data();
   // Longest tasks first (cost: taps to add + texels to clear and write), taken dynamically.
@@ -273,13 +242,14 @@ void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n,
   const int64_t workers = 3 * (g.M + g.H * g.W) * g.C >= kParallelWork ? threads : 1;
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     std::unique_ptr<T[]> scratch(out_cl ? nullptr : new T[rows * g.W * g.C]);
-    for (int64_t k = next++; k < 3 * B; k = next++) step(j, 2, order[k], scratch.get());
+    for (int64_t k = next++; k < 3 * B; k = next++) step(j, tier, 2, order[k], scratch.get());
   });
 }
 
-template void backward_planes<float>(const float*, const float*, const Geometry<float>&, int64_t, float*, bool);
+template void backward_planes<float>(const float*, const float*, const Geometry<float>&, int64_t, float*, bool,
+                                     isa::Isa);
 template void backward_planes<double>(const double*, const double*, const Geometry<double>&, int64_t, double*,
-                                      bool);
+                                      bool, isa::Isa);
 
 }  // namespace st_cpu
 }  // namespace nofa

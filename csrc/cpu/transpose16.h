@@ -1,11 +1,12 @@
 // A 16 x 16 float transposition in AVX-512 registers, shared by the CPU kernels that change
-// the tri-plane layout (relayout_planes, the sample_triplane plane gradient). Callers check
-// __builtin_cpu_supports("avx512f") first.
+// the tri-plane layout (relayout_planes, the sample_triplane plane gradient). Only called
+// where isa::path_for gave the AVX-512 tier (cpu/isa.h).
 #pragma once
 #include <cstdint>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define NOFA_HAVE_TRANSPOSE16 1
+#include "cpu/isa.h"
+
+#if NOFA_ISA_X86
 #include <immintrin.h>
 
 namespace nofa {
@@ -15,7 +16,7 @@ namespace nofa {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 // d[c * ds + i] = s[i * ss + c] for a 16 x 16 float block, in registers.
-__attribute__((target("avx512f"))) inline void transpose16x16(const float* s, int64_t ss, float* d, int64_t ds) {
+NOFA_TARGET_AVX512 inline void transpose16x16(const float* s, int64_t ss, float* d, int64_t ds) {
   __m512 r[16], t[16];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * ss);
   for (int i = 0; i < 16; i += 2) {

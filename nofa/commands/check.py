@@ -90,6 +90,25 @@ def _run(fn, inputs, backend, repeats, device, kernel):
     return out, grads, sorted(times)[len(times) // 2]
 
 
+def _cpu_paths(device: str) -> dict | None:
+    """Calls per (CPU op, instruction-set path) so far (None off the CPU)."""
+    from nofa.ops.cpu_isa import path_calls
+
+    return path_calls() if device == "cpu" else None
+
+
+def _paths_used(before: dict | None, after: dict | None) -> str:
+    """Which CPU path each op ran between two snapshots, e.g. "decode_triplane_forward avx2"."""
+    if not before or not after:
+        return ""
+    used = []
+    for op, calls in after.items():
+        ran = [isa for isa, n in calls.items() if n > before[op][isa]]
+        if ran:
+            used.append(f"{op} {'+'.join(ran)}")
+    return ", ".join(used)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -103,6 +122,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"nofa check: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
             return 2
     print(f"nofa check on {args.device} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    if args.device == "cpu":
+        from nofa.ops.cpu_isa import cpu_isa_info
+
+        isa = cpu_isa_info()
+        if isa["compiled"]:
+            print(f"cpu isa: detected {isa['detected']}, in force {isa['active'] or isa['error']}")
     print(f"{'op':<22} {'backend':<9} {'fwd max err':>12} {'grad rel err':>13} {'fwd+bwd ms':>11} {'speed-up':>9}")
     status = 0
     for name, kernel, fn, inputs in _cases(args.device, args.points, args.plane_res, args.rays):
@@ -111,11 +136,15 @@ def run(args: argparse.Namespace) -> int:
         if not ops.kernels_available(args.device, kernel):
             print(f"{name:<22} {'kernels':<9} {'not compiled for ' + args.device:>36}")
             continue
+        before = _cpu_paths(args.device)
         out, grads, t = _run(fn, inputs, "kernels", args.repeats, args.device, kernel)
+        paths = _paths_used(before, _cpu_paths(args.device))
         err = max((a - b).abs().max().item() for a, b in zip(out, ref_out))
         gerr = max(((a - b).norm() / b.norm().clamp_min(1e-12)).item() for a, b in zip(grads, ref_grads))
         ok = err <= 1e-4 and gerr <= 1e-4
         status |= 0 if ok else 1
         print(f"{name:<22} {'kernels':<9} {err:>12.2e} {gerr:>13.2e} {t * 1e3:>11.1f} {ref_t / t:>8.1f}x"
               + ("" if ok else "  MISMATCH"))
+        if paths:
+            print(f"{'':<22} cpu path: {paths}")
     return status

@@ -13,6 +13,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also print the NOFAAvatar parameter counts per module for a preset (paper, tiny)")
 
 
+def _print_cpu_isa() -> None:
+    """The CPU instruction-set tier and the path each CPU op takes (docs/cpu_isa.md)."""
+    from nofa.ops.cpu_isa import cpu_isa_info
+
+    isa = cpu_isa_info()
+    if not isa["compiled"]:
+        return
+    if isa["error"]:
+        print(f"cpu isa: detected {isa['detected']}; ERROR: {isa['error']}")
+        return
+    how = f"forced by NOFA_CPU_ISA={isa['env']}" if isa["forced"] and isa["env"] else (
+        "forced" if isa["forced"] else "auto; NOFA_CPU_ISA=scalar|avx2|avx512 caps it")
+    print(f"cpu isa: detected {isa['detected']}, in force {isa['active']} ({how})")
+    print("cpu path per op (float32; other dtypes and shapes run scalar):")
+    for op, v in isa["ops"].items():
+        print(f"  {op:<26} {v['path']:<7} (best on this cpu: {v['best']})")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -35,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("gpu: none visible")
     print(f"cpu threads: {torch.get_num_threads()}")
+    _print_cpu_isa()
     if args.model:
         from nofa.models.summary import print_summary
 

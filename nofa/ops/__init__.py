@@ -8,7 +8,7 @@
 Every public op validates its arguments, then `_backend.dispatch` picks the kernel or the
 reference (docs/architecture.md, "Dispatch"). Layers above `ops` use only the names below.
 """
-from . import reference
+from . import cpu_isa, reference
 from ._backend import (
     BACKENDS,
     build_info,
@@ -42,6 +42,7 @@ __all__ = [
     "channels_last_planes",
     "composite_rays",
     "composite_rays_merged",
+    "cpu_isa",
     "decode_triplane",
     "deform_points",
     "get_backend",
