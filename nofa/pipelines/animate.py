@@ -159,7 +159,7 @@ def load_source(source: str | os.PathLike, model: str | os.PathLike | None = Non
             notes.append("source identity coefficients not given (--source-coeffs): alpha = 0 (mean identity)")
         with torch.no_grad():
             av = AnimatableAvatar.from_model(net, image.to(device), camera.to(device), alpha, source=str(source),
-                                             model=str(model))
+                                             model_file=str(model))
         if save_to:
             from ..models.model_file import save_animatable
 
