@@ -76,7 +76,7 @@ class IdentityMetric:
     @torch.no_grad()
     def _arcface(self, img: np.ndarray) -> np.ndarray:
         face = _crop(img, self.face_box, self.net.input_size)
-        x = torch.from_numpy(np.ascontiguousarray(face)).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+        x = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None].float().div(127.5).sub(1)
         return self.net(x.to(self.device))[0].cpu().numpy()
 
     def _dlib_embed(self, img: np.ndarray) -> np.ndarray:
