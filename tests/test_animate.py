@@ -182,12 +182,15 @@ def test_smoothing():
 
 
 def test_demo_avatar_animates_with_identity(files, tmp_path, capsys):
-    out = write_demo_animation(files / "demo.nofa", tmp_path, frames=4, fps=10, resolution=24, samples=6,
+    out = write_demo_animation(files / "demo.nofa", tmp_path, frames=4, fps=10, resolution=48, samples=6,
                                progress=False)
     assert any("identity deformation" in n for n in out["notes"])
-    assert len(imageio.mimread(out["gif"])) == 4
+    gif = imageio.mimread(out["gif"])
+    assert len(gif) == 4
+    band = np.asarray(gif[0])[-10:, :, :3]  # the on-screen caption: light text on a black band
+    assert (band.max(-1) < 30).mean() > 0.3 and (band.min(-1) > 120).any()
     meta = next(imageio_ffmpeg.read_frames(str(out["mp4"])))
-    assert meta["size"] == (24, 24) and meta["fps"] == 10.0
+    assert meta["size"] == (48, 48) and meta["fps"] == 10.0
     assert main(["animate", str(files / "demo.nofa"), "--drive", str(files / "exp64.npy"), "--resolution", "16",
                  "--samples", "4", "--out", str(tmp_path / "d.mp4"), "--no-progress"]) == 0
     assert "identity deformation" in capsys.readouterr().out

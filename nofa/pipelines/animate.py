@@ -325,13 +325,29 @@ def _head(c: Coeffs, n: int) -> Coeffs:
 
 
 def _overlay(frame: np.ndarray, text: str) -> np.ndarray:
-    from PIL import Image, ImageDraw
+    """`text` in a black band at the bottom, in the largest font that fits the width
+    (split over two lines when one does not fit)."""
+    from PIL import Image, ImageDraw, ImageFont
 
     img = Image.fromarray(frame)
     d = ImageDraw.Draw(img)
-    h = max(10, frame.shape[0] // 12)
-    d.rectangle([0, frame.shape[0] - h, frame.shape[1], frame.shape[0]], fill=(0, 0, 0))
-    d.text((2, frame.shape[0] - h + 1), text, fill=(255, 255, 255))
+    w, h = img.size
+    words = text.split()
+    two = [" ".join(words[:(len(words) + 1) // 2]), " ".join(words[(len(words) + 1) // 2:])]
+
+    def font_of(size: int):
+        try:
+            return ImageFont.load_default(size=size)
+        except TypeError:  # Pillow without FreeType sizing: the fixed bitmap font
+            return ImageFont.load_default()
+
+    fit = next(((lines, size) for lines in ([text], two) for size in range(max(8, h // 14), 5, -1)
+                if max(d.textlength(t, font=font_of(size)) for t in lines) <= w - 4), (two, 6))
+    lines, size = fit
+    band = (size + 2) * len(lines) + 2
+    d.rectangle([0, h - band, w, h], fill=(0, 0, 0))
+    for i, t in enumerate(lines):
+        d.text((2, h - band + 1 + i * (size + 2)), t, fill=(255, 255, 255), font=font_of(size))
     return np.asarray(img)
 
 

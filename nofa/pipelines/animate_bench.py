@@ -78,6 +78,7 @@ def run_animate_bench(preset: str = "paper", size: int = 512, frames: int = 20, 
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda but no CUDA GPU is visible")
     torch.manual_seed(seed)
+    load_start = os.getloadavg()[0]
     cfg = bench_config(preset, size)
     model = NOFAAvatar(cfg).to(dev).eval()
     image = (torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1).to(dev)
@@ -134,6 +135,7 @@ def run_animate_bench(preset: str = "paper", size: int = 512, frames: int = 20, 
         res.update(_long_drive(av, long_frames, batch, device, samples, progress))
     from .. import ops
 
+    res["loadavg"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
     res["backend"] = ops.get_backend()
     res["kernels"] = ops.kernels_available(dev.type, "decode_triplane")
     return res
@@ -203,6 +205,9 @@ def format_results(rows: list[dict], env: dict) -> str:
             f"| {r['preset']} | {r['size']}² | {r['raw']}² | {r['samples']}+{r['samples']} | {r['device']} | {r['batch']} | "
             f"{r['fps']:.2f} | {r['ms_per_frame']:.0f} | {r['ms_deformation']:.0f} | {r['ms_render']:.0f} | "
             f"{r['ms_sr']:.0f} | {r['mem_per_frame_mib']:.1f} | {r['encode_s']:.1f} | {r['peak_rss_mib']:.0f} |")
+    lines += ["", "System load (1-min load average at start / end of each run; the machine has "
+              f"{env.get('cpu_cores', '?')} logical CPUs): "
+              + ", ".join(f"{r['preset']} {r['loadavg'][0]:.1f} / {r['loadavg'][1]:.1f}" for r in rows if 'loadavg' in r)]
     longs = [r for r in rows if r.get("long_frames")]
     if longs:
         lines += ["", "Long drive (flat memory: peak RSS after 100 frames vs at the end, target < 5%):", "",
