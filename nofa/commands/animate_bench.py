@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=2, help="warm-up frames, not measured (default 2)")
     p.add_argument("--batch", type=int, default=1, help="frames per batch (default 1)")
     p.add_argument("--samples", type=int, default=None, help="coarse (= importance) samples (default: the preset's)")
+    p.add_argument("--chunk-rays", type=int, default=None,
+                   help="rays per render chunk (default: 8192 on cpu, one chunk per frame on cuda)")
     p.add_argument("--long", type=int, default=None, metavar="N",
                    help="flat-memory drive of N frames (default 1000 on cuda, 0 = off on cpu)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     with backend(args):
         for preset in args.preset:
             rows.append(run_animate_bench(preset, args.size, args.frames, args.device, args.batch, long,
-                                          args.warmup, args.samples, not args.no_progress))
+                                          args.warmup, args.samples, not args.no_progress,
+                                          chunk_rays=args.chunk_rays))
     env = describe("cuda" if args.device.startswith("cuda") else "cpu", threads=args.threads)
     md, js = write_results(args.out, rows, env)
     print(format_results(rows, env))

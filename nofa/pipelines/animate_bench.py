@@ -70,13 +70,17 @@ class _RssSampler:
 
 def run_animate_bench(preset: str = "paper", size: int = 512, frames: int = 20, device: str = "cpu",
                       batch: int = 1, long_frames: int = 0, warmup: int = 2, samples: int | None = None,
-                      progress: bool = True, seed: int = 0) -> dict:
-    """Measure animation of one encoded portrait -> results dict (see `format_results`)."""
+                      progress: bool = True, seed: int = 0, chunk_rays: int | None = None) -> dict:
+    """Measure animation of one encoded portrait -> results dict (see `format_results`).
+    chunk_rays: rays per render chunk (default: the preset's 8192 on CPU, one chunk per
+    frame on CUDA)."""
     from tqdm import tqdm
 
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda but no CUDA GPU is visible")
+    if chunk_rays is None and dev.type == "cuda":
+        chunk_rays = (size // 4) ** 2
     torch.manual_seed(seed)
     load_start = os.getloadavg()[0]
     cfg = bench_config(preset, size)
@@ -90,11 +94,12 @@ def run_animate_bench(preset: str = "paper", size: int = 512, frames: int = 20, 
     encode_s = time.perf_counter() - t0
     del model
     res: dict = {"preset": preset, "size": size, "raw": size // 4, "device": device, "batch": batch,
+                 "chunk_rays": chunk_rays or cfg["render"]["chunk_rays"],
                  "samples": samples or cfg["render"]["coarse_samples"], "encode_s": encode_s}
     if samples:
         res["samples"] = samples
     exp = builtin_expressions(max(warmup, 1) + frames, av.exp_dim)
-    anim = animate(av, exp, camera="orbit", batch=batch, device=device, samples=samples)
+    anim = animate(av, exp, camera="orbit", batch=batch, device=device, samples=samples, chunk_rays=chunk_rays)
     it = iter(anim)
     per_frame_mem = []
     if dev.type == "cpu":
@@ -132,7 +137,7 @@ def run_animate_bench(preset: str = "paper", size: int = 512, frames: int = 20, 
     if dev.type == "cuda":
         res["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     if long_frames:
-        res.update(_long_drive(av, long_frames, batch, device, samples, progress))
+        res.update(_long_drive(av, long_frames, batch, device, samples, progress, chunk_rays))
     from .. import ops
 
     res["loadavg"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
@@ -149,11 +154,12 @@ def _take(it, batch: int, left: int) -> int:
     return n
 
 
-def _long_drive(av: AnimatableAvatar, n: int, batch: int, device: str, samples: int | None, progress: bool) -> dict:
+def _long_drive(av: AnimatableAvatar, n: int, batch: int, device: str, samples: int | None, progress: bool,
+                chunk_rays: int | None) -> dict:
     from .animate import write_video
 
     anim = animate(av, builtin_expressions(n, av.exp_dim), camera="orbit", batch=batch, device=device,
-                   samples=samples)
+                   samples=samples, chunk_rays=chunk_rays)
     marks: dict[int, float] = {}
     cuda = device.startswith("cuda")
 
@@ -196,13 +202,14 @@ def format_results(rows: list[dict], env: dict) -> str:
         f"{env.get('date', '')}",
         "- random weights (speed does not depend on them); one portrait encoded once, then driven; "
         "frames/s counts deformation + render + SR + conversion to uint8 (not video encoding)", "",
-        "| preset | output | raw | samples | device | batch | frames/s | ms/frame | deformation ms | render ms | "
-        "SR ms | memory/frame MiB | encode s | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| preset | output | raw | samples | device | batch | chunk rays | frames/s | ms/frame | deformation ms | "
+        "render ms | SR ms | memory/frame MiB | encode s | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['preset']} | {r['size']}² | {r['raw']}² | {r['samples']}+{r['samples']} | {r['device']} | {r['batch']} | "
+            f"{r.get('chunk_rays', '')} | "
             f"{r['fps']:.2f} | {r['ms_per_frame']:.0f} | {r['ms_deformation']:.0f} | {r['ms_render']:.0f} | "
             f"{r['ms_sr']:.0f} | {r['mem_per_frame_mib']:.1f} | {r['encode_s']:.1f} | {r['peak_rss_mib']:.0f} |")
     lines += ["", "System load (1-min load average at start / end of each run; the machine has "
