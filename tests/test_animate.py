@@ -192,8 +192,11 @@ def test_demo_avatar_animates_with_identity(files, tmp_path, capsys):
     meta = next(imageio_ffmpeg.read_frames(str(out["mp4"])))
     assert meta["size"] == (48, 48) and meta["fps"] == 10.0
     assert main(["animate", str(files / "demo.nofa"), "--drive", str(files / "exp64.npy"), "--resolution", "16",
-                 "--samples", "4", "--out", str(tmp_path / "d.mp4"), "--no-progress"]) == 0
+                 "--samples", "4", "--audio", str(files / "speech.wav"), "--out", str(tmp_path / "d.mp4"),
+                 "--no-progress"]) == 0
     assert "identity deformation" in capsys.readouterr().out
+    meta = next(imageio_ffmpeg.read_frames(str(tmp_path / "d.mp4")))
+    assert meta["size"] == (16, 16) and meta["audio_codec"] == "aac"
 
 
 def test_portrait_source_with_model(files, tmp_path, capsys):

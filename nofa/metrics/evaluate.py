@@ -202,4 +202,4 @@ def evaluate_folders(pred_dir: str | os.PathLike, target_dir: str | os.PathLike,
     if skipped:
         notes.append(f"{skipped} unreadable or mismatched image(s) skipped")
     counts = {"images": len(used), "skipped": skipped}
-    return EvalResult(mode, values, counts, notes)
+    return EvalResult(mode, values, counts, list(dict.fromkeys(notes)))
