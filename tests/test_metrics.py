@@ -92,12 +92,18 @@ def test_csim_arcface_identity():
 
 def test_csim_dlib_identity():
     pytest.importorskip("dlib", reason="dlib (dlib-bin) not installed: dlib CSIM not exercised")
-    pytest.importorskip("face_recognition_models", reason="face_recognition_models not installed")
+    import importlib.util
+
+    if importlib.util.find_spec("face_recognition_models") is None:
+        pytest.skip("face_recognition_models not installed: dlib CSIM not exercised")
     from skimage import data
 
     m = IdentityMetric()
-    face = np.asarray(Image.fromarray(data.astronaut()).crop((130, 20, 330, 220)))
+    face = np.asarray(Image.fromarray(data.astronaut()).crop((100, 0, 356, 256)))
+    other = np.asarray(Image.fromarray(data.chelsea()).resize((256, 256)))
     assert m.name.startswith("dlib") and m.csim(face, face) == pytest.approx(1.0, abs=1e-6)
+    assert m.no_face == 0  # the astronaut's face was detected (the cat is not)
+    assert m.csim(face, other) < 0.99
 
 
 def test_aed_apd_definition():

@@ -53,22 +53,32 @@ class IdentityMetric:
             self._init_dlib()
 
     def _init_dlib(self) -> None:
+        import importlib.util
+        from pathlib import Path
+
         missing = []
         try:
             import dlib
         except ImportError:
             missing.append("dlib-bin")
-        try:
-            import face_recognition_models as frm
-        except ImportError:
+        # located through the import system: the package's own helpers import pkg_resources,
+        # which current setuptools no longer ships
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or spec.origin is None:
             missing.append("face_recognition_models")
         if missing:
             raise RuntimeError("CSIM needs face-recognition weights: pass --arcface-weights PATH (an arcface_torch "
                                f"backbone.pth), or install {' and '.join(missing)} (pip install "
                                f"{' '.join(missing)}) for dlib's recogniser")
+        models = Path(spec.origin).parent / "models"
+        files = {"shape5": models / "shape_predictor_5_face_landmarks.dat",
+                 "rec": models / "dlib_face_recognition_resnet_model_v1.dat"}
+        for f in files.values():
+            if not f.is_file():
+                raise RuntimeError(f"face_recognition_models is installed but {f} is missing: reinstall it")
         self.detector = dlib.get_frontal_face_detector()
-        self.shape5 = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-        self.rec = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+        self.shape5 = dlib.shape_predictor(str(files["shape5"]))
+        self.rec = dlib.face_recognition_model_v1(str(files["rec"]))
         self._dlib = dlib
         self.name = "dlib ResNet (face_recognition_models)"
         self._embed = self._dlib_embed
