@@ -196,7 +196,7 @@ class AnimatableAvatar(nn.Module):
                     alpha: torch.Tensor | None = None, **metadata: Any) -> "AnimatableAvatar":
         """Package a reconstructed (or sampled) volume with copies of the parts animation needs."""
         cfg = model.config
-        return cls(volume.planes[:1], copy.deepcopy(model.decoder).cpu(), dataclasses_replace(model.renderer.options),
+        return cls(volume.planes[:1], copy.deepcopy(model.decoder).cpu(), model.renderer.options.replace(),
                    model.render_resolution, torch.as_tensor(camera).reshape(-1, 25)[:1].cpu(), alpha,
                    volume.ws[:1], copy.deepcopy(model.superres), copy.deepcopy(model.deformation),
                    {"in_channels": cfg["decoder"]["out_features"], "input_resolution": cfg["superres"]["input_resolution"],
@@ -278,10 +278,6 @@ class AnimatableAvatar(nn.Module):
                 "render_resolution": self.render_resolution, "decoder_config": self.renderer.decoder.config(),
                 "superres_config": self.superres_config, "deformation_config": self.deformation_config,
                 "metadata": self.metadata}
-
-
-def dataclasses_replace(options: RenderOptions) -> RenderOptions:
-    return options.replace()
 
 
 def _syncer(device: torch.device):

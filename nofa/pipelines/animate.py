@@ -18,7 +18,6 @@ import os
 import resource
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
