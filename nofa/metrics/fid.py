@@ -49,7 +49,7 @@ def inception_from_state(state: dict | None) -> nn.Module:
     from torchvision.models import inception_v3
 
     aux = state is None or any(k.startswith("AuxLogits.") for k in state)
-    net = inception_v3(weights=None, aux_logits=aux, transform_input=False, init_weights=state is None)
+    net = inception_v3(weights=None, aux_logits=aux, transform_input=False, init_weights=False)
     if state is not None:
         net.load_state_dict(state)
     net.fc = nn.Identity()
@@ -127,9 +127,10 @@ class FIDMetric:
     """Add uint8 images [H, W, 3] to set "pred" or "target", then `value()`."""
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                 net: nn.Module | None = None, batch: int = 16) -> None:
+                 net: nn.Module | None = None, batch: int = 16, input_size: int = 299) -> None:
+        """input_size: the side images are resized to (299, Inception's; smaller only for tests)."""
         self.net = (net if net is not None else load_inception(weights)).to(device).eval()
-        self.device, self.batch = torch.device(device), batch
+        self.device, self.batch, self.input_size = torch.device(device), batch, input_size
         self.stats = {"pred": FeatureStats(), "target": FeatureStats()}
         self._pending: dict[str, list[np.ndarray]] = {"pred": [], "target": []}
 
@@ -137,7 +138,7 @@ class FIDMetric:
     def features(self, images: list[np.ndarray]) -> np.ndarray:
         x = torch.stack([torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1) for i in images])
         x = x.float().div(127.5).sub(1).to(self.device)
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         return self.net(x).double().cpu().numpy()
 
     def add(self, which: str, image: np.ndarray) -> None:
