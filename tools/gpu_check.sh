@@ -71,12 +71,19 @@ step info 60 $PY -m nofa.cli info
 XDIST=()
 if $PY -c "import xdist" 2>/dev/null; then XDIST=(-n 4); fi
 if [ "$HAS_GPU" = 1 ]; then
-    step cuda_tests 300 $PY -m pytest -q -m cuda -rfEs "${XDIST[@]}" --continue-on-collection-errors -p no:cacheprovider \
+    step cuda_tests ${NOFA_GPU_TEST_LIMIT:-240} $PY -m pytest -q -m cuda -rfEs "${XDIST[@]}" --continue-on-collection-errors -p no:cacheprovider \
         --junitxml="$OUTDIR/cuda_tests.xml" tests
     step check_cuda 120 $PY -m nofa.cli check --device cuda
-    step bench_cuda 300 $PY -m nofa.cli bench --device cuda --no-compile --no-sweeps --budget 0.5 --out "$OUTDIR/bench"
+    # The quick CUDA suite: every kernel case and the full render, kernels vs the PyTorch
+    # reference in the same run (no torch.compile, no sweeps: minutes matter on a lent GPU).
+    step bench_cuda 180 $PY -m nofa.cli bench --device cuda --no-compile --no-sweeps --budget 0.5 \
+        --cases sample_triplane decode_triplane composite_rays composite_rays_merged deform_points render render_deformed \
+        --out "$OUTDIR/bench"
     if $PY -m nofa.cli --help 2>/dev/null | grep -q animate-bench; then
-        step animate_fps 120 $PY -m nofa.cli animate-bench --device cuda --size 512 --out "$OUTDIR/bench"
+        step animate_fps 120 $PY -m nofa.cli animate-bench --device cuda --preset paper --size 512 --frames 30 \
+            --no-progress --out "$OUTDIR/animate"
+        step animate_fps_torch 120 $PY -m nofa.cli animate-bench --device cuda --preset paper --size 512 --frames 30 \
+            --backend torch --no-progress --out "$OUTDIR/animate_torch"
     else
         skip animate_fps "this checkout has no animate benchmark yet"
     fi
@@ -88,6 +95,7 @@ else
     skip check_cuda "no CUDA GPU visible"
     skip bench_cuda "no CUDA GPU visible"
     skip animate_fps "no CUDA GPU visible"
+    skip animate_fps_torch "no CUDA GPU visible"
 fi
 echo >>"$SUMMARY"
 echo "Total: $(( $(date +%s) - T0 )) s" >>"$SUMMARY"
