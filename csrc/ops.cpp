@@ -83,11 +83,14 @@ TORCH_LIBRARY(nofa, m) {
   // Weights in nn.Linear layout; first layers take [PE(x) | alpha | beta] (D-Net) and
   // [PE(x) | alpha] (W-Net). Returns (x_c [N, M, 3], offset [N, M, 3], weight [N, M, 1],
   // hidden): hidden is [N, M, S] (the D-Net's activations of layers 1 .. L-2, for the
-  // backward) when save_hidden, else empty.
+  // backward) when save_hidden, else empty. save_hidden has no default on purpose: the
+  // dispatcher drops arguments equal to their default before the Python autograd formula
+  // sees them, and torch < 2.13 then rejects the formula's gradient list for an op with
+  // tensor-list arguments (seen on an H200 with torch 2.11).
   m.def(
       "deform_points(Tensor points, Tensor alpha, Tensor beta, Tensor[] d_weights, "
       "Tensor[] d_biases, Tensor[] w_weights, Tensor[] w_biases, int n_freqs, "
-      "bool save_hidden=False) -> (Tensor, Tensor, Tensor, Tensor)");
+      "bool save_hidden) -> (Tensor, Tensor, Tensor, Tensor)");
   // Upstream gradients of (x_c, offset, weight) -> (grad_points, grad_alpha, grad_beta,
   // grad_d_weights, grad_d_biases, grad_w_weights, grad_w_biases). Recomputes whatever
   // `hidden` (empty, or the forward's) does not hold.

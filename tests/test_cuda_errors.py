@@ -38,7 +38,7 @@ SCRIPT = textwrap.dedent(
         m = DeformationField(n_freqs=2, id_dim=4, exp_dim=3, d_hidden=d_hidden, d_layers=3, w_hidden=32,
                              w_layers=2).to(dev)
         pts, a, b = torch.rand(1, 50, 3, device=dev), torch.randn(1, 4, device=dev), torch.randn(1, 3, device=dev)
-        return m, (pts, a, b, list(m.d_weights), list(m.d_biases), list(m.w_weights), list(m.w_biases), 2)
+        return m, (pts, a, b, list(m.d_weights), list(m.d_biases), list(m.w_weights), list(m.w_biases), 2, False)
 
     # Controls first: if these crash too, C++ exceptions crash on this machine in general
     # (torch's own, then one thrown by nofa's CPU glue), not because of the CUDA glue.

@@ -260,11 +260,11 @@ def test_kernel_checks_name_the_argument():
     pts, alpha, beta = inputs(model, 2, 10, "cpu")
     args = [list(model.d_weights), list(model.d_biases), list(model.w_weights), list(model.w_biases)]
     with pytest.raises(RuntimeError, match=r"d_weights\[0\] must have shape"):
-        torch.ops.nofa.deform_points(pts, alpha[:, :-1], beta, *args, SMALL["n_freqs"])
+        torch.ops.nofa.deform_points(pts, alpha[:, :-1], beta, *args, SMALL["n_freqs"], False)
     with pytest.raises(RuntimeError, match="same batch size"):
-        torch.ops.nofa.deform_points(pts, alpha[:1], beta, *args, SMALL["n_freqs"])
+        torch.ops.nofa.deform_points(pts, alpha[:1], beta, *args, SMALL["n_freqs"], False)
     with pytest.raises(RuntimeError, match="points must be float32 or float64"):
-        torch.ops.nofa.deform_points(pts.int(), alpha, beta, *args, SMALL["n_freqs"])
+        torch.ops.nofa.deform_points(pts.int(), alpha, beta, *args, SMALL["n_freqs"], False)
     with pytest.raises(RuntimeError, match="hidden must be empty or have shape"):
         g = torch.zeros(2, 10, 3)
         torch.ops.nofa.deform_points_backward(g, g, g[..., :1], pts, alpha, beta, *args, SMALL["n_freqs"],

@@ -261,8 +261,6 @@ def _double_backward_cases(device="cpu"):
 @pytest.mark.parametrize("device", DEVICES)
 def test_double_backward_through_a_kernel_raises(op, device):
     require_kernels(device)
-    if device == "cuda" and op == "composite_rays_merged":
-        pytest.skip("no CUDA composite_rays_merged kernel (the op composes composite_rays there)")
     fn, inputs = _double_backward_cases(device)[op]
     xs = [t.clone().requires_grad_() for t in inputs]
     with ops.use_backend("kernels"):
@@ -270,7 +268,10 @@ def test_double_backward_through_a_kernel_raises(op, device):
     first = torch.autograd.grad((out * out).sum(), xs, create_graph=True)
     with pytest.raises(RuntimeError, match=f"{op}'s kernel has no double backward"):
         sum(g.square().sum() for g in first).backward()
-    # The reference differentiates twice (the documented way to get second derivatives).
+    # The reference differentiates twice (the documented way to get second derivatives), on
+    # the CPU: PyTorch's own CUDA grid_sampler backward has no derivative (seen on an H200).
+    if device == "cuda" and op in ("sample_triplane", "decode_triplane"):
+        return
     xs = [t.clone().requires_grad_() for t in inputs]
     with ops.use_backend("torch"):
         first = torch.autograd.grad((fn(*xs) ** 2).sum(), xs, create_graph=True)
