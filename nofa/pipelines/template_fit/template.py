@@ -102,6 +102,15 @@ class TemplateHead:
     def density(self, p: torch.Tensor) -> torch.Tensor:
         return self.peak * torch.sigmoid(-head_sdf(p) / self.sharpness) + self.floor
 
+    def hair_weight(self, p: torch.Tensor) -> torch.Tensor:
+        """0..1 per point [M, 3] -> [M]: how much the point belongs to the hair (vs skin)."""
+        parts = _parts(p)
+        return torch.sigmoid(-(parts["hair"] - parts["face"]) / 0.002)
+
+    def density_and_colour(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density only, with a placeholder colour: for sampling the surface without shading."""
+        return self.density(p), p.new_zeros(p.shape[0], 3)
+
     def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             q = p.detach().requires_grad_(True)
