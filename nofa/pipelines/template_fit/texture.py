@@ -34,10 +34,11 @@ __all__ = ["PhotoColours", "TextureConfig", "face_polygon_mask", "photo_colour_f
 
 @dataclasses.dataclass
 class TextureConfig:
-    steps: int = 150
-    batch: int = 1 << 15
+    steps: int = 200
+    batch: int = 1 << 14
     pool: int = 1 << 17
-    lr: float = 0.02
+    lr: float = 0.03
+    shell: float = 0.012  # |sdf| of the points that carry colour (world units)
     depth_resolution: int = 128  # visibility depth map of the template from the photo's camera
     visibility_margin: float = 0.02  # world units behind the visible surface still counted as visible
     background_threshold: float = 0.12  # colour distance (0..1 RGB) to the background colour
@@ -163,14 +164,18 @@ def texture_avatar(template: Avatar, photo: torch.Tensor, label: torch.Tensor, l
         front = renderer(template.planes, label.reshape(1, 25).float(), cfg.depth_resolution)
     depth = torch.where(front.weight[0, 0] > 0.5, front.depth[0, 0], torch.full_like(front.depth[0, 0], float("inf")))
     field, colours = photo_colour_field(photo, label, landmarks, depth, head, cfg)
-    points, dens_t, _ = sample_pool(head.density_and_colour, cfg.pool, template.options.box_warp, generator=g)
-    near = dens_t > -4.0  # inside or in the surface band: where colour is ever seen
-    points, dens_t = points[near], dens_t[near]
+    points, _, _ = sample_pool(head.density_and_colour, cfg.pool, template.options.box_warp, generator=g)
+    chunks = range(0, len(points), 1 << 15)
     with torch.no_grad():
-        rgb_t = torch.cat([field(points[i:i + 1 << 15]) for i in range(0, len(points), 1 << 15)])
-        dens_0 = torch.cat([renderer.density(template.planes, points[None, i:i + 1 << 15])[0, :, 0]
-                            for i in range(0, len(points), 1 << 15)])
-    solid = torch.sigmoid((dens_t - 10.0) / 4.0)[:, None]
+        sdf = torch.cat([head.sdf(points[i:i + (1 << 15)]) for i in chunks])
+        dens_0 = torch.cat([renderer.density(template.planes, points[None, i:i + (1 << 15)])[0, :, 0] for i in chunks])
+    # Colour only on a thin shell around the surface: a deep interior point shares its plane
+    # texels with the surface above it and would pull the surface towards the fill colour.
+    shell = sdf.abs() < cfg.shell
+    colour_points = points[shell]
+    with torch.no_grad():
+        rgb_t = torch.cat([field(colour_points[i:i + (1 << 15)]) for i in range(0, len(colour_points), 1 << 15)])
+    solid = torch.sigmoid(-sdf[shell] / 0.003)[:, None]
     planes = torch.nn.Parameter(template.planes.detach().clone())
     opt = torch.optim.Adam([planes], lr=cfg.lr)
     bar = None
@@ -180,10 +185,12 @@ def texture_avatar(template: Avatar, photo: torch.Tensor, label: torch.Tensor, l
         bar = tqdm(total=cfg.steps, desc="colour from photo", unit="step", dynamic_ncols=True)
     losses = []
     for _ in range(cfg.steps):
-        idx = torch.randint(len(points), (min(cfg.batch, len(points)),), generator=g)
-        dens, feats = renderer.query(planes, points[idx][None])
+        idx = torch.randint(len(colour_points), (min(cfg.batch, len(colour_points)),), generator=g)
+        jdx = torch.randint(len(points), (min(cfg.batch, len(points)) // 2,), generator=g)
+        _, feats = renderer.query(planes, colour_points[idx][None])
+        dens = renderer.density(planes, points[jdx][None])
         loss_c = ((feats[0, :, :3] - rgb_t[idx]) ** 2 * solid[idx]).mean() * 3
-        loss_d = F.mse_loss(torch.tanh(dens[0, :, 0] / 20), torch.tanh(dens_0[idx] / 20))
+        loss_d = F.mse_loss(torch.tanh(dens[0, :, 0] / 20), torch.tanh(dens_0[jdx] / 20))
         loss = loss_c + loss_d
         opt.zero_grad(set_to_none=True)
         loss.backward()
