@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from nofa.faces import (MIRROR, FaceDependencyError, NoFaceError, align_face, as_rgb8, crop_square, ffhq_quad,
+from nofa.faces import (MIRROR, FaceDependencyError, NoFaceError, as_rgb8, crop_square, ffhq_quad,
                         load_photo, paste_back, prepare_face, warp_affine)
 
 dlib = pytest.importorskip("dlib", reason="dlib-bin is not installed (pinned in requirements.txt)")

@@ -29,13 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", default=None, help="photo with a face (any size; aligned here); default: the astronaut")
     p.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
     p.add_argument("--template", default=None, help="start from this avatar file instead of baking the template")
-    p.add_argument("--steps", type=int, default=0,
-                   help="fast-adaptation steps on the front view after colouring (default 0)")
-    p.add_argument("--colour-steps", type=int, default=150,
-                   help="steps fitting the photo's surface colours into the tri-plane (default 150)")
+    p.add_argument("--steps", type=int, default=30,
+                   help="fast-adaptation steps on the front view after colouring (default 30)")
+    p.add_argument("--colour-steps", type=int, default=120,
+                   help="steps fitting the photo's surface colours into the tri-plane (default 120)")
     p.add_argument("--no-cache", action="store_true", help="bake the template even if outputs/cache has it")
-    p.add_argument("--fit-resolution", type=int, default=64, help="render size during fitting (default 64)")
-    p.add_argument("--fit-samples", type=int, default=20, help="coarse (= importance) samples while fitting (default 20)")
+    p.add_argument("--fit-resolution", type=int, default=96, help="render size during fitting (default 96)")
+    p.add_argument("--fit-samples", type=int, default=16, help="coarse (= importance) samples while fitting (default 16)")
     p.add_argument("--lr", type=float, default=0.02, help="fast-adaptation learning rate (default 0.02)")
     p.add_argument("--adapt-planes", choices=["xy", "all"], default="xy",
                    help="which planes fast adaptation updates: 'xy' (default; the plane facing the camera, "
@@ -108,5 +108,5 @@ def run(args: argparse.Namespace) -> int:
               f"camera yaw {result['camera']['yaw']:+.1f} pitch {result['camera']['pitch']:+.1f} deg")
     if result["adapt_loss"]:
         print(f"fast adaptation loss: {result['adapt_loss'][0]:.4f} -> {result['adapt_loss'][1]:.4f}")
-    print("note: template + per-image fast adaptation; no trained NOFA++ weights are used.")
+    print("note: template + the photo's colours on its surface (+ fast adaptation); no trained NOFA++ weights are used.")
     return 0

@@ -34,14 +34,14 @@ __all__ = ["PhotoColours", "TextureConfig", "face_polygon_mask", "photo_colour_f
 
 @dataclasses.dataclass
 class TextureConfig:
-    steps: int = 200
+    steps: int = 120
     batch: int = 1 << 14
     pool: int = 1 << 17
     lr: float = 0.03
     shell: float = 0.012  # |sdf| of the points that carry colour (world units)
     depth_resolution: int = 128  # visibility depth map of the template from the photo's camera
     visibility_margin: float = 0.02  # world units behind the visible surface still counted as visible
-    background_threshold: float = 0.12  # colour distance (0..1 RGB) to the background colour
+    background_threshold: float = 0.2  # colour distance (0..1 RGB) to the background colour
     seed: int = 0
     progress: bool = True
 
