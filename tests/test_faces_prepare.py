@@ -56,3 +56,11 @@ def test_prepare_missing_file(tmp_path, capsys):
     rc = main(["prepare", str(tmp_path / "none.png"), "--out", str(tmp_path / "o"), "--no-progress"])
     assert rc == 1 and "photo not found" in capsys.readouterr().out
     assert not (tmp_path / "o" / "dataset.json").exists()
+
+
+def test_demo_image_without_a_face(tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(np.full((100, 100, 3), 90, np.uint8)).save(tmp_path / "wall.png")
+    rc = main(["demo", "--quick", "--no-progress", "--image", str(tmp_path / "wall.png"), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "wall.png: no face found" in capsys.readouterr().out

