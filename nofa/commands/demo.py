@@ -9,28 +9,33 @@ NAME = "demo"
 HELP = "one portrait -> 3D head: turntable GIF, contact sheet, avatar file and coloured mesh in outputs/demo/"
 DESCRIPTION = """Reconstruct a head from one portrait and write to --out (default outputs/demo/):
   turntable.gif      yaw sweep +-35 degrees
-  contact_sheet.png  input | template | fitted front view | four novel views | depth
+  contact_sheet.png  aligned input | template | front view (face PSNR) | four novel views | depth
   avatar.nofa        the fitted avatar (render it with `nofa render`, `nofa turntable`)
   template.nofa      the baked template it started from
   head.ply           vertex-coloured marching-cubes mesh
-The portrait is scikit-image's astronaut photo (cropped to the face) unless --image is given
-(an FFHQ-style aligned square crop: eyes at ~47% height, mouth at ~70%).
+The photo is scikit-image's astronaut unless --image is given: any photo with a face (dlib finds
+it, aligns an EG3D crop and estimates the camera, as `nofa prepare` does).
 
-What it does: a procedural template head is baked into an EG3D tri-plane + decoder, then the
-tri-plane is fitted to the portrait's front view (fast adaptation, NOFA++ eq. 14: L2
-reconstruction + depth regularisation towards the template's depth). nofa ships no trained
-NOFA++ weights, so this is NOT the learned one-shot encoder: geometry is the template's and
-only the appearance (and small shape changes) come from the photo. Defaults take a few minutes
-on a 2-core CPU; --quick is a smoke test; raise --steps/--fit-resolution/--resolution for more."""
+What it does: a procedural template head is baked into an EG3D tri-plane + decoder (cached in
+outputs/cache/, keyed by the bake settings), then the photo's colours are put on the template's
+surface: what the photo's camera sees takes the photo's colour, hidden parts their mirror
+image's or the photo's skin/hair colour, the background is matted out (docs/faces.md).
+Optionally --steps of fast adaptation (NOFA++ eq. 14) refine the front view. nofa ships no
+trained NOFA++ weights, so this is NOT the learned one-shot encoder: geometry is the template's.
+--quick is a smoke test."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--image", default=None, help="portrait image (square, face-aligned); default: the astronaut")
+    p.add_argument("--image", default=None, help="photo with a face (any size; aligned here); default: the astronaut")
     p.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
     p.add_argument("--template", default=None, help="start from this avatar file instead of baking the template")
-    p.add_argument("--steps", type=nonnegative_int, default=100, help="fast-adaptation steps (default 100)")
-    p.add_argument("--fit-resolution", type=positive_int, default=64, help="render size during fitting (default 64)")
-    p.add_argument("--fit-samples", type=positive_int, default=20, help="coarse (= importance) samples while fitting (default 20)")
+    p.add_argument("--steps", type=nonnegative_int, default=30,
+                   help="fast-adaptation steps on the front view after colouring (default 30)")
+    p.add_argument("--colour-steps", type=nonnegative_int, default=120,
+                   help="steps fitting the photo's surface colours into the tri-plane (default 120)")
+    p.add_argument("--no-cache", action="store_true", help="bake the template even if outputs/cache has it")
+    p.add_argument("--fit-resolution", type=positive_int, default=96, help="render size during fitting (default 96)")
+    p.add_argument("--fit-samples", type=positive_int, default=16, help="coarse (= importance) samples while fitting (default 16)")
     p.add_argument("--lr", type=positive_float, default=0.02, help="fast-adaptation learning rate (default 0.02)")
     p.add_argument("--adapt-planes", choices=["xy", "all"], default="xy",
                    help="which planes fast adaptation updates: 'xy' (default; the plane facing the camera, "
@@ -56,12 +61,17 @@ def config_from_args(args: argparse.Namespace):
     adapt = AdaptConfig(steps=args.steps, resolution=args.fit_resolution, lr=args.lr, lambda_reg=args.depth_weight,
                         coarse_samples=args.fit_samples, importance_samples=args.fit_samples,
                         planes=args.adapt_planes)
-    cfg = DemoConfig(out_dir=args.out, image=args.image, template=args.template, plane_resolution=args.plane_resolution,
+    from nofa.pipelines.template_fit.texture import TextureConfig
+
+    cfg = DemoConfig(out_dir=args.out, texture=TextureConfig(steps=args.colour_steps),
+                     cache_dir=None if args.no_cache else "outputs/cache", image=args.image, template=args.template, plane_resolution=args.plane_resolution,
                      bake_steps=args.bake_steps, adapt=adapt, view_resolution=args.resolution,
                      view_samples=args.samples, frames=args.frames, mesh_resolution=args.mesh_resolution,
                      progress=not args.no_progress)
     if args.quick:
         cfg.plane_resolution, cfg.channels, cfg.bake_steps, cfg.bake_pool, cfg.bake_batch = 32, 8, 20, 1 << 13, 1 << 11
+        cfg.texture.steps, cfg.texture.pool, cfg.texture.batch, cfg.texture.depth_resolution = 3, 1 << 12, 1 << 10, 24
+        cfg.cache_dir = None
         cfg.adapt.steps, cfg.adapt.resolution, cfg.adapt.coarse_samples, cfg.adapt.importance_samples = 3, 16, 8, 8
         cfg.view_resolution, cfg.view_samples, cfg.frames, cfg.mesh_resolution = 24, 8, 3, 32
     return cfg
@@ -86,10 +96,14 @@ def run(args: argparse.Namespace) -> int:
         if not ops.kernels_available(args.device, op):
             print(f"note: no compiled {op} kernel for {args.device}: that op runs the slower pure-PyTorch reference")
     t = time.perf_counter()
+    from nofa.faces import FaceDependencyError, NoFaceError
+
     with backend(args), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # already reported above
         try:
             result = run_demo(cfg)
+        except (FaceDependencyError, NoFaceError) as e:  # --image without a usable face
+            fail(args, str(e), status=2)
         except (AvatarFileError, ImageFileError, FileNotFoundError) as e:  # --template / --image
             fail(args, str(e))
     print(f"\nnofa demo finished in {time.perf_counter() - t:.1f} s "
@@ -97,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
     for name, path in result["files"].items():
         print(f"  {name:14s} {path}")
     print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings"].items()))
+    if result.get("face_psnr") is not None:
+        print(f"front view vs aligned input, face region: PSNR {result['face_psnr']:.2f} dB; "
+              f"camera yaw {result['camera']['yaw']:+.1f} pitch {result['camera']['pitch']:+.1f} deg")
     if result["adapt_loss"]:
         print(f"fast adaptation loss: {result['adapt_loss'][0]:.4f} -> {result['adapt_loss'][1]:.4f}")
-    print("note: template + per-image fast adaptation; no trained NOFA++ weights are used.")
+    print("note: template + the photo's colours on its surface (+ fast adaptation); no trained NOFA++ weights are used.")
     return 0

@@ -181,3 +181,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically."""
     return atomic_write(path, lambda t: Path(t).write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write `data` to `path` atomically (temporary file in the same folder + `os.replace`)."""
+    return atomic_write(path, lambda t: Path(t).write_bytes(data))

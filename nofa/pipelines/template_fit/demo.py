@@ -1,17 +1,24 @@
-"""The built-in demo: one portrait -> a 3D head you can turn, mesh and save.
+"""The built-in demo: one photo -> a 3D head you can turn, mesh and save.
 
-Pipeline: procedural template head -> baked into a tri-plane avatar (nofa.pipelines.template_fit.bake) -> fast
-adaptation of the tri-plane to the portrait's front view (nofa.pipelines.template_fit.adapt, paper eq. 14) ->
-turntable GIF, contact sheet PNG, avatar file, coloured mesh.
+Pipeline: any photo -> face, 68 landmarks, EG3D-aligned crop and camera (nofa.faces) ->
+procedural template head baked into a tri-plane avatar (nofa.pipelines.template_fit.bake; cached
+under outputs/cache keyed by its settings) -> the photo's colours put on the template's surface
+(visible surface from the photo, hidden parts from their mirror image or the photo's skin and
+hair colour, background matted out; nofa.pipelines.template_fit.texture) -> optionally a few
+steps of fast adaptation to the front view (paper eq. 14) -> turntable GIF, contact sheet PNG,
+avatar file, coloured mesh.
 
 Without trained NOFA++ weights there is no learned one-shot encoder here: the geometry is
-the template's, and the portrait's appearance is fitted per image.
+the template's, and the portrait's appearance is transferred per image.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +27,13 @@ import torch
 from .. import mesh as mesh_mod
 from .adapt import AdaptConfig, fast_adapt
 from .bake import bake_field
-from ...io import depth_to_rgb, load_avatar, load_image, save_animation, save_avatar, save_image, to_uint8
+from ...io import depth_to_rgb, load_avatar, save_animation, save_avatar, save_image, to_uint8
 from ...render.cameras import default_label, orbit_labels
 from .template import TemplateHead
+from .texture import TextureConfig, face_polygon_mask, texture_avatar
 
-__all__ = ["DemoConfig", "astronaut_portrait", "run_demo"]
+__all__ = ["DemoConfig", "Portrait", "astronaut_portrait", "face_psnr", "load_portrait", "run_demo",
+           "template_cache_path"]
 
 # Face box in skimage's astronaut photo (512 x 512): eyes at about (195, 100) and (245, 100),
 # cropped so the eyes land where the template's eyes project (FFHQ-like alignment).
@@ -41,7 +50,11 @@ class DemoConfig:
     bake_steps: int = 500
     bake_pool: int = 1 << 17
     bake_batch: int = 1 << 15
-    adapt: AdaptConfig = dataclasses.field(default_factory=lambda: AdaptConfig(planes="xy"))
+    adapt: AdaptConfig = dataclasses.field(default_factory=lambda: AdaptConfig(
+        planes="xy", steps=30, resolution=96, coarse_samples=16, importance_samples=16))
+    texture: TextureConfig = dataclasses.field(default_factory=TextureConfig)
+    cache_dir: str | None = "outputs/cache"  # baked templates, keyed by their settings; None: no cache
+    crop_size: int = 512
     view_resolution: int = 128
     view_samples: int = 32
     frames: int = 20
@@ -53,12 +66,78 @@ class DemoConfig:
 
 
 def astronaut_portrait() -> torch.Tensor:
-    """scikit-image's astronaut photo (shipped with the package), cropped to the face: [3, 216, 216]."""
+    """scikit-image's astronaut photo (shipped with the package), cropped to the face with a fixed
+    box: [3, 216, 216]. The demo aligns the photo with nofa.faces instead when dlib is installed."""
     from skimage import data
 
     img = torch.from_numpy(data.astronaut().copy()).permute(2, 0, 1).float() / 127.5 - 1
     x0, y0, x1, y1 = ASTRONAUT_BOX
     return img[:, y0:y1, x0:x1].contiguous()
+
+
+@dataclasses.dataclass
+class Portrait:
+    image: torch.Tensor  # [3, S, S] in [-1, 1], the aligned crop
+    label: torch.Tensor  # [25] its camera
+    landmarks: np.ndarray | None  # [68, 2] in crop pixels (None: unknown)
+    source: str
+    yaw: float = 0.0
+    pitch: float = 0.0
+
+
+def load_portrait(image: str | None, size: int = 512, log=print) -> Portrait:
+    """Photo path (or None: the astronaut) -> aligned crop, estimated camera and landmarks.
+
+    Without dlib the built-in photo falls back to a fixed face box and the frontal camera
+    (with a note); a given photo then needs dlib (FaceDependencyError says what to install)."""
+    from ...faces import FaceDependencyError, load_photo, prepare_face
+
+    if image is None:
+        from skimage import data
+
+        photo, source = data.astronaut(), "skimage.data.astronaut"
+    else:
+        photo, source = load_photo(image), str(image)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            face = prepare_face(photo, size, name=source)
+        for w in caught:
+            log(f"note: {w.message}")
+    except FaceDependencyError as e:
+        if image is not None:
+            raise
+        log(f"note: {e}; using a fixed crop of the astronaut and the frontal camera")
+        return Portrait(astronaut_portrait(), default_label(), None, source + " (fixed crop)")
+    img = torch.from_numpy(face.aligned.image.copy()).permute(2, 0, 1).float() / 127.5 - 1
+    return Portrait(img, torch.from_numpy(face.camera.label).float(), face.aligned.landmarks, source,
+                    face.camera.yaw, face.camera.pitch)
+
+
+def template_cache_path(cfg: DemoConfig) -> Path | None:
+    """outputs/cache/template-<key>.nofa: the key hashes the bake settings and the template's source."""
+    if not cfg.cache_dir:
+        return None
+    from . import template as template_mod
+
+    settings = {"plane_resolution": cfg.plane_resolution, "channels": cfg.channels, "bake_steps": cfg.bake_steps,
+                "bake_pool": cfg.bake_pool, "bake_batch": cfg.bake_batch, "seed": cfg.seed,
+                "template_source": hashlib.sha1(Path(template_mod.__file__).read_bytes()).hexdigest()}
+    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cfg.cache_dir) / f"template-{key}.nofa"
+
+
+def face_psnr(rendered: torch.Tensor, target: torch.Tensor, landmarks: np.ndarray | None, crop_size: int) -> float:
+    """PSNR (dB, images in [-1, 1] mapped to 0..1) inside the face polygon (jaw + raised brows) of
+    the landmarks; rendered/target [3, R, R]; landmarks in crop pixels (None: whole image)."""
+    r = rendered.shape[-1]
+    if landmarks is None:
+        mask = torch.ones(r, r, dtype=torch.bool)
+    else:
+        mask = torch.from_numpy(face_polygon_mask(np.asarray(landmarks) * (r / crop_size), r))
+    diff = ((rendered.float() - target.float()) / 2)[:, mask]
+    mse = float((diff ** 2).mean())
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 def _views(avatar, labels: torch.Tensor, res: int, samples: int):
@@ -91,35 +170,45 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 
-    if cfg.image:
-        portrait = load_image(cfg.image)
-        source = str(cfg.image)
-    else:
-        portrait = astronaut_portrait()
-        source = "skimage.data.astronaut (face crop)"
+    t = time.perf_counter()
+    port = load_portrait(cfg.image, cfg.crop_size, log)
+    portrait, front, source = port.image, port.label, port.source
+    timings["face"] = time.perf_counter() - t
+    log(f"photo: {source}; estimated camera yaw {port.yaw:+.1f} deg, pitch {port.pitch:+.1f} deg")
 
     t = time.perf_counter()
-    template_path = None
+    cache = template_cache_path(cfg)
     if cfg.template:
         template = load_avatar(cfg.template)
         log(f"template avatar: {cfg.template}")
+    elif cache is not None and cache.is_file():
+        template = load_avatar(cache)
+        log(f"template: cached bake {cache}")
     else:
         log(f"baking the procedural template head into a {cfg.plane_resolution}^2 x {cfg.channels} tri-plane ...")
         template = bake_field(TemplateHead(), cfg.plane_resolution, cfg.channels, cfg.bake_steps,
                               batch=cfg.bake_batch, pool=cfg.bake_pool, seed=cfg.seed, progress=cfg.progress,
                               metadata={"template": "nofa.pipelines.template_fit.TemplateHead"})
-        template_path = save_avatar(out / "template.nofa", template)
+        if cache is not None:
+            save_avatar(cache, template)
+    template_path = save_avatar(out / "template.nofa", template)
     timings["template"] = time.perf_counter() - t
 
-    front = default_label()
+    avatar = template
+    texture_info = None
+    if port.landmarks is not None and cfg.texture.steps > 0:
+        avatar, texture_info = texture_avatar(template, portrait, front, port.landmarks,
+                                              dataclasses.replace(cfg.texture, progress=cfg.progress))
+        timings["colour"] = texture_info["seconds"]
     adapt_cfg = dataclasses.replace(cfg.adapt, progress=cfg.progress)
-    result = fast_adapt(template, portrait, front, adapt_cfg)
-    avatar = result.avatar
-    avatar.metadata.update({"portrait": source, "note": "template + per-image fast adaptation (no trained NOFA++ weights)"})
-    timings["fast_adaptation"] = result.seconds
-    files = {"avatar": save_avatar(out / "avatar.nofa", avatar)}
-    if template_path is not None:
-        files["template"] = template_path
+    result = None
+    if adapt_cfg.steps > 0 or texture_info is None:
+        result = fast_adapt(avatar, portrait, front, adapt_cfg)
+        avatar = result.avatar
+        timings["fast_adaptation"] = result.seconds
+    avatar.metadata.update({"portrait": source, "camera_label": [float(v) for v in front],
+                            "note": "template + photo colours on its surface (no trained NOFA++ weights)"})
+    files = {"avatar": save_avatar(out / "avatar.nofa", avatar), "template": template_path}
 
     t = time.perf_counter()
     yaw = math.radians(cfg.yaw_range_deg)
@@ -134,7 +223,9 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
              to_uint8(tmpl_out.rgb[0]), to_uint8(front_out.rgb[0])]
     tiles += [to_uint8(o.rgb[0]) for o in novel_outs]
     tiles.append(depth_to_rgb(front_out.depth[0], front_out.weight[0]))
-    names = ["input", "template", "fitted front", f"yaw -{cfg.yaw_range_deg:g}", "yaw -/2 pitch",
+    psnr = face_psnr(front_out.rgb[0], torch.nn.functional.interpolate(portrait[None], size=size, mode="area")[0],
+                     port.landmarks, portrait.shape[-1])
+    names = ["input (aligned)", "template", f"front {psnr:.1f} dB", f"yaw -{cfg.yaw_range_deg:g}", "yaw -/2 pitch",
              "yaw +/2 pitch", f"yaw +{cfg.yaw_range_deg:g}", "depth"]
     files["contact_sheet"] = save_image(out / "contact_sheet.png", _contact_sheet(tiles, names))
     timings["views"] = time.perf_counter() - t
@@ -156,5 +247,6 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     timings["mesh"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
     return {"files": {k: str(v) for k, v in files.items()}, "timings": timings,
-            "adapt_loss": (result.losses[0], result.losses[-1]) if result.losses else None,
-            "mesh_vertices": len(mesh.vertices)}
+            "adapt_loss": (result.losses[0], result.losses[-1]) if result is not None and result.losses else None,
+            "mesh_vertices": len(mesh.vertices), "face_psnr": psnr, "camera": {"yaw": port.yaw, "pitch": port.pitch},
+            "texture": texture_info and {k: v for k, v in texture_info.items() if k != "losses"}}

