@@ -207,14 +207,25 @@ def test_portrait_source_with_model(files, tmp_path, capsys):
     assert len(list(out.glob("*.png"))) == 2 and (tmp_path / "me.nofa-anim").is_file()
     with pytest.raises(ValueError, match="pass --model"):
         animate(files / "portrait.png", files / "exp64.npy")
-    try:
-        import nofa.faces as faces  # noqa: F401
-        has_prepare = hasattr(faces, "prepare_portrait")
-    except ImportError:
-        has_prepare = False
-    if not has_prepare:
-        with pytest.raises(RuntimeError, match="--aligned"):
-            animate(files / "portrait.png", files / "exp64.npy", model=files / "model.nofa-model")
+    # an unaligned source goes through nofa.faces: a picture without a face is refused by name
+    from nofa.faces import FaceDependencyError, NoFaceError
+
+    with pytest.raises((NoFaceError, FaceDependencyError), match="portrait.png"):
+        animate(files / "portrait.png", files / "exp64.npy", model=files / "model.nofa-model")
+
+
+def test_unaligned_photo_source_is_aligned_by_nofa_faces(files, tmp_path):
+    pytest.importorskip("dlib", reason="dlib-bin not installed: face intake not exercised")
+    from PIL import Image
+    from skimage import data
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    anim = animate(photo, files / "exp64.npy", model=files / "model.nofa-model", max_frames=1, resolution=16,
+                   samples=4)
+    frames = list(anim)
+    assert len(frames) == 1 and frames[0].dtype == np.uint8 and frames[0].ndim == 3
+    assert any("nofa.faces" in n for n in anim.notes)
 
 
 def test_animate_bench_command(tmp_path, capsys):

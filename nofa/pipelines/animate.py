@@ -191,11 +191,8 @@ def _portrait(path: Path, size: int, aligned: bool, camera) -> tuple[torch.Tenso
         raise RuntimeError(f"SOURCE {path} is an unaligned photo: aligning it needs nofa's face package "
                            "(nofa.faces), which this installation lacks; pass an FFHQ/EG3D-aligned crop with "
                            "--aligned instead") from e
-    prepare = getattr(faces, "prepare_portrait", None)
-    if prepare is None:
-        raise RuntimeError(f"SOURCE {path}: nofa.faces has no prepare_portrait(path, size) -> (crop uint8 "
-                           "[S, S, 3], label [25]); pass an aligned crop with --aligned")
-    crop, label = prepare(path, size)
+    face = faces.prepare_face(faces.load_photo(path), size, name=str(path))
+    crop, label = face.aligned.image, face.camera.label
     img = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 127.5 - 1
     return img, torch.as_tensor(np.asarray(label), dtype=torch.float32).reshape(1, 25), [
         "source aligned and its camera estimated by nofa.faces"]
