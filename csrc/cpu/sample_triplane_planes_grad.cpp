@@ -20,7 +20,6 @@
 #include "cpu/sample_triplane_cpu.h"
 #include "cpu/transpose16.h"
 
-
 namespace nofa {
 namespace st_cpu {
 namespace {
