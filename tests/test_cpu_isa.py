@@ -29,7 +29,7 @@ IMPLEMENTED = {
     "composite_rays": ISAS,
     "composite_rays_merged": ISAS,
     "deform_points": ("scalar",),  # its products are ATen GEMMs, which pick their own ISA
-    "relayout_planes": ("scalar", "avx512"),
+    "relayout_planes": ISAS,
 }
 
 
@@ -75,6 +75,7 @@ def grads(outs, ins, cots):
         (1, 900, 19, 8, 6, "concat", "nchw"),   # many points: channels-last copy, C tail
         (2, 257, 16, 9, 11, "mean", "cl"),      # channels-last-strided planes
         (1, 333, 3, 5, 4, "mean", "noncontig"),  # a strided view
+        (1, 700, 17, 5, 33, "concat", "nchw"),  # plane gradient: register transposes + tails
     ],
 )
 def test_sample_triplane(isa, N, M, C, H, W, reduce, layout):

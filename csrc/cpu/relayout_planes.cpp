@@ -20,16 +20,16 @@ constexpr int64_t kBlock = 64;  // band of the longer side per task: kBlock x C 
 
 using isa::Isa;
 using isa::Op;
-[[maybe_unused]] const bool kImplemented = isa::implement(Op::kRelayoutPlanes, {Isa::kAvx512});
+[[maybe_unused]] const bool kImplemented = isa::implement(Op::kRelayoutPlanes, {Isa::kAvx2, Isa::kAvx512});
 
 // d[j * ds + i] = s[i * ss + j] for i < rows, j < cols; full 16 x 16 float blocks through
-// AVX-512 registers when that tier runs.
+// registers on the vector tiers.
 template <typename T>
-void transpose_tile(const T* s, int64_t ss, T* d, int64_t ds, int64_t rows, int64_t cols, bool avx512) {
+void transpose_tile(const T* s, int64_t ss, T* d, int64_t ds, int64_t rows, int64_t cols, Isa tier) {
 #if NOFA_ISA_X86
   if constexpr (std::is_same_v<T, float>) {
-    if (avx512 && rows == 16 && cols == 16) {
-      transpose16x16(s, ss, d, ds);
+    if (tier != Isa::kScalar && rows == 16 && cols == 16) {
+      tier == Isa::kAvx512 ? transpose16x16(s, ss, d, ds) : transpose16x16_avx2(s, ss, d, ds);
       return;
     }
   }
@@ -41,7 +41,7 @@ void transpose_tile(const T* s, int64_t ss, T* d, int64_t ds, int64_t rows, int6
 // Each (batch, plane) [A, B] matrix -> [B, A] (A = C, B = H * W to go channels-last, and
 // the other way round), in 16 x 16 tiles, parallel over (plane, band of the longer side).
 template <typename T>
-void transpose_planes(const T* src, T* dst, int64_t planes, int64_t A, int64_t B, bool avx512) {
+void transpose_planes(const T* src, T* dst, int64_t planes, int64_t A, int64_t B, Isa tier) {
   const bool along_b = B >= A;
   const int64_t L = along_b ? B : A, blocks = (L + kBlock - 1) / kBlock;
   at::parallel_for(0, planes * blocks, 16, [&](int64_t b, int64_t e) {
@@ -54,7 +54,7 @@ void transpose_planes(const T* src, T* dst, int64_t planes, int64_t A, int64_t B
       for (int64_t a0 = a_lo; a0 < a_hi; a0 += 16)
         for (int64_t j0 = b_lo; j0 < b_hi; j0 += 16)
           transpose_tile(s + a0 * B + j0, B, d + j0 * A + a0, A, std::min<int64_t>(16, a_hi - a0),
-                         std::min<int64_t>(16, b_hi - j0), avx512);
+                         std::min<int64_t>(16, b_hi - j0), tier);
     }
   });
 }
@@ -71,12 +71,12 @@ at::Tensor relayout_planes_cpu(const at::Tensor& planes, bool channels_last) {
     out.copy_(planes);
     return out;
   }
-  const bool avx512 = planes.scalar_type() == at::kFloat && isa::path_for(Op::kRelayoutPlanes) == Isa::kAvx512;
-  isa::record(Op::kRelayoutPlanes, avx512 ? Isa::kAvx512 : Isa::kScalar);
+  const Isa tier = planes.scalar_type() == at::kFloat ? isa::path_for(Op::kRelayoutPlanes) : Isa::kScalar;
+  isa::record(Op::kRelayoutPlanes, tier);
   AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "relayout_planes_cpu", [&] {
     const scalar_t* s = planes.data_ptr<scalar_t>();
     scalar_t* d = out.data_ptr<scalar_t>();
-    channels_last ? transpose_planes(s, d, N * P, C, H * W, avx512) : transpose_planes(s, d, N * P, H * W, C, avx512);
+    channels_last ? transpose_planes(s, d, N * P, C, H * W, tier) : transpose_planes(s, d, N * P, H * W, C, tier);
   });
   return out;
 }

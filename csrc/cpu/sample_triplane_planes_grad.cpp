@@ -20,7 +20,6 @@
 #include "cpu/sample_triplane_cpu.h"
 #include "cpu/transpose16.h"
 
-
 namespace nofa {
 namespace st_cpu {
 namespace {
@@ -54,7 +53,7 @@ struct PlaneGradJob {
   int32_t* list;    // point indices, grouped by (plane, band), in point order within a group
   T* out;           // this batch element's [3, C, H, W] or [3, H, W, C] gradient
   bool out_cl;
-  bool avx512;  // the AVX-512 tier runs (16 x 16 float transposes in band_to_nchw)
+  isa::Isa tier;  // the tier that runs (16 x 16 float transposes in band_to_nchw)
 
   // Bands (at most two) that a record's tap rows fall in.
   int bands_of(int32_t y0, int64_t b[2]) const {
@@ -116,7 +115,7 @@ NOFA_INLINE void fill_chunk(const PlaneGradJob<T>& j, int64_t k) {
 // Band [r0, r1) of a plane, [rows, W, C], into that plane's [C, H, W] gradient.
 template <typename T>
 NOFA_INLINE void band_to_nchw(const T* band, T* out, int64_t r0, int64_t r1, const Geometry<T>& g,
-                              bool avx512) {
+                              isa::Isa tier) {
   constexpr int64_t kX = 16;
   const int64_t C = g.C, W = g.W, HW = g.H * g.W;
   for (int64_t y = r0; y < r1; ++y) {
@@ -126,8 +125,12 @@ NOFA_INLINE void band_to_nchw(const T* band, T* out, int64_t r0, int64_t r1, con
       int64_t c0 = 0;
 #if NOFA_ISA_X86
       if constexpr (std::is_same_v<T, float>) {
-        if (avx512 && xn == kX) {
-          for (; c0 + 16 <= C; c0 += 16) transpose16x16(src + x0 * C + c0, C, out + c0 * HW + y * W + x0, HW);
+        if (tier != isa::Isa::kScalar && xn == kX) {
+          for (; c0 + 16 <= C; c0 += 16) {
+            T* d = out + c0 * HW + y * W + x0;
+            tier == isa::Isa::kAvx512 ? transpose16x16(src + x0 * C + c0, C, d, HW)
+                                      : transpose16x16_avx2(src + x0 * C + c0, C, d, HW);
+          }
         }
       }
 #endif
@@ -178,7 +181,7 @@ NOFA_INLINE void band_task(const PlaneGradJob<T>& j, int64_t t, T* scratch) {
       }
     }
   }
-  if (!j.out_cl) band_to_nchw(band, j.out + p * C * g.H * g.W, r0, r1, g, j.avx512);
+  if (!j.out_cl) band_to_nchw(band, j.out + p * C * g.H * g.W, r0, r1, g, j.tier);
 }
 
 // The three steps of the pass, compiled for the tier chosen by the caller (isa::run):
@@ -212,8 +215,7 @@ void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n,
   const int64_t rows = int64_t{1} << shift, B = ceil_div(g.H, rows), K = ceil_div(g.M, kChunk);
   std::unique_ptr<TapRec<T>[]> recs(new TapRec<T>[3 * g.M]);
   std::vector<int64_t> offs(3 * B * K + 1, 0);
-  PlaneGradJob<T> j{g, n, B, shift, K, go, pts, recs.get(), offs.data(), nullptr, out, out_cl,
-                    tier == isa::Isa::kAvx512};
+  PlaneGradJob<T> j{g, n, B, shift, K, go, pts, recs.get(), offs.data(), nullptr, out, out_cl, tier};
   at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) step<T>(j, tier, 0, k, nullptr);
   });

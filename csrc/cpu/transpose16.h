@@ -1,6 +1,6 @@
-// A 16 x 16 float transposition in AVX-512 registers, shared by the CPU kernels that change
-// the tri-plane layout (relayout_planes, the sample_triplane plane gradient). Only called
-// where isa::path_for gave the AVX-512 tier (cpu/isa.h).
+// Float transpositions in registers, shared by the CPU kernels that change the tri-plane
+// layout (relayout_planes, the sample_triplane plane gradient): 16 x 16 with AVX-512, 8 x 8
+// with AVX2. Only called where isa::path_for gave that tier (cpu/isa.h).
 #pragma once
 #include <cstdint>
 
@@ -42,6 +42,33 @@ NOFA_TARGET_AVX512 inline void transpose16x16(const float* s, int64_t ss, float*
   for (int i = 0; i < 16; ++i) _mm512_storeu_ps(d + i * ds, r[i]);
 }
 #pragma GCC diagnostic pop
+
+// d[c * ds + i] = s[i * ss + c] for an 8 x 8 float block, in AVX2 registers.
+NOFA_TARGET_AVX2 inline void transpose8x8(const float* s, int64_t ss, float* d, int64_t ds) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s + i * ss);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {  // r[i + k]: columns k | k + 4 of rows i .. i + 3
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+    t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+  }
+  for (int i = 0; i < 8; ++i) _mm256_storeu_ps(d + i * ds, t[i]);
+}
+
+// A 16 x 16 block as four 8 x 8 ones.
+NOFA_TARGET_AVX2 inline void transpose16x16_avx2(const float* s, int64_t ss, float* d, int64_t ds) {
+  for (int i = 0; i < 16; i += 8)
+    for (int c = 0; c < 16; c += 8) transpose8x8(s + i * ss + c, ss, d + c * ds + i, ds);
+}
 
 }  // namespace nofa
 #endif
