@@ -27,6 +27,7 @@ class RunConfig:
     backend: str = "kernels"          # nofa.ops backend: kernels | torch
     amp: bool = True                  # torch.autocast (bfloat16) for encoder/detail/fusion on CUDA only
     threads: int = 0                  # torch CPU threads per process (0: torch's default)
+    max_minutes: float = 0.0          # wall-clock budget: stop early (checkpoint, final evaluation) when spent; 0: none
 
 
 @dataclasses.dataclass
@@ -58,6 +59,7 @@ class OptimConfig:
     beta2: float = 0.999
     eps: float = 1e-8
     grad_clip: float = 0.0            # max gradient norm (0: off)
+    warmup_steps: int = 0             # linear lr warm-up from lr/warmup_steps (0: off; a function of the step)
 
 
 @dataclasses.dataclass
@@ -65,6 +67,7 @@ class LossConfig:
     lpips: float = 1.0                # lambda_LPIPS (eq. 5)
     l2: float = 1.0                   # lambda_L2
     depth: float = 2.0                # lambda_depth
+    lpips_raw: bool = True            # LPIPS also on the raw renders (eq. 6); false: SR images only (cheaper)
     lpips_net: str = "alex"           # alex | vgg | squeeze (lpips package trunks)
     lpips_backbone: str = ""          # torchvision ImageNet weights of the trunk (see docs/training.md)
     lpips_random_backbone: bool = False  # tests/CPU proofs only: random trunk, no file needed
@@ -124,6 +127,7 @@ class TrainConfig:
         def need(cond: bool, msg: str) -> None:
             if not cond:
                 raise ConfigError(msg)
+        need(self.run.max_minutes >= 0, f"run.max_minutes must be >= 0, got {self.run.max_minutes}")
         need(self.run.steps >= 0, f"run.steps must be >= 0, got {self.run.steps}")
         need(self.run.device in ("auto", "cpu", "cuda") or self.run.device.startswith("cuda:"),
              f"run.device must be auto, cpu or cuda[:i], got {self.run.device!r}")
@@ -133,6 +137,7 @@ class TrainConfig:
         need(self.optim.lr > 0, f"optim.lr must be > 0, got {self.optim.lr}")
         need(self.checkpoint.every >= 1 and self.checkpoint.keep >= 1,
              f"checkpoint.every and checkpoint.keep must be >= 1, got {self.checkpoint.every}, {self.checkpoint.keep}")
+        need(self.optim.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {self.optim.warmup_steps}")
         need(self.log.every >= 1, f"log.every must be >= 1, got {self.log.every}")
         need(self.eval.samples >= 0 and self.eval.batch_size >= 1,
              f"eval.samples must be >= 0 and eval.batch_size >= 1, got {self.eval.samples}, {self.eval.batch_size}")

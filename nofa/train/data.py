@@ -2,7 +2,9 @@
 a volume from the 3D GAN's latent space, and sample two camera poses").
 
 Every sample is a pure function of (seed, stream, index): its latent z and its two cameras
-come from a `torch.Generator` seeded with that triple, so the data position of a run is
+come from NumPy's PCG64 seeded through a SeedSequence of that triple (a hash with a 128-bit
+state: distinct triples give independent streams; torch's CPU generator would keep only 32
+bits of a seed), so the data position of a run is
 just the number of samples consumed, a resumed run continues with exactly the samples it
 would have seen, and N processes that take disjoint slices of a global batch see the same
 samples as one process taking all of it. Held-out samples use their own stream and are
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from ..models import NOFAAvatar
@@ -69,9 +72,9 @@ class SyntheticSource:
 
     def sample_params(self, index: int, stream: int = TRAIN_STREAM) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(z [z_dim], camera_s [25], camera_t [25]) of sample `index` of `stream`."""
-        gen = torch.Generator().manual_seed((self.seed * 4 + stream) * (1 << 40) + int(index))
-        z = torch.randn(self.model.generator.z_dim, generator=gen)
-        angles = torch.randn(2, 2, generator=gen).clamp(-self.max_sigma, self.max_sigma)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, stream, int(index)]))
+        z = torch.from_numpy(rng.standard_normal(self.model.generator.z_dim)).float()
+        angles = torch.from_numpy(rng.standard_normal((2, 2))).float().clamp(-self.max_sigma, self.max_sigma)
         angles = angles * torch.tensor([self.yaw_std, self.pitch_std])
         cams = default_label(angles[:, 0], angles[:, 1])
         return z, cams[0], cams[1]

@@ -45,9 +45,11 @@ def get_stage(name: str) -> "Stage":
 class ReconstructionLoss(nn.Module):
     """Eqs. 5-8: LPIPS + L2 over {SR, raw} x {source, other view}, depth L2 over both views."""
 
-    def __init__(self, lpips: LPIPSLoss | None, w_lpips: float = 1.0, w_l2: float = 1.0, w_depth: float = 2.0) -> None:
+    def __init__(self, lpips: LPIPSLoss | None, w_lpips: float = 1.0, w_l2: float = 1.0, w_depth: float = 2.0,
+                 lpips_raw: bool = True) -> None:
         super().__init__()
         self.lpips, self.w_lpips, self.w_l2, self.w_depth = lpips, w_lpips, w_l2, w_depth
+        self.lpips_raw = lpips_raw
 
     def forward(self, pred: dict, batch: SyntheticBatch) -> tuple[torch.Tensor, dict[str, float]]:
         pairs = [(pred["image_s"], batch.image_s), (pred["image_t"], batch.image_t),
@@ -56,7 +58,7 @@ class ReconstructionLoss(nn.Module):
                  "depth": depth_l2(pred["depth_s"], batch.depth_s) + depth_l2(pred["depth_t"], batch.depth_t)}
         total = self.w_l2 * terms["l2"] + self.w_depth * terms["depth"]
         if self.lpips is not None and self.w_lpips > 0:
-            terms["lpips"] = sum(self.lpips(p, t) for p, t in pairs)
+            terms["lpips"] = sum(self.lpips(p, t) for p, t in (pairs if self.lpips_raw else pairs[:2]))
             total = total + self.w_lpips * terms["lpips"]
         scalars = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
         scalars["loss/total"] = float(total.detach())

@@ -81,7 +81,8 @@ class Trainer:
         self.model = build_model(cfg).to(dev)
         self.params = self.stage.configure(self.model)
         self.lpips = lpips.to(dev) if lpips is not None else None
-        self.criterion = ReconstructionLoss(self.lpips, cfg.loss.lpips, cfg.loss.l2, cfg.loss.depth)
+        self.criterion = ReconstructionLoss(self.lpips, cfg.loss.lpips, cfg.loss.l2, cfg.loss.depth,
+                                            cfg.loss.lpips_raw)
         o = cfg.optim
         self.optimizer = torch.optim.Adam(self.params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
         self.amp = cfg.run.amp and dev.type == "cuda"
@@ -159,6 +160,11 @@ class Trainer:
         loss, scalars = self.stage.loss(self.criterion, pred, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        lr = self.cfg.optim.lr
+        if self.cfg.optim.warmup_steps:
+            lr *= min(1.0, (self.step + 1) / self.cfg.optim.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         if self.cfg.optim.grad_clip > 0:
             scalars["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip))
         self.optimizer.step()
@@ -172,7 +178,12 @@ class Trainer:
         if not hasattr(self, "_heldout"):
             self._heldout = heldout_batches(self.source, self.cfg.eval.samples, self.cfg.eval.batch_size)
             self._heldout = [type(b)(**{k: v.to(self.info.device) for k, v in vars(b).items()}) for b in self._heldout]
-        metrics, last = evaluate(self.model, self._heldout, self.lpips, self.stage.fine, baseline=True)
+        # the w_avg baseline does not change during a stage: scored once, logged with every evaluation
+        first = not hasattr(self, "_baseline")
+        metrics, last = evaluate(self.model, self._heldout, self.lpips, self.stage.fine, baseline=first)
+        if first:
+            self._baseline = {k: v for k, v in metrics.items() if k.startswith("eval/wavg/")}
+        metrics.update(self._baseline)
         b = last["batch"]
         kind = "fine" if self.stage.fine else "coarse"
         p = last[kind]
@@ -191,6 +202,7 @@ class Trainer:
         cfg = self.cfg
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         bar = None
+        start = time.monotonic()
         try:
             with ops.use_backend(cfg.run.backend):
                 if self.info.is_main:
@@ -206,6 +218,12 @@ class Trainer:
                         if self.info.is_main:
                             print(f"\nstopped by signal at step {self.step}; checkpoint {path}")
                         return 0
+                    over = cfg.run.max_minutes > 0 and time.monotonic() - start > 60 * cfg.run.max_minutes
+                    if all_reduce_flag(over, self.info):
+                        if self.info.is_main:
+                            print(f"\nrun.max_minutes ({cfg.run.max_minutes}) spent at step {self.step}")
+                        self.save()
+                        break
                     t0 = time.perf_counter()
                     scalars, batch, pred = self.train_step()
                     dt = time.perf_counter() - t0
