@@ -46,14 +46,16 @@ def resolve_backbone(net: str, path: str) -> Path:
                             f"not download them). For tests only: loss.lpips_random_backbone=true")
 
 
-def build_lpips(net: str = "alex", backbone: str = "", random_backbone: bool = False) -> nn.Module:
+def build_lpips(net: str = "alex", backbone: str = "", random_backbone: bool = False, seed: int = 0) -> nn.Module:
     """lpips.LPIPS with the package's linear heads and the trunk from `backbone` (or random
-    when `random_backbone`). Frozen, eval mode."""
+    when `random_backbone`: drawn from `seed`, so a resumed run gets the same trunk). Frozen,
+    eval mode. The global RNG is left as it was."""
     import lpips
 
     weights = None if random_backbone else resolve_backbone(net, backbone)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.simplefilter("ignore")  # torchvision's `pretrained=` deprecation inside lpips
+        torch.manual_seed(seed)
         model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
     if weights is not None:
         sd = torch.load(weights, map_location="cpu", weights_only=True)

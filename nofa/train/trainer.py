@@ -68,7 +68,8 @@ class Trainer:
         # Everything that can fail on user input fails here, before any work.
         lpips = None
         if cfg.loss.lpips > 0:
-            lpips = LPIPSLoss(build_lpips(cfg.loss.lpips_net, cfg.loss.lpips_backbone, cfg.loss.lpips_random_backbone))
+            lpips = LPIPSLoss(build_lpips(cfg.loss.lpips_net, cfg.loss.lpips_backbone, cfg.loss.lpips_random_backbone,
+                                           cfg.run.seed))
         ckpt_path = self._resume_path(resume)
         self.info: DistInfo = init_distributed(cfg.run.device)
         if cfg.data.batch_size % self.info.world_size:
