@@ -11,7 +11,7 @@ import torch
 
 from nofa.train import load_config
 from nofa.train.checkpoint import latest_checkpoint, load_training_checkpoint
-from nofa.train.trainer import train
+from nofa.train.trainer import Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["model.preset=tiny", "model.teacher_gain=16.0", "model.coarse_samples=6", "model.importance_samples=4",
@@ -33,10 +33,15 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     two = load_training_checkpoint(latest_checkpoint(tmp_path / "ddp" / "checkpoints"))
     one = load_training_checkpoint(latest_checkpoint(tmp_path / "one" / "checkpoints"))
     assert two["step"] == one["step"] == 3
-    moved = 0
+    # Adam normalises each coordinate's step to ~lr, so coordinates whose gradient is ~0 turn
+    # float noise (batched convolutions at batch 2 vs 4, the all-reduce order) into step noise:
+    # compare against the size of the updates (lr 1e-3, 3 steps) instead of bit-exactly.
+    fresh = Trainer(load_config(None, [*ARGS, f"run.out_dir={tmp_path / 'fresh'}"])).model.state_dict()
+    num = den = 0.0
     for k, v in one["model"].items():
-        # the teacher renders of a 2-sample batch differ from those of a 4-sample batch by ~1e-6
-        # (batched grouped convolutions), hence not bit-exact
-        torch.testing.assert_close(two["model"][k], v, rtol=1e-4, atol=2e-5, msg=k)
-        moved += k.startswith("encoder.")
-    assert moved
+        d = (two["model"][k] - v).abs().max().item()
+        assert d < 1e-4, (k, d)  # < 10% of one lr step everywhere
+        num += (two["model"][k] - v).double().pow(2).sum().item()
+        den += (v - fresh[k]).double().pow(2).sum().item()
+    assert den > 0  # the encoder did move
+    assert (num / den) ** 0.5 < 1e-2, (num / den) ** 0.5  # 2 processes == 1 process to 1% of the update
