@@ -129,3 +129,37 @@ def test_run_writes_checkpoints_logs_and_refuses_other_stage(tmp_path):
         Trainer(tiny_config(tmp_path, "run.stage=detail"), resume=True)
     with pytest.raises(ValueError, match="preset 'tiny'"):
         Trainer(tiny_config(tmp_path, "model.preset=paper", "model.teacher_gain=0.0"), resume=True)
+
+
+def test_model_weights_file_keeps_its_architecture(tmp_path):
+    # an imported EG3D differs from the preset in details (e.g. conv_clamp): its file's config wins
+    from nofa.models import NOFAAvatar, get_config
+
+    model = NOFAAvatar(get_config("tiny", generator={"conv_clamp": 256.0}))
+    model.save(tmp_path / "g.nofa")
+    tr = Trainer(tiny_config(tmp_path, f"model.weights={tmp_path / 'g.nofa'}", "model.render_resolution=8"))
+    assert tr.model.config["generator"]["conv_clamp"] == 256.0 and tr.model.render_resolution == 8
+    assert torch.equal(tr.model.generator.mapping.fc0.weight, model.generator.mapping.fc0.weight)
+    with pytest.raises(ValueError, match="model.preset"):
+        Trainer(tiny_config(tmp_path, f"model.weights={tmp_path / 'g.nofa'}", "model.preset=paper",
+                            "run.out_dir=" + str(tmp_path / "other")))
+
+
+def test_random_teacher_renders_vary_in_space_and_between_latents():
+    import copy
+
+    from nofa.models import NOFAAvatar
+    from nofa.train.teacher import make_random_teacher
+
+    torch.manual_seed(0)
+    plain = NOFAAvatar.from_preset("tiny")
+    teacher = make_random_teacher(copy.deepcopy(plain), 16.0)
+    assert plain.generator.w_avg.abs().sum() == 0 and teacher.generator.w_avg.abs().sum() > 0
+    spread = {}
+    for name, m in (("plain", plain), ("teacher", teacher)):
+        b = SyntheticSource(m, truncation=1.0).batch(range(4))
+        centre = (..., slice(16, 48), slice(16, 48))  # away from the border artefacts
+        spread[name] = (b.image_s[centre].std((2, 3)).mean().item(),  # structure within an image
+                        (b.image_s - b.image_t)[centre].abs().mean().item(),  # changes with the view
+                        b.depth_s.std((2, 3)).mean().item())  # has a shape
+    assert all(t > 5 * p for t, p in zip(spread["teacher"], spread["plain"])), spread

@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import ops
 from ..models import NOFAAvatar, get_config
+from ..models.presets import merge_config
 from ..models.avatar import load_checkpoint as load_model_file
 from .checkpoint import (get_rng_state, latest_checkpoint, load_training_checkpoint, save_training_checkpoint,
                          set_rng_state)
@@ -30,28 +31,30 @@ __all__ = ["Trainer", "build_model", "train"]
 
 
 def build_model(cfg: TrainConfig) -> NOFAAvatar:
-    """The model of `cfg.model`: the preset with the training render settings, then the
-    weights of `model.weights` if given (their config must be the preset's, render aside)."""
+    """The model of `cfg.model` with the training render settings: the weights and the
+    architecture of `model.weights` when given (an imported EG3D, a previous stage's
+    model.nofa), else a fresh `model.preset` (made a teacher when `model.teacher_gain` > 0)."""
     m = cfg.model
     render = {"deterministic": m.deterministic_render, "checkpoint": m.chunk_checkpoint}
     for key, val in (("resolution", m.render_resolution), ("coarse_samples", m.coarse_samples),
                      ("importance_samples", m.importance_samples), ("chunk_rays", m.chunk_rays)):
         if val:
             render[key] = max(val, 0)
-    config = get_config(m.preset, render=render)
     if not m.weights:
-        model = NOFAAvatar(config)
+        model = NOFAAvatar(get_config(m.preset, render=render))
         return make_random_teacher(model, m.teacher_gain, seed=cfg.run.seed) if m.teacher_gain > 0 else model
     ckpt = load_model_file(m.weights)
-    theirs = {k: v for k, v in ckpt["config"].items() if k != "render"}
-    ours = {k: v for k, v in config.items() if k != "render"}
-    if theirs != ours:
-        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-        raise ValueError(f"model.weights {m.weights} holds a model that is not preset {m.preset!r} "
-                         f"(differs in {diff}); set model.preset to match")
-    model = NOFAAvatar(config)
+    preset = get_config(m.preset)
+    if ckpt["config"].get("image_size") != preset["image_size"]:
+        raise ValueError(f"model.weights {m.weights} holds a {ckpt['config'].get('image_size')} px model, "
+                         f"model.preset {m.preset!r} is {preset['image_size']} px; set model.preset to match")
+    model = NOFAAvatar(merge_config(ckpt["config"], {"render": render}))
     model.load_state_dict(ckpt["state_dict"])
     return model
+
+
+def _arch(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "render"}
 
 
 class Trainer:
@@ -125,6 +128,9 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         ckpt = load_training_checkpoint(path, map_location=self.info.device)
+        if _arch(ckpt["model_config"]) != _arch(self.model.config):
+            raise ValueError(f"{path} holds a model of another architecture than this run's (model.preset / "
+                             f"model.weights differ)")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step = int(ckpt["step"])
