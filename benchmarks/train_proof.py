@@ -56,7 +56,11 @@ def plot(enc: list[dict], det: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
     for rows, name in ((enc, "encoder"), (det, "detail")):
         tr = [r for r in rows if "loss/total" in r]
-        ax[0].plot([r["step"] for r in tr], [r["loss/total"] for r in tr], label=f"{name}: total", alpha=0.8)
+        k = 10  # moving average over 10 logged rows (the batches of 4 are noisy)
+        vals = [r["loss/total"] for r in tr]
+        avg = [sum(vals[max(0, i - k + 1): i + 1]) / len(vals[max(0, i - k + 1): i + 1]) for i in range(len(vals))]
+        line, = ax[0].plot([r["step"] for r in tr], vals, alpha=0.25)
+        ax[0].plot([r["step"] for r in tr], avg, color=line.get_color(), label=f"{name}: total (moving avg)")
     ax[0].set(title="training loss (batch 4)", xlabel="step", yscale="log")
     ax[0].legend()
     e = evals(enc)
@@ -73,9 +77,16 @@ def plot(enc: list[dict], det: list[dict], path: Path) -> None:
     ax[2].plot(s, [r["eval/fine/psnr_novel"] for r in d], label="V_e novel view")
     ax[2].plot(s, [r["eval/coarse/psnr_novel"] for r in d], "--", label="V_c novel view")
     ax[2].set(title="detail stage: held-out PSNR (dB)", xlabel="step")
-    ax[2].legend()
+    ax[2].legend(fontsize="small", loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
+
+
+def _run_config(stage: str) -> dict:
+    import tomllib
+
+    last = sorted((RUNS[stage] / "checkpoints").glob("step-*.toml"))[-1]
+    return tomllib.loads(last.read_text())
 
 
 def report(throughput: list[dict]) -> str:
@@ -84,6 +95,7 @@ def report(throughput: list[dict]) -> str:
     d0, d1 = evals(det)[0], evals(det)[-1]
     wall = {s: (RUNS[s] / "wall_seconds.txt").read_text().strip() if (RUNS[s] / "wall_seconds.txt").exists() else "?"
             for s in RUNS}
+    lr = {s: _run_config(s)["optim"]["lr"] for s in RUNS}
     ratio = e1["eval/coarse/l2_novel"] / e0["eval/coarse/l2_novel"]
     gain = e1["eval/coarse/psnr_novel"] - e1["eval/wavg/psnr_novel"]
     dgain = d1["eval/fine/psnr_source"] - d1["eval/coarse/psnr_source"]
@@ -102,8 +114,9 @@ def report(throughput: list[dict]) -> str:
         "4096 latents (nofa/train/teacher.py); its renders then have spatial structure that changes with latent and "
         "view. Truncation 1.0, cameras yaw ~ N(0, 0.3 rad), pitch ~ N(0, 0.155 rad) clipped at 2 sigma. LPIPS: "
         "randomly initialised AlexNet trunk with the package's linear heads (no ImageNet weights on this machine), "
-        "on the SR images only (`loss.lpips_raw = false`); L2 on SR and raw images; depth L2 weight 2. Adam lr 1e-3 "
-        "(10 warm-up steps), batch 4. Held-out: 16 samples from a stream never used for training.",
+        "on the SR images only (`loss.lpips_raw = false`); L2 on SR and raw images; depth L2 weight 2. Adam with "
+        f"10 warm-up steps, batch 4, lr {lr['encoder']} (encoder) and {lr['detail']} (detail). Held-out: 16 samples "
+        "from a stream never used for training.",
         "",
         "| stage | target | step 0 | end | result |",
         "|---|---|---|---|---|",
@@ -130,14 +143,14 @@ def report(throughput: list[dict]) -> str:
               "depth; the detail grid adds the coarse prediction before the fine one):",
               "", "![encoder](train_encoder_eval_grid.png) ![detail](train_detail_eval_grid.png)", ""]
     if throughput:
-        lines += ["## One training step (encoder stage), this CPU", "",
+        lines += ["## One training step, this CPU", "",
                   "`PYTHONPATH=. python benchmarks/train_step.py --preset P --batch B`; best of the timed steps, "
                   "same loaded machine. `saved for backward`: bytes of the tensors autograd keeps for the backward "
                   "pass (unique storages).", "",
-                  "| preset | batch | threads | chunk checkpointing | step (s) | images/s | saved for backward (MB) |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| preset | stage | batch | threads | chunk checkpointing | step (s) | images/s | saved for backward (MB) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for t in throughput:
-            lines.append(f"| {t['preset']} | {t['batch']} | {t['threads']} | {t['chunk_checkpoint']} | {t['step_s']:.2f} "
+            lines.append(f"| {t['preset']} | {t['stage']} | {t['batch']} | {t['threads']} | {t['chunk_checkpoint']} | {t['step_s']:.2f} "
                          f"| {t['images_per_s']:.3f} | {t['saved_for_backward_MB']:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -147,6 +160,7 @@ def main() -> None:
     p.add_argument("--report", action="store_true", help="only write the report from existing runs")
     p.add_argument("--stages", nargs="*", default=["encoder", "detail"])
     p.add_argument("--throughput", default="", help="JSON lines from benchmarks/train_step.py to include")
+    p.add_argument("--notes", default="", help="a markdown file appended to the report (earlier attempts etc.)")
     a = p.parse_args()
     if not a.report:
         for stage in a.stages:
@@ -160,7 +174,7 @@ def main() -> None:
     plot(read("encoder"), read("detail"), RESULTS / "train_cpu.png")
     for stage in RUNS:
         Image.open(RUNS[stage] / "images" / "eval-latest.png").save(RESULTS / f"train_{stage}_eval_grid.png", optimize=True)
-    (RESULTS / "train_cpu.md").write_text(report(tp))
+    (RESULTS / "train_cpu.md").write_text(report(tp) + (Path(a.notes).read_text() if a.notes else ""))
     print((RESULTS / "train_cpu.md").read_text())
 
 
