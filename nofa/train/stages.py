@@ -1,0 +1,129 @@
+"""Training stages: which parts of NOFAAvatar train, where the data comes from, the loss.
+
+A stage is a class registered under a name (`@register_stage("encoder")`); the trainer asks
+`get_stage(name)` for it. Later stages (video: deformation, hybrid, audio) plug in the same
+way: subclass `Stage`, set `trained`, implement `data_source`, `forward` and `loss`.
+
+encoder (paper eqs. 5-8): G (generator, decoder, SR) frozen; E trains. The coarse volume
+    V_c = G(E(I_s) + w_avg) is rendered from the source and the other camera.
+detail (eq. 9): E and G frozen; the detail network C and the fusion networks gamma, eta
+    train; the fine volume V_e is rendered from both cameras.
+Both: L = l_lpips * LPIPS + l_l2 * L2 + l_depth * L_depth over SR images, raw images
+(both views) and depths (both views), defaults 1, 1, 2.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..models import NOFAAvatar
+from .config import TrainConfig
+from .data import SyntheticBatch, SyntheticSource
+from .forward import reconstruct, render_views
+from .losses import LPIPSLoss, depth_l2, l2
+
+__all__ = ["STAGES", "DetailStage", "EncoderStage", "ReconstructionLoss", "Stage", "StageModule", "get_stage",
+           "register_stage"]
+
+STAGES: dict[str, type["Stage"]] = {}
+
+
+def register_stage(name: str):
+    def deco(cls: type["Stage"]) -> type["Stage"]:
+        cls.name = name
+        STAGES[name] = cls
+        return cls
+    return deco
+
+
+def get_stage(name: str) -> "Stage":
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r} (run.stage); registered stages: {sorted(STAGES)}")
+    return STAGES[name]()
+
+
+class ReconstructionLoss(nn.Module):
+    """Eqs. 5-8: LPIPS + L2 over {SR, raw} x {source, other view}, depth L2 over both views."""
+
+    def __init__(self, lpips: LPIPSLoss | None, w_lpips: float = 1.0, w_l2: float = 1.0, w_depth: float = 2.0,
+                 lpips_raw: bool = True) -> None:
+        super().__init__()
+        self.lpips, self.w_lpips, self.w_l2, self.w_depth = lpips, w_lpips, w_l2, w_depth
+        self.lpips_raw = lpips_raw
+
+    def forward(self, pred: dict, batch: SyntheticBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        pairs = [(pred["image_s"], batch.image_s), (pred["image_t"], batch.image_t),
+                 (pred["raw_s"], batch.raw_s), (pred["raw_t"], batch.raw_t)]
+        terms = {"l2": sum(l2(p, t) for p, t in pairs),
+                 "depth": depth_l2(pred["depth_s"], batch.depth_s) + depth_l2(pred["depth_t"], batch.depth_t)}
+        total = self.w_l2 * terms["l2"] + self.w_depth * terms["depth"]
+        if self.lpips is not None and self.w_lpips > 0:
+            terms["lpips"] = sum(self.lpips(p, t) for p, t in (pairs if self.lpips_raw else pairs[:2]))
+            total = total + self.w_lpips * terms["lpips"]
+        scalars = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
+        scalars["loss/total"] = float(total.detach())
+        return total, scalars
+
+
+class Stage:
+    """One training stage. `trained`: names of NOFAAvatar's child modules that train; all
+    other parameters are frozen (requires_grad False, never handed to the optimiser)."""
+
+    name = "base"
+    trained: tuple[str, ...] = ()
+    fine = True
+
+    def configure(self, model: NOFAAvatar) -> list[nn.Parameter]:
+        """Freeze everything but `trained`; returns the trained parameters."""
+        children = dict(model.named_children())
+        unknown = [n for n in self.trained if n not in children]
+        if unknown:
+            raise ValueError(f"stage {self.name!r} trains unknown parts {unknown}; parts: {sorted(children)}")
+        model.requires_grad_(False)
+        params = []
+        for n in self.trained:
+            children[n].requires_grad_(True)
+            params += list(children[n].parameters())
+        return params
+
+    def data_source(self, model: NOFAAvatar, cfg: TrainConfig) -> SyntheticSource:
+        d = cfg.data
+        return SyntheticSource(model, cfg.run.seed, d.truncation, d.yaw_std, d.pitch_std, d.max_sigma)
+
+    def forward(self, model: NOFAAvatar, batch: SyntheticBatch, amp: bool = False) -> dict:
+        raise NotImplementedError
+
+    def loss(self, criterion: ReconstructionLoss, pred: dict, batch: SyntheticBatch):
+        return criterion(pred, batch)
+
+
+@register_stage("encoder")
+class EncoderStage(Stage):
+    trained = ("encoder",)
+    fine = False
+
+    def forward(self, model: NOFAAvatar, batch: SyntheticBatch, amp: bool = False) -> dict:
+        vol, coarse = reconstruct(model, batch.image_s, batch.camera_s, fine=False, amp=amp)
+        return render_views(model, vol, batch.camera_s, batch.camera_t, source=coarse)
+
+
+@register_stage("detail")
+class DetailStage(Stage):
+    trained = ("detail", "gamma", "eta")
+    fine = True
+
+    def forward(self, model: NOFAAvatar, batch: SyntheticBatch, amp: bool = False) -> dict:
+        vol, _ = reconstruct(model, batch.image_s, batch.camera_s, fine=True, amp=amp, coarse_grad=False)
+        return render_views(model, vol, batch.camera_s, batch.camera_t)
+
+
+class StageModule(nn.Module):
+    """The model + a stage as one module whose forward is the stage's training forward (what
+    DistributedDataParallel wraps)."""
+
+    def __init__(self, model: NOFAAvatar, stage: Stage, amp: bool = False) -> None:
+        super().__init__()
+        self.model, self.stage, self.amp = model, stage, amp
+
+    def forward(self, batch: SyntheticBatch) -> dict:
+        return self.stage.forward(self.model, batch, self.amp)

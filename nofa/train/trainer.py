@@ -1,0 +1,271 @@
+"""The trainer every stage plugs into (see nofa/train/stages.py and docs/training.md).
+
+One optimiser step: the rank's slice of the global batch is drawn from the stage's data
+source by sample index, the stage's forward runs (inside DistributedDataParallel when
+WORLD_SIZE > 1, which averages gradients), the stage's loss is back-propagated and Adam
+steps the stage's trained parameters. Rank 0 logs, evaluates and writes checkpoints."""
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from .. import ops
+from ..models import NOFAAvatar, get_config
+from ..models.presets import merge_config
+from ..models.avatar import load_checkpoint as load_model_file
+from .checkpoint import (get_rng_state, latest_checkpoint, load_training_checkpoint, save_training_checkpoint,
+                         set_rng_state)
+from .config import TrainConfig, to_toml
+from .distributed import DistInfo, all_reduce_flag, barrier, init_distributed, shutdown
+from .evaluation import evaluate, heldout_batches
+from .logbook import RunLog, image_grid
+from .losses import LPIPSLoss, build_lpips
+from .teacher import make_random_teacher
+from .stages import ReconstructionLoss, StageModule, get_stage
+
+__all__ = ["Trainer", "build_model", "train"]
+
+
+def build_model(cfg: TrainConfig) -> NOFAAvatar:
+    """The model of `cfg.model` with the training render settings: the weights and the
+    architecture of `model.weights` when given (an imported EG3D, a previous stage's
+    model.nofa), else a fresh `model.preset` (made a teacher when `model.teacher_gain` > 0)."""
+    m = cfg.model
+    render = {"deterministic": m.deterministic_render, "checkpoint": m.chunk_checkpoint}
+    for key, val in (("resolution", m.render_resolution), ("coarse_samples", m.coarse_samples),
+                     ("importance_samples", m.importance_samples), ("chunk_rays", m.chunk_rays)):
+        if val:
+            render[key] = max(val, 0)
+    if not m.weights:
+        model = NOFAAvatar(get_config(m.preset, render=render))
+        return make_random_teacher(model, m.teacher_gain, seed=cfg.run.seed) if m.teacher_gain > 0 else model
+    ckpt = load_model_file(m.weights)
+    preset = get_config(m.preset)
+    if ckpt["config"].get("image_size") != preset["image_size"]:
+        raise ValueError(f"model.weights {m.weights} holds a {ckpt['config'].get('image_size')} px model, "
+                         f"model.preset {m.preset!r} is {preset['image_size']} px; set model.preset to match")
+    model = NOFAAvatar(merge_config(ckpt["config"], {"render": render}))
+    model.load_state_dict(ckpt["state_dict"])
+    return model
+
+
+def _arch(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "render"}
+
+
+class Trainer:
+    """Builds everything from a TrainConfig; `run()` trains to `run.steps`.
+
+    resume: None (fresh; refuses an out_dir that already has checkpoints), True (latest
+    checkpoint in out_dir/checkpoints) or a checkpoint path."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool | str | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.run.out_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.stage = get_stage(cfg.run.stage)
+        # Everything that can fail on user input fails here, before any work.
+        lpips = None
+        if cfg.loss.lpips > 0:
+            lpips = LPIPSLoss(build_lpips(cfg.loss.lpips_net, cfg.loss.lpips_backbone, cfg.loss.lpips_random_backbone,
+                                           cfg.run.seed))
+        ckpt_path = self._resume_path(resume)
+        self.info: DistInfo = init_distributed(cfg.run.device)
+        if cfg.data.batch_size % self.info.world_size:
+            raise ValueError(f"data.batch_size ({cfg.data.batch_size}) must be divisible by the number of "
+                             f"processes ({self.info.world_size})")
+        if cfg.run.threads:
+            torch.set_num_threads(cfg.run.threads)
+        dev = self.info.device
+        torch.manual_seed(cfg.run.seed)
+        self.model = build_model(cfg).to(dev)
+        self.params = self.stage.configure(self.model)
+        self.lpips = lpips.to(dev) if lpips is not None else None
+        self.criterion = ReconstructionLoss(self.lpips, cfg.loss.lpips, cfg.loss.l2, cfg.loss.depth,
+                                            cfg.loss.lpips_raw)
+        o = cfg.optim
+        self.optimizer = torch.optim.Adam(self.params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+        self.amp = cfg.run.amp and dev.type == "cuda"
+        module = StageModule(self.model, self.stage, self.amp)
+        if self.info.enabled:
+            module = DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None)
+        self.module = module
+        self.source = self.stage.data_source(self.model, cfg)
+        self.step = 0
+        self.stop_requested = False
+        if ckpt_path is not None:
+            self._restore(ckpt_path)
+        self.log = RunLog(self.out, cfg.log.tensorboard) if self.info.is_main else None
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _resume_path(self, resume: bool | str | None) -> Path | None:
+        if resume is None or resume is False:
+            if latest_checkpoint(self.ckpt_dir) is not None:
+                raise FileExistsError(f"{self.ckpt_dir} already holds checkpoints: pass --resume to continue that "
+                                      f"run, or choose another run.out_dir")
+            return None
+        path = latest_checkpoint(self.ckpt_dir) if resume is True else Path(resume)
+        if path is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {self.ckpt_dir}")
+        ckpt = load_training_checkpoint(path)
+        self._check_compatible(ckpt, path)
+        return path
+
+    def _check_compatible(self, ckpt: dict, path: Path) -> None:
+        if ckpt["stage"] != self.cfg.run.stage:
+            raise ValueError(f"{path} is a checkpoint of stage {ckpt['stage']!r}, this run is stage "
+                             f"{self.cfg.run.stage!r}")
+        if ckpt["preset"] != self.cfg.model.preset:
+            raise ValueError(f"{path} is a checkpoint of model preset {ckpt['preset']!r}, this run uses "
+                             f"{self.cfg.model.preset!r}")
+        if ckpt["world_batch"] != self.cfg.data.batch_size:
+            raise ValueError(f"{path} was trained with data.batch_size {ckpt['world_batch']}, this run has "
+                             f"{self.cfg.data.batch_size}; the data position would not match")
+
+    def _restore(self, path: Path) -> None:
+        ckpt = load_training_checkpoint(path, map_location=self.info.device)
+        if _arch(ckpt["model_config"]) != _arch(self.model.config):
+            raise ValueError(f"{path} holds a model of another architecture than this run's (model.preset / "
+                             f"model.weights differ)")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.step = int(ckpt["step"])
+        rng = ckpt["rng"]
+        set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in rng.items()} if "cuda" not in rng
+                      else {**rng, "torch": rng["torch"].cpu(), "cuda": [t.cpu() for t in rng["cuda"]]})
+        if self.info.is_main:
+            print(f"resumed from {path} at step {self.step}")
+
+    def save(self) -> Path | None:
+        barrier(self.info)
+        path = None
+        if self.info.is_main:
+            state = {"stage": self.cfg.run.stage, "preset": self.cfg.model.preset, "config": self.cfg.to_dict(),
+                     "model_config": self.model.config, "model": self.model.state_dict(),
+                     "optimizer": self.optimizer.state_dict(), "rng": get_rng_state(),
+                     "data_position": self.step * self.cfg.data.batch_size, "world_batch": self.cfg.data.batch_size}
+            path = save_training_checkpoint(self.ckpt_dir, self.step, state, to_toml(self.cfg), self.cfg.checkpoint.keep)
+        barrier(self.info)
+        return path
+
+    # -- one step ------------------------------------------------------------------------
+    def batch_indices(self, step: int) -> range:
+        """This rank's slice of the global batch of `step` (sample indices of the train stream)."""
+        b = self.cfg.data.batch_size
+        per = b // self.info.world_size
+        start = step * b + self.info.rank * per
+        return range(start, start + per)
+
+    def train_step(self) -> tuple[dict[str, float], object, dict]:
+        batch = self.source.batch(self.batch_indices(self.step))
+        batch = type(batch)(**{k: v.to(self.info.device) for k, v in vars(batch).items()})
+        pred = self.module(batch)
+        loss, scalars = self.stage.loss(self.criterion, pred, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = self.cfg.optim.lr
+        if self.cfg.optim.warmup_steps:
+            lr *= min(1.0, (self.step + 1) / self.cfg.optim.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.cfg.optim.grad_clip > 0:
+            scalars["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip))
+        self.optimizer.step()
+        self.step += 1
+        return scalars, batch, pred
+
+    # -- evaluation ----------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        if not self.info.is_main or self.cfg.eval.samples == 0:
+            return {}
+        if not hasattr(self, "_heldout"):
+            self._heldout = heldout_batches(self.source, self.cfg.eval.samples, self.cfg.eval.batch_size)
+            self._heldout = [type(b)(**{k: v.to(self.info.device) for k, v in vars(b).items()}) for b in self._heldout]
+        # the w_avg baseline does not change during a stage: scored once, logged with every evaluation
+        first = not hasattr(self, "_baseline")
+        metrics, last = evaluate(self.model, self._heldout, self.lpips, self.stage.fine, baseline=first)
+        if first:
+            self._baseline = {k: v for k, v in metrics.items() if k.startswith("eval/wavg/")}
+        metrics.update(self._baseline)
+        b = last["batch"]
+        kind = "fine" if self.stage.fine else "coarse"
+        p = last[kind]
+        cols = [b.image_s, b.image_t, p["image_t"], b.depth_t, p["depth_t"]]
+        if self.stage.fine:
+            cols.insert(2, last["coarse"]["image_t"])
+        self.log.image("eval", image_grid(cols, max_rows=self.cfg.eval.batch_size), self.step)
+        self.log.scalars(self.step, metrics)
+        return metrics
+
+    # -- the loop ------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    def run(self) -> int:
+        cfg = self.cfg
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        bar = None
+        start = time.monotonic()
+        try:
+            with ops.use_backend(cfg.run.backend):
+                if self.info.is_main:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=cfg.run.steps, initial=self.step, disable=not cfg.log.progress,
+                               desc=f"train {cfg.run.stage}", dynamic_ncols=True)
+                    if self.step == 0:
+                        self.evaluate()
+                while self.step < cfg.run.steps:
+                    if all_reduce_flag(self.stop_requested, self.info):
+                        path = self.save()
+                        if self.info.is_main:
+                            print(f"\nstopped by signal at step {self.step}; checkpoint {path}")
+                        return 0
+                    over = cfg.run.max_minutes > 0 and time.monotonic() - start > 60 * cfg.run.max_minutes
+                    if all_reduce_flag(over, self.info):
+                        if self.info.is_main:
+                            print(f"\nrun.max_minutes ({cfg.run.max_minutes}) spent at step {self.step}")
+                        self.save()
+                        break
+                    t0 = time.perf_counter()
+                    scalars, batch, pred = self.train_step()
+                    dt = time.perf_counter() - t0
+                    if self.info.is_main:
+                        scalars["images_per_s"] = cfg.data.batch_size / dt
+                        scalars["lr"] = self.optimizer.param_groups[0]["lr"]
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{scalars['loss/total']:.4f}")
+                        if self.step % cfg.log.every == 0:
+                            self.log.scalars(self.step, scalars)
+                        if cfg.log.image_every and self.step % cfg.log.image_every == 0:
+                            self.log.image("train", image_grid([batch.image_s, batch.image_t, pred["image_t"],
+                                                                batch.depth_t, pred["depth_t"]]), self.step)
+                        if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.run.steps:
+                            self.evaluate()
+                    if self.step % cfg.checkpoint.every == 0 or self.step == cfg.run.steps:
+                        self.save()
+                if self.info.is_main:
+                    self.evaluate()
+                    self.log.flush()
+                    self.model.save(self.out / "model.nofa")  # the next stage's model.weights
+            return 0
+        finally:
+            if bar is not None:
+                bar.close()
+            if self.log is not None:
+                self.log.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def train(cfg: TrainConfig, resume: bool | str | None = None) -> int:
+    """Build a Trainer and run it (then leave the process group)."""
+    trainer = Trainer(cfg, resume)
+    try:
+        return trainer.run()
+    finally:
+        shutdown(trainer.info)

@@ -1,0 +1,166 @@
+"""Trainer, stages and config: overfit a fixed batch, frozen parts stay bit-identical, clear
+errors for bad configs and mismatched checkpoints, logs and checkpoints on disk."""
+from __future__ import annotations
+
+import csv
+import tomllib
+
+import pytest
+import torch
+
+import nofa.ops as ops
+from nofa.cli import main as nofa_main
+from nofa.train import ConfigError, TrainConfig, Trainer, load_config, to_toml
+from nofa.train.data import HELDOUT_STREAM, TRAIN_STREAM, SyntheticSource
+from nofa.train.losses import build_lpips
+from nofa.train.trainer import train
+
+FAST = ["model.preset=tiny", "model.teacher_gain=16.0", "model.coarse_samples=6", "model.importance_samples=4",
+        "loss.lpips_random_backbone=true", "loss.lpips_raw=false", "run.device=cpu", "data.batch_size=2",
+        "eval.samples=0", "log.progress=false", "log.tensorboard=false", "log.image_every=0", "optim.lr=1e-3"]
+
+
+def tiny_config(tmp_path, *extra: str) -> TrainConfig:
+    return load_config(None, FAST + [f"run.out_dir={tmp_path / 'run'}", *extra])
+
+
+def overfit(tr: Trainer, steps: int) -> list[float]:
+    batch = tr.source.batch(range(2))
+    losses = []
+    with ops.use_backend("kernels"):
+        for _ in range(steps):
+            loss, _ = tr.criterion(tr.module(batch), batch)
+            tr.optimizer.zero_grad()
+            loss.backward()
+            tr.optimizer.step()
+            losses.append(float(loss.detach()))
+    return losses
+
+
+@pytest.mark.parametrize("stage,trained,lr", [("encoder", {"encoder"}, "1e-3"), ("detail", {"detail", "gamma", "eta"}, "3e-3")])
+def test_stage_overfits_fixed_batch_and_frozen_parts_stay_bit_identical(tmp_path, stage, trained, lr):
+    # a fixed batch, deterministic rendering, a large step: the loss must drop quickly
+    tr = Trainer(tiny_config(tmp_path, f"run.stage={stage}", "model.deterministic_render=true", f"optim.lr={lr}"))
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    with ops.trace_backends() as trace:
+        losses = overfit(tr, 8)
+    assert trace.calls and {b for _, b in trace.calls} == {"kernels"}  # no silent fallback to the reference
+    assert losses[-1] < 0.9 * losses[0], losses
+    after = tr.model.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == trained
+    for k in before:  # frozen: bit-identical
+        if k.split(".")[0] not in trained:
+            assert torch.equal(before[k], after[k]), k
+    assert {n.split(".")[0] for n, p in tr.model.named_parameters() if p.requires_grad} == trained
+
+
+def test_config_overrides_and_errors(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[run]\nstage = "detail"\n[optim]\nlr = 2e-4\n')
+    cfg = load_config(path, ["optim.lr=3e-4", "steps=7", "run.out_dir=some/dir"])
+    assert (cfg.run.stage, cfg.optim.lr, cfg.run.steps, cfg.run.out_dir) == ("detail", 3e-4, 7, "some/dir")
+    assert TrainConfig.from_dict(tomllib.loads(to_toml(cfg))) == cfg
+    assert TrainConfig().optim.lr == 1e-4  # the paper's lr for both stages
+    with pytest.raises(ConfigError, match="unknown key optim.lrr"):
+        load_config(path, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match=r"optim.lr must be float, got str"):
+        load_config(path, ['optim.lr="fast"'])
+    with pytest.raises(ConfigError, match=r"run.steps must be int, got float"):
+        load_config(path, ["run.steps=1.5"])
+    path.write_text("[optim]\nlearning_rate = 1\n")
+    with pytest.raises(ConfigError, match="unknown key optim.learning_rate"):
+        load_config(path)
+    path.write_text("[optimiser]\nlr = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown section \[optimiser\]"):
+        load_config(path)
+
+
+def test_cli_reports_bad_config_before_any_work(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text(f'[run]\nout_dir = "{tmp_path / "out"}"\n')
+    assert nofa_main(["train", str(path), "data.batch_size=two"]) == 2
+    assert "data.batch_size must be int" in capsys.readouterr().err
+    # LPIPS trunk weights missing -> error naming the file, before anything is built or written
+    assert nofa_main(["train", str(path), "model.preset=tiny", f"loss.lpips_backbone={tmp_path / 'none'}"]) == 2
+    assert "alexnet-owt-7be5be79.pth" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_lpips_backbone_loaded_from_path(tmp_path):
+    import torchvision
+
+    ref = torchvision.models.alexnet(weights=None)
+    torch.save(ref.state_dict(), tmp_path / "alexnet-owt-7be5be79.pth")
+    net = build_lpips("alex", str(tmp_path))
+    assert torch.equal(getattr(net.net.slice1, "0").weight, ref.features[0].weight)
+    assert torch.equal(getattr(net.net.slice5, "10").weight, ref.features[10].weight)
+
+
+def test_synthetic_source_is_indexed_and_heldout_is_disjoint():
+    from nofa.models import NOFAAvatar
+
+    src = SyntheticSource(NOFAAvatar.from_preset("tiny"), seed=3)
+    z0, cs0, ct0 = src.sample_params(5)
+    z1, _, _ = src.sample_params(5)
+    zh, _, _ = src.sample_params(5, HELDOUT_STREAM)
+    assert torch.equal(z0, z1) and not torch.equal(z0, zh) and not torch.equal(cs0, ct0)
+    b = src.batch(range(4, 6), TRAIN_STREAM)
+    assert b.image_s.shape == (2, 3, 64, 64) and b.raw_t.shape == (2, 3, 16, 16) and b.depth_s.shape == (2, 1, 16, 16)
+    assert torch.equal(b.index, torch.tensor([4, 5]))
+
+
+def test_run_writes_checkpoints_logs_and_refuses_other_stage(tmp_path):
+    cfg = tiny_config(tmp_path, "run.steps=3", "checkpoint.every=1", "checkpoint.keep=2", "log.every=1",
+                      "log.tensorboard=true", "log.image_every=3", "eval.samples=2", "eval.batch_size=2")
+    assert train(cfg) == 0
+    out = tmp_path / "run"
+    ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert ckpts == ["step-00000002.pt", "step-00000002.toml", "step-00000003.pt", "step-00000003.toml"]
+    assert TrainConfig.from_dict(tomllib.loads((out / "checkpoints" / "step-00000003.toml").read_text())) == cfg
+    rows = list(csv.DictReader(open(out / "logs" / "scalars.csv")))
+    assert [r["step"] for r in rows if r.get("loss/total")] == ["1", "2", "3"]
+    assert any(r.get("eval/coarse/psnr_novel") for r in rows) and any(r.get("eval/wavg/psnr_novel") for r in rows)
+    assert list((out / "logs" / "tb").glob("events.out.tfevents.*"))
+    assert (out / "images" / "train-latest.png").is_file() and (out / "images" / "eval-latest.png").is_file()
+    assert (out / "model.nofa").is_file()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(cfg)
+    with pytest.raises(ValueError, match="stage 'encoder'"):
+        Trainer(tiny_config(tmp_path, "run.stage=detail"), resume=True)
+    with pytest.raises(ValueError, match="preset 'tiny'"):
+        Trainer(tiny_config(tmp_path, "model.preset=paper", "model.teacher_gain=0.0"), resume=True)
+
+
+def test_model_weights_file_keeps_its_architecture(tmp_path):
+    # an imported EG3D differs from the preset in details (e.g. conv_clamp): its file's config wins
+    from nofa.models import NOFAAvatar, get_config
+
+    model = NOFAAvatar(get_config("tiny", generator={"conv_clamp": 256.0}))
+    model.save(tmp_path / "g.nofa")
+    tr = Trainer(tiny_config(tmp_path, f"model.weights={tmp_path / 'g.nofa'}", "model.render_resolution=8"))
+    assert tr.model.config["generator"]["conv_clamp"] == 256.0 and tr.model.render_resolution == 8
+    assert torch.equal(tr.model.generator.mapping.fc0.weight, model.generator.mapping.fc0.weight)
+    with pytest.raises(ValueError, match="model.preset"):
+        Trainer(tiny_config(tmp_path, f"model.weights={tmp_path / 'g.nofa'}", "model.preset=paper",
+                            "run.out_dir=" + str(tmp_path / "other")))
+
+
+def test_random_teacher_renders_vary_in_space_and_between_latents():
+    import copy
+
+    from nofa.models import NOFAAvatar
+    from nofa.train.teacher import make_random_teacher
+
+    torch.manual_seed(0)
+    plain = NOFAAvatar.from_preset("tiny")
+    teacher = make_random_teacher(copy.deepcopy(plain), 16.0)
+    assert plain.generator.w_avg.abs().sum() == 0 and teacher.generator.w_avg.abs().sum() > 0
+    spread = {}
+    for name, m in (("plain", plain), ("teacher", teacher)):
+        b = SyntheticSource(m, truncation=1.0).batch(range(4))
+        centre = (..., slice(16, 48), slice(16, 48))  # away from the border artefacts
+        spread[name] = (b.image_s[centre].std((2, 3)).mean().item(),  # structure within an image
+                        (b.image_s - b.image_t)[centre].abs().mean().item(),  # changes with the view
+                        b.depth_s.std((2, 3)).mean().item())  # has a shape
+    assert all(t > 5 * p for t, p in zip(spread["teacher"], spread["plain"])), spread
