@@ -37,6 +37,10 @@ def test_demo_writes_every_promised_file(demo_dir, capsys):
     assert not torch.equal(av.planes, tmpl.planes)  # fast adaptation changed the tri-plane
     mesh = trimesh.load(demo_dir / "head.ply", force="mesh")
     assert len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
+    # the demo moves: animation.mp4 + .gif, 4 frames with --quick, the camera sweeping
+    anim = imageio.mimread(demo_dir / "animation.gif")
+    assert len(anim) == 4 and not all(np.array_equal(anim[0], f) for f in anim[1:])
+    assert (demo_dir / "animation.mp4").stat().st_size > 0
 
 
 def test_cli_render_turntable_export(demo_dir, tmp_path):

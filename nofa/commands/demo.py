@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=positive_int, default=128, help="size of the output views and turntable (default 128)")
     p.add_argument("--samples", type=positive_int, default=32, help="coarse (= importance) samples for the outputs (default 32)")
     p.add_argument("--frames", type=positive_int, default=20, help="turntable frames (default 20)")
+    p.add_argument("--animation-frames", type=nonnegative_int, default=48,
+                   help="frames of animation.mp4/.gif: built-in expressions while the camera sweeps (default 48; 0: none)")
     p.add_argument("--mesh-resolution", type=number_in(int, 2), default=256, help="marching-cubes grid (default 256)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a seconds-long smoke test, not a nice result")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -67,13 +69,14 @@ def config_from_args(args: argparse.Namespace):
                      cache_dir=None if args.no_cache else "outputs/cache", image=args.image, template=args.template, plane_resolution=args.plane_resolution,
                      bake_steps=args.bake_steps, adapt=adapt, view_resolution=args.resolution,
                      view_samples=args.samples, frames=args.frames, mesh_resolution=args.mesh_resolution,
-                     progress=not args.no_progress)
+                     animation_frames=args.animation_frames, progress=not args.no_progress)
     if args.quick:
         cfg.plane_resolution, cfg.channels, cfg.bake_steps, cfg.bake_pool, cfg.bake_batch = 32, 8, 20, 1 << 13, 1 << 11
         cfg.texture.steps, cfg.texture.pool, cfg.texture.batch, cfg.texture.depth_resolution = 3, 1 << 12, 1 << 10, 24
         cfg.cache_dir = None
         cfg.adapt.steps, cfg.adapt.resolution, cfg.adapt.coarse_samples, cfg.adapt.importance_samples = 3, 16, 8, 8
         cfg.view_resolution, cfg.view_samples, cfg.frames, cfg.mesh_resolution = 24, 8, 3, 32
+        cfg.animation_frames = min(cfg.animation_frames, 4)
     return cfg
 
 

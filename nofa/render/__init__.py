@@ -17,6 +17,8 @@ from .cameras import (
     orbit_labels,
     orbit_origin,
     parse_label,
+    pitch_to_polar,
+    sphere_origin,
 )
 from .decoder import OSGDecoder
 from .rays import generate_rays, ray_box_bounds
@@ -28,5 +30,5 @@ __all__ = [
     "Deformation", "OSGDecoder", "RenderOptions", "RenderResult", "TriplaneRenderer",
     "camera_label", "default_label", "generate_rays", "importance_depths", "intrinsics_matrix",
     "look_at_cam2world", "merge_samples", "orbit_labels", "orbit_origin", "parse_label",
-    "ray_box_bounds", "sample_pdf", "stratified_depths",
+    "pitch_to_polar", "ray_box_bounds", "sample_pdf", "sphere_origin", "stratified_depths",
 ]
