@@ -51,7 +51,11 @@ def test_exact_landmarks_give_the_exact_camera():
     fit = estimate_camera(_project(lab), 512, radius=None)
     np.testing.assert_allclose(fit.cam2world, lab[:16].reshape(4, 4), atol=1e-5)
     assert np.allclose(position_angles(fit.cam2world), position_angles(lab[:16].reshape(4, 4)), atol=1e-3)
-    assert abs(abs(position_angles(fit.cam2world)[1]) - 12) < 1e-3  # default_label's orbit angles
+    # default_label places pitch -12 deg at EG3D's polar angle arccos(1 - 2v/pi), v = pi/2 + pitch
+    from nofa.render.cameras import pitch_to_polar
+
+    elevation = 90 - math.degrees(float(pitch_to_polar(math.radians(-12))))
+    assert abs(abs(position_angles(fit.cam2world)[1]) - abs(elevation)) < 1e-3
 
 
 def test_mirrored_landmarks_negate_yaw():

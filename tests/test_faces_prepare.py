@@ -63,4 +63,4 @@ def test_demo_image_without_a_face(tmp_path, capsys):
 
     Image.fromarray(np.full((100, 100, 3), 90, np.uint8)).save(tmp_path / "wall.png")
     rc = main(["demo", "--quick", "--no-progress", "--image", str(tmp_path / "wall.png"), "--out", str(tmp_path / "o")])
-    assert rc == 2 and "wall.png: no face found" in capsys.readouterr().out
+    assert rc == 2 and "wall.png: no face found" in capsys.readouterr().err

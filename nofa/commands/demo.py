@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ._common import add_backend, nonnegative_float, nonnegative_int, number_in, positive_float, positive_int
 
@@ -106,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = run_demo(cfg)
         except (FaceDependencyError, NoFaceError) as e:  # --image without a usable face
-            fail(args, str(e), status=2)
+            print(f"nofa demo: error: {e}", file=sys.stderr)
+            return 2
         except (AvatarFileError, ImageFileError, FileNotFoundError) as e:  # --template / --image
             fail(args, str(e))
     print(f"\nnofa demo finished in {time.perf_counter() - t:.1f} s "

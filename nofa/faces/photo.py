@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.images import ImageFileError
+
 __all__ = ["as_rgb8", "load_photo", "warp_affine"]
 
 
@@ -64,7 +66,7 @@ def load_photo(path: str | os.PathLike) -> np.ndarray:
                 im = im.convert("RGB")
             return as_rgb8(np.asarray(im), str(path))
     except UnidentifiedImageError as e:
-        raise ValueError(f"{path}: not an image file PIL can read") from e
+        raise ImageFileError(f"{path}: not an image file PIL can read") from e
 
 
 def warp_affine(image: np.ndarray, out_to_in: np.ndarray, shape: tuple[int, int], order: int = 1,
