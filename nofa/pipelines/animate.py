@@ -84,34 +84,14 @@ def smooth_coeffs(arr: np.ndarray | None, window: int) -> np.ndarray | None:
     return ((c[window:] - c[:-window]) / window).astype(np.float32)
 
 
-def _rotation_deep3d(angle: np.ndarray) -> np.ndarray:
-    """Deep3DFaceRecon's compute_rotation: (Rz Ry Rx)^T for angles [T, 3] (x, y, z) -> [T, 3, 3]."""
-    x, y, z = angle[:, 0], angle[:, 1], angle[:, 2]
-    one, zero = np.ones_like(x), np.zeros_like(x)
-    rx = np.stack([one, zero, zero, zero, np.cos(x), -np.sin(x), zero, np.sin(x), np.cos(x)], 1).reshape(-1, 3, 3)
-    ry = np.stack([np.cos(y), zero, np.sin(y), zero, one, zero, -np.sin(y), zero, np.cos(y)], 1).reshape(-1, 3, 3)
-    rz = np.stack([np.cos(z), -np.sin(z), zero, np.sin(z), np.cos(z), zero, zero, zero, one], 1).reshape(-1, 3, 3)
-    return np.transpose(rz @ ry @ rx, (0, 2, 1))
-
-
 def deep3d_pose_to_label(angle: np.ndarray, trans: np.ndarray) -> np.ndarray:
-    """Deep3DFaceRecon angle/trans [T, 3] -> EG3D camera labels [T, 25], following EG3D's FFHQ
-    preprocessing: R = compute_rotation(angle); trans[2] -= 10; c = -R trans; c *= 0.27;
-    c[1] += 0.006; c[2] += 0.161; cam2world = [[R diag(1, -1, -1), c], [0, 1]], camera
-    position rescaled to radius 2.7; intrinsics focal 4.2647, principal point 0.5."""
-    angle, trans = np.asarray(angle, np.float64), np.asarray(trans, np.float64).copy()
-    r = _rotation_deep3d(angle)
-    trans[:, 2] -= 10.0
-    c = -np.einsum("tij,tj->ti", r, trans) * 0.27
-    c[:, 1] += 0.006
-    c[:, 2] += 0.161
-    c *= 2.7 / np.linalg.norm(c, axis=1, keepdims=True)
-    pose = np.zeros((len(angle), 4, 4))
-    pose[:, :3, :3] = r @ np.diag([1.0, -1.0, -1.0])
-    pose[:, :3, 3] = c
-    pose[:, 3, 3] = 1
-    k = np.array([4.2647, 0, 0.5, 0, 4.2647, 0.5, 0, 0, 1.0])
-    return np.concatenate([pose.reshape(-1, 16), np.repeat(k[None], len(angle), 0)], 1).astype(np.float32)
+    """Deep3DFaceRecon angle/trans [T, 3] -> EG3D camera labels [T, 25] (float32): the
+    conversion of :func:`nofa.io.eg3d_labels.deep3d_to_eg3d_label` (EG3D's FFHQ
+    preprocessing, radius 2.7, focal 4.2647, principal point 0.5) per frame."""
+    from ..io.eg3d_labels import deep3d_to_eg3d_label
+
+    angle, trans = np.asarray(angle, np.float64).reshape(-1, 3), np.asarray(trans, np.float64).reshape(-1, 3)
+    return np.stack([deep3d_to_eg3d_label(a, t) for a, t in zip(angle, trans)]).astype(np.float32)
 
 
 def builtin_expressions(n: int, exp_dim: int = 64, seed: int = 0) -> np.ndarray:
