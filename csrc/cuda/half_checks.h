@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "checks.h"
+#include "decode_triplane.h"
 
 namespace nofa {
 
@@ -34,18 +35,7 @@ inline void check_half_decode_triplane(const at::Tensor& planes, const at::Tenso
                                        const at::Tensor& w0, const at::Tensor& b0, const at::Tensor& w1,
                                        const at::Tensor& b1) {
   check_half_sample_triplane(planes, points, box_warp);
-  check_dim(w0, 2, "fc0_weight", "[hidden, C]");
-  check_dim(b0, 1, "fc0_bias", "[hidden]");
-  check_dim(w1, 2, "fc1_weight", "[1 + F, hidden]");
-  check_dim(b1, 1, "fc1_bias", "[1 + F]");
-  TORCH_CHECK(w0.size(1) == planes.size(2), "nofa: fc0_weight must have shape [hidden, C] with C = ",
-              planes.size(2), ", got ", shape_str(w0));
-  TORCH_CHECK(b0.size(0) == w0.size(0), "nofa: fc0_bias must have shape [", w0.size(0), "], got ",
-              shape_str(b0));
-  TORCH_CHECK(w1.size(1) == w0.size(0) && w1.size(0) >= 1, "nofa: fc1_weight must have shape [1 + F, ",
-              w0.size(0), "], got ", shape_str(w1));
-  TORCH_CHECK(b1.size(0) == w1.size(0), "nofa: fc1_bias must have shape [", w1.size(0), "], got ",
-              shape_str(b1));
+  check_decoder_shapes(planes, w0, b0, w1, b1);
   check_float32_with_half_planes(w0, "fc0_weight", planes);
   check_float32_with_half_planes(b0, "fc0_bias", planes);
   check_float32_with_half_planes(w1, "fc1_weight", planes);
