@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the kit runs its GPU steps (tools/gpu_check.sh)")
 def test_gpu_check_without_gpu_reports_skips(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable}
+    env = {**os.environ, "PYTHON": sys.executable, "NOFA_COMMIT": "feedc0de"}
     res = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "out")], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -26,6 +26,7 @@ def test_gpu_check_without_gpu_reports_skips(tmp_path):
     for step in ("cuda_tests", "check_cuda", "bench_cuda", "animate_fps", "animate_fps_torch"):
         assert f"| {step} | skipped: " in summary, step
     assert "no CUDA GPU visible" in summary
+    assert "- commit: feedc0de\n" in summary  # the caller's commit, not a copied tree's stale .git
     # the CUDA selection really collected tests, and each skipped with its reason
     log = (tmp_path / "out" / "cuda_tests_selection.log").read_text()
     assert " skipped" in log and "no CUDA GPU visible" in log

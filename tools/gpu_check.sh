@@ -37,7 +37,9 @@ HAS_GPU=$($PY -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/nu
     echo "# nofa GPU check"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    # A copied working tree can carry a stale .git (the device machine's copy did): the
+    # caller's NOFA_COMMIT wins, and a dirty tree is marked.
+    echo "- commit: ${NOFA_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}$( [ -z "${NOFA_COMMIT:-}" ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' (working tree differs from it)')"
     $PY - <<'EOF'
 import platform, torch
 print(f"- python: {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda})")
