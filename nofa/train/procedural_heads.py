@@ -284,11 +284,12 @@ def _albedo(identity: HeadIdentity, lm: np.ndarray, x: np.ndarray, y: np.ndarray
     outer_top = inner_top + (lm[51, 1] - lm[62, 1]) * np.sqrt(bend) + 0.002
     outer_bot = inner_bot - (lm[66, 1] - lm[57, 1]) * np.sqrt(bend) - 0.002
     within = _soft(np.abs(u) - 1, soft / half)
-    paint(0.95 * within * _soft(y - outer_top, soft) * _soft(outer_bot - y, soft), skin * np.array([0.92, 0.58, 0.58]))
+    lip = 0.7 * skin * np.array([0.95, 0.62, 0.62]) + 0.3 * np.array([0.62, 0.33, 0.33])
+    paint(0.95 * within * _soft(y - outer_top, soft) * _soft(outer_bot - y, soft), lip)
     opening = np.clip((lm[62, 1] - lm[66, 1] - 0.004) / 0.006, 0, 1)
     interior = opening * within * _soft(y - inner_top, soft) * _soft(inner_bot - y, soft)
-    teeth = interior * _soft((inner_top - 0.009) - y, soft) * _soft(np.abs(u) - 0.7, 0.1)
-    paint(interior, [0.16, 0.05, 0.06])
+    teeth = interior * _soft((inner_top - 0.006) - y, soft) * _soft(np.abs(u) - 0.55, 0.1)
+    paint(interior, [0.07, 0.02, 0.03])
     paint(0.9 * teeth, [0.86, 0.84, 0.78])
     # hair last: its own colour wherever the hair surface is the nearest part
     hw = hair_w[:, None]

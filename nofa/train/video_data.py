@@ -161,6 +161,7 @@ class VideoDataset:
             raise ValueError(f"{self.root}: split {split!r} has no clips ({len(self.all_clips)} clips, "
                              f"{len(self.heldout)} held out)")
         self._meta: dict[str, _Clip | DatasetProblem] = {}
+        self._frames: dict[str, list[Path]] = {}
 
     def _heldout_names(self, count: int) -> set[str]:
         path = self.root / "heldout.txt"
@@ -176,10 +177,10 @@ class VideoDataset:
 
     # -- metadata ----------------------------------------------------------------------------
     def frame_files(self, clip: str) -> list[Path]:
-        """The clip's frame images in natural name order."""
-        folder = self.root / clip / "frames"
-        return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                      key=lambda p: natural_key(p.name))
+        """The clip's frame images in natural name order (listed once, then cached)."""
+        if clip not in self._frames:
+            self._frames[clip] = _frame_files(self.root / clip / "frames")
+        return self._frames[clip]
 
     def num_frames(self, clip: str) -> int:
         """T, the number of frame images of `clip`."""
@@ -259,6 +260,12 @@ class VideoDataset:
 
 
 # -- readers -----------------------------------------------------------------------------------
+def _frame_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name))
+
+
 def _coeff_path(d: Path) -> Path:
     return d / "coeffs.npy" if (d / "coeffs.npy").is_file() or not (d / "coeffs").is_dir() else d / "coeffs"
 
@@ -379,8 +386,7 @@ def compute_landmarks(frames: list[Path], clip: str = "") -> np.ndarray:
 def clip_info(d: Path, clip: str, split: str = "") -> dict[str, object]:
     """What a clip folder holds (no file is validated): frames, coefficient / label /
     landmark / audio sources."""
-    frames = d / "frames"
-    n = len([p for p in frames.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]) if frames.is_dir() else 0
+    n = len(_frame_files(d / "frames"))
     if (d / "coeffs.npy").is_file():
         coeffs = "coeffs.npy"
     elif (d / "coeffs").is_dir():
@@ -495,8 +501,7 @@ def _check_images(clip: str, frames: list[Path]) -> list[DatasetProblem]:
 def check_clip(d: Path, clip: str, audio: bool = False, images: bool = True) -> list[DatasetProblem]:
     """Every problem of one clip folder (see :meth:`VideoDataset.check`)."""
     frames_dir = d / "frames"
-    frames = sorted((p for p in frames_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                    key=lambda p: natural_key(p.name)) if frames_dir.is_dir() else []
+    frames = _frame_files(frames_dir)
     T = len(frames)
     out: list[DatasetProblem] = []
     if T == 0:
