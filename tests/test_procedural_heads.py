@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import torch
+from PIL import Image
 
 from nofa.cli import main as cli_main
 from nofa.io.eg3d_labels import deep3d_to_eg3d_label, read_dataset_json
@@ -120,8 +121,12 @@ def test_cli_synth_and_check(tmp_path, capsys):
     out = tmp_path / "synth"
     args = ["dataset", "synth", str(out), "--clips", "2", "--frames", "3", "--size", "16", "--seed", "1",
             "--supersample", "1", "--no-progress"]
-    assert cli_main(args) == 0
+    sheet = tmp_path / "sheet.png"
+    assert cli_main(args + ["--preview", str(sheet)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["clip0000", "clip0001", "synthetic.json"]
+    preview = np.asarray(Image.open(sheet))
+    assert preview.shape == (2 * 16, 8 * 16, 3) and preview[:, :3 * 16].std() > 10  # 2 clips x 3 frames + padding
+    assert (preview[:, 3 * 16:] == 0).all()
     assert cli_main(["dataset", "check", str(out), "--no-progress", "--audio"]) == 0
     assert "0 problem(s)" in capsys.readouterr().out
     assert cli_main(args) == 2  # refuses to write over clips

@@ -50,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--no-audio", action="store_true", help="no audio_exp.npy")
     s.add_argument("--depth", action="store_true", help="also write depth/*.npy (distance along each ray)")
     s.add_argument("--mat", action="store_true", help="per-frame coeffs/*.mat instead of coeffs.npy")
+    s.add_argument("--preview", metavar="PNG", help="also write a contact sheet of the first 4 clips "
+                   "(8 frames each, landmarks drawn) to this image file")
     s.add_argument("--force", action="store_true", help="write into OUT even if it already holds clips")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -142,4 +144,43 @@ def _synth(args: argparse.Namespace) -> int:
                                   audio=not args.no_audio, depth=args.depth, mat=args.mat, heldout=args.heldout,
                                   supersample=args.supersample, progress=not args.no_progress)
     print(f"wrote {args.clips} clips x {args.frames} frames ({args.size} px) to {out}")
+    if args.preview:
+        contact_sheet(out, args.preview)
+        print(f"wrote the contact sheet {args.preview}")
     return 0
+
+
+def contact_sheet(root, path, clips: int = 4, frames: int = 8, cell: int | None = None,
+                  landmarks: bool = True) -> None:
+    """A PNG grid: one row per clip (the first `clips`), `frames` frames evenly spaced, with
+    the clip's landmarks drawn as green dots (`landmarks`); cells of `cell` px (default: the
+    frames' size)."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from nofa.io.atomic import atomic_write
+    from nofa.train.video_data import VideoDataset
+
+    if cell is None:
+        first = VideoDataset(root, 8, split="all", heldout_clips=0)
+        with Image.open(first.frame_files(first.clips[0])[0]) as im:
+            cell = im.width
+    ds = VideoDataset(root, cell, split="all", heldout_clips=0, landmarks="require")
+    rows = []
+    for clip in ds.clips[:clips]:
+        T = ds.num_frames(clip)
+        row = []
+        for i in np.linspace(0, T - 1, min(frames, T)).round().astype(int):
+            item = ds.load_frame(clip, int(i))
+            im = Image.fromarray(((item["image"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8))
+            draw = ImageDraw.Draw(im)
+            for x, y in item["landmarks"].numpy() if landmarks else []:
+                draw.point((float(x), float(y)), fill=(0, 255, 0))
+            row.append(np.asarray(im))
+        row += [np.zeros_like(row[0])] * (frames - len(row))
+        rows.append(np.concatenate(row, 1))
+    sheet = np.concatenate(rows, 0)
+    path = Path(path)
+    atomic_write(path, lambda t: Image.fromarray(sheet).save(t, format="PNG"))
