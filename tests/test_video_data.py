@@ -3,6 +3,7 @@ read back with their values, deterministic pair sampling, held-out clips, every 
 problem reported, bad items skipped and redrawn, landmarks computed with dlib and cached."""
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -24,6 +25,7 @@ from nofa.train.video_data import DatasetProblem, VideoBatch, VideoDataset, Vide
 SIZE = 32  # stored frame side
 
 
+@functools.lru_cache(maxsize=None)
 def _clip_content(seed: int, T: int):
     """Rendered frames [T, S, S, 3] uint8, coefficients [T, 257], labels [T, 25], landmarks [T, 68, 2]."""
     rng = np.random.default_rng(seed)
@@ -42,7 +44,7 @@ def _clip_content(seed: int, T: int):
 def write_clip(root: Path, name: str, seed: int, T: int = 5, coeffs: str = "npy", labels: str = "json",
                landmarks: bool = True, audio: bool = False) -> dict:
     """One clip in the real layout; returns what was written."""
-    images, coeff, lab, marks = _clip_content(seed, T)
+    images, coeff, lab, marks = _clip_content(seed, T)  # cached across tests: never modified below
     d = root / name
     (d / "frames").mkdir(parents=True)
     names = [f"frame_{i}.png" for i in range(T)]  # natural order: frame_2 before frame_10
@@ -234,8 +236,10 @@ def test_landmarks_required_and_bad_arguments(dataset_root):
         VideoDataset(root, SIZE, split="val")
     with pytest.raises(ValueError, match="image_size"):
         VideoDataset(root, 0)
-    with pytest.raises(ValueError, match="heldout_clips"):
+    with pytest.raises(ValueError, match="split 'train' has no clips .*heldout_clips=4"):
         VideoDataset(root, SIZE, heldout_clips=4)
+    assert VideoDataset(root, SIZE, split="heldout", heldout_clips=9).clips == ["a", "b", "c", "d"]
+    assert VideoDataset(root, SIZE, split="all", heldout_clips=9).clips == ["a", "b", "c", "d"]
     with pytest.raises(FileNotFoundError, match="video dataset root"):
         VideoDataset(root / "nope", SIZE)
     (root / "heldout.txt").write_text("zzz\n")

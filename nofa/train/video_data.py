@@ -159,7 +159,8 @@ class VideoDataset:
             self.clips = [c for c in self.all_clips if c not in self.heldout]
         if not self.clips:
             raise ValueError(f"{self.root}: split {split!r} has no clips ({len(self.all_clips)} clips, "
-                             f"{len(self.heldout)} held out)")
+                             f"{len(self.heldout)} held out by "
+                             f"{'heldout.txt' if (self.root / 'heldout.txt').is_file() else f'heldout_clips={heldout_clips}'})")
         self._meta: dict[str, _Clip | DatasetProblem] = {}
         self._frames: dict[str, list[Path]] = {}
 
@@ -171,9 +172,7 @@ class VideoDataset:
             if unknown:
                 raise ValueError(f"{path}: names clips that are not in the dataset: {unknown[:5]}")
             return set(names)
-        if count >= len(self.all_clips) and count > 0:
-            raise ValueError(f"heldout_clips={count} would hold out all {len(self.all_clips)} clips of {self.root}")
-        return set(self.all_clips[len(self.all_clips) - count:]) if count else set()
+        return set(self.all_clips[max(0, len(self.all_clips) - count):]) if count else set()
 
     # -- metadata ----------------------------------------------------------------------------
     def frame_files(self, clip: str) -> list[Path]:
