@@ -260,13 +260,16 @@ def test_landmarks_computed_with_dlib_and_cached(tmp_path):
     (d / "frames").mkdir(parents=True)
     Image.fromarray(crop).save(d / "frames" / "0.png")
     Image.fromarray(np.ascontiguousarray(crop[:, ::-1])).save(d / "frames" / "1.png")  # mirrored
-    save_deep3d(d / "coeffs.npy", np.zeros((2, 257), np.float32))
+    (d / "frames" / "2.png").write_bytes(b"truncated")  # costs this frame only, not the clip
+    save_deep3d(d / "coeffs.npy", np.zeros((3, 257), np.float32))
     ds = VideoDataset(tmp_path / "ds", 128, heldout_clips=0)
     fr = ds.load_frame("astro", 0)
     cached = d / "landmarks.npy"
     assert cached.is_file() and not list(d.glob(".landmarks*"))  # written atomically, no temp left
     lm = np.load(cached)
-    assert lm.shape == (2, 68, 2)
+    assert lm.shape == (3, 68, 2) and np.isnan(lm[2]).all() and np.isfinite(lm[:2]).all()
+    with pytest.raises(DatasetProblem, match="frame 2"):
+        ds.load_frame("astro", 2)
     np.testing.assert_allclose(lm[0], face.aligned.landmarks, atol=6.0)
     # the mirrored frame's landmarks are the mirror image (x -> 256 - x)
     mirrored = 256 - lm[1][:, 0]

@@ -228,6 +228,8 @@ class VideoDataset:
         if not 0 <= i < T:
             raise DatasetProblem(clip, i, None, f"frame index out of range (the clip has {T} frames)")
         image, width = _read_image(clip, i, meta.frames[i], self.image_size)
+        if not np.isfinite(meta.landmarks[i]).all():
+            raise DatasetProblem(clip, i, self.root / clip / "landmarks.npy", "no landmarks for this frame (NaN)")
         lm = meta.landmarks[i] * (self.image_size / width)
         return {
             "image": image,
@@ -315,8 +317,10 @@ def _read_landmarks(clip: str, path: Path, T: int) -> np.ndarray:
         raise DatasetProblem(clip, None, path, f"landmarks unreadable ({type(e).__name__}: {e})") from e
     if lm.shape != (T, NUM_LANDMARKS, 2):
         raise DatasetProblem(clip, None, path, f"landmarks must have shape [{T}, 68, 2], got {list(lm.shape)}")
-    if not np.isfinite(lm).all():
-        raise DatasetProblem(clip, None, path, "landmarks have NaN or infinite values")
+    # NaN rows are frames without landmarks (an unreadable frame when they were computed):
+    # load_frame rejects those frames alone, the rest of the clip stays usable.
+    if np.isinf(lm).any():
+        raise DatasetProblem(clip, None, path, "landmarks have infinite values")
     return lm.astype(np.float32)
 
 
@@ -352,7 +356,8 @@ def _read_image(clip: str, i: int, path: Path, size: int) -> tuple[torch.Tensor,
 
 
 def compute_landmarks(frames: list[Path], clip: str = "") -> np.ndarray:
-    """68 landmarks [T, 68, 2] (stored-frame pixels) of aligned face crops, with nofa.faces (dlib).
+    """68 landmarks [T, 68, 2] (stored-frame pixels) of aligned face crops, with nofa.faces (dlib);
+    NaN rows for frames that cannot be read.
 
     Small frames are upscaled to 512 px first (dlib's predictor wants faces of ~200 px);
     where the detector finds no face, the predictor runs in the place an aligned crop's face
@@ -372,8 +377,10 @@ def compute_landmarks(frames: list[Path], clip: str = "") -> np.ndarray:
                 im = im.convert("RGB")
                 w = im.width
                 work = np.asarray(im.resize((512, 512), Image.BICUBIC) if w < 512 else im)
-        except OSError as e:
-            raise DatasetProblem(clip, i, path, f"unreadable image ({e})") from e
+        except OSError as e:  # this frame gets NaN landmarks and fails alone when loaded
+            log.warning("%s frame %d: unreadable image, no landmarks (%s)", clip, i, e)
+            out[i] = np.nan
+            continue
         s = work.shape[1]
         faces = detect_faces(work, upsample=0, rotations=())
         box = faces[0].box if faces else np.array(CROP_BOX) * s
