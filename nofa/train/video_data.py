@@ -18,7 +18,6 @@ item (unreadable frame, inconsistent coefficient file...) is logged, recorded in
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from ..io.atomic import atomic_write
-from ..io.coeffs import DEEP3D_SLICES, DEEP3D_WIDTH, CoeffFileError, load_deep3d, load_deep3d_folder, natural_key
+from ..io.coeffs import DEEP3D_SLICES, DEEP3D_WIDTH, CoeffFileError, load_deep3d, natural_key
 from ..io.eg3d_labels import LabelFileError, deep3d_to_eg3d_label, read_dataset_json
 from .data import HELDOUT_STREAM, TRAIN_STREAM
 
@@ -158,9 +157,9 @@ class VideoDataset:
         else:
             self.clips = [c for c in self.all_clips if c not in self.heldout]
         if not self.clips:
+            by = "heldout.txt" if (self.root / "heldout.txt").is_file() else f"heldout_clips={heldout_clips}"
             raise ValueError(f"{self.root}: split {split!r} has no clips ({len(self.all_clips)} clips, "
-                             f"{len(self.heldout)} held out by "
-                             f"{'heldout.txt' if (self.root / 'heldout.txt').is_file() else f'heldout_clips={heldout_clips}'})")
+                             f"{len(self.heldout)} held out by {by})")
         self._meta: dict[str, _Clip | DatasetProblem] = {}
         self._frames: dict[str, list[Path]] = {}
 
@@ -264,7 +263,8 @@ class VideoDataset:
 def _frame_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name))
+    frames = (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(frames, key=lambda p: natural_key(p.name))
 
 
 def _coeff_path(d: Path) -> Path:
