@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -116,6 +117,18 @@ def test_landmarks_lie_on_the_rendered_surface():
     # the nose tip (in front of the eyes) shifts against the eyes as the camera turns
     rel = lm[:, 30, 0] - lm[:, [39, 42], 0].mean(1)
     assert rel[1] < rel[0] - 1.5 and rel[2] > rel[0] + 1.0
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="params must be 8"):
+        HeadIdentity((0.0, 1.0))
+    ident = HeadIdentity((0.0,) * 8)
+    with pytest.raises(ValueError, match="expressions must be finite"):
+        render_heads(ident, np.zeros((2, 3)), default_label(torch.zeros(2), torch.zeros(2)), 16)
+    with pytest.raises(ValueError, match="same F"):
+        render_heads(ident, np.zeros((2, 4)), default_label(torch.zeros(3), torch.zeros(3)), 16)
+    with pytest.raises(ValueError, match="frames must be an int >= 2"):
+        write_synthetic_video_dataset("unused", clips=1, frames=1)
 
 
 def test_cli_synth_and_check(tmp_path, capsys):
