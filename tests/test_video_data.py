@@ -205,6 +205,15 @@ def test_check_reports_every_planted_problem(dataset_root, capsys):
         assert phrase in out
     assert "8 clips" in out and f"{len(problems)} problem(s)" in out
     assert cli_main(["dataset", "check", str(root / "missing"), "--no-progress"]) == 2
+    # a clean dataset whose heldout.txt names a clip that does not exist
+    clean = root.parent / "clean"
+    write_clip(clean, "x", 1, T=5)
+    write_clip(clean, "y", 2, T=4)
+    (clean / "heldout.txt").write_text("y\nzzz\n")
+    capsys.readouterr()
+    assert cli_main(["dataset", "check", str(clean), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "'zzz'" in out and "1 train, 1 held out" in out
 
 
 def test_bad_item_is_logged_skipped_and_redrawn(dataset_root, caplog):
