@@ -139,6 +139,21 @@ def test_sampling_is_deterministic_and_respects_heldout(dataset_root):
     assert VideoDataset(root, SIZE, split="heldout").clips == ["b"]
 
 
+def test_clip_metadata_cache_is_bounded(dataset_root, monkeypatch):
+    import nofa.train.video_data as vd
+
+    root, w = dataset_root
+    monkeypatch.setattr(vd, "META_CACHE_CLIPS", 2)
+    ds = VideoDataset(root, SIZE, split="all")
+    first = ds.load_frame("a", 1)
+    for clip in ("b", "c", "d"):
+        ds.load_frame(clip, 0)
+    assert list(ds._meta) == ["c", "d"]  # the least recently used clips were dropped
+    again = ds.load_frame("a", 1)  # read again from disk, same values
+    assert all(torch.equal(first[k], again[k]) for k in ("image", "camera", "alpha", "beta", "landmarks"))
+    assert list(ds._meta) == ["d", "a"]
+
+
 def test_reenactment_batches(dataset_root):
     root, w = dataset_root
     held = VideoDataset(root, SIZE, split="heldout", heldout_clips=2, audio=True)

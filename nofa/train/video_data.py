@@ -17,6 +17,7 @@ item (unreadable frame, inconsistent coefficient file...) is logged, recorded in
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import os
@@ -43,6 +44,7 @@ ALPHA_WIDTH = 80
 BETA_WIDTH = 64
 NUM_LANDMARKS = 68
 _MAX_REDRAWS = 64
+META_CACHE_CLIPS = 256  # clips whose coefficients, labels and landmarks stay in memory
 
 
 class DatasetProblem(ValueError):
@@ -160,7 +162,10 @@ class VideoDataset:
             by = "heldout.txt" if (self.root / "heldout.txt").is_file() else f"heldout_clips={heldout_clips}"
             raise ValueError(f"{self.root}: split {split!r} has no clips ({len(self.all_clips)} clips, "
                              f"{len(self.heldout)} held out by {by})")
-        self._meta: dict[str, _Clip | DatasetProblem] = {}
+        # Clip metadata is kept for the most recently used clips only (a paper-scale dataset's
+        # coefficients and landmarks would take gigabytes); failures are small and all kept.
+        self._meta: collections.OrderedDict[str, _Clip] = collections.OrderedDict()
+        self._bad: dict[str, DatasetProblem] = {}
         self._frames: dict[str, list[Path]] = {}
 
     def _heldout_names(self, count: int) -> set[str]:
@@ -185,15 +190,20 @@ class VideoDataset:
         return len(self.frame_files(clip))
 
     def _clip(self, clip: str) -> _Clip:
+        if clip in self._bad:
+            raise self._bad[clip]
         hit = self._meta.get(clip)
-        if hit is None:
-            try:
-                hit = self._load_clip(clip)
-            except DatasetProblem as e:
-                hit = e
-            self._meta[clip] = hit
-        if isinstance(hit, DatasetProblem):
-            raise hit
+        if hit is not None:
+            self._meta.move_to_end(clip)
+            return hit
+        try:
+            hit = self._load_clip(clip)
+        except DatasetProblem as e:
+            self._bad[clip] = e
+            raise
+        self._meta[clip] = hit
+        while len(self._meta) > META_CACHE_CLIPS:
+            self._meta.popitem(last=False)
         return hit
 
     def _load_clip(self, clip: str) -> _Clip:
