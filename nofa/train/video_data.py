@@ -166,7 +166,7 @@ class VideoDataset:
         # coefficients and landmarks would take gigabytes); failures are small and all kept.
         self._meta: collections.OrderedDict[str, _Clip] = collections.OrderedDict()
         self._bad: dict[str, DatasetProblem] = {}
-        self._frames: dict[str, list[Path]] = {}
+        self._counts: dict[str, int] = {}
 
     def _heldout_names(self, count: int) -> set[str]:
         path = self.root / "heldout.txt"
@@ -180,14 +180,15 @@ class VideoDataset:
 
     # -- metadata ----------------------------------------------------------------------------
     def frame_files(self, clip: str) -> list[Path]:
-        """The clip's frame images in natural name order (listed once, then cached)."""
-        if clip not in self._frames:
-            self._frames[clip] = _frame_files(self.root / clip / "frames")
-        return self._frames[clip]
+        """The clip's frame images in natural name order."""
+        meta = self._meta.get(clip)
+        return list(meta.frames) if meta is not None else _frame_files(self.root / clip / "frames")
 
     def num_frames(self, clip: str) -> int:
-        """T, the number of frame images of `clip`."""
-        return len(self.frame_files(clip))
+        """T, the number of frame images of `clip` (counted once)."""
+        if clip not in self._counts:
+            self._counts[clip] = len(self.frame_files(clip))
+        return self._counts[clip]
 
     def _clip(self, clip: str) -> _Clip:
         if clip in self._bad:
@@ -208,8 +209,9 @@ class VideoDataset:
 
     def _load_clip(self, clip: str) -> _Clip:
         d = self.root / clip
-        frames = self.frame_files(clip)
+        frames = _frame_files(d / "frames")
         T = len(frames)
+        self._counts[clip] = T
         if T == 0:
             raise DatasetProblem(clip, None, d / "frames", "no frame images")
         coeffs = _read_coeffs(clip, d)
