@@ -102,9 +102,11 @@ class HybridLoss(nn.Module):
                        for k, v in scalars.items()}
 
 
-def ensure_dataset(cfg: TrainConfig) -> Path:
-    """data.root, first written with `data.synth_clips` procedural clips when it does not exist
-    and synth_clips > 0 (the tiny configs: runs from a fresh clone)."""
+def ensure_dataset(cfg: TrainConfig, image_size: int) -> Path:
+    """data.root, first written with `data.synth_clips` procedural clips of `data.synth_frames`
+    frames (image_size px, seed run.seed) when it does not exist and synth_clips > 0 (the tiny
+    configs: runs from a fresh clone). Written to ROOT.partial and renamed: an interrupted
+    write leaves no half dataset at data.root."""
     d = cfg.data
     root = Path(d.root)
     if root.is_dir():
@@ -112,11 +114,19 @@ def ensure_dataset(cfg: TrainConfig) -> Path:
     if d.synth_clips <= 0:
         raise FileNotFoundError(f"data.root {root} does not exist: prepare a video dataset there (docs/datasets.md; "
                                 f"`nofa dataset check {root}` validates it), or set data.synth_clips > 0 to write "
-                                f"procedural clips there first (`nofa dataset synth`)")
-    from .procedural_heads import write_dataset
+                                f"procedural clips there first (or run `nofa dataset synth {root}`)")
+    import shutil
 
-    print(f"data.root {root} does not exist: writing {d.synth_clips} procedural clips of {d.synth_frames} frames there")
-    write_dataset(root, clips=d.synth_clips, frames=d.synth_frames, seed=cfg.run.seed)
+    from .procedural_heads import write_synthetic_video_dataset
+
+    print(f"data.root {root} does not exist: writing {d.synth_clips} procedural clips of {d.synth_frames} frames "
+          f"({image_size} px) there first")
+    tmp = root.with_name(root.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write_synthetic_video_dataset(tmp, clips=d.synth_clips, frames=d.synth_frames, size=image_size,
+                                  seed=cfg.run.seed, audio=True, progress=cfg.log.progress)
+    os.replace(tmp, root)
     return root
 
 
@@ -152,7 +162,7 @@ class VideoStage(Stage):
         return batch.beta_audio_t
 
     def video_sources(self, cfg: TrainConfig, image_size: int) -> tuple[VideoSource, VideoSource]:
-        root = ensure_dataset(cfg)
+        root = ensure_dataset(cfg, image_size)
         train = VideoDataset(root, image_size, "train", cfg.data.heldout_clips, audio=self.audio)
         held = VideoDataset(root, image_size, "heldout", cfg.data.heldout_clips, audio=self.audio) \
             if train.heldout else None
