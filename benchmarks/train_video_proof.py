@@ -94,8 +94,8 @@ def strip(path: Path) -> None:
     from nofa.train.forward import reconstruct
     from nofa.train.video_data import VideoDataset, VideoSource
 
-    cfg = load_config(RUNS["deformation"] / "config.toml") if (RUNS["deformation"] / "config.toml").is_file() else \
-        load_config(ROOT / "configs/deformation_tiny.toml")
+    saved = sorted((RUNS["deformation"] / "checkpoints").glob("step-*.toml"))  # the run's resolved config
+    cfg = load_config(saved[-1] if saved else ROOT / "configs/deformation_tiny.toml")
     model = NOFAAvatar.load(RUNS["deformation"] / "model.nofa").eval()
     model.renderer.options = model.renderer.options.replace(deterministic=True)
     held = VideoDataset(ROOT / cfg.data.root, model.image_size, "heldout", cfg.data.heldout_clips)
@@ -170,8 +170,9 @@ def main() -> None:
     prep_file = ROOT / "outputs/train/video_proof_data.json"
     if not args.report:
         prep = prepare_data()
-        prep_file.parent.mkdir(parents=True, exist_ok=True)
-        prep_file.write_text(json.dumps(prep) + "\n")
+        if prep["written"] or not prep_file.is_file():  # keep the timing of the run that wrote the data
+            prep_file.parent.mkdir(parents=True, exist_ok=True)
+            prep_file.write_text(json.dumps(prep) + "\n")
         for stage in args.stages.split(","):
             run_stage(stage, EXTRA[stage])
     prep = json.loads(prep_file.read_text()) if prep_file.is_file() else {}
