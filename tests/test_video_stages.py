@@ -163,7 +163,7 @@ def test_heldout_reenactment_metrics_for_deformed_and_canonical(tmp_path, datase
                  "model.importance_samples=-1", "data.heldout_clips=1")
     tr = Trainer(cfg)
     m = tr.evaluate()
-    for kind in ("deformed", "canonical"):
+    for kind in ("deformed", "canonical", "source_beta"):
         for k in ("psnr", "ssim", "lpips", "psnr_mouth", "ssim_mouth", "lpips_mouth"):
             assert np.isfinite(m[f"eval/{kind}/{k}"]), (kind, k)
     # at the start the deformation field is the identity map: both renders agree

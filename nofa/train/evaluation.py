@@ -10,7 +10,9 @@ Video stages (deformation, hybrid, audio): self-reenactment on held-out clips (s
 frame 0, targets = later frames): PSNR, SSIM and LPIPS of the SR image against the target
 frame, on the full image and on the target's mouth box, for the deformed render (the
 stage's alpha/beta) and for the undeformed canonical render of the same volume from the
-same camera (alpha/beta None: the identity deformation), the baseline."""
+same camera (alpha/beta None: the identity deformation), the baseline; and the render deformed
+with the source frame's own expression (alpha_t, beta_s), which separates what the field
+learned about expressions from a warp that does not depend on them."""
 from __future__ import annotations
 
 import torch
@@ -106,9 +108,11 @@ def evaluate_reenactment(model: NOFAAvatar, batches: list[VideoBatch], lpips: LP
                          beta: Callable[[VideoBatch], torch.Tensor] | None = None,
                          margin: float = 0.25) -> tuple[dict[str, float], dict]:
     """Self-reenactment metrics over held-out VideoBatches -> ({"eval/deformed/psnr": ...,
-    "eval/deformed/psnr_mouth": ..., "eval/canonical/...": ...}, last batch's images dict(batch,
-    deformed [N, 3, S, S], canonical [N, 3, S, S])). The source frame's fine volume is rendered
-    from camera_t with (alpha_t, beta(batch)) (default beta_t) and without deformation. Mouth
+    "eval/deformed/psnr_mouth": ..., "eval/canonical/...": ..., "eval/source_beta/...": ...},
+    last batch's images dict(batch, deformed, canonical, source_beta [N, 3, S, S])). The source
+    frame's fine volume is rendered from camera_t with (alpha_t, beta(batch)) (default beta_t),
+    without deformation (canonical), and deformed with the source's own expression beta_s
+    (source_beta: what the field does without the target's expression). Mouth
     metrics compare the target's mouth box (nofa/train/boxes.py) cropped from both images at
     64 x 64. Deterministic rendering; the global RNG is left untouched."""
     beta = beta or (lambda b: b.beta_t)
@@ -121,7 +125,8 @@ def evaluate_reenactment(model: NOFAAvatar, batches: list[VideoBatch], lpips: LP
             for b in batches:
                 vol, _ = reconstruct(model, b.image_s, b.camera_s, fine=True)
                 kinds = {"deformed": model.render(vol, b.camera_t, b.alpha_t, beta(b))["image"],
-                         "canonical": model.render(vol, b.camera_t)["image"]}
+                         "canonical": model.render(vol, b.camera_t)["image"],
+                         "source_beta": model.render(vol, b.camera_t, b.alpha_t, b.beta_s)["image"]}
                 box = region_box(b.landmarks_t, "mouth", b.image_t.shape[-1], margin)
                 size = REGIONS["mouth"][2]
                 tgt_mouth = crop_boxes(b.image_t, box, size)
