@@ -113,6 +113,31 @@ def strip(path: Path) -> None:
     save_image(grid, path, nrow=4, padding=2, pad_value=1.0)
 
 
+@__import__("torch").no_grad()
+def final_eval(stage: str) -> dict[str, float]:
+    """Re-score the stage's model.nofa on its held-out reenactment set with the current code
+    (adds eval/source_beta/* for runs logged before it existed)."""
+    import torch
+
+    from nofa.models import NOFAAvatar
+    from nofa.train import load_config
+    from nofa.train.evaluation import evaluate_reenactment
+    from nofa.train.losses import LPIPSLoss, build_lpips
+    from nofa.train.video_data import VideoDataset, VideoSource
+
+    saved = sorted((RUNS[stage] / "checkpoints").glob("step-*.toml"))
+    cfg = load_config(saved[-1])
+    model = NOFAAvatar.load(RUNS[stage] / "model.nofa").eval()
+    audio = stage == "audio"
+    held = VideoDataset(ROOT / cfg.data.root, model.image_size, "heldout", cfg.data.heldout_clips, audio=audio)
+    batches = VideoSource(held, cfg.run.seed).reenactment(cfg.eval.targets)
+    lp = cfg.loss
+    lpips = LPIPSLoss(build_lpips(lp.lpips_net, lp.lpips_backbone, lp.lpips_random_backbone, cfg.run.seed))
+    torch.set_num_threads(1)
+    metrics, _ = evaluate_reenactment(model, batches, lpips, (lambda b: b.beta_audio_t) if audio else None)
+    return metrics
+
+
 def fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -148,6 +173,14 @@ def report(prep: dict) -> str:
             for kind in ("canonical", "deformed"):
                 lines.append(f"| {int(r['step'])} | {kind} | " +
                              " | ".join(fmt(r.get(f"eval/{kind}/{k}")) for k in keys) + " |")
+        fin = final_eval(stage)
+        lines += ["", "The final model re-scored (same held-out set; `source_beta`: deformed with the target's alpha "
+                  "but the source frame's own expression, i.e. what the field does without the target's expression):",
+                  "", "| render | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        for kind in ("canonical", "source_beta", "deformed"):
+            lines.append(f"| {kind} | " + " | ".join(fmt(fin.get(f"eval/{kind}/{k}")) for k in keys) + " |")
+        de = fin["eval/deformed/psnr_mouth"] - fin["eval/source_beta/psnr_mouth"]
+        lines += ["", f"Expression-specific part of the mouth-box gain (deformed - source_beta): **{de:+.2f} dB**."]
         end = rows[-1]
         dm = end["eval/deformed/psnr_mouth"] - end["eval/canonical/psnr_mouth"]
         di = end["eval/deformed/psnr"] - end["eval/canonical/psnr"]
@@ -156,6 +189,9 @@ def report(prep: dict) -> str:
             met = dm >= 3 and di > 0 and t["wall"] <= 20 * 60
             lines += [f"Target (mouth box >= +3 dB, whole image improves, <= 20 min): **{'met' if met else 'not met'}**."]
         lines.append("")
+    if (RESULTS / "train_video_attempts.md").is_file():
+        lines += ["Every attempt made (settings, numbers, what was changed and why): "
+                  "[train_video_attempts.md](train_video_attempts.md).", ""]
     lines += ["## Strip", "", "Rows: the held-out target with the largest jaw opening (beta[0]) of each of the "
               "first four held-out clips. Columns: source (frame 0), target, canonical render (no deformation), "
               "prediction (deformed).", "", "![strip](train_video_strip.png)", ""]

@@ -260,10 +260,6 @@ class HybridStage(VideoStage):
         out["synthetic"] = SyntheticSource(teacher, cfg.run.seed, d.truncation, d.yaw_std, d.pitch_std, d.max_sigma)
         return out
 
-    def configure(self, model: NOFAAvatar) -> list[nn.Parameter]:
-        self._all = super().configure(model)
-        return self._all
-
     def prepare(self, model: NOFAAvatar, kind: str) -> None:
         model.requires_grad_(False)
         parts = self.video_parts if kind == "video" else self.trained_parts(model)
