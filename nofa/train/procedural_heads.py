@@ -33,8 +33,8 @@ from ..io.eg3d_labels import eg3d_label_to_deep3d, write_dataset_json
 from ..render import default_label, generate_rays
 
 __all__ = [
-    "EXPRESSION_NAMES", "IDENTITY_NAMES", "HeadIdentity", "expression_trajectory", "head_landmarks3d",
-    "render_heads", "write_synthetic_video_dataset",
+    "EXPRESSION_NAMES", "IDENTITY_NAMES", "HeadIdentity", "audio_expressions", "expression_trajectory",
+    "head_landmarks2d", "head_landmarks3d", "render_heads", "write_synthetic_video_dataset",
 ]
 
 IDENTITY_NAMES = ("face_width", "face_length", "eye_spacing", "skin_lightness", "skin_warmth", "hair_lightness",
@@ -51,6 +51,14 @@ class HeadIdentity:
 
     params: tuple[float, ...]
     background: tuple[float, float, float] = (0.55, 0.55, 0.55)
+
+    def __post_init__(self) -> None:
+        p = np.asarray(self.params, np.float64)
+        if p.shape != (len(IDENTITY_NAMES),) or not np.isfinite(p).all():
+            raise ValueError(f"params must be {len(IDENTITY_NAMES)} finite numbers ({', '.join(IDENTITY_NAMES)}), "
+                             f"got {self.params!r}")
+        if len(self.background) != 3:
+            raise ValueError(f"background must be an RGB triple in [0, 1], got {self.background!r}")
 
     @staticmethod
     def random(rng: np.random.Generator) -> "HeadIdentity":
@@ -284,11 +292,12 @@ def _albedo(identity: HeadIdentity, lm: np.ndarray, x: np.ndarray, y: np.ndarray
     outer_top = inner_top + (lm[51, 1] - lm[62, 1]) * np.sqrt(bend) + 0.002
     outer_bot = inner_bot - (lm[66, 1] - lm[57, 1]) * np.sqrt(bend) - 0.002
     within = _soft(np.abs(u) - 1, soft / half)
-    paint(0.95 * within * _soft(y - outer_top, soft) * _soft(outer_bot - y, soft), skin * np.array([0.92, 0.58, 0.58]))
+    lip = 0.7 * skin * np.array([0.95, 0.62, 0.62]) + 0.3 * np.array([0.62, 0.33, 0.33])
+    paint(0.95 * within * _soft(y - outer_top, soft) * _soft(outer_bot - y, soft), lip)
     opening = np.clip((lm[62, 1] - lm[66, 1] - 0.004) / 0.006, 0, 1)
     interior = opening * within * _soft(y - inner_top, soft) * _soft(inner_bot - y, soft)
-    teeth = interior * _soft((inner_top - 0.009) - y, soft) * _soft(np.abs(u) - 0.7, 0.1)
-    paint(interior, [0.16, 0.05, 0.06])
+    teeth = interior * _soft((inner_top - 0.006) - y, soft) * _soft(np.abs(u) - 0.55, 0.1)
+    paint(interior, [0.07, 0.02, 0.03])
     paint(0.9 * teeth, [0.86, 0.84, 0.78])
     # hair last: its own colour wherever the hair surface is the nearest part
     hw = hair_w[:, None]
@@ -308,7 +317,10 @@ def render_heads(identity: HeadIdentity, expressions, labels, size: int,
     the ray; 0 where the ray misses) and landmarks float32 [F, 68, 2] (pixel coordinates,
     x right, y down, pixel centres at +0.5). `supersample` renders at that many times the
     size and averages, for smooth edges."""
-    expressions = np.asarray(expressions, np.float64).reshape(-1, 4)
+    expressions = np.asarray(expressions, np.float64)
+    if expressions.ndim != 2 or expressions.shape[1] != 4 or not np.isfinite(expressions).all():
+        raise ValueError(f"expressions must be finite [F, 4] ({', '.join(EXPRESSION_NAMES)}), "
+                         f"got shape {list(expressions.shape)}")
     labels = torch.as_tensor(labels, dtype=torch.float32).reshape(-1, 25)
     if expressions.shape[0] != labels.shape[0]:
         raise ValueError(f"expressions [F, 4] and labels [F, 25] must have the same F, got {expressions.shape[0]} "

@@ -17,8 +17,8 @@ item (unreadable frame, inconsistent coefficient file...) is logged, recorded in
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..io.atomic import atomic_write
-from ..io.coeffs import DEEP3D_SLICES, DEEP3D_WIDTH, CoeffFileError, load_deep3d, load_deep3d_folder, natural_key
+from ..io.coeffs import DEEP3D_SLICES, DEEP3D_WIDTH, CoeffFileError, load_deep3d, natural_key
 from ..io.eg3d_labels import LabelFileError, deep3d_to_eg3d_label, read_dataset_json
 from .data import HELDOUT_STREAM, TRAIN_STREAM
 
@@ -44,6 +44,7 @@ ALPHA_WIDTH = 80
 BETA_WIDTH = 64
 NUM_LANDMARKS = 68
 _MAX_REDRAWS = 64
+META_CACHE_CLIPS = 256  # clips whose coefficients, labels and landmarks stay in memory
 
 
 class DatasetProblem(ValueError):
@@ -158,9 +159,14 @@ class VideoDataset:
         else:
             self.clips = [c for c in self.all_clips if c not in self.heldout]
         if not self.clips:
+            by = "heldout.txt" if (self.root / "heldout.txt").is_file() else f"heldout_clips={heldout_clips}"
             raise ValueError(f"{self.root}: split {split!r} has no clips ({len(self.all_clips)} clips, "
-                             f"{len(self.heldout)} held out)")
-        self._meta: dict[str, _Clip | DatasetProblem] = {}
+                             f"{len(self.heldout)} held out by {by})")
+        # Clip metadata is kept for the most recently used clips only (a paper-scale dataset's
+        # coefficients and landmarks would take gigabytes); failures are small and all kept.
+        self._meta: collections.OrderedDict[str, _Clip] = collections.OrderedDict()
+        self._bad: dict[str, DatasetProblem] = {}
+        self._counts: dict[str, int] = {}
 
     def _heldout_names(self, count: int) -> set[str]:
         path = self.root / "heldout.txt"
@@ -170,37 +176,42 @@ class VideoDataset:
             if unknown:
                 raise ValueError(f"{path}: names clips that are not in the dataset: {unknown[:5]}")
             return set(names)
-        if count >= len(self.all_clips) and count > 0:
-            raise ValueError(f"heldout_clips={count} would hold out all {len(self.all_clips)} clips of {self.root}")
-        return set(self.all_clips[len(self.all_clips) - count:]) if count else set()
+        return set(self.all_clips[max(0, len(self.all_clips) - count):]) if count else set()
 
     # -- metadata ----------------------------------------------------------------------------
     def frame_files(self, clip: str) -> list[Path]:
         """The clip's frame images in natural name order."""
-        folder = self.root / clip / "frames"
-        return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                      key=lambda p: natural_key(p.name))
+        meta = self._meta.get(clip)
+        return list(meta.frames) if meta is not None else _frame_files(self.root / clip / "frames")
 
     def num_frames(self, clip: str) -> int:
-        """T, the number of frame images of `clip`."""
-        return len(self.frame_files(clip))
+        """T, the number of frame images of `clip` (counted once)."""
+        if clip not in self._counts:
+            self._counts[clip] = len(self.frame_files(clip))
+        return self._counts[clip]
 
     def _clip(self, clip: str) -> _Clip:
+        if clip in self._bad:
+            raise self._bad[clip]
         hit = self._meta.get(clip)
-        if hit is None:
-            try:
-                hit = self._load_clip(clip)
-            except DatasetProblem as e:
-                hit = e
-            self._meta[clip] = hit
-        if isinstance(hit, DatasetProblem):
-            raise hit
+        if hit is not None:
+            self._meta.move_to_end(clip)
+            return hit
+        try:
+            hit = self._load_clip(clip)
+        except DatasetProblem as e:
+            self._bad[clip] = e
+            raise
+        self._meta[clip] = hit
+        while len(self._meta) > META_CACHE_CLIPS:
+            self._meta.popitem(last=False)
         return hit
 
     def _load_clip(self, clip: str) -> _Clip:
         d = self.root / clip
-        frames = self.frame_files(clip)
+        frames = _frame_files(d / "frames")
         T = len(frames)
+        self._counts[clip] = T
         if T == 0:
             raise DatasetProblem(clip, None, d / "frames", "no frame images")
         coeffs = _read_coeffs(clip, d)
@@ -228,6 +239,8 @@ class VideoDataset:
         if not 0 <= i < T:
             raise DatasetProblem(clip, i, None, f"frame index out of range (the clip has {T} frames)")
         image, width = _read_image(clip, i, meta.frames[i], self.image_size)
+        if not np.isfinite(meta.landmarks[i]).all():
+            raise DatasetProblem(clip, i, self.root / clip / "landmarks.npy", "no landmarks for this frame (NaN)")
         lm = meta.landmarks[i] * (self.image_size / width)
         return {
             "image": image,
@@ -259,6 +272,13 @@ class VideoDataset:
 
 
 # -- readers -----------------------------------------------------------------------------------
+def _frame_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    frames = (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(frames, key=lambda p: natural_key(p.name))
+
+
 def _coeff_path(d: Path) -> Path:
     return d / "coeffs.npy" if (d / "coeffs.npy").is_file() or not (d / "coeffs").is_dir() else d / "coeffs"
 
@@ -309,8 +329,10 @@ def _read_landmarks(clip: str, path: Path, T: int) -> np.ndarray:
         raise DatasetProblem(clip, None, path, f"landmarks unreadable ({type(e).__name__}: {e})") from e
     if lm.shape != (T, NUM_LANDMARKS, 2):
         raise DatasetProblem(clip, None, path, f"landmarks must have shape [{T}, 68, 2], got {list(lm.shape)}")
-    if not np.isfinite(lm).all():
-        raise DatasetProblem(clip, None, path, "landmarks have NaN or infinite values")
+    # NaN rows are frames without landmarks (an unreadable frame when they were computed):
+    # load_frame rejects those frames alone, the rest of the clip stays usable.
+    if np.isinf(lm).any():
+        raise DatasetProblem(clip, None, path, "landmarks have infinite values")
     return lm.astype(np.float32)
 
 
@@ -346,7 +368,8 @@ def _read_image(clip: str, i: int, path: Path, size: int) -> tuple[torch.Tensor,
 
 
 def compute_landmarks(frames: list[Path], clip: str = "") -> np.ndarray:
-    """68 landmarks [T, 68, 2] (stored-frame pixels) of aligned face crops, with nofa.faces (dlib).
+    """68 landmarks [T, 68, 2] (stored-frame pixels) of aligned face crops, with nofa.faces (dlib);
+    NaN rows for frames that cannot be read.
 
     Small frames are upscaled to 512 px first (dlib's predictor wants faces of ~200 px);
     where the detector finds no face, the predictor runs in the place an aligned crop's face
@@ -366,8 +389,10 @@ def compute_landmarks(frames: list[Path], clip: str = "") -> np.ndarray:
                 im = im.convert("RGB")
                 w = im.width
                 work = np.asarray(im.resize((512, 512), Image.BICUBIC) if w < 512 else im)
-        except OSError as e:
-            raise DatasetProblem(clip, i, path, f"unreadable image ({e})") from e
+        except OSError as e:  # this frame gets NaN landmarks and fails alone when loaded
+            log.warning("%s frame %d: unreadable image, no landmarks (%s)", clip, i, e)
+            out[i] = np.nan
+            continue
         s = work.shape[1]
         faces = detect_faces(work, upsample=0, rotations=())
         box = faces[0].box if faces else np.array(CROP_BOX) * s
@@ -379,8 +404,7 @@ def compute_landmarks(frames: list[Path], clip: str = "") -> np.ndarray:
 def clip_info(d: Path, clip: str, split: str = "") -> dict[str, object]:
     """What a clip folder holds (no file is validated): frames, coefficient / label /
     landmark / audio sources."""
-    frames = d / "frames"
-    n = len([p for p in frames.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]) if frames.is_dir() else 0
+    n = len(_frame_files(d / "frames"))
     if (d / "coeffs.npy").is_file():
         coeffs = "coeffs.npy"
     elif (d / "coeffs").is_dir():
@@ -495,8 +519,7 @@ def _check_images(clip: str, frames: list[Path]) -> list[DatasetProblem]:
 def check_clip(d: Path, clip: str, audio: bool = False, images: bool = True) -> list[DatasetProblem]:
     """Every problem of one clip folder (see :meth:`VideoDataset.check`)."""
     frames_dir = d / "frames"
-    frames = sorted((p for p in frames_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                    key=lambda p: natural_key(p.name)) if frames_dir.is_dir() else []
+    frames = _frame_files(frames_dir)
     T = len(frames)
     out: list[DatasetProblem] = []
     if T == 0:
