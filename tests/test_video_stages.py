@@ -186,3 +186,13 @@ def test_video_stage_config_errors(tmp_path, dataset):
         Trainer(config(tmp_path, tmp_path / "missing", "run.stage=audio"))
     with pytest.raises(ConfigError, match="loss.bbox must be >= 0"):
         config(tmp_path, dataset, "loss.bbox=-1")
+
+
+def test_missing_data_root_is_written_with_procedural_clips_first(tmp_path):
+    root = tmp_path / "procedural"
+    cfg = config(tmp_path, root, "run.stage=audio", "data.synth_clips=2", "data.synth_frames=3",
+                 "data.heldout_clips=1")
+    tr = Trainer(cfg)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["clip0000", "clip0001"]
+    assert not (tmp_path / "procedural.partial").exists()
+    assert tr.sources["video"].dataset.clips == ["clip0000"] and len(tr.stage.heldout(tr.sources, cfg)) == 1
