@@ -1,7 +1,9 @@
 """Training NOFA++ (paper 3.4): a trainer with typed TOML configs, exact resume, DDP through
-torchrun, TensorBoard/CSV logs, and pluggable stages (`encoder`, `detail`).
+torchrun, TensorBoard/CSV logs, and pluggable stages: `encoder`, `detail` (synthetic 3D data)
+and `deformation`, `hybrid`, `audio` (face videos; nofa/train/video_stages.py).
 
     nofa train configs/encoder_tiny.toml run.steps=200
+    nofa train configs/deformation_tiny.toml
     torchrun --nproc-per-node 4 -m nofa.train configs/encoder.toml
 """
 from .cli import main

@@ -50,6 +50,10 @@ class DataConfig:
     yaw_std: float = 0.3              # radians; camera yaw ~ N(0, yaw_std) clipped at max_sigma
     pitch_std: float = 0.155          # radians; camera pitch ~ N(0, pitch_std) clipped at max_sigma
     max_sigma: float = 2.0
+    root: str = ""                    # video stages: dataset folder (docs/datasets.md layout)
+    heldout_clips: int = 1            # video stages: the last K clips (natural order) are held out (ROOT/heldout.txt wins)
+    synth_clips: int = 0              # > 0 and data.root missing: first write that many procedural clips there (tiny configs)
+    synth_frames: int = 24            # frames per procedural clip (with synth_clips)
 
 
 @dataclasses.dataclass
@@ -71,6 +75,12 @@ class LossConfig:
     lpips_net: str = "alex"           # alex | vgg | squeeze (lpips package trunks)
     lpips_backbone: str = ""          # torchvision ImageNet weights of the trunk (see docs/training.md)
     lpips_random_backbone: bool = False  # tests/CPU proofs only: random trunk, no file needed
+    rec: float = 1.0                  # video stages: lambda_rec (eq. 10: L2 + LPIPS of the target frame)
+    bbox: float = 1.0                 # video stages: lambda_bbox (eq. 11: L2 + LPIPS of the eye and mouth boxes)
+    id: float = 0.1                   # video stages: lambda_id (eq. 12: 1 - cos of ArcFace embeddings)
+    box_margin: float = 0.25          # eye/mouth box margin, a fraction of the landmarks' extent per side
+    arcface_weights: str = ""         # ArcFace IResNet backbone.pth (InsightFace arcface_torch) for L_id
+    arcface_random: bool = False      # tests/CPU proofs only: a small random IResNet, no file needed
 
 
 @dataclasses.dataclass
@@ -91,6 +101,7 @@ class LogConfig:
 class EvalConfig:
     every: int = 1000                 # steps between held-out evaluations (0: only at start and end)
     samples: int = 8                  # held-out samples (fixed latents + cameras, never trained on)
+    targets: int = 4                  # video stages: target frames per held-out clip (source = frame 0)
     batch_size: int = 4
 
 
@@ -143,8 +154,13 @@ class TrainConfig:
              f"eval.samples must be >= 0 and eval.batch_size >= 1, got {self.eval.samples}, {self.eval.batch_size}")
         need(self.loss.lpips_net in ("alex", "vgg", "squeeze"),
              f"loss.lpips_net must be alex, vgg or squeeze, got {self.loss.lpips_net!r}")
-        for k in ("lpips", "l2", "depth"):
+        for k in ("lpips", "l2", "depth", "rec", "bbox", "id", "box_margin"):
             need(getattr(self.loss, k) >= 0, f"loss.{k} must be >= 0, got {getattr(self.loss, k)}")
+        need(self.data.heldout_clips >= 0, f"data.heldout_clips must be >= 0, got {self.data.heldout_clips}")
+        need(self.data.synth_clips >= 0, f"data.synth_clips must be >= 0, got {self.data.synth_clips}")
+        need(self.data.synth_frames >= 2, f"data.synth_frames must be >= 2 (a source and a target), got "
+                                          f"{self.data.synth_frames}")
+        need(self.eval.targets >= 1, f"eval.targets must be >= 1, got {self.eval.targets}")
 
     def override(self, items: list[str]) -> "TrainConfig":
         """Apply `section.key=value` (or unique `key=value`) strings; values are TOML literals,

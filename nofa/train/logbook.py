@@ -62,6 +62,21 @@ class RunLog:
             os.replace(tmp, p)
         return path
 
+    def skipped(self, step: int, items: list[str]) -> Path:
+        """Record data items a source skipped (unreadable or bad) at `step`: a warning on stderr
+        and lines `step<TAB>item` in logs/skipped.txt (rewritten atomically, kept across resumes)."""
+        import sys
+
+        path = self.dir / "logs" / "skipped.txt"
+        old = path.read_text() if path.is_file() else ""
+        lines = "".join(f"{step}\t{item}\n" for item in items)
+        tmp = path.with_suffix(".txt.tmp")
+        tmp.write_text(old + lines)
+        os.replace(tmp, path)
+        for item in items:
+            print(f"warning: step {step}: skipped a bad data item: {item}", file=sys.stderr)
+        return path
+
     def flush(self) -> None:
         if self.writer is not None:
             self.writer.flush()

@@ -1,8 +1,9 @@
 """Training stages: which parts of NOFAAvatar train, where the data comes from, the loss.
 
 A stage is a class registered under a name (`@register_stage("encoder")`); the trainer asks
-`get_stage(name)` for it. Later stages (video: deformation, hybrid, audio) plug in the same
-way: subclass `Stage`, set `trained`, implement `data_source`, `forward` and `loss`.
+`get_stage(name)` for it. The video stages (deformation, hybrid, audio) plug in the same
+way (nofa/train/video_stages.py): subclass `Stage`, set `trained`, implement
+`data_sources`, `forward`, the criterion and the evaluation.
 
 encoder (paper eqs. 5-8): G (generator, decoder, SR) frozen; E trains. The coarse volume
     V_c = G(E(I_s) + w_avg) is rendered from the source and the other camera.
@@ -37,6 +38,8 @@ def register_stage(name: str):
 
 
 def get_stage(name: str) -> "Stage":
+    from . import video_stages  # noqa: F401  (registers deformation, hybrid, audio)
+
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r} (run.stage); registered stages: {sorted(STAGES)}")
     return STAGES[name]()
@@ -66,35 +69,95 @@ class ReconstructionLoss(nn.Module):
 
 
 class Stage:
-    """One training stage. `trained`: names of NOFAAvatar's child modules that train; all
-    other parameters are frozen (requires_grad False, never handed to the optimiser)."""
+    """One training stage. `trained`: names of NOFAAvatar's child modules that train (None: all
+    of them); all other parameters are frozen (requires_grad False, never handed to the
+    optimiser).
+
+    The trainer asks the stage for everything that differs between stages: its data sources
+    (`data_sources`, a dict of objects with `batch(indices)`), which source and which data
+    position a step uses (`schedule`), the parts that train in that step (`prepare`), the
+    criterion (`build_criterion`), the forward and the loss, the columns of the training image
+    grid (`train_images`), the held-out batches (`heldout`) and their evaluation (`evaluate`)."""
 
     name = "base"
-    trained: tuple[str, ...] = ()
+    trained: tuple[str, ...] | None = ()
     fine = True
+
+    def check_config(self, cfg: TrainConfig) -> None:
+        """Raise ConfigError when `cfg` lacks something this stage needs (before any work)."""
+
+    def trained_parts(self, model: NOFAAvatar) -> tuple[str, ...]:
+        return tuple(n for n, _ in model.named_children()) if self.trained is None else self.trained
 
     def configure(self, model: NOFAAvatar) -> list[nn.Parameter]:
         """Freeze everything but `trained`; returns the trained parameters."""
         children = dict(model.named_children())
-        unknown = [n for n in self.trained if n not in children]
+        parts = self.trained_parts(model)
+        unknown = [n for n in parts if n not in children]
         if unknown:
             raise ValueError(f"stage {self.name!r} trains unknown parts {unknown}; parts: {sorted(children)}")
         model.requires_grad_(False)
         params = []
-        for n in self.trained:
+        for n in parts:
             children[n].requires_grad_(True)
-            params += list(children[n].parameters())
+            params += [p for p in children[n].parameters() if p.requires_grad]
         return params
 
     def data_source(self, model: NOFAAvatar, cfg: TrainConfig) -> SyntheticSource:
         d = cfg.data
         return SyntheticSource(model, cfg.run.seed, d.truncation, d.yaw_std, d.pitch_std, d.max_sigma)
 
-    def forward(self, model: NOFAAvatar, batch: SyntheticBatch, amp: bool = False) -> dict:
+    def data_sources(self, model: NOFAAvatar, cfg: TrainConfig) -> dict[str, object]:
+        """{kind: source}; the first one is the stage's main source (`Trainer.source`)."""
+        return {"synthetic": self.data_source(model, cfg)}
+
+    def schedule(self, step: int) -> tuple[str, int]:
+        """(source kind, data position) of optimiser step `step`: the position counts the batches
+        drawn from that source before this step, so a resumed run draws what it would have."""
+        return "synthetic", step
+
+    def prepare(self, model: NOFAAvatar, kind: str) -> None:
+        """Called before the forward of each step with the step's source kind (hybrid switches
+        the trained parts here)."""
+
+    def build_criterion(self, cfg: TrainConfig, lpips: LPIPSLoss | None, device: torch.device) -> nn.Module:
+        return ReconstructionLoss(lpips, cfg.loss.lpips, cfg.loss.l2, cfg.loss.depth, cfg.loss.lpips_raw)
+
+    def forward(self, model: NOFAAvatar, batch, amp: bool = False) -> dict:
         raise NotImplementedError
 
-    def loss(self, criterion: ReconstructionLoss, pred: dict, batch: SyntheticBatch):
+    def loss(self, criterion: nn.Module, pred: dict, batch):
         return criterion(pred, batch)
+
+    def train_images(self, batch, pred: dict) -> list[torch.Tensor]:
+        """Columns of the training image grid."""
+        return [batch.image_s, batch.image_t, pred["image_t"], batch.depth_t, pred["depth_t"]]
+
+    def heldout(self, sources: dict[str, object], cfg: TrainConfig) -> list:
+        """The held-out batches (drawn once per run)."""
+        from .evaluation import heldout_batches
+
+        return heldout_batches(sources["synthetic"], cfg.eval.samples, cfg.eval.batch_size)
+
+    def evaluate(self, model: NOFAAvatar, batches: list, lpips: LPIPSLoss | None, cache: dict,
+                 rows: int = 4) -> tuple[dict[str, float], list[torch.Tensor]]:
+        """Held-out metrics and the columns of the evaluation image grid. `cache` lives as long
+        as the trainer (the w_avg baseline does not change during a stage: scored once)."""
+        from .evaluation import evaluate
+
+        if not batches:
+            return {}, []
+        first = "wavg" not in cache
+        metrics, last = evaluate(model, batches, lpips, self.fine, baseline=first)
+        if first:
+            cache["wavg"] = {k: v for k, v in metrics.items() if k.startswith("eval/wavg/")}
+        metrics.update(cache["wavg"])
+        b = last["batch"]
+        p = last["fine" if self.fine else "coarse"]
+        cols = [b.image_s, b.image_t, p["image_t"], b.depth_t, p["depth_t"]]
+        if self.fine:
+            cols.insert(2, last["coarse"]["image_t"])
+        return metrics, cols
 
 
 @register_stage("encoder")
@@ -125,5 +188,5 @@ class StageModule(nn.Module):
         super().__init__()
         self.model, self.stage, self.amp = model, stage, amp
 
-    def forward(self, batch: SyntheticBatch) -> dict:
+    def forward(self, batch) -> dict:
         return self.stage.forward(self.model, batch, self.amp)

@@ -21,13 +21,19 @@ from .checkpoint import (get_rng_state, latest_checkpoint, load_training_checkpo
                          set_rng_state)
 from .config import TrainConfig, to_toml
 from .distributed import DistInfo, all_reduce_flag, barrier, init_distributed, shutdown
-from .evaluation import evaluate, heldout_batches
 from .logbook import RunLog, image_grid
 from .losses import LPIPSLoss, build_lpips
 from .teacher import make_random_teacher
-from .stages import ReconstructionLoss, StageModule, get_stage
+from .stages import StageModule, get_stage
 
-__all__ = ["Trainer", "build_model", "train"]
+__all__ = ["Trainer", "build_model", "to_device", "train"]
+
+
+def to_device(batch, device: torch.device):
+    """A batch (SyntheticBatch, VideoBatch, ...) with its tensors on `device`."""
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    return type(batch)(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(batch).items()})
 
 
 def build_model(cfg: TrainConfig) -> NOFAAvatar:
@@ -69,6 +75,7 @@ class Trainer:
         self.ckpt_dir = self.out / "checkpoints"
         self.stage = get_stage(cfg.run.stage)
         # Everything that can fail on user input fails here, before any work.
+        self.stage.check_config(cfg)
         lpips = None
         if cfg.loss.lpips > 0:
             lpips = LPIPSLoss(build_lpips(cfg.loss.lpips_net, cfg.loss.lpips_backbone, cfg.loss.lpips_random_backbone,
@@ -85,16 +92,21 @@ class Trainer:
         self.model = build_model(cfg).to(dev)
         self.params = self.stage.configure(self.model)
         self.lpips = lpips.to(dev) if lpips is not None else None
-        self.criterion = ReconstructionLoss(self.lpips, cfg.loss.lpips, cfg.loss.l2, cfg.loss.depth,
-                                            cfg.loss.lpips_raw)
+        self.criterion = self.stage.build_criterion(cfg, self.lpips, dev)
         o = cfg.optim
         self.optimizer = torch.optim.Adam(self.params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
         self.amp = cfg.run.amp and dev.type == "cuda"
         module = StageModule(self.model, self.stage, self.amp)
         if self.info.enabled:
-            module = DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None)
+            # a stage whose steps train different parts (hybrid) leaves parameters without gradients
+            module = DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                             find_unused_parameters=getattr(self.stage, "unused_parameters", False))
         self.module = module
-        self.source = self.stage.data_source(self.model, cfg)
+        self.sources = self.stage.data_sources(self.model, cfg)
+        self.source = next(iter(self.sources.values()))
+        self._skipped_seen = 0
+        self._heldout: list | None = None
+        self._eval_cache: dict = {}
         self.step = 0
         self.stop_requested = False
         if ckpt_path is not None:
@@ -160,9 +172,22 @@ class Trainer:
         start = step * b + self.info.rank * per
         return range(start, start + per)
 
+    def batch_for_step(self, step: int) -> tuple[str, object]:
+        """(source kind, this rank's batch) of optimiser step `step` (a function of the step only)."""
+        kind, position = self.stage.schedule(step)
+        return kind, to_device(self.sources[kind].batch(self.batch_indices(position)), self.info.device)
+
+    def _report_skipped(self) -> None:
+        """Log the items the data sources skipped since the last call (rank 0: logs/skipped.txt)."""
+        skipped = [s for src in self.sources.values() for s in getattr(src, "skipped", [])]
+        new, self._skipped_seen = skipped[self._skipped_seen:], len(skipped)
+        if new and self.log is not None:
+            self.log.skipped(self.step, new)
+
     def train_step(self) -> tuple[dict[str, float], object, dict]:
-        batch = self.source.batch(self.batch_indices(self.step))
-        batch = type(batch)(**{k: v.to(self.info.device) for k, v in vars(batch).items()})
+        kind, batch = self.batch_for_step(self.step)
+        self._report_skipped()
+        self.stage.prepare(self.model, kind)
         pred = self.module(batch)
         loss, scalars = self.stage.loss(self.criterion, pred, batch)
         self.optimizer.zero_grad(set_to_none=True)
@@ -180,25 +205,15 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        if not self.info.is_main or self.cfg.eval.samples == 0:
-            return {}
-        if not hasattr(self, "_heldout"):
-            self._heldout = heldout_batches(self.source, self.cfg.eval.samples, self.cfg.eval.batch_size)
-            self._heldout = [type(b)(**{k: v.to(self.info.device) for k, v in vars(b).items()}) for b in self._heldout]
-        # the w_avg baseline does not change during a stage: scored once, logged with every evaluation
-        first = not hasattr(self, "_baseline")
-        metrics, last = evaluate(self.model, self._heldout, self.lpips, self.stage.fine, baseline=first)
-        if first:
-            self._baseline = {k: v for k, v in metrics.items() if k.startswith("eval/wavg/")}
-        metrics.update(self._baseline)
-        b = last["batch"]
-        kind = "fine" if self.stage.fine else "coarse"
-        p = last[kind]
-        cols = [b.image_s, b.image_t, p["image_t"], b.depth_t, p["depth_t"]]
-        if self.stage.fine:
-            cols.insert(2, last["coarse"]["image_t"])
-        self.log.image("eval", image_grid(cols, max_rows=self.cfg.eval.batch_size), self.step)
-        self.log.scalars(self.step, metrics)
+        """Held-out metrics of the stage (rank 0), logged with an image grid."""
+        if self._heldout is None:
+            self._heldout = [to_device(b, self.info.device) for b in self.stage.heldout(self.sources, self.cfg)]
+        metrics, cols = self.stage.evaluate(self.model, self._heldout, self.lpips, self._eval_cache,
+                                            self.cfg.eval.batch_size)
+        if cols:
+            self.log.image("eval", image_grid(cols, max_rows=self.cfg.eval.batch_size), self.step)
+        if metrics:
+            self.log.scalars(self.step, metrics)
         return metrics
 
     # -- the loop ------------------------------------------------------------------------
@@ -242,8 +257,7 @@ class Trainer:
                         if self.step % cfg.log.every == 0:
                             self.log.scalars(self.step, scalars)
                         if cfg.log.image_every and self.step % cfg.log.image_every == 0:
-                            self.log.image("train", image_grid([batch.image_s, batch.image_t, pred["image_t"],
-                                                                batch.depth_t, pred["depth_t"]]), self.step)
+                            self.log.image("train", image_grid(self.stage.train_images(batch, pred)), self.step)
                         if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.run.steps:
                             self.evaluate()
                     if self.step % cfg.checkpoint.every == 0 or self.step == cfg.run.steps:
