@@ -22,27 +22,10 @@ from .config import TrainConfig
 from .data import SyntheticBatch, SyntheticSource
 from .forward import reconstruct, render_views
 from .losses import LPIPSLoss, depth_l2, l2
+from .registry import STAGES, get_stage, register_stage
 
 __all__ = ["STAGES", "DetailStage", "EncoderStage", "ReconstructionLoss", "Stage", "StageModule", "get_stage",
            "register_stage"]
-
-STAGES: dict[str, type["Stage"]] = {}
-
-
-def register_stage(name: str):
-    def deco(cls: type["Stage"]) -> type["Stage"]:
-        cls.name = name
-        STAGES[name] = cls
-        return cls
-    return deco
-
-
-def get_stage(name: str) -> "Stage":
-    from . import video_stages  # noqa: F401  (registers deformation, hybrid, audio)
-
-    if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r} (run.stage); registered stages: {sorted(STAGES)}")
-    return STAGES[name]()
 
 
 class ReconstructionLoss(nn.Module):

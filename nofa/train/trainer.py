@@ -24,7 +24,9 @@ from .distributed import DistInfo, all_reduce_flag, barrier, init_distributed, s
 from .logbook import RunLog, image_grid
 from .losses import LPIPSLoss, build_lpips
 from .teacher import make_random_teacher
-from .stages import StageModule, get_stage
+from . import video_stages  # noqa: F401  (importing a stage module registers its stages)
+from .registry import get_stage
+from .stages import StageModule
 
 __all__ = ["Trainer", "build_model", "to_device", "train"]
 
