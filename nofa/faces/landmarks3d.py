@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["INNER", "LANDMARKS_3D", "MIRROR"]
+__all__ = ["INNER", "LANDMARK_WEIGHTS", "LANDMARKS_3D", "MIRROR"]
 
 LANDMARKS_3D = np.array(
     [[-0.1674,  0.0295,  0.0698],
@@ -96,3 +96,6 @@ MIRROR = np.array(
 MIRROR.setflags(write=False)
 
 INNER = np.arange(17, 68)
+
+LANDMARK_WEIGHTS = np.ones(68)
+LANDMARK_WEIGHTS.setflags(write=False)
