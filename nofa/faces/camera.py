@@ -79,7 +79,8 @@ def _frontal_world2cam(yaw: float) -> np.ndarray:
 def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], focal: float = FOCAL,
                     principal: float = PRINCIPAL, points: np.ndarray = INNER,
                     template: np.ndarray = LANDMARKS_3D, radius: float | None = RADIUS,
-                    weights: np.ndarray = LANDMARK_WEIGHTS) -> CameraFit:
+                    weights: np.ndarray = LANDMARK_WEIGHTS, loss: str = "soft_l1",
+                    robust_scale: float = 0.004) -> CameraFit:
     """EG3D label of an image from its 68 landmarks [68, 2] (pixels, centres at +0.5).
 
     image_size: side (or (height, width)) of the image the landmarks are in; the intrinsics
@@ -115,7 +116,7 @@ def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], fo
     for yaw0 in (0.0, -0.6, 0.6):
         m = _frontal_world2cam(yaw0)
         x0 = np.concatenate([Rotation.from_matrix(m[:, :3]).as_rotvec(), m[:, 3]])
-        sol = least_squares(residual, x0, loss="soft_l1", f_scale=0.004, x_scale="jac")
+        sol = least_squares(residual, x0, loss=loss, f_scale=robust_scale, x_scale="jac")
         if best is None or sol.cost < best.cost:
             best = sol
     rot = _rotvec_to_matrix(best.x[:3])
