@@ -2,8 +2,8 @@
 
 Robust pose fitting: the rotation and translation of the 3D landmark template
 (:mod:`nofa.faces.landmarks3d`, in EG3D world units) that best project onto the detected
-inner landmarks through the crop's fixed normalised intrinsics (focal 4.2647, principal
-point 0.5), by scipy's least squares with a soft-L1 (robust) loss, started from a few yaw
+inner landmarks (weighted, LANDMARK_WEIGHTS) through the crop's fixed normalised intrinsics
+(focal 4.2647, principal point 0.5), by scipy's least squares with a soft-L1 (robust) loss, started from a few yaw
 guesses. The camera is then the inverse pose (the head stays at the world origin, as in
 EG3D), its position rescaled to radius 2.7 as EG3D's FFHQ labels are.
 """
@@ -86,7 +86,9 @@ def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], fo
     image_size: side (or (height, width)) of the image the landmarks are in; the intrinsics
     are normalised by it. radius: rescale the camera position to this distance from the
     world origin (None: keep the fitted one). weights [68]: each landmark's weight in the fit
-    (LANDMARK_WEIGHTS: by how repeatably dlib places it, docs/faces.md).
+    (LANDMARK_WEIGHTS: 1 for the points that keep their place across expressions, 0.3 for
+    brows, lids and lips, docs/faces.md). loss, robust_scale: scipy least_squares' robust loss
+    and its scale as a fraction of the image side.
     """
     from scipy.optimize import least_squares
     from scipy.spatial.transform import Rotation
