@@ -11,7 +11,8 @@ Multi-view triangulation of dlib's landmarks on the template head:
    best match dlib's points (linear least squares), then averaged with its mirror partner.
    The 17 jaw points, a silhouette that slides as the head turns (unusable for pose), are
    lifted from the frontal render through its depth instead, as before.
-It also prints each point's reprojection rms over the views. The result is where dlib "sees" each landmark on this head from every side: its regression
+It also prints each point's reprojection rms over the views. The result is where dlib "sees"
+each landmark on this head from every side: its regression
 trees pull turned faces towards the frontal shape, so the points come out flatter than the
 surface points they name, and a template lifted from one frontal view makes the camera
 fit under-estimate yaw and pitch (docs/faces.md, Accuracy).

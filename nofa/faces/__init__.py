@@ -11,7 +11,8 @@ from .photo import as_rgb8, load_photo, warp_affine
 from .prepare import PreparedFace, prepare_face, preview_sheet
 
 __all__ = [
-    "INNER", "LANDMARK_WEIGHTS", "LANDMARKS_3D", "MIRROR", "AlignedFace", "CameraFit", "FaceDependencyError", "FaceDetection",
+    "INNER", "LANDMARK_WEIGHTS", "LANDMARKS_3D", "MIRROR", "AlignedFace", "CameraFit", "FaceDependencyError",
+    "FaceDetection",
     "NoFaceError", "PreparedFace", "align_face", "as_rgb8", "crop_square", "detect_faces", "estimate_camera",
     "ffhq_quad", "find_face", "label_from_cam2world", "landmarks68", "load_photo", "model_path", "paste_back",
     "position_angles", "prepare_face", "preview_sheet", "require_dlib", "view_angles", "warp_affine",

@@ -143,7 +143,8 @@ class TemplateHead:
         rgb = torch.lerp(rgb, colour(LIPS), near(parts["lips"] - 0.003))
         # The line where the lips meet, dark like a closed mouth's, fading towards the corners.
         seam = (p[:, 1] + 0.1245).abs() - 0.0022 * (1 - (p[:, 0] / 0.058) ** 2).clamp_min(0)
-        rgb = torch.lerp(rgb, colour(LASH), 0.75 * near(seam, 0.0012) * (p[:, 0].abs() < 0.062)[:, None] * (p[:, 2] > 0.15)[:, None])
+        front = ((p[:, 0].abs() < 0.062) & (p[:, 2] > 0.15))[:, None]
+        rgb = torch.lerp(rgb, colour(LASH), 0.75 * near(seam, 0.0012) * front)
         rgb = torch.lerp(rgb, colour(HAIR), near(parts["hair"] - parts["face"], 0.002))
         # Eyes as a face has them: an almond-shaped opening between the lids (the eyeball
         # outside it is painted as lid skin), a dark lash line along its rim and an iris the
@@ -154,7 +155,8 @@ class TemplateHead:
         eye_axis = d.norm(dim=-1)
         eye = torch.lerp(colour(SCLERA), colour(IRIS), torch.sigmoid((0.0105 - eye_axis) / 0.0015)[:, None])
         eye = torch.lerp(colour(LID), eye, torch.sigmoid(-lid / 0.0008)[:, None])
-        eye = torch.lerp(eye, colour(LASH), torch.exp(-(lid / 0.0018) ** 2)[:, None] * (0.4 + 0.6 * (d[:, 1] > 0))[:, None])
+        lash = torch.exp(-(lid / 0.0018) ** 2) * (0.4 + 0.6 * (d[:, 1] > 0))  # darker on the upper lid
+        eye = torch.lerp(eye, colour(LASH), lash[:, None])
         rgb = torch.lerp(rgb, eye, near(parts["eyes"] - torch.minimum(parts["face"], parts["hair"]), 0.002))
         # Nostrils: dark shadows under the tip, where dlib's nose-base points sit.
         nostril = _ellipsoid(m, (0.014, -0.076, 0.226), (0.009, 0.005, 0.012))
