@@ -58,6 +58,18 @@ def test_exact_landmarks_give_the_exact_camera():
     assert abs(abs(position_angles(fit.cam2world)[1]) - abs(elevation)) < 1e-3
 
 
+def test_weights_drop_a_landmark():
+    """A landmark with weight 0 plays no part: a gross error on it leaves the camera exact."""
+    lab = default_label(math.radians(-15), math.radians(8)).double().numpy()
+    lm = _project(lab)
+    lm[19] += (60.0, -40.0)
+    w = np.ones(68)
+    w[19] = 0
+    fit = estimate_camera(lm, 512, radius=None, weights=w)
+    np.testing.assert_allclose(fit.cam2world, lab[:16].reshape(4, 4), atol=1e-5)
+    assert fit.inliers == 50
+
+
 def test_mirrored_landmarks_negate_yaw():
     lab = default_label(math.radians(30), math.radians(10)).double().numpy()
     lm = _project(lab)
@@ -70,31 +82,43 @@ def test_mirrored_landmarks_negate_yaw():
 def test_bad_landmarks():
     with pytest.raises(ValueError, match=r"landmarks must be 68 finite"):
         estimate_camera(np.zeros((5, 2)), 512)
+    with pytest.raises(ValueError, match=r"weights must be 68 finite non-negative"):
+        estimate_camera(np.zeros((68, 2)), 512, weights=np.ones(5))
+    with pytest.raises(ValueError, match=r"weights must be 68 finite non-negative"):
+        estimate_camera(np.zeros((68, 2)), 512, weights=-np.ones(68))
     lm = np.zeros((68, 2))
     lm[3] = np.nan
     with pytest.raises(ValueError, match=r"landmarks must be 68 finite"):
         estimate_camera(lm, 512)
 
 
-def test_template_render_camera_with_dlib():
-    """The whole chain (render of the template head -> dlib -> alignment -> camera). dlib's
-    landmarks on a turned synthetic head lag the turn (measured ~4-6 deg at 25 deg yaw, see
-    docs/faces.md), so this guards the chain, not the accuracy target."""
+@pytest.mark.slow
+def test_camera_accuracy_on_template_renders():
+    """Issue 13's target, the whole chain: 256 px renders of nofa's template head at the 5 x 3
+    grid of EG3D cameras default_label(yaw, pitch), yaw in [-40, 40], pitch in [-20, 20] degrees
+    (LookAtPoseSampler angles) -> dlib detection and landmarks -> alignment -> camera fit.
+    Errors are view angles of the estimate minus those of the true camera. Target: <= 3 deg
+    median, <= 6 deg max. Met: a face at every pose, both medians, the yaw max; NOT met: the
+    pitch max (7.8 deg measured, docs/faces.md), guarded at 9 deg so it cannot get worse.
+    The calibration renders behind LANDMARKS_3D are at other poses. ~2 min CPU on 2 busy cores."""
     pytest.importorskip("dlib", reason="dlib-bin is not installed")
     from nofa.faces import prepare_face
     from nofa.pipelines.template_fit.template import trace_template
 
-    for yaw in (0, 25):
-        lab = default_label(math.radians(yaw), 0.0)
-        rgb, depth, hit = trace_template(lab, 160, steps=40)
-        assert hit.float().mean() > 0.2
-        img = ((rgb.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            face = prepare_face(img)
-        gy, gp = view_angles(lab.double().numpy()[:16].reshape(4, 4))
-        assert abs(face.camera.yaw - gy) < 7 and abs(face.camera.pitch - gp) < 5, (yaw, face.camera)
-        assert face.camera.yaw * yaw >= 0
+    errs = []
+    for yaw in (-40, -20, 0, 20, 40):
+        for pitch in (-20, 0, 20):
+            lab = default_label(math.radians(yaw), math.radians(pitch))
+            rgb, _, hit = trace_template(lab, 256)
+            assert hit.float().mean() > 0.2
+            img = ((rgb.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                face = prepare_face(img)  # raises NoFaceError when no face is found
+            gy, gp = view_angles(lab.double().numpy()[:16].reshape(4, 4))
+            errs.append((face.camera.yaw - gy, face.camera.pitch - gp))
+    e = np.abs(np.array(errs))
+    assert np.median(e, 0).max() <= 3 and e[:, 0].max() <= 6 and e[:, 1].max() <= 9, np.round(np.array(errs), 2)
 
 
 def test_mirrored_photo_negates_yaw():

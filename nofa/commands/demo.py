@@ -30,12 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", default=None, help="photo with a face (any size; aligned here); default: the astronaut")
     p.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
     p.add_argument("--template", default=None, help="start from this avatar file instead of baking the template")
-    p.add_argument("--steps", type=nonnegative_int, default=30,
-                   help="fast-adaptation steps on the front view after colouring (default 30)")
+    p.add_argument("--steps", type=nonnegative_int, default=60,
+                   help="fast-adaptation steps on the front view after colouring (default 60)")
     p.add_argument("--colour-steps", type=nonnegative_int, default=120,
                    help="steps fitting the photo's surface colours into the tri-plane (default 120)")
     p.add_argument("--no-cache", action="store_true", help="bake the template even if outputs/cache has it")
-    p.add_argument("--fit-resolution", type=positive_int, default=96, help="render size during fitting (default 96)")
+    p.add_argument("--fit-resolution", type=positive_int, default=128,
+                   help="render size during fitting (default 128, the size of the output views)")
     p.add_argument("--fit-samples", type=positive_int, default=16, help="coarse (= importance) samples while fitting (default 16)")
     p.add_argument("--lr", type=positive_float, default=0.02, help="fast-adaptation learning rate (default 0.02)")
     p.add_argument("--adapt-planes", choices=["xy", "all"], default="xy",

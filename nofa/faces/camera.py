@@ -2,8 +2,8 @@
 
 Robust pose fitting: the rotation and translation of the 3D landmark template
 (:mod:`nofa.faces.landmarks3d`, in EG3D world units) that best project onto the detected
-inner landmarks through the crop's fixed normalised intrinsics (focal 4.2647, principal
-point 0.5), by scipy's least squares with a soft-L1 (robust) loss, started from a few yaw
+inner landmarks (weighted, LANDMARK_WEIGHTS) through the crop's fixed normalised intrinsics
+(focal 4.2647, principal point 0.5), by scipy's least squares with a soft-L1 (robust) loss, started from a few yaw
 guesses. The camera is then the inverse pose (the head stays at the world origin, as in
 EG3D), its position rescaled to radius 2.7 as EG3D's FFHQ labels are.
 """
@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .landmarks3d import INNER, LANDMARKS_3D
+from .landmarks3d import INNER, LANDMARK_WEIGHTS, LANDMARKS_3D
 
 __all__ = ["CameraFit", "estimate_camera", "label_from_cam2world", "view_angles", "position_angles"]
 
@@ -78,12 +78,17 @@ def _frontal_world2cam(yaw: float) -> np.ndarray:
 
 def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], focal: float = FOCAL,
                     principal: float = PRINCIPAL, points: np.ndarray = INNER,
-                    template: np.ndarray = LANDMARKS_3D, radius: float | None = RADIUS) -> CameraFit:
+                    template: np.ndarray = LANDMARKS_3D, radius: float | None = RADIUS,
+                    weights: np.ndarray = LANDMARK_WEIGHTS, loss: str = "soft_l1",
+                    robust_scale: float = 0.004) -> CameraFit:
     """EG3D label of an image from its 68 landmarks [68, 2] (pixels, centres at +0.5).
 
     image_size: side (or (height, width)) of the image the landmarks are in; the intrinsics
     are normalised by it. radius: rescale the camera position to this distance from the
-    world origin (None: keep the fitted one).
+    world origin (None: keep the fitted one). weights [68]: each landmark's weight in the fit
+    (LANDMARK_WEIGHTS: 1 for the points that keep their place across expressions, 0.3 for
+    brows, lids and lips, docs/faces.md). loss, robust_scale: scipy least_squares' robust loss
+    and its scale as a fraction of the image side.
     """
     from scipy.optimize import least_squares
     from scipy.spatial.transform import Rotation
@@ -94,18 +99,26 @@ def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], fo
     h, w = (image_size, image_size) if np.isscalar(image_size) else image_size
     obs = lm[points] / np.array([w, h], np.float64)
     X = np.asarray(template, np.float64)[points]
+    wts = np.asarray(weights, np.float64)
+    if wts.shape != (68,) or not np.isfinite(wts).all() or (wts < 0).any() or not (wts[points] > 0).any():
+        raise ValueError(f"weights must be 68 finite non-negative numbers [68], some of the fitted points' "
+                         f"positive, got shape {list(wts.shape)}")
+    wt = np.repeat(wts[points], 2)
     scale_px = max(h, w)
 
-    def residual(params: np.ndarray) -> np.ndarray:
+    def reprojection(params: np.ndarray) -> np.ndarray:
         cam = X @ _rotvec_to_matrix(params[:3]).T + params[3:]
         z = np.maximum(cam[:, 2], 1e-3)
         return (np.stack([focal * cam[:, 0] / z, focal * cam[:, 1] / z], 1) + principal - obs).ravel()
+
+    def residual(params: np.ndarray) -> np.ndarray:
+        return reprojection(params) * wt
 
     best = None
     for yaw0 in (0.0, -0.6, 0.6):
         m = _frontal_world2cam(yaw0)
         x0 = np.concatenate([Rotation.from_matrix(m[:, :3]).as_rotvec(), m[:, 3]])
-        sol = least_squares(residual, x0, loss="soft_l1", f_scale=0.004, x_scale="jac")
+        sol = least_squares(residual, x0, loss=loss, f_scale=robust_scale, x_scale="jac")
         if best is None or sol.cost < best.cost:
             best = sol
     rot = _rotvec_to_matrix(best.x[:3])
@@ -114,7 +127,7 @@ def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], fo
     c2w[:3, 3] = -rot.T @ best.x[3:]
     if radius is not None:
         c2w[:3, 3] *= radius / np.linalg.norm(c2w[:3, 3])
-    res = best.fun.reshape(-1, 2) * scale_px
+    res = reprojection(best.x).reshape(-1, 2) * scale_px
     err = np.hypot(res[:, 0], res[:, 1])
     yaw, pitch = view_angles(c2w)
     return CameraFit(label=label_from_cam2world(c2w, focal, principal), yaw=yaw, pitch=pitch,

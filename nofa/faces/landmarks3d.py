@@ -1,91 +1,99 @@
-"""A 3D template of the 68 landmarks (iBUG 300-W order) in EG3D world units.
+"""A 3D template of the 68 landmarks (iBUG 300-W order) in EG3D world units, and their weights.
 
-Source: nofa's own procedural template head (nofa.pipelines.template_fit.TemplateHead).
-Its frontal render at the EG3D default camera (512 px, sphere-traced) was given to dlib's
-68-point predictor and each landmark lifted to 3D through the render's depth; the points were
-then made left-right symmetric (averaged with their mirror partner) and the depth of the jaw
-contour, a silhouette in the frontal view, smoothed along the contour. Regenerate with
-`tools/make_landmark_template.py`. World axes: y up, the face looks along +z, the subject's
-left is +x (image right in the frontal view).
+Source: nofa's own procedural template head (nofa.pipelines.template_fit.TemplateHead), by
+multi-view triangulation of dlib's landmarks (`tools/make_landmark_template.py`): the head is
+sphere-traced at 24 calibration cameras default_label(yaw, pitch), yaw +-15, +-30, +-45 x
+pitch +-12, +-28 degrees (the 21 where dlib finds the face; none on the 5 x 3 accuracy grid
+over [-40, 40] x [-20, 20]), each render goes through the photo chain (prepare_face), and each
+inner point is the 3D point whose projections through the known cameras best match dlib's
+points (least squares), made left-right symmetric. These are where dlib places each landmark
+on this head from every side, not points of its surface: dlib's regression trees pull turned
+faces towards the frontal shape, and a template lifted from one frontal render made the fit
+under-estimate yaw and pitch. The 17 jaw points (a silhouette that slides as the head turns,
+unused for pose) are lifted from the frontal render through its depth, symmetric, smoothed.
+World axes: y up, the face looks along +z, the subject's left is +x (image right in the
+frontal view).
 
-Only the inner 51 points (brows, nose, eyes, mouth) are used for pose: jaw points slide
-along the silhouette as the head turns.
+LANDMARK_WEIGHTS: the camera fit weights the points that keep their place on the skull across
+people and expressions (nose bridge and base, eye corners, mouth corners) 1, and the brows,
+eyelids and lips, which move with the expression (a smile raises the mouth corners and narrows
+the eyes, and was read as 15-20 degrees of pitch), 0.3; the jaw 0.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["INNER", "LANDMARKS_3D", "MIRROR"]
+__all__ = ["INNER", "LANDMARK_WEIGHTS", "LANDMARKS_3D", "MIRROR"]
 
 LANDMARKS_3D = np.array(
-    [[-0.1674,  0.0295,  0.0698],
-     [-0.1638, -0.0151,  0.0850],
-     [-0.1535, -0.0582,  0.0976],
-     [-0.1488, -0.1034,  0.0769],
-     [-0.1324, -0.1439,  0.0634],
-     [-0.1057, -0.1784,  0.0750],
-     [-0.0724, -0.2064,  0.0920],
-     [-0.0385, -0.2278,  0.1191],
-     [ 0.0000, -0.2323,  0.1364],
-     [ 0.0385, -0.2278,  0.1191],
-     [ 0.0724, -0.2064,  0.0920],
-     [ 0.1057, -0.1784,  0.0750],
-     [ 0.1324, -0.1439,  0.0634],
-     [ 0.1488, -0.1034,  0.0769],
-     [ 0.1535, -0.0582,  0.0976],
-     [ 0.1638, -0.0151,  0.0850],
-     [ 0.1674,  0.0295,  0.0698],
-     [-0.1157,  0.0462,  0.1481],
-     [-0.0963,  0.0627,  0.1661],
-     [-0.0709,  0.0675,  0.1817],
-     [-0.0459,  0.0643,  0.1918],
-     [-0.0201,  0.0573,  0.1958],
-     [ 0.0201,  0.0573,  0.1958],
-     [ 0.0459,  0.0643,  0.1918],
-     [ 0.0709,  0.0675,  0.1817],
-     [ 0.0963,  0.0627,  0.1661],
-     [ 0.1157,  0.0462,  0.1481],
-     [ 0.0000,  0.0231,  0.2375],
-     [ 0.0000, -0.0039,  0.2482],
-     [ 0.0000, -0.0308,  0.2506],
-     [ 0.0000, -0.0588,  0.2563],
-     [-0.0266, -0.0804,  0.2289],
-     [-0.0142, -0.0844,  0.2255],
-     [ 0.0000, -0.0885,  0.2079],
-     [ 0.0142, -0.0844,  0.2255],
-     [ 0.0266, -0.0804,  0.2289],
-     [-0.0833,  0.0172,  0.1909],
-     [-0.0689,  0.0293,  0.1935],
-     [-0.0495,  0.0288,  0.1873],
-     [-0.0370,  0.0133,  0.1773],
-     [-0.0518,  0.0081,  0.1877],
-     [-0.0706,  0.0080,  0.1925],
-     [ 0.0370,  0.0133,  0.1773],
-     [ 0.0495,  0.0288,  0.1873],
-     [ 0.0689,  0.0293,  0.1935],
-     [ 0.0833,  0.0172,  0.1909],
-     [ 0.0706,  0.0080,  0.1925],
-     [ 0.0518,  0.0081,  0.1877],
-     [-0.0508, -0.1235,  0.1792],
-     [-0.0324, -0.1143,  0.2167],
-     [-0.0148, -0.1107,  0.2203],
-     [ 0.0000, -0.1141,  0.2204],
-     [ 0.0148, -0.1107,  0.2203],
-     [ 0.0324, -0.1143,  0.2167],
-     [ 0.0508, -0.1235,  0.1792],
-     [ 0.0336, -0.1391,  0.2111],
-     [ 0.0160, -0.1477,  0.2096],
-     [ 0.0000, -0.1501,  0.2074],
-     [-0.0160, -0.1477,  0.2096],
-     [-0.0336, -0.1391,  0.2111],
-     [-0.0414, -0.1237,  0.1875],
-     [-0.0148, -0.1226,  0.2101],
-     [ 0.0000, -0.1249,  0.2097],
-     [ 0.0148, -0.1226,  0.2101],
-     [ 0.0414, -0.1237,  0.1875],
-     [ 0.0148, -0.1261,  0.2086],
-     [ 0.0000, -0.1282,  0.2112],
-     [-0.0148, -0.1261,  0.2086]], dtype=np.float64)
+    [[-0.1652,  0.0355,  0.0760],
+     [-0.1637, -0.0084,  0.0872],
+     [-0.1549, -0.0530,  0.0975],
+     [-0.1505, -0.0979,  0.0773],
+     [-0.1348, -0.1391,  0.0642],
+     [-0.1081, -0.1748,  0.0760],
+     [-0.0747, -0.2032,  0.0941],
+     [-0.0403, -0.2252,  0.1224],
+     [ 0.0000, -0.2296,  0.1402],
+     [ 0.0403, -0.2252,  0.1224],
+     [ 0.0747, -0.2032,  0.0941],
+     [ 0.1081, -0.1748,  0.0760],
+     [ 0.1348, -0.1391,  0.0642],
+     [ 0.1505, -0.0979,  0.0773],
+     [ 0.1549, -0.0530,  0.0975],
+     [ 0.1637, -0.0084,  0.0872],
+     [ 0.1652,  0.0355,  0.0760],
+     [-0.1153,  0.0527,  0.1641],
+     [-0.0945,  0.0615,  0.1799],
+     [-0.0701,  0.0630,  0.1947],
+     [-0.0443,  0.0596,  0.2074],
+     [-0.0192,  0.0513,  0.2160],
+     [ 0.0192,  0.0513,  0.2160],
+     [ 0.0443,  0.0596,  0.2074],
+     [ 0.0701,  0.0630,  0.1947],
+     [ 0.0945,  0.0615,  0.1799],
+     [ 0.1153,  0.0527,  0.1641],
+     [ 0.0000,  0.0187,  0.2223],
+     [ 0.0000, -0.0082,  0.2334],
+     [ 0.0000, -0.0351,  0.2452],
+     [ 0.0000, -0.0624,  0.2577],
+     [-0.0312, -0.0799,  0.2202],
+     [-0.0164, -0.0860,  0.2275],
+     [ 0.0000, -0.0903,  0.2303],
+     [ 0.0164, -0.0860,  0.2275],
+     [ 0.0312, -0.0799,  0.2202],
+     [-0.0907,  0.0193,  0.1785],
+     [-0.0745,  0.0279,  0.1899],
+     [-0.0537,  0.0276,  0.1932],
+     [-0.0376,  0.0163,  0.1899],
+     [-0.0552,  0.0103,  0.1908],
+     [-0.0754,  0.0108,  0.1871],
+     [ 0.0376,  0.0163,  0.1899],
+     [ 0.0537,  0.0276,  0.1932],
+     [ 0.0745,  0.0279,  0.1899],
+     [ 0.0907,  0.0193,  0.1785],
+     [ 0.0754,  0.0108,  0.1871],
+     [ 0.0552,  0.0103,  0.1908],
+     [-0.0546, -0.1265,  0.1825],
+     [-0.0368, -0.1162,  0.2048],
+     [-0.0152, -0.1123,  0.2193],
+     [ 0.0000, -0.1158,  0.2208],
+     [ 0.0152, -0.1123,  0.2193],
+     [ 0.0368, -0.1162,  0.2048],
+     [ 0.0546, -0.1265,  0.1825],
+     [ 0.0374, -0.1442,  0.1947],
+     [ 0.0171, -0.1526,  0.2053],
+     [ 0.0000, -0.1539,  0.2074],
+     [-0.0171, -0.1526,  0.2053],
+     [-0.0374, -0.1442,  0.1947],
+     [-0.0461, -0.1273,  0.1856],
+     [-0.0154, -0.1247,  0.2149],
+     [ 0.0000, -0.1258,  0.2172],
+     [ 0.0154, -0.1247,  0.2149],
+     [ 0.0461, -0.1273,  0.1856],
+     [ 0.0159, -0.1313,  0.2098],
+     [ 0.0000, -0.1330,  0.2117],
+     [-0.0159, -0.1313,  0.2098]], dtype=np.float64)
 LANDMARKS_3D.setflags(write=False)
 
 # index of each landmark's left-right partner (a mirrored face's landmark i is landmark MIRROR[i]).
@@ -96,3 +104,8 @@ MIRROR = np.array(
 MIRROR.setflags(write=False)
 
 INNER = np.arange(17, 68)
+
+LANDMARK_WEIGHTS = np.full(68, 0.3)
+LANDMARK_WEIGHTS[:17] = 0.0
+LANDMARK_WEIGHTS[np.r_[27:36, 36, 39, 42, 45, 48, 54]] = 1.0
+LANDMARK_WEIGHTS.setflags(write=False)

@@ -24,8 +24,9 @@ def prepare_face(image, size: int = 512, detector: str = "hog", name: str = "ima
     """Detect the (largest) face, align it to an EG3D crop [size, size] and estimate its camera.
 
     `refine` times, the 68 landmarks are detected again on a 512 px aligned crop (where dlib's
-    predictor sees an upright face of a fixed size) and the crop is rebuilt from them; the
-    camera is fitted to those landmarks. detection.landmarks stay the first detection's.
+    predictor sees an upright face of a fixed size; averaged over jittered boxes and the
+    mirror image, `crop_landmarks`) and the crop is rebuilt from them; the camera is fitted
+    to those landmarks. detection.landmarks stay the first detection's.
     """
     img = as_rgb8(image, name)
     det = find_face(img, detector=detector, name=name)
@@ -34,7 +35,7 @@ def prepare_face(image, size: int = 512, detector: str = "hog", name: str = "ima
         # Re-run the predictor on the upright, normalised 512 crop and re-align from those
         # landmarks: dlib's points on a small or tilted face are noisier than on the crop.
         work = align_face(img, photo_lm, 512)
-        lm = landmarks68(work.image, _crop_box(work.image))
+        lm = crop_landmarks(work.image)
         photo_lm = lm @ work.crop_to_photo[:2, :2].T + work.crop_to_photo[:2, 2]
     aligned = align_face(img, photo_lm, size)
     camera = estimate_camera(aligned.landmarks, size)
@@ -44,6 +45,26 @@ def prepare_face(image, size: int = 512, detector: str = "hog", name: str = "ima
 # Where dlib's HOG box falls on a frontal face in the aligned crop (measured on the template
 # head's frontal render, which is its own crop): used when the detector misses on the crop.
 CROP_BOX = (0.217, 0.334, 0.740, 0.857)
+# Relative offsets and scales of the detector box at which the predictor runs on the crop;
+# its answers are averaged (see crop_landmarks).
+BOX_JITTER = ((0.0, 0.0, 1.0), (0.06, 0.0, 1.0), (-0.06, 0.0, 1.0), (0.0, 0.06, 1.0), (0.0, -0.06, 1.0),
+              (0.0, 0.0, 1.06), (0.0, 0.0, 0.94))
+
+
+def crop_landmarks(crop: np.ndarray) -> np.ndarray:
+    """The 68 landmarks [68, 2] of the face in the middle of an aligned crop [S, S, 3].
+
+    dlib's predictor answers differently for slightly different boxes, and its detector's
+    box moves in steps of its scale pyramid, so one prediction jitters by 1-2 px from one
+    photo of a face to a shifted or rescaled copy of it. The predictor is run on boxes
+    shifted by +-6 % of their side and scaled by 0.94 and 1.06 (and each on the mirror
+    image, `landmarks68`) and the answers averaged: the mean is steadier than any one.
+    """
+    box = _crop_box(crop)
+    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2
+    boxes = [np.concatenate([centre + 2 * half * (dx, dy) - half * k, centre + 2 * half * (dx, dy) + half * k])
+             for dx, dy, k in BOX_JITTER]
+    return np.mean([landmarks68(crop, b) for b in boxes], 0)
 
 
 def _crop_box(crop: np.ndarray) -> np.ndarray:

@@ -51,7 +51,7 @@ class DemoConfig:
     bake_pool: int = 1 << 17
     bake_batch: int = 1 << 15
     adapt: AdaptConfig = dataclasses.field(default_factory=lambda: AdaptConfig(
-        planes="xy", steps=30, resolution=96, coarse_samples=16, importance_samples=16))
+        planes="xy", steps=60, resolution=128, coarse_samples=16, importance_samples=16))
     texture: TextureConfig = dataclasses.field(default_factory=TextureConfig)
     cache_dir: str | None = "outputs/cache"  # baked templates, keyed by their settings; None: no cache
     crop_size: int = 512

@@ -22,6 +22,8 @@ LIPS = (0.72, 0.36, 0.36)
 BROW = (0.25, 0.18, 0.13)
 SCLERA = (0.93, 0.91, 0.88)
 IRIS = (0.18, 0.12, 0.09)
+LID = (0.80, 0.60, 0.50)
+LASH = (0.12, 0.08, 0.06)
 LIGHT = (0.35, 0.45, 1.0)
 
 
@@ -139,10 +141,26 @@ class TemplateHead:
         brows = _ellipsoid(m, (0.065, 0.053, 0.195), (0.045, 0.009, 0.05))
         rgb = torch.lerp(rgb, colour(BROW), near(brows))
         rgb = torch.lerp(rgb, colour(LIPS), near(parts["lips"] - 0.003))
+        # The line where the lips meet, dark like a closed mouth's, fading towards the corners.
+        seam = (p[:, 1] + 0.1245).abs() - 0.0022 * (1 - (p[:, 0] / 0.058) ** 2).clamp_min(0)
+        front = ((p[:, 0].abs() < 0.062) & (p[:, 2] > 0.15))[:, None]
+        rgb = torch.lerp(rgb, colour(LASH), 0.75 * near(seam, 0.0012) * front)
         rgb = torch.lerp(rgb, colour(HAIR), near(parts["hair"] - parts["face"], 0.002))
-        eye_axis = (m[:, :2] - m.new_tensor((0.068, 0.02))).norm(dim=-1)
-        eye = torch.lerp(colour(SCLERA), colour(IRIS), torch.sigmoid((0.016 - eye_axis) / 0.002)[:, None])
-        return torch.lerp(rgb, eye, near(parts["eyes"] - torch.minimum(parts["face"], parts["hair"]), 0.002))
+        # Eyes as a face has them: an almond-shaped opening between the lids (the eyeball
+        # outside it is painted as lid skin), a dark lash line along its rim and an iris the
+        # lids partly cover. A whole white eyeball reads to dlib's predictor as a ring and it
+        # puts the eye corners on the iris, which stops them following the head's turn.
+        d = m[:, :2] - m.new_tensor((0.068, 0.02))
+        lid = d[:, 1].abs() - 0.0115 * (1 - (d[:, 0] / 0.031) ** 2).clamp_min(0) + 0.0009  # < 0 inside
+        eye_axis = d.norm(dim=-1)
+        eye = torch.lerp(colour(SCLERA), colour(IRIS), torch.sigmoid((0.0105 - eye_axis) / 0.0015)[:, None])
+        eye = torch.lerp(colour(LID), eye, torch.sigmoid(-lid / 0.0008)[:, None])
+        lash = torch.exp(-(lid / 0.0018) ** 2) * (0.4 + 0.6 * (d[:, 1] > 0))  # darker on the upper lid
+        eye = torch.lerp(eye, colour(LASH), lash[:, None])
+        rgb = torch.lerp(rgb, eye, near(parts["eyes"] - torch.minimum(parts["face"], parts["hair"]), 0.002))
+        # Nostrils: dark shadows under the tip, where dlib's nose-base points sit.
+        nostril = _ellipsoid(m, (0.014, -0.076, 0.226), (0.009, 0.005, 0.012))
+        return torch.lerp(rgb, colour(LASH), 0.7 * near(nostril, 0.002))
 
 
 # Axis-aligned box (min corner, max corner) around the head: the part of it any FFHQ-like
