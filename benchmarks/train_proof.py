@@ -14,6 +14,7 @@ import argparse
 import csv
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -25,16 +26,25 @@ RESULTS = ROOT / "benchmarks" / "results"
 RUNS = {"encoder": ROOT / "outputs/train/encoder_tiny", "detail": ROOT / "outputs/train/detail_tiny"}
 
 
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_stage(stage: str) -> float:
+    """Run one stage; writes its wall time, the process CPU time (user + system of the
+    training process) and the machine's load averages at its end next to the run."""
     out = RUNS[stage]
     if out.exists():
         shutil.rmtree(out)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), _child_cpu()
     subprocess.run([sys.executable, "-m", "nofa.train", f"configs/{stage}_tiny.toml", "log.progress=false"],
                    cwd=ROOT, env=env, check=True)
-    wall = time.monotonic() - t0
+    wall, cpu = time.monotonic() - t0, _child_cpu() - c0
     (out / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
+    (out / "cpu_seconds.txt").write_text(f"{cpu:.1f}\n")
+    (out / "load_average.txt").write_text(" ".join(f"{x:.1f}" for x in os.getloadavg()) + "\n")
     return wall
 
 
