@@ -189,8 +189,8 @@ def report(throughput: list[dict]) -> str:
               "", "![encoder](train_encoder_eval_grid.png) ![detail](train_detail_eval_grid.png)", ""]
     if throughput:
         lines += ["## One training step, this CPU", "",
-                  "`PYTHONPATH=. python benchmarks/train_step.py --preset P --batch B`; best of the timed steps, "
-                  "same loaded machine. `saved for backward`: bytes of the tensors autograd keeps for the backward "
+                  "`PYTHONPATH=. python benchmarks/train_step.py --preset P --batch B --threads 1`; best of the timed steps, "
+                  "on this machine while shared (load: see the notes below). `saved for backward`: bytes of the tensors autograd keeps for the backward "
                   "pass (unique storages).", "",
                   "| preset | stage | batch | threads | chunk checkpointing | step (s) | images/s | saved for backward (MB) |",
                   "|---|---|---|---|---|---|---|---|"]
