@@ -1,5 +1,5 @@
-"""How much can the detail path's head feature change the reconstruction? An upper bound
-for the detail stage (issue 14, benchmarks/results/train_cpu_attempts.md): for each held-out
+"""How much can the detail path's head feature change the reconstruction? A reference
+for what the detail stage could reach (issue 14, benchmarks/results/train_cpu_attempts.md): for each held-out
 sample of the CPU proof, optimise the head feature F_e directly (starting at F_c, Adam,
 source-view L2 on the SR and raw images) and report the source-/novel-view PSNR against V_c.
 
