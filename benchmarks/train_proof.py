@@ -7,6 +7,9 @@ held-out metrics) and the last held-out image grids.
 
     PYTHONPATH=. python benchmarks/train_proof.py              # run both stages + report
     PYTHONPATH=. python benchmarks/train_proof.py --report     # report from existing runs
+    # as committed: step timings (benchmarks/train_step.py JSON lines) and the attempts appended
+    PYTHONPATH=. python benchmarks/train_proof.py --report --throughput steps.jsonl \
+        --notes benchmarks/results/train_cpu_attempts.md
 """
 from __future__ import annotations
 
