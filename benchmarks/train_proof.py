@@ -7,6 +7,9 @@ held-out metrics) and the last held-out image grids.
 
     PYTHONPATH=. python benchmarks/train_proof.py              # run both stages + report
     PYTHONPATH=. python benchmarks/train_proof.py --report     # report from existing runs
+    # as committed: step timings (benchmarks/train_step.py JSON lines) and the attempts appended
+    PYTHONPATH=. python benchmarks/train_proof.py --report --throughput steps.jsonl \
+        --notes benchmarks/results/train_cpu_attempts.md
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import argparse
 import csv
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -25,16 +29,25 @@ RESULTS = ROOT / "benchmarks" / "results"
 RUNS = {"encoder": ROOT / "outputs/train/encoder_tiny", "detail": ROOT / "outputs/train/detail_tiny"}
 
 
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_stage(stage: str) -> float:
+    """Run one stage; writes its wall time, the process CPU time (user + system of the
+    training process) and the machine's load averages at its end next to the run."""
     out = RUNS[stage]
     if out.exists():
         shutil.rmtree(out)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), _child_cpu()
     subprocess.run([sys.executable, "-m", "nofa.train", f"configs/{stage}_tiny.toml", "log.progress=false"],
                    cwd=ROOT, env=env, check=True)
-    wall = time.monotonic() - t0
+    wall, cpu = time.monotonic() - t0, _child_cpu() - c0
     (out / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
+    (out / "cpu_seconds.txt").write_text(f"{cpu:.1f}\n")
+    (out / "load_average.txt").write_text(" ".join(f"{x:.1f}" for x in os.getloadavg()) + "\n")
     return wall
 
 
@@ -89,13 +102,46 @@ def _run_config(stage: str) -> dict:
     return tomllib.loads(last.read_text())
 
 
+def _gain_summary(rows: list[dict]) -> str:
+    """The detail target is scored at the last evaluation; how steady the gain was before it."""
+    g = [(int(r["step"]), r["eval/fine/psnr_source"] - r["eval/coarse/psnr_source"]) for r in rows]
+    last = g[-10:]
+    best = max(g, key=lambda x: x[1])
+    return (f"Detail stage, source-view PSNR gain of V_e over V_c: {g[-1][1]:+.2f} dB at the last evaluation (step "
+            f"{g[-1][0]}, the number scored above); mean of the last {len(last)} evaluations (steps {last[0][0]}-"
+            f"{last[-1][0]}) {sum(x for _, x in last) / len(last):+.2f} dB; highest {best[1]:+.2f} dB (step {best[0]}). "
+            f"The final model is the last one, not the best evaluation.")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def report(throughput: list[dict]) -> str:
     enc, det = read("encoder"), read("detail")
     e0, e1 = evals(enc)[0], evals(enc)[-1]
     d0, d1 = evals(det)[0], evals(det)[-1]
-    wall = {s: (RUNS[s] / "wall_seconds.txt").read_text().strip() if (RUNS[s] / "wall_seconds.txt").exists() else "?"
-            for s in RUNS}
-    lr = {s: _run_config(s)["optim"]["lr"] for s in RUNS}
+    def note(stage: str, name: str) -> str:
+        f = RUNS[stage] / name
+        return f.read_text().strip() if f.exists() else "?"
+
+    wall = {s: note(s, "wall_seconds.txt") for s in RUNS}
+    cpu = {s: note(s, "cpu_seconds.txt") for s in RUNS}
+    load = {s: note(s, "load_average.txt") for s in RUNS}
+    conf = {s: _run_config(s) for s in RUNS}
+
+    def optim(s: str) -> str:
+        o, r = conf[s]["optim"], conf[s]["run"]
+        sched = "constant" if o.get("decay", "none") == "none" else f"{o['decay']} decay to {o['final_lr']:g} x lr at step {r['steps']}"
+        return (f"{s}: lr {o['lr']:g}, {o['warmup_steps']} warm-up steps, then {sched}; batch "
+                f"{conf[s]['data']['batch_size']}; run.steps {r['steps']}, run.max_minutes {r['max_minutes']:g}")
+
     ratio = e1["eval/coarse/l2_novel"] / e0["eval/coarse/l2_novel"]
     gain = e1["eval/coarse/psnr_novel"] - e1["eval/wavg/psnr_novel"]
     dgain = d1["eval/fine/psnr_source"] - d1["eval/coarse/psnr_source"]
@@ -103,9 +149,10 @@ def report(throughput: list[dict]) -> str:
     lines = [
         "# Training proof on CPU (issue 14): tiny preset, synthetic data from a frozen teacher",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, shared with other jobs "
-        "(load average 10-15 during these runs); torch threads 1 per run (`run.threads = 1`: faster than 2 under "
-        "this load).",
+        f"Machine: {_cpu_model()}, {os.cpu_count()} CPUs, shared with other jobs (load averages over 1/5/15 min "
+        f"at the end of each stage: encoder {load['encoder']}, detail {load['detail']}); torch threads 1 per run "
+        "(`run.threads = 1`). Wall time is what `run.max_minutes` limits; CPU time is the training process's user + "
+        "system time (on a busy machine the process gets a fraction of a core).",
         "Reproduce: `PYTHONPATH=. python benchmarks/train_proof.py` (runs `python -m nofa.train "
         "configs/encoder_tiny.toml`, then `configs/detail_tiny.toml`, and writes this file).",
         "",
@@ -114,20 +161,21 @@ def report(throughput: list[dict]) -> str:
         "4096 latents (nofa/train/teacher.py); its renders then have spatial structure that changes with latent and "
         "view. Truncation 1.0, cameras yaw ~ N(0, 0.3 rad), pitch ~ N(0, 0.155 rad) clipped at 2 sigma. LPIPS: "
         "randomly initialised AlexNet trunk with the package's linear heads (no ImageNet weights on this machine), "
-        "on the SR images only (`loss.lpips_raw = false`); L2 on SR and raw images; depth L2 weight 2. Adam with "
-        f"10 warm-up steps, batch 4, lr {lr['encoder']} (encoder) and {lr['detail']} (detail). Held-out: 16 samples "
-        "from a stream never used for training.",
+        "on the SR images only (`loss.lpips_raw = false`); L2 on SR and raw images; depth L2 weight 2. Adam, "
+        f"{optim('encoder')}; {optim('detail')}. Held-out: 16 samples from a stream never used for training.",
         "",
         "| stage | target | step 0 | end | result |",
         "|---|---|---|---|---|",
-        f"| encoder ({int(e1['step'])} steps, {wall['encoder']} s) | held-out novel-view L2 <= 50% of step 0 | "
+        f"| encoder ({int(e1['step'])} steps, {wall['encoder']} s wall, {cpu['encoder']} s CPU) | held-out novel-view L2 <= 50% of step 0 | "
         f"{e0['eval/coarse/l2_novel']:.4f} | {e1['eval/coarse/l2_novel']:.4f} ({100 * ratio:.0f}%) | {ok(ratio <= 0.5)} |",
         f"| encoder | novel-view PSNR >= w_avg baseline + 2 dB | baseline {e1['eval/wavg/psnr_novel']:.2f} dB | "
         f"{e1['eval/coarse/psnr_novel']:.2f} dB (+{gain:.2f}) | {ok(gain >= 2)} |",
-        f"| detail ({int(d1['step'])} steps, {wall['detail']} s) | source-view PSNR of V_e >= V_c + 1 dB | "
+        f"| detail ({int(d1['step'])} steps, {wall['detail']} s wall, {cpu['detail']} s CPU) | source-view PSNR of V_e >= V_c + 1 dB | "
         f"V_e {d0['eval/fine/psnr_source']:.2f} / V_c {d0['eval/coarse/psnr_source']:.2f} dB | "
         f"V_e {d1['eval/fine/psnr_source']:.2f} / V_c {d1['eval/coarse/psnr_source']:.2f} dB (+{dgain:.2f}) | "
         f"{ok(dgain >= 1)} |",
+        "",
+        _gain_summary(evals(det)),
         "",
         "Other held-out metrics at the end (mean over 16 samples):",
         "",
@@ -144,8 +192,8 @@ def report(throughput: list[dict]) -> str:
               "", "![encoder](train_encoder_eval_grid.png) ![detail](train_detail_eval_grid.png)", ""]
     if throughput:
         lines += ["## One training step, this CPU", "",
-                  "`PYTHONPATH=. python benchmarks/train_step.py --preset P --batch B`; best of the timed steps, "
-                  "same loaded machine. `saved for backward`: bytes of the tensors autograd keeps for the backward "
+                  "`PYTHONPATH=. python benchmarks/train_step.py --preset P --batch B --threads 1`; best of the timed steps, "
+                  "on this machine while shared (load: see the notes below). `saved for backward`: bytes of the tensors autograd keeps for the backward "
                   "pass (unique storages).", "",
                   "| preset | stage | batch | threads | chunk checkpointing | step (s) | images/s | saved for backward (MB) |",
                   "|---|---|---|---|---|---|---|---|"]

@@ -108,7 +108,10 @@ def test_batched_stream_equals_frame_by_frame(files):
     for i, f in enumerate(frames):
         with torch.no_grad():
             one = av.render(torch.from_numpy(c.exp[i:i + 1]), cams[i:i + 1])["image"][0]
-        assert np.array_equal(f, ((one.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()), i
+        ref = ((one.clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).numpy()
+        # each byte is the frame-by-frame value rounded; batched convolutions differ from
+        # unbatched ones by ~1e-5 here, which may tip a value lying on a .5 boundary
+        assert np.abs(f.astype(np.float64) - ref).max() <= 0.5 + 1e-3, i
 
 
 def test_cli_mp4_with_audio_frames_fps(files, tmp_path, capsys):

@@ -56,7 +56,7 @@ def test_tiny_head_tail_equals_full(tiny_g):
     planes = g.synthesize(ws)
     assert planes.shape == (2, 3, 8, 32, 32)
     f_c, skip = g.head(ws)
-    assert f_c.shape == (2, g.feature_channels, 16, 16)
+    assert f_c.shape == (2, g.feature_channels, 8, 8)  # head at plane/4, as the paper preset (64 of 256)
     torch.testing.assert_close(g.tail(f_c, skip, ws), planes)
     # the full image is the plain synthesis network reshaped to planes
     torch.testing.assert_close(g.to_planes(g.synthesis(ws)), planes)
@@ -92,7 +92,7 @@ def test_generator_bad_inputs(tiny_g):
         g.head(torch.randn(1, 5, 32))
     f, skip = g.head(torch.randn(1, g.num_ws, 32))
     with pytest.raises(ValueError, match="feature must have shape"):
-        g.tail(f[:, :, :8], skip, torch.randn(1, g.num_ws, 32))
+        g.tail(f[:, :, :4], skip, torch.randn(1, g.num_ws, 32))
     with pytest.raises(ValueError, match="head_resolution"):
         TriplaneGenerator(**{**get_config("tiny")["generator"], "head_resolution": 32})
 

@@ -13,7 +13,7 @@ from nofa.cli import main as nofa_main
 from nofa.train import ConfigError, TrainConfig, Trainer, load_config, to_toml
 from nofa.train.data import HELDOUT_STREAM, TRAIN_STREAM, SyntheticSource
 from nofa.train.losses import build_lpips
-from nofa.train.trainer import train
+from nofa.train.trainer import learning_rate, train
 
 FAST = ["model.preset=tiny", "model.teacher_gain=16.0", "model.coarse_samples=6", "model.importance_samples=4",
         "loss.lpips_random_backbone=true", "loss.lpips_raw=false", "run.device=cpu", "data.batch_size=2",
@@ -130,6 +130,23 @@ def test_run_writes_checkpoints_logs_and_refuses_other_stage(tmp_path):
         Trainer(tiny_config(tmp_path, "run.stage=detail"), resume=True)
     with pytest.raises(ValueError, match="preset 'tiny'"):
         Trainer(tiny_config(tmp_path, "model.preset=paper", "model.teacher_gain=0.0"), resume=True)
+
+
+def test_learning_rate_warmup_and_decay(tmp_path):
+    o = load_config(None, ["optim.lr=1e-3", "optim.warmup_steps=10", "optim.decay=cosine"]).optim
+    assert learning_rate(o, 0, 110) == pytest.approx(1e-4) and learning_rate(o, 9, 110) == pytest.approx(1e-3)
+    assert learning_rate(o, 10, 110) == pytest.approx(1e-3) and learning_rate(o, 60, 110) == pytest.approx(5e-4)
+    assert learning_rate(o, 110, 110) == pytest.approx(0.0, abs=1e-12)
+    o = load_config(None, ["optim.lr=1e-3", "optim.decay=linear", "optim.final_lr=0.1"]).optim
+    assert [learning_rate(o, s, 100) for s in (0, 50, 100)] == pytest.approx([1e-3, 5.5e-4, 1e-4])
+    assert learning_rate(load_config(None, ["optim.lr=1e-3"]).optim, 99, 100) == 1e-3  # default: constant
+    with pytest.raises(ConfigError, match="optim.decay must be none, cosine or linear"):
+        load_config(None, ["optim.decay=step"])
+    # the trainer steps with it (the lr logged for step k is the one Adam used for it)
+    cfg = tiny_config(tmp_path, "run.steps=4", "log.every=1", "optim.decay=linear", "optim.warmup_steps=2")
+    assert train(cfg) == 0
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "logs" / "scalars.csv")) if r.get("lr")]
+    assert [float(r["lr"]) for r in rows] == pytest.approx([learning_rate(cfg.optim, s, 4) for s in range(4)])
 
 
 def test_model_weights_file_keeps_its_architecture(tmp_path):

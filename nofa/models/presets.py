@@ -36,7 +36,7 @@ TINY: dict = {
     "image_size": 64,
     "generator": {
         "z_dim": 32, "c_dim": 25, "w_dim": 32, "plane_resolution": 32, "plane_channels": 8,
-        "channel_base": 512, "channel_max": 32, "mapping_layers": 2, "head_resolution": 16,
+        "channel_base": 512, "channel_max": 32, "mapping_layers": 2, "head_resolution": 8,
         "conv_clamp": None, "c_scale": 1.0, "c_gen_conditioning_zero": False,
     },
     "decoder": {"hidden": 16, "out_features": 8, "lr_multiplier": 1.0},

@@ -64,6 +64,8 @@ class OptimConfig:
     eps: float = 1e-8
     grad_clip: float = 0.0            # max gradient norm (0: off)
     warmup_steps: int = 0             # linear lr warm-up from lr/warmup_steps (0: off; a function of the step)
+    decay: str = "none"               # none | cosine | linear: lr from `lr` after warm-up to lr * final_lr at run.steps
+    final_lr: float = 0.0             # the decay's end, as a fraction of lr
 
 
 @dataclasses.dataclass
@@ -149,6 +151,9 @@ class TrainConfig:
         need(self.checkpoint.every >= 1 and self.checkpoint.keep >= 1,
              f"checkpoint.every and checkpoint.keep must be >= 1, got {self.checkpoint.every}, {self.checkpoint.keep}")
         need(self.optim.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {self.optim.warmup_steps}")
+        need(self.optim.decay in ("none", "cosine", "linear"),
+             f"optim.decay must be none, cosine or linear, got {self.optim.decay!r}")
+        need(0.0 <= self.optim.final_lr <= 1.0, f"optim.final_lr must be in [0, 1], got {self.optim.final_lr}")
         need(self.log.every >= 1, f"log.every must be >= 1, got {self.log.every}")
         need(self.eval.samples >= 0 and self.eval.batch_size >= 1,
              f"eval.samples must be >= 0 and eval.batch_size >= 1, got {self.eval.samples}, {self.eval.batch_size}")

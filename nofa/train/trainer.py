@@ -6,6 +6,7 @@ WORLD_SIZE > 1, which averages gradients), the stage's loss is back-propagated a
 steps the stage's trained parameters. Rank 0 logs, evaluates and writes checkpoints."""
 from __future__ import annotations
 
+import math
 import signal
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..models.presets import merge_config
 from ..models.avatar import load_checkpoint as load_model_file
 from .checkpoint import (get_rng_state, latest_checkpoint, load_training_checkpoint, save_training_checkpoint,
                          set_rng_state)
-from .config import TrainConfig, to_toml
+from .config import OptimConfig, TrainConfig, to_toml
 from .distributed import DistInfo, all_reduce_flag, barrier, init_distributed, shutdown
 from .logbook import RunLog, image_grid
 from .losses import LPIPSLoss, build_lpips
@@ -28,7 +29,7 @@ from . import video_stages  # noqa: F401  (importing a stage module registers it
 from .registry import get_stage
 from .stages import StageModule
 
-__all__ = ["Trainer", "build_model", "to_device", "train"]
+__all__ = ["Trainer", "build_model", "learning_rate", "to_device", "train"]
 
 
 def to_device(batch, device: torch.device):
@@ -36,6 +37,21 @@ def to_device(batch, device: torch.device):
     if hasattr(batch, "to"):
         return batch.to(device)
     return type(batch)(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(batch).items()})
+
+
+def learning_rate(optim: OptimConfig, step: int, steps: int) -> float:
+    """The lr of optimiser step `step` (0-based) of a run of `steps` steps: a linear warm-up
+    over `optim.warmup_steps`, then constant (`decay = "none"`) or falling from `optim.lr` to
+    `optim.lr * optim.final_lr` at step `steps` (cosine or linear). A function of the step
+    only, so a resumed run follows the same schedule."""
+    lr = optim.lr
+    if optim.warmup_steps:
+        lr *= min(1.0, (step + 1) / optim.warmup_steps)
+    if optim.decay != "none" and steps > optim.warmup_steps:
+        t = min(1.0, max(0.0, (step - optim.warmup_steps) / (steps - optim.warmup_steps)))
+        f = 0.5 * (1.0 + math.cos(math.pi * t)) if optim.decay == "cosine" else 1.0 - t
+        lr *= optim.final_lr + (1.0 - optim.final_lr) * f
+    return lr
 
 
 def build_model(cfg: TrainConfig) -> NOFAAvatar:
@@ -194,9 +210,7 @@ class Trainer:
         loss, scalars = self.stage.loss(self.criterion, pred, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        lr = self.cfg.optim.lr
-        if self.cfg.optim.warmup_steps:
-            lr *= min(1.0, (self.step + 1) / self.cfg.optim.warmup_steps)
+        lr = learning_rate(self.cfg.optim, self.step, self.cfg.run.steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.cfg.optim.grad_clip > 0:
