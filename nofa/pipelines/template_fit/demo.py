@@ -4,7 +4,9 @@ Pipeline: any photo -> face, 68 landmarks, EG3D-aligned crop and camera (nofa.fa
 procedural template head baked into a tri-plane avatar (nofa.pipelines.template_fit.bake; cached
 under outputs/cache keyed by its settings) -> the photo's colours put on the template's surface
 (visible surface from the photo, hidden parts from their mirror image or the photo's skin and
-hair colour, background matted out; nofa.pipelines.template_fit.texture) -> optionally a few
+hair colour, background matted out; nofa.pipelines.template_fit.texture), on the template's
+geometry warped so that its landmarks land on the photo's (nofa.pipelines.template_fit.warp; per
+photo, fitted in the same steps as the colours) -> optionally a few
 steps of fast adaptation to the front view (paper eq. 14) -> turntable GIF, contact sheet PNG,
 avatar file, coloured mesh.
 
@@ -31,6 +33,7 @@ from ...io import depth_to_rgb, load_avatar, save_animation, save_avatar, save_i
 from ...render.cameras import default_label, orbit_labels
 from .template import TemplateHead
 from .texture import TextureConfig, face_polygon_mask, texture_avatar
+from .warp import WarpConfig, fit_head_to_landmarks
 
 __all__ = ["DemoConfig", "Portrait", "astronaut_portrait", "face_psnr", "load_portrait", "run_demo",
            "template_cache_path"]
@@ -53,6 +56,8 @@ class DemoConfig:
     adapt: AdaptConfig = dataclasses.field(default_factory=lambda: AdaptConfig(
         planes="xy", steps=60, resolution=128, coarse_samples=16, importance_samples=16))
     texture: TextureConfig = dataclasses.field(default_factory=TextureConfig)
+    geometry_fit: bool = True  # warp the template to the photo's 3D landmarks before colouring (warp.py)
+    warp: WarpConfig = dataclasses.field(default_factory=WarpConfig)
     cache_dir: str | None = "outputs/cache"  # baked templates, keyed by their settings; None: no cache
     crop_size: int = 512
     view_resolution: int = 128
@@ -197,9 +202,20 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
 
     avatar = template
     texture_info = None
+    geometry = None
     if port.landmarks is not None and cfg.texture.steps > 0:
+        warp = None
+        if cfg.geometry_fit:
+            t = time.perf_counter()
+            warped, geometry = fit_head_to_landmarks(port.landmarks, front.double().numpy(), portrait.shape[-1],
+                                                     cfg.warp)
+            warp = warped.backward
+            timings["geometry_fit"] = time.perf_counter() - t
+            log(f"geometry fit: template landmarks reproject {geometry['rms_px_before']:.1f} px RMS "
+                f"-> {geometry['rms_px_after']:.1f} px (at {portrait.shape[-1]}), scale "
+                + " ".join(f"{v:.3f}" for v in geometry["scale"]))
         avatar, texture_info = texture_avatar(template, portrait, front, port.landmarks,
-                                              dataclasses.replace(cfg.texture, progress=cfg.progress))
+                                              dataclasses.replace(cfg.texture, progress=cfg.progress), warp=warp)
         timings["colour"] = texture_info["seconds"]
     adapt_cfg = dataclasses.replace(cfg.adapt, progress=cfg.progress)
     result = None
@@ -264,4 +280,5 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     return {"files": {k: str(v) for k, v in files.items()}, "timings": timings,
             "adapt_loss": (result.losses[0], result.losses[-1]) if result is not None and result.losses else None,
             "mesh_vertices": len(mesh.vertices), "face_psnr": psnr, "camera": {"yaw": port.yaw, "pitch": port.pitch},
-            "texture": texture_info and {k: v for k, v in texture_info.items() if k != "losses"}}
+            "texture": texture_info and {k: v for k, v in texture_info.items() if k != "losses"},
+            "geometry": geometry and {k: geometry[k] for k in ("rms_px_before", "rms_px_after", "scale")}}
