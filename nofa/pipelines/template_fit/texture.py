@@ -144,19 +144,13 @@ def photo_colour_field(photo: torch.Tensor, label: torch.Tensor, landmarks: np.n
 
 
 def texture_avatar(template: Avatar, photo: torch.Tensor, label: torch.Tensor, landmarks: np.ndarray,
-                   cfg: TextureConfig | None = None, head: TemplateHead | None = None,
-                   warp=None) -> tuple[Avatar, dict]:
+                   cfg: TextureConfig | None = None, head: TemplateHead | None = None) -> tuple[Avatar, dict]:
     """Fit the baked template's tri-plane so its surface carries the photo's colours.
 
     All three planes are optimised in 3D on points near the template surface: a colour L2
     (weighted by how solid the point is) towards :func:`photo_colour_field`, and an L2 keeping
     the raw density what the template had (the decoder is fixed and shared by density and
     colour). Returns (avatar, info) with info: seconds, losses, the photo's fill colours.
-
-    warp: a backward warp (points [M, 3] -> template points [M, 3], e.g. the LandmarkWarp of
-    :func:`nofa.pipelines.template_fit.warp.fit_head_to_landmarks`): the geometry is then the
-    warped template's (the density target at p is the baked template's at warp(p), the surface,
-    visibility and fill colours the warped head's), fitted in the same steps as the colour.
     """
     from .bake import sample_pool
 
@@ -166,28 +160,15 @@ def texture_avatar(template: Avatar, photo: torch.Tensor, label: torch.Tensor, l
     g = torch.Generator().manual_seed(cfg.seed)
     renderer = template.renderer(deterministic=True)
     renderer.decoder.requires_grad_(False)
-    if warp is None:
-        with torch.no_grad():
-            front = renderer(template.planes, label.reshape(1, 25).float(), cfg.depth_resolution)
-        depth = torch.where(front.weight[0, 0] > 0.5, front.depth[0, 0],
-                            torch.full_like(front.depth[0, 0], float("inf")))
-    else:
-        from .template import trace_template
-        from .warp import WarpedHead
-
-        head = WarpedHead(warp, head)
-        _, depth, _ = trace_template(label, cfg.depth_resolution, head, steps=48)
+    with torch.no_grad():
+        front = renderer(template.planes, label.reshape(1, 25).float(), cfg.depth_resolution)
+    depth = torch.where(front.weight[0, 0] > 0.5, front.depth[0, 0], torch.full_like(front.depth[0, 0], float("inf")))
     field, colours = photo_colour_field(photo, label, landmarks, depth, head, cfg)
     points, _, _ = sample_pool(head.density_and_colour, cfg.pool, template.options.box_warp, generator=g)
     chunks = range(0, len(points), 1 << 15)
-
-    def template_points(p: torch.Tensor) -> torch.Tensor:
-        return p if warp is None else warp(p.double()).float()
-
     with torch.no_grad():
         sdf = torch.cat([head.sdf(points[i:i + (1 << 15)]) for i in chunks])
-        dens_0 = torch.cat([renderer.density(template.planes, template_points(points[i:i + (1 << 15)])[None])[0, :, 0]
-                            for i in chunks])
+        dens_0 = torch.cat([renderer.density(template.planes, points[None, i:i + (1 << 15)])[0, :, 0] for i in chunks])
     # Colour only on a thin shell around the surface: a deep interior point shares its plane
     # texels with the surface above it and would pull the surface towards the fill colour.
     shell = sdf.abs() < cfg.shell
@@ -221,8 +202,7 @@ def texture_avatar(template: Avatar, photo: torch.Tensor, label: torch.Tensor, l
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
-    meta = {**template.metadata, "textured": True, "texture_steps": cfg.steps, "texture_seconds": round(seconds, 2),
-            "geometry_warped": warp is not None}
+    meta = {**template.metadata, "textured": True, "texture_steps": cfg.steps, "texture_seconds": round(seconds, 2)}
     info = {"seconds": seconds, "losses": losses, "skin": colours.skin.tolist(), "hair": colours.hair.tolist(),
             "background": colours.background.tolist()}
     return dataclasses.replace(template, planes=planes.detach().clone(), metadata=meta), info
