@@ -103,3 +103,12 @@ def test_warm_started_bake_takes_the_warped_geometry():
     assert err(template, head) < 0.85 * err(template, warped)
     assert err(shaped, warped) < 0.85 * err(shaped, head)
     assert err(shaped, warped) < err(template, warped)
+
+
+def test_cli_geometry_fit_option():
+    from nofa.cli import build_parser
+    from nofa.commands.demo import config_from_args
+
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["demo"])).geometry_fit
+    assert not config_from_args(parser.parse_args(["demo", "--no-geometry-fit"])).geometry_fit

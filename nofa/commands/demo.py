@@ -81,6 +81,7 @@ def config_from_args(args: argparse.Namespace):
         cfg.plane_resolution, cfg.channels, cfg.bake_steps, cfg.bake_pool, cfg.bake_batch = 32, 8, 20, 1 << 13, 1 << 11
         cfg.texture.steps, cfg.texture.pool, cfg.texture.batch, cfg.texture.depth_resolution = 3, 1 << 12, 1 << 10, 24
         cfg.cache_dir = None
+        cfg.geometry_steps = 3
         cfg.adapt.steps, cfg.adapt.resolution, cfg.adapt.coarse_samples, cfg.adapt.importance_samples = 3, 16, 8, 8
         cfg.view_resolution, cfg.view_samples, cfg.frames, cfg.mesh_resolution = 24, 8, 3, 32
         cfg.animation_frames = min(cfg.animation_frames, 4)

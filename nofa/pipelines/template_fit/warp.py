@@ -26,7 +26,7 @@ import torch
 from .template import TemplateHead
 
 __all__ = ["LandmarkWarp", "WarpConfig", "WarpedHead", "backproject_landmarks", "fit_head_to_landmarks",
-           "invert_warp", "project_points"]
+           "invert_warp", "project_points", "symmetrise"]
 
 
 @dataclasses.dataclass
