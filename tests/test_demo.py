@@ -35,6 +35,11 @@ def test_demo_writes_every_promised_file(demo_dir, capsys):
     assert av.metadata["adapted"] and av.metadata["adapt_steps"] == 3
     tmpl = load_avatar(demo_dir / "template.nofa")
     assert not torch.equal(av.planes, tmpl.planes)  # fast adaptation changed the tri-plane
+    try:
+        import dlib  # noqa: F401
+        assert av.metadata["geometry_warped"]  # --geometry-fit is on by default (needs the landmarks)
+    except ImportError:
+        pass
     mesh = trimesh.load(demo_dir / "head.ply", force="mesh")
     assert len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
     # the demo moves: animation.mp4 + .gif, 4 frames with --quick, the camera sweeping

@@ -2,6 +2,7 @@
 the template cache."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -95,3 +96,10 @@ def test_template_cache(tmp_path):
     assert template_cache_path(DemoConfig(cache_dir="c", bake_steps=6)) != template_cache_path(
         DemoConfig(cache_dir="c", bake_steps=5))
     assert np.isfinite(first["face_psnr"])
+    # The geometry fit (on by default) moved the template's landmarks onto the photo's.
+    geo = first["geometry"]
+    assert geo["rms_px_after"] < 0.5 * geo["rms_px_before"]
+    assert __import__("nofa").io.load_avatar(first["files"]["avatar"]).metadata["geometry_warped"]
+    off = run_demo(dataclasses.replace(cfg("c"), geometry_fit=False), log=logs.append)
+    assert off["geometry"] is None and "geometry_warped" not in __import__("nofa").io.load_avatar(
+        off["files"]["avatar"]).metadata

@@ -19,10 +19,11 @@ it, aligns an EG3D crop and estimates the camera, as `nofa prepare` does).
 
 What it does: a procedural template head is baked into an EG3D tri-plane + decoder (cached in
 outputs/cache/, keyed by the bake settings), then the photo's colours are put on the template's
-surface: what the photo's camera sees takes the photo's colour, hidden parts their mirror
+surface (warped to the photo's landmarks): what the photo's camera sees takes the photo's colour, hidden parts their mirror
 image's or the photo's skin/hair colour, the background is matted out (docs/faces.md).
 Optionally --steps of fast adaptation (NOFA++ eq. 14) refine the front view. nofa ships no
-trained NOFA++ weights, so this is NOT the learned one-shot encoder: geometry is the template's.
+trained NOFA++ weights, so this is NOT the learned one-shot encoder: geometry is the template's,
+warped (--geometry-fit) so that its landmarks land on the photo's.
 --quick is a smoke test."""
 
 
@@ -34,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fast-adaptation steps on the front view after colouring (default 60)")
     p.add_argument("--colour-steps", type=nonnegative_int, default=120,
                    help="steps fitting the photo's surface colours into the tri-plane (default 120)")
+    p.add_argument("--geometry-fit", action=argparse.BooleanOptionalAction, default=True,
+                   help="warp the template so its 3D landmarks land on the photo's before colouring (default on; "
+                        "--no-geometry-fit: the template's own shape)")
     p.add_argument("--no-cache", action="store_true", help="bake the template even if outputs/cache has it")
     p.add_argument("--fit-resolution", type=positive_int, default=128,
                    help="render size during fitting (default 128, the size of the output views)")
@@ -68,6 +72,7 @@ def config_from_args(args: argparse.Namespace):
     from nofa.pipelines.template_fit.texture import TextureConfig
 
     cfg = DemoConfig(out_dir=args.out, texture=TextureConfig(steps=args.colour_steps),
+                     geometry_fit=args.geometry_fit,
                      cache_dir=None if args.no_cache else "outputs/cache", image=args.image, template=args.template, plane_resolution=args.plane_resolution,
                      bake_steps=args.bake_steps, adapt=adapt, view_resolution=args.resolution,
                      view_samples=args.samples, frames=args.frames, mesh_resolution=args.mesh_resolution,
@@ -76,6 +81,7 @@ def config_from_args(args: argparse.Namespace):
         cfg.plane_resolution, cfg.channels, cfg.bake_steps, cfg.bake_pool, cfg.bake_batch = 32, 8, 20, 1 << 13, 1 << 11
         cfg.texture.steps, cfg.texture.pool, cfg.texture.batch, cfg.texture.depth_resolution = 3, 1 << 12, 1 << 10, 24
         cfg.cache_dir = None
+        cfg.geometry_steps = 3
         cfg.adapt.steps, cfg.adapt.resolution, cfg.adapt.coarse_samples, cfg.adapt.importance_samples = 3, 16, 8, 8
         cfg.view_resolution, cfg.view_samples, cfg.frames, cfg.mesh_resolution = 24, 8, 3, 32
         cfg.animation_frames = min(cfg.animation_frames, 4)

@@ -3,6 +3,8 @@ from .adapt import AdaptConfig, fast_adapt
 from .bake import bake_field, sample_pool
 from .demo import DemoConfig, astronaut_portrait, run_demo
 from .template import TemplateHead, head_sdf
+from .warp import LandmarkWarp, WarpConfig, WarpedHead, fit_head_to_landmarks
 
-__all__ = ["AdaptConfig", "DemoConfig", "TemplateHead", "astronaut_portrait", "bake_field", "fast_adapt",
-           "head_sdf", "run_demo", "sample_pool"]
+__all__ = ["AdaptConfig", "DemoConfig", "LandmarkWarp", "TemplateHead", "WarpConfig", "WarpedHead",
+           "astronaut_portrait", "bake_field", "fast_adapt", "fit_head_to_landmarks", "head_sdf", "run_demo",
+           "sample_pool"]

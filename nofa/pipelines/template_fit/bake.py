@@ -84,11 +84,15 @@ def bake_field(
     seed: int = 0,
     progress: bool = False,
     metadata: dict | None = None,
+    init: Avatar | None = None,
 ) -> Avatar:
     """Fit planes [1, 3, channels, R, R] + an OSGDecoder to `field`; returns the Avatar.
 
     The avatar's render options are `options` (default: EG3D's, but with the sample range
     from each ray's intersection with the box, see RenderOptions.ray_start).
+
+    init: start from this avatar's planes, decoder and options instead of random ones
+    (plane_resolution, channels and hidden are then the init's).
 
     The density loss is an L2 on raw density / density_scale; the colour loss an L2 on the
     decoder's first three feature channels, weighted by how solid the point is.
@@ -99,8 +103,13 @@ def bake_field(
     points, dens_t, rgb_t = sample_pool(field, pool, box_warp, surface_level, generator=g)
     solid = torch.sigmoid((dens_t - surface_level) / 4.0)[:, None]  # colour matters where visible
     torch.manual_seed(seed)
-    decoder = OSGDecoder(n_features=channels, hidden=hidden)
-    planes = torch.nn.Parameter(torch.randn(1, 3, channels, plane_resolution, plane_resolution, generator=g) * 0.1)
+    if init is None:
+        decoder = OSGDecoder(n_features=channels, hidden=hidden)
+        planes = torch.nn.Parameter(torch.randn(1, 3, channels, plane_resolution, plane_resolution, generator=g) * 0.1)
+    else:  # warm start: a nearby field (e.g. the template warped to a person) converges in far fewer steps
+        decoder = init.decoder()
+        planes = torch.nn.Parameter(init.planes.detach().clone().float())
+        options = options or init.options
     # Baked avatars sample only inside the tri-plane box by default (ray/box intersection):
     # outside it every plane reads zero, which a baked decoder has not learned to ignore.
     opts = options or RenderOptions(ray_start=None, ray_end=None)

@@ -4,7 +4,9 @@ Pipeline: any photo -> face, 68 landmarks, EG3D-aligned crop and camera (nofa.fa
 procedural template head baked into a tri-plane avatar (nofa.pipelines.template_fit.bake; cached
 under outputs/cache keyed by its settings) -> the photo's colours put on the template's surface
 (visible surface from the photo, hidden parts from their mirror image or the photo's skin and
-hair colour, background matted out; nofa.pipelines.template_fit.texture) -> optionally a few
+hair colour, background matted out; nofa.pipelines.template_fit.texture), on the template's
+geometry warped so that its landmarks land on the photo's (nofa.pipelines.template_fit.warp; per
+photo, re-baked from the cached template in a few warm-started steps) -> optionally a few
 steps of fast adaptation to the front view (paper eq. 14) -> turntable GIF, contact sheet PNG,
 avatar file, coloured mesh.
 
@@ -31,6 +33,7 @@ from ...io import depth_to_rgb, load_avatar, save_animation, save_avatar, save_i
 from ...render.cameras import default_label, orbit_labels
 from .template import TemplateHead
 from .texture import TextureConfig, face_polygon_mask, texture_avatar
+from .warp import WarpConfig, fit_head_to_landmarks
 
 __all__ = ["DemoConfig", "Portrait", "astronaut_portrait", "face_psnr", "load_portrait", "run_demo",
            "template_cache_path"]
@@ -53,6 +56,10 @@ class DemoConfig:
     adapt: AdaptConfig = dataclasses.field(default_factory=lambda: AdaptConfig(
         planes="xy", steps=60, resolution=128, coarse_samples=16, importance_samples=16))
     texture: TextureConfig = dataclasses.field(default_factory=TextureConfig)
+    geometry_fit: bool = True  # warp the template to the photo's 3D landmarks before colouring (warp.py)
+    warp: WarpConfig = dataclasses.field(default_factory=WarpConfig)
+    geometry_steps: int = 150  # bake steps of the warped head, warm-started from the cached template
+    geometry_lr: float = 0.02
     cache_dir: str | None = "outputs/cache"  # baked templates, keyed by their settings; None: no cache
     crop_size: int = 512
     view_resolution: int = 128
@@ -197,9 +204,27 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
 
     avatar = template
     texture_info = None
+    geometry = None
+    shaped = template
     if port.landmarks is not None and cfg.texture.steps > 0:
-        avatar, texture_info = texture_avatar(template, portrait, front, port.landmarks,
-                                              dataclasses.replace(cfg.texture, progress=cfg.progress))
+        head = TemplateHead()
+        if cfg.geometry_fit and cfg.template:
+            log("note: no geometry fit for a given --template (it is not the procedural head)")
+        elif cfg.geometry_fit:
+            # Per photo: the warped head re-baked from the cached template (warm start, few steps).
+            t = time.perf_counter()
+            head, geometry = fit_head_to_landmarks(port.landmarks, front.double().numpy(), portrait.shape[-1],
+                                                   cfg.warp)
+            log(f"geometry fit: template landmarks reproject {geometry['rms_px_before']:.1f} px RMS "
+                f"-> {geometry['rms_px_after']:.1f} px (at {portrait.shape[-1]}), face scale "
+                + " ".join(f"{v:.3f}" for v in geometry["scale"]))
+            shaped = bake_field(head, steps=cfg.geometry_steps, batch=cfg.bake_batch, pool=cfg.bake_pool,
+                                lr=cfg.geometry_lr, seed=cfg.seed, progress=cfg.progress, init=template,
+                                metadata={"template": "nofa.pipelines.template_fit.TemplateHead",
+                                          "geometry_warped": True})
+            timings["geometry_fit"] = time.perf_counter() - t
+        avatar, texture_info = texture_avatar(shaped, portrait, front, port.landmarks,
+                                              dataclasses.replace(cfg.texture, progress=cfg.progress), head)
         timings["colour"] = texture_info["seconds"]
     adapt_cfg = dataclasses.replace(cfg.adapt, progress=cfg.progress)
     result = None
@@ -218,7 +243,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     res = cfg.view_resolution
     front_out = _views(avatar, front[None], res, cfg.view_samples)[0]
     novel_outs = _views(avatar, novel, res, cfg.view_samples)
-    tmpl_out = _views(template, front[None], res, cfg.view_samples)[0]
+    tmpl_out = _views(shaped, front[None], res, cfg.view_samples)[0]
     size = (res, res)
     tiles = [to_uint8(torch.nn.functional.interpolate(portrait[None], size=size, mode="area")[0]),
              to_uint8(tmpl_out.rgb[0]), to_uint8(front_out.rgb[0])]
@@ -226,7 +251,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     tiles.append(depth_to_rgb(front_out.depth[0], front_out.weight[0]))
     psnr = face_psnr(front_out.rgb[0], torch.nn.functional.interpolate(portrait[None], size=size, mode="area")[0],
                      port.landmarks, portrait.shape[-1])
-    names = ["input (aligned)", "template", f"front {psnr:.1f} dB", f"yaw -{cfg.yaw_range_deg:g}", "yaw -/2 pitch",
+    names = ["input (aligned)", "template" + (" (fitted)" if geometry else ""), f"front {psnr:.1f} dB", f"yaw -{cfg.yaw_range_deg:g}", "yaw -/2 pitch",
              "yaw +/2 pitch", f"yaw +{cfg.yaw_range_deg:g}", "depth"]
     files["contact_sheet"] = save_image(out / "contact_sheet.png", _contact_sheet(tiles, names))
     timings["views"] = time.perf_counter() - t
@@ -264,4 +289,5 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     return {"files": {k: str(v) for k, v in files.items()}, "timings": timings,
             "adapt_loss": (result.losses[0], result.losses[-1]) if result is not None and result.losses else None,
             "mesh_vertices": len(mesh.vertices), "face_psnr": psnr, "camera": {"yaw": port.yaw, "pitch": port.pitch},
-            "texture": texture_info and {k: v for k, v in texture_info.items() if k != "losses"}}
+            "texture": texture_info and {k: v for k, v in texture_info.items() if k != "losses"},
+            "geometry": geometry and {k: geometry[k] for k in ("rms_px_before", "rms_px_after", "scale")}}

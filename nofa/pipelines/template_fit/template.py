@@ -176,7 +176,8 @@ def trace_template(
     """Sphere-trace the procedural head's surface from one camera (no tri-plane, no baking).
 
     Exact renders of the template at a known camera, used to measure landmark detection and
-    camera estimation against ground truth. label: [25] EG3D camera label.
+    camera estimation against ground truth. label: [25] EG3D camera label. head: any object
+    with the TemplateHead interface (e.g. a landmark-warped head, nofa.pipelines.template_fit.warp).
     Returns rgb [3, R, R] in [-1, 1] (background `background`), depth [R, R] along the ray
     (inf where missed) and the hit mask [R, R] (bool).
     """
@@ -197,7 +198,7 @@ def trace_template(
         idx = alive.nonzero().squeeze(-1)
         if idx.numel() == 0:
             break
-        d = head_sdf(origins[idx] + t[idx, None] * dirs[idx])
+        d = head.sdf(origins[idx] + t[idx, None] * dirs[idx])
         t[idx] += d
         done = d < 2e-4
         hit[idx] = done
