@@ -15,14 +15,14 @@ with the source frame's own expression (alpha_t, beta_s), which separates what t
 learned about expressions from a warp that does not depend on them."""
 from __future__ import annotations
 
-import torch
-
-from ..models import AvatarVolume, NOFAAvatar
+import contextlib
 from typing import Callable
 
 import numpy as np
+import torch
 
 from ..metrics.image import ssim as ssim_uint8
+from ..models import AvatarVolume, NOFAAvatar
 from .boxes import REGIONS, crop_boxes, region_box
 from .data import HELDOUT_STREAM, SyntheticBatch, SyntheticSource
 from .forward import reconstruct, render_views
@@ -58,30 +58,38 @@ def evaluate(model: NOFAAvatar, batches: list[SyntheticBatch], lpips: LPIPSLoss 
     """Mean metrics over the held-out batches -> ({"eval/coarse/psnr_novel": ..., ...}, last
     predictions for an image grid). Rendering is deterministic and the global RNG is left
     untouched (a run's random stream must not depend on when it evaluates)."""
-    opts = model.renderer.options
-    model.renderer.options = opts.replace(deterministic=True)
     sums: dict[str, list[torch.Tensor]] = {}
     last: dict = {}
+    with _held_out_mode(model):
+        for b in batches:
+            kinds = {}
+            vol, coarse = reconstruct(model, b.image_s, b.camera_s, fine=fine)
+            kinds["coarse"] = render_views(model, vol if not fine else _coarse(model, vol), b.camera_s, b.camera_t,
+                                           source=coarse)
+            if fine:
+                kinds["fine"] = render_views(model, vol, b.camera_s, b.camera_t)
+            if baseline:
+                ws = model.generator.w_avg.expand(len(b), model.num_ws, -1).contiguous()
+                avg = model.volume_from_feature(*model.generator.head(ws), ws)
+                kinds["wavg"] = render_views(model, avg, b.camera_s, b.camera_t)
+            for kind, pred in kinds.items():
+                for k, v in score(pred, b, lpips).items():
+                    sums.setdefault(f"eval/{kind}/{k}", []).append(v)
+            last = {"batch": b, **kinds}
+    return {k: float(torch.cat(v).mean()) for k, v in sums.items()}, last
+
+
+@contextlib.contextmanager
+def _held_out_mode(model: NOFAAvatar):
+    """Deterministic rendering, and the global RNG left as it was (a run's random stream must
+    not depend on when it evaluates); the render options are restored afterwards."""
+    opts = model.renderer.options
+    model.renderer.options = opts.replace(deterministic=True)
     try:
         with torch.random.fork_rng(devices=[]):
-            for b in batches:
-                kinds = {}
-                vol, coarse = reconstruct(model, b.image_s, b.camera_s, fine=fine)
-                kinds["coarse"] = render_views(model, vol if not fine else _coarse(model, vol), b.camera_s, b.camera_t,
-                                               source=coarse)
-                if fine:
-                    kinds["fine"] = render_views(model, vol, b.camera_s, b.camera_t)
-                if baseline:
-                    ws = model.generator.w_avg.expand(len(b), model.num_ws, -1).contiguous()
-                    avg = model.volume_from_feature(*model.generator.head(ws), ws)
-                    kinds["wavg"] = render_views(model, avg, b.camera_s, b.camera_t)
-                for kind, pred in kinds.items():
-                    for k, v in score(pred, b, lpips).items():
-                        sums.setdefault(f"eval/{kind}/{k}", []).append(v)
-                last = {"batch": b, **kinds}
+            yield
     finally:
         model.renderer.options = opts
-    return {k: float(torch.cat(v).mean()) for k, v in sums.items()}, last
 
 
 def _coarse(model: NOFAAvatar, vol: AvatarVolume) -> AvatarVolume:
@@ -116,26 +124,21 @@ def evaluate_reenactment(model: NOFAAvatar, batches: list[VideoBatch], lpips: LP
     metrics compare the target's mouth box (nofa/train/boxes.py) cropped from both images at
     64 x 64. Deterministic rendering; the global RNG is left untouched."""
     beta = beta or (lambda b: b.beta_t)
-    opts = model.renderer.options
-    model.renderer.options = opts.replace(deterministic=True)
     sums: dict[str, list[torch.Tensor]] = {}
     last: dict = {}
-    try:
-        with torch.random.fork_rng(devices=[]):
-            for b in batches:
-                vol, _ = reconstruct(model, b.image_s, b.camera_s, fine=True)
-                kinds = {"deformed": model.render(vol, b.camera_t, b.alpha_t, beta(b))["image"],
-                         "canonical": model.render(vol, b.camera_t)["image"],
-                         "source_beta": model.render(vol, b.camera_t, b.alpha_t, b.beta_s)["image"]}
-                box = region_box(b.landmarks_t, "mouth", b.image_t.shape[-1], margin)
-                size = REGIONS["mouth"][2]
-                tgt_mouth = crop_boxes(b.image_t, box, size)
-                for kind, img in kinds.items():
-                    for k, v in image_scores(img, b.image_t, lpips).items():
-                        sums.setdefault(f"eval/{kind}/{k}", []).append(v.cpu())
-                    for k, v in image_scores(crop_boxes(img, box, size), tgt_mouth, lpips).items():
-                        sums.setdefault(f"eval/{kind}/{k}_mouth", []).append(v.cpu())
-                last = {"batch": b, **kinds}
-    finally:
-        model.renderer.options = opts
+    with _held_out_mode(model):
+        for b in batches:
+            vol, _ = reconstruct(model, b.image_s, b.camera_s, fine=True)
+            kinds = {"deformed": model.render(vol, b.camera_t, b.alpha_t, beta(b))["image"],
+                     "canonical": model.render(vol, b.camera_t)["image"],
+                     "source_beta": model.render(vol, b.camera_t, b.alpha_t, b.beta_s)["image"]}
+            box = region_box(b.landmarks_t, "mouth", b.image_t.shape[-1], margin)
+            size = REGIONS["mouth"][2]
+            tgt_mouth = crop_boxes(b.image_t, box, size)
+            for kind, img in kinds.items():
+                for k, v in image_scores(img, b.image_t, lpips).items():
+                    sums.setdefault(f"eval/{kind}/{k}", []).append(v.cpu())
+                for k, v in image_scores(crop_boxes(img, box, size), tgt_mouth, lpips).items():
+                    sums.setdefault(f"eval/{kind}/{k}_mouth", []).append(v.cpu())
+            last = {"batch": b, **kinds}
     return {k: float(torch.cat(v).mean()) for k, v in sums.items()}, last

@@ -428,21 +428,7 @@ def _check_coeffs(clip: str, d: Path, T: int) -> list[DatasetProblem]:
     out: list[DatasetProblem] = []
     npy, folder = d / "coeffs.npy", d / "coeffs"
     if npy.is_file():
-        try:
-            arr = np.load(npy, allow_pickle=False)
-        except Exception as e:  # numpy raises several types for damaged files
-            return [DatasetProblem(clip, None, npy, f"coefficients unreadable ({type(e).__name__}: {e})")]
-        if arr.ndim != 2 or arr.shape[1] != DEEP3D_WIDTH:
-            out.append(DatasetProblem(clip, None, npy, f"coefficients must have shape [T, {DEEP3D_WIDTH}] "
-                                      f"(Deep3DFaceRecon), got {list(arr.shape)}"))
-        if arr.ndim >= 1 and arr.shape[0] != T:
-            out.append(DatasetProblem(clip, None, npy, f"{arr.shape[0]} coefficient rows for {T} frames"))
-        if not np.issubdtype(arr.dtype, np.number):
-            out.append(DatasetProblem(clip, None, npy, f"coefficients must be numbers, got dtype {arr.dtype}"))
-        elif arr.ndim >= 1 and arr.shape[0] and (rows := _bad_rows(arr)):
-            out.append(DatasetProblem(clip, rows[0], npy, f"coefficients have NaN or infinite values in "
-                                      f"{len(rows)} row(s): {rows[:10]}"))
-        return out
+        return _check_array(clip, npy, T, "coefficients", ((DEEP3D_WIDTH,),), row_noun="coefficient")
     if folder.is_dir():
         mats = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".mat"), key=lambda p: natural_key(p.name))
         if len(mats) != T:
@@ -476,14 +462,15 @@ def _check_labels(clip: str, d: Path, frames: list[Path]) -> list[DatasetProblem
     return out
 
 
-def _check_array(clip: str, path: Path, T: int, what: str, shapes: tuple[tuple[int, ...], ...]) -> list[DatasetProblem]:
+def _check_array(clip: str, path: Path, T: int, what: str, shapes: tuple[tuple[int, ...], ...],
+                 row_noun: str | None = None) -> list[DatasetProblem]:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy raises several types for damaged files
         return [DatasetProblem(clip, None, path, f"{what} unreadable ({type(e).__name__}: {e})")]
     out = []
     if arr.ndim < 1 or arr.shape[0] != T:
-        out.append(DatasetProblem(clip, None, path, f"{arr.shape[0] if arr.ndim else 0} {what} rows for {T} frames"))
+        out.append(DatasetProblem(clip, None, path, f"{arr.shape[0] if arr.ndim else 0} {row_noun or what} rows for {T} frames"))
     if arr.shape[1:] not in shapes:
         want = " or ".join("[T, " + ", ".join(map(str, s)) + "]" for s in shapes)
         out.append(DatasetProblem(clip, None, path, f"{what} must have shape {want}, got {list(arr.shape)}"))
