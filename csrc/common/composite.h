@@ -16,14 +16,18 @@
 // pass the ray count, reading sample-major [S, rays] copies in which thread r walks column r
 // and neighbouring threads touch neighbouring addresses (coalesced). The arithmetic is the
 // same for every stride; tests/cpp/test_composite_math.cpp checks strided against stride 1.
+// The CPU passes UnitStride, a compile-time 1, so its indexing compiles to the unstrided one.
 #pragma once
 #include <cfloat>
 #include <cmath>
+#include <type_traits>
 
 #include "common/macros.h"
 #include "common/osg_decoder.h"
 
 namespace nofa {
+
+using UnitStride = std::integral_constant<int64_t, 1>;
 
 template <typename T>
 struct FloatMax;
@@ -73,8 +77,8 @@ struct Interval {
 };
 
 // Samples k and k + 1 are dens / z[k * stride] and [(k + 1) * stride].
-template <typename T>
-NOFA_HD Interval<T> interval_at(const T* dens, const T* z, int64_t k, int64_t stride = 1) {
+template <typename T, typename Stride = int64_t>
+NOFA_HD Interval<T> interval_at(const T* dens, const T* z, int64_t k, Stride stride = 1) {
   Interval<T> iv;
   const int64_t i = k * stride, j = (k + 1) * stride;
   iv.sigma = density_activation((dens[i] + dens[j]) / T(2), iv.dsigma);
@@ -100,8 +104,8 @@ NOFA_HD void store_interval(T* buf, int64_t K, int64_t stride, int64_t k, const 
 
 // All K intervals of a ray into the scratch (every field but kTrans); `stride` is both the
 // inputs' sample stride and the scratch's (1 on the CPU, the ray count on CUDA).
-template <typename T>
-NOFA_HD void fill_intervals(const T* dens, const T* z, int64_t K, T* buf, int64_t stride) {
+template <typename T, typename Stride>
+NOFA_HD void fill_intervals(const T* dens, const T* z, int64_t K, T* buf, Stride stride) {
   for (int64_t k = 0; k < K; ++k) store_interval(buf, K, stride, k, interval_at(dens, z, k, stride));
 }
 
@@ -183,8 +187,8 @@ NOFA_HD T bound_share(T total, int64_t count) {
 // Forward weights of one ray with S = K + 1 depths z (sample s at z[s * stride]) and
 // alpha_k = alpha_at(k). Writes w_k to w[k * stride] (w may be null) and returns sum(w) and
 // sum(w * depth_mid).
-template <typename T, typename AlphaAt>
-NOFA_HD void ray_weights(const T* z, int64_t K, const AlphaAt& alpha_at, T* w, int64_t stride,
+template <typename T, typename AlphaAt, typename Stride>
+NOFA_HD void ray_weights(const T* z, int64_t K, const AlphaAt& alpha_at, T* w, Stride stride,
                          T& wsum, T& zsum) {
   T trans = T(1);
   wsum = zsum = T(0);
@@ -217,9 +221,9 @@ struct RayCotangents {
 // part, which goes to glo / ghi (dL/d lo, dL/d hi) for the caller to route to the
 // elements of depths that hold the minimum / maximum. On return field kTrans holds the
 // weights w_k (the colour gradient needs them).
-template <typename T>
+template <typename T, typename Stride>
 NOFA_HD void ray_backward(const T* z, int64_t K, const RayCotangents<T>& ct, T* buf,
-                          int64_t stride, T* gdens, T* gz, T& glo, T& ghi) {
+                          Stride stride, T* gdens, T* gz, T& glo, T& ghi) {
   auto at = [&](IntervalField f, int64_t k) -> T& { return buf[(f * K + k) * stride]; };
   // Depth midpoint of interval k (samples k and k + 1).
   auto zmid = [&](int64_t k) { return (z[k * stride] + z[(k + 1) * stride]) / T(2); };
