@@ -240,6 +240,10 @@ def test_composite_direct_half_colours(device, dtype):
         assert g.dtype == torch.float32 and rel_err(g, w) <= 1e-6
     with pytest.raises(RuntimeError, match="densities must be float32"):
         torch.ops.nofa.composite_rays(ch, d.to(dtype), z, False)
+    with pytest.raises(RuntimeError, match="S >= 2"):  # one sample: no interval
+        torch.ops.nofa.composite_rays(ch[:, :, :1], d[:, :, :1], z[:, :, :1], False)
+    with torch.autocast("cuda", dtype=dtype), pytest.raises(ValueError, match="S >= 2"):
+        ops.composite_rays(c[:, :, :1], d[:, :, :1], z[:, :, :1])
     with pytest.raises(RuntimeError, match="depths_b must be float32"):
         torch.ops.nofa.composite_rays_merged(ca.to(dtype), da, za, cb.to(dtype), db, zb.double(), False)
 
