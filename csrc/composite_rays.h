@@ -8,8 +8,31 @@
 
 namespace nofa {
 
+// float16 / bfloat16 colours: what torch.autocast("cuda") hands the CUDA kernels, with
+// float32 densities and depths.
+inline bool is_half_colors(const at::Tensor& colors) {
+  return colors.scalar_type() == at::kHalf || colors.scalar_type() == at::kBFloat16;
+}
+
+// The dtypes of one sample set: float32 / float64 throughout, or (half_colors, CUDA only)
+// float16 / bfloat16 colours with float32 densities and depths.
+inline void check_sample_dtypes(const at::Tensor& colors, const char* c, const at::Tensor& densities,
+                                const char* d, const at::Tensor& depths, const char* z, bool half_colors) {
+  if (half_colors && is_half_colors(colors)) {
+    TORCH_CHECK(densities.scalar_type() == at::kFloat, "nofa: with ", colors.scalar_type(), " ", c, ", ", d,
+                " must be float32, got ", densities.scalar_type());
+    TORCH_CHECK(depths.scalar_type() == at::kFloat, "nofa: with ", colors.scalar_type(), " ", c, ", ", z,
+                " must be float32, got ", depths.scalar_type());
+    return;
+  }
+  check_float(colors, c);
+  check_same_dtype(colors, c, densities, d);
+  check_same_dtype(colors, c, depths, z);
+}
+
+// half_colors: accept float16 / bfloat16 colours (the CUDA kernels; the CPU ones do not).
 inline void check_composite_rays(const at::Tensor& colors, const at::Tensor& densities,
-                                 const at::Tensor& depths) {
+                                 const at::Tensor& depths, bool half_colors = false) {
   check_dim(colors, 4, "colors", "[N, R, S, C]");
   check_dim(densities, 4, "densities", "[N, R, S, 1]");
   check_dim(depths, 4, "depths", "[N, R, S, 1]");
@@ -25,15 +48,13 @@ inline void check_composite_rays(const at::Tensor& colors, const at::Tensor& den
   }
   TORCH_CHECK(colors.size(2) >= 2, "nofa: composite_rays needs S >= 2 samples per ray (one "
               "interval), got colors ", shape_str(colors));
-  check_float(colors, "colors");
-  check_same_dtype(colors, "colors", densities, "densities");
-  check_same_dtype(colors, "colors", depths, "depths");
+  check_sample_dtypes(colors, "colors", densities, "densities", depths, "depths", half_colors);
   check_same_device(colors, "colors", densities, "densities");
   check_same_device(colors, "colors", depths, "depths");
 }
 
-// A cotangent of one output, contiguous in the inputs' dtype, or an undefined tensor when
-// absent (None from autograd) or empty.
+// A cotangent of one output, contiguous in like's dtype (the outputs' dtype: that of the
+// densities), or an undefined tensor when absent (None from autograd) or empty.
 inline at::Tensor cotangent(const std::optional<at::Tensor>& g, const at::Tensor& like,
                             at::IntArrayRef shape, const char* name) {
   if (!g.has_value() || !g->defined()) return at::Tensor();

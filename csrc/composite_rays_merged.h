@@ -5,13 +5,15 @@
 #include <string>
 
 #include "checks.h"
+#include "composite_rays.h"
 
 namespace nofa {
 
 // One sample set: colors [N, R, S, C], densities and depths [N, R, S, 1], same dtype /
-// device. `set` is "a" or "b" (the argument names are colors_a, densities_b, ...).
+// device (float16 / bfloat16 colours with float32 densities and depths when half_colors).
+// `set` is "a" or "b" (the argument names are colors_a, densities_b, ...).
 inline void check_merged_set(const at::Tensor& colors, const at::Tensor& densities,
-                             const at::Tensor& depths, const std::string& set) {
+                             const at::Tensor& depths, const std::string& set, bool half_colors) {
   const std::string c = "colors_" + set, d = "densities_" + set, z = "depths_" + set;
   check_dim(colors, 4, c.c_str(), "[N, R, S, C]");
   check_dim(densities, 4, d.c_str(), "[N, R, S, 1]");
@@ -26,9 +28,7 @@ inline void check_merged_set(const at::Tensor& colors, const at::Tensor& densiti
                 shape_str(colors), ", ", d, " ", shape_str(densities), ", ", z, " ",
                 shape_str(depths));
   }
-  check_float(colors, c.c_str());
-  check_same_dtype(colors, c.c_str(), densities, d.c_str());
-  check_same_dtype(colors, c.c_str(), depths, z.c_str());
+  check_sample_dtypes(colors, c.c_str(), densities, d.c_str(), depths, z.c_str(), half_colors);
   check_same_device(colors, c.c_str(), densities, d.c_str());
   check_same_device(colors, c.c_str(), depths, z.c_str());
 }
@@ -36,9 +36,9 @@ inline void check_merged_set(const at::Tensor& colors, const at::Tensor& densiti
 inline void check_composite_rays_merged(const at::Tensor& colors_a, const at::Tensor& densities_a,
                                         const at::Tensor& depths_a, const at::Tensor& colors_b,
                                         const at::Tensor& densities_b,
-                                        const at::Tensor& depths_b) {
-  check_merged_set(colors_a, densities_a, depths_a, "a");
-  check_merged_set(colors_b, densities_b, depths_b, "b");
+                                        const at::Tensor& depths_b, bool half_colors = false) {
+  check_merged_set(colors_a, densities_a, depths_a, "a", half_colors);
+  check_merged_set(colors_b, densities_b, depths_b, "b", half_colors);
   TORCH_CHECK(colors_a.size(0) == colors_b.size(0) && colors_a.size(1) == colors_b.size(1) &&
                   colors_a.size(3) == colors_b.size(3),
               "nofa: colors_a and colors_b must agree in N, R, C, got ", shape_str(colors_a),

@@ -10,7 +10,7 @@ import nofa.ops as ops
 from nofa.ops.cpu_isa import use_cpu_isa
 from nofa.ops import reference
 
-from conftest import HAS_CUDA, assert_grads_close, require_kernels
+from conftest import DEVICES, HAS_CUDA, assert_grads_close, require_kernels
 from test_composite_rays import FWD_TOL, GRAD_TOL, depth_tol
 
 OP = "composite_rays_merged"
@@ -152,8 +152,11 @@ def test_scalar_cpu_path():
         compare(make_sets(2, 20, 48, 48, 3), white_back=True)
 
 
-def test_non_contiguous():
-    ca, da, za, cb, db, zb = make_sets(2, 12, 7, 5, 6)
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_contiguous(device):
+    # On CUDA the host makes sample-major copies of the densities and depths of both sets.
+    require_kernels(device)
+    ca, da, za, cb, db, zb = make_sets(2, 12, 7, 5, 6, device)
     ca = ca.transpose(0, 1).contiguous().transpose(0, 1)[..., ::2]
     cb = cb[..., 1::2]
     da = da.transpose(1, 2).contiguous().transpose(1, 2)
@@ -208,13 +211,14 @@ def test_opcheck():
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible: CUDA kernel not exercised")
 @pytest.mark.parametrize("sizes", SIZES, ids=[f"{a}+{b}" for a, b in SIZES])
 @pytest.mark.parametrize("white_back", [False, True])
-def test_cuda_kernel_matches_cpu_kernel(sizes, white_back):
+@pytest.mark.parametrize("C", [3, 32, 33])
+def test_cuda_kernel_matches_cpu_kernel(sizes, white_back, C):
     # The CUDA kernel runs the same per-ray math on the same merged order as the CPU
     # kernel: outputs and all six gradients agree to float rounding (sums over channels
     # may be ordered differently), and the clamp-bound gradient spans both sets.
     require_kernels("cuda")
     require_kernels("cpu")
-    inputs = make_sets(2, 20, *sizes, 32)
+    inputs = make_sets(2, 20, *sizes, C)
     outs, _ = run(inputs, "kernels", white_back)
     cots = [torch.randn_like(o) for o in outs]
     c_out, c_grads = run(inputs, "kernels", white_back, cots)

@@ -83,6 +83,16 @@ def test_matches_reference(device, S, C, white_back):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("C", [0, 5, 33, 96])
+def test_channel_counts(device, C):
+    # The CUDA colour dot product runs one group of L lanes per (ray, sample), L = C rounded
+    # up to a power of two (at most 32, looping above): C = 0 (no colour work), 5 (L = 8,
+    # idle lanes), 33 and 96 (loops, a partial one for 33); 37 rays * 7 samples * L lanes is
+    # no multiple of the block size, so the last block has threads past the last group.
+    compare(make_inputs(1, 37, 7, C, device), white_back=C % 2 == 1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_many_rays(device):
     # N * R = 10^5 rays.
     compare(make_inputs(2, 50_000, 3, 3, device), white_back=True)

@@ -1,7 +1,8 @@
 """Half precision (issue 17 item 3): under torch.autocast("cuda") the tri-plane kernels read
-float16 / bfloat16 planes with float32 points, taps and accumulation; compared with the
-float32 reference under the tolerances documented in docs/sample_triplane.md. On the CPU
-autocast changes nothing (float32 kernels)."""
+float16 / bfloat16 planes with float32 points, taps and accumulation, and the compositing
+kernels float16 / bfloat16 colours with float32 densities, depths and accumulation; compared
+with the float32 reference under the tolerances documented in docs/sample_triplane.md and
+docs/composite_rays.md. On the CPU autocast changes nothing (float32 kernels)."""
 from __future__ import annotations
 
 import pytest
@@ -12,6 +13,8 @@ import nofa.ops as ops
 from nofa.ops import reference
 
 from conftest import DEVICES, HAS_CUDA, rel_err, require_kernels
+from test_composite_merged import make_sets
+from test_composite_rays import make_inputs as composite_inputs
 
 cuda_only = [pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible: CUDA kernel not exercised")]
 
@@ -129,3 +132,158 @@ def test_cpu_autocast_keeps_float32(device):
         s_auto = ops.sample_triplane(t[0], t[1], 1.0, "mean")
     assert all(a.dtype == torch.float32 and torch.equal(a, p) for a, p in zip(auto, plain))
     assert s_auto.dtype == torch.float32 and torch.equal(s_auto, ops.sample_triplane(t[0], t[1], 1.0, "mean"))
+
+
+# ---- composite_rays / composite_rays_merged: half colours (docs/composite_rays.md) --------
+class _CompositeDtypes(TorchDispatchMode):
+    """Records the (colours, densities, depths) dtypes each compositing op receives."""
+
+    OPS = {torch.ops.nofa.composite_rays.default: "composite_rays",
+           torch.ops.nofa.composite_rays_merged.default: "composite_rays_merged"}
+
+    def __init__(self):
+        super().__init__()
+        self.seen = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.OPS:
+            self.seen.setdefault(self.OPS[func], set()).add(tuple(a.dtype for a in args[:3]))
+        return func(*args, **(kwargs or {}))
+
+
+def strided(colors, densities, depths):
+    """Non-contiguous views of the same values (strided channels, transposed densities)."""
+    colors = torch.cat([colors, colors], -1)[..., ::2]
+    densities = densities.transpose(1, 2).contiguous().transpose(1, 2)
+    depths = torch.cat([depths, depths], -1)[..., :1]
+    return colors, densities, depths
+
+
+# (N, R, S, C): EG3D-like, the smallest S with C not a multiple of 32, C < 32 (idle lanes of
+# the colour dot product), C > 32 (loops), and no rays.
+COMPOSITE_SHAPES = [(2, 300, 48, 32), (1, 77, 2, 33), (2, 50, 3, 5), (1, 20, 9, 96), (2, 0, 6, 4)]
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=cuda_only)])
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("shape", COMPOSITE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_composite_rays_autocast(device, dtype, shape, layout):
+    require_kernels(device)
+    inputs = composite_inputs(*shape, device)
+    if layout == "strided":
+        inputs = strided(*inputs)
+    leaves = [t.requires_grad_() for t in inputs]
+    white_back = shape[3] % 2 == 1
+    with _CompositeDtypes() as mode, torch.autocast("cuda", dtype=dtype), ops.trace_backends() as tr:
+        got = ops.composite_rays(*leaves, white_back=white_back)
+    assert tr.backends("composite_rays") == {"kernels"}
+    assert mode.seen["composite_rays"] == {(dtype, torch.float32, torch.float32)}  # the kernel got half colours
+    want = reference.composite_rays(*leaves, white_back)
+    for name, g, w in zip(("features", "depth", "weights"), got, want):
+        assert g.dtype == torch.float32 and g.shape == w.shape, name
+        assert rel_err(g, w) <= FWD_TOL[dtype], f"{name}: {rel_err(g, w):.3g}"
+    cots = [torch.randn_like(w) for w in want]
+    got_g = torch.autograd.grad(got, leaves, cots)
+    want_g = torch.autograd.grad(want, leaves, cots)
+    for name, g, w in zip(("colors", "densities", "depths"), got_g, want_g):
+        assert g.dtype == torch.float32 and g.shape == w.shape, name  # through the autocast cast
+        assert torch.isfinite(g).all() and rel_err(g, w) <= GRAD_TOL[dtype], f"{name}: {rel_err(g, w):.3g}"
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=cuda_only)])
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("sizes", [(48, 48), (5, 0), (3, 7)], ids=lambda s: f"{s[0]}+{s[1]}")
+def test_composite_rays_merged_autocast(device, dtype, sizes):
+    require_kernels(device)
+    leaves = [t.requires_grad_() for t in make_sets(2, 40, *sizes, 33, device)]
+    with _CompositeDtypes() as mode, torch.autocast("cuda", dtype=dtype), ops.trace_backends() as tr:
+        got = ops.composite_rays_merged(*leaves, white_back=True)
+    assert tr.backends("composite_rays_merged") == {"kernels"}
+    assert mode.seen["composite_rays_merged"] == {(dtype, torch.float32, torch.float32)}
+    want = reference.composite_rays_merged(*leaves, True)
+    for name, g, w in zip(("features", "depth", "weights"), got, want):
+        assert g.dtype == torch.float32 and rel_err(g, w) <= FWD_TOL[dtype], name
+    cots = [torch.randn_like(w) for w in want]
+    got_g = torch.autograd.grad(got, leaves, cots)
+    want_g = torch.autograd.grad(want, leaves, cots)
+    names = ("colors_a", "densities_a", "depths_a", "colors_b", "densities_b", "depths_b")
+    for name, g, w in zip(names, got_g, want_g):
+        assert g.dtype == torch.float32 and torch.isfinite(g).all(), name
+        assert rel_err(g, w) <= GRAD_TOL[dtype], f"{name}: {rel_err(g, w):.3g}"
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=cuda_only)])
+@pytest.mark.parametrize("dtype", HALF)
+def test_composite_direct_half_colours(device, dtype):
+    """Half colours with float32 densities / depths (what autocast passes) give the float32
+    kernel's results on the same rounded colours; the colour gradient is in the colours' type."""
+    require_kernels(device)
+    c, d, z = composite_inputs(2, 50, 12, 33, device)
+    ch = c.to(dtype)
+    got = torch.ops.nofa.composite_rays(ch, d, z, True)
+    want = torch.ops.nofa.composite_rays(ch.float(), d, z, True)
+    for g, w in zip(got, want):
+        assert g.dtype == torch.float32 and rel_err(g, w) <= 1e-6
+    cots = [torch.randn_like(w) for w in want]
+    gh = torch.ops.nofa.composite_rays_backward(*cots, ch, d, z, True, True, True, True)
+    gf = torch.ops.nofa.composite_rays_backward(*cots, ch.float(), d, z, True, True, True, True)
+    assert [g.dtype for g in gh] == [dtype, torch.float32, torch.float32]
+    # The same float32 values, rounded once to the half type (unit roundoff 2^-8 for bfloat16,
+    # 2^-11 for float16).
+    assert rel_err(gh[0].float(), gf[0]) <= {torch.bfloat16: 2 ** -8, torch.float16: 2 ** -11}[dtype]
+    assert rel_err(gh[1], gf[1]) <= 1e-5 and rel_err(gh[2], gf[2]) <= 1e-5
+    ca, da, za, cb, db, zb = make_sets(1, 30, 6, 4, 5, device)
+    got = torch.ops.nofa.composite_rays_merged(ca.to(dtype), da, za, cb.to(dtype), db, zb, False)
+    want = torch.ops.nofa.composite_rays_merged(ca.to(dtype).float(), da, za, cb.to(dtype).float(), db, zb, False)
+    for g, w in zip(got, want):
+        assert g.dtype == torch.float32 and rel_err(g, w) <= 1e-6
+    with pytest.raises(RuntimeError, match="densities must be float32"):
+        torch.ops.nofa.composite_rays(ch, d.to(dtype), z, False)
+    with pytest.raises(RuntimeError, match="S >= 2"):  # one sample: no interval
+        torch.ops.nofa.composite_rays(ch[:, :, :1], d[:, :, :1], z[:, :, :1], False)
+    with torch.autocast("cuda", dtype=dtype), pytest.raises(ValueError, match="S >= 2"):
+        ops.composite_rays(c[:, :, :1], d[:, :, :1], z[:, :, :1])
+    with pytest.raises(RuntimeError, match="depths_b must be float32"):
+        torch.ops.nofa.composite_rays_merged(ca.to(dtype), da, za, cb.to(dtype), db, zb.double(), False)
+
+
+def test_composite_fake_dtypes_with_half_colours():
+    """The fake (meta) kernels give the CUDA kernels' dtypes: float32 outputs with half
+    colours, the colour gradient in the colours' dtype."""
+    require_kernels("cpu")  # the registrations come with the extension
+    c, d, z = (t.to("meta") for t in composite_inputs(2, 6, 5, 3))
+    for dtype in (torch.float16, torch.bfloat16):
+        outs = torch.ops.nofa.composite_rays(c.to(dtype), d, z, False)
+        assert [o.dtype for o in outs] == [torch.float32] * 3
+        grads = torch.ops.nofa.composite_rays_backward(*outs, c.to(dtype), d, z, False, True, True, True)
+        assert [g.dtype for g in grads] == [dtype, torch.float32, torch.float32]
+        merged = torch.ops.nofa.composite_rays_merged(c.to(dtype), d, z, c.to(dtype), d, z, False)
+        assert [o.dtype for o in merged] == [torch.float32] * 3 and merged[2].shape == (2, 6, 9, 1)
+        grads = torch.ops.nofa.composite_rays_merged_backward(*merged, c.to(dtype), d, z, c.to(dtype), d, z, False,
+                                                              True, True, True)
+        assert [g.dtype for g in grads] == [dtype, torch.float32, torch.float32] * 2
+
+
+def test_cpu_half_colours_rejected():
+    """The CPU kernels take no half colours, as sample_triplane's take no half planes: a clear
+    error naming the argument (the public ops check dtypes before dispatching)."""
+    require_kernels("cpu")
+    c, d, z = composite_inputs(1, 4, 5, 3)
+    with pytest.raises(RuntimeError, match="planes must be float32 or float64"):
+        torch.ops.nofa.sample_triplane(torch.randn(1, 3, 2, 4, 4).half(), torch.rand(1, 5, 3), 1.0, "mean")
+    with pytest.raises(RuntimeError, match="colors must be float32 or float64, got Half"):
+        torch.ops.nofa.composite_rays(c.half(), d, z, False)
+    with pytest.raises(RuntimeError, match="colors_a must be float32 or float64, got BFloat16"):
+        torch.ops.nofa.composite_rays_merged(c.bfloat16(), d, z, c.bfloat16(), d, z, False)
+    with pytest.raises(TypeError, match="colors must be float32 or float64"):
+        ops.composite_rays(c.half(), d, z)
+
+
+def test_cpu_autocast_keeps_composite_float32():
+    require_kernels("cpu")
+    c, d, z = composite_inputs(2, 30, 9, 4)
+    plain = ops.composite_rays(c, d, z, True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = ops.composite_rays(c, d, z, True)
+    assert all(a.dtype == torch.float32 and torch.equal(a, p) for a, p in zip(auto, plain))

@@ -10,14 +10,24 @@
 //   dL/dalpha_k = T_k * (b_k - G_k),   G_k = sum_{i>k} b_i alpha_i prod_{k<j<i} p_j,
 // and G_{k-1} = b_k alpha_k + p_k G_k (p_k = 1 - alpha_k + 1e-10) is a suffix recurrence,
 // so a ray that saturates (alpha == 1, p == 1e-10, T == 0 further on) stays exact.
+//
+// Strides: the per-ray functions read sample s of a ray at [s * stride] (and interval k at
+// [k * stride]). The CPU passes 1 (each ray's values are a contiguous run); the CUDA kernels
+// pass the ray count, reading sample-major [S, rays] copies in which thread r walks column r
+// and neighbouring threads touch neighbouring addresses (coalesced). The arithmetic is the
+// same for every stride; tests/cpp/test_composite_math.cpp checks strided against stride 1.
+// The CPU passes UnitStride, a compile-time 1, so its indexing compiles to the unstrided one.
 #pragma once
 #include <cfloat>
 #include <cmath>
+#include <type_traits>
 
 #include "common/macros.h"
 #include "common/osg_decoder.h"
 
 namespace nofa {
+
+using UnitStride = std::integral_constant<int64_t, 1>;
 
 template <typename T>
 struct FloatMax;
@@ -66,11 +76,13 @@ struct Interval {
   T delta, alpha, decay;
 };
 
-template <typename T>
-NOFA_HD Interval<T> interval_at(const T* dens, const T* z, int64_t k) {
+// Samples k and k + 1 are dens / z[k * stride] and [(k + 1) * stride].
+template <typename T, typename Stride = int64_t>
+NOFA_HD Interval<T> interval_at(const T* dens, const T* z, int64_t k, Stride stride = 1) {
   Interval<T> iv;
-  iv.sigma = density_activation((dens[k] + dens[k + 1]) / T(2), iv.dsigma);
-  iv.delta = z[k + 1] - z[k];
+  const int64_t i = k * stride, j = (k + 1) * stride;
+  iv.sigma = density_activation((dens[i] + dens[j]) / T(2), iv.dsigma);
+  iv.delta = z[j] - z[i];
   iv.alpha = interval_alpha(iv.sigma, iv.delta, iv.decay);
   return iv;
 }
@@ -90,10 +102,11 @@ NOFA_HD void store_interval(T* buf, int64_t K, int64_t stride, int64_t k, const 
   buf[(kDecay * K + k) * stride] = iv.decay;
 }
 
-// All K intervals of a ray into the scratch (every field but kTrans).
-template <typename T>
-NOFA_HD void fill_intervals(const T* dens, const T* z, int64_t K, T* buf, int64_t stride) {
-  for (int64_t k = 0; k < K; ++k) store_interval(buf, K, stride, k, interval_at(dens, z, k));
+// All K intervals of a ray into the scratch (every field but kTrans); `stride` is both the
+// inputs' sample stride and the scratch's (1 on the CPU, the ray count on CUDA).
+template <typename T, typename Stride>
+NOFA_HD void fill_intervals(const T* dens, const T* z, int64_t K, T* buf, Stride stride) {
+  for (int64_t k = 0; k < K; ++k) store_interval(buf, K, stride, k, interval_at(dens, z, k, stride));
 }
 
 // Where ray_weights gets alpha_k: computed on the spot, or read from a filled scratch.
@@ -101,7 +114,8 @@ template <typename T>
 struct AlphaFromInputs {
   const T* dens;
   const T* z;
-  NOFA_HD T operator()(int64_t k) const { return interval_at(dens, z, k).alpha; }
+  int64_t stride = 1;  // of dens and z, as in interval_at
+  NOFA_HD T operator()(int64_t k) const { return interval_at(dens, z, k, stride).alpha; }
 };
 
 template <typename T>
@@ -170,24 +184,26 @@ NOFA_HD T bound_share(T total, int64_t count) {
   return total == T(0) || count == 0 ? T(0) : total / T(count);
 }
 
-// Forward weights of one ray with S = K + 1 depths z (contiguous) and alpha_k = alpha_at(k).
-// Writes w_k to w[k * w_stride] (may be null) and returns sum(w) and sum(w * depth_mid).
-template <typename T, typename AlphaAt>
-NOFA_HD void ray_weights(const T* z, int64_t K, const AlphaAt& alpha_at, T* w, int64_t w_stride,
+// Forward weights of one ray with S = K + 1 depths z (sample s at z[s * stride]) and
+// alpha_k = alpha_at(k). Writes w_k to w[k * stride] (w may be null) and returns sum(w) and
+// sum(w * depth_mid).
+template <typename T, typename AlphaAt, typename Stride>
+NOFA_HD void ray_weights(const T* z, int64_t K, const AlphaAt& alpha_at, T* w, Stride stride,
                          T& wsum, T& zsum) {
   T trans = T(1);
   wsum = zsum = T(0);
   for (int64_t k = 0; k < K; ++k) {
     const T alpha = alpha_at(k);
     const T wk = alpha * trans;
-    if (w) w[k * w_stride] = wk;
+    if (w) w[k * stride] = wk;
     wsum += wk;
-    zsum += wk * ((z[k] + z[k + 1]) / T(2));
+    zsum += wk * ((z[k * stride] + z[(k + 1) * stride]) / T(2));
     trans *= transmit_factor(alpha);
   }
 }
 
-// What one ray's backward needs besides its densities and depths.
+// What one ray's backward needs besides its densities and depths (e and gw are read with
+// ray_backward's stride).
 template <typename T>
 struct RayCotangents {
   const T* e;     // [S] e_s = sum_c g_rgb_c * colors[s, c] (g_rgb = 2 * grad_features); or null
@@ -198,21 +214,25 @@ struct RayCotangents {
 };
 
 // Backward of one ray, from a scratch already filled by fill_intervals (or its SIMD twin
-// on the CPU), so no exp / log1p is evaluated here. gdens ([S], overwritten) receives
+// on the CPU), so no exp / log1p is evaluated here. `stride` is the distance between
+// consecutive samples / intervals in z, ct.e, ct.gw, gdens, gz and a scratch field (1 on
+// the CPU, the ray count on CUDA). gdens ([S], overwritten) receives
 // dL/d densities; gz ([S], overwritten, may be null) dL/d depths without the clamp-bound
 // part, which goes to glo / ghi (dL/d lo, dL/d hi) for the caller to route to the
 // elements of depths that hold the minimum / maximum. On return field kTrans holds the
 // weights w_k (the colour gradient needs them).
-template <typename T>
+template <typename T, typename Stride>
 NOFA_HD void ray_backward(const T* z, int64_t K, const RayCotangents<T>& ct, T* buf,
-                          int64_t stride, T* gdens, T* gz, T& glo, T& ghi) {
+                          Stride stride, T* gdens, T* gz, T& glo, T& ghi) {
   auto at = [&](IntervalField f, int64_t k) -> T& { return buf[(f * K + k) * stride]; };
+  // Depth midpoint of interval k (samples k and k + 1).
+  auto zmid = [&](int64_t k) { return (z[k * stride] + z[(k + 1) * stride]) / T(2); };
   T trans = T(1), wsum = T(0), zsum = T(0);
   for (int64_t k = 0; k < K; ++k) {
     const T alpha = at(kAlpha, k);
     at(kTrans, k) = trans;
     wsum += alpha * trans;
-    zsum += alpha * trans * ((z[k] + z[k + 1]) / T(2));
+    zsum += alpha * trans * zmid(k);
     trans *= transmit_factor(alpha);
   }
   // Depth = clamp(nan_to_num(zsum / wsum)): nan_to_num passes a gradient only to finite
@@ -232,21 +252,21 @@ NOFA_HD void ray_backward(const T* z, int64_t K, const RayCotangents<T>& ct, T* 
   for (int64_t k = K - 1; k >= 0; --k) {
     const T tk = at(kTrans, k), alpha = at(kAlpha, k);
     const T wk = alpha * tk;
-    T cot = bconst + gzsum * ((z[k] + z[k + 1]) / T(2));  // b_k, the cotangent of w_k
-    if (ct.e) cot += (ct.e[k] + ct.e[k + 1]) / T(2);
-    if (ct.gw) cot += ct.gw[k];
+    T cot = bconst + gzsum * zmid(k);  // b_k, the cotangent of w_k
+    if (ct.e) cot += (ct.e[k * stride] + ct.e[(k + 1) * stride]) / T(2);
+    if (ct.gw) cot += ct.gw[k * stride];
     const T galpha = tk * (cot - suffix);
     suffix = cot * alpha + transmit_factor(alpha) * suffix;
     at(kTrans, k) = wk;
 
     const T gx = galpha * at(kDecay, k);  // d alpha / d(sigma * delta) = exp(-sigma * delta)
     const T gdmid = gx * at(kDelta, k) * at(kDSigma, k);
-    gdens[k + 1] = gd_next + gdmid / T(2);
+    gdens[(k + 1) * stride] = gd_next + gdmid / T(2);
     gd_next = gdmid / T(2);
     if (gz) {
       const T gdelta = gx * at(kSigma, k);
       const T gzmid = gzsum * wk;
-      gz[k + 1] = gz_next + gdelta + gzmid / T(2);
+      gz[(k + 1) * stride] = gz_next + gdelta + gzmid / T(2);
       gz_next = -gdelta + gzmid / T(2);
     }
   }

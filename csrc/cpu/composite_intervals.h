@@ -114,7 +114,7 @@ inline void fill_intervals_cpu(const T* dens, const T* z, int64_t K, T* buf, isa
   }
 #endif
   (void)tier;
-  fill_intervals(dens, z, K, buf, int64_t(1));
+  fill_intervals(dens, z, K, buf, UnitStride{});
 }
 
 }  // namespace nofa

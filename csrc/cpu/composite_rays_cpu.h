@@ -50,7 +50,7 @@ T forward_ray(const T* den, const T* z, int64_t K, int64_t C, const Rows& rows, 
               const T* col_b, T* w, T* f, T lo, T hi, bool white, isa::Isa tier, RayScratch<T>& sc) {
   T wsum, zsum;
   fill_intervals_cpu(den, z, K, sc.buf.data(), tier);
-  ray_weights(z, K, AlphaFromScratch<T>{sc.buf.data(), K, 1}, w, int64_t(1), wsum, zsum);
+  ray_weights(z, K, AlphaFromScratch<T>{sc.buf.data(), K, 1}, w, UnitStride{}, wsum, zsum);
   std::fill(f, f + C, T(0));
   for (int64_t s = 0; s <= K; ++s) {
     const T u = ((s > 0 ? w[s - 1] : T(0)) + (s < K ? w[s] : T(0))) / T(2);
@@ -104,7 +104,7 @@ void backward_ray(const T* den, const T* z, int64_t K, int64_t C, const Rows& ro
   }
   T* buf = sc.buf.data();
   fill_intervals_cpu(den, z, K, buf, tier);
-  ray_backward(z, K, ct, buf, int64_t(1), gden, gdep, glo, ghi);
+  ray_backward(z, K, ct, buf, UnitStride{}, gden, gdep, glo, ghi);
   if (!gcol_a && !gcol_b) return;
   for (int64_t s = 0; s < S; ++s) {
     T* gcs = rows.at(gcol_a, gcol_b, s);

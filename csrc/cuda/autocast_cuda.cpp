@@ -4,6 +4,9 @@
 // decoder tensors are used in float32 (half-precision ones are upcast). The casts are
 // recorded by autograd (the Autocast keys run before Autograd), so gradients reach
 // float32 planes. No CPU registration: on the CPU everything stays float32.
+// composite_rays / composite_rays_merged (docs/composite_rays.md, "Half precision"): the
+// colours are cast like the planes, densities and depths used in float32; the kernels
+// accumulate in float32 and return float32 outputs.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -48,11 +51,37 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_autocast(const at::Tensor& pl
                  autocast_float(fc0_bias), autocast_float(fc1_weight), autocast_float(fc1_bias));
 }
 
+using Tensor3 = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+
+Tensor3 composite_rays_autocast(const at::Tensor& colors, const at::Tensor& densities, const at::Tensor& depths,
+                                bool white_back) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("nofa::composite_rays", "")
+          .typed<Tensor3(const at::Tensor&, const at::Tensor&, const at::Tensor&, bool)>();
+  return op.call(autocast_planes(colors), autocast_float(densities), autocast_float(depths), white_back);
+}
+
+Tensor3 composite_rays_merged_autocast(const at::Tensor& colors_a, const at::Tensor& densities_a,
+                                       const at::Tensor& depths_a, const at::Tensor& colors_b,
+                                       const at::Tensor& densities_b, const at::Tensor& depths_b, bool white_back) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("nofa::composite_rays_merged", "")
+                             .typed<Tensor3(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                            const at::Tensor&, const at::Tensor&, const at::Tensor&, bool)>();
+  return op.call(autocast_planes(colors_a), autocast_float(densities_a), autocast_float(depths_a),
+                 autocast_planes(colors_b), autocast_float(densities_b), autocast_float(depths_b), white_back);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(nofa, AutocastCUDA, m) {
   m.impl("sample_triplane", &sample_triplane_autocast);
   m.impl("decode_triplane", &decode_triplane_autocast);
+  m.impl("composite_rays", &composite_rays_autocast);
+  m.impl("composite_rays_merged", &composite_rays_merged_autocast);
 }
 
 }  // namespace nofa

@@ -1,14 +1,23 @@
 // composite_rays and composite_rays_merged CUDA kernels (docs/composite_rays.md). The
-// transmittance is a sequential scan along each ray, so
-// the per-ray scalar work runs one thread per ray (common/composite.h, the same code as
-// the CPU); the channel work runs one thread per (ray, channel) or (ray, sample, channel)
-// so that neighbouring threads read neighbouring channels. The backward keeps T_k, then
-// w_k, in a [kScratch * K, rays] scratch: thread r touches column r, so those accesses coalesce.
+// transmittance is a sequential scan along each ray, so the per-ray scalar work runs one
+// thread per ray (common/composite.h, the same code as the CPU) on sample-major copies
+// ([S, rays], made by the host with ATen): thread r walks column r with stride `rays`, so
+// a warp's loads and stores at one sample touch 32 neighbouring addresses (coalesced)
+// instead of 32 rows S apart. The backward's per-interval scratch has the same
+// [field * K + k][rays] layout. The channel work runs one thread per (ray, channel) or
+// (ray, sample, channel), neighbouring threads on neighbouring channels; the colour dot
+// product e[r, s] = sum_c 2 g[r, c] colors[r, s, c] runs one group of L lanes (L = C
+// rounded up to a power of two, at most 32) per (ray, sample) with a shuffle reduction.
+// Colours may be float16 / bfloat16 (autocast): they are read and their gradient written
+// in that type, everything else is float32 with float32 accumulation.
 // composite_rays_merged runs the same kernels on a per-ray merged copy of the two sets'
 // densities and depths, reading (and writing the gradients of) colour rows in place
 // through ColorRows, then scatters the density / depth gradients back to the sets.
+#include <type_traits>
+
 #include "common/composite.h"
 #include "cuda/composite_rays_kernels.h"
+#include "cuda/half_types.h"
 
 namespace nofa {
 namespace {
@@ -23,117 +32,160 @@ __device__ __forceinline__ int64_t thread_index() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }
 
+// A colour value (type P) in the accumulation type T, and back.
+template <typename T, typename P>
+__device__ __forceinline__ T colour_in(P v) {
+  return static_cast<T>(to_float(v));
+}
+
+template <typename P, typename T>
+__device__ __forceinline__ P colour_out(T v) {
+  if constexpr (std::is_same_v<P, T>) {
+    return v;
+  } else {
+    return from_float<P>(v);
+  }
+}
+
+// Lanes per (ray, sample) group of sample_dot_kernel: C rounded up to a power of two, at
+// most a warp (C > 32 loops). A power of two <= 32 divides kThreads, so a group never
+// straddles a warp.
+inline int dot_lanes(int64_t C) {
+  int L = 1;
+  while (L < C && L < 32) L *= 2;
+  return L;
+}
+
+// Depth and weights of ray r: densities / depths [S, rays], weights [K, rays].
 template <typename T>
-__global__ void weights_kernel(const T* __restrict__ dens, const T* __restrict__ z,
+__global__ void weights_kernel(const T* __restrict__ dens_t, const T* __restrict__ z_t,
                                const T* __restrict__ lo, const T* __restrict__ hi,
-                               T* __restrict__ depth, T* __restrict__ weights, int64_t rays,
+                               T* __restrict__ depth, T* __restrict__ weights_t, int64_t rays,
                                int64_t S) {
   const int64_t r = thread_index();
   if (r >= rays) return;
   T wsum, zsum;
-  const T* zr = z + r * S;
-  ray_weights(zr, S - 1, AlphaFromInputs<T>{dens + r * S, zr}, weights + r * (S - 1), int64_t(1),
+  ray_weights(z_t + r, S - 1, AlphaFromInputs<T>{dens_t + r, z_t + r, rays}, weights_t + r, rays,
               wsum, zsum);
   depth[r] = ray_depth(zsum, wsum, *lo, *hi);
 }
 
 // features[c] = sum_s colors[s, c] (w_{s-1} + w_s) / 2, then the background and x*2-1.
-template <typename T>
-__global__ void features_kernel(const ColorRows<const T> col, const T* __restrict__ weights,
+// Thread (r, c); weights [K, rays].
+template <typename T, typename P>
+__global__ void features_kernel(const ColorRows<const P> col, const T* __restrict__ weights_t,
                                 T* __restrict__ feat, int64_t rays, int64_t S, int64_t C,
                                 bool white) {
   const int64_t idx = thread_index();
   if (idx >= rays * C) return;
   const int64_t c = idx % C, r = idx / C, K = S - 1;
-  const T* w = weights + r * K;
-  T acc = T(0), wsum = T(0);
+  T acc = T(0), wsum = T(0), wprev = T(0);  // wprev: w_{s-1}
   for (int64_t s = 0; s < S; ++s) {
-    const T u = ((s > 0 ? w[s - 1] : T(0)) + (s < K ? w[s] : T(0))) / T(2);
-    acc += u * col.row(r, s, S)[c];
-    if (s < K) wsum += w[s];
+    const T wcur = s < K ? weights_t[s * rays + r] : T(0);
+    const T u = (wprev + wcur) / T(2);
+    acc += u * colour_in<T>(col.row(r, s, S)[c]);
+    if (s < K) wsum += wcur;
+    wprev = wcur;
   }
   if (white) acc = acc + T(1) - wsum;
   feat[idx] = acc * T(2) - T(1);
 }
 
-// e[r, s] = sum_c 2 * grad_features[r, c] * colors[r, s, c].
-template <typename T>
-__global__ void sample_dot_kernel(const T* __restrict__ gf, const ColorRows<const T> col,
-                                  T* __restrict__ e, int64_t rays, int64_t S, int64_t C) {
+// e_t[s, r] = sum_c 2 * grad_features[r, c] * colors[r, s, c]: group g = r * S + s of L
+// lanes (dot_lanes), lane l summing channels l, l + L, ..., then a shuffle reduction within
+// the group. Every thread of the grid reaches the shuffles (no early return), so the full
+// mask is valid; threads past the last group add zeros and store nothing.
+template <typename T, typename P>
+__global__ void sample_dot_kernel(const T* __restrict__ gf, const ColorRows<const P> col,
+                                  T* __restrict__ e_t, int64_t rays, int64_t S, int64_t C, int L) {
   const int64_t idx = thread_index();
-  if (idx >= rays * S) return;
-  const int64_t r = idx / S, s = idx - r * S;
-  const T* g = gf + r * C;
-  const T* cs = col.row(r, s, S);
+  const int64_t g = idx / L;
+  const int lane = static_cast<int>(idx - g * L);
+  const bool active = g < rays * S;
+  const int64_t r = active ? g / S : 0, s = active ? g - r * S : 0;
   T acc = T(0);
-  for (int64_t c = 0; c < C; ++c) acc += (T(2) * g[c]) * cs[c];
-  e[idx] = acc;
+  if (active) {
+    const T* gr = gf + r * C;
+    const P* cs = col.row(r, s, S);
+    for (int64_t c = lane; c < C; c += L) acc += (T(2) * gr[c]) * colour_in<T>(cs[c]);
+  }
+  for (int off = L / 2; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off, L);
+  if (active && lane == 0) e_t[s * rays + r] = acc;
 }
 
+// Backward of ray r (common/composite.h ray_backward with stride `rays`): every per-ray
+// array is sample-major ([S, rays] or [K, rays]); bounds [2, rays].
 template <typename T>
-__global__ void ray_backward_kernel(const T* __restrict__ gf, const T* __restrict__ gz,
-                                    const T* __restrict__ gw, const T* __restrict__ dens,
-                                    const T* __restrict__ z, const T* __restrict__ lo,
-                                    const T* __restrict__ hi, const T* __restrict__ e,
-                                    T* __restrict__ wbuf, T* __restrict__ gden,
-                                    T* __restrict__ gdep, T* __restrict__ bounds, int64_t rays,
-                                    int64_t S, int64_t C, bool white) {
+__global__ void ray_backward_kernel(const T* __restrict__ gf_sum, const T* __restrict__ gz,
+                                    const T* __restrict__ gw_t, const T* __restrict__ dens_t,
+                                    const T* __restrict__ z_t, const T* __restrict__ lo,
+                                    const T* __restrict__ hi, const T* __restrict__ e_t,
+                                    T* __restrict__ wbuf, T* __restrict__ gden_t,
+                                    T* __restrict__ gdep_t, T* __restrict__ bounds, int64_t rays,
+                                    int64_t S) {
   const int64_t r = thread_index();
   if (r >= rays) return;
   const int64_t K = S - 1;
-  RayCotangents<T> ct{gf ? e + r * S : nullptr, gw ? gw + r * K : nullptr, T(0),
-                      gz ? gz[r] : T(0), *lo, *hi};
-  if (gf && white) {
-    T total = T(0);
-    for (int64_t c = 0; c < C; ++c) total += T(2) * gf[r * C + c];
-    ct.gw_const = -total;
-  }
+  // With a white background every b_k also gets -sum_c g_rgb_c (gf_sum is null otherwise).
+  const RayCotangents<T> ct{e_t ? e_t + r : nullptr, gw_t ? gw_t + r : nullptr,
+                            gf_sum ? -gf_sum[r] : T(0), gz ? gz[r] : T(0), *lo, *hi};
   T glo, ghi;
-  fill_intervals(dens + r * S, z + r * S, K, wbuf + r, rays);
-  ray_backward(z + r * S, K, ct, wbuf + r, rays, gden + r * S, gdep ? gdep + r * S : nullptr, glo,
+  fill_intervals(dens_t + r, z_t + r, K, wbuf + r, rays);
+  ray_backward(z_t + r, K, ct, wbuf + r, rays, gden_t + r, gdep_t ? gdep_t + r : nullptr, glo,
                ghi);
   if (bounds) {
-    bounds[2 * r] = glo;
-    bounds[2 * r + 1] = ghi;
+    bounds[r] = glo;
+    bounds[rays + r] = ghi;
   }
 }
 
 // grad_colors[r, s, c] = 2 * grad_features[r, c] * (w_{s-1} + w_s) / 2.
-template <typename T>
+template <typename T, typename P>
 __global__ void color_grad_kernel(const T* __restrict__ gf, const T* __restrict__ wbuf,
-                                  const ColorRows<T> gcol, int64_t rays, int64_t S, int64_t C) {
+                                  const ColorRows<P> gcol, int64_t rays, int64_t S, int64_t C) {
   const int64_t idx = thread_index();
   if (idx >= rays * S * C) return;
   const int64_t c = idx % C, rs = idx / C, s = rs % S, r = rs / S, K = S - 1;
   // Field kTrans of the scratch holds the weights after the ray kernel.
   const T u = ((s > 0 ? wbuf[(kTrans * K + s - 1) * rays + r] : T(0)) +
                (s < K ? wbuf[(kTrans * K + s) * rays + r] : T(0))) / T(2);
-  gcol.row(r, s, S)[c] = u * (T(2) * gf[r * C + c]);
+  gcol.row(r, s, S)[c] = colour_out<P>(u * (T(2) * gf[r * C + c]));
 }
 
 // composite_rays_merged: the two-pointer merge of ray r's two sorted sets (ties: set a
 // first, a stable sort of the concatenation), as cpu/composite_rays_merged.cpp does.
+// Sample-major inputs [Sa, rays] / [Sb, rays] and outputs [Sa + Sb, rays] (coalesced);
+// src [rays, Sa + Sb] stays row-major for ColorRows and the scatter.
 template <typename T>
-__global__ void merge_kernel(const T* __restrict__ da, const T* __restrict__ za,
-                             const T* __restrict__ db, const T* __restrict__ zb, int64_t rays,
-                             int64_t Sa, int64_t Sb, T* __restrict__ dm, T* __restrict__ zm,
+__global__ void merge_kernel(const T* __restrict__ da_t, const T* __restrict__ za_t,
+                             const T* __restrict__ db_t, const T* __restrict__ zb_t, int64_t rays,
+                             int64_t Sa, int64_t Sb, T* __restrict__ dm_t, T* __restrict__ zm_t,
                              int32_t* __restrict__ src) {
   const int64_t r = thread_index();
   if (r >= rays) return;
   const int64_t S = Sa + Sb;
-  const T *dar = da + r * Sa, *zar = za + r * Sa, *dbr = db + r * Sb, *zbr = zb + r * Sb;
-  T *dmr = dm + r * S, *zmr = zm + r * S;
   int32_t* sr = src + r * S;
+  // Sample k of a sample-major array; only evaluated for k inside the set (a set with no
+  // samples may have a null pointer).
+  auto at = [rays, r](const T* p, int64_t k) -> T { return p[k * rays + r]; };
+  auto put = [&](int64_t s, T d, T z, int64_t from) {
+    dm_t[s * rays + r] = d;
+    zm_t[s * rays + r] = z;
+    sr[s] = static_cast<int32_t>(from);
+  };
   int64_t i = 0, j = 0, s = 0;
   while (i < Sa && j < Sb) {
-    if (!(zbr[j] < zar[i])) {  // a tie takes set a first
-      dmr[s] = dar[i], zmr[s] = zar[i], sr[s++] = static_cast<int32_t>(i++);
+    const T zi = at(za_t, i), zj = at(zb_t, j);
+    if (!(zj < zi)) {  // a tie takes set a first
+      put(s++, at(da_t, i), zi, i);
+      ++i;
     } else {
-      dmr[s] = dbr[j], zmr[s] = zbr[j], sr[s++] = static_cast<int32_t>(Sa + j++);
+      put(s++, at(db_t, j), zj, Sa + j);
+      ++j;
     }
   }
-  for (; i < Sa; ++i) dmr[s] = dar[i], zmr[s] = zar[i], sr[s++] = static_cast<int32_t>(i);
-  for (; j < Sb; ++j) dmr[s] = dbr[j], zmr[s] = zbr[j], sr[s++] = static_cast<int32_t>(Sa + j);
+  for (; i < Sa; ++i) put(s++, at(da_t, i), at(za_t, i), i);
+  for (; j < Sb; ++j) put(s++, at(db_t, j), at(zb_t, j), Sa + j);
 }
 
 // Merged-order values v [rays, S] back to the rows of set a / b they came from.
@@ -176,51 +228,55 @@ void launch_composite_bound_grads(const T* depths, T* grad_depths, int64_t n, co
                                                                  totals, counts);
 }
 
-template <typename T>
-void launch_composite_rays_forward(const ColorRows<const T>& colors, const T* densities,
-                                   const T* depths, const T* lo, const T* hi, T* features,
-                                   T* depth, T* weights, int64_t rays, int64_t S, int64_t C,
+template <typename T, typename P>
+void launch_composite_rays_forward(const ColorRows<const P>& colors, const T* densities_t,
+                                   const T* depths_t, const T* lo, const T* hi, T* features,
+                                   T* depth, T* weights_t, int64_t rays, int64_t S, int64_t C,
                                    bool white_back, cudaStream_t stream) {
   if (rays == 0) return;
-  weights_kernel<T><<<blocks_for(rays), kThreads, 0, stream>>>(densities, depths, lo, hi, depth,
-                                                                weights, rays, S);
+  weights_kernel<T><<<blocks_for(rays), kThreads, 0, stream>>>(densities_t, depths_t, lo, hi,
+                                                                depth, weights_t, rays, S);
   if (rays * C > 0) {
-    features_kernel<T><<<blocks_for(rays * C), kThreads, 0, stream>>>(colors, weights, features,
-                                                                       rays, S, C, white_back);
+    features_kernel<T, P><<<blocks_for(rays * C), kThreads, 0, stream>>>(
+        colors, weights_t, features, rays, S, C, white_back);
   }
 }
 
-template <typename T>
-void launch_composite_rays_backward(const T* grad_features, const T* grad_depth,
-                                    const T* grad_weights, const ColorRows<const T>& colors,
-                                    const T* densities, const T* depths, const T* lo, const T* hi,
-                                    T* scratch_e, T* scratch_w, const ColorRows<T>& grad_colors,
-                                    T* grad_densities, T* grad_depths, T* bounds, int64_t rays,
-                                    int64_t S, int64_t C, bool white_back, cudaStream_t stream) {
+template <typename T, typename P>
+void launch_composite_rays_backward(const T* grad_features, const T* grad_features_sum,
+                                    const T* grad_depth, const T* grad_weights_t,
+                                    const ColorRows<const P>& colors, const T* densities_t,
+                                    const T* depths_t, const T* lo, const T* hi, T* scratch_e_t,
+                                    T* scratch_w, const ColorRows<P>& grad_colors,
+                                    T* grad_densities_t, T* grad_depths_t, T* bounds,
+                                    int64_t rays, int64_t S, int64_t C, bool white_back,
+                                    cudaStream_t stream) {
   if (rays == 0) return;
-  if (grad_features && C > 0) {
-    sample_dot_kernel<T><<<blocks_for(rays * S), kThreads, 0, stream>>>(grad_features, colors,
-                                                                         scratch_e, rays, S, C);
-  }
   // With C == 0 the features are empty: treat grad_features as absent.
   const T* gf = C > 0 ? grad_features : nullptr;
+  if (gf) {
+    const int L = dot_lanes(C);
+    sample_dot_kernel<T, P><<<blocks_for(rays * S * L), kThreads, 0, stream>>>(
+        gf, colors, scratch_e_t, rays, S, C, L);
+  }
   ray_backward_kernel<T><<<blocks_for(rays), kThreads, 0, stream>>>(
-      gf, grad_depth, grad_weights, densities, depths, lo, hi, scratch_e, scratch_w,
-      grad_densities, grad_depths, bounds, rays, S, C, white_back);
+      gf && white_back ? grad_features_sum : nullptr, grad_depth, grad_weights_t, densities_t,
+      depths_t, lo, hi, gf ? scratch_e_t : nullptr, scratch_w, grad_densities_t, grad_depths_t,
+      bounds, rays, S);
   if ((grad_colors.a || grad_colors.b) && gf) {
-    color_grad_kernel<T><<<blocks_for(rays * S * C), kThreads, 0, stream>>>(gf, scratch_w,
-                                                                             grad_colors, rays, S, C);
+    color_grad_kernel<T, P><<<blocks_for(rays * S * C), kThreads, 0, stream>>>(
+        gf, scratch_w, grad_colors, rays, S, C);
   }
 }
 
 template <typename T>
-void launch_merge_sets(const T* densities_a, const T* depths_a, const T* densities_b,
-                       const T* depths_b, int64_t rays, int64_t Sa, int64_t Sb, T* densities,
-                       T* depths, int32_t* src, cudaStream_t stream) {
+void launch_merge_sets(const T* densities_a_t, const T* depths_a_t, const T* densities_b_t,
+                       const T* depths_b_t, int64_t rays, int64_t Sa, int64_t Sb, T* densities_t,
+                       T* depths_t, int32_t* src, cudaStream_t stream) {
   if (rays == 0) return;
-  merge_kernel<T><<<blocks_for(rays), kThreads, 0, stream>>>(densities_a, depths_a, densities_b,
-                                                              depths_b, rays, Sa, Sb, densities,
-                                                              depths, src);
+  merge_kernel<T><<<blocks_for(rays), kThreads, 0, stream>>>(densities_a_t, depths_a_t,
+                                                              densities_b_t, depths_b_t, rays, Sa,
+                                                              Sb, densities_t, depths_t, src);
 }
 
 template <typename T>
@@ -231,14 +287,15 @@ void launch_scatter_sets(const T* values, const int32_t* src, int64_t rays, int6
                                                                             Sb, out_a, out_b);
 }
 
+#define NOFA_INSTANTIATE_COMPOSITE(T, P)                                                        \
+  template void launch_composite_rays_forward<T, P>(const ColorRows<const P>&, const T*, const T*, \
+                                                    const T*, const T*, T*, T*, T*, int64_t,       \
+                                                    int64_t, int64_t, bool, cudaStream_t);         \
+  template void launch_composite_rays_backward<T, P>(                                            \
+      const T*, const T*, const T*, const T*, const ColorRows<const P>&, const T*, const T*,      \
+      const T*, const T*, T*, T*, const ColorRows<P>&, T*, T*, T*, int64_t, int64_t, int64_t,     \
+      bool, cudaStream_t);
 #define NOFA_INSTANTIATE(T)                                                                    \
-  template void launch_composite_rays_forward<T>(const ColorRows<const T>&, const T*, const T*, \
-                                                 const T*, const T*, T*, T*, T*, int64_t,       \
-                                                 int64_t, int64_t, bool, cudaStream_t);         \
-  template void launch_composite_rays_backward<T>(                                             \
-      const T*, const T*, const T*, const ColorRows<const T>&, const T*, const T*, const T*,   \
-      const T*, T*, T*, const ColorRows<T>&, T*, T*, T*, int64_t, int64_t, int64_t, bool,      \
-      cudaStream_t);                                                                           \
   template void launch_composite_bound_grads<T>(const T*, T*, int64_t, const T*, const T*,     \
                                                 const T*, const int64_t*, cudaStream_t);       \
   template void launch_merge_sets<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, \
@@ -247,6 +304,11 @@ void launch_scatter_sets(const T* values, const int32_t* src, int64_t rays, int6
                                        T*, cudaStream_t);
 NOFA_INSTANTIATE(float)
 NOFA_INSTANTIATE(double)
+NOFA_INSTANTIATE_COMPOSITE(float, float)
+NOFA_INSTANTIATE_COMPOSITE(double, double)
+NOFA_INSTANTIATE_COMPOSITE(float, __half)
+NOFA_INSTANTIATE_COMPOSITE(float, __nv_bfloat16)
 #undef NOFA_INSTANTIATE
+#undef NOFA_INSTANTIATE_COMPOSITE
 
 }  // namespace nofa

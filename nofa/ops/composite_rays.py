@@ -83,7 +83,9 @@ def _register() -> None:
     @torch.library.register_fake("nofa::composite_rays")
     def _(colors, densities, depths, white_back):
         N, R, S, C = colors.shape
-        return colors.new_empty(N, R, C), colors.new_empty(N, R, 1), colors.new_empty(N, R, S - 1, 1)
+        # The outputs have the densities' dtype: float32 when the colours are float16 /
+        # bfloat16 (CUDA autocast), the common dtype otherwise.
+        return densities.new_empty(N, R, C), densities.new_empty(N, R, 1), densities.new_empty(N, R, S - 1, 1)
 
     @torch.library.register_fake("nofa::composite_rays_backward")
     def _(grad_features, grad_depth, grad_weights, colors, densities, depths, white_back,

@@ -86,7 +86,9 @@ def _register() -> None:
     def _(colors_a, densities_a, depths_a, colors_b, densities_b, depths_b, white_back):
         N, R, Sa, C = colors_a.shape
         K = Sa + colors_b.shape[2] - 1
-        return colors_a.new_empty(N, R, C), colors_a.new_empty(N, R, 1), colors_a.new_empty(N, R, K, 1)
+        # The densities' dtype, as composite_rays (float32 with half colours on CUDA).
+        like = densities_a
+        return like.new_empty(N, R, C), like.new_empty(N, R, 1), like.new_empty(N, R, K, 1)
 
     @torch.library.register_fake("nofa::composite_rays_merged_backward")
     def _(grad_features, grad_depth, grad_weights, colors_a, densities_a, depths_a, colors_b,

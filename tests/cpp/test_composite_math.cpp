@@ -94,6 +94,63 @@ Ray random_ray(int64_t S, int64_t C, double dens_scale, unsigned seed) {
   return r;
 }
 
+// The strided form the CUDA kernels run (samples of ray r at [s * rays + r], sample-major
+// [S, rays] arrays, and the scratch's [field * K + k][rays]) against stride 1, ray by ray:
+// the same operations in the same order, so the results must be equal bit for bit.
+template <typename T>
+void check_strided(int64_t rays, int64_t S, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd;
+  const int64_t K = S - 1;
+  // Row-major [rays, S] / [rays, K] values, and their sample-major copies.
+  std::vector<T> den(rays * S), z(rays * S), e(rays * S), gw(rays * K);
+  for (int64_t r = 0; r < rays; ++r) {
+    T t = T(0.5);
+    for (int64_t s = 0; s < S; ++s) {
+      den[r * S + s] = T(3 * nd(rng));
+      z[r * S + s] = (t += T(0.05 + 0.2 * std::fabs(nd(rng))));
+      e[r * S + s] = T(nd(rng));
+    }
+    for (int64_t k = 0; k < K; ++k) gw[r * K + k] = T(nd(rng));
+  }
+  if (rays > 1) {  // an empty ray and a saturated one
+    for (int64_t s = 0; s < S; ++s) den[s] = T(-80), den[S + s] = T(80);
+  }
+  auto transpose = [](const std::vector<T>& v, int64_t rows, int64_t cols) {
+    std::vector<T> t(v.size());
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) t[j * rows + i] = v[i * cols + j];
+    return t;
+  };
+  const auto den_t = transpose(den, rays, S), z_t = transpose(z, rays, S), e_t = transpose(e, rays, S);
+  const auto gw_t = transpose(gw, rays, K);
+  const T lo = z[0], hi = z[rays * S - 1] + T(1);
+  std::vector<T> w_t(K * rays), buf_t(K * nofa::kScratch * rays), gd_t(S * rays), gz_t(S * rays);
+  std::vector<T> w(K), buf(K * nofa::kScratch), gd(S), gzv(S);
+  for (int64_t r = 0; r < rays; ++r) {
+    const T *dr = den.data() + r * S, *zr = z.data() + r * S;
+    T ws1, zs1, ws2, zs2;
+    nofa::ray_weights(zr, K, nofa::AlphaFromInputs<T>{dr, zr}, w.data(), 1, ws1, zs1);
+    nofa::ray_weights(z_t.data() + r, K, nofa::AlphaFromInputs<T>{den_t.data() + r, z_t.data() + r, rays},
+                      w_t.data() + r, rays, ws2, zs2);
+    CHECK(ws1 == ws2 && zs1 == zs2);
+    for (int64_t k = 0; k < K; ++k) CHECK(w[k] == w_t[k * rays + r]);
+    // Backward with every cotangent (white background constant, depth on no bound).
+    const nofa::RayCotangents<T> ct1{e.data() + r * S, gw.data() + r * K, T(-0.3), T(0.7), lo, hi};
+    const nofa::RayCotangents<T> ct2{e_t.data() + r, gw_t.data() + r, T(-0.3), T(0.7), lo, hi};
+    T glo1, ghi1, glo2, ghi2;
+    nofa::fill_intervals(dr, zr, K, buf.data(), 1);
+    nofa::ray_backward(zr, K, ct1, buf.data(), 1, gd.data(), gzv.data(), glo1, ghi1);
+    nofa::fill_intervals(den_t.data() + r, z_t.data() + r, K, buf_t.data() + r, rays);
+    nofa::ray_backward(z_t.data() + r, K, ct2, buf_t.data() + r, rays, gd_t.data() + r, gz_t.data() + r, glo2,
+                       ghi2);
+    CHECK(glo1 == glo2 && ghi1 == ghi2);
+    for (int64_t s = 0; s < S; ++s) CHECK(gd[s] == gd_t[s * rays + r] && gzv[s] == gz_t[s * rays + r]);
+    for (int64_t f = 0; f < nofa::kScratch; ++f)
+      for (int64_t k = 0; k < K; ++k) CHECK(buf[f * K + k] == buf_t[(f * K + k) * rays + r]);
+  }
+}
+
 template <typename T>
 T act_grad(T density_mid) {
   T g;
@@ -188,5 +245,11 @@ int main() {
     CHECK(finite);
     for (double v : g.col) CHECK(v == 0.0);
   }
+  // The CUDA kernels' sample-major layout gives the stride-1 results exactly.
+  for (int64_t S : {2, 3, 17}) {
+    check_strided<float>(5, S, 40 + S);
+    check_strided<double>(7, S, 50 + S);
+  }
+  check_strided<float>(1, 4, 3);
   TEST_MAIN_END();
 }
