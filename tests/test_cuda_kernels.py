@@ -295,8 +295,8 @@ def test_decode_triplane_partial_gradient_requests(device, C, Hd, F, wanted):
     for k, g in enumerate(direct):
         asked = flags[min(k, 2)]
         assert g.shape == (plain[k].shape if asked else (0,)), (GRAD_NAMES[k], g.shape)
-        if k in sel:
-            torch.testing.assert_close(g, gk[sel.index(k)], rtol=1e-5, atol=1e-6)
+        if k in sel:  # features=None here: the CPU recomputes the sigmoid (rounding)
+            assert rel_err(g, gk[sel.index(k)]) <= 1e-5, GRAD_NAMES[k]
 
 
 @pytest.mark.parametrize("device", DEVICES)
