@@ -215,7 +215,7 @@ BACKWARD_CASES = {
     "whole-tiles": (1, 256, 32, 64, 32, torch.float32),
     "density-only": (2, 300, 32, 64, 0, torch.float32),
     "tiny-odd-hidden": (3, 129, 3, 5, 2, torch.float32),
-    "wide-hidden": (1, 200, 16, 200, 4, torch.float32),
+    "wide-hidden": (1, 200, 16, 203, 4, torch.float32),
     "general-C": (2, 257, 40, 24, 3, torch.float32),
     "general-F": (1, 300, 32, 64, 40, torch.float32),
     "general-float64": (2, 130, 8, 16, 5, torch.float64),

@@ -264,22 +264,16 @@ __global__ void __launch_bounds__(kPoints)
           BilinearTaps<float> t;
           bilinear_taps(u, v, H, W, t);
           const int64_t base = (n * 3 + pl) * HWC + lane;
-          float du = 0.f, dv = 0.f;
+          float dots[4];  // this lane's channel only: the lanes are summed below
 #pragma unroll
           for (int k = 0; k < 4; ++k) {
+            dots[k] = 0.f;
             if (t.off[k] < 0 || lane >= C) continue;
             const int64_t at = base + t.off[k] * C;
             if (grad_planes_cl != nullptr && gc != 0.f) atomicAdd(grad_planes_cl + at, t.w[k] * gc);
-            if (grad_points != nullptr) {
-              const float dot = gc * planes_cl[at];
-              du += t.dwdu[k] * dot;
-              dv += t.dwdv[k] * dot;
-            }
+            if (grad_points != nullptr) dots[k] = gc * planes_cl[at];
           }
-          int au, av;
-          plane_axes(pl, au, av);
-#pragma unroll
-          for (int a = 0; a < 3; ++a) pacc[a] += a == au ? du : (a == av ? dv : 0.f);  // registers, not local memory
+          add_plane_point_grad(pl, t, dots, pacc);  // common/triplane.h, as sample_triplane
         }
         if (grad_points != nullptr) {  // block-uniform: every lane of the warp shuffles
 #pragma unroll
