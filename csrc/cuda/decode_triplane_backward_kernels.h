@@ -9,9 +9,7 @@ namespace nofa {
 
 // Values in one row of the fused kernel's weight-gradient output, in this order:
 // fc0 weight [Hd, C], fc0 bias [Hd], fc1 weight [O, Hd], fc1 bias [O].
-inline int64_t decode_triplane_weight_grad_size(int64_t C, int64_t Hd, int64_t O) {
-  return Hd * C + Hd + O * Hd + O;
-}
+int64_t decode_triplane_weight_grad_size(int64_t C, int64_t Hd, int64_t O);
 
 // Whether the fused kernel takes these sizes on the current device (float32 only; the
 // caller checks the dtype): C <= 32, 1 + F = O <= 33, and its shared memory within the
