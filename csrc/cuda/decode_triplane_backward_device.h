@@ -7,7 +7,8 @@
 // (block b takes tiles b, b + gridDim, ...). Per tile:
 //   A. Gather (a warp per point, lane = channel): the mean tri-plane features into shared
 //      memory, with the forward's arithmetic in the forward's order; a warp reads whole
-//      channel rows of the channels-last planes.
+//      channel rows of the channels-last planes. The tile's feature cotangents are staged
+//      in shared memory (coalesced reads).
 //   B. Thread p reruns point p's decoder in registers (features, outputs) and turns the
 //      outputs into d loss / d pre-activation gx (density row: grad_density; feature rows:
 //      osg_feature's derivative).
@@ -59,7 +60,7 @@ Layout layout(int64_t C, int64_t Hd, int64_t O) {
   l.b0 = l.w1t + Hd * O;               // [Hd]
   l.b1 = l.b0 + Hd;                    // [O]
   l.f = l.b1 + O;                      // [kPoints, ldf]  mean features; later their gradient / 3
-  l.gx = l.f + kPoints * l.ldf;        // [kPoints, ldo]  d loss / d outputs (pre-activation)
+  l.gx = l.f + kPoints * l.ldf;        // [kPoints, ldo]  feature cotangents, then d loss / d outputs
   l.gz = l.gx + kPoints * l.ldo;       // [kPoints, kUnitLd]  d loss / d z of this round's units
   l.h = l.gz + kPoints * kUnitLd;      // [kPoints, kUnitLd]  softplus(z) of this round's units
   l.acc = l.h + kPoints * kUnitLd;     // [nw]  weight-gradient sums of this block
@@ -113,9 +114,7 @@ __global__ void __launch_bounds__(kPoints)
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const int64_t i0 = tile * kPoints;
     const int n_pts = static_cast<int>(P - i0 < kPoints ? P - i0 : kPoints);
-    // Defensive, one per tile: the barrier after phase A already orders the weight loads
-    // and the zeroing before any use, and phase A only writes sf entries that the same
-    // thread read in the previous tile's phase D (same warp-per-point mapping).
+    // The previous tile's fc1-bias sums read every row of sgx, which phase A refills.
     __syncthreads();
 
     // A. Mean features, a warp per point: the forward kernel's sums in its order.
@@ -131,6 +130,12 @@ __global__ void __launch_bounds__(kPoints)
         if (lane < C) acc += tap_sum(t, planes_cl + (n * 3 + pl) * HWC + lane, static_cast<int64_t>(C));
       }
       if (lane < C) sf[p * ldf + lane] = acc / 3.f;
+    }
+    // The tile's feature cotangents into sgx columns 1..F, read coalesced (thread p reading
+    // its own row of gf would touch 32 rows per warp load); phase B turns them into gx.
+    for (int idx = tid; idx < n_pts * F; idx += kPoints) {
+      const int p = idx / F, o = idx - p * F;
+      sgx[p * ldo + 1 + o] = gf[i0 * F + idx];
     }
     __syncthreads();
 
@@ -164,7 +169,7 @@ __global__ void __launch_bounds__(kPoints)
         if (o < O) {
           float d;
           osg_feature(g[o], d);
-          g[o] = gf[i * F + (o - 1)] * d;
+          g[o] = sgx[tid * ldo + o] * d;
         }
       }
       if (want_w) {

@@ -9,7 +9,7 @@
 // each gradient asked for alone, the density-only decoder, non-finite and outside points.
 // A block whose threads wait at different barriers fails after 60 s instead of hanging. It
 // does not model timing: a missing barrier is caught only where the OS threads happen to
-// interleave badly (the tests found 4 of the kernel's 6 barriers missing, not the other 2).
+// interleave badly (removing any one of the kernel's barriers but the last fails it).
 // Build by hand: g++ -std=c++20 -O2 -I csrc tests/cpp/test_decode_backward_emulated.cpp && ./a.out
 #include <atomic>
 #include <barrier>
