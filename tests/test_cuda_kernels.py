@@ -2,6 +2,11 @@
 the CPU kernel), with CPU variants wherever the behaviour is shared with the CPU."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -345,3 +350,21 @@ def test_decode_triplane_fused_backward_deterministic_mode(device):
             torch.autograd.grad(out, planes, [torch.ones_like(o) for o in out])
     finally:
         torch.use_deterministic_algorithms(prev)
+
+
+def test_fused_backward_kernel_source_on_cpu_threads(tmp_path):
+    """tests/cpp/test_decode_backward_emulated.cpp (also run by ctest): the fused CUDA
+    backward kernel's own source, compiled for the CPU and run with one std::thread per CUDA
+    thread, against a double-precision backward. Runs where no GPU is."""
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler on PATH")
+    root = Path(__file__).resolve().parents[1]
+    exe = tmp_path / "decode_backward_emulated"
+    build = subprocess.run([cxx, "-std=c++20", "-O1", "-pthread", "-I", str(root / "csrc"),
+                            str(root / "tests" / "cpp" / "test_decode_backward_emulated.cpp"), "-o", str(exe)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "all checks passed" in run.stdout

@@ -319,10 +319,12 @@ int main() {
   Problem eg3d = make_problem(2, 300, 32, 64, 33, 1);
   check_case("eg3d, 2 blocks", eg3d, true, true, true, 2);
   check_case("eg3d, 5 blocks", eg3d, true, true, true, 5);
-  check_case("eg3d, weights only", eg3d, false, false, true, 3);
-  check_case("eg3d, planes only", eg3d, true, false, false, 2);
-  check_case("eg3d, points only", eg3d, false, true, false, 2);
-  check_case("eg3d, planes + points", eg3d, true, true, false, 1);
+  // Each gradient alone, and planes + points (two tiles, the second partial).
+  const Problem small = make_problem(1, 150, 32, 64, 33, 6);
+  check_case("weights only", small, false, false, true, 2);
+  check_case("planes only", small, true, false, false, 2);
+  check_case("points only", small, false, true, false, 1);
+  check_case("planes + points", small, true, true, false, 1);
   // Tiny decoder, 3 batch elements, last tile of 3 points, one round of 5 units.
   check_case("tiny", make_problem(3, 129, 3, 5, 3, 2), true, true, true, 3);
   // Wide hidden layer with a partial last round (203 = 25 x 8 + 3), odd C and O.
