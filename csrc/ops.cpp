@@ -13,6 +13,10 @@
 
 namespace nofa {
 
+#ifdef NOFA_WITH_CUDA
+int64_t decode_triplane_cuda_fused_backward_calls();  // cuda/decode_triplane_cuda.cpp
+#endif
+
 std::string build_info() {
 #ifdef NOFA_WITH_CUDA
   std::string info = std::string("{\"cuda\": true, \"cuda_archs\": \"") + NOFA_CUDA_ARCHS + "\"";
@@ -27,7 +31,15 @@ std::string build_info() {
   for (const Op op : {Op::kDecodeTriplaneForward, Op::kDecodeTriplaneBackward})
     fast_calls += isa::calls(op, isa::Isa::kAvx2) + isa::calls(op, isa::Isa::kAvx512);
   info += std::string(", \"cpu_fast_decoder\": ") + (fast ? "true" : "false");
-  return info + ", \"cpu_fast_decoder_calls\": " + std::to_string(fast_calls) + "}";
+  info += ", \"cpu_fast_decoder_calls\": " + std::to_string(fast_calls);
+  // Calls of decode_triplane_backward on CUDA that took the fused kernel (the tests assert
+  // which CUDA backward path ran).
+#ifdef NOFA_WITH_CUDA
+  const int64_t fused_calls = decode_triplane_cuda_fused_backward_calls();
+#else
+  const int64_t fused_calls = 0;
+#endif
+  return info + ", \"cuda_fused_decode_backward_calls\": " + std::to_string(fused_calls) + "}";
 }
 
 TORCH_LIBRARY(nofa, m) {
@@ -107,13 +119,14 @@ TORCH_LIBRARY(nofa, m) {
       "decode_triplane(Tensor planes, Tensor points, float box_warp, Tensor fc0_weight, "
       "Tensor fc0_bias, Tensor fc1_weight, Tensor fc1_bias) -> (Tensor, Tensor)");
   // Returns (grad_planes, grad_points, grad_fc0_weight, grad_fc0_bias, grad_fc1_weight,
-  // grad_fc1_bias); a plane/point gradient not asked for is an empty tensor. `features`:
+  // grad_fc1_bias); a gradient not asked for is an empty tensor (weights_grad covers all
+  // four decoder tensors). No defaults on purpose (see deform_points). `features`:
   // the forward's features output if at hand (kernels may use it instead of recomputing the
   // output layer; the CUDA kernel ignores it).
   m.def(
       "decode_triplane_backward(Tensor grad_density, Tensor grad_features, Tensor? features, Tensor planes, "
       "Tensor points, float box_warp, Tensor fc0_weight, Tensor fc0_bias, Tensor fc1_weight, "
-      "Tensor fc1_bias, bool planes_grad, bool points_grad) "
+      "Tensor fc1_bias, bool planes_grad, bool points_grad, bool weights_grad) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 

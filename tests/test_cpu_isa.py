@@ -138,7 +138,7 @@ def test_decode_triplane_vector_shapes(isa, F, M):
     assert_ran(delta, "decode_triplane_backward", expected_path("decode_triplane_backward", isa))
     # Without the forward's features the backward recomputes the output layer.
     with paths_run() as delta:
-        direct = torch.ops.nofa.decode_triplane_backward(*cots, None, *t[:2], 0.9, *t[2:], True, True)
+        direct = torch.ops.nofa.decode_triplane_backward(*cots, None, *t[:2], 0.9, *t[2:], True, True, True)
     assert_grads_close(direct, got, 1e-5)
     assert_ran(delta, "decode_triplane_backward", expected_path("decode_triplane_backward", isa))
 

@@ -91,7 +91,7 @@ SCRIPT = textwrap.dedent(
     def _():
         p, x, *w = dec()
         torch.ops.nofa.decode_triplane_backward(torch.zeros(1, 7, 1, device=dev), torch.zeros(1, 7, 2), None,
-                                                p, x, 1.0, *w, True, True)
+                                                p, x, 1.0, *w, True, True, True)
 
     @case("decode_triplane zero hidden", "hidden >= 1")
     def _():

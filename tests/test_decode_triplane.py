@@ -177,7 +177,7 @@ def test_cpu_fast_path_matches_reference(request, simd, F, M, layout):
         assert rel_err(feats, rf) <= 1e-5
     assert_grads_close(got, want, 1e-4, names=["planes", "points", "fc0_weight", "fc0_bias", "fc1_weight", "fc1_bias"])
     # The backward op with and without the forward's features (the autograd path passes them).
-    direct = torch.ops.nofa.decode_triplane_backward(gd, gf, None, *t[:2], 0.9, *t[2:], True, True)
+    direct = torch.ops.nofa.decode_triplane_backward(gd, gf, None, *t[:2], 0.9, *t[2:], True, True, True)
     assert_grads_close(direct, got, 1e-5)
     # The vector paths read channels-last taps only (the generic path serves NCHW reads of
     # few points), and it must have served both the forward and the backward here.

@@ -85,6 +85,23 @@ NOFA_HD void bilinear_taps(T u, T v, int64_t H, int64_t W, BilinearTaps<T>& t) {
   }
 }
 
+// One plane's share of a point's gradient, before the final 2 / box_warp factor: dot[k] is
+// the gradient of the plane's bilinear sample dotted with texel k's values (0 for a tap
+// outside the grid); d / du and d / dv go to the coordinates the plane reads. Shared by the
+// CPU and CUDA point-gradient kernels (the CUDA ones pass one lane's partial dots and sum
+// the lanes afterwards: the map is linear in dot). The selects keep acc in registers.
+template <typename T>
+NOFA_HD void add_plane_point_grad(int plane, const BilinearTaps<T>& t, const T dot[4], T acc[3]) {
+  T du = T(0), dv = T(0);
+  for (int k = 0; k < 4; ++k) {
+    du += t.dwdu[k] * dot[k];
+    dv += t.dwdv[k] * dot[k];
+  }
+  int au, av;
+  plane_axes(plane, au, av);
+  for (int a = 0; a < 3; ++a) acc[a] += a == au ? du : (a == av ? dv : T(0));
+}
+
 // Bilinear value of one channel: base points at that channel of texel 0 and texel k's value
 // is base[off[k] * stride] (stride = C for channels-last planes).
 template <typename T>

@@ -214,7 +214,7 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
 // (K = tile size: what GEMM libraries are good at), accumulated per chunk like the generic path.
 void fast_backward(const fastdec::Kernels& k, const Setup& s, const at::Tensor& gd, const at::Tensor& gf, const at::Tensor& feat,
                    at::Tensor& gfeat2, at::Tensor& acc,
-                   int64_t chunks, int64_t per, int64_t tiles) {
+                   int64_t chunks, int64_t per, int64_t tiles, bool weights_grad) {
   using fastdec::kC;
   using fastdec::kHd;
   using fastdec::kOP;
@@ -242,9 +242,11 @@ void fast_backward(const fastdec::Kernels& k, const Setup& s, const at::Tensor& 
       for (int64_t tile = chunk * per; tile < std::min(tiles, (chunk + 1) * per); ++tile) {
         const int64_t i0 = tile * kTile, n = std::min(kTile, P - i0);
         k.backward(*w, src, i0, i0 + n, gdp, gfp, t);
+        if (!weights_grad) continue;  // the bias sums above are cheap; the GEMMs are skipped
         gw0.addmm_(gzb.narrow(0, 0, n).t(), fm.narrow(0, 0, n));
         gw1p.addmm_(gob.narrow(0, 0, n).narrow(1, 0, O).t(), hb.narrow(0, 0, n));
       }
+      if (!weights_grad) continue;
       gw1.narrow(0, 0, 1).copy_(gw1p.narrow(0, F, 1));
       gw1.narrow(0, 1, F).copy_(gw1p.narrow(0, 0, F));
       gb1.narrow(0, 0, 1).copy_(gb1p.narrow(0, F, 1));
@@ -256,7 +258,8 @@ void fast_backward(const fastdec::Kernels& k, const Setup& s, const at::Tensor& 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> decode_triplane_backward_cpu(
     const at::Tensor& grad_density, const at::Tensor& grad_features, const c10::optional<at::Tensor>& features,
     const at::Tensor& planes, const at::Tensor& points, double box_warp, const at::Tensor& fc0_weight, const at::Tensor& fc0_bias,
-    const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, bool planes_grad, bool points_grad) {
+    const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, bool planes_grad, bool points_grad,
+    bool weights_grad) {
   check_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2), F = fc1_weight.size(0) - 1;
   TORCH_CHECK(grad_density.dim() == 3 && grad_density.size(0) == N && grad_density.size(1) == M &&
@@ -289,7 +292,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                     "nofa: features must have shape [", N, ", ", M, ", ", F, "], got ", shape_str(*features));
         feat = features->detach().reshape({P, F}).to(planes.scalar_type()).contiguous();
       }
-      fast_backward(*k, s, gd, gf, feat, gfeat2, acc, chunks, per, tiles);
+      fast_backward(*k, s, gd, gf, feat, gfeat2, acc, chunks, per, tiles, weights_grad);
     } else {
     AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cpu", [&] {
       const auto g = lookup<scalar_t>(s);
@@ -317,15 +320,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
             sf.sigmoid_();
             at::mul_out(gxf, gf.narrow(0, i0, n), 1 + 2 * 0.001);
             at::sigmoid_backward_out(gxf, gxf, sf);
-            gw1.narrow(0, 0, 1).addmm_(gdt.t(), h);
-            gw1.narrow(0, 1, F).addmm_(gxf.t(), h);
-            gb1.narrow(0, 0, 1).add_(gdt.sum(0));
-            gb1.narrow(0, 1, F).add_(gxf.sum(0));
+            if (weights_grad) {
+              gw1.narrow(0, 0, 1).addmm_(gdt.t(), h);
+              gw1.narrow(0, 1, F).addmm_(gxf.t(), h);
+              gb1.narrow(0, 0, 1).add_(gdt.sum(0));
+              gb1.narrow(0, 1, F).add_(gxf.sum(0));
+            }
             at::mm_out(gh, gxf, w1f);
             gh.addmm_(gdt, w1d);
             at::softplus_backward_out(gh, gh, z, 1, 20);  // now d loss / d z
-            gw0.addmm_(gh.t(), f);
-            gb0.add_(gh.sum(0));
+            if (weights_grad) {
+              gw0.addmm_(gh.t(), f);
+              gb0.add_(gh.sum(0));
+            }
             auto gfo = gfeat2.narrow(0, i0, n);
             at::mm_out(gfo, gh, s.w0);
           }
@@ -347,6 +354,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
           .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                     double, c10::string_view, bool, bool)>();
   auto [gplanes, gpoints] = st_backward.call(gfeat, planes, points, box_warp, "mean", planes_grad, points_grad);
+  if (!weights_grad) {  // not asked for: empty, as the plane and point gradients
+    const auto none = at::empty({0}, opts);
+    return {gplanes, gpoints, none, none.clone(), none.clone(), none.clone()};
+  }
   return {gplanes, gpoints, gw0.clone(), gb0.clone(), gw1.clone(), gb1.clone()};
 }
 

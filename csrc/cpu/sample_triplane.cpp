@@ -99,20 +99,17 @@ NOFA_ISA_INLINE void backward_points(const T* go, const T* planes_cl, const T* p
       bilinear_taps(u, v, g.H, g.W, t);
       const T* base = planes_cl + (n * 3 + p) * HW * g.C;
       const T* gr = go + i * oc + (g.reduce == 1 ? p * g.C : 0);
-      T du = T(0), dv = T(0);
+      T dots[4];
       for (int k = 0; k < 4; ++k) {
+        dots[k] = T(0);
         if (t.off[k] < 0) continue;
         const T* src = base + t.off[k] * ts;
         T dot = T(0);
 #pragma omp simd reduction(+ : dot)
         for (int64_t c = 0; c < g.C; ++c) dot += gr[c] * src[c * cs];
-        du += t.dwdu[k] * dot * s;
-        dv += t.dwdv[k] * dot * s;
+        dots[k] = dot * s;
       }
-      int au, av;
-      plane_axes(p, au, av);
-      acc[au] += du;
-      acc[av] += dv;
+      add_plane_point_grad(p, t, dots, acc);
     }
     for (int a = 0; a < 3; ++a) gpts[i * 3 + a] = acc[a] * g.scale;
   }

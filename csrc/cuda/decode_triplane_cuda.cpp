@@ -1,16 +1,20 @@
-// decode_triplane on CUDA: checks, allocation and the fused forward launch. The backward
-// works through the points in chunks: it recomputes the chunk's forward with cuBLAS GEMMs
-// (features from the sample_triplane CUDA kernel, launched directly: no trip through the
-// dispatcher, whose Autograd key runs Python), accumulates the decoder's gradients, and
-// hands the chunk's feature gradient to the sample_triplane CUDA backward kernels only
-// when a plane or point gradient is asked for.
+// decode_triplane on CUDA: checks, allocation and the kernel launches. The backward takes
+// the fused kernel (cuda/decode_triplane_backward.cu) for float32 at the fast forward's
+// sizes. Other sizes and float64 (the general path) work through the points in chunks: it
+// recomputes the chunk's forward with cuBLAS GEMMs (features from the sample_triplane CUDA
+// kernel, launched directly: no trip through the dispatcher, whose Autograd key runs
+// Python), accumulates the decoder's gradients when asked for, and hands the chunk's
+// feature gradient to the sample_triplane CUDA backward kernels only when a plane or point
+// gradient is asked for.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 
+#include "cuda/decode_triplane_backward_kernels.h"
 #include "cuda/decode_triplane_kernels.h"
 #include "cuda/half_checks.h"
 #include "cuda/sample_triplane_kernels.h"
@@ -18,6 +22,8 @@
 
 namespace nofa {
 namespace {
+
+std::atomic<int64_t> fused_backward_calls{0};  // reported by build_info (csrc/ops.cpp)
 
 // Zero widths would leave nothing to decode and divide by zero in the tile arithmetic.
 void check_widths(const at::Tensor& planes, const at::Tensor& fc0_weight) {
@@ -112,14 +118,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor& grad_density, const at::Tensor& grad_features,
     const c10::optional<at::Tensor>& /*features: the CUDA backward recomputes them*/, const at::Tensor& planes,
     const at::Tensor& points, double box_warp, const at::Tensor& fc0_weight, const at::Tensor& fc0_bias,
-    const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, bool planes_grad, bool points_grad) {
+    const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, bool planes_grad, bool points_grad,
+    bool weights_grad) {
   if (is_half_planes(planes)) {
     // Half-precision planes: the backward runs in float32 on an upcast copy (same layout);
     // the plane gradient is rounded once to the planes' type.
     check_half_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
     auto r = decode_triplane_backward_cuda(grad_density, grad_features, std::nullopt, planes.to(at::kFloat), points,
                                            box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias, planes_grad,
-                                           points_grad);
+                                           points_grad, weights_grad);
     if (planes_grad) std::get<0>(r) = std::get<0>(r).to(planes.scalar_type());
     return r;
   }
@@ -137,8 +144,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const auto w0 = fc0_weight.detach(), b0 = fc0_bias.detach();
   const auto w1 = fc1_weight.detach(), b1 = fc1_bias.detach();
   const auto opts = planes.options();
-  auto gw0 = at::zeros({Hd, C}, opts), gb0 = at::zeros({Hd}, opts);
-  auto gw1 = at::zeros({F + 1, Hd}, opts), gb1 = at::zeros({F + 1}, opts);
+  // Weight gradients not asked for are empty tensors, as the plane and point ones.
+  const auto wz = [&](at::IntArrayRef shape) { return weights_grad ? at::zeros(shape, opts) : at::empty({0}, opts); };
+  auto gw0 = wz({Hd, C}), gb0 = wz({Hd});
+  auto gw1 = wz({F + 1, Hd}), gb1 = wz({F + 1});
   // The plane gradient has at::empty_like(planes)'s strides (as on the CPU and in the
   // fake); the kernels accumulate into [N, 3, H, W, C] memory: that layout itself for
   // channels-last planes, a zeroed temporary otherwise.
@@ -157,10 +166,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   // A no-op for channels-last planes (the renderer relayouts once per render).
   const auto pcl = planes.detach().permute({0, 1, 3, 4, 2}).contiguous();
   const auto pts = points.detach().contiguous();
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const float scale = static_cast<float>(2.0 / box_warp);
+  if (planes.scalar_type() == at::kFloat && decode_triplane_fused_backward_ok(C, Hd, F + 1)) {
+    const int64_t P = N * M, blocks = decode_triplane_fused_backward_blocks(P, C, Hd, F + 1);
+    const auto gd = grad_density.reshape({P}).to(at::kFloat).contiguous();
+    const auto gf = grad_features.reshape({P, F}).to(at::kFloat).contiguous();
+    const auto w0c = w0.contiguous(), b0c = b0.contiguous(), w1c = w1.contiguous(), b1c = b1.contiguous();
+    // One row of weight-gradient sums per block (every block writes its whole row), summed
+    // here in a fixed order: no atomics on the weights.
+    auto partial = weights_grad ? at::empty({blocks, decode_triplane_weight_grad_size(C, Hd, F + 1)}, opts)
+                                : at::empty({0}, opts);
+    launch_decode_triplane_backward_fused(
+        gd.data_ptr<float>(), gf.data_ptr<float>(), pcl.data_ptr<float>(), pts.data_ptr<float>(),
+        w0c.data_ptr<float>(), b0c.data_ptr<float>(), w1c.data_ptr<float>(), b1c.data_ptr<float>(),
+        planes_grad ? gplanes_cl.data_ptr<float>() : nullptr, points_grad ? gpoints.data_ptr<float>() : nullptr,
+        weights_grad ? partial.data_ptr<float>() : nullptr, P, M, C, H, W, Hd, F + 1, scale, blocks, stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    fused_backward_calls.fetch_add(1, std::memory_order_relaxed);
+    if (weights_grad) {
+      const auto total = partial.sum(0);
+      int64_t at0 = 0;
+      for (at::Tensor* g : {&gw0, &gb0, &gw1, &gb1}) {
+        g->copy_(total.narrow(0, at0, g->numel()).view(g->sizes()));
+        at0 += g->numel();
+      }
+    }
+    if (planes_grad && !in_place) gplanes.copy_(gplanes_cl.permute({0, 1, 4, 2, 3}));
+    return {gplanes, gpoints, gw0, gb0, gw1, gb1};
+  }
   const auto gd_all = grad_density.reshape({N * M, 1}).to(planes.scalar_type());
   const auto gf_all = grad_features.reshape({N * M, F}).to(planes.scalar_type());
   const auto w1f = w1.narrow(0, 1, F), b1f = b1.narrow(0, 1, F);
-  const auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t chunk = std::min(M, kBackwardChunk);
   const int64_t plane_stride = 3 * H * W * C;
   // Chunks of one batch element's points: the kernels then see N = 1 and that element's
@@ -185,10 +222,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                                at::sigmoid_backward(gf_all.narrow(0, r0, rows) * (1 + 2 * 0.001), sg)},
                               1);
       const auto gz = at::softplus_backward(at::mm(gx, w1), z, 1, 20);
-      gw0.addmm_(gz.t(), f);
-      gb0.add_(gz.sum(0));
-      gw1.addmm_(gx.t(), h);
-      gb1.add_(gx.sum(0));
+      if (weights_grad) {
+        gw0.addmm_(gz.t(), f);
+        gb0.add_(gz.sum(0));
+        gw1.addmm_(gx.t(), h);
+        gb1.add_(gx.sum(0));
+      }
       if (planes_grad || points_grad) {
         const auto gfeat = at::mm(gz, w0).contiguous();
         AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cuda", [&] {
@@ -208,6 +247,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 }
 
 }  // namespace
+
+int64_t decode_triplane_cuda_fused_backward_calls() { return fused_backward_calls.load(std::memory_order_relaxed); }
 
 TORCH_LIBRARY_IMPL(nofa, CUDA, m) {
   m.impl("decode_triplane", &decode_triplane_cuda);

@@ -225,19 +225,14 @@ __global__ void backward_points_kernel(const T* __restrict__ grad_out, const T* 
     BilinearTaps<T> t;
     bilinear_taps(u, v, H, W, t);
     const T* base = planes_cl + (n * 3 + p) * H * W * C;
-    T du = T(0), dv = T(0);
+    T dots[4];  // this lane's channels only: the lanes are summed below
     for (int k = 0; k < 4; ++k) {
+      dots[k] = T(0);
       if (t.off[k] < 0) continue;
       const T* src = base + t.off[k] * C;
-      T dot = T(0);
-      for (int64_t c = lane; c < C; c += kWarp) dot += grad_of(gr, C, reduce, p, c) * src[c];
-      du += t.dwdu[k] * dot;
-      dv += t.dwdv[k] * dot;
+      for (int64_t c = lane; c < C; c += kWarp) dots[k] += grad_of(gr, C, reduce, p, c) * src[c];
     }
-    int au, av;
-    plane_axes(p, au, av);
-    acc[au] += du;
-    acc[av] += dv;
+    add_plane_point_grad(p, t, dots, acc);
   }
 #pragma unroll
   for (int a = 0; a < 3; ++a) {

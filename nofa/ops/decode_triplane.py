@@ -73,10 +73,11 @@ def _register() -> None:
         return like.new_empty(N, M, 1), like.new_empty(N, M, w1.shape[0] - 1)
 
     @torch.library.register_fake("nofa::decode_triplane_backward")
-    def _(gd, gf, features, planes, points, box_warp, w0, b0, w1, b1, planes_grad, points_grad):
+    def _(gd, gf, features, planes, points, box_warp, w0, b0, w1, b1, planes_grad, points_grad, weights_grad):
         gp = torch.empty_like(planes) if planes_grad else planes.new_empty(0)  # planes' layout
         gx = points.new_empty(points.shape) if points_grad else points.new_empty(0)
-        return gp, gx, w0.new_empty(w0.shape), b0.new_empty(b0.shape), w1.new_empty(w1.shape), b1.new_empty(b1.shape)
+        gw = [w.new_empty(w.shape) if weights_grad else w.new_empty(0) for w in (w0, b0, w1, b1)]
+        return (gp, gx, *gw)
 
     def setup_context(ctx, inputs, output):
         planes, points, box_warp, w0, b0, w1, b1 = inputs
@@ -88,8 +89,10 @@ def _register() -> None:
     def backward(ctx, grad_density, grad_features):
         planes, points, w0, b0, w1, b1, features = ctx.saved_tensors
         need = ctx.needs_input_grad
+        # One flag for the four decoder tensors: their gradients come from the same products.
         grads = torch.ops.nofa.decode_triplane_backward(
-            grad_density, grad_features, features, planes, points, ctx.box_warp, w0, b0, w1, b1, need[0], need[1]
+            grad_density, grad_features, features, planes, points, ctx.box_warp, w0, b0, w1, b1, need[0], need[1],
+            any(need[3:7]),
         )
         gp, gx, gw0, gb0, gw1, gb1 = grads
         keep = lambda g, i: g if need[i] else None  # noqa: E731

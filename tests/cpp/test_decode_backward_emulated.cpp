@@ -1,0 +1,350 @@
+// The fused decode_triplane CUDA backward kernel (csrc/cuda/decode_triplane_backward_device.h)
+// run on the CPU: the kernel's own source, compiled by the host compiler with stand-ins for
+// the CUDA built-ins (a block = 128 std::threads; __syncthreads = a std::barrier that also
+// checks every thread reached the same barrier; __shfl_xor_sync = an exchange through
+// memory between the 32 threads of a warp; atomicAdd = std::atomic_ref). Blocks run one
+// after another (they only share the atomically updated plane gradient). Checked against a
+// plain double-precision backward written point by point: all six gradients, partial last
+// tiles, blocks walking several tiles, hidden widths not a multiple of the 8-unit rounds,
+// each gradient asked for alone, the density-only decoder, non-finite and outside points.
+// A block whose threads wait at different barriers fails after 60 s instead of hanging.
+// Plain runs catch a missing barrier only where the OS threads happen to interleave badly;
+// under ThreadSanitizer every shared-memory access pair not ordered by a barrier is
+// reported (std::barrier orders like __syncthreads). The kernel as committed: no report;
+// with any one of its 6 barriers removed: a data race reported at the unordered access.
+// Build by hand: g++ -std=c++20 -O2 -pthread -I csrc tests/cpp/test_decode_backward_emulated.cpp && ./a.out
+// Race check (~20 s): the same with -O1 -g -fsanitize=thread (exit code 66 on a race).
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "../../tests/cpp/check.h"
+
+// ---- stand-ins for the CUDA built-ins the kernel uses ------------------------------------
+namespace emu {
+struct Dim3 {
+  unsigned int x = 0, y = 0, z = 0;
+};
+constexpr int kThreads = 128, kWarpSize = 32, kWarpsPerBlock = kThreads / kWarpSize;
+thread_local Dim3 thread_idx, block_idx;
+Dim3 grid_dim;
+std::barrier<>* block_barrier = nullptr;
+std::barrier<>* warp_barrier[kWarpsPerBlock] = {};
+float exchange[kWarpsPerBlock][kWarpSize];
+int barrier_line[kThreads];
+std::atomic<int> divergent_barriers{0};
+
+inline void sync_threads(int line) {
+  const int t = static_cast<int>(thread_idx.x);
+  barrier_line[t] = line;
+  block_barrier->arrive_and_wait();
+  if (t == 0) {
+    for (int i = 0; i < kThreads; ++i) {
+      if (barrier_line[i] != line) divergent_barriers.fetch_add(1);
+    }
+  }
+  block_barrier->arrive_and_wait();
+}
+
+inline float shfl_xor(float v, int mask) {
+  const int t = static_cast<int>(thread_idx.x), w = t / kWarpSize, lane = t % kWarpSize;
+  exchange[w][lane] = v;
+  warp_barrier[w]->arrive_and_wait();
+  const float r = exchange[w][lane ^ mask];
+  warp_barrier[w]->arrive_and_wait();
+  return r;
+}
+}  // namespace emu
+
+#define threadIdx emu::thread_idx
+#define blockIdx emu::block_idx
+#define gridDim emu::grid_dim
+#define __global__
+#define __launch_bounds__(n)
+#define __shared__
+#define __align__(n) __attribute__((aligned(n)))
+#define __syncthreads() emu::sync_threads(__LINE__)
+inline float __shfl_xor_sync(unsigned int, float v, int mask) { return emu::shfl_xor(v, mask); }
+inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
+
+namespace nofa {
+namespace {
+// The block's dynamic shared memory (the kernel's `extern __shared__` array).
+alignas(16) unsigned char smem_raw[256 * 1024];
+}  // namespace
+}  // namespace nofa
+
+#include "cuda/decode_triplane_backward_device.h"
+
+namespace {
+
+using nofa::BilinearTaps;
+
+struct Problem {
+  int64_t N, M, C, H, W, Hd, O;
+  float scale;
+  std::vector<float> planes_cl, points, w0, b0, w1, b1, gd, gf;  // planes [N, 3, H, W, C]
+};
+
+struct Grads {
+  std::vector<double> planes, points, w;  // w: [gW0 | gb0 | gW1 | gb1]
+};
+
+Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t Hd, int64_t O, unsigned seed) {
+  Problem p{N, M, C, 7, 9, Hd, O, 2.0f / 1.1f, {}, {}, {}, {}, {}, {}, {}, {}};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  std::uniform_real_distribution<float> ud(-0.65f, 0.65f);  // some points outside the box
+  auto fill = [&](std::vector<float>& v, int64_t n, float s) {
+    v.resize(n);
+    for (auto& x : v) x = nd(rng) * s;
+  };
+  fill(p.planes_cl, N * 3 * p.H * p.W * C, 1.f);
+  p.points.resize(N * M * 3);
+  for (auto& x : p.points) x = ud(rng);
+  fill(p.w0, Hd * C, 1.f / std::sqrt(float(C)));
+  fill(p.b0, Hd, 1.f);
+  fill(p.w1, O * Hd, 1.f / std::sqrt(float(Hd)));
+  fill(p.b1, O, 1.f);
+  fill(p.gd, N * M, 1.f);
+  fill(p.gf, N * M * (O - 1), 1.f);
+  return p;
+}
+
+// The kernel on emulated blocks; the weight rows summed in block order, as the op does.
+Grads run_kernel(const Problem& p, bool planes, bool points, bool weights, int blocks) {
+  const int64_t P = p.N * p.M;
+  const nofa::Layout L = nofa::layout(p.C, p.Hd, p.O);
+  CHECK(L.total * static_cast<int64_t>(sizeof(float)) <= static_cast<int64_t>(sizeof(nofa::smem_raw)));
+  const int64_t nw = L.total - L.acc;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> gpl(planes ? p.planes_cl.size() : 0, 0.f);
+  std::vector<float> gpts(points ? P * 3 : 0, nan);       // every point's row must be written
+  std::vector<float> gw(weights ? blocks * nw : 0, nan);  // every block's row must be written
+  emu::grid_dim.x = static_cast<unsigned int>(blocks);
+  for (int b = 0; b < blocks; ++b) {
+    std::barrier<> block_barrier(emu::kThreads);
+    std::unique_ptr<std::barrier<>> warp_barriers[emu::kWarpsPerBlock];
+    for (int w = 0; w < emu::kWarpsPerBlock; ++w) {
+      warp_barriers[w] = std::make_unique<std::barrier<>>(emu::kWarpSize);
+      emu::warp_barrier[w] = warp_barriers[w].get();
+    }
+    emu::block_barrier = &block_barrier;
+    // A block whose threads wait at different barriers never finishes: fail instead of hanging.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool finished = false;
+    std::thread watchdog([&] {
+      std::unique_lock<std::mutex> lock(mu);
+      if (!cv.wait_for(lock, std::chrono::seconds(60), [&] { return finished; })) {
+        std::fprintf(stderr, "block %d did not finish in 60 s: threads wait at different barriers\n", b);
+        std::_Exit(1);
+      }
+    });
+    std::vector<std::thread> threads;
+    for (int t = 0; t < emu::kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        emu::thread_idx.x = static_cast<unsigned int>(t);
+        emu::block_idx.x = static_cast<unsigned int>(b);
+        nofa::fused_backward_kernel<nofa::kMaxC, nofa::kMaxO>(
+            p.gd.data(), p.gf.data(), p.planes_cl.data(), p.points.data(), p.w0.data(), p.b0.data(),
+            p.w1.data(), p.b1.data(), planes ? gpl.data() : nullptr, points ? gpts.data() : nullptr,
+            weights ? gw.data() : nullptr, P, p.M, static_cast<int>(p.C), p.H, p.W, static_cast<int>(p.Hd),
+            static_cast<int>(p.O), p.scale, L);
+      });
+    }
+    for (auto& th : threads) th.join();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      finished = true;
+    }
+    cv.notify_one();
+    watchdog.join();
+  }
+  Grads g;
+  g.planes.assign(gpl.begin(), gpl.end());
+  g.points.assign(gpts.begin(), gpts.end());
+  if (weights) {
+    g.w.assign(nw, 0.0);
+    std::vector<float> total(nw, 0.f);  // float sums in block order, as partial.sum(0)
+    for (int b = 0; b < blocks; ++b) {
+      for (int64_t e = 0; e < nw; ++e) total[e] += gw[b * nw + e];
+    }
+    g.w.assign(total.begin(), total.end());
+  }
+  return g;
+}
+
+// The backward point by point in double, from the definitions: f = mean of the planes'
+// bilinear samples; z = W0 f + b0; h = softplus(z); x = W1 h + b1; density = x0;
+// features = sigmoid(x[1:]) * 1.002 - 0.001.
+Grads run_reference(const Problem& p) {
+  const int64_t P = p.N * p.M, C = p.C, Hd = p.Hd, O = p.O, F = O - 1, HWC = p.H * p.W * C;
+  Grads g;
+  g.planes.assign(p.planes_cl.size(), 0.0);
+  g.points.assign(P * 3, 0.0);
+  g.w.assign(Hd * C + Hd + O * Hd + O, 0.0);
+  double* gw0 = g.w.data();
+  double* gb0 = gw0 + Hd * C;
+  double* gw1 = gb0 + Hd;
+  double* gb1 = gw1 + O * Hd;
+  const double scale = p.scale;
+  for (int64_t i = 0; i < P; ++i) {
+    const int64_t n = i / p.M;
+    const double x = p.points[i * 3] * scale, y = p.points[i * 3 + 1] * scale, z = p.points[i * 3 + 2] * scale;
+    BilinearTaps<double> taps[3];
+    std::vector<double> f(C, 0.0);
+    for (int pl = 0; pl < 3; ++pl) {
+      double u, v;
+      nofa::plane_uv(pl, x, y, z, u, v);
+      nofa::bilinear_taps(u, v, p.H, p.W, taps[pl]);
+      for (int64_t c = 0; c < C; ++c) {
+        for (int k = 0; k < 4; ++k) {
+          if (taps[pl].off[k] >= 0) f[c] += taps[pl].w[k] * p.planes_cl[(n * 3 + pl) * HWC + taps[pl].off[k] * C + c] / 3.0;
+        }
+      }
+    }
+    std::vector<double> zz(Hd), h(Hd), dsp(Hd), out(O), gx(O), gz(Hd), gfeat(C, 0.0);
+    for (int64_t j = 0; j < Hd; ++j) {
+      zz[j] = p.b0[j];
+      for (int64_t c = 0; c < C; ++c) zz[j] += double(p.w0[j * C + c]) * f[c];
+      h[j] = nofa::softplus(zz[j], dsp[j]);
+    }
+    for (int64_t o = 0; o < O; ++o) {
+      out[o] = p.b1[o];
+      for (int64_t j = 0; j < Hd; ++j) out[o] += double(p.w1[o * Hd + j]) * h[j];
+    }
+    gx[0] = p.gd[i];
+    for (int64_t o = 1; o < O; ++o) {
+      const double s = 1.0 / (1.0 + std::exp(-out[o]));
+      gx[o] = p.gf[i * F + o - 1] * s * (1.0 - s) * 1.002;
+    }
+    for (int64_t j = 0; j < Hd; ++j) {
+      double gh = 0.0;
+      for (int64_t o = 0; o < O; ++o) gh += double(p.w1[o * Hd + j]) * gx[o];
+      gz[j] = gh * dsp[j];
+    }
+    for (int64_t j = 0; j < Hd; ++j) {
+      for (int64_t c = 0; c < C; ++c) {
+        gw0[j * C + c] += gz[j] * f[c];
+        gfeat[c] += double(p.w0[j * C + c]) * gz[j];
+      }
+      gb0[j] += gz[j];
+    }
+    for (int64_t o = 0; o < O; ++o) {
+      for (int64_t j = 0; j < Hd; ++j) gw1[o * Hd + j] += gx[o] * h[j];
+      gb1[o] += gx[o];
+    }
+    // d f / d (plane texel) = w / 3; d f / d point through the taps' weights.
+    double gp[3] = {0.0, 0.0, 0.0};
+    for (int pl = 0; pl < 3; ++pl) {
+      double dots[4] = {0.0, 0.0, 0.0, 0.0};
+      for (int k = 0; k < 4; ++k) {
+        if (taps[pl].off[k] < 0) continue;
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t at = (n * 3 + pl) * HWC + taps[pl].off[k] * C + c;
+          g.planes[at] += taps[pl].w[k] * gfeat[c] / 3.0;
+          dots[k] += gfeat[c] / 3.0 * p.planes_cl[at];
+        }
+      }
+      double du = 0.0, dv = 0.0;
+      for (int k = 0; k < 4; ++k) {
+        du += taps[pl].dwdu[k] * dots[k];
+        dv += taps[pl].dwdv[k] * dots[k];
+      }
+      int au, av;
+      nofa::plane_axes(pl, au, av);
+      gp[au] += du;
+      gp[av] += dv;
+    }
+    for (int a = 0; a < 3; ++a) g.points[i * 3 + a] = gp[a] * scale;
+  }
+  return g;
+}
+
+double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return std::numeric_limits<double>::infinity();
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return std::sqrt(num / (den > 1e-300 ? den : 1e-300));
+}
+
+void check_case(const char* name, const Problem& p, bool planes, bool points, bool weights, int blocks) {
+  const int before = emu::divergent_barriers.load();
+  const Grads got = run_kernel(p, planes, points, weights, blocks);
+  const Grads want = run_reference(p);
+  const double tol = 2e-5;
+  if (planes) {
+    const double e = rel_err(got.planes, want.planes);
+    if (!(e <= tol)) std::fprintf(stderr, "%s: planes rel err %g\n", name, e);
+    CHECK(e <= tol);
+  } else {
+    CHECK(got.planes.empty());
+  }
+  if (points) {
+    const double e = rel_err(got.points, want.points);
+    if (!(e <= tol)) std::fprintf(stderr, "%s: points rel err %g\n", name, e);
+    CHECK(e <= tol);
+  }
+  if (weights) {
+    // Each of the four tensors on its own (a small one must not hide in a big one's norm).
+    const int64_t C = p.C, Hd = p.Hd, O = p.O;
+    const int64_t start[5] = {0, Hd * C, Hd * C + Hd, Hd * C + Hd + O * Hd, Hd * C + Hd + O * Hd + O};
+    CHECK(static_cast<int64_t>(got.w.size()) == start[4]);
+    for (int t = 0; t < 4 && static_cast<int64_t>(got.w.size()) == start[4]; ++t) {
+      const std::vector<double> a(got.w.begin() + start[t], got.w.begin() + start[t + 1]);
+      const std::vector<double> b(want.w.begin() + start[t], want.w.begin() + start[t + 1]);
+      const double e = rel_err(a, b);
+      if (!(e <= tol)) std::fprintf(stderr, "%s: weight tensor %d rel err %g\n", name, t, e);
+      CHECK(e <= tol);
+    }
+  }
+  CHECK(emu::divergent_barriers.load() == before);
+}
+
+}  // namespace
+
+int main() {
+  // EG3D sizes; 600 points: 4 whole tiles + 88; 2 blocks walk 3 and 2 tiles.
+  Problem eg3d = make_problem(2, 300, 32, 64, 33, 1);
+  check_case("eg3d, 2 blocks", eg3d, true, true, true, 2);
+  check_case("eg3d, 5 blocks", eg3d, true, true, true, 5);
+  // Each gradient alone, and planes + points (two tiles, the second partial).
+  const Problem small = make_problem(1, 150, 32, 64, 33, 6);
+  check_case("weights only", small, false, false, true, 1);  // one block, two tiles
+  check_case("planes only", small, true, false, false, 2);
+  check_case("points only", small, false, true, false, 1);
+  check_case("planes + points", small, true, true, false, 1);
+  // Tiny decoder, 3 batch elements, last tile of 3 points, one round of 5 units.
+  const Problem tiny = make_problem(3, 129, 3, 5, 3, 2);
+  check_case("tiny", tiny, true, true, true, 3);
+  check_case("tiny, weights only", tiny, false, false, true, 1);
+  // Wide hidden layer with a partial last round (203 = 25 x 8 + 3), odd C and O.
+  check_case("wide hidden", make_problem(1, 200, 15, 203, 6, 3), true, true, true, 1);
+  // Density only (O = 1: no feature cotangent at all).
+  check_case("density only", make_problem(2, 130, 32, 64, 1, 4), true, true, true, 2);
+  // Non-finite and far-away points: their planes read and receive nothing.
+  Problem bad = make_problem(1, 140, 32, 64, 33, 5);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const float rows[][3] = {{nan, 0.1f, 0.1f}, {0.1f, nan, 0.1f}, {0.1f, 0.1f, nan}, {inf, 0.1f, 0.1f},
+                           {0.1f, -inf, 0.1f}, {0.1f, 0.1f, inf}, {nan, nan, nan}, {5.f, 5.f, 5.f}};
+  for (int r = 0; r < 8; ++r) {
+    for (int a = 0; a < 3; ++a) bad.points[(3 + r) * 3 + a] = rows[r][a];
+  }
+  for (int a = 0; a < 3; ++a) bad.points[131 * 3 + a] = rows[1][a];  // second tile
+  check_case("non-finite points", bad, true, true, true, 2);
+  TEST_MAIN_END();
+}
