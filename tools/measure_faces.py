@@ -1,11 +1,13 @@
 """Figures for docs/faces.md: camera accuracy on renders of nofa's template head.
 
-For each (yaw, pitch) on a grid, the procedural template head is sphere-traced at the EG3D
-camera default_label(yaw, pitch) (radius 2.7 around the origin, looking at (0, 0, 0.2)),
+For each (yaw, pitch) on a grid, the template head (--skin photo: wearing the astronaut's
+face, PhotoSkinHead, the default; --skin procedural: its own albedo) is sphere-traced at the
+EG3D camera default_label(yaw, pitch) (radius 2.7 around the origin, looking at (0, 0, 0.2)),
 then either
   dlib:       dlib detects the face and its 68 landmarks, the render is aligned like any photo
               (nofa.faces.prepare_face) and the camera estimated from the crop, or
-  projected:  the 3D landmark template is projected through the true camera, Gaussian noise
+  projected:  the landmark model (LANDMARK_VIEW_MODEL at the true view) is projected through
+              the true camera, Gaussian noise
               of --noise px (at 512) added, and the camera estimated from those points.
 Errors are view_angles() of the estimate minus those of the true cam2world.
 
@@ -20,8 +22,8 @@ import warnings
 
 import numpy as np
 
-from nofa.faces import LANDMARKS_3D, estimate_camera, prepare_face, view_angles
-from nofa.pipelines.template_fit.template import trace_template
+from nofa.faces import LANDMARK_VIEW_MODEL, estimate_camera, landmarks_seen_from, prepare_face, view_angles
+from nofa.pipelines.template_fit.photo_skin import PhotoSkinHead, render_uint8
 from nofa.render.cameras import default_label
 
 
@@ -32,7 +34,9 @@ def main() -> None:
     ap.add_argument("--yaws", default="-40,-30,-20,-10,0,10,20,30,40")
     ap.add_argument("--pitches", default="-20,-10,0,10,20")
     ap.add_argument("--skip-dlib", action="store_true")
+    ap.add_argument("--skin", choices=("photo", "procedural"), default="photo")
     args = ap.parse_args()
+    head = PhotoSkinHead.from_photo() if args.skin == "photo" and not args.skip_dlib else None
     rng = np.random.default_rng(0)
     rows = {"dlib": [], "projected": []}
     for yaw in map(float, args.yaws.split(",")):
@@ -41,15 +45,15 @@ def main() -> None:
             c2w = lab[:16].reshape(4, 4)
             gy, gp = view_angles(c2w)
             w2c = np.linalg.inv(c2w)
-            cam = LANDMARKS_3D @ w2c[:3, :3].T + w2c[:3, 3]
+            pts = landmarks_seen_from(LANDMARK_VIEW_MODEL, math.radians(gy), math.radians(gp))
+            cam = pts @ w2c[:3, :3].T + w2c[:3, 3]
             uv = (4.2647 * cam[:, :2] / cam[:, 2:] + 0.5) * 512 + rng.normal(0, args.noise, (68, 2))
             fit = estimate_camera(uv, 512)
             rows["projected"].append((yaw, pitch, fit.yaw - gy, fit.pitch - gp))
             if args.skip_dlib:
                 continue
             t = time.perf_counter()
-            rgb, _, _ = trace_template(lab, args.resolution)
-            img = ((rgb.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+            img = render_uint8(lab, args.resolution, head)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

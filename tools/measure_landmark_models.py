@@ -1,7 +1,8 @@
-"""Compare 3D landmark models for the camera fit: docs/faces.md, "Pitch: what was tried".
+"""Calibrate and compare 3D landmark models for the camera fit (docs/faces.md, "Camera estimation").
 
-dlib's points lag behind the turn on renders of nofa's template head (the rigid template
-under-estimates pitch by up to 7.8 degrees, camera above the face). This script tries
+dlib's points lag behind the turn on renders of the template head with its procedural albedo,
+far less with a photo's face on it (--skin photo: nofa.pipelines.template_fit.PhotoSkinHead,
+the default). This script tries
 landmark models whose 3D points move with the view direction, X_i(yaw, pitch) =
 sum_k phi_k(yaw, pitch) B_ik (phi: the bases below; "rigid" is one constant term), fitted by
 linear multi-view triangulation to dlib's points on calibration renders (none on the
@@ -9,9 +10,13 @@ accuracy grid; each view also mirrored), and reports for each:
   - leave-one-view-out pose errors on the calibration views with |yaw| <= 40,
   - the errors on the 5 x 3 accuracy grid (tools/measure_faces.py's),
   - the pitch each gives on real photos (the astronaut, plus --photos).
-The shipped model (nofa.faces.LANDMARKS_3D, rigid) is reported as "shipped".
+"rigid template" is nofa.faces.LANDMARKS_3D (calibrated on the procedural look), "shipped"
+nofa.faces.LANDMARK_VIEW_MODEL (what estimate_camera uses, the "lin" basis). --print lin
+prints the coefficients of the "lin" model fitted on all calibration views as
+LANDMARK_VIEW_MODEL holds them ([3, 68, 3]; basis 1, yaw, pitch in radians). --ridge adds
+"<model> ridge R" rows (see fit()).
 
-    PYTHONPATH=. python tools/measure_landmark_models.py [--photos 'DIR/*.png']
+    PYTHONPATH=. python tools/measure_landmark_models.py [--skin photo|procedural] [--photos 'DIR/*.png'] [--print lin]
 """
 from __future__ import annotations
 
@@ -24,28 +29,28 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from nofa.faces import INNER, LANDMARK_WEIGHTS, LANDMARKS_3D, MIRROR, NoFaceError, prepare_face, view_angles
+from nofa.faces import (INNER, LANDMARK_VIEW_MODEL, LANDMARK_WEIGHTS, LANDMARKS_3D, MIRROR, NoFaceError,
+                        prepare_face, view_angles, view_basis)
 from nofa.faces.photo import load_photo
-from nofa.pipelines.template_fit.template import trace_template
+from nofa.pipelines.template_fit.photo_skin import PhotoSkinHead, render_uint8
 from nofa.render.cameras import default_label
 
 RES = 256
 FOCAL, PRINCIPAL = 4.2647, 0.5
 BASES = {
     "rigid": lambda y, p: np.array([1.0]),
-    "lin": lambda y, p: np.array([1.0, y, p]),
+    "lin": view_basis,
     "lin+p2": lambda y, p: np.array([1.0, y, p, p * p]),
     "quad": lambda y, p: np.array([1.0, y, p, y * y, p * p, y * p]),
 }
 
 
-def collect(yaws, pitches) -> list[dict]:
+def collect(yaws, pitches, head=None) -> list[dict]:
     recs = []
     for yaw in yaws:
         for pitch in pitches:
             lab = default_label(math.radians(yaw), math.radians(pitch))
-            rgb, _, _ = trace_template(lab, RES)
-            img = ((rgb.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+            img = render_uint8(lab, RES, head)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -72,8 +77,13 @@ def views_of(recs) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def fit(views, basis) -> np.ndarray:
-    """Coefficients [68, K, 3] by linear triangulation; the jaw stays LANDMARKS_3D's (unused)."""
+def fit(views, basis, ridge: float = 0.0) -> np.ndarray:
+    """Coefficients [68, K, 3] by linear triangulation; the jaw stays LANDMARKS_3D's (unused).
+
+    ridge: weight of a pull of the constant term towards LANDMARKS_3D and of the others
+    towards 0 (the points' depth is weakly seen within +-48 degrees of yaw, and with
+    quadratic terms it trades off between terms; a small pull keeps the model near a head).
+    """
     k = len(basis(0.0, 0.0))
     A = [[] for _ in range(68)]
     b = [[] for _ in range(68)]
@@ -86,7 +96,15 @@ def fit(views, basis) -> np.ndarray:
                 a = w2c[ax] - uv[i, ax] * w2c[2]
                 A[i].append(np.kron(phi, a[:3]))
                 b[i].append(-a[3])
-    coef = np.array([np.linalg.lstsq(np.array(a), np.array(r), rcond=None)[0].reshape(k, 3) for a, r in zip(A, b)])
+    coef = np.zeros((68, k, 3))
+    for i in range(68):
+        Ai, bi = np.array(A[i]), np.array(b[i])
+        if ridge > 0:
+            prior = np.zeros((k, 3))
+            prior[0] = LANDMARKS_3D[i]
+            Ai = np.vstack([Ai, math.sqrt(ridge) * np.eye(3 * k)])
+            bi = np.concatenate([bi, math.sqrt(ridge) * prior.ravel()])
+        coef[i] = np.linalg.lstsq(Ai, bi, rcond=None)[0].reshape(k, 3)
     coef[:17] = 0
     coef[:17, 0] = LANDMARKS_3D[:17]
     return coef
@@ -138,9 +156,13 @@ def summary(e: np.ndarray) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", default="", help="glob of extra real photos whose estimated pitch to report")
+    ap.add_argument("--skin", choices=("photo", "procedural"), default="photo")
+    ap.add_argument("--print", dest="print_model", choices=tuple(BASES), default=None)
+    ap.add_argument("--ridge", default="", help="comma-separated ridge weights to also try with lin and quad")
     args = ap.parse_args()
-    cal = collect([-48, -35, -25, -10, 0, 10, 25, 35, 48], [-28, -14, -6, 6, 14, 28])
-    grid = collect([-40, -20, 0, 20, 40], [-20, 0, 20])
+    head = PhotoSkinHead.from_photo() if args.skin == "photo" else None
+    cal = collect([-48, -35, -25, -10, 0, 10, 25, 35, 48], [-28, -14, -6, 6, 14, 28], head)
+    grid = collect([-40, -20, 0, 20, 40], [-20, 0, 20], head)
     import skimage.data
 
     photos = [("astronaut", skimage.data.astronaut())]
@@ -151,17 +173,26 @@ def main() -> None:
     interior = [j for j, r in enumerate(cal) if abs(r["yaw"]) <= 40]
     print(f"{len(cal)} calibration views ({len(interior)} with |yaw| <= 40), {len(grid)}/15 grid views; "
           "errors |median| / max in degrees")
-    shipped = np.zeros((68, 1, 3))
-    shipped[:, 0] = LANDMARKS_3D
-    models = [("shipped", shipped, BASES["rigid"], None)] + [(n, fit(views_of(cal), b), b, b) for n, b in BASES.items()]
+    rigid = np.zeros((68, 1, 3))
+    rigid[:, 0] = LANDMARKS_3D
+    shipped = np.asarray(LANDMARK_VIEW_MODEL).transpose(1, 0, 2)  # [68, 3, 3], the "lin" basis
+    models = [("rigid template", rigid, BASES["rigid"], None), ("shipped", shipped, BASES["lin"], None)]
+    models += [(n, fit(views_of(cal), b), b, (b, 0.0)) for n, b in BASES.items()]
+    for r in (float(x) for x in args.ridge.split(",") if x):
+        models += [(f"{n} ridge {r:g}", fit(views_of(cal), BASES[n], r), BASES[n], (BASES[n], r)) for n in ("lin", "quad")]
     for name, coef, basis, refit in models:
         if refit is None:
             loo = errors([cal[j] for j in interior], coef, basis)
         else:
-            loo = np.concatenate([errors([cal[j]], fit(views_of(cal[:j] + cal[j + 1:]), refit), refit) for j in interior])
+            loo = np.concatenate([errors([cal[j]], fit(views_of(cal[:j] + cal[j + 1:]), *refit), basis) for j in interior])
+        dev = np.abs(coef[17:, 0] - LANDMARKS_3D[17:]).max()
         pitches = " ".join(f"{n} {estimate(lm, coef, basis)[1]:+.1f}" for n, lm in real)
-        print(f"{name:8s} | leave-one-out: {summary(loo)} | grid: {summary(errors(grid, coef, basis))} | "
-              f"real photos, pitch: {pitches}", flush=True)
+        print(f"{name:14s} | const. vs LANDMARKS_3D {dev:.3f} | leave-one-out: {summary(loo)} | "
+              f"grid: {summary(errors(grid, coef, basis))} | real photos, pitch: {pitches}", flush=True)
+    if args.print_model:
+        coef = fit(views_of(cal), BASES[args.print_model]).transpose(1, 0, 2)
+        print(np.array2string(coef.round(4), separator=", ", max_line_width=100, threshold=10 ** 6,
+                              formatter={"float_kind": lambda x: f"{x: .4f}"}))
 
 
 if __name__ == "__main__":

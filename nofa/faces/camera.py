@@ -1,7 +1,8 @@
 """The EG3D camera label of an aligned face crop from its 68 landmarks.
 
-Robust pose fitting: the rotation and translation of the 3D landmark template
-(:mod:`nofa.faces.landmarks3d`, in EG3D world units) that best project onto the detected
+Robust pose fitting: the rotation and translation of the 3D landmark model
+(:mod:`nofa.faces.landmarks3d`, in EG3D world units; by default LANDMARK_VIEW_MODEL, whose
+points move with the view direction as dlib's do) that best project onto the detected
 inner landmarks (weighted, LANDMARK_WEIGHTS) through the crop's fixed normalised intrinsics
 (focal 4.2647, principal point 0.5), by scipy's least squares with a soft-L1 (robust) loss, started from a few yaw
 guesses. The camera is then the inverse pose (the head stays at the world origin, as in
@@ -14,7 +15,7 @@ import math
 
 import numpy as np
 
-from .landmarks3d import INNER, LANDMARK_WEIGHTS, LANDMARKS_3D
+from .landmarks3d import INNER, LANDMARK_VIEW_MODEL, LANDMARK_WEIGHTS, landmarks_seen_from
 
 __all__ = ["CameraFit", "estimate_camera", "label_from_cam2world", "view_angles", "position_angles"]
 
@@ -78,13 +79,14 @@ def _frontal_world2cam(yaw: float) -> np.ndarray:
 
 def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], focal: float = FOCAL,
                     principal: float = PRINCIPAL, points: np.ndarray = INNER,
-                    template: np.ndarray = LANDMARKS_3D, radius: float | None = RADIUS,
+                    template: np.ndarray = LANDMARK_VIEW_MODEL, radius: float | None = RADIUS,
                     weights: np.ndarray = LANDMARK_WEIGHTS, loss: str = "soft_l1",
                     robust_scale: float = 0.004) -> CameraFit:
     """EG3D label of an image from its 68 landmarks [68, 2] (pixels, centres at +0.5).
 
     image_size: side (or (height, width)) of the image the landmarks are in; the intrinsics
-    are normalised by it. radius: rescale the camera position to this distance from the
+    are normalised by it. template: the landmark model, [68, 3] rigid points or [3, 68, 3]
+    view-dependent (LANDMARK_VIEW_MODEL, docs/faces.md "Camera estimation"). radius: rescale the camera position to this distance from the
     world origin (None: keep the fitted one). weights [68]: each landmark's weight in the fit
     (LANDMARK_WEIGHTS: 1 for the points that keep their place across expressions, 0.3 for
     brows, lids and lips, docs/faces.md). loss, robust_scale: scipy least_squares' robust loss
@@ -98,7 +100,10 @@ def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], fo
         raise ValueError(f"landmarks must be 68 finite (x, y) points [68, 2], got shape {list(lm.shape)}")
     h, w = (image_size, image_size) if np.isscalar(image_size) else image_size
     obs = lm[points] / np.array([w, h], np.float64)
-    X = np.asarray(template, np.float64)[points]
+    model = np.asarray(template, np.float64)
+    landmarks_seen_from(model, 0.0, 0.0)  # checks the shape
+    view_dependent = model.ndim == 3
+    X = landmarks_seen_from(model, 0.0, 0.0)[points]
     wts = np.asarray(weights, np.float64)
     if wts.shape != (68,) or not np.isfinite(wts).all() or (wts < 0).any() or not (wts[points] > 0).any():
         raise ValueError(f"weights must be 68 finite non-negative numbers [68], some of the fitted points' "
@@ -107,7 +112,12 @@ def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], fo
     scale_px = max(h, w)
 
     def reprojection(params: np.ndarray) -> np.ndarray:
-        cam = X @ _rotvec_to_matrix(params[:3]).T + params[3:]
+        rot = _rotvec_to_matrix(params[:3])
+        pts = X
+        if view_dependent:
+            f = rot[2]  # the camera's viewing direction in world axes (view_angles' convention)
+            pts = landmarks_seen_from(model, math.atan2(-f[0], -f[2]), math.asin(min(1.0, max(-1.0, f[1]))))[points]
+        cam = pts @ rot.T + params[3:]
         z = np.maximum(cam[:, 2], 1e-3)
         return (np.stack([focal * cam[:, 0] / z, focal * cam[:, 1] / z], 1) + principal - obs).ravel()
 
