@@ -1,10 +1,25 @@
 """Shared test helpers: devices, tolerances, and the kernel-vs-reference comparison."""
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
-import nofa.ops as ops
+# Compiled graphs (torch.compile's FX / AOTAutograd caches) name nofa's ops with the arguments
+# of the schema they were compiled against, and the cache key does not include that schema: a
+# cache filled before an op gained an argument replays the old call ("missing value for
+# argument"). Tests use a cache of their own per version of the schema file (docs/ops.md,
+# "torch.compile").
+_SCHEMA = Path(__file__).resolve().parents[1] / "csrc" / "ops.cpp"
+if _SCHEMA.exists():
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(
+        Path(tempfile.gettempdir()) / f"nofa-inductor-{hashlib.sha1(_SCHEMA.read_bytes()).hexdigest()[:12]}"))
+
+import nofa.ops as ops  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 
