@@ -212,8 +212,7 @@ _SAVE_LOOP = r"""
 import sys, torch
 from nofa.io.atomic import atomic_torch_save
 
-big = {f"t{i}": torch.zeros(1 << 20) for i in range(12)}  # 48 MB, 6 writes of 8 MiB: each save takes a while
-# (not more: the fsync of a bigger file took over a minute on a busy CI disk)
+big = {f"t{i}": torch.zeros(1 << 20) for i in range(32)}  # 128 MB: each save takes a while
 atomic_torch_save(big, sys.argv[1])
 print("ready", flush=True)
 while True:
@@ -230,8 +229,11 @@ def test_ctrl_c_during_save_raises_keyboard_interrupt_promptly(tmp_path):
 
     path = tmp_path / "big.pt"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    # SIG_DFL in the child: a shell that starts pytest in the background without job control
+    # makes it ignore SIGINT, children inherit that, and Python then installs no Ctrl-C handler.
     proc = subprocess.Popen([sys.executable, "-c", _SAVE_LOOP, str(path)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout.readline().strip() == b"ready"
         time.sleep(0.15)  # well inside one of the back-to-back saves
@@ -249,7 +251,7 @@ def test_ctrl_c_during_save_raises_keyboard_interrupt_promptly(tmp_path):
     assert took < 10, f"the interrupt took {took:.1f} s to stop the save loop"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.pt"]  # no temp file
     back = torch.load(path, weights_only=True)  # a complete file (the previous save's)
-    assert len(back) == 12
+    assert len(back) == 32
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
