@@ -22,8 +22,8 @@ def composite_rays_merged(
     """`composite_rays` of two sample sets per ray, merged by depth on the fly.
 
     Exactly `composite_rays(cat + stable sort by depth of the two sets)`: ties put set a
-    first and keep each set's own order. Where this op has a kernel (the CPU), nothing of
-    size [N, R, S_a + S_b, C] is built; elsewhere (CUDA today) it concatenates, sorts and
+    first and keep each set's own order. Where this op has a kernel (CPU and CUDA), nothing of
+    size [N, R, S_a + S_b, C] is built; elsewhere (a build without the kernel) it concatenates, sorts and
     calls :func:`composite_rays` itself (recorded as backend "torch" for this op; the
     compositing then runs on composite_rays' own backend), so callers never need to ask
     which way to composite.
