@@ -1,12 +1,13 @@
 // The composite_rays / composite_rays_merged CUDA kernels (csrc/cuda/composite_rays_device.h)
 // run on the CPU: the kernels' own source, compiled by the host compiler with stand-ins for
-// the CUDA built-ins (a block = 256 std::threads of a persistent pool, all of a block's
-// threads alive at once; __shfl_xor_sync = an exchange through memory between the 32 threads
-// of a warp, with CUDA's `width` rule, checking that all 32 lanes take part with the same
-// arguments). Blocks run one after another (the kernels share nothing between blocks).
+// the CUDA built-ins. sample_dot_kernel (the only one whose threads communicate) runs warp by
+// warp, each warp as 32 std::threads alive at once, __shfl_xor_sync an exchange through
+// memory with CUDA's `width` rule that also checks all 32 lanes take part with the same
+// arguments; the other kernels (no shared memory, barriers or shuffles) run their threads one
+// after another. The grid is the launchers' (blocks of kThreads = 256).
 // The host side (csrc/cuda/composite_rays_cuda.cpp, composite_rays_merged_cuda.cpp, the
 // launchers in composite_rays.cu) is replayed with plain loops: the sample-major [S, rays]
-// copies, aminmax depth bounds, grid sizes, which pointers are null, the bound-gradient sums.
+// copies, aminmax depth bounds, which pointers are null, the bound-gradient sums, scatters.
 // Checked against the per-ray math of csrc/common/composite.h at stride 1 on the [rays, S]
 // layout (what the CPU backend runs) plus plain loops for the channel sums: forward outputs
 // and every gradient, float and double (the half-precision colour types are not emulated),
@@ -95,47 +96,64 @@ namespace {
 using nofa::ColorRows;
 static_assert(nofa::kThreads == emu::kBlock, "the emulated block size must be the launchers'");
 
-// A CUDA launch <<<grid, kThreads>>> on a persistent pool of kThreads std::threads (one per
-// CUDA thread of a block): every worker runs block b, then all meet at a barrier before b + 1.
+// A CUDA launch <<<blocks_for(n), kThreads>>> (cuda/composite_rays.cu), two ways:
+//  - run_warps: the warps of the grid one after another, each as kWarpSize std::threads of a
+//    persistent pool, all alive at once, meeting at a barrier at the end of the warp. For
+//    sample_dot_kernel, whose lanes exchange values through __shfl_xor_sync (no shared
+//    memory, no __syncthreads, so the warps of a block are independent).
+//  - run_threads: the grid's threads one after another on the calling thread. For the
+//    kernels whose threads never communicate (no shared memory, barriers or shuffles): any
+//    order of their threads is a schedule a GPU may run; NaN-filled outputs catch an element
+//    no thread writes.
 class Pool {
  public:
-  Pool() : start_(emu::kBlock + 1), done_(emu::kBlock + 1), block_end_(emu::kBlock) {
-    for (int w = 0; w < emu::kWarps; ++w) {
-      warps_[w] = std::make_unique<std::barrier<>>(emu::kWarpSize);
-      emu::warp_barrier[w] = warps_[w].get();
-    }
+  Pool() : start_(emu::kWarpSize + 1), done_(emu::kWarpSize + 1), warp_end_(emu::kWarpSize) {
+    for (int w = 0; w < emu::kWarps; ++w) emu::warp_barrier[w] = &warp_end_;  // one warp at a time
     emu::block_dim.x = emu::kBlock;
-    for (int t = 0; t < emu::kBlock; ++t) workers_.emplace_back([this, t] { work(t); });
+    for (int l = 0; l < emu::kWarpSize; ++l) workers_.emplace_back([this, l] { work(l); });
   }
   ~Pool() {
     quit_ = true;
     start_.arrive_and_wait();
     for (auto& w : workers_) w.join();
   }
-  void launch(int64_t n, std::function<void()> kernel) {
+  void run_warps(int64_t n, std::function<void()> kernel) {
     if (n <= 0) return;
-    grid_ = static_cast<unsigned int>((n + emu::kBlock - 1) / emu::kBlock);  // blocks_for
+    grid_ = blocks_for(n);
     kernel_ = std::move(kernel);
     start_.arrive_and_wait();
     done_.arrive_and_wait();
   }
+  static void run_threads(int64_t n, const std::function<void()>& kernel) {
+    if (n <= 0) return;
+    const unsigned int grid = blocks_for(n);
+    for (unsigned int b = 0; b < grid; ++b) {
+      for (int t = 0; t < emu::kBlock; ++t) {
+        emu::block_idx.x = b;
+        emu::thread_idx.x = static_cast<unsigned int>(t);
+        kernel();
+      }
+    }
+  }
 
  private:
-  void work(int t) {
-    emu::thread_idx.x = static_cast<unsigned int>(t);
+  static unsigned int blocks_for(int64_t n) { return static_cast<unsigned int>((n + emu::kBlock - 1) / emu::kBlock); }
+  void work(int lane) {
     for (;;) {
       start_.arrive_and_wait();
       if (quit_) return;
       for (unsigned int b = 0; b < grid_; ++b) {
-        emu::block_idx.x = b;
-        kernel_();
-        block_end_.arrive_and_wait();
+        for (int w = 0; w < emu::kWarps; ++w) {
+          emu::block_idx.x = b;
+          emu::thread_idx.x = static_cast<unsigned int>(w * emu::kWarpSize + lane);
+          kernel_();
+          warp_end_.arrive_and_wait();
+        }
       }
       done_.arrive_and_wait();
     }
   }
-  std::barrier<> start_, done_, block_end_;
-  std::unique_ptr<std::barrier<>> warps_[emu::kWarps];
+  std::barrier<> start_, done_, warp_end_;
   std::vector<std::thread> workers_;
   std::function<void()> kernel_;
   unsigned int grid_ = 0;
@@ -220,7 +238,7 @@ Result<T> run_kernels(const Problem<T>& p) {
     const auto da_t = transpose(p.da, rays, Sa), za_t = transpose(p.za, rays, Sa);
     const auto db_t = transpose(p.db, rays, Sb), zb_t = transpose(p.zb, rays, Sb);
     src.assign(rays * S, -1);
-    pool->launch(rays, [&] {
+    Pool::run_threads(rays, [&] {
       nofa::merge_kernel<T>(ptr(da_t), ptr(za_t), ptr(db_t), ptr(zb_t), rays, Sa, Sb, den_t.data(),
                             z_t.data(), src.data());
     });
@@ -234,10 +252,10 @@ Result<T> run_kernels(const Problem<T>& p) {
   out.feat.assign(rays * C, nan);
   out.depth.assign(rays, nan);
   std::vector<T> weights_t(K * rays, nan);
-  pool->launch(rays, [&] {
+  Pool::run_threads(rays, [&] {
     nofa::weights_kernel<T>(den_t.data(), z_t.data(), &lo, &hi, out.depth.data(), weights_t.data(), rays, S);
   });
-  pool->launch(rays * C, [&] {
+  Pool::run_threads(rays * C, [&] {
     nofa::features_kernel<T, T>(rows, weights_t.data(), out.feat.data(), rays, S, C, p.white);
   });
   out.weights = transpose(weights_t, K, rays);
@@ -264,15 +282,15 @@ Result<T> run_kernels(const Problem<T>& p) {
   const T* gf = C > 0 && gf_defined ? p.gf.data() : nullptr;
   if (gf) {
     const int L = nofa::dot_lanes(C);
-    pool->launch(rays * S * L, [&] { nofa::sample_dot_kernel<T, T>(gf, rows, e_t.data(), rays, S, C, L); });
+    pool->run_warps(rays * S * L, [&] { nofa::sample_dot_kernel<T, T>(gf, rows, e_t.data(), rays, S, C, L); });
   }
-  pool->launch(rays, [&] {
+  Pool::run_threads(rays, [&] {
     nofa::ray_backward_kernel<T>(gf && p.white ? ptr(gf_sum) : nullptr, p.has_gz ? p.gz.data() : nullptr,
                                  ptr(gw_t), den_t.data(), z_t.data(), &lo, &hi, gf ? e_t.data() : nullptr,
                                  scratch.data(), gden_t.data(), ptr(gdep_t), ptr(bounds), rays, S);
   });
   if ((grad_rows.a || grad_rows.b) && gf) {
-    pool->launch(rays * S * C, [&] { nofa::color_grad_kernel<T, T>(gf, scratch.data(), grad_rows, rays, S, C); });
+    Pool::run_threads(rays * S * C, [&] { nofa::color_grad_kernel<T, T>(gf, scratch.data(), grad_rows, rays, S, C); });
   }
   // Merged-order [S, rays] gradients to [rays, S] rows, then (merged) to the sets' rows.
   const std::vector<T> gden = transpose(gden_t, S, rays);
@@ -280,13 +298,13 @@ Result<T> run_kernels(const Problem<T>& p) {
   if (p.merged) {
     out.gda.assign(rays * Sa, nan);
     out.gdb.assign(rays * Sb, nan);
-    pool->launch(rays * S, [&] {
+    Pool::run_threads(rays * S, [&] {
       nofa::scatter_kernel<T>(gden.data(), src.data(), rays, Sa, Sb, ptr(out.gda), ptr(out.gdb));
     });
     if (p.want_gdep) {
       out.gza.assign(rays * Sa, nan);
       out.gzb.assign(rays * Sb, nan);
-      pool->launch(rays * S, [&] {
+      Pool::run_threads(rays * S, [&] {
         nofa::scatter_kernel<T>(gdep.data(), src.data(), rays, Sa, Sb, ptr(out.gza), ptr(out.gzb));
       });
     }
@@ -310,14 +328,14 @@ Result<T> run_kernels(const Problem<T>& p) {
       }
     }
     if (p.merged) {
-      pool->launch(rays * Sa, [&] {
+      Pool::run_threads(rays * Sa, [&] {
         nofa::bound_grads_kernel<T>(ptr(p.za), ptr(out.gza), rays * Sa, &lo, &hi, totals, counts);
       });
-      pool->launch(rays * Sb, [&] {
+      Pool::run_threads(rays * Sb, [&] {
         nofa::bound_grads_kernel<T>(ptr(p.zb), ptr(out.gzb), rays * Sb, &lo, &hi, totals, counts);
       });
     } else {
-      pool->launch(S * rays, [&] {
+      Pool::run_threads(S * rays, [&] {
         nofa::bound_grads_kernel<T>(z_t.data(), gdep_t.data(), S * rays, &lo, &hi, totals, counts);
       });
       out.gza = transpose(gdep_t, S, rays);
