@@ -17,7 +17,7 @@
 //
 // Device code only, no CUDA runtime calls: cuda/composite_rays.cu launches the kernels, and
 // tests/cpp/test_composite_emulated.cpp runs this same source on CPU threads (with stand-ins
-// for the CUDA built-ins and for to_float / from_float, float and double colours only)
+// for the CUDA built-ins, for to_float / from_float and for the half colour types)
 // against the per-ray CPU math. Under nvcc the half types come from cuda/half_types.h.
 #include <cstdint>
 #include <type_traits>

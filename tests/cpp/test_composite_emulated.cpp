@@ -10,8 +10,8 @@
 // copies, aminmax depth bounds, which pointers are null, the bound-gradient sums, scatters.
 // Checked against the per-ray math of csrc/common/composite.h at stride 1 on the [rays, S]
 // layout (what the CPU backend runs) plus plain loops for the channel sums: forward outputs
-// and every gradient, float and double (the half-precision colour types are not emulated),
-// S = 2 .. 48, C = 0, 1, 3, 32, 33, 96, ray counts that are not a multiple of the block,
+// and every gradient, float and double, and float32 with half-precision colours (host
+// stand-ins for __nv_bfloat16 and __half: round-to-nearest-even conversions), S = 2 .. 48, C = 0, 1, 3, 32, 33, 96, ray counts that are not a multiple of the block,
 // empty, saturated and NaN-depth rays, tied depths on the clamp bounds, white background
 // on / off, each cotangent alone; composite_rays_merged's merge and scatter kernels with
 // ties between the sets and empty / one-sample sets. Every output starts as NaN, so an
@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -81,12 +82,48 @@ inline T __shfl_xor_sync(unsigned int mask, T v, int lane_mask, int width = 32) 
   return emu::shfl_xor(mask, v, lane_mask, width);
 }
 
-// cuda/half_types.h (nvcc only): the colour conversions, for float / double colours.
+// Host stand-ins for the half-precision colour types: bfloat16 as raw bits (conversions with
+// round-to-nearest-even, as __float2bfloat16_rn), float16 as the compiler's _Float16 where it
+// has one (round-to-nearest-even, as __float2half_rn).
+namespace emu {
+struct Bf16 {
+  uint16_t bits;
+};
+#if defined(__FLT16_MAX__)
+#define NOFA_EMU_FLOAT16 1
+struct Half {
+  _Float16 v;
+};
+#endif
+}  // namespace emu
+
+// cuda/half_types.h (nvcc only): the colour conversions.
 namespace nofa {
 inline float to_float(float v) { return v; }
 inline double to_float(double v) { return v; }
+inline float to_float(emu::Bf16 v) {
+  const uint32_t u = static_cast<uint32_t>(v.bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
 template <typename P>
 P from_float(float v);
+template <>
+inline emu::Bf16 from_float<emu::Bf16>(float v) {
+  if (v != v) return {0x7fc0};
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof(u));
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return {static_cast<uint16_t>(u >> 16)};
+}
+#if defined(NOFA_EMU_FLOAT16)
+inline float to_float(emu::Half v) { return static_cast<float>(v.v); }
+template <>
+inline emu::Half from_float<emu::Half>(float v) {
+  return {static_cast<_Float16>(v)};
+}
+#endif
 }  // namespace nofa
 
 #include "cuda/composite_rays_device.h"
@@ -167,13 +204,24 @@ T nan_v() {
   return std::numeric_limits<T>::quiet_NaN();
 }
 
+// A colour value of type P from a T.
+template <typename P, typename T>
+P to_colour(T v) {
+  if constexpr (std::is_same_v<P, T>) {
+    return v;
+  } else {
+    return nofa::from_float<P>(static_cast<float>(v));
+  }
+}
+
 // One problem of composite_rays (set a alone) or composite_rays_merged (sets a and b).
-// Row-major like the op's tensors: colours [rays, S, C], densities / depths [rays, S].
-template <typename T>
+// Row-major like the op's tensors: colours [rays, S, C] (type P), densities / depths [rays, S].
+template <typename T, typename P = T>
 struct Problem {
   int64_t rays = 0, Sa = 0, Sb = 0, C = 0;
   bool merged = false, white = false;
-  std::vector<T> ca, da, za, cb, db, zb;
+  std::vector<P> ca, cb;
+  std::vector<T> da, za, db, zb;
   bool has_gf = true, has_gz = true, has_gw = true, want_gdep = true;
   std::vector<T> gf, gz, gw;  // [rays, C], [rays], [rays, K]
   int64_t S() const { return Sa + Sb; }
@@ -223,8 +271,8 @@ const T* ptr(const std::vector<T>& v) {
 
 // The kernels, launched as csrc/cuda/composite_rays.cu does, on the host code's layouts
 // (composite_rays_cuda.cpp / composite_rays_merged_cuda.cpp with plain loops for ATen).
-template <typename T>
-Result<T> run_kernels(const Problem<T>& p) {
+template <typename T, typename P>
+Result<T> run_kernels(const Problem<T, P>& p) {
   const int64_t rays = p.rays, Sa = p.Sa, Sb = p.Sb, S = p.S(), K = S - 1, C = p.C;
   const T nan = nan_v<T>();
   Result<T> out;
@@ -246,7 +294,7 @@ Result<T> run_kernels(const Problem<T>& p) {
     den_t = transpose(p.da, rays, S);
     z_t = transpose(p.za, rays, S);
   }
-  const ColorRows<const T> rows{ptr(p.ca), p.merged ? ptr(p.cb) : nullptr, p.merged ? src.data() : nullptr,
+  const ColorRows<const P> rows{ptr(p.ca), p.merged ? ptr(p.cb) : nullptr, p.merged ? src.data() : nullptr,
                                 p.merged ? Sa : S, p.merged ? Sb : 0, C};
   // Forward (launch_composite_rays_forward).
   out.feat.assign(rays * C, nan);
@@ -256,7 +304,7 @@ Result<T> run_kernels(const Problem<T>& p) {
     nofa::weights_kernel<T>(den_t.data(), z_t.data(), &lo, &hi, out.depth.data(), weights_t.data(), rays, S);
   });
   Pool::run_threads(rays * C, [&] {
-    nofa::features_kernel<T, T>(rows, weights_t.data(), out.feat.data(), rays, S, C, p.white);
+    nofa::features_kernel<T, P>(rows, weights_t.data(), out.feat.data(), rays, S, C, p.white);
   });
   out.weights = transpose(weights_t, K, rays);
 
@@ -275,14 +323,14 @@ Result<T> run_kernels(const Problem<T>& p) {
   std::vector<T> e_t(gf_defined ? S * rays : 0, nan), scratch(K * nofa::kScratch * rays, nan);
   std::vector<T> bounds(p.want_gdep ? 2 * rays : 0, nan);
   // Colour gradients: written by the kernel when grad_features is given, else zeros.
-  out.gca.assign(rays * Sa * C, gf_defined ? nan : T(0));
-  out.gcb.assign(rays * Sb * C, gf_defined ? nan : T(0));
-  const ColorRows<T> grad_rows{gf_defined ? ptr(out.gca) : nullptr,
-                               gf_defined && p.merged ? ptr(out.gcb) : nullptr, rows.src, rows.Sa, rows.Sb, C};
+  std::vector<P> gca(rays * Sa * C, to_colour<P>(gf_defined ? nan : T(0)));
+  std::vector<P> gcb(rays * Sb * C, to_colour<P>(gf_defined ? nan : T(0)));
+  const ColorRows<P> grad_rows{gf_defined ? ptr(gca) : nullptr, gf_defined && p.merged ? ptr(gcb) : nullptr,
+                               rows.src, rows.Sa, rows.Sb, C};
   const T* gf = C > 0 && gf_defined ? p.gf.data() : nullptr;
   if (gf) {
     const int L = nofa::dot_lanes(C);
-    pool->run_warps(rays * S * L, [&] { nofa::sample_dot_kernel<T, T>(gf, rows, e_t.data(), rays, S, C, L); });
+    pool->run_warps(rays * S * L, [&] { nofa::sample_dot_kernel<T, P>(gf, rows, e_t.data(), rays, S, C, L); });
   }
   Pool::run_threads(rays, [&] {
     nofa::ray_backward_kernel<T>(gf && p.white ? ptr(gf_sum) : nullptr, p.has_gz ? p.gz.data() : nullptr,
@@ -290,7 +338,10 @@ Result<T> run_kernels(const Problem<T>& p) {
                                  scratch.data(), gden_t.data(), ptr(gdep_t), ptr(bounds), rays, S);
   });
   if ((grad_rows.a || grad_rows.b) && gf) {
-    Pool::run_threads(rays * S * C, [&] { nofa::color_grad_kernel<T, T>(gf, scratch.data(), grad_rows, rays, S, C); });
+    Pool::run_threads(rays * S * C, [&] { nofa::color_grad_kernel<T, P>(gf, scratch.data(), grad_rows, rays, S, C); });
+  }
+  for (auto [from, to] : {std::make_pair(&gca, &out.gca), std::make_pair(&gcb, &out.gcb)}) {
+    for (P v : *from) to->push_back(static_cast<T>(nofa::to_float(v)));
   }
   // Merged-order [S, rays] gradients to [rays, S] rows, then (merged) to the sets' rows.
   const std::vector<T> gden = transpose(gden_t, S, rays);
@@ -347,8 +398,8 @@ Result<T> run_kernels(const Problem<T>& p) {
 // The reference: per ray on the [rays, S] layout, common/composite.h at stride 1 (the CPU
 // backend's math), the merge as a stable sort of the concatenated sets (ties: set a first),
 // channel sums as plain loops in the order of their definitions.
-template <typename T>
-Result<T> run_reference(const Problem<T>& p) {
+template <typename T, typename P>
+Result<T> run_reference(const Problem<T, P>& p) {
   const int64_t rays = p.rays, Sa = p.Sa, Sb = p.Sb, S = p.S(), K = S - 1, C = p.C;
   const nofa::UnitStride one;
   Result<T> out;
@@ -365,7 +416,7 @@ Result<T> run_reference(const Problem<T>& p) {
   out.gzb.assign(p.want_gdep ? rays * Sb : 0, T(0));
   T totals[2] = {T(0), T(0)};
   std::vector<T> d(S), z(S), w(K), e(S), buf(K * nofa::kScratch), gd(S), gz(S);
-  std::vector<const T*> col(S);
+  std::vector<const P*> col(S);
   std::vector<T*> gcol(S), gdr(S), gzr(S);
   std::vector<int64_t> order(S);
   for (int64_t r = 0; r < rays; ++r) {
@@ -390,10 +441,11 @@ Result<T> run_reference(const Problem<T>& p) {
     nofa::ray_weights(z.data(), K, nofa::AlphaFromInputs<T>{d.data(), z.data(), 1}, w.data(), one, wsum, zsum);
     out.depth[r] = nofa::ray_depth(zsum, wsum, lo, hi);
     for (int64_t k = 0; k < K; ++k) out.weights[r * K + k] = w[k];
+    auto colour = [&](int64_t s, int64_t c) { return static_cast<T>(nofa::to_float(col[s][c])); };
     auto u = [&](int64_t s) { return ((s > 0 ? w[s - 1] : T(0)) + (s < K ? w[s] : T(0))) / T(2); };
     for (int64_t c = 0; c < C; ++c) {
       T acc = T(0);
-      for (int64_t s = 0; s < S; ++s) acc += u(s) * col[s][c];
+      for (int64_t s = 0; s < S; ++s) acc += u(s) * colour(s, c);
       if (p.white) acc = acc + T(1) - wsum;
       out.feat[r * C + c] = acc * T(2) - T(1);
     }
@@ -401,7 +453,7 @@ Result<T> run_reference(const Problem<T>& p) {
     T gsum = T(0);
     for (int64_t s = 0; s < S && gf; ++s) {
       e[s] = T(0);
-      for (int64_t c = 0; c < C; ++c) e[s] += T(2) * p.gf[r * C + c] * col[s][c];
+      for (int64_t c = 0; c < C; ++c) e[s] += T(2) * p.gf[r * C + c] * colour(s, c);
     }
     for (int64_t c = 0; c < C && gf; ++c) gsum += T(2) * p.gf[r * C + c];
     const nofa::RayCotangents<T> ct{gf ? e.data() : nullptr, p.has_gw ? p.gw.data() + r * K : nullptr,
@@ -414,7 +466,11 @@ Result<T> run_reference(const Problem<T>& p) {
     for (int64_t s = 0; s < S; ++s) {
       *gdr[s] = gd[s];
       if (p.want_gdep) *gzr[s] = gz[s];
-      for (int64_t c = 0; c < C && gf; ++c) gcol[s][c] = u(s) * (T(2) * p.gf[r * C + c]);
+      for (int64_t c = 0; c < C && gf; ++c) {
+        // Rounded to the colours' type, as the kernel stores it.
+        const T g = u(s) * (T(2) * p.gf[r * C + c]);
+        gcol[s][c] = static_cast<T>(nofa::to_float(to_colour<P>(g)));
+      }
     }
   }
   if (p.want_gdep) {
@@ -436,9 +492,11 @@ Result<T> run_reference(const Problem<T>& p) {
 }
 
 // Element i passes when both are NaN, both the same infinity, or |got - want| <= tol *
-// (|want| + the tensor's largest finite |want|) (the channel sums are added in another order).
+// (|want| + the tensor's largest finite |want|) (the channel sums are added in another order);
+// with `ulp` set, |got - want| <= tol * |want| + atol instead (one rounding step of a half type).
 template <typename T>
-bool close(const char* name, const char* what, const std::vector<T>& got, const std::vector<T>& want, double tol) {
+bool close(const char* name, const char* what, const std::vector<T>& got, const std::vector<T>& want, double tol,
+           bool ulp = false, double atol = 0.0) {
   if (got.size() != want.size()) {
     std::fprintf(stderr, "%s: %s has %zu elements, expected %zu\n", name, what, got.size(), want.size());
     return false;
@@ -447,10 +505,11 @@ bool close(const char* name, const char* what, const std::vector<T>& got, const 
   for (T v : want) {
     if (std::isfinite(v)) scale = std::max(scale, std::fabs(static_cast<double>(v)));
   }
+  if (ulp) scale = 0.0;
   for (size_t i = 0; i < got.size(); ++i) {
     const double a = got[i], b = want[i];
     const bool ok = (std::isnan(a) && std::isnan(b)) || a == b ||
-                    (std::isfinite(a) && std::isfinite(b) && std::fabs(a - b) <= tol * (std::fabs(b) + scale));
+                    (std::isfinite(a) && std::isfinite(b) && std::fabs(a - b) <= tol * (std::fabs(b) + scale) + atol);
     if (!ok) {
       std::fprintf(stderr, "%s: %s[%zu] = %.10g, expected %.10g\n", name, what, i, a, b);
       return false;
@@ -459,19 +518,24 @@ bool close(const char* name, const char* what, const std::vector<T>& got, const 
   return true;
 }
 
-template <typename T>
-void check_case(const char* name, const Problem<T>& p) {
+template <typename T, typename P>
+void check_case(const char* name, const Problem<T, P>& p) {
   const int before = emu::bad_shuffles.load();
   const Result<T> got = run_kernels(p), want = run_reference(p);
   const double tol = std::is_same_v<T, float> ? 2e-6 : 1e-14;
   CHECK(close(name, "features", got.feat, want.feat, tol));
   CHECK(close(name, "depth", got.depth, want.depth, tol));
   CHECK(close(name, "weights", got.weights, want.weights, tol));
-  CHECK(close(name, "grad colors a", got.gca, want.gca, tol));
+  // A colour gradient stored in half precision may round the other way: one ulp of P
+  // (2^-7 / 2^-10 of the value; float16's subnormal step 2^-24 near zero).
+  const bool half = !std::is_same_v<P, T>;
+  const double ctol = !half ? tol : std::is_same_v<P, emu::Bf16> ? 1.0 / 128 : 1.0 / 1024;
+  const double catol = half && !std::is_same_v<P, emu::Bf16> ? 0x1p-24 : 0.0;
+  CHECK(close(name, "grad colors a", got.gca, want.gca, ctol, half, catol));
   CHECK(close(name, "grad densities a", got.gda, want.gda, tol));
   CHECK(close(name, "grad depths a", got.gza, want.gza, tol));
   if (p.merged) {
-    CHECK(close(name, "grad colors b", got.gcb, want.gcb, tol));
+    CHECK(close(name, "grad colors b", got.gcb, want.gcb, ctol, half, catol));
     CHECK(close(name, "grad densities b", got.gdb, want.gdb, tol));
     CHECK(close(name, "grad depths b", got.gzb, want.gzb, tol));
   }
@@ -484,10 +548,10 @@ enum RayKind { kMixed, kEmpty, kSaturated };
 // saturated (alpha == 1 from the first interval) in kMixed; sorted depths in [1, ~7], the
 // first ray of each set starting at exactly 1 and two rays ending at the same largest depth
 // (ties on the clamp bounds); NaN depths in the rays listed.
-template <typename T>
-Problem<T> make_problem(int64_t rays, int64_t Sa, int64_t Sb, int64_t C, bool merged, bool white, unsigned seed,
+template <typename T, typename P = T>
+Problem<T, P> make_problem(int64_t rays, int64_t Sa, int64_t Sb, int64_t C, bool merged, bool white, unsigned seed,
                         RayKind kind = kMixed, std::vector<int64_t> nan_rays = {}) {
-  Problem<T> p;
+  Problem<T, P> p;
   p.rays = rays;
   p.Sa = Sa;
   p.Sb = Sb;
@@ -497,9 +561,9 @@ Problem<T> make_problem(int64_t rays, int64_t Sa, int64_t Sb, int64_t C, bool me
   std::mt19937 rng(seed);
   std::normal_distribution<double> nd;
   std::uniform_real_distribution<double> ud(0.0, 1.0);
-  auto set = [&](int64_t Sx, std::vector<T>& col, std::vector<T>& den, std::vector<T>& z) {
+  auto set = [&](int64_t Sx, std::vector<P>& col, std::vector<T>& den, std::vector<T>& z) {
     col.resize(rays * Sx * C);
-    for (auto& v : col) v = static_cast<T>(ud(rng));
+    for (auto& v : col) v = to_colour<P>(static_cast<T>(ud(rng)));
     den.resize(rays * Sx);
     z.resize(rays * Sx);
     for (int64_t r = 0; r < rays; ++r) {
@@ -544,8 +608,8 @@ Problem<T> make_problem(int64_t rays, int64_t Sa, int64_t Sb, int64_t C, bool me
 }
 
 // Each cotangent alone, then all of them without the depth gradient.
-template <typename T>
-void check_cotangents(const char* name, Problem<T> p) {
+template <typename T, typename P>
+void check_cotangents(const char* name, Problem<T, P> p) {
   char label[160];
   const struct {
     bool gf, gz, gw, gdep;
@@ -570,7 +634,7 @@ void run_all(const char* type) {
   // composite_rays: 300 rays (one whole block and a partial one for the per-ray kernels).
   const struct {
     int64_t rays, S, C;
-  } shapes[] = {{300, 2, 3}, {300, 5, 0}, {300, 9, 1}, {70, 17, 32}, {53, 6, 33}, {19, 48, 96}, {300, 3, 3}};
+  } shapes[] = {{300, 2, 3}, {300, 5, 0}, {300, 9, 1}, {9, 17, 32}, {11, 6, 33}, {5, 48, 96}, {2, 40, 3}, {300, 3, 3}};
   unsigned seed = 1;
   for (const auto& sh : shapes) {
     for (bool white : {false, true}) {
@@ -588,7 +652,7 @@ void run_all(const char* type) {
   // composite_rays_merged: ties between the sets, one-sample and empty sets.
   const struct {
     int64_t rays, Sa, Sb, C;
-  } msh[] = {{300, 4, 3, 3}, {61, 9, 12, 33}, {100, 1, 1, 2}, {100, 0, 5, 3}, {100, 6, 0, 1}, {100, 3, 2, 0}};
+  } msh[] = {{300, 4, 3, 3}, {13, 9, 12, 33}, {100, 1, 1, 2}, {100, 0, 5, 3}, {100, 6, 0, 1}, {100, 3, 2, 0}};
   for (const auto& sh : msh) {
     for (bool white : {false, true}) {
       std::snprintf(name, sizeof(name), "%s composite_rays_merged rays=%lld Sa=%lld Sb=%lld C=%lld white=%d", type,
@@ -598,6 +662,22 @@ void run_all(const char* type) {
     }
   }
   check_cotangents("composite_rays_merged cotangents", make_problem<T>(80, 4, 5, 6, true, true, 50));
+}
+
+// Half-precision colours with float32 everything else (autocast): read with to_float, the
+// colour gradient stored with from_float. A few shapes of both ops.
+template <typename P>
+void run_half(const char* type) {
+  char name[160];
+  auto label = [&](const char* what) {
+    std::snprintf(name, sizeof(name), "%s %s", type, what);
+    return name;
+  };
+  check_case(label("composite_rays rays=300 S=5 C=3 white"), make_problem<float, P>(300, 5, 0, 3, false, true, 60));
+  check_case(label("composite_rays rays=11 S=6 C=33"), make_problem<float, P>(11, 6, 0, 33, false, false, 61));
+  check_case(label("composite_rays_merged rays=13 Sa=9 Sb=12 C=33 white"),
+             make_problem<float, P>(13, 9, 12, 33, true, true, 62));
+  check_cotangents(label("composite_rays_merged cotangents"), make_problem<float, P>(80, 4, 5, 6, true, false, 63));
 }
 
 }  // namespace
@@ -615,6 +695,12 @@ int main() {
     pool = &p;
     run_all<float>("float");
     run_all<double>("double");
+    run_half<emu::Bf16>("bfloat16 colours");
+#if defined(NOFA_EMU_FLOAT16)
+    run_half<emu::Half>("float16 colours");
+#else
+    std::printf("float16 colours skipped: the compiler has no _Float16\n");
+#endif
     pool = nullptr;
   }
   std::printf("%.2f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
