@@ -31,7 +31,6 @@
 namespace nofa {
 namespace {
 
-
 constexpr int kThreads = 256;
 
 __device__ __forceinline__ int64_t thread_index() {
