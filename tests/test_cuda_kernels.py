@@ -368,3 +368,22 @@ def test_fused_backward_kernel_source_on_cpu_threads(tmp_path):
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "all checks passed" in run.stdout
+
+
+def test_composite_kernel_sources_on_cpu_threads(tmp_path):
+    """tests/cpp/test_composite_emulated.cpp (also run by ctest): the composite_rays /
+    composite_rays_merged CUDA kernels' own source, compiled for the CPU (shuffles between
+    std::threads), fed the host code's sample-major layouts, against common/composite.h at
+    stride 1. Runs where no GPU is."""
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler on PATH")
+    root = Path(__file__).resolve().parents[1]
+    exe = tmp_path / "composite_emulated"
+    build = subprocess.run([cxx, "-std=c++20", "-O1", "-pthread", "-I", str(root / "csrc"),
+                            str(root / "tests" / "cpp" / "test_composite_emulated.cpp"), "-o", str(exe)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "all checks passed" in run.stdout
