@@ -352,36 +352,22 @@ def test_decode_triplane_fused_backward_deterministic_mode(device):
         torch.use_deterministic_algorithms(prev)
 
 
-def test_fused_backward_kernel_source_on_cpu_threads(tmp_path):
-    """tests/cpp/test_decode_backward_emulated.cpp (also run by ctest): the fused CUDA
-    backward kernel's own source, compiled for the CPU and run with one std::thread per CUDA
-    thread, against a double-precision backward. Runs where no GPU is."""
+@pytest.mark.parametrize("source", ["test_decode_backward_emulated.cpp", "test_composite_emulated.cpp"])
+def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
+    """CUDA kernels' own source compiled for the CPU and run with one std::thread per CUDA
+    thread (also run by ctest), where no GPU is:
+    - test_decode_backward_emulated.cpp: the fused decode_triplane backward against a
+      double-precision backward;
+    - test_composite_emulated.cpp: the composite_rays / composite_rays_merged kernels (shuffles
+      between std::threads), fed the host code's sample-major layouts, against
+      common/composite.h at stride 1."""
     cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler on PATH")
     root = Path(__file__).resolve().parents[1]
-    exe = tmp_path / "decode_backward_emulated"
+    exe = tmp_path / "emulated"
     build = subprocess.run([cxx, "-std=c++20", "-O1", "-pthread", "-I", str(root / "csrc"),
-                            str(root / "tests" / "cpp" / "test_decode_backward_emulated.cpp"), "-o", str(exe)],
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "all checks passed" in run.stdout
-
-
-def test_composite_kernel_sources_on_cpu_threads(tmp_path):
-    """tests/cpp/test_composite_emulated.cpp (also run by ctest): the composite_rays /
-    composite_rays_merged CUDA kernels' own source, compiled for the CPU (shuffles between
-    std::threads), fed the host code's sample-major layouts, against common/composite.h at
-    stride 1. Runs where no GPU is."""
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler on PATH")
-    root = Path(__file__).resolve().parents[1]
-    exe = tmp_path / "composite_emulated"
-    build = subprocess.run([cxx, "-std=c++20", "-O1", "-pthread", "-I", str(root / "csrc"),
-                            str(root / "tests" / "cpp" / "test_composite_emulated.cpp"), "-o", str(exe)],
+                            str(root / "tests" / "cpp" / source), "-o", str(exe)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
