@@ -36,51 +36,12 @@
 #include "../../tests/cpp/check.h"
 
 // ---- stand-ins for the CUDA built-ins the kernels use ------------------------------------
+#include "../../tests/cpp/cuda_emu.h"
+
 namespace emu {
-struct Dim3 {
-  unsigned int x = 0, y = 0, z = 0;
-};
-constexpr int kBlock = 256, kWarpSize = 32, kWarps = kBlock / kWarpSize;
-thread_local Dim3 thread_idx, block_idx;
-Dim3 block_dim;
-std::barrier<>* warp_barrier[kWarps] = {};
-double exchange[kWarps][kWarpSize];  // float and double values both fit exactly
-unsigned int shfl_mask[kWarps][kWarpSize];
-int shfl_lane_mask[kWarps][kWarpSize], shfl_width[kWarps][kWarpSize];
-std::atomic<int> bad_shuffles{0};
-
-// __shfl_xor_sync(mask, v, lane_mask, width): lane l reads lane l ^ lane_mask; a source in a
-// later group of `width` lanes returns the caller's own value (CUDA's rule for width < 32).
-template <typename T>
-T shfl_xor(unsigned int mask, T v, int lane_mask, int width) {
-  const int t = static_cast<int>(thread_idx.x), w = t / kWarpSize, lane = t % kWarpSize;
-  exchange[w][lane] = static_cast<double>(v);
-  shfl_mask[w][lane] = mask;
-  shfl_lane_mask[w][lane] = lane_mask;
-  shfl_width[w][lane] = width;
-  warp_barrier[w]->arrive_and_wait();
-  // The full mask promises all 32 lanes take part, with the same lane mask and width.
-  if (mask != 0xffffffffu || width < 1 || width > kWarpSize || (width & (width - 1)) != 0 ||
-      shfl_mask[w][0] != mask || shfl_lane_mask[w][0] != lane_mask || shfl_width[w][0] != width) {
-    bad_shuffles.fetch_add(1);
-  }
-  const int src = lane ^ lane_mask;
-  const T r = src / width > lane / width ? v : static_cast<T>(exchange[w][src]);
-  warp_barrier[w]->arrive_and_wait();
-  return r;
-}
+constexpr int kBlock = 256, kWarps = kBlock / kWarpSize;
+static_assert(kWarps <= kMaxWarps, "the block needs more warps than cuda_emu.h holds");
 }  // namespace emu
-
-#define threadIdx emu::thread_idx
-#define blockIdx emu::block_idx
-#define blockDim emu::block_dim
-#define __global__
-#define __device__
-#define __forceinline__ inline
-template <typename T>
-inline T __shfl_xor_sync(unsigned int mask, T v, int lane_mask, int width = 32) {
-  return emu::shfl_xor(mask, v, lane_mask, width);
-}
 
 // Host stand-ins for the half-precision colour types: bfloat16 as raw bits (conversions with
 // round-to-nearest-even, as __float2bfloat16_rn), float16 as the compiler's _Float16 where it

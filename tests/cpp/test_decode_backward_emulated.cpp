@@ -31,16 +31,12 @@
 #include "../../tests/cpp/check.h"
 
 // ---- stand-ins for the CUDA built-ins the kernel uses ------------------------------------
+#include "../../tests/cpp/cuda_emu.h"
+
 namespace emu {
-struct Dim3 {
-  unsigned int x = 0, y = 0, z = 0;
-};
-constexpr int kThreads = 128, kWarpSize = 32, kWarpsPerBlock = kThreads / kWarpSize;
-thread_local Dim3 thread_idx, block_idx;
-Dim3 grid_dim;
+constexpr int kThreads = 128, kWarpsPerBlock = kThreads / kWarpSize;
+static_assert(kWarpsPerBlock <= kMaxWarps, "the block needs more warps than cuda_emu.h holds");
 std::barrier<>* block_barrier = nullptr;
-std::barrier<>* warp_barrier[kWarpsPerBlock] = {};
-float exchange[kWarpsPerBlock][kWarpSize];
 int barrier_line[kThreads];
 std::atomic<int> divergent_barriers{0};
 
@@ -55,26 +51,12 @@ inline void sync_threads(int line) {
   }
   block_barrier->arrive_and_wait();
 }
-
-inline float shfl_xor(float v, int mask) {
-  const int t = static_cast<int>(thread_idx.x), w = t / kWarpSize, lane = t % kWarpSize;
-  exchange[w][lane] = v;
-  warp_barrier[w]->arrive_and_wait();
-  const float r = exchange[w][lane ^ mask];
-  warp_barrier[w]->arrive_and_wait();
-  return r;
-}
 }  // namespace emu
 
-#define threadIdx emu::thread_idx
-#define blockIdx emu::block_idx
-#define gridDim emu::grid_dim
-#define __global__
 #define __launch_bounds__(n)
 #define __shared__
 #define __align__(n) __attribute__((aligned(n)))
 #define __syncthreads() emu::sync_threads(__LINE__)
-inline float __shfl_xor_sync(unsigned int, float v, int mask) { return emu::shfl_xor(v, mask); }
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
 
 namespace nofa {
@@ -283,7 +265,7 @@ double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 void check_case(const char* name, const Problem& p, bool planes, bool points, bool weights, int blocks) {
-  const int before = emu::divergent_barriers.load();
+  const int before = emu::divergent_barriers.load(), shuffles_before = emu::bad_shuffles.load();
   const Grads got = run_kernel(p, planes, points, weights, blocks);
   const Grads want = run_reference(p);
   const double tol = 2e-5;
@@ -313,6 +295,7 @@ void check_case(const char* name, const Problem& p, bool planes, bool points, bo
     }
   }
   CHECK(emu::divergent_barriers.load() == before);
+  CHECK(emu::bad_shuffles.load() == shuffles_before);
 }
 
 }  // namespace
