@@ -311,7 +311,6 @@ void check_case(const Problem& pr, int reduce, bool planes_grad, bool points_gra
   const int shuffles = emu::bad_shuffles.load();
   const Result got = run_kernels<T, T>(pr, reduce, planes_grad, points_grad, misalign);
   const Result want = run_reference<T>(pr, reduce);
-  if (getenv("EMU_TIME")) std::fprintf(stderr, "%s\n", name.c_str());
   const double tol = tolerance<T>(pr);
   CHECK(close(name + " out", got.out, want.out, tol));
   if (planes_grad) CHECK(close(name + " grad planes", got.gplanes, want.gplanes, tol));
