@@ -80,59 +80,15 @@ struct Problem {
   std::vector<float> grad;    // [N, M, 3C]: the cotangent (its first C per point for "mean")
 };
 
-// Coordinates (before scaling) that land exactly on texel centres and edges, the box border
-// and the limits of the taps' range (ix = -1 and ix = W) of both grid sizes a coordinate
-// meets (x: W and H; y: H; z: H and W), kept only where float arithmetic reproduces the
-// exact value (so the float kernels and the double reference floor to the same texel).
-std::vector<float> special_coords(int64_t H, int64_t W, double scale) {
-  std::vector<float> out;
-  for (int64_t S : {W, H}) {
-    std::vector<double> ixs = {-1.0, -0.5, static_cast<double>(S) - 1.0, static_cast<double>(S) - 0.5,
-                               static_cast<double>(S)};
-    for (int64_t k = 0; k < S; ++k) {
-      ixs.push_back(static_cast<double>(k));
-      ixs.push_back(k + 0.5);
-    }
-    for (double ix : ixs) {
-      const double u = (2.0 * ix + 1.0) / S - 1.0;
-      const float c = static_cast<float>(u / scale);
-      bool exact = true;
-      for (int64_t S2 : {W, H}) {
-        const float uf = c * static_cast<float>(scale);
-        const float f = ((uf + 1.f) * static_cast<float>(S2) - 1.f) / 2.f;
-        const double d = ((static_cast<double>(c) * scale + 1.0) * S2 - 1.0) / 2.0;
-        exact = exact && static_cast<double>(uf) == static_cast<double>(c) * scale && static_cast<double>(f) == d;
-      }
-      if (exact && std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
-    }
-  }
-  return out;
-}
-
 Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, double scale, unsigned seed) {
   Problem p{N, M, C, H, W, scale, {}, {}, {}};
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd;
-  std::uniform_real_distribution<float> ud(static_cast<float>(-1.2 / scale), static_cast<float>(1.2 / scale));
   p.planes.resize(N * 3 * C * H * W);
   for (auto& v : p.planes) v = nd(rng);
   p.grad.resize(N * M * 3 * C);
   for (auto& v : p.grad) v = nd(rng);
-  p.points.resize(N * M * 3);
-  for (auto& v : p.points) v = ud(rng);  // about a sixth of the coordinates outside the box
-  // Special rows at the start of the [N * M] points (at most half of them): non-finite and
-  // far coordinates, then points made of exact texel / border coordinates.
-  const float nan = nan_v<float>(), inf = std::numeric_limits<float>::infinity();
-  std::vector<std::array<float, 3>> rows = {
-      {nan, 0.1f, 0.2f}, {0.1f, nan, 0.2f}, {0.1f, 0.2f, nan},   {inf, 0.1f, 0.2f},    {0.1f, -inf, 0.2f},
-      {0.1f, 0.2f, inf}, {nan, nan, nan},   {5.f, 0.1f, 0.2f},   {-1e30f, 0.1f, 0.2f}, {0.1f, 0.2f, 3e38f}};
-  const std::vector<float> sc = special_coords(H, W, scale);
-  std::uniform_int_distribution<size_t> pick(0, sc.size() - 1);
-  for (float c : sc) rows.push_back({c, sc[pick(rng)], sc[pick(rng)]});  // each special value on x
-  for (int k = 0; k < 4; ++k) rows.push_back({ud(rng), sc[pick(rng)], sc[pick(rng)]});
-  for (size_t k = 0; k < rows.size() && static_cast<int64_t>(2 * k) < N * M; ++k) {
-    for (int a = 0; a < 3; ++a) p.points[k * 3 + a] = rows[k][a];
-  }
+  p.points = ref::make_points(N, M, H, W, scale, rng);
   return p;
 }
 
@@ -275,33 +231,6 @@ Result run_reference(const Problem& pr, int reduce) {
   return r;
 }
 
-// Element by element: |got - want| <= tol * (|want| + rms(want)) (a non-finite got fails).
-bool close(const std::string& what, const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  if (got.size() != want.size()) {
-    std::fprintf(stderr, "%s: %zu values, expected %zu\n", what.c_str(), got.size(), want.size());
-    return false;
-  }
-  double ss = 0.0;
-  for (double w : want) ss += w * w;
-  const double rms = want.empty() ? 0.0 : std::sqrt(ss / want.size());
-  int bad = 0;
-  for (size_t k = 0; k < got.size(); ++k) {
-    if (!(std::fabs(got[k] - want[k]) <= tol * (std::fabs(want[k]) + rms))) {
-      if (bad++ < 3) std::fprintf(stderr, "%s[%zu]: %.9g, expected %.9g\n", what.c_str(), k, got[k], want[k]);
-    }
-  }
-  if (bad) std::fprintf(stderr, "%s: %d of %zu values wrong\n", what.c_str(), bad, got.size());
-  return bad == 0;
-}
-
-// Float32 computes the texel coordinate ix = ((u + 1) W - 1) / 2 in float: its rounding moves
-// the sample by up to a few float ulps of (|u| + 1) times W / 2 texels.
-template <typename T>
-double tolerance(const Problem& pr) {
-  const double grid = static_cast<double>(std::max<int64_t>({pr.H, pr.W, 2}));
-  return std::is_same_v<T, float> ? 1e-6 * grid : 1e-13;
-}
-
 template <typename T>
 void check_case(const Problem& pr, int reduce, bool planes_grad, bool points_grad, bool misalign) {
   const std::string name = std::string(std::is_same_v<T, float> ? "float" : "double") + " N=" +
@@ -311,10 +240,10 @@ void check_case(const Problem& pr, int reduce, bool planes_grad, bool points_gra
   const int shuffles = emu::bad_shuffles.load();
   const Result got = run_kernels<T, T>(pr, reduce, planes_grad, points_grad, misalign);
   const Result want = run_reference<T>(pr, reduce);
-  const double tol = tolerance<T>(pr);
-  CHECK(close(name + " out", got.out, want.out, tol));
-  if (planes_grad) CHECK(close(name + " grad planes", got.gplanes, want.gplanes, tol));
-  if (points_grad) CHECK(close(name + " grad points", got.gpoints, want.gpoints, 4 * tol));
+  const double tol = ref::tolerance<T>(pr.H, pr.W);
+  CHECK(ref::close(name + " out", got.out, want.out, tol));
+  if (planes_grad) CHECK(ref::close(name + " grad planes", got.gplanes, want.gplanes, tol));
+  if (points_grad) CHECK(ref::close(name + " grad points", got.gpoints, want.gpoints, 4 * tol));
   // The glue's kernel choice: 16-byte kernels for float32, C % 4 == 0, aligned buffers.
   const bool vec4 = std::is_same_v<T, float> && pr.C % 4 == 0 && !misalign;
   CHECK(got.vec4_forward == vec4);
@@ -329,7 +258,7 @@ void check_half(const char* type, const Problem& pr, int reduce) {
   const Result got = run_kernels<float, P>(pr, reduce, false, false, false);
   const Result want = run_reference<P>(pr, reduce);
   const double ulp = std::is_same_v<P, emu::Bf16> ? 1.0 / 256 : 1.0 / 2048;  // half an ulp, relative
-  const double tol = tolerance<float>(pr);
+  const double tol = ref::tolerance<float>(pr.H, pr.W);
   double ss = 0.0;
   for (double w : want.out) ss += w * w;
   const double rms = want.out.empty() ? 0.0 : std::sqrt(ss / want.out.size());

@@ -5,10 +5,19 @@
 // Planes are [N, 3, C, H, W] (the op's layout, not the kernels' channels-last copy); point
 // coordinates are already scaled by 2 / box_warp. Plane 0 reads (x, y), plane 1 (x, z),
 // plane 2 (z, x), the first coordinate indexing W. A plane with a non-finite coordinate reads
-// zero and passes no gradient (docs/ops.md, "Non-finite inputs").
+// zero and passes no gradient (docs/ops.md, "Non-finite inputs"). Also the tests' shared
+// inputs (points with exact texel / border coordinates, non-finite and far rows) and their
+// element-wise comparison.
 #pragma once
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 namespace ref {
@@ -92,6 +101,85 @@ inline void sample_plane_backward(const Planes& pl, int64_t n, int p, const doub
       gxyz[av] += t[j].dv * g[c] * pl.v[at];
     }
   }
+}
+
+// Coordinates (before scaling) that land exactly on texel centres and edges, the box border
+// and the limits of the taps' range (ix = -1 and ix = W) of both grid sizes a coordinate
+// meets (x: W and H; y: H; z: H and W), kept only where float arithmetic reproduces the
+// exact value (so the float kernels and the double reference floor to the same texel).
+inline std::vector<float> special_coords(int64_t H, int64_t W, double scale) {
+  std::vector<float> out;
+  for (int64_t S : {W, H}) {
+    std::vector<double> ixs = {-1.0, -0.5, static_cast<double>(S) - 1.0, static_cast<double>(S) - 0.5,
+                               static_cast<double>(S)};
+    for (int64_t k = 0; k < S; ++k) {
+      ixs.push_back(static_cast<double>(k));
+      ixs.push_back(k + 0.5);
+    }
+    for (double ix : ixs) {
+      const double u = (2.0 * ix + 1.0) / S - 1.0;
+      const float c = static_cast<float>(u / scale);
+      bool exact = true;
+      for (int64_t S2 : {W, H}) {
+        const float uf = c * static_cast<float>(scale);
+        const float f = ((uf + 1.f) * static_cast<float>(S2) - 1.f) / 2.f;
+        const double d = ((static_cast<double>(c) * scale + 1.0) * S2 - 1.0) / 2.0;
+        exact = exact && static_cast<double>(uf) == static_cast<double>(c) * scale && static_cast<double>(f) == d;
+      }
+      if (exact && std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// Points [N, M, 3] (unscaled) for a grid of H x W texels: uniform over 1.2 times the box (about
+// a sixth of the coordinates outside it), and at the start (at most half of the points)
+// special rows.
+inline std::vector<float> make_points(int64_t N, int64_t M, int64_t H, int64_t W, double scale, std::mt19937& rng) {
+  std::uniform_real_distribution<float> ud(static_cast<float>(-1.2 / scale), static_cast<float>(1.2 / scale));
+  std::vector<float> points(N * M * 3);
+  for (auto& v : points) v = ud(rng);  // about a sixth of the coordinates outside the box
+  // Special rows at the start of the [N * M] points (at most half of them): non-finite and
+  // far coordinates, then points made of exact texel / border coordinates.
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::vector<std::array<float, 3>> rows = {
+      {nan, 0.1f, 0.2f}, {0.1f, nan, 0.2f}, {0.1f, 0.2f, nan},   {inf, 0.1f, 0.2f},    {0.1f, -inf, 0.2f},
+      {0.1f, 0.2f, inf}, {nan, nan, nan},   {5.f, 0.1f, 0.2f},   {-1e30f, 0.1f, 0.2f}, {0.1f, 0.2f, 3e38f}};
+  const std::vector<float> sc = special_coords(H, W, scale);
+  std::uniform_int_distribution<size_t> pick(0, sc.size() - 1);
+  for (float c : sc) rows.push_back({c, sc[pick(rng)], sc[pick(rng)]});  // each special value on x
+  for (int k = 0; k < 4; ++k) rows.push_back({ud(rng), sc[pick(rng)], sc[pick(rng)]});
+  for (size_t k = 0; k < rows.size() && static_cast<int64_t>(2 * k) < N * M; ++k) {
+    for (int a = 0; a < 3; ++a) points[k * 3 + a] = rows[k][a];
+  }
+  return points;
+}
+
+// Element by element: |got - want| <= tol * (|want| + rms(want)) (a non-finite got fails).
+inline bool close(const std::string& what, const std::vector<double>& got, const std::vector<double>& want, double tol) {
+  if (got.size() != want.size()) {
+    std::fprintf(stderr, "%s: %zu values, expected %zu\n", what.c_str(), got.size(), want.size());
+    return false;
+  }
+  double ss = 0.0;
+  for (double w : want) ss += w * w;
+  const double rms = want.empty() ? 0.0 : std::sqrt(ss / want.size());
+  int bad = 0;
+  for (size_t k = 0; k < got.size(); ++k) {
+    if (!(std::fabs(got[k] - want[k]) <= tol * (std::fabs(want[k]) + rms))) {
+      if (bad++ < 3) std::fprintf(stderr, "%s[%zu]: %.9g, expected %.9g\n", what.c_str(), k, got[k], want[k]);
+    }
+  }
+  if (bad) std::fprintf(stderr, "%s: %d of %zu values wrong\n", what.c_str(), bad, got.size());
+  return bad == 0;
+}
+
+// Float32 computes the texel coordinate ix = ((u + 1) W - 1) / 2 in float: its rounding moves
+// the sample by up to a few float ulps of (|u| + 1) times W / 2 texels.
+template <typename T>
+double tolerance(int64_t H, int64_t W) {
+  const double grid = static_cast<double>(std::max<int64_t>({H, W, 2}));
+  return std::is_same_v<T, float> ? 1e-6 * grid : 1e-13;
 }
 
 }  // namespace ref
