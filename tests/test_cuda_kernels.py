@@ -352,7 +352,12 @@ def test_decode_triplane_fused_backward_deterministic_mode(device):
         torch.use_deterministic_algorithms(prev)
 
 
-@pytest.mark.parametrize("source", ["test_decode_backward_emulated.cpp", "test_composite_emulated.cpp"])
+@pytest.mark.parametrize("source", [
+    "test_decode_backward_emulated.cpp",
+    "test_composite_emulated.cpp",
+    "test_sample_triplane_emulated.cpp",
+    "test_decode_forward_emulated.cpp",
+])
 def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
     """CUDA kernels' own source compiled for the CPU and run with one std::thread per CUDA
     thread (also run by ctest), where no GPU is:
@@ -360,7 +365,11 @@ def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
       double-precision backward;
     - test_composite_emulated.cpp: the composite_rays / composite_rays_merged kernels (shuffles
       between std::threads), fed the host code's sample-major layouts, against
-      common/composite.h at stride 1."""
+      common/composite.h at stride 1;
+    - test_sample_triplane_emulated.cpp: the sample_triplane kernels (forward, vec4, half planes,
+      plane and point gradients) against a double-precision sampler;
+    - test_decode_forward_emulated.cpp: the decode_triplane forward kernels (fast, general, half
+      planes) against a double-precision decoder."""
     cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler on PATH")

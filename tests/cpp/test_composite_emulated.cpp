@@ -43,49 +43,9 @@ constexpr int kBlock = 256, kWarps = kBlock / kWarpSize;
 static_assert(kWarps <= kMaxWarps, "the block needs more warps than cuda_emu.h holds");
 }  // namespace emu
 
-// Host stand-ins for the half-precision colour types: bfloat16 as raw bits (conversions with
-// round-to-nearest-even, as __float2bfloat16_rn), float16 as the compiler's _Float16 where it
-// has one (round-to-nearest-even, as __float2half_rn).
-namespace emu {
-struct Bf16 {
-  uint16_t bits;
-};
-#if defined(__FLT16_MAX__)
-#define NOFA_EMU_FLOAT16 1
-struct Half {
-  _Float16 v;
-};
-#endif
-}  // namespace emu
-
-// cuda/half_types.h (nvcc only): the colour conversions.
-namespace nofa {
-inline float to_float(float v) { return v; }
-inline double to_float(double v) { return v; }
-inline float to_float(emu::Bf16 v) {
-  const uint32_t u = static_cast<uint32_t>(v.bits) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
-template <typename P>
-P from_float(float v);
-template <>
-inline emu::Bf16 from_float<emu::Bf16>(float v) {
-  if (v != v) return {0x7fc0};
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof(u));
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return {static_cast<uint16_t>(u >> 16)};
-}
-#if defined(NOFA_EMU_FLOAT16)
-inline float to_float(emu::Half v) { return static_cast<float>(v.v); }
-template <>
-inline emu::Half from_float<emu::Half>(float v) {
-  return {static_cast<_Float16>(v)};
-}
-#endif
-}  // namespace nofa
+// Host stand-ins for the half-precision colour types (__nv_bfloat16, __half) and their
+// conversions.
+#include "../../tests/cpp/half_emu.h"
 
 #include "cuda/composite_rays_device.h"
 
