@@ -16,9 +16,7 @@ unsigned int tiles_for(int64_t rows) {
 
 template <typename T>
 size_t deform_smem_bytes(int P, int max_width) {
-  if (max_width > kDeformMaxWidth || P > kDeformMaxWidth) return 0;
-  constexpr int TP = Tile<T>::P;
-  return sizeof(T) * (static_cast<size_t>(row_len<T>()) * (P + 2 * max_width) + 4 * TP) + sizeof(int) * TP;
+  return block_smem_bytes<T>(P, max_width);
 }
 
 template <typename T>

@@ -22,6 +22,7 @@
 // Device code only, no CUDA runtime calls: cuda/deform_points.cu launches the kernels, and
 // tests/cpp/test_deform_emulated.cpp runs this same source on CPU threads (with stand-ins
 // for the CUDA built-ins and the 16-byte vector types) against a double-precision reference.
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -124,6 +125,16 @@ __device__ Smem<T> carve(char* raw, int P, int W) {
   s.head = s.b + ROW * W;
   s.n = reinterpret_cast<int*>(s.head + TP * 4);
   return s;
+}
+
+// Bytes of the dynamic shared memory carve() lays out for PE width P and hidden widths up to
+// max_width (host side: the launcher's size, and the emulated test's); 0 when a tile's
+// activations would not fit the plan (more than kDeformMaxWidth features).
+template <typename T>
+size_t block_smem_bytes(int P, int max_width) {
+  if (max_width > kDeformMaxWidth || P > kDeformMaxWidth) return 0;
+  constexpr int TP = Tile<T>::P;
+  return sizeof(T) * (static_cast<size_t>(row_len<T>()) * (P + 2 * max_width) + 4 * TP) + sizeof(int) * TP;
 }
 
 // A hidden layer: out[j][p] = relu(bias + sum_k in[k][p] * wt[k, j]) for the tile's points
