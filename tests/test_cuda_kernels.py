@@ -352,7 +352,8 @@ def test_decode_triplane_fused_backward_deterministic_mode(device):
         torch.use_deterministic_algorithms(prev)
 
 
-@pytest.mark.parametrize("source", ["test_decode_backward_emulated.cpp", "test_composite_emulated.cpp"])
+@pytest.mark.parametrize("source", ["test_decode_backward_emulated.cpp", "test_composite_emulated.cpp",
+                                    "test_deform_emulated.cpp"])
 def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
     """CUDA kernels' own source compiled for the CPU and run with one std::thread per CUDA
     thread (also run by ctest), where no GPU is:
@@ -360,7 +361,10 @@ def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
       double-precision backward;
     - test_composite_emulated.cpp: the composite_rays / composite_rays_merged kernels (shuffles
       between std::threads), fed the host code's sample-major layouts, against
-      common/composite.h at stride 1."""
+      common/composite.h at stride 1;
+    - test_deform_emulated.cpp: the deform_points forward and backward kernels, driven as the
+      glue drives them (layouts, chunk loop, host weight-gradient products), against a
+      double-precision forward and backward."""
     cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler on PATH")
