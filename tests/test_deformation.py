@@ -116,6 +116,29 @@ def test_no_grad_forward_and_recompute_backward(device):
     assert_grads_close(flat(rec), flat(sav), tol=1e-5)
 
 
+
+def test_autograd_through_the_op_without_saved_hidden():
+    """Autograd through the op called with save_hidden False (what CUDA always passes) gives
+    the gradients of the save_hidden True call. The flag has no schema default because torch
+    < 2.13 drops default-valued arguments before the autograd formula and then rejects its
+    gradient list (docs/deformation.md); this runs that path on the CPU."""
+    require_kernels("cpu")
+    model = randomised(DeformationField(**SMALL))
+    pts, alpha, beta = inputs(model, 2, 50, "cpu")
+    grads = []
+    for save in (False, True):
+        leaves = [t.detach().clone().requires_grad_() for t in (pts, alpha, beta, *model.parameters())]
+        p, a, b, *params = leaves
+        nd = len(model.d_weights)
+        dw, db = params[:nd], params[nd:2 * nd]
+        ww, wb = params[2 * nd:2 * nd + len(model.w_weights)], params[2 * nd + len(model.w_weights):]
+        out = torch.ops.nofa.deform_points(p, a, b, dw, db, ww, wb, model.n_freqs, save)
+        assert (out[3].numel() > 0) == save
+        (out[0].square().sum() + out[1].sum() + out[2].sum()).backward()
+        grads.append([t.grad for t in leaves])
+    assert all(g is not None for g in grads[0])
+    assert_grads_close(grads[0], grads[1], tol=1e-5)
+
 def test_gradcheck_float64():
     require_kernels("cpu")
     model = randomised(DeformationField(n_freqs=2, id_dim=3, exp_dim=2, d_hidden=5, d_layers=2,

@@ -72,8 +72,11 @@ step info 60 $PY -m nofa.cli info
 # that crashes its process is reported as failed instead of ending the whole run.
 XDIST=()
 if $PY -c "import xdist" 2>/dev/null; then XDIST=(-n 4); fi
+# A test case that crashes its process (tests/isolated_cases.py) is re-run under this
+# debugger for its native stack (cuda-gdb also debugs host code; the image has no gdb).
+if command -v cuda-gdb >/dev/null; then export NOFA_CRASH_DEBUGGER=cuda-gdb; fi
 if [ "$HAS_GPU" = 1 ]; then
-    step cuda_tests ${NOFA_GPU_TEST_LIMIT:-240} $PY -m pytest -q -m cuda -rfEs "${XDIST[@]}" --continue-on-collection-errors -p no:cacheprovider \
+    step cuda_tests ${NOFA_GPU_TEST_LIMIT:-300} $PY -m pytest -q -m cuda -rfEs "${XDIST[@]}" --continue-on-collection-errors -p no:cacheprovider \
         --junitxml="$OUTDIR/cuda_tests.xml" tests
     step check_cuda 120 $PY -m nofa.cli check --device cuda
     # The quick CUDA suite: every kernel case and the full render, kernels vs the PyTorch
