@@ -66,18 +66,18 @@ SCRIPT = textwrap.dedent(
         c = torch.rand(1, 2, 4, 3)
         call("composite_rays", c, c, c[..., :1], False)
 
-    @case("deform_points width 40 (no grad)", "supports hidden widths")
+    @case("deform_points width 264 (no grad)", "supports hidden widths")
     def _():
         with torch.no_grad():
-            call("deform_points", *dp_args(40)[1])
+            call("deform_points", *dp_args(264)[1])
 
-    @case("deform_points width 40 (autograd)", "supports hidden widths")
+    @case("deform_points width 264 (autograd)", "supports hidden widths")
     def _():
-        call("deform_points", *dp_args(40)[1])
+        call("deform_points", *dp_args(264)[1])
 
-    @case("deform_points_backward width 40", "supports hidden widths")
+    @case("deform_points_backward width 264", "supports hidden widths")
     def _():
-        m, args = dp_args(40)
+        m, args = dp_args(264)
         g = torch.zeros(1, 50, 3, device=dev)
         call("deform_points_backward", g, g, g[..., :1], *args[:-1], torch.empty(0, 50, 0, device=dev))
 

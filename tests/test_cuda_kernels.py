@@ -357,6 +357,7 @@ def test_decode_triplane_fused_backward_deterministic_mode(device):
     "test_composite_emulated.cpp",
     "test_sample_triplane_emulated.cpp",
     "test_decode_forward_emulated.cpp",
+    "test_deform_emulated.cpp",
 ])
 def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
     """CUDA kernels' own source compiled for the CPU and run with one std::thread per CUDA
@@ -369,7 +370,10 @@ def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
     - test_sample_triplane_emulated.cpp: the sample_triplane kernels (forward, vec4, half planes,
       plane and point gradients) against a double-precision sampler;
     - test_decode_forward_emulated.cpp: the decode_triplane forward kernels (fast, general, half
-      planes) against a double-precision decoder."""
+      planes) against a double-precision decoder;
+    - test_deform_emulated.cpp: the deform_points forward and backward kernels, driven as the
+      glue drives them (layouts, chunk loop, host weight-gradient products), against a
+      double-precision forward and backward."""
     cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler on PATH")

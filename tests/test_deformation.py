@@ -60,7 +60,9 @@ def grad_names(model, wrt_inputs=True):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
     "cfg,N,M",
-    [(SMALL, 2, 333), (SMALL, 3, 1), (dict(), 1, 300), (dict(d_hidden=64, w_hidden=128, n_freqs=6), 2, 97)],
+    [(SMALL, 2, 333), (SMALL, 3, 1), (dict(), 1, 300), (dict(d_hidden=64, w_hidden=128, n_freqs=6), 2, 97),
+     # Widths that are not multiples of 32 (the tiny preset's W-Net has 16): on CUDA too.
+     (dict(SMALL, d_hidden=40, w_hidden=16, d_layers=2), 2, 50)],
 )
 def test_kernel_matches_reference(device, cfg, N, M):
     require_kernels(device)
@@ -295,21 +297,29 @@ def test_kernel_checks_name_the_argument():
 
 
 def test_cuda_width_support_rule():
-    """Which widths the CUDA kernel takes (checked without a GPU; the CUDA tests below
-    observe the error and the fallback)."""
-    ok = DeformationField(**SMALL)
-    assert dp_mod.cuda_unsupported_reason(list(ok.d_weights), list(ok.w_weights)) is None
+    """Which sizes the CUDA kernel takes (checked without a GPU; the CUDA tests below
+    observe the error and the fallback): any hidden width in [1, 256] (the tiny preset's 16
+    included), at most 8 linear layers per MLP."""
+    def reason(**cfg):
+        m = DeformationField(**{**SMALL, **cfg})
+        return dp_mod.cuda_unsupported_reason(list(m.d_weights), list(m.w_weights))
+
+    assert reason() is None
     assert dp_mod.cuda_unsupported_reason(list(DeformationField().d_weights), list(DeformationField().w_weights)) is None
-    bad = DeformationField(**{**SMALL, "w_hidden": 48})
-    reason = dp_mod.cuda_unsupported_reason(list(bad.d_weights), list(bad.w_weights))
-    assert reason is not None and "w_weights[0]" in reason and "48" in reason
+    for width in (1, 16, 40, 100, 256):
+        assert reason(d_hidden=width, w_hidden=width) is None, width
+    assert reason(d_layers=7) is None  # 8 linear layers
+    r = reason(w_hidden=264)
+    assert r is not None and "w_weights[0]" in r and "264" in r and "[1, 256]" in r
+    r = reason(d_layers=8)  # 9 linear layers
+    assert r is not None and "d_weights has 9 layers" in r
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible: CUDA kernel not exercised")
 def test_cuda_unsupported_width_errors_or_falls_back():
     require_kernels("cuda")
-    model = randomised(DeformationField(**{**SMALL, "d_hidden": 40})).cuda()
+    model = randomised(DeformationField(**{**SMALL, "d_hidden": 264})).cuda()
     pts, alpha, beta = inputs(model, 1, 50, "cuda")
     with ops.use_backend("kernels"), pytest.raises(ValueError, match="supports hidden widths"):
         model(pts, alpha, beta)

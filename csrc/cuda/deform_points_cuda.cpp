@@ -20,12 +20,15 @@ namespace {
 
 constexpr int64_t kChunk = 32768;  // points per backward chunk (a multiple of every tile size)
 
-// The hidden widths the kernel supports (kept in step with CUDA_WIDTHS in
-// nofa/ops/deform_points.py).
-inline bool cuda_width_ok(int64_t w) { return w >= 32 && w <= kDeformMaxWidth && w % 32 == 0; }
+// The hidden widths the kernel supports (kept in step with CUDA_MAX_WIDTH in
+// nofa/ops/deform_points.py): any width the shared-memory plan holds. The block's threads
+// stride over a layer's outputs and shared memory is sized by the widest layer, so no
+// width needs to be a multiple of the warp (tests/cpp/test_deform_emulated.cpp runs the
+// kernels at widths 1 .. 256).
+inline bool cuda_width_ok(int64_t w) { return w >= 1 && w <= kDeformMaxWidth; }
 
-// Checked before anything is allocated or launched: a width outside the supported set
-// would size the shared memory and the per-thread accumulators wrongly.
+// Checked before anything is allocated or launched: a wider layer would not fit the
+// shared-memory plan.
 void check_cuda_mlp_widths(at::TensorList ws, const char* name, int64_t& max_w) {
   TORCH_CHECK(static_cast<int64_t>(ws.size()) <= kDeformMaxLayers, "nofa: the CUDA deform_points "
               "kernel supports at most ", static_cast<int64_t>(kDeformMaxLayers), " layers per MLP, ",
@@ -33,8 +36,8 @@ void check_cuda_mlp_widths(at::TensorList ws, const char* name, int64_t& max_w) 
   for (size_t l = 0; l + 1 < ws.size(); ++l) {
     const int64_t w = ws[l].size(0);
     TORCH_CHECK(cuda_width_ok(w), "nofa: ", name, "_weights[", static_cast<int64_t>(l), "] has ", w,
-                " outputs; the CUDA deform_points kernel supports hidden widths that are multiples "
-                "of 32 in [32, ", static_cast<int64_t>(kDeformMaxWidth), "]");
+                " outputs; the CUDA deform_points kernel supports hidden widths in [1, ",
+                static_cast<int64_t>(kDeformMaxWidth), "]");
     if (w > max_w) max_w = w;
   }
 }

@@ -15,9 +15,12 @@ import torch
 
 from . import _backend, _checks, reference
 
-# Hidden widths the CUDA kernel is compiled for (a tile of points keeps one layer's
-# activations per point in shared memory; the width sets the thread count).
-CUDA_WIDTHS = tuple(range(32, 257, 32))
+# Hidden widths the CUDA kernel takes: a tile of points keeps two layers' activations in
+# shared memory, sized for the widest layer, and the block's threads stride over a layer's
+# outputs, so any width up to the shared-memory plan's limit works
+# (tests/cpp/test_deform_emulated.cpp runs the kernels at widths 1 .. 256).
+CUDA_MAX_WIDTH = 256
+CUDA_WIDTHS = range(1, CUDA_MAX_WIDTH + 1)
 CUDA_MAX_LAYERS = 8  # linear layers per MLP
 MAX_FREQS = 16
 
@@ -73,7 +76,7 @@ def cuda_unsupported_reason(d_weights, w_weights) -> str | None:
             if w.shape[0] not in CUDA_WIDTHS:
                 return (
                     f"{name}_weights[{i}] has {w.shape[0]} outputs; the CUDA deform_points kernel "
-                    f"supports hidden widths {CUDA_WIDTHS}"
+                    f"supports hidden widths in [1, {CUDA_MAX_WIDTH}]"
                 )
     return None
 
@@ -105,8 +108,9 @@ def deform_points(
     other points are unaffected (gradients into the weights then are NaN, as with any NaN
     in a PyTorch model). Differentiable w.r.t. points, alpha, beta and every weight and
     bias (first derivatives only: double backward through the kernel raises). On CUDA the
-    kernel supports hidden widths in CUDA_WIDTHS; with backend "auto" other widths fall
-    back to the reference with a warning, with backend "kernels" they raise ValueError.
+    kernel supports hidden widths up to CUDA_MAX_WIDTH and up to CUDA_MAX_LAYERS layers per
+    MLP; with backend "auto" other sizes fall back to the reference with a warning, with
+    backend "kernels" they raise ValueError.
     """
     check_inputs(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs)
     args = (points, alpha, beta, list(d_weights), list(d_biases), list(w_weights), list(w_biases), n_freqs)
