@@ -236,3 +236,23 @@ def test_animate_bench_command(tmp_path, capsys):
                  "--long", "4", "--out", str(tmp_path), "--no-progress"]) == 0
     md = (tmp_path / "animate_bench.md").read_text()
     assert "| tiny | 64² | 16² |" in md and "Long drive" in md and "frames/s" in md
+    assert "| cpu | float32 |" in md
+
+
+def test_animate_bench_autocast_runs_the_frames_in_that_dtype(tmp_path, monkeypatch):
+    from nofa.models.model_file import AnimatableAvatar
+    from nofa.pipelines import animate_bench
+
+    seen = []
+    orig_render = AnimatableAvatar.render
+
+    def spy(self, *a, **k):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return orig_render(self, *a, **k)
+
+    monkeypatch.setattr(AnimatableAvatar, "render", spy)
+    res = animate_bench.run_animate_bench("tiny", 64, frames=2, warmup=1, progress=False, autocast="bf16")
+    assert res["precision"] == "bf16 autocast" and res["fps"] > 0
+    assert seen and set(seen) == {torch.bfloat16}
+    with pytest.raises(ValueError, match="autocast"):
+        animate_bench.run_animate_bench("tiny", 64, frames=1, autocast="fp8")

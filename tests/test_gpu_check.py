@@ -23,10 +23,27 @@ def test_gpu_check_without_gpu_reports_skips(tmp_path):
     assert "| build | ok |" in summary
     assert "| info | ok |" in summary
     assert "| cuda_tests_selection | ok |" in summary
-    for step in ("cuda_tests", "check_cuda", "bench_cuda", "animate_fps", "animate_fps_torch"):
+    for step in ("cuda_tests", "check_cuda", "bench_cuda", "animate_fps", "animate_fps_bf16", "animate_fps_torch"):
         assert f"| {step} | skipped: " in summary, step
     assert "no CUDA GPU visible" in summary
     assert "- commit: feedc0de\n" in summary  # the caller's commit, not a copied tree's stale .git
     # the CUDA selection really collected tests, and each skipped with its reason
     log = (tmp_path / "out" / "cuda_tests_selection.log").read_text()
     assert " skipped" in log and "no CUDA GPU visible" in log
+
+
+def test_gpu_check_nofa_command_lines_parse():
+    """Every `nofa` command the kit runs on a GPU parses with this checkout's CLI: a renamed
+    or missing flag would otherwise only show on a lent GPU machine."""
+    import shlex
+
+    from nofa.cli import build_parser
+
+    text = (ROOT / "tools" / "gpu_check.sh").read_text().replace("\\\n", " ")
+    lines = [ln.split("-m nofa.cli", 1)[1] for ln in text.splitlines() if "-m nofa.cli" in ln and "--help" not in ln]
+    assert len(lines) >= 6, lines
+    parser = build_parser()
+    for ln in lines:
+        argv = shlex.split(ln.split("||")[0].replace('"$OUTDIR', '"/tmp/out'))
+        args = parser.parse_args(argv)
+        assert args.command in ("info", "check", "bench", "animate-bench"), argv

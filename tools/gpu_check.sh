@@ -85,10 +85,15 @@ if [ "$HAS_GPU" = 1 ]; then
         --cases sample_triplane decode_triplane composite_rays composite_rays_merged deform_points render render_deformed \
         --out "$OUTDIR/bench"
     if $PY -m nofa.cli --help 2>/dev/null | grep -q animate-bench; then
+        # --long: animate-bench's CUDA default is a 1000-frame flat-memory drive, longer than
+        # the step's limit (the second H200 run lost its frames/s that way); 200 frames still
+        # compare peak memory after frame 100 and at the end.
         step animate_fps 120 $PY -m nofa.cli animate-bench --device cuda --preset paper --size 512 --frames 30 \
-            --no-progress --out "$OUTDIR/animate"
+            --long 200 --no-progress --out "$OUTDIR/animate"
+        step animate_fps_bf16 120 $PY -m nofa.cli animate-bench --device cuda --preset paper --size 512 --frames 30 \
+            --autocast bf16 --long 0 --no-progress --out "$OUTDIR/animate_bf16"
         step animate_fps_torch 120 $PY -m nofa.cli animate-bench --device cuda --preset paper --size 512 --frames 30 \
-            --backend torch --no-progress --out "$OUTDIR/animate_torch"
+            --backend torch --long 0 --no-progress --out "$OUTDIR/animate_torch"
     else
         skip animate_fps "this checkout has no animate benchmark yet"
     fi
@@ -100,6 +105,7 @@ else
     skip check_cuda "no CUDA GPU visible"
     skip bench_cuda "no CUDA GPU visible"
     skip animate_fps "no CUDA GPU visible"
+    skip animate_fps_bf16 "no CUDA GPU visible"
     skip animate_fps_torch "no CUDA GPU visible"
 fi
 echo >>"$SUMMARY"

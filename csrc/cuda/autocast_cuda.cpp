@@ -6,7 +6,8 @@
 // float32 planes. No CPU registration: on the CPU everything stays float32.
 // composite_rays / composite_rays_merged (docs/composite_rays.md, "Half precision"): the
 // colours are cast like the planes, densities and depths used in float32; the kernels
-// accumulate in float32 and return float32 outputs.
+// accumulate in float32 and return float32 outputs. deform_points and the backward ops: see
+// the end of this file and autocast_float32.h.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -14,6 +15,8 @@
 #include <torch/library.h>
 
 #include <tuple>
+
+#include "autocast_float32.h"
 
 namespace nofa {
 namespace {
@@ -82,6 +85,17 @@ TORCH_LIBRARY_IMPL(nofa, AutocastCUDA, m) {
   m.impl("decode_triplane", &decode_triplane_autocast);
   m.impl("composite_rays", &composite_rays_autocast);
   m.impl("composite_rays_merged", &composite_rays_merged_autocast);
+  // deform_points has float32 / float64 CUDA kernels only, and its glue's own ATen calls (the
+  // per-batch first-layer bias, the chunked weight-gradient products) must not be autocast.
+  constexpr auto K = c10::DispatchKey::AutocastCUDA;
+  m.impl("deform_points", autocast_float32<K, true>());
+  m.impl("deform_points_backward", autocast_float32<K, true>());
+  // A backward run inside an autocast region: its glue's ATen calls (decode_triplane's chunked
+  // products, the transposes) keep the inputs' dtypes; the kernels take half inputs as they are.
+  for (const char* name : {"sample_triplane_backward", "decode_triplane_backward", "composite_rays_backward",
+                           "composite_rays_merged_backward", "relayout_planes"}) {
+    m.impl(name, autocast_float32<K, false>());
+  }
 }
 
 }  // namespace nofa

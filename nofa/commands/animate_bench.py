@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="flat-memory drive of N frames (default 1000 on cuda, 0 = off on cpu)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--backend", choices=["auto", "kernels", "torch"], default=None, help="op implementation")
+    p.add_argument("--autocast", choices=["bf16", "fp16"], default=None,
+                   help="run the frames under torch.autocast with this dtype (default: float32)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default="outputs/animate_bench", help="output folder (default outputs/animate_bench)")
     p.add_argument("--no-progress", action="store_true")
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         for preset in args.preset:
             rows.append(run_animate_bench(preset, args.size, args.frames, args.device, args.batch, long,
                                           args.warmup, args.samples, not args.no_progress,
-                                          chunk_rays=args.chunk_rays))
+                                          chunk_rays=args.chunk_rays, autocast=args.autocast))
     env = describe("cuda" if args.device.startswith("cuda") else "cpu", threads=args.threads)
     md, js = write_results(args.out, rows, env)
     print(format_results(rows, env))

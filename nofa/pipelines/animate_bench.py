@@ -70,13 +70,30 @@ class _RssSampler:
 
 def run_animate_bench(preset: str = "paper", size: int = 512, frames: int = 20, device: str = "cpu",
                       batch: int = 1, long_frames: int = 0, warmup: int = 2, samples: int | None = None,
-                      progress: bool = True, seed: int = 0, chunk_rays: int | None = None) -> dict:
+                      progress: bool = True, seed: int = 0, chunk_rays: int | None = None,
+                      autocast: str | None = None) -> dict:
     """Measure animation of one encoded portrait -> results dict (see `format_results`).
     chunk_rays: rays per render chunk (default: the preset's 8192 on CPU, one chunk per
-    frame on CUDA)."""
+    frame on CUDA). autocast: None (float32) or "bf16" / "fp16": the frames (not the
+    encoding) run under torch.autocast with that dtype."""
+    if autocast not in AUTOCAST_DTYPES:
+        raise ValueError(f"autocast must be one of {sorted(AUTOCAST_DTYPES, key=str)}, got {autocast!r}")
+    dev = torch.device(device)
+    with torch.autocast(dev.type, dtype=AUTOCAST_DTYPES[autocast] or torch.bfloat16, enabled=autocast is not None):
+        res = _measure(preset, size, frames, dev, batch, long_frames, warmup, samples, progress, seed, chunk_rays)
+    res["precision"] = f"{autocast} autocast" if autocast else "float32"
+    return res
+
+
+# --autocast choices -> dtype (None: float32, autocast off).
+AUTOCAST_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _measure(preset: str, size: int, frames: int, dev: torch.device, batch: int, long_frames: int, warmup: int,
+             samples: int | None, progress: bool, seed: int, chunk_rays: int | None) -> dict:
     from tqdm import tqdm
 
-    dev = torch.device(device)
+    device = str(dev)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda but no CUDA GPU is visible")
     if chunk_rays is None and dev.type == "cuda":
@@ -88,7 +105,7 @@ def run_animate_bench(preset: str = "paper", size: int = 512, frames: int = 20, 
     image = (torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1).to(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(dev.type, enabled=False):  # the portrait is encoded in float32
         av = AnimatableAvatar.from_model(model, image, default_label()[None].to(dev))
     sync()
     encode_s = time.perf_counter() - t0
@@ -202,13 +219,14 @@ def format_results(rows: list[dict], env: dict) -> str:
         f"{env.get('date', '')}",
         "- random weights (speed does not depend on them); one portrait encoded once, then driven; "
         "frames/s counts deformation + render + SR + conversion to uint8 (not video encoding)", "",
-        "| preset | output | raw | samples | device | batch | chunk rays | frames/s | ms/frame | deformation ms | "
-        "render ms | SR ms | memory/frame MiB | encode s | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| preset | output | raw | samples | device | precision | batch | chunk rays | frames/s | ms/frame | "
+        "deformation ms | render ms | SR ms | memory/frame MiB | encode s | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['preset']} | {r['size']}² | {r['raw']}² | {r['samples']}+{r['samples']} | {r['device']} | {r['batch']} | "
+            f"| {r['preset']} | {r['size']}² | {r['raw']}² | {r['samples']}+{r['samples']} | {r['device']} | "
+            f"{r.get('precision', 'float32')} | {r['batch']} | "
             f"{r.get('chunk_rays', '')} | "
             f"{r['fps']:.2f} | {r['ms_per_frame']:.0f} | {r['ms_deformation']:.0f} | {r['ms_render']:.0f} | "
             f"{r['ms_sr']:.0f} | {r['mem_per_frame_mib']:.1f} | {r['encode_s']:.1f} | {r['peak_rss_mib']:.0f} |")
