@@ -23,7 +23,8 @@ def test_gpu_check_without_gpu_reports_skips(tmp_path):
     assert "| build | ok |" in summary
     assert "| info | ok |" in summary
     assert "| cuda_tests_selection | ok |" in summary
-    for step in ("cuda_tests", "check_cuda", "bench_cuda", "animate_fps", "animate_fps_bf16", "animate_fps_torch"):
+    for step in ("cuda_tests", "check_cuda", "animate_fps", "bench_ops", "bench_render", "animate_fps_bf16",
+                 "animate_fps_torch"):
         assert f"| {step} | skipped: " in summary, step
     assert "no CUDA GPU visible" in summary
     assert "- commit: feedc0de\n" in summary  # the caller's commit, not a copied tree's stale .git
