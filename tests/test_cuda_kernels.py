@@ -358,6 +358,7 @@ def test_decode_triplane_fused_backward_deterministic_mode(device):
     "test_sample_triplane_emulated.cpp",
     "test_decode_forward_emulated.cpp",
     "test_deform_emulated.cpp",
+    "test_decode_chunked_emulated.cpp",
 ])
 def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
     """CUDA kernels' own source compiled for the CPU and run with one std::thread per CUDA
@@ -373,7 +374,10 @@ def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
       planes) against a double-precision decoder;
     - test_deform_emulated.cpp: the deform_points forward and backward kernels, driven as the
       glue drives them (layouts, chunk loop, host weight-gradient products), against a
-      double-precision forward and backward."""
+      double-precision forward and backward;
+    - test_decode_chunked_emulated.cpp: decode_triplane's chunked CUDA backward (float64, and
+      float32 sizes the fused kernel does not take): the host loop's sample_triplane launches
+      on offset pointers, with the ATen math as loops, against a double-precision backward."""
     cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler on PATH")
