@@ -165,6 +165,92 @@ def test_deform_points_saves_hidden_only_on_cpu(device):
     assert torch.isfinite(pts.grad).all()
 
 
+# ---- streams: every launch, and every ATen call of the glue, on the caller's stream -------
+def _stream_sample(dev):
+    planes = torch.randn(2, 3, 32, 64, 64, device=dev)
+    points = (torch.rand(2, 4096, 3, device=dev) * 2 - 1) * 0.6
+    return "sample_triplane", (lambda p, x: (ops.sample_triplane(p, x, 1.0, "mean"),)), [planes, points]
+
+
+def _stream_decode(dtype, C):
+    def make(dev):
+        t = decoder_inputs(2, 3000, C, 64, 32, dev, H=64, W=64, dtype=dtype)
+        return "decode_triplane", (lambda *a: ops.decode_triplane(a[0], a[1], 1.0, *a[2:])), t
+    return make
+
+
+def _stream_composite(dev):
+    colors = torch.rand(1, 1024, 24, 32, device=dev)
+    dens = torch.randn(1, 1024, 24, 1, device=dev)
+    depths = torch.sort(torch.rand(1, 1024, 24, 1, device=dev) * 2 + 1, dim=2).values
+    return "composite_rays", (lambda c, d, z: ops.composite_rays(c, d, z, True)), [colors, dens, depths]
+
+
+def _stream_merged(dev):
+    sets = []
+    for S in (16, 12):
+        sets += [torch.rand(1, 1024, S, 32, device=dev), torch.randn(1, 1024, S, 1, device=dev),
+                 torch.sort(torch.rand(1, 1024, S, 1, device=dev) * 2 + 1, dim=2).values]
+    return "composite_rays_merged", (lambda *a: ops.composite_rays_merged(*a, True)), sets
+
+
+def _stream_deform(dev):
+    from nofa.models.deformation import DeformationField
+
+    m = DeformationField(d_hidden=64, d_layers=3, w_hidden=32, w_layers=2, n_freqs=4, id_dim=4, exp_dim=3).to(dev)
+    weights = [list(m.d_weights), list(m.d_biases), list(m.w_weights), list(m.w_biases)]
+    pts, alpha, beta = torch.rand(2, 3000, 3, device=dev) * 2 - 1, torch.randn(2, 4, device=dev), torch.randn(2, 3, device=dev)
+    return "deform_points", (lambda x, a, b: ops.deform_points(x, a, b, *weights, n_freqs=4)), [pts, alpha, beta]
+
+
+def _stream_relayout(dev):
+    return "relayout_planes", (lambda p: (ops.channels_last_planes(p),)), [torch.randn(2, 3, 32, 64, 64, device=dev)]
+
+
+STREAM_CASES = {
+    "sample_triplane": _stream_sample,
+    "decode_triplane-fused": _stream_decode(torch.float32, 32),
+    "decode_triplane-chunked": _stream_decode(torch.float64, 32),
+    "composite_rays": _stream_composite,
+    "composite_rays_merged": _stream_merged,
+    "deform_points": _stream_deform,
+    "relayout_planes": _stream_relayout,
+}
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=cuda_only)])
+@pytest.mark.parametrize("case", list(STREAM_CASES))
+def test_kernels_run_on_the_callers_stream(device, case):
+    """The CUDA glue launches its kernels, and runs its own ATen calls (transposes, GEMMs,
+    aminmax, the deformation's first-layer bias), on the caller's current stream: the inputs
+    are written on a side stream behind ~50 ms of GPU sleep, then the op runs forward and
+    backward there. A launch on any other stream (the legacy default stream does not wait for
+    PyTorch's non-blocking streams) would read the inputs before they are written. Compared
+    with the same kernels run on the default stream."""
+    require_kernels(device)
+    op, fn, inputs = STREAM_CASES[case](device)
+    ref_in = [t.clone().requires_grad_() for t in inputs]
+    with ops.trace_backends() as tr:
+        want = fn(*ref_in)
+    assert tr.backends(op) == {"kernels"}
+    cots = [torch.randn_like(w) for w in want]
+    want_grads = torch.autograd.grad(want, ref_in, cots)
+    late = [torch.zeros_like(t) for t in inputs]
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(100_000_000)  # this stream only: nothing else waits for it
+        for dst, src in zip(late, inputs):
+            dst.copy_(src)
+        x = [t.requires_grad_() for t in late]
+        got = fn(*x)
+        got_grads = torch.autograd.grad(got, x, cots)  # autograd runs the backward on the forward's stream
+    torch.cuda.synchronize()
+    for g, w in zip(got, want):
+        assert rel_err(g, w) <= 1e-6, f"{case}: forward differs on a side stream"
+    assert_grads_close(got_grads, want_grads, tol=1e-5)
+
+
 # ---- determinism alert of the atomic plane gradient (issue 11 item 10) -------------------
 @pytest.mark.parametrize("device", [pytest.param("cuda", marks=cuda_only)])
 def test_plane_gradient_alerts_under_deterministic_mode(device):
@@ -358,6 +444,7 @@ def test_decode_triplane_fused_backward_deterministic_mode(device):
     "test_sample_triplane_emulated.cpp",
     "test_decode_forward_emulated.cpp",
     "test_deform_emulated.cpp",
+    "test_decode_chunked_emulated.cpp",
 ])
 def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
     """CUDA kernels' own source compiled for the CPU and run with one std::thread per CUDA
@@ -373,7 +460,10 @@ def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
       planes) against a double-precision decoder;
     - test_deform_emulated.cpp: the deform_points forward and backward kernels, driven as the
       glue drives them (layouts, chunk loop, host weight-gradient products), against a
-      double-precision forward and backward."""
+      double-precision forward and backward;
+    - test_decode_chunked_emulated.cpp: decode_triplane's chunked CUDA backward (float64, and
+      float32 sizes the fused kernel does not take): the host loop's sample_triplane launches
+      on offset pointers, with the ATen math as loops, against a double-precision backward."""
     cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler on PATH")

@@ -13,7 +13,8 @@
 // and every gradient, float and double, and float32 with half-precision colours (host
 // stand-ins for __nv_bfloat16 and __half: round-to-nearest-even conversions), S = 2 .. 48, C = 0, 1, 3, 32, 33, 96, ray counts that are not a multiple of the block,
 // empty, saturated and NaN-depth rays, tied depths on the clamp bounds, white background
-// on / off, each cotangent alone; composite_rays_merged's merge and scatter kernels with
+// on / off, each cotangent alone, the depth gradient and (colors_grad off: no colour rows
+// for the kernel, an empty result) the colour gradient not asked for; composite_rays_merged's merge and scatter kernels with
 // ties between the sets and empty / one-sample sets. Every output starts as NaN, so an
 // element no thread writes fails. A deadlock (a lane missing a shuffle) fails after 120 s.
 // Build by hand: g++ -std=c++20 -O2 -pthread -I csrc tests/cpp/test_composite_emulated.cpp && ./a.out
@@ -144,6 +145,7 @@ struct Problem {
   std::vector<P> ca, cb;
   std::vector<T> da, za, db, zb;
   bool has_gf = true, has_gz = true, has_gw = true, want_gdep = true;
+  bool want_gcol = true;  // colors_grad: without it the glue passes no colour-gradient rows
   std::vector<T> gf, gz, gw;  // [rays, C], [rays], [rays, K]
   int64_t S() const { return Sa + Sb; }
 };
@@ -243,10 +245,12 @@ Result<T> run_kernels(const Problem<T, P>& p) {
   std::vector<T> gden_t(S * rays, nan), gdep_t(p.want_gdep ? S * rays : 0, nan);
   std::vector<T> e_t(gf_defined ? S * rays : 0, nan), scratch(K * nofa::kScratch * rays, nan);
   std::vector<T> bounds(p.want_gdep ? 2 * rays : 0, nan);
-  // Colour gradients: written by the kernel when grad_features is given, else zeros.
-  std::vector<P> gca(rays * Sa * C, to_colour<P>(gf_defined ? nan : T(0)));
-  std::vector<P> gcb(rays * Sb * C, to_colour<P>(gf_defined ? nan : T(0)));
-  const ColorRows<P> grad_rows{gf_defined ? ptr(gca) : nullptr, gf_defined && p.merged ? ptr(gcb) : nullptr,
+  // Colour gradients: written by the kernel when grad_features is given, else zeros; an
+  // empty tensor and no rows for the kernel when colors_grad is off.
+  const bool write_colours = gf_defined && p.want_gcol;
+  std::vector<P> gca(p.want_gcol ? rays * Sa * C : 0, to_colour<P>(gf_defined ? nan : T(0)));
+  std::vector<P> gcb(p.want_gcol ? rays * Sb * C : 0, to_colour<P>(gf_defined ? nan : T(0)));
+  const ColorRows<P> grad_rows{write_colours ? ptr(gca) : nullptr, write_colours && p.merged ? ptr(gcb) : nullptr,
                                rows.src, rows.Sa, rows.Sb, C};
   const T* gf = C > 0 && gf_defined ? p.gf.data() : nullptr;
   if (gf) {
@@ -329,8 +333,8 @@ Result<T> run_reference(const Problem<T, P>& p) {
   out.feat.assign(rays * C, T(0));
   out.depth.assign(rays, T(0));
   out.weights.assign(rays * K, T(0));
-  out.gca.assign(rays * Sa * C, T(0));
-  out.gcb.assign(rays * Sb * C, T(0));
+  out.gca.assign(p.want_gcol ? rays * Sa * C : 0, T(0));
+  out.gcb.assign(p.want_gcol ? rays * Sb * C : 0, T(0));
   out.gda.assign(rays * Sa, T(0));
   out.gdb.assign(rays * Sb, T(0));
   out.gza.assign(p.want_gdep ? rays * Sa : 0, T(0));
@@ -354,7 +358,7 @@ Result<T> run_reference(const Problem<T, P>& p) {
       d[s] = a ? p.da[row] : p.db[row];
       z[s] = a ? p.za[row] : p.zb[row];
       col[s] = (a ? p.ca.data() : p.cb.data()) + row * C;
-      gcol[s] = (a ? out.gca.data() : out.gcb.data()) + row * C;
+      gcol[s] = p.want_gcol ? (a ? out.gca.data() : out.gcb.data()) + row * C : nullptr;
       gdr[s] = (a ? out.gda.data() : out.gdb.data()) + row;
       gzr[s] = p.want_gdep ? (a ? out.gza.data() : out.gzb.data()) + row : nullptr;
     }
@@ -387,7 +391,7 @@ Result<T> run_reference(const Problem<T, P>& p) {
     for (int64_t s = 0; s < S; ++s) {
       *gdr[s] = gd[s];
       if (p.want_gdep) *gzr[s] = gz[s];
-      for (int64_t c = 0; c < C && gf; ++c) {
+      for (int64_t c = 0; c < C && gf && p.want_gcol; ++c) {
         // Rounded to the colours' type, as the kernel stores it.
         const T g = u(s) * (T(2) * p.gf[r * C + c]);
         gcol[s][c] = static_cast<T>(nofa::to_float(to_colour<P>(g)));
@@ -528,22 +532,25 @@ Problem<T, P> make_problem(int64_t rays, int64_t Sa, int64_t Sb, int64_t C, bool
   return p;
 }
 
-// Each cotangent alone, then all of them without the depth gradient.
+// Each cotangent alone, then all of them without the depth gradient, then without the
+// colour gradient.
 template <typename T, typename P>
 void check_cotangents(const char* name, Problem<T, P> p) {
   char label[160];
   const struct {
-    bool gf, gz, gw, gdep;
+    bool gf, gz, gw, gdep, gcol;
     const char* what;
-  } subsets[] = {{true, false, false, true, "grad_features only"},
-                 {false, true, false, true, "grad_depth only"},
-                 {false, false, true, true, "grad_weights only"},
-                 {true, true, true, false, "no depth gradient"}};
+  } subsets[] = {{true, false, false, true, true, "grad_features only"},
+                 {false, true, false, true, true, "grad_depth only"},
+                 {false, false, true, true, true, "grad_weights only"},
+                 {true, true, true, false, true, "no depth gradient"},
+                 {true, true, true, true, false, "no colour gradient"}};
   for (const auto& s : subsets) {
     p.has_gf = s.gf;
     p.has_gz = s.gz;
     p.has_gw = s.gw;
     p.want_gdep = s.gdep;
+    p.want_gcol = s.gcol;
     std::snprintf(label, sizeof(label), "%s, %s", name, s.what);
     check_case(label, p);
   }

@@ -7,6 +7,13 @@
 // plain double-precision backward written point by point: all six gradients, partial last
 // tiles, blocks walking several tiles, hidden widths not a multiple of the 8-unit rounds,
 // each gradient asked for alone, the density-only decoder, non-finite and outside points.
+// The launch is replayed from csrc/cuda/decode_triplane_cuda.cpp and decode_triplane_backward.cu:
+// only sizes the glue sends to this kernel (decode_triplane_fused_backward_ok on an H100's
+// 227 KiB opt-in), the grid min(tiles, resident blocks), the layout's dynamic shared memory
+// (each block starts with it NaN, and a guard past it must stay intact), weights in nn.Linear
+// layout, null pointers for gradients not asked for, per-block weight rows summed after.
+// (decode_triplane_backward_cuda's other path, the chunked one for other sizes and float64,
+// is ATen GEMMs around the sample_triplane kernels: test_decode_chunked_emulated.cpp.)
 // A block whose threads wait at different barriers fails after 60 s instead of hanging.
 // Plain runs catch a missing barrier only where the OS threads happen to interleave badly;
 // under ThreadSanitizer every shared-memory access pair not ordered by a barrier is
@@ -21,6 +28,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -61,14 +69,48 @@ inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fe
 
 namespace nofa {
 namespace {
-// The block's dynamic shared memory (the kernel's `extern __shared__` array).
-alignas(16) unsigned char smem_raw[256 * 1024];
+// The block's dynamic shared memory (the kernel's `extern __shared__` array): room for the
+// largest launch (an H100's opt-in limit) and a guard past it.
+alignas(16) unsigned char smem_raw[232448 + 4096];
 }  // namespace
 }  // namespace nofa
 
 #include "cuda/decode_triplane_backward_device.h"
 
 namespace {
+
+// cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100 / H200 (227 KiB).
+constexpr int64_t kOptin = 232448;
+
+// decode_triplane_fused_backward_ok (cuda/decode_triplane_backward.cu) on a device with
+// kOptin bytes: the sizes for which decode_triplane_backward_cuda takes this kernel (float32).
+bool fused_ok(int64_t C, int64_t Hd, int64_t O) {
+  if (C < 1 || C > nofa::kMaxC || O < 1 || O > nofa::kMaxO || Hd < 1) return false;
+  return nofa::layout(C, Hd, O).total * static_cast<int64_t>(sizeof(float)) <= kOptin;
+}
+
+// decode_triplane_fused_backward_blocks: one block per tile of kPoints points, at most the
+// `resident` blocks the device keeps at once (SMs x blocks per SM; 132 x 1 .. 2 on an H100).
+int fused_blocks(int64_t P, int64_t resident) {
+  const int64_t tiles = (P + nofa::kPoints - 1) / nofa::kPoints;
+  return static_cast<int>(tiles < resident ? tiles : resident);
+}
+
+// Shared memory as the launch gives it: the launcher's `bytes` (NaN, so that a read of a
+// value no thread wrote shows), then all-ones bytes (NaN as float) to the end of the array,
+// which must stay intact (a write past the launch's size).
+void fill_shared(size_t bytes) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (size_t k = 0; k + sizeof(float) <= bytes; k += sizeof(float)) std::memcpy(nofa::smem_raw + k, &nan, sizeof(float));
+  std::memset(nofa::smem_raw + bytes, 0xff, sizeof(nofa::smem_raw) - bytes);
+}
+
+bool shared_guard_intact(size_t bytes) {
+  for (size_t k = bytes; k < sizeof(nofa::smem_raw); ++k) {
+    if (nofa::smem_raw[k] != 0xff) return false;
+  }
+  return true;
+}
 
 using nofa::BilinearTaps;
 
@@ -103,11 +145,17 @@ Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t Hd, int64_t O, uns
   return p;
 }
 
-// The kernel on emulated blocks; the weight rows summed in block order, as the op does.
-Grads run_kernel(const Problem& p, bool planes, bool points, bool weights, int blocks) {
+// The kernel on emulated blocks, launched as the glue launches it (grid: fused_blocks for a
+// device keeping `resident` blocks; dynamic shared memory: the layout's total); the weight
+// rows summed in block order, as the op does.
+Grads run_kernel(const Problem& p, bool planes, bool points, bool weights, int64_t resident) {
   const int64_t P = p.N * p.M;
   const nofa::Layout L = nofa::layout(p.C, p.Hd, p.O);
-  CHECK(L.total * static_cast<int64_t>(sizeof(float)) <= static_cast<int64_t>(sizeof(nofa::smem_raw)));
+  // The glue sends only these sizes to the fused kernel (the others take the chunked path).
+  CHECK(fused_ok(p.C, p.Hd, p.O));
+  const size_t smem = static_cast<size_t>(L.total) * sizeof(float);
+  CHECK(smem + 4096 <= sizeof(nofa::smem_raw));
+  const int blocks = fused_blocks(P, resident);
   const int64_t nw = L.total - L.acc;
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> gpl(planes ? p.planes_cl.size() : 0, 0.f);
@@ -122,6 +170,7 @@ Grads run_kernel(const Problem& p, bool planes, bool points, bool weights, int b
       emu::warp_barrier[w] = warp_barriers[w].get();
     }
     emu::block_barrier = &block_barrier;
+    fill_shared(smem);  // a block starts with nothing of the previous one's shared memory
     // A block whose threads wait at different barriers never finishes: fail instead of hanging.
     std::mutex mu;
     std::condition_variable cv;
@@ -152,6 +201,7 @@ Grads run_kernel(const Problem& p, bool planes, bool points, bool weights, int b
     }
     cv.notify_one();
     watchdog.join();
+    CHECK(shared_guard_intact(smem));
   }
   Grads g;
   g.planes.assign(gpl.begin(), gpl.end());
@@ -264,9 +314,9 @@ double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
   return std::sqrt(num / (den > 1e-300 ? den : 1e-300));
 }
 
-void check_case(const char* name, const Problem& p, bool planes, bool points, bool weights, int blocks) {
+void check_case(const char* name, const Problem& p, bool planes, bool points, bool weights, int64_t resident) {
   const int before = emu::divergent_barriers.load(), shuffles_before = emu::bad_shuffles.load();
-  const Grads got = run_kernel(p, planes, points, weights, blocks);
+  const Grads got = run_kernel(p, planes, points, weights, resident);
   const Grads want = run_reference(p);
   const double tol = 2e-5;
   if (planes) {
@@ -301,10 +351,14 @@ void check_case(const char* name, const Problem& p, bool planes, bool points, bo
 }  // namespace
 
 int main() {
+  // The last argument is how many blocks the device keeps resident: the grid is the smaller
+  // of that and the tile count, as decode_triplane_fused_backward_blocks makes it.
   // EG3D sizes; 600 points: 4 whole tiles + 88; 2 blocks walk 3 and 2 tiles.
   Problem eg3d = make_problem(2, 300, 32, 64, 33, 1);
   check_case("eg3d, 2 blocks", eg3d, true, true, true, 2);
   check_case("eg3d, 5 blocks", eg3d, true, true, true, 5);
+  // An H100 (132 SMs) with fewer tiles than resident blocks: one block per tile.
+  check_case("eg3d, H100 grid", eg3d, true, true, true, 132);
   // Each gradient alone, and planes + points (two tiles, the second partial).
   const Problem small = make_problem(1, 150, 32, 64, 33, 6);
   check_case("weights only", small, false, false, true, 1);  // one block, two tiles

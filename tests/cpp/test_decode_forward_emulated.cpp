@@ -3,7 +3,8 @@
 // built-ins (tests/cpp/cuda_emu.h, block_emu.h: each block as 128 / 256 std::threads alive at
 // once, __syncthreads a std::barrier that also checks every thread reached the same one, the
 // block's dynamic shared memory one static array, filled with NaN before each launch so that
-// a read of a shared value no thread wrote shows) and for the half plane types
+// a read of a shared value no thread wrote shows, up to the launcher's dynamic size and a
+// guard past it that a write would change) and for the half plane types
 // (tests/cpp/half_emu.h). The host side (csrc/cuda/decode_triplane_cuda.cpp and the
 // launchers in decode_triplane.cu) is replayed with plain loops: the channels-last plane
 // copy, the fast path's test (float32, C <= 32, 1 + F <= 33, shared memory within an H100's
@@ -41,8 +42,9 @@
 
 namespace nofa {
 namespace {
-// The block's dynamic shared memory (the kernels' `extern __shared__` array).
-alignas(16) unsigned char smem_raw[232448];
+// The block's dynamic shared memory (the kernels' `extern __shared__` array): room for the
+// largest launch (an H100's opt-in limit) and a guard past it.
+alignas(16) unsigned char smem_raw[232448 + 4096];
 }  // namespace
 }  // namespace nofa
 
@@ -54,7 +56,8 @@ namespace {
 // cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100 / H200 (227 KiB): the limit the fast
 // path's shared memory is held to (decode_triplane_fast_path).
 constexpr int64_t kOptin = 232448;
-static_assert(sizeof(nofa::smem_raw) >= kOptin, "the emulated shared memory must hold the largest block's");
+constexpr size_t kGuardBytes = 4096;
+static_assert(sizeof(nofa::smem_raw) >= kOptin + kGuardBytes, "the emulated shared memory must hold the largest block's");
 
 emu::BlockRunner* runner = nullptr;
 
@@ -101,11 +104,22 @@ int64_t general_tile(int64_t C, int64_t Hd, int64_t elem_size) {
   return fit < nofa::kMaxTile ? fit : nofa::kMaxTile;
 }
 
-void fill_shared_with_nan() {
+// Shared memory as the launch gives it: `bytes` (the launcher's dynamic size) of NaN, then
+// all-ones bytes (NaN as float and as double) up to the end of the array: a read past the
+// launch's size shows as NaN in the outputs, a write there in shared_guard_intact().
+void fill_shared_with_nan(size_t bytes) {
   const float nan = nan_v<float>();
-  for (size_t k = 0; k + sizeof(float) <= sizeof(nofa::smem_raw); k += sizeof(float)) {
+  for (size_t k = 0; k + sizeof(float) <= bytes; k += sizeof(float)) {
     std::memcpy(nofa::smem_raw + k, &nan, sizeof(float));
   }
+  std::memset(nofa::smem_raw + bytes, 0xff, sizeof(nofa::smem_raw) - bytes);
+}
+
+bool shared_guard_intact(size_t bytes) {
+  for (size_t k = bytes; k < sizeof(nofa::smem_raw); ++k) {
+    if (nofa::smem_raw[k] != 0xff) return false;
+  }
+  return true;
 }
 
 struct Result {
@@ -139,17 +153,20 @@ Result run_kernels(const Problem& pr) {
   const T scale = static_cast<T>(pr.scale);
   Result r;
   r.fast = fast_path(C, Hd, O, H, W, sizeof(T));
-  fill_shared_with_nan();
   if (r.fast) {
     if constexpr (!std::is_same_v<T, double>) {
       const nofa::FastLayout L = nofa::fast_layout(C, Hd, O);
-      CHECK(L.total * static_cast<int64_t>(sizeof(float)) <= kOptin);
+      // launch_decode_triplane_forward(_half): L.total accumulators (float) per block.
+      const size_t smem = static_cast<size_t>(L.total) * sizeof(float);
+      CHECK(static_cast<int64_t>(smem) <= kOptin);
+      fill_shared_with_nan(smem);
       const unsigned int blocks = static_cast<unsigned int>((P_ + nofa::kFastPoints - 1) / nofa::kFastPoints);
       runner->launch(blocks, nofa::kFastPoints, [&] {
         nofa::fast_forward_kernel<P, float, nofa::kFastC, nofa::kFastO>(
             pcl.data(), pts.data(), w0.data(), b0.data(), w1.data(), b1.data(), density.data(), features.data(), P_,
             M, static_cast<int>(C), H, W, static_cast<int>(Hd), static_cast<int>(O), scale, L);
       });
+      CHECK(shared_guard_intact(smem));
     }
   } else {
     // The general kernel reads the weights transposed; half planes reach it as an upcast copy.
@@ -160,12 +177,16 @@ Result run_kernels(const Problem& pr) {
     }
     for (size_t k = 0; k < pcl.size(); ++k) pcl_t[k] = static_cast<T>(nofa::to_float(pcl[k]));
     r.tile = general_tile(C, Hd, sizeof(T));
-    CHECK(r.tile >= 1 && r.tile * (C + Hd) * static_cast<int64_t>(sizeof(T)) <= nofa::kSharedBytes);
+    // The launcher's dynamic shared memory: tile * (C + Hd) values of T.
+    const size_t smem = static_cast<size_t>(r.tile * (C + Hd)) * sizeof(T);
+    CHECK(r.tile >= 1 && static_cast<int64_t>(smem) <= nofa::kSharedBytes);
+    fill_shared_with_nan(smem);
     const unsigned int blocks = static_cast<unsigned int>((P_ + r.tile - 1) / r.tile);
     runner->launch(blocks, nofa::kThreads, [&] {
       nofa::forward_kernel<T>(pcl_t.data(), pts.data(), w0t.data(), b0.data(), w1t.data(), b1.data(), density.data(),
                               features.data(), P_, M, C, H, W, Hd, O, scale, r.tile);
     });
+    CHECK(shared_guard_intact(smem));
   }
   r.density.assign(density.begin(), density.end());
   r.features.assign(features.begin(), features.end());
