@@ -3,8 +3,9 @@
 // exchange through memory between the 32 std::threads of a warp, with CUDA's `width` rule and
 // a check that all 32 lanes take part with the same arguments (a mismatch counts in
 // bad_shuffles). The runner sets thread_idx / block_idx in each std::thread, block_dim /
-// grid_dim, and points warp_barrier[w] at a std::barrier of the 32 threads of warp w.
-// Block-level built-ins (__syncthreads, shared memory, atomics) stay with the test that needs them.
+// grid_dim, and points warp_barrier[w] at a std::barrier of the 32 threads of warp w (the
+// launches of tests/cpp/block_emu.h do). Also the 16-byte vector types float4 / double2.
+// Block-level built-ins (__syncthreads, shared memory, atomics): tests/cpp/block_emu.h.
 #pragma once
 #include <atomic>
 #include <barrier>
@@ -51,6 +52,13 @@ T shfl_xor(unsigned int mask, T v, int lane_mask, int width) {
 #define __global__
 #define __device__
 #define __forceinline__ inline
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(16) double2 {
+  double x, y;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 template <typename T>
 inline T __shfl_xor_sync(unsigned int mask, T v, int lane_mask, int width = emu::kWarpSize) {
   return emu::shfl_xor(mask, v, lane_mask, width);

@@ -1,8 +1,9 @@
 // The fused decode_triplane CUDA backward kernel (csrc/cuda/decode_triplane_backward_device.h)
 // run on the CPU: the kernel's own source, compiled by the host compiler with stand-ins for
-// the CUDA built-ins (a block = 128 std::threads; __syncthreads = a std::barrier that also
-// checks every thread reached the same barrier; __shfl_xor_sync = an exchange through
-// memory between the 32 threads of a warp; atomicAdd = std::atomic_ref). Blocks run one
+// the CUDA built-ins (tests/cpp/cuda_emu.h, block_emu.h: a block = 128 std::threads alive at
+// once; __syncthreads = a std::barrier that also checks every thread reached the same barrier;
+// __shfl_xor_sync = an exchange through memory between the 32 threads of a warp; atomicAdd =
+// std::atomic_ref; the dynamic shared memory of tests/cpp/smem_emu.h). Blocks run one
 // after another (they only share the atomically updated plane gradient). Checked against a
 // plain double-precision backward written point by point: all six gradients, partial last
 // tiles, blocks walking several tiles, hidden widths not a multiple of the 8-unit rounds,
@@ -21,59 +22,23 @@
 // with any one of its 6 barriers removed: a data race reported at the unordered access.
 // Build by hand: g++ -std=c++20 -O2 -pthread -I csrc tests/cpp/test_decode_backward_emulated.cpp && ./a.out
 // Race check (~20 s): the same with -O1 -g -fsanitize=thread (exit code 66 on a race).
-#include <atomic>
-#include <barrier>
-#include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
-#include <memory>
-#include <mutex>
 #include <random>
-#include <thread>
 #include <vector>
 
 #include "../../tests/cpp/check.h"
 
 // ---- stand-ins for the CUDA built-ins the kernel uses ------------------------------------
 #include "../../tests/cpp/cuda_emu.h"
+#include "../../tests/cpp/block_emu.h"
 
-namespace emu {
-constexpr int kThreads = 128, kWarpsPerBlock = kThreads / kWarpSize;
-static_assert(kWarpsPerBlock <= kMaxWarps, "the block needs more warps than cuda_emu.h holds");
-std::barrier<>* block_barrier = nullptr;
-int barrier_line[kThreads];
-std::atomic<int> divergent_barriers{0};
-
-inline void sync_threads(int line) {
-  const int t = static_cast<int>(thread_idx.x);
-  barrier_line[t] = line;
-  block_barrier->arrive_and_wait();
-  if (t == 0) {
-    for (int i = 0; i < kThreads; ++i) {
-      if (barrier_line[i] != line) divergent_barriers.fetch_add(1);
-    }
-  }
-  block_barrier->arrive_and_wait();
-}
-}  // namespace emu
-
-#define __launch_bounds__(n)
-#define __shared__
-#define __align__(n) __attribute__((aligned(n)))
-#define __syncthreads() emu::sync_threads(__LINE__)
-inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
-
-namespace nofa {
-namespace {
-// The block's dynamic shared memory (the kernel's `extern __shared__` array): room for the
-// largest launch (an H100's opt-in limit) and a guard past it.
-alignas(16) unsigned char smem_raw[232448 + 4096];
-}  // namespace
-}  // namespace nofa
+// The kernel's `extern __shared__` array: room for the largest launch (an H100's opt-in
+// limit, 227 KiB) and a guard past it.
+NOFA_EMU_DYNAMIC_SHARED(unsigned char, smem_raw, 232448, 4096, 0xff)
 
 #include "cuda/decode_triplane_backward_device.h"
 
@@ -96,21 +61,8 @@ int fused_blocks(int64_t P, int64_t resident) {
   return static_cast<int>(tiles < resident ? tiles : resident);
 }
 
-// Shared memory as the launch gives it: the launcher's `bytes` (NaN, so that a read of a
-// value no thread wrote shows), then all-ones bytes (NaN as float) to the end of the array,
-// which must stay intact (a write past the launch's size).
-void fill_shared(size_t bytes) {
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  for (size_t k = 0; k + sizeof(float) <= bytes; k += sizeof(float)) std::memcpy(nofa::smem_raw + k, &nan, sizeof(float));
-  std::memset(nofa::smem_raw + bytes, 0xff, sizeof(nofa::smem_raw) - bytes);
-}
-
-bool shared_guard_intact(size_t bytes) {
-  for (size_t k = bytes; k < sizeof(nofa::smem_raw); ++k) {
-    if (nofa::smem_raw[k] != 0xff) return false;
-  }
-  return true;
-}
+// Blocks of kPoints threads (the launcher's), a block not finishing in 60 s ends the program.
+emu::BlockRunner* runner = nullptr;
 
 using nofa::BilinearTaps;
 
@@ -154,55 +106,19 @@ Grads run_kernel(const Problem& p, bool planes, bool points, bool weights, int64
   // The glue sends only these sizes to the fused kernel (the others take the chunked path).
   CHECK(fused_ok(p.C, p.Hd, p.O));
   const size_t smem = static_cast<size_t>(L.total) * sizeof(float);
-  CHECK(smem + 4096 <= sizeof(nofa::smem_raw));
+  CHECK(static_cast<int64_t>(smem) <= kOptin);
   const int blocks = fused_blocks(P, resident);
   const int64_t nw = L.total - L.acc;
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> gpl(planes ? p.planes_cl.size() : 0, 0.f);
   std::vector<float> gpts(points ? P * 3 : 0, nan);       // every point's row must be written
   std::vector<float> gw(weights ? blocks * nw : 0, nan);  // every block's row must be written
-  emu::grid_dim.x = static_cast<unsigned int>(blocks);
-  for (int b = 0; b < blocks; ++b) {
-    std::barrier<> block_barrier(emu::kThreads);
-    std::unique_ptr<std::barrier<>> warp_barriers[emu::kWarpsPerBlock];
-    for (int w = 0; w < emu::kWarpsPerBlock; ++w) {
-      warp_barriers[w] = std::make_unique<std::barrier<>>(emu::kWarpSize);
-      emu::warp_barrier[w] = warp_barriers[w].get();
-    }
-    emu::block_barrier = &block_barrier;
-    fill_shared(smem);  // a block starts with nothing of the previous one's shared memory
-    // A block whose threads wait at different barriers never finishes: fail instead of hanging.
-    std::mutex mu;
-    std::condition_variable cv;
-    bool finished = false;
-    std::thread watchdog([&] {
-      std::unique_lock<std::mutex> lock(mu);
-      if (!cv.wait_for(lock, std::chrono::seconds(60), [&] { return finished; })) {
-        std::fprintf(stderr, "block %d did not finish in 60 s: threads wait at different barriers\n", b);
-        std::_Exit(1);
-      }
-    });
-    std::vector<std::thread> threads;
-    for (int t = 0; t < emu::kThreads; ++t) {
-      threads.emplace_back([&, t] {
-        emu::thread_idx.x = static_cast<unsigned int>(t);
-        emu::block_idx.x = static_cast<unsigned int>(b);
-        nofa::fused_backward_kernel<nofa::kMaxC, nofa::kMaxO>(
-            p.gd.data(), p.gf.data(), p.planes_cl.data(), p.points.data(), p.w0.data(), p.b0.data(),
-            p.w1.data(), p.b1.data(), planes ? gpl.data() : nullptr, points ? gpts.data() : nullptr,
-            weights ? gw.data() : nullptr, P, p.M, static_cast<int>(p.C), p.H, p.W, static_cast<int>(p.Hd),
-            static_cast<int>(p.O), p.scale, L);
-      });
-    }
-    for (auto& th : threads) th.join();
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      finished = true;
-    }
-    cv.notify_one();
-    watchdog.join();
-    CHECK(shared_guard_intact(smem));
-  }
+  runner->launch(static_cast<unsigned int>(blocks), nofa::kPoints, [&] {
+    nofa::fused_backward_kernel<nofa::kMaxC, nofa::kMaxO>(
+        p.gd.data(), p.gf.data(), p.planes_cl.data(), p.points.data(), p.w0.data(), p.b0.data(), p.w1.data(),
+        p.b1.data(), planes ? gpl.data() : nullptr, points ? gpts.data() : nullptr, weights ? gw.data() : nullptr, P,
+        p.M, static_cast<int>(p.C), p.H, p.W, static_cast<int>(p.Hd), static_cast<int>(p.O), p.scale, L);
+  }, smem);
   Grads g;
   g.planes.assign(gpl.begin(), gpl.end());
   g.points.assign(gpts.begin(), gpts.end());
@@ -316,6 +232,7 @@ double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
 
 void check_case(const char* name, const Problem& p, bool planes, bool points, bool weights, int64_t resident) {
   const int before = emu::divergent_barriers.load(), shuffles_before = emu::bad_shuffles.load();
+  const int overruns = emu::shared_overruns.load();
   const Grads got = run_kernel(p, planes, points, weights, resident);
   const Grads want = run_reference(p);
   const double tol = 2e-5;
@@ -346,11 +263,14 @@ void check_case(const char* name, const Problem& p, bool planes, bool points, bo
   }
   CHECK(emu::divergent_barriers.load() == before);
   CHECK(emu::bad_shuffles.load() == shuffles_before);
+  CHECK(emu::shared_overruns.load() == overruns);
 }
 
 }  // namespace
 
 int main() {
+  emu::BlockRunner br(60);
+  runner = &br;
   // The last argument is how many blocks the device keeps resident: the grid is the smaller
   // of that and the tile count, as decode_triplane_fused_backward_blocks makes it.
   // EG3D sizes; 600 points: 4 whole tiles + 88; 2 blocks walk 3 and 2 tiles.

@@ -40,13 +40,9 @@
 #include "../../tests/cpp/block_emu.h"
 #include "../../tests/cpp/half_emu.h"
 
-namespace nofa {
-namespace {
-// The block's dynamic shared memory (the kernels' `extern __shared__` array): room for the
-// largest launch (an H100's opt-in limit) and a guard past it.
-alignas(16) unsigned char smem_raw[232448 + 4096];
-}  // namespace
-}  // namespace nofa
+// The kernels' `extern __shared__` array: room for the largest launch (an H100's opt-in
+// limit, 227 KiB) and a guard past it.
+NOFA_EMU_DYNAMIC_SHARED(unsigned char, smem_raw, 232448, 4096, 0xff)
 
 #include "cuda/decode_triplane_device.h"
 #include "../../tests/cpp/triplane_ref.h"
@@ -56,8 +52,7 @@ namespace {
 // cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100 / H200 (227 KiB): the limit the fast
 // path's shared memory is held to (decode_triplane_fast_path).
 constexpr int64_t kOptin = 232448;
-constexpr size_t kGuardBytes = 4096;
-static_assert(sizeof(nofa::smem_raw) >= kOptin + kGuardBytes, "the emulated shared memory must hold the largest block's");
+static_assert(sizeof(nofa::smem_raw) >= kOptin, "the emulated shared memory must hold the largest block's");
 
 emu::BlockRunner* runner = nullptr;
 
@@ -104,24 +99,6 @@ int64_t general_tile(int64_t C, int64_t Hd, int64_t elem_size) {
   return fit < nofa::kMaxTile ? fit : nofa::kMaxTile;
 }
 
-// Shared memory as the launch gives it: `bytes` (the launcher's dynamic size) of NaN, then
-// all-ones bytes (NaN as float and as double) up to the end of the array: a read past the
-// launch's size shows as NaN in the outputs, a write there in shared_guard_intact().
-void fill_shared_with_nan(size_t bytes) {
-  const float nan = nan_v<float>();
-  for (size_t k = 0; k + sizeof(float) <= bytes; k += sizeof(float)) {
-    std::memcpy(nofa::smem_raw + k, &nan, sizeof(float));
-  }
-  std::memset(nofa::smem_raw + bytes, 0xff, sizeof(nofa::smem_raw) - bytes);
-}
-
-bool shared_guard_intact(size_t bytes) {
-  for (size_t k = bytes; k < sizeof(nofa::smem_raw); ++k) {
-    if (nofa::smem_raw[k] != 0xff) return false;
-  }
-  return true;
-}
-
 struct Result {
   std::vector<double> density, features;
   bool fast = false;
@@ -159,14 +136,12 @@ Result run_kernels(const Problem& pr) {
       // launch_decode_triplane_forward(_half): L.total accumulators (float) per block.
       const size_t smem = static_cast<size_t>(L.total) * sizeof(float);
       CHECK(static_cast<int64_t>(smem) <= kOptin);
-      fill_shared_with_nan(smem);
       const unsigned int blocks = static_cast<unsigned int>((P_ + nofa::kFastPoints - 1) / nofa::kFastPoints);
       runner->launch(blocks, nofa::kFastPoints, [&] {
         nofa::fast_forward_kernel<P, float, nofa::kFastC, nofa::kFastO>(
             pcl.data(), pts.data(), w0.data(), b0.data(), w1.data(), b1.data(), density.data(), features.data(), P_,
             M, static_cast<int>(C), H, W, static_cast<int>(Hd), static_cast<int>(O), scale, L);
-      });
-      CHECK(shared_guard_intact(smem));
+      }, smem);
     }
   } else {
     // The general kernel reads the weights transposed; half planes reach it as an upcast copy.
@@ -180,13 +155,11 @@ Result run_kernels(const Problem& pr) {
     // The launcher's dynamic shared memory: tile * (C + Hd) values of T.
     const size_t smem = static_cast<size_t>(r.tile * (C + Hd)) * sizeof(T);
     CHECK(r.tile >= 1 && static_cast<int64_t>(smem) <= nofa::kSharedBytes);
-    fill_shared_with_nan(smem);
     const unsigned int blocks = static_cast<unsigned int>((P_ + r.tile - 1) / r.tile);
     runner->launch(blocks, nofa::kThreads, [&] {
       nofa::forward_kernel<T>(pcl_t.data(), pts.data(), w0t.data(), b0.data(), w1t.data(), b1.data(), density.data(),
                               features.data(), P_, M, C, H, W, Hd, O, scale, r.tile);
-    });
-    CHECK(shared_guard_intact(smem));
+    }, smem);
   }
   r.density.assign(density.begin(), density.end());
   r.features.assign(features.begin(), features.end());
@@ -238,7 +211,7 @@ void check_case(const char* label, const Problem& pr, bool want_fast, int64_t wa
   const std::string name = std::string(label) + " N=" + std::to_string(pr.N) + " M=" + std::to_string(pr.M) +
                            " C=" + std::to_string(pr.C) + " Hd=" + std::to_string(pr.Hd) + " O=" +
                            std::to_string(pr.O) + " " + std::to_string(pr.H) + "x" + std::to_string(pr.W);
-  const int barriers = emu::divergent_barriers.load();
+  const int barriers = emu::divergent_barriers.load(), overruns = emu::shared_overruns.load();
   const Result got = run_kernels<T, P>(pr);
   const Result want = run_reference<P>(pr);
   // The features' float error, amplified by up to |W0| |W1| through the two layers.
@@ -250,6 +223,7 @@ void check_case(const char* label, const Problem& pr, bool want_fast, int64_t wa
   CHECK(got.fast == want_fast);
   if (!want_fast && want_tile) CHECK(got.tile == want_tile);
   CHECK(emu::divergent_barriers.load() == barriers);
+  CHECK(emu::shared_overruns.load() == overruns);
 }
 
 }  // namespace

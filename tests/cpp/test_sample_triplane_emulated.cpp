@@ -35,11 +35,6 @@
 #include "../../tests/cpp/block_emu.h"
 #include "../../tests/cpp/half_emu.h"
 
-struct alignas(16) float4 {
-  float x, y, z, w;
-};
-inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
-
 #include "cuda/sample_triplane_device.h"
 #include "../../tests/cpp/triplane_ref.h"
 
