@@ -2,10 +2,13 @@
 // CPU-thread runs of CUDA kernel sources (tests/cpp/test_*_emulated.cpp): bfloat16 as raw bits
 // (conversions with round-to-nearest-even, as __float2bfloat16_rn), float16 as the compiler's
 // _Float16 where it has one (round-to-nearest-even, as __float2half_rn; NOFA_EMU_FLOAT16 says
-// whether it exists), and nofa::to_float / from_float for them.
+// whether it exists), and nofa::to_float / from_float for them; emu::rounded_to<P> for the
+// references: values as a tensor of type P holds them.
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 namespace emu {
 struct Bf16 {
@@ -46,3 +49,19 @@ inline emu::Half from_float<emu::Half>(float v) {
 }
 #endif
 }  // namespace nofa
+
+namespace emu {
+// The values v as stored in type P (float, double: unchanged; a half type: rounded to it).
+template <typename P>
+std::vector<double> rounded_to(const std::vector<float>& v) {
+  std::vector<double> r(v.size());
+  for (size_t k = 0; k < v.size(); ++k) {
+    if constexpr (std::is_same_v<P, float> || std::is_same_v<P, double>) {
+      r[k] = v[k];
+    } else {
+      r[k] = nofa::to_float(nofa::from_float<P>(v[k]));
+    }
+  }
+  return r;
+}
+}  // namespace emu

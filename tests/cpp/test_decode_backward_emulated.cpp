@@ -28,6 +28,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "../../tests/cpp/check.h"
@@ -41,6 +42,7 @@
 NOFA_EMU_DYNAMIC_SHARED(unsigned char, smem_raw, 232448, 4096, 0xff)
 
 #include "cuda/decode_triplane_backward_device.h"
+#include "../../tests/cpp/decoder_ref.h"
 
 namespace {
 
@@ -79,12 +81,8 @@ struct Grads {
 Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t Hd, int64_t O, unsigned seed) {
   Problem p{N, M, C, 7, 9, Hd, O, 2.0f / 1.1f, {}, {}, {}, {}, {}, {}, {}, {}};
   std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
+  ref::NormalFill fill{rng};
   std::uniform_real_distribution<float> ud(-0.65f, 0.65f);  // some points outside the box
-  auto fill = [&](std::vector<float>& v, int64_t n, float s) {
-    v.resize(n);
-    for (auto& x : v) x = nd(rng) * s;
-  };
   fill(p.planes_cl, N * 3 * p.H * p.W * C, 1.f);
   p.points.resize(N * M * 3);
   for (auto& x : p.points) x = ud(rng);
@@ -141,11 +139,8 @@ Grads run_reference(const Problem& p) {
   Grads g;
   g.planes.assign(p.planes_cl.size(), 0.0);
   g.points.assign(P * 3, 0.0);
-  g.w.assign(Hd * C + Hd + O * Hd + O, 0.0);
-  double* gw0 = g.w.data();
-  double* gb0 = gw0 + Hd * C;
-  double* gw1 = gb0 + Hd;
-  double* gb1 = gw1 + O * Hd;
+  const ref::Decoder dec{C, Hd, O, p.w0.data(), p.b0.data(), p.w1.data(), p.b1.data()};
+  g.w.assign(dec.grad_size(), 0.0);
   const double scale = p.scale;
   for (int64_t i = 0; i < P; ++i) {
     const int64_t n = i / p.M;
@@ -162,37 +157,7 @@ Grads run_reference(const Problem& p) {
         }
       }
     }
-    std::vector<double> zz(Hd), h(Hd), dsp(Hd), out(O), gx(O), gz(Hd), gfeat(C, 0.0);
-    for (int64_t j = 0; j < Hd; ++j) {
-      zz[j] = p.b0[j];
-      for (int64_t c = 0; c < C; ++c) zz[j] += double(p.w0[j * C + c]) * f[c];
-      h[j] = nofa::softplus(zz[j], dsp[j]);
-    }
-    for (int64_t o = 0; o < O; ++o) {
-      out[o] = p.b1[o];
-      for (int64_t j = 0; j < Hd; ++j) out[o] += double(p.w1[o * Hd + j]) * h[j];
-    }
-    gx[0] = p.gd[i];
-    for (int64_t o = 1; o < O; ++o) {
-      const double s = 1.0 / (1.0 + std::exp(-out[o]));
-      gx[o] = p.gf[i * F + o - 1] * s * (1.0 - s) * 1.002;
-    }
-    for (int64_t j = 0; j < Hd; ++j) {
-      double gh = 0.0;
-      for (int64_t o = 0; o < O; ++o) gh += double(p.w1[o * Hd + j]) * gx[o];
-      gz[j] = gh * dsp[j];
-    }
-    for (int64_t j = 0; j < Hd; ++j) {
-      for (int64_t c = 0; c < C; ++c) {
-        gw0[j * C + c] += gz[j] * f[c];
-        gfeat[c] += double(p.w0[j * C + c]) * gz[j];
-      }
-      gb0[j] += gz[j];
-    }
-    for (int64_t o = 0; o < O; ++o) {
-      for (int64_t j = 0; j < Hd; ++j) gw1[o * Hd + j] += gx[o] * h[j];
-      gb1[o] += gx[o];
-    }
+    const std::vector<double> gfeat = ref::decoder_backward(dec, f.data(), p.gd[i], p.gf.data() + i * F, g.w.data());
     // d f / d (plane texel) = w / 3; d f / d point through the taps' weights.
     double gp[3] = {0.0, 0.0, 0.0};
     for (int pl = 0; pl < 3; ++pl) {
@@ -220,16 +185,6 @@ Grads run_reference(const Problem& p) {
   return g;
 }
 
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return std::numeric_limits<double>::infinity();
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num / (den > 1e-300 ? den : 1e-300));
-}
-
 void check_case(const char* name, const Problem& p, bool planes, bool points, bool weights, int64_t resident) {
   const int before = emu::divergent_barriers.load(), shuffles_before = emu::bad_shuffles.load();
   const int overruns = emu::shared_overruns.load();
@@ -237,29 +192,14 @@ void check_case(const char* name, const Problem& p, bool planes, bool points, bo
   const Grads want = run_reference(p);
   const double tol = 2e-5;
   if (planes) {
-    const double e = rel_err(got.planes, want.planes);
-    if (!(e <= tol)) std::fprintf(stderr, "%s: planes rel err %g\n", name, e);
-    CHECK(e <= tol);
+    ref::expect_rel(std::string(name) + ": planes", got.planes, want.planes, tol);
   } else {
     CHECK(got.planes.empty());
   }
-  if (points) {
-    const double e = rel_err(got.points, want.points);
-    if (!(e <= tol)) std::fprintf(stderr, "%s: points rel err %g\n", name, e);
-    CHECK(e <= tol);
-  }
+  if (points) ref::expect_rel(std::string(name) + ": points", got.points, want.points, tol);
   if (weights) {
-    // Each of the four tensors on its own (a small one must not hide in a big one's norm).
-    const int64_t C = p.C, Hd = p.Hd, O = p.O;
-    const int64_t start[5] = {0, Hd * C, Hd * C + Hd, Hd * C + Hd + O * Hd, Hd * C + Hd + O * Hd + O};
-    CHECK(static_cast<int64_t>(got.w.size()) == start[4]);
-    for (int t = 0; t < 4 && static_cast<int64_t>(got.w.size()) == start[4]; ++t) {
-      const std::vector<double> a(got.w.begin() + start[t], got.w.begin() + start[t + 1]);
-      const std::vector<double> b(want.w.begin() + start[t], want.w.begin() + start[t + 1]);
-      const double e = rel_err(a, b);
-      if (!(e <= tol)) std::fprintf(stderr, "%s: weight tensor %d rel err %g\n", name, t, e);
-      CHECK(e <= tol);
-    }
+    const ref::Decoder dec{p.C, p.Hd, p.O, p.w0.data(), p.b0.data(), p.w1.data(), p.b1.data()};
+    ref::expect_weight_grads(name, dec, got.w, want.w, tol);
   }
   CHECK(emu::divergent_barriers.load() == before);
   CHECK(emu::bad_shuffles.load() == shuffles_before);

@@ -46,6 +46,7 @@ NOFA_EMU_DYNAMIC_SHARED(unsigned char, smem_raw, 232448, 4096, 0xff)
 
 #include "cuda/decode_triplane_device.h"
 #include "../../tests/cpp/triplane_ref.h"
+#include "../../tests/cpp/decoder_ref.h"
 
 namespace {
 
@@ -71,11 +72,7 @@ Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, int6
                      unsigned seed) {
   Problem p{N, M, C, H, W, Hd, O, scale, {}, {}, {}, {}, {}, {}};
   std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  auto fill = [&](std::vector<float>& v, int64_t n, float s) {
-    v.resize(n);
-    for (auto& x : v) x = nd(rng) * s;
-  };
+  ref::NormalFill fill{rng};
   fill(p.planes, N * 3 * C * H * W, 1.f);
   fill(p.w0, Hd * C, 1.f / std::sqrt(float(C)));
   fill(p.b0, Hd, 1.f);
@@ -171,15 +168,8 @@ Result run_kernels(const Problem& pr) {
 template <typename P>
 Result run_reference(const Problem& pr) {
   const int64_t N = pr.N, M = pr.M, C = pr.C, Hd = pr.Hd, O = pr.O;
-  ref::Planes pl{N, C, pr.H, pr.W, {}};
-  pl.v.resize(pr.planes.size());
-  for (size_t k = 0; k < pl.v.size(); ++k) {
-    if constexpr (std::is_same_v<P, float> || std::is_same_v<P, double>) {
-      pl.v[k] = pr.planes[k];
-    } else {
-      pl.v[k] = nofa::to_float(nofa::from_float<P>(pr.planes[k]));
-    }
-  }
+  const ref::Planes pl{N, C, pr.H, pr.W, emu::rounded_to<P>(pr.planes)};
+  const ref::Decoder dec{C, Hd, O, pr.w0.data(), pr.b0.data(), pr.w1.data(), pr.b1.data()};
   Result r;
   r.density.resize(N * M);
   r.features.resize(N * M * (O - 1));
@@ -187,21 +177,7 @@ Result run_reference(const Problem& pr) {
     double xyz[3];
     for (int a = 0; a < 3; ++a) xyz[a] = static_cast<double>(pr.points[i * 3 + a]) * pr.scale;
     const std::vector<double> f = ref::sample_mean(pl, i / M, xyz);
-    std::vector<double> h(Hd);
-    for (int64_t j = 0; j < Hd; ++j) {
-      double z = pr.b0[j];
-      for (int64_t c = 0; c < C; ++c) z += double(pr.w0[j * C + c]) * f[c];
-      h[j] = z > 20.0 ? z : std::log1p(std::exp(z));
-    }
-    for (int64_t o = 0; o < O; ++o) {
-      double x = pr.b1[o];
-      for (int64_t j = 0; j < Hd; ++j) x += double(pr.w1[o * Hd + j]) * h[j];
-      if (o == 0) {
-        r.density[i] = x;
-      } else {
-        r.features[i * (O - 1) + o - 1] = 1.002 / (1.0 + std::exp(-x)) - 0.001;
-      }
-    }
+    ref::decoder_forward(dec, f.data(), r.density[i], r.features.data() + i * (O - 1));
   }
   return r;
 }

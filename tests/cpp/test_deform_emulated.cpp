@@ -47,6 +47,7 @@
 NOFA_EMU_DYNAMIC_SHARED(char, raw, 128 * 1024, 4096, 0xa5)
 
 #include "cuda/deform_points_device.h"
+#include "../../tests/cpp/compare.h"
 
 namespace {
 
@@ -503,18 +504,6 @@ Result run_reference(const Problem<T>& p) {
 
 // ---- comparison ---------------------------------------------------------------------------
 // Norm-wise relative error over the elements `keep` selects (all when it is empty).
-double rel_err(const std::vector<double>& got, const std::vector<double>& want, const std::vector<char>& keep = {}) {
-  if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!keep.empty() && !keep[i]) continue;
-    if (!std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / (den > 1e-300 ? den : 1e-300));
-}
-
 struct Case {
   std::string name;
   int64_t N, M;
@@ -551,11 +540,9 @@ void check_case(const Case& cs, unsigned seed) {
       for (int64_t k = 0; k < width; ++k) m[r * width + k] = ok[r];
     return m;
   };
-  auto expect = [&](const char* what, const std::vector<double>& got, const std::vector<double>& ref,
+  auto expect = [&](const std::string& what, const std::vector<double>& got, const std::vector<double>& expected,
                     const std::vector<char>& keep) {
-    const double e = rel_err(got, ref, keep);
-    if (!(e <= tol)) std::fprintf(stderr, "%s (%s): %s rel err %g (tol %g)\n", cs.name.c_str(), type, what, e, tol);
-    CHECK(e <= tol);
+    ref::expect_rel(cs.name + " (" + type + "): " + what, got, expected, tol, keep);
   };
   const std::vector<char> m3 = rows_mask(3), m1 = rows_mask(1);
   for (const Result* got : {&plain, &saved}) {
@@ -571,12 +558,12 @@ void check_case(const Case& cs, unsigned seed) {
   if (!p.bad_rows.empty()) return;  // the weight gradients sum over every point, non-finite ones too
   const Result& got = plain;
   for (size_t l = 0; l < want.gwd.size(); ++l) {
-    expect(("d weight " + std::to_string(l)).c_str(), got.gwd[l], want.gwd[l], {});
-    expect(("d bias " + std::to_string(l)).c_str(), got.gbd[l], want.gbd[l], {});
+    expect("d weight " + std::to_string(l), got.gwd[l], want.gwd[l], {});
+    expect("d bias " + std::to_string(l), got.gbd[l], want.gbd[l], {});
   }
   for (size_t l = 0; l < want.gww.size(); ++l) {
-    expect(("w weight " + std::to_string(l)).c_str(), got.gww[l], want.gww[l], {});
-    expect(("w bias " + std::to_string(l)).c_str(), got.gbw[l], want.gbw[l], {});
+    expect("w weight " + std::to_string(l), got.gww[l], want.gww[l], {});
+    expect("w bias " + std::to_string(l), got.gbw[l], want.gbw[l], {});
   }
   expect("alpha", got.galpha, want.galpha, {});
   expect("beta", got.gbeta, want.gbeta, {});

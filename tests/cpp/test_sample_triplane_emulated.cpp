@@ -189,15 +189,7 @@ Result run_kernels(const Problem& pr, int reduce, bool planes_grad, bool points_
 template <typename P>
 Result run_reference(const Problem& pr, int reduce) {
   const int64_t N = pr.N, M = pr.M, C = pr.C, oc = reduce == 1 ? 3 * C : C;
-  ref::Planes pl{N, C, pr.H, pr.W, {}};
-  pl.v.resize(pr.planes.size());
-  for (size_t k = 0; k < pl.v.size(); ++k) {
-    if constexpr (std::is_same_v<P, float> || std::is_same_v<P, double>) {
-      pl.v[k] = pr.planes[k];
-    } else {
-      pl.v[k] = nofa::to_float(nofa::from_float<P>(pr.planes[k]));
-    }
-  }
+  const ref::Planes pl{N, C, pr.H, pr.W, emu::rounded_to<P>(pr.planes)};
   Result r;
   r.out.assign(N * M * oc, 0.0);
   r.gplanes.assign(pl.v.size(), 0.0);
