@@ -40,6 +40,16 @@ struct NormalFill {
   }
 };
 
+// Random decoder weights in nn.Linear layout, in this order: w0 [Hd, C] of scale 1 / sqrt(C),
+// b0 [Hd], w1 [O, Hd] of scale w1_scale / sqrt(Hd), b1 [O].
+inline void fill_decoder(NormalFill& fill, int64_t C, int64_t Hd, int64_t O, float w1_scale, std::vector<float>& w0,
+                         std::vector<float>& b0, std::vector<float>& w1, std::vector<float>& b1) {
+  fill(w0, Hd * C, 1.f / std::sqrt(float(C)));
+  fill(b0, Hd, 1.f);
+  fill(w1, O * Hd, w1_scale / std::sqrt(float(Hd)));
+  fill(b1, O, 1.f);
+}
+
 // The forward at one point: density and features[O - 1].
 inline void decoder_forward(const Decoder& d, const double* f, double& density, double* features) {
   std::vector<double> h(d.Hd);

@@ -86,10 +86,7 @@ Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t Hd, int64_t O, uns
   fill(p.planes_cl, N * 3 * p.H * p.W * C, 1.f);
   p.points.resize(N * M * 3);
   for (auto& x : p.points) x = ud(rng);
-  fill(p.w0, Hd * C, 1.f / std::sqrt(float(C)));
-  fill(p.b0, Hd, 1.f);
-  fill(p.w1, O * Hd, 1.f / std::sqrt(float(Hd)));
-  fill(p.b1, O, 1.f);
+  ref::fill_decoder(fill, C, Hd, O, 1.f, p.w0, p.b0, p.w1, p.b1);
   fill(p.gd, N * M, 1.f);
   fill(p.gf, N * M * (O - 1), 1.f);
   return p;

@@ -61,10 +61,7 @@ Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, int6
   std::mt19937 rng(seed);
   ref::NormalFill fill{rng};
   fill(p.planes, N * 3 * C * H * W, 1.f);
-  fill(p.w0, Hd * C, 1.f / std::sqrt(float(C)));
-  fill(p.b0, Hd, 1.f);
-  fill(p.w1, O * Hd, 1.f / std::sqrt(float(Hd)));
-  fill(p.b1, O, 1.f);
+  ref::fill_decoder(fill, C, Hd, O, 1.f, p.w0, p.b0, p.w1, p.b1);
   fill(p.gd, N * M, 1.f);
   fill(p.gf, N * M * (O - 1), 1.f);
   p.points = ref::make_points(N, M, H, W, p.scale, rng);
@@ -76,18 +73,7 @@ struct Grads {
   bool vec4_forward = false, vec4_planes = false;
 };
 
-// A 16-byte aligned buffer (what the CUDA caching allocator returns).
-template <typename T>
-struct Buffer {
-  std::vector<T> store;
-  T* ptr;
-  Buffer(size_t n, T fill) : store(n + 16 / sizeof(T) + 1, fill) {
-    uintptr_t a = reinterpret_cast<uintptr_t>(store.data());
-    ptr = reinterpret_cast<T*>((a + 15) / 16 * 16);
-  }
-  T* data() { return ptr; }
-  T& operator[](size_t i) { return ptr[i]; }
-};
+using emu::Buffer;
 
 // launch_sample_triplane_forward (cuda/sample_triplane.cu), reduce "mean".
 template <typename T>
@@ -135,11 +121,7 @@ Grads run_glue(const Problem& pr, int64_t chunk_points, bool planes_grad, bool p
   const int64_t N = pr.N, M = pr.M, C = pr.C, H = pr.H, W = pr.W, HW = H * W, Hd = pr.Hd, O = pr.O, F = O - 1;
   // planes.permute(0, 1, 3, 4, 2).contiguous(); points.contiguous()
   Buffer<T> pcl(N * 3 * HW * C, T(0));
-  for (int64_t np = 0; np < N * 3; ++np) {
-    for (int64_t c = 0; c < C; ++c) {
-      for (int64_t t = 0; t < HW; ++t) pcl[(np * HW + t) * C + c] = static_cast<T>(pr.planes[(np * C + c) * HW + t]);
-    }
-  }
+  emu::to_channels_last(pr.planes, N * 3, C, HW, pcl.data());
   Buffer<T> pts(N * M * 3, T(0));
   for (int64_t k = 0; k < N * M * 3; ++k) pts[k] = static_cast<T>(pr.points[k]);
   const std::vector<T> w0(pr.w0.begin(), pr.w0.end()), b0(pr.b0.begin(), pr.b0.end());

@@ -74,10 +74,7 @@ Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, int6
   std::mt19937 rng(seed);
   ref::NormalFill fill{rng};
   fill(p.planes, N * 3 * C * H * W, 1.f);
-  fill(p.w0, Hd * C, 1.f / std::sqrt(float(C)));
-  fill(p.b0, Hd, 1.f);
-  fill(p.w1, O * Hd, 2.f / std::sqrt(float(Hd)));
-  fill(p.b1, O, 1.f);
+  ref::fill_decoder(fill, C, Hd, O, 2.f, p.w0, p.b0, p.w1, p.b1);
   p.points = ref::make_points(N, M, H, W, scale, rng);
   return p;
 }
@@ -106,21 +103,9 @@ struct Result {
 template <typename T, typename P>
 Result run_kernels(const Problem& pr) {
   const int64_t N = pr.N, M = pr.M, C = pr.C, H = pr.H, W = pr.W, HW = H * W, Hd = pr.Hd, O = pr.O, P_ = N * M;
-  constexpr bool half = !std::is_same_v<P, T>;
   // planes.permute(0, 1, 3, 4, 2).contiguous(), in the planes' type.
   std::vector<P> pcl(N * 3 * HW * C);
-  for (int64_t np = 0; np < N * 3; ++np) {
-    for (int64_t c = 0; c < C; ++c) {
-      for (int64_t t = 0; t < HW; ++t) {
-        const float v = pr.planes[(np * C + c) * HW + t];
-        if constexpr (half) {
-          pcl[(np * HW + t) * C + c] = nofa::from_float<P>(v);
-        } else {
-          pcl[(np * HW + t) * C + c] = static_cast<P>(v);
-        }
-      }
-    }
-  }
+  emu::to_channels_last(pr.planes, N * 3, C, HW, pcl.data());
   auto conv = [](const std::vector<float>& v) { return std::vector<T>(v.begin(), v.end()); };
   const std::vector<T> pts = conv(pr.points), w0 = conv(pr.w0), b0 = conv(pr.b0), w1 = conv(pr.w1), b1 = conv(pr.b1);
   std::vector<T> density(P_, nan_v<T>()), features(P_ * (O - 1), nan_v<T>());

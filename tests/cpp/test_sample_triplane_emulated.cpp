@@ -51,21 +51,7 @@ T nan_v() {
   return std::numeric_limits<T>::quiet_NaN();
 }
 
-// A buffer whose data() is 16-byte aligned, or 4 bytes past that when `misalign` is set (the
-// glue then has to take the one-channel kernels).
-template <typename T>
-struct Buffer {
-  std::vector<T> store;
-  T* ptr = nullptr;
-  size_t n = 0;
-  Buffer(size_t size, T fill, bool misalign) : store(size + 32 / sizeof(T) + 1, fill), n(size) {
-    uintptr_t a = reinterpret_cast<uintptr_t>(store.data());
-    a = (a + 15) / 16 * 16 + (misalign ? 4 : 0);
-    ptr = reinterpret_cast<T*>(a);
-  }
-  T* data() { return ptr; }
-  T& operator[](size_t i) { return ptr[i]; }
-};
+using emu::Buffer;
 
 struct Problem {
   int64_t N, M, C, H, W;
@@ -101,18 +87,7 @@ Result run_kernels(const Problem& pr, int reduce, bool planes_grad, bool points_
   constexpr bool half = !std::is_same_v<P, T>;
   // planes.permute(0, 1, 3, 4, 2).contiguous()
   Buffer<P> pcl(N * 3 * HW * C, P{}, misalign);
-  for (int64_t np = 0; np < N * 3; ++np) {
-    for (int64_t c = 0; c < C; ++c) {
-      for (int64_t t = 0; t < HW; ++t) {
-        const float v = pr.planes[(np * C + c) * HW + t];
-        if constexpr (half) {
-          pcl[(np * HW + t) * C + c] = nofa::from_float<P>(v);
-        } else {
-          pcl[(np * HW + t) * C + c] = static_cast<P>(v);
-        }
-      }
-    }
-  }
+  emu::to_channels_last(pr.planes, N * 3, C, HW, pcl.data());
   Buffer<T> pts(N * M * 3, T(0), false);
   for (size_t k = 0; k < pr.points.size(); ++k) pts[k] = static_cast<T>(pr.points[k]);
   const T scale = static_cast<T>(pr.scale);
