@@ -23,11 +23,13 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <latch>
 #include <memory>
+#include <mutex>
 #include <semaphore>
 #include <thread>
 #include <vector>
@@ -73,7 +75,11 @@ class BlockRunner {
     watchdog_ = std::thread([this] { watch(); });
   }
   ~BlockRunner() {
-    quit_ = true;
+    {
+      std::lock_guard<std::mutex> lock(watch_mu_);
+      quit_ = true;
+    }
+    watch_cv_.notify_one();  // the watchdog ends now, not at its next poll
     for (auto& g : go_) g->release();
     for (auto& w : workers_) w.join();
     watchdog_.join();
@@ -184,8 +190,8 @@ class BlockRunner {
   }
   static std::chrono::steady_clock::rep now() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
   void watch() {
-    while (!quit_) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::unique_lock<std::mutex> lock(watch_mu_);
+    while (!watch_cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return quit_.load(); })) {
       if (running_ && now() - progress_at_.load() > limit_.count()) {
         std::fprintf(stderr, "a block did not finish in %lld s: threads wait at different barriers or shuffles\n",
                      static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(limit_).count()));
@@ -198,6 +204,8 @@ class BlockRunner {
   const std::chrono::steady_clock::duration limit_;
   std::vector<std::thread> workers_;
   std::thread watchdog_;
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
   std::function<void()> kernel_;
   size_t shared_bytes_ = 0;
   bool use_shared_ = false;
