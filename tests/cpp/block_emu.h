@@ -93,16 +93,22 @@ class BlockRunner {
   void launch_warps(unsigned int grid, unsigned int block, std::function<void()> kernel) {
     run(grid, block, true, std::move(kernel), 0);
   }
-  static void launch_serial(unsigned int grid, unsigned int block, const std::function<void()>& kernel) {
+  // The launch's threads one after another on the calling thread (watched as well: a thread
+  // that never returns ends the program).
+  void launch_serial(unsigned int grid, unsigned int block, const std::function<void()>& kernel) {
     grid_dim.x = grid;
     block_dim.x = block;
+    progress_at_ = now();
+    running_ = true;
     for (unsigned int b = 0; b < grid; ++b) {
       for (unsigned int t = 0; t < block; ++t) {
         block_idx.x = b;
         thread_idx.x = t;
         kernel();
       }
+      progress_at_ = now();
     }
+    running_ = false;
   }
 
  private:

@@ -1,13 +1,14 @@
 // Comparison by relative error for the CPU-thread runs of CUDA kernel sources
 // (tests/cpp/test_*_emulated.cpp): a whole tensor against its double-precision reference,
-// optionally only the entries a mask keeps (rows of non-finite inputs). Include after
-// tests/cpp/check.h.
+// optionally only the entries a mask keeps (rows of non-finite inputs).
 #pragma once
 #include <cmath>
 #include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
+
+#include "check.h"
 
 namespace ref {
 

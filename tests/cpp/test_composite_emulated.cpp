@@ -70,7 +70,7 @@ void run_warps(int64_t n, std::function<void()> kernel) {
   if (n > 0) runner->launch_warps(blocks_for(n), emu::kBlock, std::move(kernel));
 }
 void run_threads(int64_t n, const std::function<void()>& kernel) {
-  if (n > 0) emu::BlockRunner::launch_serial(blocks_for(n), emu::kBlock, kernel);
+  if (n > 0) runner->launch_serial(blocks_for(n), emu::kBlock, kernel);
 }
 
 template <typename T>
@@ -565,8 +565,8 @@ void run_half(const char* type) {
 int main() {
   const auto t0 = std::chrono::steady_clock::now();
   {
-    // A lane that never reaches a shuffle leaves its warp waiting: the runner's watchdog ends
-    // the program after 120 s instead of hanging.
+    // A lane that never reaches a shuffle leaves its warp waiting (or a thread never returns):
+    // the runner's watchdog ends the program after 120 s instead of hanging.
     emu::BlockRunner br;
     runner = &br;
     run_all<float>("float");

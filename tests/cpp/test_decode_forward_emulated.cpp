@@ -2,7 +2,7 @@
 // CPU: the kernels' own source, compiled by the host compiler with stand-ins for the CUDA
 // built-ins (tests/cpp/cuda_emu.h, block_emu.h: each block as 128 / 256 std::threads alive at
 // once, __syncthreads a std::barrier that also checks every thread reached the same one, the
-// block's dynamic shared memory one static array, filled with NaN before each launch so that
+// block's dynamic shared memory one static array, filled with NaN before each block so that
 // a read of a shared value no thread wrote shows, up to the launcher's dynamic size and a
 // guard past it that a write would change) and for the half plane types
 // (tests/cpp/half_emu.h). The host side (csrc/cuda/decode_triplane_cuda.cpp and the
