@@ -3,11 +3,16 @@
 // exchange through memory between the 32 std::threads of a warp, with CUDA's `width` rule and
 // a check that all 32 lanes take part with the same arguments (a mismatch counts in
 // bad_shuffles). The runner sets thread_idx / block_idx in each std::thread, block_dim /
-// grid_dim, and points warp_barrier[w] at a std::barrier of the 32 threads of warp w.
-// Block-level built-ins (__syncthreads, shared memory, atomics) stay with the test that needs them.
+// grid_dim, and points warp_barrier[w] at a std::barrier of the 32 threads of warp w (the
+// launches of tests/cpp/block_emu.h do). Also the 16-byte vector types float4 / double2 and
+// emu::Buffer, device memory as the allocator aligns it.
+// Block-level built-ins (__syncthreads, shared memory, atomics): tests/cpp/block_emu.h.
 #pragma once
 #include <atomic>
 #include <barrier>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
 
 namespace emu {
 struct Dim3 {
@@ -42,6 +47,23 @@ T shfl_xor(unsigned int mask, T v, int lane_mask, int width) {
   warp_barrier[w]->arrive_and_wait();
   return r;
 }
+
+// A device buffer of n values: data() 16-byte aligned (what the CUDA caching allocator
+// returns), or 4 bytes past that when `misalign` is set (a tensor view at an odd offset, which
+// the launchers' 16-byte kernels must not take).
+template <typename T>
+struct Buffer {
+  std::vector<T> store;
+  T* ptr = nullptr;
+  size_t n = 0;
+  Buffer(size_t size, T fill, bool misalign = false) : store(size + 32 / sizeof(T) + 1, fill), n(size) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(store.data());
+    a = (a + 15) / 16 * 16 + (misalign ? 4 : 0);
+    ptr = reinterpret_cast<T*>(a);
+  }
+  T* data() { return ptr; }
+  T& operator[](size_t i) { return ptr[i]; }
+};
 }  // namespace emu
 
 #define threadIdx emu::thread_idx
@@ -51,6 +73,13 @@ T shfl_xor(unsigned int mask, T v, int lane_mask, int width) {
 #define __global__
 #define __device__
 #define __forceinline__ inline
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(16) double2 {
+  double x, y;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 template <typename T>
 inline T __shfl_xor_sync(unsigned int mask, T v, int lane_mask, int width = emu::kWarpSize) {
   return emu::shfl_xor(mask, v, lane_mask, width);

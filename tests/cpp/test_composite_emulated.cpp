@@ -16,28 +16,25 @@
 // on / off, each cotangent alone, the depth gradient and (colors_grad off: no colour rows
 // for the kernel, an empty result) the colour gradient not asked for; composite_rays_merged's merge and scatter kernels with
 // ties between the sets and empty / one-sample sets. Every output starts as NaN, so an
-// element no thread writes fails. A deadlock (a lane missing a shuffle) fails after 120 s.
+// element no thread writes fails. A deadlock (a lane missing a shuffle) fails after 120 s
+// (tests/cpp/block_emu.h's watchdog).
 // Build by hand: g++ -std=c++20 -O2 -pthread -I csrc tests/cpp/test_composite_emulated.cpp && ./a.out
 #include <algorithm>
-#include <atomic>
-#include <barrier>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
-#include <memory>
 #include <random>
-#include <thread>
 #include <vector>
 
 #include "../../tests/cpp/check.h"
 
 // ---- stand-ins for the CUDA built-ins the kernels use ------------------------------------
 #include "../../tests/cpp/cuda_emu.h"
+#include "../../tests/cpp/block_emu.h"
 
 namespace emu {
 constexpr int kBlock = 256, kWarps = kBlock / kWarpSize;
@@ -55,7 +52,8 @@ namespace {
 using nofa::ColorRows;
 static_assert(nofa::kThreads == emu::kBlock, "the emulated block size must be the launchers'");
 
-// A CUDA launch <<<blocks_for(n), kThreads>>> (cuda/composite_rays.cu), two ways:
+// A CUDA launch <<<blocks_for(n), kThreads>>> (cuda/composite_rays.cu), two ways
+// (tests/cpp/block_emu.h):
 //  - run_warps: the warps of the grid one after another, each as kWarpSize std::threads of a
 //    persistent pool, all alive at once, meeting at a barrier at the end of the warp. For
 //    sample_dot_kernel, whose lanes exchange values through __shfl_xor_sync (no shared
@@ -64,62 +62,16 @@ static_assert(nofa::kThreads == emu::kBlock, "the emulated block size must be th
 //    kernels whose threads never communicate (no shared memory, barriers or shuffles): any
 //    order of their threads is a schedule a GPU may run; NaN-filled outputs catch an element
 //    no thread writes.
-class Pool {
- public:
-  Pool() : start_(emu::kWarpSize + 1), done_(emu::kWarpSize + 1), warp_end_(emu::kWarpSize) {
-    for (int w = 0; w < emu::kWarps; ++w) emu::warp_barrier[w] = &warp_end_;  // one warp at a time
-    emu::block_dim.x = emu::kBlock;
-    for (int l = 0; l < emu::kWarpSize; ++l) workers_.emplace_back([this, l] { work(l); });
-  }
-  ~Pool() {
-    quit_ = true;
-    start_.arrive_and_wait();
-    for (auto& w : workers_) w.join();
-  }
-  void run_warps(int64_t n, std::function<void()> kernel) {
-    if (n <= 0) return;
-    grid_ = blocks_for(n);
-    kernel_ = std::move(kernel);
-    start_.arrive_and_wait();
-    done_.arrive_and_wait();
-  }
-  static void run_threads(int64_t n, const std::function<void()>& kernel) {
-    if (n <= 0) return;
-    const unsigned int grid = blocks_for(n);
-    for (unsigned int b = 0; b < grid; ++b) {
-      for (int t = 0; t < emu::kBlock; ++t) {
-        emu::block_idx.x = b;
-        emu::thread_idx.x = static_cast<unsigned int>(t);
-        kernel();
-      }
-    }
-  }
+unsigned int blocks_for(int64_t n) { return static_cast<unsigned int>((n + emu::kBlock - 1) / emu::kBlock); }
 
- private:
-  static unsigned int blocks_for(int64_t n) { return static_cast<unsigned int>((n + emu::kBlock - 1) / emu::kBlock); }
-  void work(int lane) {
-    for (;;) {
-      start_.arrive_and_wait();
-      if (quit_) return;
-      for (unsigned int b = 0; b < grid_; ++b) {
-        for (int w = 0; w < emu::kWarps; ++w) {
-          emu::block_idx.x = b;
-          emu::thread_idx.x = static_cast<unsigned int>(w * emu::kWarpSize + lane);
-          kernel_();
-          warp_end_.arrive_and_wait();
-        }
-      }
-      done_.arrive_and_wait();
-    }
-  }
-  std::barrier<> start_, done_, warp_end_;
-  std::vector<std::thread> workers_;
-  std::function<void()> kernel_;
-  unsigned int grid_ = 0;
-  bool quit_ = false;
-};
+emu::BlockRunner* runner = nullptr;
 
-Pool* pool = nullptr;
+void run_warps(int64_t n, std::function<void()> kernel) {
+  if (n > 0) runner->launch_warps(blocks_for(n), emu::kBlock, std::move(kernel));
+}
+void run_threads(int64_t n, const std::function<void()>& kernel) {
+  if (n > 0) runner->launch_serial(blocks_for(n), emu::kBlock, kernel);
+}
 
 template <typename T>
 T nan_v() {
@@ -209,7 +161,7 @@ Result<T> run_kernels(const Problem<T, P>& p) {
     const auto da_t = transpose(p.da, rays, Sa), za_t = transpose(p.za, rays, Sa);
     const auto db_t = transpose(p.db, rays, Sb), zb_t = transpose(p.zb, rays, Sb);
     src.assign(rays * S, -1);
-    Pool::run_threads(rays, [&] {
+    run_threads(rays, [&] {
       nofa::merge_kernel<T>(ptr(da_t), ptr(za_t), ptr(db_t), ptr(zb_t), rays, Sa, Sb, den_t.data(),
                             z_t.data(), src.data());
     });
@@ -223,10 +175,10 @@ Result<T> run_kernels(const Problem<T, P>& p) {
   out.feat.assign(rays * C, nan);
   out.depth.assign(rays, nan);
   std::vector<T> weights_t(K * rays, nan);
-  Pool::run_threads(rays, [&] {
+  run_threads(rays, [&] {
     nofa::weights_kernel<T>(den_t.data(), z_t.data(), &lo, &hi, out.depth.data(), weights_t.data(), rays, S);
   });
-  Pool::run_threads(rays * C, [&] {
+  run_threads(rays * C, [&] {
     nofa::features_kernel<T, P>(rows, weights_t.data(), out.feat.data(), rays, S, C, p.white);
   });
   out.weights = transpose(weights_t, K, rays);
@@ -255,15 +207,15 @@ Result<T> run_kernels(const Problem<T, P>& p) {
   const T* gf = C > 0 && gf_defined ? p.gf.data() : nullptr;
   if (gf) {
     const int L = nofa::dot_lanes(C);
-    pool->run_warps(rays * S * L, [&] { nofa::sample_dot_kernel<T, P>(gf, rows, e_t.data(), rays, S, C, L); });
+    run_warps(rays * S * L, [&] { nofa::sample_dot_kernel<T, P>(gf, rows, e_t.data(), rays, S, C, L); });
   }
-  Pool::run_threads(rays, [&] {
+  run_threads(rays, [&] {
     nofa::ray_backward_kernel<T>(gf && p.white ? ptr(gf_sum) : nullptr, p.has_gz ? p.gz.data() : nullptr,
                                  ptr(gw_t), den_t.data(), z_t.data(), &lo, &hi, gf ? e_t.data() : nullptr,
                                  scratch.data(), gden_t.data(), ptr(gdep_t), ptr(bounds), rays, S);
   });
   if ((grad_rows.a || grad_rows.b) && gf) {
-    Pool::run_threads(rays * S * C, [&] { nofa::color_grad_kernel<T, P>(gf, scratch.data(), grad_rows, rays, S, C); });
+    run_threads(rays * S * C, [&] { nofa::color_grad_kernel<T, P>(gf, scratch.data(), grad_rows, rays, S, C); });
   }
   for (auto [from, to] : {std::make_pair(&gca, &out.gca), std::make_pair(&gcb, &out.gcb)}) {
     for (P v : *from) to->push_back(static_cast<T>(nofa::to_float(v)));
@@ -274,13 +226,13 @@ Result<T> run_kernels(const Problem<T, P>& p) {
   if (p.merged) {
     out.gda.assign(rays * Sa, nan);
     out.gdb.assign(rays * Sb, nan);
-    Pool::run_threads(rays * S, [&] {
+    run_threads(rays * S, [&] {
       nofa::scatter_kernel<T>(gden.data(), src.data(), rays, Sa, Sb, ptr(out.gda), ptr(out.gdb));
     });
     if (p.want_gdep) {
       out.gza.assign(rays * Sa, nan);
       out.gzb.assign(rays * Sb, nan);
-      Pool::run_threads(rays * S, [&] {
+      run_threads(rays * S, [&] {
         nofa::scatter_kernel<T>(gdep.data(), src.data(), rays, Sa, Sb, ptr(out.gza), ptr(out.gzb));
       });
     }
@@ -304,14 +256,14 @@ Result<T> run_kernels(const Problem<T, P>& p) {
       }
     }
     if (p.merged) {
-      Pool::run_threads(rays * Sa, [&] {
+      run_threads(rays * Sa, [&] {
         nofa::bound_grads_kernel<T>(ptr(p.za), ptr(out.gza), rays * Sa, &lo, &hi, totals, counts);
       });
-      Pool::run_threads(rays * Sb, [&] {
+      run_threads(rays * Sb, [&] {
         nofa::bound_grads_kernel<T>(ptr(p.zb), ptr(out.gzb), rays * Sb, &lo, &hi, totals, counts);
       });
     } else {
-      Pool::run_threads(S * rays, [&] {
+      run_threads(S * rays, [&] {
         nofa::bound_grads_kernel<T>(z_t.data(), gdep_t.data(), S * rays, &lo, &hi, totals, counts);
       });
       out.gza = transpose(gdep_t, S, rays);
@@ -611,16 +563,12 @@ void run_half(const char* type) {
 }  // namespace
 
 int main() {
-  // A lane that never reaches a shuffle leaves its warp waiting: fail instead of hanging.
-  std::thread([] {
-    std::this_thread::sleep_for(std::chrono::seconds(120));
-    std::fprintf(stderr, "did not finish in 120 s: a warp's lanes wait at different shuffles\n");
-    std::_Exit(1);
-  }).detach();
   const auto t0 = std::chrono::steady_clock::now();
   {
-    Pool p;
-    pool = &p;
+    // A lane that never reaches a shuffle leaves its warp waiting (or a thread never returns):
+    // the runner's watchdog ends the program after 120 s instead of hanging.
+    emu::BlockRunner br;
+    runner = &br;
     run_all<float>("float");
     run_all<double>("double");
     run_half<emu::Bf16>("bfloat16 colours");
@@ -629,7 +577,7 @@ int main() {
 #else
     std::printf("float16 colours skipped: the compiler has no _Float16\n");
 #endif
-    pool = nullptr;
+    runner = nullptr;
   }
   std::printf("%.2f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   TEST_MAIN_END();

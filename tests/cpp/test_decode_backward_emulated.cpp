@@ -1,8 +1,9 @@
 // The fused decode_triplane CUDA backward kernel (csrc/cuda/decode_triplane_backward_device.h)
 // run on the CPU: the kernel's own source, compiled by the host compiler with stand-ins for
-// the CUDA built-ins (a block = 128 std::threads; __syncthreads = a std::barrier that also
-// checks every thread reached the same barrier; __shfl_xor_sync = an exchange through
-// memory between the 32 threads of a warp; atomicAdd = std::atomic_ref). Blocks run one
+// the CUDA built-ins (tests/cpp/cuda_emu.h, block_emu.h: a block = 128 std::threads alive at
+// once; __syncthreads = a std::barrier that also checks every thread reached the same barrier;
+// __shfl_xor_sync = an exchange through memory between the 32 threads of a warp; atomicAdd =
+// std::atomic_ref; the dynamic shared memory of tests/cpp/smem_emu.h). Blocks run one
 // after another (they only share the atomically updated plane gradient). Checked against a
 // plain double-precision backward written point by point: all six gradients, partial last
 // tiles, blocks walking several tiles, hidden widths not a multiple of the 8-unit rounds,
@@ -21,61 +22,27 @@
 // with any one of its 6 barriers removed: a data race reported at the unordered access.
 // Build by hand: g++ -std=c++20 -O2 -pthread -I csrc tests/cpp/test_decode_backward_emulated.cpp && ./a.out
 // Race check (~20 s): the same with -O1 -g -fsanitize=thread (exit code 66 on a race).
-#include <atomic>
-#include <barrier>
-#include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
-#include <memory>
-#include <mutex>
 #include <random>
-#include <thread>
+#include <string>
 #include <vector>
 
 #include "../../tests/cpp/check.h"
 
 // ---- stand-ins for the CUDA built-ins the kernel uses ------------------------------------
 #include "../../tests/cpp/cuda_emu.h"
+#include "../../tests/cpp/block_emu.h"
 
-namespace emu {
-constexpr int kThreads = 128, kWarpsPerBlock = kThreads / kWarpSize;
-static_assert(kWarpsPerBlock <= kMaxWarps, "the block needs more warps than cuda_emu.h holds");
-std::barrier<>* block_barrier = nullptr;
-int barrier_line[kThreads];
-std::atomic<int> divergent_barriers{0};
-
-inline void sync_threads(int line) {
-  const int t = static_cast<int>(thread_idx.x);
-  barrier_line[t] = line;
-  block_barrier->arrive_and_wait();
-  if (t == 0) {
-    for (int i = 0; i < kThreads; ++i) {
-      if (barrier_line[i] != line) divergent_barriers.fetch_add(1);
-    }
-  }
-  block_barrier->arrive_and_wait();
-}
-}  // namespace emu
-
-#define __launch_bounds__(n)
-#define __shared__
-#define __align__(n) __attribute__((aligned(n)))
-#define __syncthreads() emu::sync_threads(__LINE__)
-inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
-
-namespace nofa {
-namespace {
-// The block's dynamic shared memory (the kernel's `extern __shared__` array): room for the
-// largest launch (an H100's opt-in limit) and a guard past it.
-alignas(16) unsigned char smem_raw[232448 + 4096];
-}  // namespace
-}  // namespace nofa
+// The kernel's `extern __shared__` array: room for the largest launch (an H100's opt-in
+// limit, 227 KiB) and a guard past it.
+NOFA_EMU_DYNAMIC_SHARED(unsigned char, smem_raw, 232448, 4096, 0xff)
 
 #include "cuda/decode_triplane_backward_device.h"
+#include "../../tests/cpp/decoder_ref.h"
 
 namespace {
 
@@ -96,21 +63,8 @@ int fused_blocks(int64_t P, int64_t resident) {
   return static_cast<int>(tiles < resident ? tiles : resident);
 }
 
-// Shared memory as the launch gives it: the launcher's `bytes` (NaN, so that a read of a
-// value no thread wrote shows), then all-ones bytes (NaN as float) to the end of the array,
-// which must stay intact (a write past the launch's size).
-void fill_shared(size_t bytes) {
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  for (size_t k = 0; k + sizeof(float) <= bytes; k += sizeof(float)) std::memcpy(nofa::smem_raw + k, &nan, sizeof(float));
-  std::memset(nofa::smem_raw + bytes, 0xff, sizeof(nofa::smem_raw) - bytes);
-}
-
-bool shared_guard_intact(size_t bytes) {
-  for (size_t k = bytes; k < sizeof(nofa::smem_raw); ++k) {
-    if (nofa::smem_raw[k] != 0xff) return false;
-  }
-  return true;
-}
+// Blocks of kPoints threads (the launcher's), a block not finishing in 60 s ends the program.
+emu::BlockRunner* runner = nullptr;
 
 using nofa::BilinearTaps;
 
@@ -127,19 +81,12 @@ struct Grads {
 Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t Hd, int64_t O, unsigned seed) {
   Problem p{N, M, C, 7, 9, Hd, O, 2.0f / 1.1f, {}, {}, {}, {}, {}, {}, {}, {}};
   std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
+  ref::NormalFill fill{rng};
   std::uniform_real_distribution<float> ud(-0.65f, 0.65f);  // some points outside the box
-  auto fill = [&](std::vector<float>& v, int64_t n, float s) {
-    v.resize(n);
-    for (auto& x : v) x = nd(rng) * s;
-  };
   fill(p.planes_cl, N * 3 * p.H * p.W * C, 1.f);
   p.points.resize(N * M * 3);
   for (auto& x : p.points) x = ud(rng);
-  fill(p.w0, Hd * C, 1.f / std::sqrt(float(C)));
-  fill(p.b0, Hd, 1.f);
-  fill(p.w1, O * Hd, 1.f / std::sqrt(float(Hd)));
-  fill(p.b1, O, 1.f);
+  ref::fill_decoder(fill, C, Hd, O, 1.f, p.w0, p.b0, p.w1, p.b1);
   fill(p.gd, N * M, 1.f);
   fill(p.gf, N * M * (O - 1), 1.f);
   return p;
@@ -154,55 +101,19 @@ Grads run_kernel(const Problem& p, bool planes, bool points, bool weights, int64
   // The glue sends only these sizes to the fused kernel (the others take the chunked path).
   CHECK(fused_ok(p.C, p.Hd, p.O));
   const size_t smem = static_cast<size_t>(L.total) * sizeof(float);
-  CHECK(smem + 4096 <= sizeof(nofa::smem_raw));
+  CHECK(static_cast<int64_t>(smem) <= kOptin);
   const int blocks = fused_blocks(P, resident);
   const int64_t nw = L.total - L.acc;
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> gpl(planes ? p.planes_cl.size() : 0, 0.f);
   std::vector<float> gpts(points ? P * 3 : 0, nan);       // every point's row must be written
   std::vector<float> gw(weights ? blocks * nw : 0, nan);  // every block's row must be written
-  emu::grid_dim.x = static_cast<unsigned int>(blocks);
-  for (int b = 0; b < blocks; ++b) {
-    std::barrier<> block_barrier(emu::kThreads);
-    std::unique_ptr<std::barrier<>> warp_barriers[emu::kWarpsPerBlock];
-    for (int w = 0; w < emu::kWarpsPerBlock; ++w) {
-      warp_barriers[w] = std::make_unique<std::barrier<>>(emu::kWarpSize);
-      emu::warp_barrier[w] = warp_barriers[w].get();
-    }
-    emu::block_barrier = &block_barrier;
-    fill_shared(smem);  // a block starts with nothing of the previous one's shared memory
-    // A block whose threads wait at different barriers never finishes: fail instead of hanging.
-    std::mutex mu;
-    std::condition_variable cv;
-    bool finished = false;
-    std::thread watchdog([&] {
-      std::unique_lock<std::mutex> lock(mu);
-      if (!cv.wait_for(lock, std::chrono::seconds(60), [&] { return finished; })) {
-        std::fprintf(stderr, "block %d did not finish in 60 s: threads wait at different barriers\n", b);
-        std::_Exit(1);
-      }
-    });
-    std::vector<std::thread> threads;
-    for (int t = 0; t < emu::kThreads; ++t) {
-      threads.emplace_back([&, t] {
-        emu::thread_idx.x = static_cast<unsigned int>(t);
-        emu::block_idx.x = static_cast<unsigned int>(b);
-        nofa::fused_backward_kernel<nofa::kMaxC, nofa::kMaxO>(
-            p.gd.data(), p.gf.data(), p.planes_cl.data(), p.points.data(), p.w0.data(), p.b0.data(),
-            p.w1.data(), p.b1.data(), planes ? gpl.data() : nullptr, points ? gpts.data() : nullptr,
-            weights ? gw.data() : nullptr, P, p.M, static_cast<int>(p.C), p.H, p.W, static_cast<int>(p.Hd),
-            static_cast<int>(p.O), p.scale, L);
-      });
-    }
-    for (auto& th : threads) th.join();
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      finished = true;
-    }
-    cv.notify_one();
-    watchdog.join();
-    CHECK(shared_guard_intact(smem));
-  }
+  runner->launch(static_cast<unsigned int>(blocks), nofa::kPoints, [&] {
+    nofa::fused_backward_kernel<nofa::kMaxC, nofa::kMaxO>(
+        p.gd.data(), p.gf.data(), p.planes_cl.data(), p.points.data(), p.w0.data(), p.b0.data(), p.w1.data(),
+        p.b1.data(), planes ? gpl.data() : nullptr, points ? gpts.data() : nullptr, weights ? gw.data() : nullptr, P,
+        p.M, static_cast<int>(p.C), p.H, p.W, static_cast<int>(p.Hd), static_cast<int>(p.O), p.scale, L);
+  }, smem);
   Grads g;
   g.planes.assign(gpl.begin(), gpl.end());
   g.points.assign(gpts.begin(), gpts.end());
@@ -225,11 +136,8 @@ Grads run_reference(const Problem& p) {
   Grads g;
   g.planes.assign(p.planes_cl.size(), 0.0);
   g.points.assign(P * 3, 0.0);
-  g.w.assign(Hd * C + Hd + O * Hd + O, 0.0);
-  double* gw0 = g.w.data();
-  double* gb0 = gw0 + Hd * C;
-  double* gw1 = gb0 + Hd;
-  double* gb1 = gw1 + O * Hd;
+  const ref::Decoder dec{C, Hd, O, p.w0.data(), p.b0.data(), p.w1.data(), p.b1.data()};
+  g.w.assign(dec.grad_size(), 0.0);
   const double scale = p.scale;
   for (int64_t i = 0; i < P; ++i) {
     const int64_t n = i / p.M;
@@ -246,37 +154,7 @@ Grads run_reference(const Problem& p) {
         }
       }
     }
-    std::vector<double> zz(Hd), h(Hd), dsp(Hd), out(O), gx(O), gz(Hd), gfeat(C, 0.0);
-    for (int64_t j = 0; j < Hd; ++j) {
-      zz[j] = p.b0[j];
-      for (int64_t c = 0; c < C; ++c) zz[j] += double(p.w0[j * C + c]) * f[c];
-      h[j] = nofa::softplus(zz[j], dsp[j]);
-    }
-    for (int64_t o = 0; o < O; ++o) {
-      out[o] = p.b1[o];
-      for (int64_t j = 0; j < Hd; ++j) out[o] += double(p.w1[o * Hd + j]) * h[j];
-    }
-    gx[0] = p.gd[i];
-    for (int64_t o = 1; o < O; ++o) {
-      const double s = 1.0 / (1.0 + std::exp(-out[o]));
-      gx[o] = p.gf[i * F + o - 1] * s * (1.0 - s) * 1.002;
-    }
-    for (int64_t j = 0; j < Hd; ++j) {
-      double gh = 0.0;
-      for (int64_t o = 0; o < O; ++o) gh += double(p.w1[o * Hd + j]) * gx[o];
-      gz[j] = gh * dsp[j];
-    }
-    for (int64_t j = 0; j < Hd; ++j) {
-      for (int64_t c = 0; c < C; ++c) {
-        gw0[j * C + c] += gz[j] * f[c];
-        gfeat[c] += double(p.w0[j * C + c]) * gz[j];
-      }
-      gb0[j] += gz[j];
-    }
-    for (int64_t o = 0; o < O; ++o) {
-      for (int64_t j = 0; j < Hd; ++j) gw1[o * Hd + j] += gx[o] * h[j];
-      gb1[o] += gx[o];
-    }
+    const std::vector<double> gfeat = ref::decoder_backward(dec, f.data(), p.gd[i], p.gf.data() + i * F, g.w.data());
     // d f / d (plane texel) = w / 3; d f / d point through the taps' weights.
     double gp[3] = {0.0, 0.0, 0.0};
     for (int pl = 0; pl < 3; ++pl) {
@@ -304,53 +182,32 @@ Grads run_reference(const Problem& p) {
   return g;
 }
 
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return std::numeric_limits<double>::infinity();
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num / (den > 1e-300 ? den : 1e-300));
-}
-
 void check_case(const char* name, const Problem& p, bool planes, bool points, bool weights, int64_t resident) {
   const int before = emu::divergent_barriers.load(), shuffles_before = emu::bad_shuffles.load();
+  const int overruns = emu::shared_overruns.load();
   const Grads got = run_kernel(p, planes, points, weights, resident);
   const Grads want = run_reference(p);
   const double tol = 2e-5;
   if (planes) {
-    const double e = rel_err(got.planes, want.planes);
-    if (!(e <= tol)) std::fprintf(stderr, "%s: planes rel err %g\n", name, e);
-    CHECK(e <= tol);
+    ref::expect_rel(std::string(name) + ": planes", got.planes, want.planes, tol);
   } else {
     CHECK(got.planes.empty());
   }
-  if (points) {
-    const double e = rel_err(got.points, want.points);
-    if (!(e <= tol)) std::fprintf(stderr, "%s: points rel err %g\n", name, e);
-    CHECK(e <= tol);
-  }
+  if (points) ref::expect_rel(std::string(name) + ": points", got.points, want.points, tol);
   if (weights) {
-    // Each of the four tensors on its own (a small one must not hide in a big one's norm).
-    const int64_t C = p.C, Hd = p.Hd, O = p.O;
-    const int64_t start[5] = {0, Hd * C, Hd * C + Hd, Hd * C + Hd + O * Hd, Hd * C + Hd + O * Hd + O};
-    CHECK(static_cast<int64_t>(got.w.size()) == start[4]);
-    for (int t = 0; t < 4 && static_cast<int64_t>(got.w.size()) == start[4]; ++t) {
-      const std::vector<double> a(got.w.begin() + start[t], got.w.begin() + start[t + 1]);
-      const std::vector<double> b(want.w.begin() + start[t], want.w.begin() + start[t + 1]);
-      const double e = rel_err(a, b);
-      if (!(e <= tol)) std::fprintf(stderr, "%s: weight tensor %d rel err %g\n", name, t, e);
-      CHECK(e <= tol);
-    }
+    const ref::Decoder dec{p.C, p.Hd, p.O, p.w0.data(), p.b0.data(), p.w1.data(), p.b1.data()};
+    ref::expect_weight_grads(name, dec, got.w, want.w, tol);
   }
   CHECK(emu::divergent_barriers.load() == before);
   CHECK(emu::bad_shuffles.load() == shuffles_before);
+  CHECK(emu::shared_overruns.load() == overruns);
 }
 
 }  // namespace
 
 int main() {
+  emu::BlockRunner br(60);
+  runner = &br;
   // The last argument is how many blocks the device keeps resident: the grid is the smaller
   // of that and the tile count, as decode_triplane_fused_backward_blocks makes it.
   // EG3D sizes; 600 points: 4 whole tiles + 88; 2 blocks walk 3 and 2 tiles.

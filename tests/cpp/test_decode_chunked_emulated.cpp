@@ -35,13 +35,9 @@
 #include "../../tests/cpp/block_emu.h"
 #include "../../tests/cpp/half_emu.h"
 
-struct alignas(16) float4 {
-  float x, y, z, w;
-};
-inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
-
 #include "cuda/sample_triplane_device.h"
 #include "../../tests/cpp/triplane_ref.h"
+#include "../../tests/cpp/decoder_ref.h"
 
 namespace {
 
@@ -63,16 +59,9 @@ struct Problem {
 Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd, int64_t O, unsigned seed) {
   Problem p{N, M, C, H, W, Hd, O, 2.0 / 1.1, {}, {}, {}, {}, {}, {}, {}, {}};
   std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  auto fill = [&](std::vector<float>& v, int64_t n, float s) {
-    v.resize(n);
-    for (auto& x : v) x = nd(rng) * s;
-  };
+  ref::NormalFill fill{rng};
   fill(p.planes, N * 3 * C * H * W, 1.f);
-  fill(p.w0, Hd * C, 1.f / std::sqrt(float(C)));
-  fill(p.b0, Hd, 1.f);
-  fill(p.w1, O * Hd, 1.f / std::sqrt(float(Hd)));
-  fill(p.b1, O, 1.f);
+  ref::fill_decoder(fill, C, Hd, O, 1.f, p.w0, p.b0, p.w1, p.b1);
   fill(p.gd, N * M, 1.f);
   fill(p.gf, N * M * (O - 1), 1.f);
   p.points = ref::make_points(N, M, H, W, p.scale, rng);
@@ -84,18 +73,7 @@ struct Grads {
   bool vec4_forward = false, vec4_planes = false;
 };
 
-// A 16-byte aligned buffer (what the CUDA caching allocator returns).
-template <typename T>
-struct Buffer {
-  std::vector<T> store;
-  T* ptr;
-  Buffer(size_t n, T fill) : store(n + 16 / sizeof(T) + 1, fill) {
-    uintptr_t a = reinterpret_cast<uintptr_t>(store.data());
-    ptr = reinterpret_cast<T*>((a + 15) / 16 * 16);
-  }
-  T* data() { return ptr; }
-  T& operator[](size_t i) { return ptr[i]; }
-};
+using emu::Buffer;
 
 // launch_sample_triplane_forward (cuda/sample_triplane.cu), reduce "mean".
 template <typename T>
@@ -137,20 +115,13 @@ bool sample_backward(const T* go, const T* pcl, const T* pts, T* gpl, T* gpts, i
   return vec4;
 }
 
-double softplus_d(double z) { return z > 20.0 ? z : std::log1p(std::exp(z)); }  // torch: beta 1, threshold 20
-double sigmoid_d(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-
 // decode_triplane_backward_cuda's chunked path, as the glue runs it, in T.
 template <typename T>
 Grads run_glue(const Problem& pr, int64_t chunk_points, bool planes_grad, bool points_grad, bool weights_grad) {
   const int64_t N = pr.N, M = pr.M, C = pr.C, H = pr.H, W = pr.W, HW = H * W, Hd = pr.Hd, O = pr.O, F = O - 1;
   // planes.permute(0, 1, 3, 4, 2).contiguous(); points.contiguous()
   Buffer<T> pcl(N * 3 * HW * C, T(0));
-  for (int64_t np = 0; np < N * 3; ++np) {
-    for (int64_t c = 0; c < C; ++c) {
-      for (int64_t t = 0; t < HW; ++t) pcl[(np * HW + t) * C + c] = static_cast<T>(pr.planes[(np * C + c) * HW + t]);
-    }
-  }
+  emu::to_channels_last(pr.planes, N * 3, C, HW, pcl.data());
   Buffer<T> pts(N * M * 3, T(0));
   for (int64_t k = 0; k < N * M * 3; ++k) pts[k] = static_cast<T>(pr.points[k]);
   const std::vector<T> w0(pr.w0.begin(), pr.w0.end()), b0(pr.b0.begin(), pr.b0.end());
@@ -181,20 +152,20 @@ Grads run_glue(const Problem& pr, int64_t chunk_points, bool planes_grad, bool p
           T s = b0[j];
           for (int64_t c = 0; c < C; ++c) s += f[r * C + c] * w0[j * C + c];
           z[r * Hd + j] = s;
-          h[r * Hd + j] = static_cast<T>(softplus_d(s));
+          h[r * Hd + j] = static_cast<T>(ref::softplus(s));
         }
         gx[r * O] = static_cast<T>(pr.gd[r0 + r]);
         for (int64_t o = 1; o < O; ++o) {
           T s = b1[o];
           for (int64_t j = 0; j < Hd; ++j) s += h[r * Hd + j] * w1[o * Hd + j];
-          const T sg = static_cast<T>(sigmoid_d(s));
+          const T sg = static_cast<T>(ref::sigmoid(s));
           gx[r * O + o] = static_cast<T>(pr.gf[(r0 + r) * F + o - 1]) * T(1 + 2 * 0.001) * (T(1) - sg) * sg;
         }
         for (int64_t j = 0; j < Hd; ++j) {
           T s = T(0);
           for (int64_t o = 0; o < O; ++o) s += gx[r * O + o] * w1[o * Hd + j];
           const T zz = z[r * Hd + j];
-          gz[r * Hd + j] = zz > T(20) ? s : s * static_cast<T>(sigmoid_d(zz));
+          gz[r * Hd + j] = zz > T(20) ? s : s * static_cast<T>(ref::sigmoid(zz));
         }
       }
       if (weights_grad) {
@@ -242,52 +213,19 @@ Grads run_glue(const Problem& pr, int64_t chunk_points, bool planes_grad, bool p
 // samples; z = W0 f + b0; h = softplus(z); x = W1 h + b1; density = x0;
 // features = sigmoid(x[1:]) * 1.002 - 0.001.
 Grads run_reference(const Problem& pr) {
-  const int64_t N = pr.N, M = pr.M, C = pr.C, Hd = pr.Hd, O = pr.O, F = O - 1;
+  const int64_t N = pr.N, M = pr.M, C = pr.C, O = pr.O, F = O - 1;
+  const ref::Decoder dec{C, pr.Hd, O, pr.w0.data(), pr.b0.data(), pr.w1.data(), pr.b1.data()};
   ref::Planes pl{N, C, pr.H, pr.W, std::vector<double>(pr.planes.begin(), pr.planes.end())};
   Grads g;
   g.planes.assign(pl.v.size(), 0.0);
   g.points.assign(N * M * 3, 0.0);
-  g.w.assign(Hd * C + Hd + O * Hd + O, 0.0);
-  double* gw0 = g.w.data();
-  double* gb0 = gw0 + Hd * C;
-  double* gw1 = gb0 + Hd;
-  double* gb1 = gw1 + O * Hd;
+  g.w.assign(dec.grad_size(), 0.0);
   for (int64_t i = 0; i < N * M; ++i) {
     const int64_t n = i / M;
     double xyz[3];
     for (int a = 0; a < 3; ++a) xyz[a] = static_cast<double>(pr.points[i * 3 + a]) * pr.scale;
     const std::vector<double> f = ref::sample_mean(pl, n, xyz);
-    std::vector<double> z(Hd), h(Hd), x(O), gx(O), gz(Hd), gfeat(C, 0.0);
-    for (int64_t j = 0; j < Hd; ++j) {
-      z[j] = pr.b0[j];
-      for (int64_t c = 0; c < C; ++c) z[j] += double(pr.w0[j * C + c]) * f[c];
-      h[j] = softplus_d(z[j]);
-    }
-    for (int64_t o = 0; o < O; ++o) {
-      x[o] = pr.b1[o];
-      for (int64_t j = 0; j < Hd; ++j) x[o] += double(pr.w1[o * Hd + j]) * h[j];
-    }
-    gx[0] = pr.gd[i];
-    for (int64_t o = 1; o < O; ++o) {
-      const double s = sigmoid_d(x[o]);
-      gx[o] = pr.gf[i * F + o - 1] * 1.002 * s * (1.0 - s);
-    }
-    for (int64_t j = 0; j < Hd; ++j) {
-      double gh = 0.0;
-      for (int64_t o = 0; o < O; ++o) gh += double(pr.w1[o * Hd + j]) * gx[o];
-      gz[j] = gh * (z[j] > 20.0 ? 1.0 : sigmoid_d(z[j]));
-    }
-    for (int64_t j = 0; j < Hd; ++j) {
-      for (int64_t c = 0; c < C; ++c) {
-        gw0[j * C + c] += gz[j] * f[c];
-        gfeat[c] += double(pr.w0[j * C + c]) * gz[j];
-      }
-      gb0[j] += gz[j];
-    }
-    for (int64_t o = 0; o < O; ++o) {
-      for (int64_t j = 0; j < Hd; ++j) gw1[o * Hd + j] += gx[o] * h[j];
-      gb1[o] += gx[o];
-    }
+    const std::vector<double> gfeat = ref::decoder_backward(dec, f.data(), pr.gd[i], pr.gf.data() + i * F, g.w.data());
     // Each plane's sample enters the mean with weight 1 / 3.
     std::vector<double> gp(C);
     for (int64_t c = 0; c < C; ++c) gp[c] = gfeat[c] / 3.0;
@@ -296,17 +234,6 @@ Grads run_reference(const Problem& pr) {
     for (int a = 0; a < 3; ++a) g.points[i * 3 + a] = gxyz[a] * pr.scale;
   }
   return g;
-}
-
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return std::numeric_limits<double>::infinity();
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num / (den > 1e-300 ? den : 1e-300));
 }
 
 template <typename T>
@@ -318,23 +245,12 @@ void check_case(const char* name, const Problem& pr, int64_t chunk, bool planes,
   const Grads got = run_glue<T>(pr, chunk, planes, points, weights);
   const Grads want = run_reference(pr);
   const double tol = std::is_same_v<T, float> ? 2e-5 : 1e-10;
-  auto expect = [&](const char* what, const std::vector<double>& a, const std::vector<double>& b) {
-    const double e = rel_err(a, b);
-    if (!(e <= tol)) std::fprintf(stderr, "%s (%s): %s rel err %g (tol %g)\n", name, type, what, e, tol);
-    CHECK(e <= tol);
-  };
-  if (planes) expect("grad planes", got.planes, want.planes);
-  if (points) expect("grad points", got.points, want.points);
+  const std::string label = std::string(name) + " (" + type + ")";
+  if (planes) ref::expect_rel(label + ": grad planes", got.planes, want.planes, tol);
+  if (points) ref::expect_rel(label + ": grad points", got.points, want.points, tol);
   if (weights) {
-    // Each of the four tensors on its own (a small one must not hide in a big one's norm).
-    const int64_t C = pr.C, Hd = pr.Hd, O = pr.O;
-    const int64_t start[5] = {0, Hd * C, Hd * C + Hd, Hd * C + Hd + O * Hd, Hd * C + Hd + O * Hd + O};
-    CHECK(static_cast<int64_t>(got.w.size()) == start[4]);
-    for (int t = 0; t < 4 && static_cast<int64_t>(got.w.size()) == start[4]; ++t) {
-      expect(("weight tensor " + std::to_string(t)).c_str(),
-             std::vector<double>(got.w.begin() + start[t], got.w.begin() + start[t + 1]),
-             std::vector<double>(want.w.begin() + start[t], want.w.begin() + start[t + 1]));
-    }
+    const ref::Decoder dec{pr.C, pr.Hd, pr.O, pr.w0.data(), pr.b0.data(), pr.w1.data(), pr.b1.data()};
+    ref::expect_weight_grads(label, dec, got.w, want.w, tol);
   }
   // The launchers' kernel choice: 16-byte kernels for float32 with C % 4 == 0 (every
   // offset pointer stays 16-byte aligned then).

@@ -2,7 +2,7 @@
 // CPU: the kernels' own source, compiled by the host compiler with stand-ins for the CUDA
 // built-ins (tests/cpp/cuda_emu.h, block_emu.h: each block as 128 / 256 std::threads alive at
 // once, __syncthreads a std::barrier that also checks every thread reached the same one, the
-// block's dynamic shared memory one static array, filled with NaN before each launch so that
+// block's dynamic shared memory one static array, filled with NaN before each block so that
 // a read of a shared value no thread wrote shows, up to the launcher's dynamic size and a
 // guard past it that a write would change) and for the half plane types
 // (tests/cpp/half_emu.h). The host side (csrc/cuda/decode_triplane_cuda.cpp and the
@@ -40,24 +40,20 @@
 #include "../../tests/cpp/block_emu.h"
 #include "../../tests/cpp/half_emu.h"
 
-namespace nofa {
-namespace {
-// The block's dynamic shared memory (the kernels' `extern __shared__` array): room for the
-// largest launch (an H100's opt-in limit) and a guard past it.
-alignas(16) unsigned char smem_raw[232448 + 4096];
-}  // namespace
-}  // namespace nofa
+// The kernels' `extern __shared__` array: room for the largest launch (an H100's opt-in
+// limit, 227 KiB) and a guard past it.
+NOFA_EMU_DYNAMIC_SHARED(unsigned char, smem_raw, 232448, 4096, 0xff)
 
 #include "cuda/decode_triplane_device.h"
 #include "../../tests/cpp/triplane_ref.h"
+#include "../../tests/cpp/decoder_ref.h"
 
 namespace {
 
 // cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100 / H200 (227 KiB): the limit the fast
 // path's shared memory is held to (decode_triplane_fast_path).
 constexpr int64_t kOptin = 232448;
-constexpr size_t kGuardBytes = 4096;
-static_assert(sizeof(nofa::smem_raw) >= kOptin + kGuardBytes, "the emulated shared memory must hold the largest block's");
+static_assert(sizeof(nofa::smem_raw) >= kOptin, "the emulated shared memory must hold the largest block's");
 
 emu::BlockRunner* runner = nullptr;
 
@@ -76,16 +72,9 @@ Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, int6
                      unsigned seed) {
   Problem p{N, M, C, H, W, Hd, O, scale, {}, {}, {}, {}, {}, {}};
   std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  auto fill = [&](std::vector<float>& v, int64_t n, float s) {
-    v.resize(n);
-    for (auto& x : v) x = nd(rng) * s;
-  };
+  ref::NormalFill fill{rng};
   fill(p.planes, N * 3 * C * H * W, 1.f);
-  fill(p.w0, Hd * C, 1.f / std::sqrt(float(C)));
-  fill(p.b0, Hd, 1.f);
-  fill(p.w1, O * Hd, 2.f / std::sqrt(float(Hd)));
-  fill(p.b1, O, 1.f);
+  ref::fill_decoder(fill, C, Hd, O, 2.f, p.w0, p.b0, p.w1, p.b1);
   p.points = ref::make_points(N, M, H, W, scale, rng);
   return p;
 }
@@ -104,24 +93,6 @@ int64_t general_tile(int64_t C, int64_t Hd, int64_t elem_size) {
   return fit < nofa::kMaxTile ? fit : nofa::kMaxTile;
 }
 
-// Shared memory as the launch gives it: `bytes` (the launcher's dynamic size) of NaN, then
-// all-ones bytes (NaN as float and as double) up to the end of the array: a read past the
-// launch's size shows as NaN in the outputs, a write there in shared_guard_intact().
-void fill_shared_with_nan(size_t bytes) {
-  const float nan = nan_v<float>();
-  for (size_t k = 0; k + sizeof(float) <= bytes; k += sizeof(float)) {
-    std::memcpy(nofa::smem_raw + k, &nan, sizeof(float));
-  }
-  std::memset(nofa::smem_raw + bytes, 0xff, sizeof(nofa::smem_raw) - bytes);
-}
-
-bool shared_guard_intact(size_t bytes) {
-  for (size_t k = bytes; k < sizeof(nofa::smem_raw); ++k) {
-    if (nofa::smem_raw[k] != 0xff) return false;
-  }
-  return true;
-}
-
 struct Result {
   std::vector<double> density, features;
   bool fast = false;
@@ -132,21 +103,9 @@ struct Result {
 template <typename T, typename P>
 Result run_kernels(const Problem& pr) {
   const int64_t N = pr.N, M = pr.M, C = pr.C, H = pr.H, W = pr.W, HW = H * W, Hd = pr.Hd, O = pr.O, P_ = N * M;
-  constexpr bool half = !std::is_same_v<P, T>;
   // planes.permute(0, 1, 3, 4, 2).contiguous(), in the planes' type.
   std::vector<P> pcl(N * 3 * HW * C);
-  for (int64_t np = 0; np < N * 3; ++np) {
-    for (int64_t c = 0; c < C; ++c) {
-      for (int64_t t = 0; t < HW; ++t) {
-        const float v = pr.planes[(np * C + c) * HW + t];
-        if constexpr (half) {
-          pcl[(np * HW + t) * C + c] = nofa::from_float<P>(v);
-        } else {
-          pcl[(np * HW + t) * C + c] = static_cast<P>(v);
-        }
-      }
-    }
-  }
+  emu::to_channels_last(pr.planes, N * 3, C, HW, pcl.data());
   auto conv = [](const std::vector<float>& v) { return std::vector<T>(v.begin(), v.end()); };
   const std::vector<T> pts = conv(pr.points), w0 = conv(pr.w0), b0 = conv(pr.b0), w1 = conv(pr.w1), b1 = conv(pr.b1);
   std::vector<T> density(P_, nan_v<T>()), features(P_ * (O - 1), nan_v<T>());
@@ -159,14 +118,12 @@ Result run_kernels(const Problem& pr) {
       // launch_decode_triplane_forward(_half): L.total accumulators (float) per block.
       const size_t smem = static_cast<size_t>(L.total) * sizeof(float);
       CHECK(static_cast<int64_t>(smem) <= kOptin);
-      fill_shared_with_nan(smem);
       const unsigned int blocks = static_cast<unsigned int>((P_ + nofa::kFastPoints - 1) / nofa::kFastPoints);
       runner->launch(blocks, nofa::kFastPoints, [&] {
         nofa::fast_forward_kernel<P, float, nofa::kFastC, nofa::kFastO>(
             pcl.data(), pts.data(), w0.data(), b0.data(), w1.data(), b1.data(), density.data(), features.data(), P_,
             M, static_cast<int>(C), H, W, static_cast<int>(Hd), static_cast<int>(O), scale, L);
-      });
-      CHECK(shared_guard_intact(smem));
+      }, smem);
     }
   } else {
     // The general kernel reads the weights transposed; half planes reach it as an upcast copy.
@@ -180,13 +137,11 @@ Result run_kernels(const Problem& pr) {
     // The launcher's dynamic shared memory: tile * (C + Hd) values of T.
     const size_t smem = static_cast<size_t>(r.tile * (C + Hd)) * sizeof(T);
     CHECK(r.tile >= 1 && static_cast<int64_t>(smem) <= nofa::kSharedBytes);
-    fill_shared_with_nan(smem);
     const unsigned int blocks = static_cast<unsigned int>((P_ + r.tile - 1) / r.tile);
     runner->launch(blocks, nofa::kThreads, [&] {
       nofa::forward_kernel<T>(pcl_t.data(), pts.data(), w0t.data(), b0.data(), w1t.data(), b1.data(), density.data(),
                               features.data(), P_, M, C, H, W, Hd, O, scale, r.tile);
-    });
-    CHECK(shared_guard_intact(smem));
+    }, smem);
   }
   r.density.assign(density.begin(), density.end());
   r.features.assign(features.begin(), features.end());
@@ -198,15 +153,8 @@ Result run_kernels(const Problem& pr) {
 template <typename P>
 Result run_reference(const Problem& pr) {
   const int64_t N = pr.N, M = pr.M, C = pr.C, Hd = pr.Hd, O = pr.O;
-  ref::Planes pl{N, C, pr.H, pr.W, {}};
-  pl.v.resize(pr.planes.size());
-  for (size_t k = 0; k < pl.v.size(); ++k) {
-    if constexpr (std::is_same_v<P, float> || std::is_same_v<P, double>) {
-      pl.v[k] = pr.planes[k];
-    } else {
-      pl.v[k] = nofa::to_float(nofa::from_float<P>(pr.planes[k]));
-    }
-  }
+  const ref::Planes pl{N, C, pr.H, pr.W, emu::rounded_to<P>(pr.planes)};
+  const ref::Decoder dec{C, Hd, O, pr.w0.data(), pr.b0.data(), pr.w1.data(), pr.b1.data()};
   Result r;
   r.density.resize(N * M);
   r.features.resize(N * M * (O - 1));
@@ -214,21 +162,7 @@ Result run_reference(const Problem& pr) {
     double xyz[3];
     for (int a = 0; a < 3; ++a) xyz[a] = static_cast<double>(pr.points[i * 3 + a]) * pr.scale;
     const std::vector<double> f = ref::sample_mean(pl, i / M, xyz);
-    std::vector<double> h(Hd);
-    for (int64_t j = 0; j < Hd; ++j) {
-      double z = pr.b0[j];
-      for (int64_t c = 0; c < C; ++c) z += double(pr.w0[j * C + c]) * f[c];
-      h[j] = z > 20.0 ? z : std::log1p(std::exp(z));
-    }
-    for (int64_t o = 0; o < O; ++o) {
-      double x = pr.b1[o];
-      for (int64_t j = 0; j < Hd; ++j) x += double(pr.w1[o * Hd + j]) * h[j];
-      if (o == 0) {
-        r.density[i] = x;
-      } else {
-        r.features[i * (O - 1) + o - 1] = 1.002 / (1.0 + std::exp(-x)) - 0.001;
-      }
-    }
+    ref::decoder_forward(dec, f.data(), r.density[i], r.features.data() + i * (O - 1));
   }
   return r;
 }
@@ -238,7 +172,7 @@ void check_case(const char* label, const Problem& pr, bool want_fast, int64_t wa
   const std::string name = std::string(label) + " N=" + std::to_string(pr.N) + " M=" + std::to_string(pr.M) +
                            " C=" + std::to_string(pr.C) + " Hd=" + std::to_string(pr.Hd) + " O=" +
                            std::to_string(pr.O) + " " + std::to_string(pr.H) + "x" + std::to_string(pr.W);
-  const int barriers = emu::divergent_barriers.load();
+  const int barriers = emu::divergent_barriers.load(), overruns = emu::shared_overruns.load();
   const Result got = run_kernels<T, P>(pr);
   const Result want = run_reference<P>(pr);
   // The features' float error, amplified by up to |W0| |W1| through the two layers.
@@ -250,6 +184,7 @@ void check_case(const char* label, const Problem& pr, bool want_fast, int64_t wa
   CHECK(got.fast == want_fast);
   if (!want_fast && want_tile) CHECK(got.tile == want_tile);
   CHECK(emu::divergent_barriers.load() == barriers);
+  CHECK(emu::shared_overruns.load() == overruns);
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 // The deform_points CUDA kernels (csrc/cuda/deform_points_device.h) run on the CPU: the
 // kernels' own source, compiled by the host compiler with stand-ins for the CUDA built-ins
-// (a block = kThreads = 128 std::threads of a persistent pool, all alive at once;
-// __syncthreads = a std::barrier that also checks every thread reached the same barrier;
-// float4 / double2 = 16-byte aligned structs; the dynamic shared memory = one buffer of
-// block_smem_bytes' size, refilled with NaN before every block and followed by a guard that
-// must stay intact). Blocks run one after another, as a GPU may run them.
+// (tests/cpp/cuda_emu.h, block_emu.h, smem_emu.h: a block = kThreads = 128 std::threads of a
+// persistent pool, all alive at once; __syncthreads = a std::barrier that also checks every
+// thread reached the same barrier; float4 / double2 = 16-byte aligned structs; the dynamic
+// shared memory = one buffer, NaN for block_smem_bytes' size before every block and followed
+// by a guard that must stay intact). Blocks run one after another, as a GPU may run them.
 // The host side (csrc/cuda/deform_points_cuda.cpp with csrc/deform_points.h) is replayed
 // with plain loops: DeformMlp's weight layouts (wt [in, out], w [out, in], the first layer's
 // PE columns only), the per-batch first-layer bias c (prepare_deform), the acts / deltas
@@ -19,139 +19,46 @@
 // inf points, whose tile neighbours must be unaffected. Outputs and the acts / deltas
 // buffers start as NaN (an element no thread writes fails) and carry guard rows past their
 // end (a write out of bounds fails). A block whose threads wait at different barriers fails
-// after 120 s instead of hanging.
+// after 120 s instead of hanging (BlockRunner's watchdog).
 // Plain runs catch a missing barrier where the OS threads happen to interleave badly (each
 // of the kernels' 5 barriers removed in turn: every one failed); under ThreadSanitizer an
 // access pair a barrier no longer orders is reported (the kernels as committed: none).
 // Build by hand: g++ -std=c++20 -O1 -pthread -I csrc tests/cpp/test_deform_emulated.cpp && ./a.out
 // Race check (~10 s): the same with -O1 -g -fsanitize=thread.
 #include <algorithm>
-#include <atomic>
-#include <barrier>
-#include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
-#include <mutex>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "../../tests/cpp/check.h"
 
 // ---- stand-ins for the CUDA built-ins the kernels use -----------------------------------
 #include "../../tests/cpp/cuda_emu.h"
+#include "../../tests/cpp/block_emu.h"
 
-namespace emu {
-constexpr int kThreads = 128;
-int barrier_line[kThreads];
-std::atomic<int> divergent_barriers{0};
-// Runs once per barrier phase, after every thread has arrived and before any leaves: all
-// must have arrived from the same __syncthreads.
-struct SameLine {
-  void operator()() noexcept {
-    for (int i = 1; i < kThreads; ++i) {
-      if (barrier_line[i] != barrier_line[0]) {
-        divergent_barriers.fetch_add(1);
-        break;
-      }
-    }
-  }
-};
-std::barrier<SameLine>* block_barrier = nullptr;
-
-inline void sync_threads(int line) {
-  barrier_line[thread_idx.x] = line;
-  block_barrier->arrive_and_wait();
-}
-}  // namespace emu
-
-#define __launch_bounds__(n)
-#define __shared__
-#define __align__(n) __attribute__((aligned(n)))
-#define __syncthreads() emu::sync_threads(__LINE__)
-struct alignas(16) float4 {
-  float x, y, z, w;
-};
-struct alignas(16) double2 {
-  double x, y;
-};
-
-namespace nofa {
-namespace {
-// The block's dynamic shared memory (the kernels' `extern __shared__` array) and a guard.
-constexpr size_t kSmemCap = 128 * 1024, kSmemGuard = 4096;
-alignas(16) char raw[kSmemCap + kSmemGuard];
-}  // namespace
-}  // namespace nofa
+// The kernels' `extern __shared__` array (128 KiB, more than any launch here) and a guard of
+// 0xa5 bytes past it.
+NOFA_EMU_DYNAMIC_SHARED(char, raw, 128 * 1024, 4096, 0xa5)
 
 #include "cuda/deform_points_device.h"
+#include "../../tests/cpp/compare.h"
 
 namespace {
 
-static_assert(nofa::kThreads == emu::kThreads, "the emulated block size must be the launchers'");
-constexpr unsigned char kGuardByte = 0xa5;
+// One block of the launchers' kThreads (128) threads alive at a time.
+emu::BlockRunner* runner = nullptr;
 
-// One block at a time on a persistent pool of kThreads std::threads: the kernel body runs in
-// every thread, then the pool meets the caller again.
-class Pool {
- public:
-  Pool() : start_(emu::kThreads + 1), done_(emu::kThreads + 1), block_(emu::kThreads) {
-    emu::block_barrier = &block_;
-    emu::block_dim.x = emu::kThreads;
-    for (int t = 0; t < emu::kThreads; ++t) workers_.emplace_back([this, t] { work(t); });
-  }
-  ~Pool() {
-    quit_ = true;
-    start_.arrive_and_wait();
-    for (auto& w : workers_) w.join();
-  }
-  // A launch <<<grid, kThreads, smem>>>: shared memory is NaN bytes at the start of each
-  // block (nothing carries over from the previous block) and must end before the guard.
-  void launch(unsigned int grid, size_t smem, std::function<void()> kernel) {
-    CHECK(smem > 0 && smem <= nofa::kSmemCap);
-    if (smem == 0 || smem > nofa::kSmemCap) return;
-    emu::grid_dim.x = grid;
-    kernel_ = std::move(kernel);
-    for (unsigned int b = 0; b < grid; ++b) {
-      std::memset(nofa::raw, 0xff, smem);  // 0xff.. is a NaN as float and as double
-      std::memset(nofa::raw + smem, kGuardByte, nofa::kSmemCap + nofa::kSmemGuard - smem);
-      block_idx_ = b;
-      start_.arrive_and_wait();
-      done_.arrive_and_wait();
-      bool intact = true;
-      for (size_t i = smem; i < nofa::kSmemCap + nofa::kSmemGuard; ++i) intact &= nofa::raw[i] == static_cast<char>(kGuardByte);
-      if (!intact) std::fprintf(stderr, "block %u wrote shared memory past its %zu bytes\n", b, smem);
-      CHECK(intact);
-    }
-  }
-
- private:
-  void work(int t) {
-    emu::thread_idx.x = static_cast<unsigned int>(t);
-    for (;;) {
-      start_.arrive_and_wait();
-      if (quit_) return;
-      emu::block_idx.x = block_idx_;
-      kernel_();
-      done_.arrive_and_wait();
-    }
-  }
-  std::barrier<> start_, done_;
-  std::barrier<emu::SameLine> block_;
-  std::vector<std::thread> workers_;
-  std::function<void()> kernel_;
-  unsigned int block_idx_ = 0;
-  bool quit_ = false;
-};
-
-Pool* pool = nullptr;
+// A launch <<<grid, kThreads, smem>>>.
+void launch(unsigned int grid, size_t smem, std::function<void()> kernel) {
+  CHECK(smem > 0 && smem <= sizeof(nofa::raw));
+  runner->launch(grid, nofa::kThreads, std::move(kernel), smem);
+}
 
 template <typename T>
 T nan_v() {
@@ -313,14 +220,14 @@ template <typename T>
 void launch_forward(const nofa::DeformArgs<T>& a, int max_w) {
   const size_t smem = nofa::block_smem_bytes<T>(a.P, max_w);
   if (a.rows == 0 || smem == 0) return;
-  pool->launch(tiles_for<T>(a.rows), smem, [&a, max_w] { nofa::forward_kernel<T, nofa::Tile<T>::P>(a, max_w); });
+  launch(tiles_for<T>(a.rows), smem, [&a, max_w] { nofa::forward_kernel<T, nofa::Tile<T>::P>(a, max_w); });
 }
 
 template <typename T>
 void launch_backward(const nofa::DeformArgs<T>& a, int max_w) {
   const size_t smem = nofa::block_smem_bytes<T>(a.P, max_w);
   if (a.rows == 0 || smem == 0) return;
-  pool->launch(tiles_for<T>(a.rows), smem, [&a, max_w] { nofa::backward_kernel<T, nofa::Tile<T>::P>(a, max_w); });
+  launch(tiles_for<T>(a.rows), smem, [&a, max_w] { nofa::backward_kernel<T, nofa::Tile<T>::P>(a, max_w); });
 }
 
 // Sum over the rows [0, rows) of d[r, dc + i] * x[r, xc + k] into g[i, k] (a chunk's addmm_).
@@ -597,18 +504,6 @@ Result run_reference(const Problem<T>& p) {
 
 // ---- comparison ---------------------------------------------------------------------------
 // Norm-wise relative error over the elements `keep` selects (all when it is empty).
-double rel_err(const std::vector<double>& got, const std::vector<double>& want, const std::vector<char>& keep = {}) {
-  if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!keep.empty() && !keep[i]) continue;
-    if (!std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / (den > 1e-300 ? den : 1e-300));
-}
-
 struct Case {
   std::string name;
   int64_t N, M;
@@ -627,7 +522,7 @@ void check_case(const Case& cs, unsigned seed) {
     p.points[cs.nonfinite[i].first * 3 + cs.nonfinite[i].second] = specials[i % 3];
     p.bad_rows.push_back(cs.nonfinite[i].first);
   }
-  const int before = emu::divergent_barriers.load();
+  const int before = emu::divergent_barriers.load(), overruns = emu::shared_overruns.load();
   const int64_t chunk = cs.chunk_tiles > 0 ? cs.chunk_tiles * nofa::Tile<T>::P : (int64_t{1} << 40);
   const Result want = run_reference(p);
   const Result plain = run_kernels(p, false, true, chunk);
@@ -645,11 +540,9 @@ void check_case(const Case& cs, unsigned seed) {
       for (int64_t k = 0; k < width; ++k) m[r * width + k] = ok[r];
     return m;
   };
-  auto expect = [&](const char* what, const std::vector<double>& got, const std::vector<double>& ref,
+  auto expect = [&](const std::string& what, const std::vector<double>& got, const std::vector<double>& expected,
                     const std::vector<char>& keep) {
-    const double e = rel_err(got, ref, keep);
-    if (!(e <= tol)) std::fprintf(stderr, "%s (%s): %s rel err %g (tol %g)\n", cs.name.c_str(), type, what, e, tol);
-    CHECK(e <= tol);
+    ref::expect_rel(cs.name + " (" + type + "): " + what, got, expected, tol, keep);
   };
   const std::vector<char> m3 = rows_mask(3), m1 = rows_mask(1);
   for (const Result* got : {&plain, &saved}) {
@@ -661,15 +554,16 @@ void check_case(const Case& cs, unsigned seed) {
   CHECK(plain.hidden.empty());
   if (S > 0) expect("hidden", saved.hidden, want.hidden, rows_mask(S));
   CHECK(emu::divergent_barriers.load() == before);
+  CHECK(emu::shared_overruns.load() == overruns);
   if (!p.bad_rows.empty()) return;  // the weight gradients sum over every point, non-finite ones too
   const Result& got = plain;
   for (size_t l = 0; l < want.gwd.size(); ++l) {
-    expect(("d weight " + std::to_string(l)).c_str(), got.gwd[l], want.gwd[l], {});
-    expect(("d bias " + std::to_string(l)).c_str(), got.gbd[l], want.gbd[l], {});
+    expect("d weight " + std::to_string(l), got.gwd[l], want.gwd[l], {});
+    expect("d bias " + std::to_string(l), got.gbd[l], want.gbd[l], {});
   }
   for (size_t l = 0; l < want.gww.size(); ++l) {
-    expect(("w weight " + std::to_string(l)).c_str(), got.gww[l], want.gww[l], {});
-    expect(("w bias " + std::to_string(l)).c_str(), got.gbw[l], want.gbw[l], {});
+    expect("w weight " + std::to_string(l), got.gww[l], want.gww[l], {});
+    expect("w bias " + std::to_string(l), got.gbw[l], want.gbw[l], {});
   }
   expect("alpha", got.galpha, want.galpha, {});
   expect("beta", got.gbeta, want.gbeta, {});
@@ -678,19 +572,8 @@ void check_case(const Case& cs, unsigned seed) {
 }  // namespace
 
 int main() {
-  // A block whose threads wait at different barriers never finishes: fail instead of hanging.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool finished = false;
-  std::thread watchdog([&] {
-    std::unique_lock<std::mutex> lock(mu);
-    if (!cv.wait_for(lock, std::chrono::seconds(120), [&] { return finished; })) {
-      std::fprintf(stderr, "the emulated kernels did not finish in 120 s: threads wait at different barriers\n");
-      std::_Exit(1);
-    }
-  });
-  Pool the_pool;
-  pool = &the_pool;
+  emu::BlockRunner br;
+  runner = &br;
   const std::vector<Case> cases = {
       // Default-like sizes: batch boundary (row 49) inside a tile, one chunk.
       {"n_freqs 6, widths 128 / 64", 2, 49, 6, {128, 128, 128}, {64, 64}, 0, {}},
@@ -709,11 +592,5 @@ int main() {
     check_case<double>(cs, seed);
     ++seed;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    finished = true;
-  }
-  cv.notify_one();
-  watchdog.join();
   TEST_MAIN_END();
 }

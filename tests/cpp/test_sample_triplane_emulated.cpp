@@ -35,11 +35,6 @@
 #include "../../tests/cpp/block_emu.h"
 #include "../../tests/cpp/half_emu.h"
 
-struct alignas(16) float4 {
-  float x, y, z, w;
-};
-inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
-
 #include "cuda/sample_triplane_device.h"
 #include "../../tests/cpp/triplane_ref.h"
 
@@ -56,21 +51,7 @@ T nan_v() {
   return std::numeric_limits<T>::quiet_NaN();
 }
 
-// A buffer whose data() is 16-byte aligned, or 4 bytes past that when `misalign` is set (the
-// glue then has to take the one-channel kernels).
-template <typename T>
-struct Buffer {
-  std::vector<T> store;
-  T* ptr = nullptr;
-  size_t n = 0;
-  Buffer(size_t size, T fill, bool misalign) : store(size + 32 / sizeof(T) + 1, fill), n(size) {
-    uintptr_t a = reinterpret_cast<uintptr_t>(store.data());
-    a = (a + 15) / 16 * 16 + (misalign ? 4 : 0);
-    ptr = reinterpret_cast<T*>(a);
-  }
-  T* data() { return ptr; }
-  T& operator[](size_t i) { return ptr[i]; }
-};
+using emu::Buffer;
 
 struct Problem {
   int64_t N, M, C, H, W;
@@ -106,18 +87,7 @@ Result run_kernels(const Problem& pr, int reduce, bool planes_grad, bool points_
   constexpr bool half = !std::is_same_v<P, T>;
   // planes.permute(0, 1, 3, 4, 2).contiguous()
   Buffer<P> pcl(N * 3 * HW * C, P{}, misalign);
-  for (int64_t np = 0; np < N * 3; ++np) {
-    for (int64_t c = 0; c < C; ++c) {
-      for (int64_t t = 0; t < HW; ++t) {
-        const float v = pr.planes[(np * C + c) * HW + t];
-        if constexpr (half) {
-          pcl[(np * HW + t) * C + c] = nofa::from_float<P>(v);
-        } else {
-          pcl[(np * HW + t) * C + c] = static_cast<P>(v);
-        }
-      }
-    }
-  }
+  emu::to_channels_last(pr.planes, N * 3, C, HW, pcl.data());
   Buffer<T> pts(N * M * 3, T(0), false);
   for (size_t k = 0; k < pr.points.size(); ++k) pts[k] = static_cast<T>(pr.points[k]);
   const T scale = static_cast<T>(pr.scale);
@@ -194,15 +164,7 @@ Result run_kernels(const Problem& pr, int reduce, bool planes_grad, bool points_
 template <typename P>
 Result run_reference(const Problem& pr, int reduce) {
   const int64_t N = pr.N, M = pr.M, C = pr.C, oc = reduce == 1 ? 3 * C : C;
-  ref::Planes pl{N, C, pr.H, pr.W, {}};
-  pl.v.resize(pr.planes.size());
-  for (size_t k = 0; k < pl.v.size(); ++k) {
-    if constexpr (std::is_same_v<P, float> || std::is_same_v<P, double>) {
-      pl.v[k] = pr.planes[k];
-    } else {
-      pl.v[k] = nofa::to_float(nofa::from_float<P>(pr.planes[k]));
-    }
-  }
+  const ref::Planes pl{N, C, pr.H, pr.W, emu::rounded_to<P>(pr.planes)};
   Result r;
   r.out.assign(N * M * oc, 0.0);
   r.gplanes.assign(pl.v.size(), 0.0);
