@@ -48,17 +48,18 @@ def test_quick_csv_has_every_case_backend_and_mode(quick_run):
         for backend in ("kernels", "torch"):
             for mode in MODES:
                 got = [r for r in mine if r["backend"] == backend and r["mode"] == mode]
-                assert len(got) == 1, f"{case.name}/{backend}/{mode}: {len(got)} headline rows"
-                row = got[0]
-                if mode not in case.modes:  # forward-only cases say so
-                    assert row["status"] == "n/a" and "forward only" in row["reason"], row
-                    continue
-                runnable = case.unavailable() is None and (backend == "torch" or _kernels_compiled(case))
-                if runnable:
-                    assert row["status"] == "ok", row
-                    assert float(row["median_ms"]) > 0 and row["peak_mib"] != ""
-                else:  # a missing API or kernel is reported, never measured on the fallback
-                    assert row["status"] == "n/a" and row["reason"], row
+                want = len(case.sizes["headline"]["quick"])
+                assert len(got) == want, f"{case.name}/{backend}/{mode}: {len(got)} headline rows, not {want}"
+                for row in got:
+                    if mode not in case.modes:  # forward-only cases say so
+                        assert row["status"] == "n/a" and "forward only" in row["reason"], row
+                        continue
+                    runnable = case.unavailable() is None and (backend == "torch" or _kernels_compiled(case))
+                    if runnable:
+                        assert row["status"] == "ok", row
+                        assert float(row["median_ms"]) > 0 and row["peak_mib"] != ""
+                    else:  # a missing API or kernel is reported, never measured on the fallback
+                        assert row["status"] == "n/a" and row["reason"], row
         if case.unavailable() is None and _kernels_compiled(case):
             k = next(r for r in mine if r["backend"] == "kernels" and r["mode"] == MODES[0])
             assert float(k["speedup_vs_torch"]) > 0
@@ -69,6 +70,21 @@ def test_sweeps_reach_the_csv(quick_run):
         rows = list(csv.DictReader(f))
     sweeps = {(r["case"], r["suite"]) for r in rows if r["status"] == "ok" and r["suite"] != "headline"}
     assert ("sample_triplane", "points") in sweeps and ("sample_triplane", "resolution") in sweeps
+
+
+def test_sample_triplane_runs_on_render_ordered_points_too(quick_run):
+    with open(quick_run / "cpu_quick_results.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["case"] == "sample_triplane" and r["suite"] == "headline"]
+    ordered = [r for r in rows if "in render order" in r["problem"]]
+    assert {r["backend"] for r in ordered if r["status"] == "ok"} >= {"torch", "kernels"}
+    assert any("in render order" not in r["problem"] for r in rows)  # the random-order rows stay
+
+    from nofa.bench.cases.ops import SAMPLES, _ray_points
+
+    pts = _ray_points(5 * SAMPLES)[0].view(5, SAMPLES, 3)
+    depth = (pts - torch.tensor([0.0, 0.0, 2.7])).norm(dim=-1)
+    assert (depth.diff(dim=1) > 0).all()  # depth-sorted along each ray
+    assert ((pts[:, :, :2].abs() < 0.5).all())  # inside the box across the rays
 
 
 def test_backend_check_rejects_a_fallback_run():

@@ -2,7 +2,10 @@
 
 Sizes: the headline rows use the point count of a 64x64 render with 48+48 samples per ray
 (64*64*96 = 393,216 points) on a 256x256, 32-channel tri-plane (EG3D's). Sample points are
-uniform in the tri-plane box: random order, the worst case for cache locality.
+uniform in the tri-plane box: random order, the worst case for cache locality. On CUDA,
+`sample_triplane` also runs on render-ordered points (`"layout": "rays"`: a frontal
+camera's pixel rays in raster order, depth-sorted samples along each), the order the
+renderer produces, where neighbouring threads gather neighbouring texels.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from ... import ops
 from ..registry import Case, Params, Workload
 
 RENDER_64_POINTS = 64 * 64 * 96
+SAMPLES = 96  # samples per ray (48 + 48)
 CPU_POINTS = [2**k for k in range(14, 23, 2)]  # every 4x keeps the 2-core CPU run short
 GPU_POINTS = [2**k for k in range(14, 23)]
 QUICK_POINTS = [2**10, 2**12]
@@ -35,13 +39,35 @@ def _points_sizes(key: str, per: int = 1, quick: Params | None = None) -> dict[s
 # ---------------------------------------------------------------------------------------
 
 
+def _ray_points(M: int, samples: int = SAMPLES) -> torch.Tensor:
+    """[1, M, 3] points as a render makes them: the pixel rays of a square frontal camera at
+    distance 2.7 (EG3D's focal length 4.26), raster order, `samples` depth-sorted samples per
+    ray over [2.25, 3.3] (the last ray shortened so that there are M points)."""
+    rays = -(-M // samples)
+    side = int(rays ** 0.5 + 0.999)
+    u = (torch.arange(side) + 0.5) / side * 2 - 1  # pixel centres in [-1, 1]
+    yy, xx = torch.meshgrid(u, u, indexing="ij")
+    f = 2 * 4.2647  # EG3D's intrinsics are for image coordinates in [0, 1]
+    d = torch.stack([xx.flatten() / f, yy.flatten() / f, -torch.ones(side * side)], -1)[:rays]
+    d = d / d.norm(dim=-1, keepdim=True)
+    t = torch.linspace(2.25, 3.3, samples)
+    pts = torch.tensor([0.0, 0.0, 2.7]) + d[:, None, :] * t[None, :, None]
+    return pts.reshape(1, -1, 3)[:, :M].contiguous()
+
+
 def _build_sample(params: Params, device: torch.device) -> Workload:
     M = int(params["points"])
     R = int(params.get("res", 256))
     C = int(params.get("channels", 32))
+    layout = params.get("layout", "random")
     g = _gen(params)
     planes = torch.randn(1, 3, C, R, R, generator=g).to(device)
-    points = (torch.rand(1, M, 3, generator=g) - 0.5).to(device)
+    if layout == "rays":
+        points = _ray_points(M).to(device)
+    elif layout == "random":
+        points = (torch.rand(1, M, 3, generator=g) - 0.5).to(device)
+    else:
+        raise ValueError(f"sample_triplane case: layout must be 'random' or 'rays', got {layout!r}")
     esize = planes.element_size()
     return Workload(
         fn=lambda p, x: ops.sample_triplane(p, x),
@@ -49,7 +75,7 @@ def _build_sample(params: Params, device: torch.device) -> Workload:
         inputs=(planes, points),
         grad_tensors=(planes, points),
         size=M,
-        shape=f"{M:,} points, planes 3x{C}x{R}x{R}",
+        shape=f"{M:,} points{' in render order' if layout == 'rays' else ''}, planes 3x{C}x{R}x{R}",
         # Each plane byte read once, each point read once, each output written once.
         bytes_min=esize * (planes.numel() + points.numel() + M * C),
     )
@@ -61,9 +87,11 @@ SAMPLE = Case(
     build=_build_sample,
     sizes={
         "headline": {
-            "quick": [{"points": 2048, "res": 32, "channels": 8}],
+            "quick": [{"points": 2048, "res": 32, "channels": 8},
+                      {"points": 2048, "res": 32, "channels": 8, "layout": "rays"}],
             "cpu": [{"points": RENDER_64_POINTS}],
-            "cuda": [{"points": RENDER_64_POINTS}, {"points": 4 * RENDER_64_POINTS}],
+            "cuda": [{"points": RENDER_64_POINTS}, {"points": 4 * RENDER_64_POINTS},
+                     {"points": RENDER_64_POINTS, "layout": "rays"}],
         },
         "points": _points_sizes("points", quick={"res": 32, "channels": 8}),
         "resolution": {
@@ -79,7 +107,6 @@ SAMPLE = Case(
 # ---------------------------------------------------------------------------------------
 # composite_rays
 # ---------------------------------------------------------------------------------------
-SAMPLES = 96
 
 
 def _build_composite(params: Params, device: torch.device) -> Workload:
