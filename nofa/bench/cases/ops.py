@@ -2,7 +2,7 @@
 
 Sizes: the headline rows use the point count of a 64x64 render with 48+48 samples per ray
 (64*64*96 = 393,216 points) on a 256x256, 32-channel tri-plane (EG3D's). Sample points are
-uniform in the tri-plane box: random order, the worst case for cache locality. On CUDA,
+uniform in the tri-plane box: random order, the worst case for cache locality.
 `sample_triplane` also runs on render-ordered points (`"layout": "rays"`: a frontal
 camera's pixel rays in raster order, depth-sorted samples along each), the order the
 renderer produces, where neighbouring threads gather neighbouring texels.
@@ -89,7 +89,7 @@ SAMPLE = Case(
         "headline": {
             "quick": [{"points": 2048, "res": 32, "channels": 8},
                       {"points": 2048, "res": 32, "channels": 8, "layout": "rays"}],
-            "cpu": [{"points": RENDER_64_POINTS}],
+            "cpu": [{"points": RENDER_64_POINTS}, {"points": RENDER_64_POINTS, "layout": "rays"}],
             "cuda": [{"points": RENDER_64_POINTS}, {"points": 4 * RENDER_64_POINTS},
                      {"points": RENDER_64_POINTS, "layout": "rays"}],
         },
