@@ -23,6 +23,7 @@
 // stand-ins for the CUDA built-ins, shared memory and the half plane types) against a
 // double-precision decoder. Under nvcc the half types come from cuda/half_types.h.
 #include <cstdint>
+#include <type_traits>
 
 #include "common/osg_decoder.h"
 #include "common/triplane.h"
@@ -40,10 +41,13 @@ constexpr int64_t kSharedBytes = 48 * 1024;
 constexpr int kFastPoints = 128;  // points per block (= threads) of the fast kernel
 constexpr int kFastC = 32;        // largest C the fast kernel keeps in registers
 constexpr int kFastO = 33;        // largest 1 + F the fast kernel keeps in registers
+constexpr int kFastOPad = (kFastO + 3) / 4 * 4;  // output-weight row stride: whole float4s
 constexpr int kTaps = 12;         // 3 planes x 4 texels
 
 // Shared-memory plan of the fast kernel, in units of A (taps offsets stored as int, the
-// same size as float).
+// same size as float). The weight rows are zero-padded to kFastC / kFastOPad floats, so the
+// decoder reads them as 16-byte broadcasts (4 weights per shared-memory load instead of 1:
+// with one load per multiply-add the loop was bound by the load/store unit).
 struct FastLayout {
   int64_t w0, w1t, b0, b1, stage, toff, tw, total;
   int64_t ld;  // row stride of the staging rows: max(C, O), odd (no bank conflicts)
@@ -52,9 +56,9 @@ struct FastLayout {
 inline FastLayout fast_layout(int64_t C, int64_t Hd, int64_t O) {
   FastLayout l;
   l.ld = (C > O ? C : O) | 1;
-  l.w0 = 0;
-  l.w1t = l.w0 + Hd * C;
-  l.b0 = l.w1t + Hd * O;
+  l.w0 = 0;                             // [Hd, kFastC], 16-byte aligned rows
+  l.w1t = l.w0 + Hd * kFastC;           // [Hd, kFastOPad], 16-byte aligned rows
+  l.b0 = l.w1t + Hd * kFastOPad;
   l.b1 = l.b0 + Hd;
   l.stage = l.b1 + O;
   l.toff = l.stage + kFastPoints * l.ld;
@@ -74,8 +78,10 @@ __global__ void __launch_bounds__(kFastPoints)
                         int C, int64_t H, int64_t W, int Hd, int O, A scale, FastLayout L) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* const sm = reinterpret_cast<A*>(smem_raw);
-  A* const sw0 = sm + L.w0;    // [Hd, C]: unit j's input weights, nn.Linear layout
-  A* const sw1t = sm + L.w1t;  // [Hd, O]: unit j's output weights (fc1 transposed)
+  static_assert(std::is_same_v<A, float> && CM == kFastC && OM == kFastO, "fast_layout's sizes");
+  constexpr int OMP = kFastOPad;
+  A* const sw0 = sm + L.w0;    // [Hd, CM]: unit j's input weights (nn.Linear rows), zero-padded
+  A* const sw1t = sm + L.w1t;  // [Hd, OMP]: unit j's output weights (fc1 transposed), zero-padded
   A* const sb0 = sm + L.b0;
   A* const sb1 = sm + L.b1;
   A* const stage = sm + L.stage;  // [kFastPoints, ld]: features in, raw outputs out
@@ -86,10 +92,17 @@ __global__ void __launch_bounds__(kFastPoints)
   const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kFastPoints;
   const int n_pts = static_cast<int>(P - i0 < kFastPoints ? P - i0 : kFastPoints);
 
-  for (int idx = tid; idx < Hd * C; idx += kFastPoints) sw0[idx] = w0[idx];
-  for (int idx = tid; idx < O * Hd; idx += kFastPoints) {
+  for (int idx = tid; idx < Hd * CM; idx += kFastPoints) {
+    const int j = idx / CM, c = idx - j * CM;
+    sw0[idx] = c < C ? w0[j * C + c] : A(0);
+  }
+  for (int idx = tid; idx < O * Hd; idx += kFastPoints) {  // coalesced reads of fc1
     const int o = idx / Hd, j = idx - o * Hd;
-    sw1t[j * O + o] = w1[idx];
+    sw1t[j * OMP + o] = w1[idx];
+  }
+  for (int idx = tid; idx < Hd * (OMP - O); idx += kFastPoints) {
+    const int j = idx / (OMP - O), o = O + (idx - j * (OMP - O));
+    sw1t[j * OMP + o] = A(0);
   }
   for (int j = tid; j < Hd; j += kFastPoints) sb0[j] = b0[j];
   for (int o = tid; o < O; o += kFastPoints) sb1[o] = b1[o];
@@ -135,22 +148,32 @@ __global__ void __launch_bounds__(kFastPoints)
     A f[CM];
 #pragma unroll
     for (int c = 0; c < CM; ++c) f[c] = c < C ? stage[tid * ld + c] : A(0);
-    A out[OM];
+    A out[OMP];
 #pragma unroll
-    for (int o = 0; o < OM; ++o) out[o] = o < O ? sb1[o] : A(0);
+    for (int o = 0; o < OMP; ++o) out[o] = o < O ? sb1[o] : A(0);
     for (int j = 0; j < Hd; ++j) {
-      const A* wr = sw0 + j * C;
+      // Padded weights and features are zero: s and out[o < O] get what the unpadded sums
+      // give, in the same order.
+      const float4* wr = reinterpret_cast<const float4*>(sw0 + j * CM);
       A s = sb0[j];
 #pragma unroll
-      for (int c = 0; c < CM; ++c) {
-        if (c < C) s += wr[c] * f[c];
+      for (int q = 0; q < CM / 4; ++q) {
+        const float4 w = wr[q];
+        s += w.x * f[4 * q];
+        s += w.y * f[4 * q + 1];
+        s += w.z * f[4 * q + 2];
+        s += w.w * f[4 * q + 3];
       }
       A unused;
       const A h = softplus(s, unused);
-      const A* vr = sw1t + j * O;
+      const float4* vr = reinterpret_cast<const float4*>(sw1t + j * OMP);
 #pragma unroll
-      for (int o = 0; o < OM; ++o) {
-        if (o < O) out[o] += vr[o] * h;
+      for (int q = 0; q < OMP / 4; ++q) {
+        const float4 v = vr[q];
+        out[4 * q] += v.x * h;
+        out[4 * q + 1] += v.y * h;
+        out[4 * q + 2] += v.z * h;
+        out[4 * q + 3] += v.w * h;
       }
     }
     // Only this thread reads or writes row tid from here on: no barrier needed before.
