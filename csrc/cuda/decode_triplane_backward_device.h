@@ -42,6 +42,7 @@ constexpr int kWarp = 32;
 constexpr int kWarps = kPoints / kWarp;
 constexpr int kMaxC = 32;   // features kept in registers per thread
 constexpr int kMaxO = 33;   // outputs (1 + F) kept in registers per thread
+constexpr int kMaxOPad = (kMaxO + 3) / 4 * 4;  // fc1 row stride in shared memory: whole float4s
 constexpr int kUnits = 8;   // hidden units per weight-gradient round (phase C)
 constexpr int kUnitLd = kUnits + 1;  // odd row stride: thread p's row starts in bank 9p % 32
 
@@ -55,9 +56,11 @@ Layout layout(int64_t C, int64_t Hd, int64_t O) {
   Layout l;
   l.ldf = static_cast<int>(C | 1);
   l.ldo = static_cast<int>(O | 1);
-  l.w0 = 0;                            // [Hd, C]  fc0 weight, nn.Linear layout
-  l.w1t = l.w0 + Hd * C;               // [Hd, O]  fc1 weight transposed
-  l.b0 = l.w1t + Hd * O;               // [Hd]
+  // The weight rows are zero-padded to whole float4s, read as 16-byte broadcasts (4 weights
+  // per shared-memory load: one load per multiply-add bound the loops by the load/store unit).
+  l.w0 = 0;                            // [Hd, kMaxC]     fc0 weight, nn.Linear rows, padded
+  l.w1t = l.w0 + Hd * kMaxC;           // [Hd, kMaxOPad]  fc1 weight transposed, padded
+  l.b0 = l.w1t + Hd * kMaxOPad;        // [Hd]
   l.b1 = l.b0 + Hd;                    // [O]
   l.f = l.b1 + O;                      // [kPoints, ldf]  mean features; later their gradient / 3
   l.gx = l.f + kPoints * l.ldf;        // [kPoints, ldo]  feature cotangents, then d loss / d outputs
@@ -77,10 +80,12 @@ __global__ void __launch_bounds__(kPoints)
                           float* __restrict__ grad_planes_cl, float* __restrict__ grad_points,
                           float* __restrict__ grad_weights, int64_t P, int64_t M, int C, int64_t H,
                           int64_t W, int Hd, int O, float scale, Layout L) {
+  static_assert(CM == kMaxC && OM == kMaxO, "layout()'s sizes");
+  constexpr int OMP = kMaxOPad;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* const sm = reinterpret_cast<float*>(smem_raw);
-  float* const sw0 = sm + L.w0;
-  float* const sw1t = sm + L.w1t;
+  float* const sw0 = sm + L.w0;    // [Hd, CM], zero-padded rows
+  float* const sw1t = sm + L.w1t;  // [Hd, OMP], zero-padded rows
   float* const sb0 = sm + L.b0;
   float* const sb1 = sm + L.b1;
   float* const sf = sm + L.f;
@@ -99,10 +104,17 @@ __global__ void __launch_bounds__(kPoints)
   const bool want_w = grad_weights != nullptr;
   const bool want_f = grad_planes_cl != nullptr || grad_points != nullptr;
 
-  for (int idx = tid; idx < Hd * C; idx += kPoints) sw0[idx] = w0[idx];
-  for (int idx = tid; idx < O * Hd; idx += kPoints) {
+  for (int idx = tid; idx < Hd * CM; idx += kPoints) {
+    const int j = idx / CM, c = idx - j * CM;
+    sw0[idx] = c < C ? w0[j * C + c] : 0.f;
+  }
+  for (int idx = tid; idx < O * Hd; idx += kPoints) {  // coalesced reads of fc1
     const int o = idx / Hd, j = idx - o * Hd;
-    sw1t[j * O + o] = w1[idx];
+    sw1t[j * OMP + o] = w1[idx];
+  }
+  for (int idx = tid; idx < Hd * (OMP - O); idx += kPoints) {
+    const int j = idx / (OMP - O), o = O + (idx - j * (OMP - O));
+    sw1t[j * OMP + o] = 0.f;
   }
   for (int j = tid; j < Hd; j += kPoints) sb0[j] = b0[j];
   for (int o = tid; o < O; o += kPoints) sb1[o] = b1[o];
@@ -142,26 +154,40 @@ __global__ void __launch_bounds__(kPoints)
     // B. Thread p: point p's decoder forward, outputs -> gx (kept in g).
     const bool live = tid < n_pts;
     const int64_t i = i0 + tid;
-    float f[CM], g[OM];
+    // Padded features, weights and outputs are zero, so the sums below are the unpadded
+    // ones in the same order.
+    float f[CM], g[OMP];
 #pragma unroll
     for (int c = 0; c < CM; ++c) f[c] = (live && c < C) ? sf[tid * ldf + c] : 0.f;
 #pragma unroll
-    for (int o = 0; o < OM; ++o) g[o] = o < O ? sb1[o] : 0.f;
+    for (int o = 0; o < OMP; ++o) g[o] = o < O ? sb1[o] : 0.f;
     if (live) {
       for (int j = 0; j < Hd; ++j) {
-        const float* wr = sw0 + j * C;
+        const float4* wr = reinterpret_cast<const float4*>(sw0 + j * CM);
         float s = sb0[j];
 #pragma unroll
-        for (int c = 0; c < CM; ++c) {
-          if (c < C) s += wr[c] * f[c];
+        for (int q = 0; q < CM / 4; ++q) {
+          const float4 w = wr[q];
+          s += w.x * f[4 * q];
+          s += w.y * f[4 * q + 1];
+          s += w.z * f[4 * q + 2];
+          s += w.w * f[4 * q + 3];
         }
         float unused;
         const float hj = softplus(s, unused);
-        const float* vr = sw1t + j * O;
+        const float4* vr = reinterpret_cast<const float4*>(sw1t + j * OMP);
 #pragma unroll
-        for (int o = 0; o < OM; ++o) {
-          if (o < O) g[o] += vr[o] * hj;
+        for (int q = 0; q < OMP / 4; ++q) {
+          const float4 v = vr[q];
+          g[4 * q] += v.x * hj;
+          g[4 * q + 1] += v.y * hj;
+          g[4 * q + 2] += v.z * hj;
+          g[4 * q + 3] += v.w * hj;
         }
+      }
+#pragma unroll
+      for (int o = 0; o < OMP; ++o) {
+        if (o >= O) g[o] = 0.f;  // 0 * hj is NaN for an infinite hj: keep the padding zero
       }
       g[0] = gd[i];  // density is the raw output
 #pragma unroll
@@ -190,25 +216,37 @@ __global__ void __launch_bounds__(kPoints)
       if (live) {
         for (int jj = 0; jj < jn; ++jj) {
           const int j = j0 + jj;
-          const float* wr = sw0 + j * C;
+          const float4* wr = reinterpret_cast<const float4*>(sw0 + j * CM);
           float s = sb0[j];
 #pragma unroll
-          for (int c = 0; c < CM; ++c) {
-            if (c < C) s += wr[c] * f[c];
+          for (int q = 0; q < CM / 4; ++q) {
+            const float4 w = wr[q];
+            s += w.x * f[4 * q];
+            s += w.y * f[4 * q + 1];
+            s += w.z * f[4 * q + 2];
+            s += w.w * f[4 * q + 3];
           }
           float dsp;
           const float hj = softplus(s, dsp);
-          const float* vr = sw1t + j * O;
+          const float4* vr = reinterpret_cast<const float4*>(sw1t + j * OMP);
           float gh = 0.f;
 #pragma unroll
-          for (int o = 0; o < OM; ++o) {
-            if (o < O) gh += vr[o] * g[o];
+          for (int q = 0; q < OMP / 4; ++q) {
+            const float4 v = vr[q];
+            gh += v.x * g[4 * q];
+            gh += v.y * g[4 * q + 1];
+            gh += v.z * g[4 * q + 2];
+            gh += v.w * g[4 * q + 3];
           }
           const float gz = gh * dsp;
-          if (want_f) {
+          if (want_f) {  // gfe[c >= C] collects padding and is never read
 #pragma unroll
-            for (int c = 0; c < CM; ++c) {
-              if (c < C) gfe[c] += wr[c] * gz;
+            for (int q = 0; q < CM / 4; ++q) {
+              const float4 w = wr[q];
+              gfe[4 * q] += w.x * gz;
+              gfe[4 * q + 1] += w.y * gz;
+              gfe[4 * q + 2] += w.z * gz;
+              gfe[4 * q + 3] += w.w * gz;
             }
           }
           if (want_w) {
