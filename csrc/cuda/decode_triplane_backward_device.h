@@ -33,6 +33,7 @@
 
 #include "common/osg_decoder.h"
 #include "common/triplane.h"
+#include "cuda/padded_rows.h"
 
 namespace nofa {
 namespace {
@@ -163,27 +164,9 @@ __global__ void __launch_bounds__(kPoints)
     for (int o = 0; o < OMP; ++o) g[o] = o < O ? sb1[o] : 0.f;
     if (live) {
       for (int j = 0; j < Hd; ++j) {
-        const float4* wr = reinterpret_cast<const float4*>(sw0 + j * CM);
-        float s = sb0[j];
-#pragma unroll
-        for (int q = 0; q < CM / 4; ++q) {
-          const float4 w = wr[q];
-          s += w.x * f[4 * q];
-          s += w.y * f[4 * q + 1];
-          s += w.z * f[4 * q + 2];
-          s += w.w * f[4 * q + 3];
-        }
         float unused;
-        const float hj = softplus(s, unused);
-        const float4* vr = reinterpret_cast<const float4*>(sw1t + j * OMP);
-#pragma unroll
-        for (int q = 0; q < OMP / 4; ++q) {
-          const float4 v = vr[q];
-          g[4 * q] += v.x * hj;
-          g[4 * q + 1] += v.y * hj;
-          g[4 * q + 2] += v.z * hj;
-          g[4 * q + 3] += v.w * hj;
-        }
+        const float hj = softplus(padded_row_dot(sw0 + j * CM, sb0[j], f), unused);
+        padded_row_axpy(sw1t + j * OMP, hj, g);
       }
 #pragma unroll
       for (int o = 0; o < OMP; ++o) {
@@ -216,39 +199,10 @@ __global__ void __launch_bounds__(kPoints)
       if (live) {
         for (int jj = 0; jj < jn; ++jj) {
           const int j = j0 + jj;
-          const float4* wr = reinterpret_cast<const float4*>(sw0 + j * CM);
-          float s = sb0[j];
-#pragma unroll
-          for (int q = 0; q < CM / 4; ++q) {
-            const float4 w = wr[q];
-            s += w.x * f[4 * q];
-            s += w.y * f[4 * q + 1];
-            s += w.z * f[4 * q + 2];
-            s += w.w * f[4 * q + 3];
-          }
           float dsp;
-          const float hj = softplus(s, dsp);
-          const float4* vr = reinterpret_cast<const float4*>(sw1t + j * OMP);
-          float gh = 0.f;
-#pragma unroll
-          for (int q = 0; q < OMP / 4; ++q) {
-            const float4 v = vr[q];
-            gh += v.x * g[4 * q];
-            gh += v.y * g[4 * q + 1];
-            gh += v.z * g[4 * q + 2];
-            gh += v.w * g[4 * q + 3];
-          }
-          const float gz = gh * dsp;
-          if (want_f) {  // gfe[c >= C] collects padding and is never read
-#pragma unroll
-            for (int q = 0; q < CM / 4; ++q) {
-              const float4 w = wr[q];
-              gfe[4 * q] += w.x * gz;
-              gfe[4 * q + 1] += w.y * gz;
-              gfe[4 * q + 2] += w.z * gz;
-              gfe[4 * q + 3] += w.w * gz;
-            }
-          }
+          const float hj = softplus(padded_row_dot(sw0 + j * CM, sb0[j], f), dsp);
+          const float gz = padded_row_dot(sw1t + j * OMP, 0.f, g) * dsp;
+          if (want_f) padded_row_axpy(sw0 + j * CM, gz, gfe);  // gfe[c >= C]: padding, never read
           if (want_w) {
             sgz[tid * kUnitLd + jj] = gz;
             sh[tid * kUnitLd + jj] = hj;

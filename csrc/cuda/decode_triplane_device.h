@@ -27,6 +27,7 @@
 
 #include "common/osg_decoder.h"
 #include "common/triplane.h"
+#include "cuda/padded_rows.h"
 #if defined(__CUDACC__)
 #include "cuda/half_types.h"
 #endif
@@ -154,27 +155,9 @@ __global__ void __launch_bounds__(kFastPoints)
     for (int j = 0; j < Hd; ++j) {
       // Padded weights and features are zero: s and out[o < O] get what the unpadded sums
       // give, in the same order.
-      const float4* wr = reinterpret_cast<const float4*>(sw0 + j * CM);
-      A s = sb0[j];
-#pragma unroll
-      for (int q = 0; q < CM / 4; ++q) {
-        const float4 w = wr[q];
-        s += w.x * f[4 * q];
-        s += w.y * f[4 * q + 1];
-        s += w.z * f[4 * q + 2];
-        s += w.w * f[4 * q + 3];
-      }
       A unused;
-      const A h = softplus(s, unused);
-      const float4* vr = reinterpret_cast<const float4*>(sw1t + j * OMP);
-#pragma unroll
-      for (int q = 0; q < OMP / 4; ++q) {
-        const float4 v = vr[q];
-        out[4 * q] += v.x * h;
-        out[4 * q + 1] += v.y * h;
-        out[4 * q + 2] += v.z * h;
-        out[4 * q + 3] += v.w * h;
-      }
+      const A h = softplus(padded_row_dot(sw0 + j * CM, sb0[j], f), unused);
+      padded_row_axpy(sw1t + j * OMP, h, out);
     }
     // Only this thread reads or writes row tid from here on: no barrier needed before.
 #pragma unroll
