@@ -6,6 +6,7 @@
 #include "cuda/decode_triplane_device.h"
 #include "cuda/decode_triplane_kernels.h"
 #include "cuda/half_types.h"
+#include "cuda/shared_memory_limit.h"
 
 namespace nofa {
 namespace {
@@ -33,13 +34,7 @@ bool decode_triplane_fast_path(int64_t C, int64_t Hd, int64_t O, int64_t H, int6
   if (C < 1 || C > kFastC || O < 1 || O > kFastO || Hd < 1) return false;
   if (H * W >= (int64_t(1) << 31)) return false;  // texel offsets are kept as int
   const int64_t bytes = fast_layout(C, Hd, O).total * static_cast<int64_t>(sizeof(float));
-  int device = 0, optin = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
-    cudaGetLastError();  // clear it, so that the next launch check does not report it
-    return bytes <= kSharedBytes;
-  }
-  return bytes <= optin;
+  return fits_shared_memory(bytes);
 }
 
 template <typename T>

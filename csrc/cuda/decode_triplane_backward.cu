@@ -4,17 +4,17 @@
 
 #include "cuda/decode_triplane_backward_device.h"
 #include "cuda/decode_triplane_backward_kernels.h"
+#include "cuda/shared_memory_limit.h"
 
 namespace nofa {
 namespace {
 
-constexpr int64_t kDefaultShared = 48 * 1024;
 
 // The kernel with the shared memory it needs for these sizes (opted in above 48 KiB).
 auto prepared_kernel(int64_t C, int64_t Hd, int64_t O, size_t& smem) {
   auto kernel = fused_backward_kernel<kMaxC, kMaxO>;
   smem = static_cast<size_t>(layout(C, Hd, O).total) * sizeof(float);
-  if (smem > static_cast<size_t>(kDefaultShared)) {
+  if (smem > static_cast<size_t>(kDefaultSharedBytes)) {
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   }
   return kernel;
@@ -30,13 +30,7 @@ int64_t decode_triplane_weight_grad_size(int64_t C, int64_t Hd, int64_t O) {
 bool decode_triplane_fused_backward_ok(int64_t C, int64_t Hd, int64_t O) {
   if (C < 1 || C > kMaxC || O < 1 || O > kMaxO || Hd < 1) return false;
   const int64_t bytes = layout(C, Hd, O).total * static_cast<int64_t>(sizeof(float));
-  int device = 0, optin = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
-    cudaGetLastError();  // clear it, so that the next launch check does not report it
-    return bytes <= kDefaultShared;
-  }
-  return bytes <= optin;
+  return fits_shared_memory(bytes);
 }
 
 int64_t decode_triplane_fused_backward_blocks(int64_t P, int64_t C, int64_t Hd, int64_t O) {
