@@ -135,38 +135,90 @@ __global__ void forward_vec4_kernel(const float* __restrict__ planes_cl, const f
   }
 }
 
-// The plane gradient with one thread per (point, 4 channels), as forward_vec4_kernel.
-__global__ void backward_planes_vec4_kernel(const float* __restrict__ grad_out, const float* __restrict__ points,
-                                            float* __restrict__ grad_planes_cl, int64_t N, int64_t M,
-                                            int64_t C, int64_t H, int64_t W, float scale, int reduce) {
+// The plane gradient with one thread per (point, 4 channels), as forward_vec4_kernel. Its
+// atomics are applied in L2 a 32-byte sector at a time, so a warp instruction should fill
+// whole sectors. With kVectorAtomics (sm_90 and later, where a float4 atomicAdd is one
+// 16-byte reduction) thread q adds its channels 4q..4q+3 in one instruction. Otherwise
+// thread q takes channels q, q + C/4, q + 2C/4, q + 3C/4: a point's C/4 threads then add
+// C/4 consecutive floats per instruction, where channels 4q + r would put every fourth
+// float in an instruction (four times the sector operations, each a quarter full). Same
+// products w * g per channel as backward_planes_kernel.
+// sm_90's 16-byte float atomic (dst 16-byte aligned). Only backward_planes_vec4<true> calls
+// it, and only sm_90 and later compile that; earlier architectures have no such instruction.
+__device__ __forceinline__ void atomic_add_float4(float* dst, float4 v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  __trap();
+#else
+  atomicAdd(reinterpret_cast<float4*>(dst), v);
+#endif
+}
+
+template <bool kVectorAtomics>
+__device__ __forceinline__ void backward_planes_vec4(const float* __restrict__ grad_out,
+                                                     const float* __restrict__ points,
+                                                     float* __restrict__ grad_planes_cl, int64_t N, int64_t M,
+                                                     int64_t C, int64_t H, int64_t W, float scale, int reduce) {
   const int64_t C4 = C / 4;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= N * M * C4) return;
   const int64_t q = idx % C4, i = idx / C4, n = i / M;
   const int64_t oc = reduce == 1 ? 3 * C : C;
+  // Channel r of this thread's four: 4q + r (vector atomics) or q + r * C4 (scalar).
+  const int64_t c0 = kVectorAtomics ? 4 * q : q, dc = kVectorAtomics ? 1 : C4;
   float x, y, z;
   load_point(points, i, scale, x, y, z);
   for (int p = 0; p < 3; ++p) {
-    float4 g = reinterpret_cast<const float4*>(grad_out + i * oc + (reduce == 1 ? p * C : 0))[q];
-    if (reduce == 0) g = make_float4(g.x / 3.f, g.y / 3.f, g.z / 3.f, g.w / 3.f);
-    if (g.x == 0.f && g.y == 0.f && g.z == 0.f && g.w == 0.f) continue;
+    const float* go = grad_out + i * oc + (reduce == 1 ? p * C : 0) + c0;
+    float g[4];
+    if constexpr (kVectorAtomics) {
+      const float4 v = *reinterpret_cast<const float4*>(go);
+      g[0] = v.x;
+      g[1] = v.y;
+      g[2] = v.z;
+      g[3] = v.w;
+    } else {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) g[r] = go[r * dc];
+    }
+    if (reduce == 0) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) g[r] /= 3.f;
+    }
+    if (g[0] == 0.f && g[1] == 0.f && g[2] == 0.f && g[3] == 0.f) continue;
     float u, v;
     plane_uv(p, x, y, z, u, v);
     BilinearTaps<float> t;
     bilinear_taps(u, v, H, W, t);
-    float* base = grad_planes_cl + (n * 3 + p) * H * W * C + 4 * q;
+    float* base = grad_planes_cl + (n * 3 + p) * H * W * C + c0;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       if (t.off[k] < 0) continue;
       float* dst = base + t.off[k] * C;
       const float w = t.w[k];
-      // Zero products are skipped as in backward_planes_kernel (channel by channel).
-      if (g.x != 0.f) atomicAdd(dst + 0, w * g.x);
-      if (g.y != 0.f) atomicAdd(dst + 1, w * g.y);
-      if (g.z != 0.f) atomicAdd(dst + 2, w * g.z);
-      if (g.w != 0.f) atomicAdd(dst + 3, w * g.w);
+      if constexpr (kVectorAtomics) {
+        // One instruction for the four (a zero product adds nothing).
+        atomic_add_float4(dst, make_float4(w * g[0], w * g[1], w * g[2], w * g[3]));
+      } else {
+        // Zero products are skipped as in backward_planes_kernel (channel by channel).
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          if (g[r] != 0.f) atomicAdd(dst + r * dc, w * g[r]);
+        }
+      }
     }
   }
+}
+
+// float4 atomicAdd exists from sm_90 on: each architecture of the fat binary picks its path
+// at compile time.
+__global__ void backward_planes_vec4_kernel(const float* __restrict__ grad_out, const float* __restrict__ points,
+                                            float* __restrict__ grad_planes_cl, int64_t N, int64_t M,
+                                            int64_t C, int64_t H, int64_t W, float scale, int reduce) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  backward_planes_vec4<true>(grad_out, points, grad_planes_cl, N, M, C, H, W, scale, reduce);
+#else
+  backward_planes_vec4<false>(grad_out, points, grad_planes_cl, N, M, C, H, W, scale, reduce);
+#endif
 }
 
 // Half-precision planes (float16 / bfloat16, e.g. under torch.autocast): float32 points,

@@ -24,6 +24,7 @@
 #include <barrier>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -227,3 +228,13 @@ class BlockRunner {
 #define __syncthreads() emu::sync_threads(__LINE__)
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
 inline double atomicAdd(double* p, double v) { return std::atomic_ref<double>(*p).fetch_add(v); }
+// sm_90's 16-byte vector atomic: its address must be 16-byte aligned (a misaligned one is a
+// fault on the device, so the stand-in stops the test).
+inline float4 atomicAdd(float4* p, float4 v) {
+  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {
+    std::fprintf(stderr, "atomicAdd(float4*) at a misaligned address %p\n", static_cast<void*>(p));
+    std::abort();
+  }
+  float* f = reinterpret_cast<float*>(p);
+  return make_float4(atomicAdd(f + 0, v.x), atomicAdd(f + 1, v.y), atomicAdd(f + 2, v.z), atomicAdd(f + 3, v.w));
+}

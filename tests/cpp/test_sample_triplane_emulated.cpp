@@ -81,7 +81,10 @@ struct Result {
 // The op as the glue runs it: planes of type P (T, or a half type for forward_half_kernel),
 // points and cotangents of type T.
 template <typename T, typename P>
-Result run_kernels(const Problem& pr, int reduce, bool planes_grad, bool points_grad, bool misalign) {
+// vector_atomics: the plane gradient's vec4 kernel as sm_90 and later compile it (float4
+// atomics); otherwise as earlier architectures (and this host pass) do.
+Result run_kernels(const Problem& pr, int reduce, bool planes_grad, bool points_grad, bool misalign,
+                   bool vector_atomics = false) {
   const int64_t N = pr.N, M = pr.M, C = pr.C, H = pr.H, W = pr.W, HW = H * W;
   const int64_t oc = reduce == 1 ? 3 * C : C;
   constexpr bool half = !std::is_same_v<P, T>;
@@ -133,7 +136,11 @@ Result run_kernels(const Problem& pr, int reduce, bool planes_grad, bool points_
         r.vec4_planes = true;
         if constexpr (std::is_same_v<T, float>) {
           launch(nofa::blocks_for(n / 4), [&] {
-            nofa::backward_planes_vec4_kernel(go.data(), pts.data(), gpl.data(), N, M, C, H, W, scale, reduce);
+            if (vector_atomics) {
+              nofa::backward_planes_vec4<true>(go.data(), pts.data(), gpl.data(), N, M, C, H, W, scale, reduce);
+            } else {
+              nofa::backward_planes_vec4_kernel(go.data(), pts.data(), gpl.data(), N, M, C, H, W, scale, reduce);
+            }
           });
         }
       } else {
@@ -210,6 +217,12 @@ void check_case(const Problem& pr, int reduce, bool planes_grad, bool points_gra
   const bool vec4 = std::is_same_v<T, float> && pr.C % 4 == 0 && !misalign;
   CHECK(got.vec4_forward == vec4);
   CHECK(got.vec4_planes == (vec4 && planes_grad));
+  if (vec4 && planes_grad) {
+    // The sm_90 variant of the vec4 plane gradient (16-byte atomics).
+    const Result sm90 = run_kernels<T, T>(pr, reduce, true, false, misalign, true);
+    CHECK(sm90.vec4_planes);
+    CHECK(ref::close(name + " grad planes (float4 atomics)", sm90.gplanes, want.gplanes, tol));
+  }
   CHECK(emu::bad_shuffles.load() == shuffles);
 }
 
