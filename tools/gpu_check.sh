@@ -101,6 +101,11 @@ if [ "$HAS_GPU" = 1 ]; then
         --autocast bf16 --long 0 --no-progress --out "$OUTDIR/animate_bf16"
     step animate_fps_torch 120 $PY -m nofa.cli animate-bench --device cuda --preset paper --size 512 --frames 30 \
         --backend torch --long 0 --no-progress --out "$OUTDIR/animate_torch"
+    # The reference under autocast runs the deformation MLP as bfloat16 cuBLAS GEMMs (tensor
+    # cores), while the deform_points kernel computes in float32 whatever the autocast: this
+    # row's per-stage split says whether that GEMM path beats the kernel (docs/deformation.md).
+    step animate_fps_torch_bf16 120 $PY -m nofa.cli animate-bench --device cuda --preset paper --size 512 --frames 30 \
+        --backend torch --autocast bf16 --long 0 --no-progress --out "$OUTDIR/animate_torch_bf16"
 else
     # Still collect and run the CUDA selection: every test skips with its reason, which checks
     # that the marker selects them and that they import here.
@@ -112,6 +117,7 @@ else
     skip animate_fps "no CUDA GPU visible"
     skip animate_fps_bf16 "no CUDA GPU visible"
     skip animate_fps_torch "no CUDA GPU visible"
+    skip animate_fps_torch_bf16 "no CUDA GPU visible"
 fi
 echo >>"$SUMMARY"
 echo "Total: $(( $(date +%s) - T0 )) s" >>"$SUMMARY"
