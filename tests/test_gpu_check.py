@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the kit runs its GPU steps (tools/gpu_check.sh)")
 def test_gpu_check_without_gpu_reports_skips(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "NOFA_COMMIT": "feedc0de"}
+    env = {**os.environ, "PYTHON": sys.executable, "NOFA_COMMIT": "feedc0de", "NOFA_GPU_CHECK_PACK": str(tmp_path / "pack")}
     res = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "out")], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -31,6 +31,22 @@ def test_gpu_check_without_gpu_reports_skips(tmp_path):
     # the CUDA selection really collected tests, and each skipped with its reason
     log = (tmp_path / "out" / "cuda_tests_selection.log").read_text()
     assert " skipped" in log and "no CUDA GPU visible" in log
+    # NOFA_GPU_CHECK_PACK: OUTDIR packed (as after the last step) and summary.md beside it.
+    import tarfile
+
+    assert (tmp_path / "pack" / "summary.md").read_text() == summary
+    with tarfile.open(tmp_path / "pack" / "gpu_check.tgz") as tar:
+        names = set(tar.getnames())
+        assert {"out/summary.md", "out/build.log", "out/cuda_tests_selection.log"} <= names, names
+        assert tar.extractfile("out/summary.md").read().decode() == summary
+    assert sorted(p.name for p in (tmp_path / "pack").iterdir()) == ["gpu_check.tgz", "summary.md"]  # no temp left
+
+
+def test_gpu_check_packs_after_every_step(tmp_path):
+    """A kit killed mid-run (the lender's time limit) has already packed every finished step."""
+    script = (ROOT / "tools" / "gpu_check.sh").read_text()
+    body = script.split("step() {", 1)[1].split("\n}", 1)[0]
+    assert body.split("return $rc")[0].rstrip().splitlines()[-1].strip() == "pack", "step() must pack before it returns"
 
 
 def test_gpu_check_nofa_command_lines_parse():

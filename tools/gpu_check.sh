@@ -5,9 +5,12 @@
 #
 #   tools/gpu_check.sh OUTDIR          (or: make gpu-check OUT=OUTDIR)
 #
-# OUTDIR gets a log per step, summary.md and the result tables / plots (20-odd files): where
-# only a few files can come back from the machine, pack it, e.g.
-#   tools/gpu_check.sh /tmp/gc; tar -czf "$OUT/gpu_check.tgz" -C /tmp gc; cp /tmp/gc/summary.md "$OUT/"
+# OUTDIR gets a log per step, summary.md and the result tables / plots (20-odd files). Where
+# only a few files can come back from the machine, set NOFA_GPU_CHECK_PACK to a folder that
+# comes back: after every step the kit writes OUTDIR packed as gpu_check.tgz, plus a copy of
+# summary.md, into it (each file replaced atomically). A command killed at the machine's time
+# limit then still returns every step that finished, e.g.
+#   NOFA_GPU_CHECK_PACK="$OUT" tools/gpu_check.sh /tmp/gc
 #
 # Needs no network. Without a GPU it runs the steps that can run (build, CPU-side tests of the
 # kit itself) and lists what it skipped in OUTDIR/summary.md. See README "Running the GPU checks".
@@ -32,9 +35,19 @@ step() {  # step NAME TIMEOUT_S CMD... : run, log to OUTDIR/NAME.log, record sta
     local verdict=ok; [ $rc -ne 0 ] && verdict="FAILED (exit $rc)"; [ $rc -eq 124 ] && verdict="TIMED OUT after ${limit}s"
     echo "| $name | $verdict | ${dt} s |" >>"$SUMMARY"
     echo "== $name: $verdict in ${dt}s" | tee -a "$OUTDIR/all.log"
+    pack
     return $rc
 }
 skip() { echo "| $1 | skipped: $2 | - |" >>"$SUMMARY"; echo "== $1: skipped: $2" | tee -a "$OUTDIR/all.log"; }
+pack() {  # OUTDIR as NOFA_GPU_CHECK_PACK/gpu_check.tgz + summary.md, each written then renamed
+    [ -n "${NOFA_GPU_CHECK_PACK:-}" ] || return 0
+    mkdir -p "$NOFA_GPU_CHECK_PACK" &&
+        tar -czf "$NOFA_GPU_CHECK_PACK/.gpu_check.tgz.tmp" -C "$(dirname "$OUTDIR")" "$(basename "$OUTDIR")" &&
+        mv -f "$NOFA_GPU_CHECK_PACK/.gpu_check.tgz.tmp" "$NOFA_GPU_CHECK_PACK/gpu_check.tgz" &&
+        cp "$SUMMARY" "$NOFA_GPU_CHECK_PACK/.summary.md.tmp" &&
+        mv -f "$NOFA_GPU_CHECK_PACK/.summary.md.tmp" "$NOFA_GPU_CHECK_PACK/summary.md" ||
+        echo "== pack: could not write $NOFA_GPU_CHECK_PACK" | tee -a "$OUTDIR/all.log"
+}
 
 HAS_GPU=$($PY -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
 {
@@ -122,3 +135,5 @@ fi
 echo >>"$SUMMARY"
 echo "Total: $(( $(date +%s) - T0 )) s" >>"$SUMMARY"
 cat "$SUMMARY"
+pack
+
