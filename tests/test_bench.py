@@ -12,7 +12,7 @@ import nofa.ops as ops
 from nofa import cli
 from nofa.bench import all_cases, measure
 from nofa.bench.registry import MODES
-from nofa.bench.worker import BackendMismatch, _check_trace
+from nofa.bench.calls import BackendMismatch, check_backends
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +92,9 @@ def test_backend_check_rejects_a_fallback_run():
     planes, points = torch.randn(1, 3, 4, 8, 8), torch.rand(1, 16, 3) - 0.5
     with ops.use_backend("torch"), ops.trace_backends() as tr:
         ops.sample_triplane(planes, points)
-    _check_trace(tr, case, "torch")
+    check_backends(tr, case, "torch")
     with pytest.raises(BackendMismatch):
-        _check_trace(tr, case, "kernels")  # labelled "kernels" but ran the reference
+        check_backends(tr, case, "kernels")  # labelled "kernels" but ran the reference
 
 
 @pytest.mark.skipif(not measure.reset_hwm(), reason="VmHWM cannot be reset here (needs Linux /proc/self/clear_refs)")

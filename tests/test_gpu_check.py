@@ -24,7 +24,7 @@ def test_gpu_check_without_gpu_reports_skips(tmp_path):
     assert "| info | ok |" in summary
     assert "| cuda_tests_selection | ok |" in summary
     for step in ("cuda_tests", "check_cuda", "animate_fps", "bench_ops", "bench_render", "animate_fps_bf16",
-                 "animate_fps_torch", "animate_fps_torch_bf16"):
+                 "animate_fps_torch", "animate_fps_torch_bf16", "profile"):
         assert f"| {step} | skipped: " in summary, step
     assert "no CUDA GPU visible" in summary
     assert "- commit: feedc0de\n" in summary  # the caller's commit, not a copied tree's stale .git
@@ -58,9 +58,9 @@ def test_gpu_check_nofa_command_lines_parse():
 
     text = (ROOT / "tools" / "gpu_check.sh").read_text().replace("\\\n", " ")
     lines = [ln.split("-m nofa.cli", 1)[1] for ln in text.splitlines() if "-m nofa.cli" in ln and "--help" not in ln]
-    assert len(lines) >= 7, lines
+    assert len(lines) >= 8, lines
     parser = build_parser()
     for ln in lines:
         argv = shlex.split(ln.split("||")[0].replace('"$OUTDIR', '"/tmp/out'))
         args = parser.parse_args(argv)
-        assert args.command in ("info", "check", "bench", "animate-bench"), argv
+        assert args.command in ("info", "check", "bench", "animate-bench", "profile"), argv

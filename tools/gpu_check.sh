@@ -119,6 +119,10 @@ if [ "$HAS_GPU" = 1 ]; then
     # row's per-stage split says whether that GEMM path beats the kernel (docs/deformation.md).
     step animate_fps_torch_bf16 120 $PY -m nofa.cli animate-bench --device cuda --preset paper --size 512 --frames 30 \
         --backend torch --autocast bf16 --long 0 --no-progress --out "$OUTDIR/animate_torch_bf16"
+    # Last: where the time goes, kernel by kernel (so a missed target can be diagnosed from
+    # this run alone).
+    step profile 120 $PY -m nofa.cli profile --device cuda --cases render render_deformed avatar_animate \
+        --out "$OUTDIR/profile"
 else
     # Still collect and run the CUDA selection: every test skips with its reason, which checks
     # that the marker selects them and that they import here.
@@ -131,6 +135,7 @@ else
     skip animate_fps_bf16 "no CUDA GPU visible"
     skip animate_fps_torch "no CUDA GPU visible"
     skip animate_fps_torch_bf16 "no CUDA GPU visible"
+    skip profile "no CUDA GPU visible"
 fi
 echo >>"$SUMMARY"
 echo "Total: $(( $(date +%s) - T0 )) s" >>"$SUMMARY"

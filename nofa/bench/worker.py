@@ -17,14 +17,11 @@ import torch
 
 from .. import ops
 from . import measure
+from .calls import BackendMismatch, check_backends, make_call
 from .cases import get_case
 from .registry import MODES, Workload  # noqa: F401  (MODES re-exported for callers)
 
 RESULT_TAG = "@@nofa-bench "
-
-
-class BackendMismatch(RuntimeError):
-    """The run did not execute on the backend it is labelled with."""
 
 
 def _emit(row: dict) -> None:
@@ -32,47 +29,8 @@ def _emit(row: dict) -> None:
     sys.stdout.flush()
 
 
-def _make_call(wl: Workload, fn, backend: str, mode: str):
-    """The callable that one timed repeat runs, and the `before` hook that resets grads."""
-    switch = "kernels" if backend == "kernels" else "torch"
-    if mode == "forward":
-        def call():
-            with torch.no_grad(), ops.use_backend(switch):
-                return fn(*wl.inputs)
-        return call, None
-
-    for t in wl.grad_tensors:
-        t.requires_grad_(True)
-    cotangents: list[torch.Tensor] = []
-    gen = torch.Generator().manual_seed(1)
-
-    def call():
-        with ops.use_backend(switch):
-            outs = wl.loss_outputs(fn(*wl.inputs))
-            if not cotangents:  # built on the first (warm-up) call, then reused
-                cotangents.extend(torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device) for o in outs)
-            torch.autograd.backward(list(outs), cotangents)
-
-    def before():
-        for t in wl.grad_tensors:
-            t.grad = None
-
-    return call, before
-
-
-def _check_trace(tr, case, backend: str) -> None:
-    for op in case.ops:
-        got = tr.backends(op)
-        if backend == "kernels" and got != {"kernels"}:
-            raise BackendMismatch(f"'kernels' run of {case.name} ran {op} on {sorted(got) or 'nothing'}")
-        if backend == "torch" and got != {"torch"}:
-            raise BackendMismatch(f"'torch' run of {case.name} ran {op} on {sorted(got) or 'nothing'}")
-        if backend == "compile" and "kernels" in got:
-            raise BackendMismatch(f"compiled reference of {case.name} called the {op} kernel")
-
-
 def _run_mode(job: dict, case, wl: Workload, fn, mode: str, device: torch.device) -> dict:
-    call, before = _make_call(wl, fn, job["backend"], mode)
+    call, before = make_call(wl, fn, job["backend"], mode)
     fresh = job["memory_method"] == measure.FRESH_PROCESS and device.type == "cpu"
     out: dict[str, Any] = {}
     with ops.trace_backends() as tr:  # the first call is the first warm-up, and traced
@@ -85,7 +43,7 @@ def _run_mode(job: dict, case, wl: Workload, fn, mode: str, device: torch.device
             call()
             measure.sync(device)
         out["first_call_s"] = time.perf_counter() - t0
-    _check_trace(tr, case, job["backend"])
+    check_backends(tr, case, job["backend"])
     res = measure.measure_call(
         call, device, out["first_call_s"], warmup=max(0, job["warmup"] - 1), budget_s=job["budget_s"],
         min_repeats=job["min_repeats"], max_repeats=job["max_repeats"], before=before, memory=not fresh,
