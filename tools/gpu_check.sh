@@ -121,7 +121,7 @@ if [ "$HAS_GPU" = 1 ]; then
         --backend torch --autocast bf16 --long 0 --no-progress --out "$OUTDIR/animate_torch_bf16"
     # Last: where the time goes, kernel by kernel (so a missed target can be diagnosed from
     # this run alone).
-    step profile 120 $PY -m nofa.cli profile --device cuda --cases render render_deformed avatar_animate \
+    step profile 120 $PY -m nofa.cli profile --device cuda --cases render render_deformed avatar_animate --repeats 2 \
         --out "$OUTDIR/profile"
 else
     # Still collect and run the CUDA selection: every test skips with its reason, which checks
