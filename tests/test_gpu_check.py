@@ -64,3 +64,13 @@ def test_gpu_check_nofa_command_lines_parse():
         argv = shlex.split(ln.split("||")[0].replace('"$OUTDIR', '"/tmp/out'))
         args = parser.parse_args(argv)
         assert args.command in ("info", "check", "bench", "animate-bench", "profile"), argv
+
+
+def test_gpu_check_refuses_a_pack_folder_inside_outdir(tmp_path):
+    """The archive of OUTDIR must not be written into OUTDIR (tar would read its own output)."""
+    env = {**os.environ, "PYTHON": sys.executable, "NOFA_GPU_CHECK_PACK": str(tmp_path / "out" / "pack")}
+    res = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "out")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "NOFA_GPU_CHECK_PACK must lie outside OUTDIR" in res.stderr
+    assert not (tmp_path / "out" / "summary.md").exists()  # refused before any step ran

@@ -48,6 +48,7 @@ def test_kernel_names_are_shortened_to_the_function():
     assert _short("void at::native::vectorized_elementwise_kernel<4, at::native::(anonymous namespace)::f<(int)1>>"
                   "(int, float*)") == "at::native::vectorized_elementwise_kernel<4, at::native::f<(int)1>>"
     assert _short("aten::addmm_") == "aten::addmm_"
+    assert _short("Memcpy DtoH (Device -> Pageable)") == "Memcpy DtoH (Device -> Pageable)"  # not a parameter list
     assert len(_short("x" * 200, width=50)) == 50
 
 

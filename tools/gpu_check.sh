@@ -18,6 +18,12 @@ set -uo pipefail
 OUTDIR=${1:?usage: tools/gpu_check.sh OUTDIR}
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
+if [ -n "${NOFA_GPU_CHECK_PACK:-}" ]; then
+    mkdir -p "$NOFA_GPU_CHECK_PACK" && NOFA_GPU_CHECK_PACK=$(cd "$NOFA_GPU_CHECK_PACK" && pwd) || exit 2
+    case "$NOFA_GPU_CHECK_PACK/" in
+        "$OUTDIR"/*) echo "NOFA_GPU_CHECK_PACK must lie outside OUTDIR (the archive would pack itself)" >&2; exit 2 ;;
+    esac
+fi
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 SUMMARY="$OUTDIR/summary.md"
@@ -75,6 +81,7 @@ EOF
     echo "| --- | --- | --- |"
 } >"$SUMMARY"
 cat "$SUMMARY"
+pack  # the header alone already says where the run was
 
 # Build for this GPU only (setup.py reads the visible device's capability when no list is set).
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}

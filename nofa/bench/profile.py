@@ -14,6 +14,7 @@ profiler (wall time, device synchronised), then profiled with `torch.profiler`:
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,10 +31,12 @@ from .cases import get_case
 
 __all__ = ["KernelRow", "Profile", "format_profiles", "profile_case", "write_profiles"]
 
-# Runtime calls that launch device work, and host reads that wait for the device.
+# Runtime calls that launch device work, and host reads that wait for the device. Newer
+# profilers may name runtime calls with an API version suffix ("cudaLaunchKernelExC_v11060").
 _LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
 _HOST_READS = ("aten::_local_scalar_dense",)
 _SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+_VERSION_SUFFIX = re.compile(r"_v\d+$")
 
 
 @dataclass
@@ -59,7 +62,7 @@ class Profile:
     nofa_ms: float
     launches: float  # kernel launches per call (CUDA)
     host_reads: float  # host reads of device values per call
-    syncs: float  # explicit stream / device synchronisations per call (CUDA)
+    syncs: float  # stream / device synchronisations per call (CUDA), a host read's own included
     rows: list[KernelRow] = field(default_factory=list)
 
 
@@ -67,12 +70,12 @@ def _short(name: str, width: int = 90) -> str:
     """A kernel's demangled name without its parameter list, cut to `width`."""
     name = name.removeprefix("void ").replace("(anonymous namespace)::", "")
     depth = 0
-    for i, ch in enumerate(name):  # the first "(" outside template brackets
+    for i, ch in enumerate(name):  # the parameter list: the first "(" after a name, outside <>
         if ch == "<":
             depth += 1
         elif ch == ">":
             depth -= 1
-        elif ch == "(" and depth == 0 and i > 0:
+        elif ch == "(" and depth == 0 and i > 0 and (name[i - 1].isalnum() or name[i - 1] in "_>"):
             name = name[:i]
             break
     return name if len(name) <= width else name[: width - 1] + "…"
@@ -131,9 +134,14 @@ def profile_case(case_name: str, device: str = "cpu", backend: str = "kernels", 
             once()
         measure.sync(dev)
     events = prof.key_averages()
-    counts = {e.key: e.count for e in events}
+    counts: dict[str, int] = {}
+    for e in events:
+        key = _VERSION_SUFFIX.sub("", e.key)
+        counts[key] = counts.get(key, 0) + e.count
     if cuda:
         timed = [e for e in events if e.device_type != torch.autograd.DeviceType.CPU and _self_us(e, True) > 0]
+        if not timed:
+            raise RuntimeError("the profiler recorded no device activity (is CUPTI available to torch.profiler?)")
     else:
         timed = [e for e in events if _self_us(e, False) > 0]
     busy_us = sum(_self_us(e, cuda) for e in timed)
@@ -144,7 +152,9 @@ def profile_case(case_name: str, device: str = "cpu", backend: str = "kernels", 
     per_call = lambda names: sum(counts.get(n, 0) for n in names) / repeats  # noqa: E731
     return Profile(case=case_name, shape=wl.shape, backend=backend, mode=mode, device=device, wall_ms=wall_ms,
                    busy_ms=busy_us / 1e3 / repeats, nofa_ms=nofa_us / 1e3 / repeats,
-                   launches=per_call(_LAUNCHES), host_reads=per_call(_HOST_READS), syncs=per_call(_SYNCS), rows=rows)
+                   launches=per_call(_LAUNCHES), host_reads=per_call(_HOST_READS),
+                   # less the one device synchronisation that closes the profiled calls
+                   syncs=max(0.0, per_call(_SYNCS) - (1 / repeats if cuda else 0.0)), rows=rows)
 
 
 def format_profiles(profiles: Sequence[Profile], env: dict) -> str:

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     profiles, failed = [], []
+    env = describe(args.device, threads=args.threads)
     for name in args.cases:
         why = get_case(name).unavailable()
         if why:
@@ -71,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
                 profiles.append(p)
                 print(f"{name} {backend} {mode}: wall {p.wall_ms:.3g} ms, busy {p.busy_ms:.3g} ms, "
                       f"nofa {p.nofa_ms:.3g} ms, {p.launches:.0f} launches, {p.host_reads:.0f} host reads")
+                # Rewritten after each profile: a run cut short keeps what it has.
+                write_profiles(args.out, profiles, env)
                 if args.device == "cuda":
                     torch.cuda.empty_cache()
     if profiles:
-        env = describe(args.device, threads=args.threads)
-        md, js = write_profiles(args.out, profiles, env)
-        print(f"wrote {md} and {js}")
+        print(f"wrote {args.out}/{args.device}_profile.md and .json")
     return 1 if failed or not profiles else 0

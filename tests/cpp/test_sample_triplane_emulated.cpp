@@ -286,6 +286,18 @@ int main() {
     check_case<float>(pr, 1, true, false, true);
     check_case<float>(pr, 0, false, true, true);
   }
+  // C / 4 odd and > 1 (C = 12, 20), with zeros in the cotangent: single channels (the scalar
+  // variant skips their atomics one by one), whole 4-channel groups (both variants skip the
+  // group) and a whole point.
+  for (int64_t C : {12, 20}) {
+    Problem pr = make_problem(2, 37, C, 16, 16, 2.0, 300 + static_cast<unsigned>(C));
+    for (size_t k = 0; k < pr.grad.size(); ++k) {
+      const int64_t c = static_cast<int64_t>(k) % (3 * C), i = static_cast<int64_t>(k) / (3 * C);
+      if (c % 5 == 0 || (i % 4 == 1 && c % C < 4) || i == 7) pr.grad[k] = 0.f;
+    }
+    check_case<float>(pr, 0, true, true, false);
+    check_case<float>(pr, 1, true, true, false);
+  }
   check_case<double>(make_problem(1, 33, 5, 2, 3, 2.0 / 1.1, 7), 0, true, true, false);
   check_case<double>(make_problem(2, 20, 1, 1, 1, 2.0, 8), 1, true, true, false);
   // Half-precision planes (forward only: the backward runs in float32 on an upcast copy).
