@@ -143,13 +143,24 @@ __global__ void forward_vec4_kernel(const float* __restrict__ planes_cl, const f
 // C/4 consecutive floats per instruction, where channels 4q + r would put every fourth
 // float in an instruction (four times the sector operations, each a quarter full). Same
 // products w * g per channel as backward_planes_kernel.
-// sm_90's 16-byte float atomic (dst 16-byte aligned). Only backward_planes_vec4<true> calls
-// it, and only sm_90 and later compile that; earlier architectures have no such instruction.
-__device__ __forceinline__ void atomic_add_float4(float* dst, float4 v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-  __trap();
+// float4 atomicAdd: sm_90 and later, declared by CUDA 12 toolkits (12.4 is a conservative
+// floor: an older nvcc takes the scalar path). The CPU-thread test has its own stand-in.
+#if !defined(__CUDACC__)
+#define NOFA_TOOLKIT_FLOAT4_ATOMICS 1
+#elif defined(__CUDACC_VER_MAJOR__) && \
+    (__CUDACC_VER_MAJOR__ > 12 || (__CUDACC_VER_MAJOR__ == 12 && __CUDACC_VER_MINOR__ >= 4))
+#define NOFA_TOOLKIT_FLOAT4_ATOMICS 1
 #else
+#define NOFA_TOOLKIT_FLOAT4_ATOMICS 0
+#endif
+
+// sm_90's 16-byte float atomic (dst 16-byte aligned). Only backward_planes_vec4<true> calls
+// it, and only the builds above compile that for the device.
+__device__ __forceinline__ void atomic_add_float4(float* dst, float4 v) {
+#if NOFA_TOOLKIT_FLOAT4_ATOMICS && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)
   atomicAdd(reinterpret_cast<float4*>(dst), v);
+#elif defined(__CUDA_ARCH__)
+  __trap();
 #endif
 }
 
@@ -209,12 +220,11 @@ __device__ __forceinline__ void backward_planes_vec4(const float* __restrict__ g
   }
 }
 
-// float4 atomicAdd exists from sm_90 on: each architecture of the fat binary picks its path
-// at compile time.
+// Each architecture of the fat binary picks its variant at compile time.
 __global__ void backward_planes_vec4_kernel(const float* __restrict__ grad_out, const float* __restrict__ points,
                                             float* __restrict__ grad_planes_cl, int64_t N, int64_t M,
                                             int64_t C, int64_t H, int64_t W, float scale, int reduce) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if NOFA_TOOLKIT_FLOAT4_ATOMICS && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   backward_planes_vec4<true>(grad_out, points, grad_planes_cl, N, M, C, H, W, scale, reduce);
 #else
   backward_planes_vec4<false>(grad_out, points, grad_planes_cl, N, M, C, H, W, scale, reduce);
