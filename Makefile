@@ -9,7 +9,7 @@ BUILT  := $(VENV)/.nofa-built
 CMAKE_BUILD := build/cmake
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all venv build ctest pytest test demo bench gpu-check clean
+.PHONY: all venv build ctest pytest test demo bench gpu-check gpu-sanitize clean
 
 all: build
 
@@ -49,6 +49,10 @@ bench: build
 OUT ?= outputs/gpu_check
 gpu-check:
 	bash tools/gpu_check.sh $(OUT)
+
+SANITIZE_OUT ?= outputs/gpu_sanitize
+gpu-sanitize:
+	bash tools/gpu_sanitize.sh $(SANITIZE_OUT)
 
 clean:
 	rm -rf build *.egg-info nofa/_C*.so

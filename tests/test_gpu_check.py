@@ -44,7 +44,7 @@ def test_gpu_check_without_gpu_reports_skips(tmp_path):
 
 def test_gpu_check_packs_after_every_step(tmp_path):
     """A kit killed mid-run (the lender's time limit) has already packed every finished step."""
-    script = (ROOT / "tools" / "gpu_check.sh").read_text()
+    script = (ROOT / "tools" / "gpu_steps.sh").read_text()  # shared by gpu_check.sh and gpu_sanitize.sh
     body = script.split("step() {", 1)[1].split("\n}", 1)[0]
     assert body.split("return $rc")[0].rstrip().splitlines()[-1].strip() == "pack", "step() must pack before it returns"
 
@@ -74,3 +74,28 @@ def test_gpu_check_refuses_a_pack_folder_inside_outdir(tmp_path):
     assert res.returncode == 2
     assert "NOFA_GPU_CHECK_PACK must lie outside OUTDIR" in res.stderr
     assert not (tmp_path / "out" / "summary.md").exists()  # refused before any step ran
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the kit runs the sanitizer (tools/gpu_sanitize.sh)")
+def test_gpu_sanitize_without_gpu_runs_the_workload_on_the_cpu(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "NOFA_COMMIT": "feedc0de", "NOFA_GPU_CHECK_PACK": str(tmp_path / "pack")}
+    res = subprocess.run(["bash", str(ROOT / "tools" / "gpu_sanitize.sh"), str(tmp_path / "out")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert summary.startswith("# nofa CUDA sanitizer check")
+    assert "| build | ok |" in summary and "| sanitize_workload_cpu | ok |" in summary
+    for tool in ("memcheck", "racecheck", "synccheck"):
+        assert f"| sanitize_{tool} | skipped: no CUDA GPU visible |" in summary
+    log = (tmp_path / "out" / "sanitize_workload_cpu.log").read_text()
+    assert "every call ran on the kernels" in log and "== deform_points" in log
+    assert sorted(p.name for p in (tmp_path / "pack").iterdir()) == ["gpu_sanitize.tgz", "sanitize_summary.md"]
+
+
+def test_sanitize_workload_covers_every_op():
+    """tools/sanitize_ops.py runs each public op's kernel (the sanitizer checks only what runs)."""
+    import nofa.ops as ops
+
+    text = (ROOT / "tools" / "sanitize_ops.py").read_text()
+    for op in ops.OPS.values():
+        assert f'"{op}"' in text, op
