@@ -12,14 +12,19 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _run_kit(script: str, tmp_path: Path) -> str:
+    """tools/SCRIPT tmp_path/out, packing into tmp_path/pack; returns OUTDIR's summary.md."""
+    env = {**os.environ, "PYTHON": sys.executable, "NOFA_COMMIT": "feedc0de", "NOFA_GPU_CHECK_PACK": str(tmp_path / "pack")}
+    res = subprocess.run(["bash", str(ROOT / "tools" / script), str(tmp_path / "out")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return (tmp_path / "out" / "summary.md").read_text()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the kit runs its GPU steps (tools/gpu_check.sh)")
 def test_gpu_check_without_gpu_reports_skips(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "NOFA_COMMIT": "feedc0de", "NOFA_GPU_CHECK_PACK": str(tmp_path / "pack")}
-    res = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), str(tmp_path / "out")], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    summary = (tmp_path / "out" / "summary.md").read_text()
+    summary = _run_kit("gpu_check.sh", tmp_path)
     assert "| build | ok |" in summary
     assert "| info | ok |" in summary
     assert "| cuda_tests_selection | ok |" in summary
@@ -78,11 +83,7 @@ def test_gpu_check_refuses_a_pack_folder_inside_outdir(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the kit runs the sanitizer (tools/gpu_sanitize.sh)")
 def test_gpu_sanitize_without_gpu_runs_the_workload_on_the_cpu(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "NOFA_COMMIT": "feedc0de", "NOFA_GPU_CHECK_PACK": str(tmp_path / "pack")}
-    res = subprocess.run(["bash", str(ROOT / "tools" / "gpu_sanitize.sh"), str(tmp_path / "out")], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    summary = (tmp_path / "out" / "summary.md").read_text()
+    summary = _run_kit("gpu_sanitize.sh", tmp_path)
     assert summary.startswith("# nofa CUDA sanitizer check")
     assert "| build | ok |" in summary and "| sanitize_workload_cpu | ok |" in summary
     for tool in ("memcheck", "racecheck", "synccheck"):
