@@ -47,6 +47,10 @@ if [ "$HAS_GPU" = 1 ]; then
         --cases render render_deformed --out "$OUTDIR/bench_render"
     step animate_fps_bf16 120 $PY -m nofa.cli animate-bench --device cuda --preset paper --size 512 --frames 30 \
         --autocast bf16 --long 0 --no-progress --out "$OUTDIR/animate_bf16"
+    # Where the time goes, kernel by kernel (so a missed target can be diagnosed from this
+    # run alone); before the reference's frames/s, which only compare.
+    step profile 120 $PY -m nofa.cli profile --device cuda --cases render render_deformed avatar_animate --repeats 2 \
+        --out "$OUTDIR/profile"
     step animate_fps_torch 120 $PY -m nofa.cli animate-bench --device cuda --preset paper --size 512 --frames 30 \
         --backend torch --long 0 --no-progress --out "$OUTDIR/animate_torch"
     # The reference under autocast runs the deformation MLP as bfloat16 cuBLAS GEMMs (tensor
@@ -54,10 +58,6 @@ if [ "$HAS_GPU" = 1 ]; then
     # row's per-stage split says whether that GEMM path beats the kernel (docs/deformation.md).
     step animate_fps_torch_bf16 120 $PY -m nofa.cli animate-bench --device cuda --preset paper --size 512 --frames 30 \
         --backend torch --autocast bf16 --long 0 --no-progress --out "$OUTDIR/animate_torch_bf16"
-    # Last: where the time goes, kernel by kernel (so a missed target can be diagnosed from
-    # this run alone).
-    step profile 120 $PY -m nofa.cli profile --device cuda --cases render render_deformed avatar_animate --repeats 2 \
-        --out "$OUTDIR/profile"
 else
     # Still collect and run the CUDA selection: every test skips with its reason, which checks
     # that the marker selects them and that they import here.
