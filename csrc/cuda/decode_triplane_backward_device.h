@@ -33,6 +33,7 @@
 
 #include "common/osg_decoder.h"
 #include "common/triplane.h"
+#include "cuda/warp_sum.h"
 #include "cuda/padded_rows.h"
 
 namespace nofa {
@@ -277,11 +278,7 @@ __global__ void __launch_bounds__(kPoints)
           add_plane_point_grad(pl, t, dots, pacc);  // common/triplane.h, as sample_triplane
         }
         if (grad_points != nullptr) {  // block-uniform: every lane of the warp shuffles
-#pragma unroll
-          for (int a = 0; a < 3; ++a) {
-#pragma unroll
-            for (int off = kWarp / 2; off > 0; off >>= 1) pacc[a] += __shfl_xor_sync(0xffffffffu, pacc[a], off);
-          }
+          warp_sum3(pacc);
           if (lane == 0) {
             for (int a = 0; a < 3; ++a) grad_points[ip * 3 + a] = pacc[a] * scale;
           }

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "common/triplane.h"
+#include "cuda/warp_sum.h"
 #if defined(__CUDACC__)
 #include "cuda/half_types.h"
 #endif
@@ -302,11 +303,7 @@ __global__ void backward_points_kernel(const T* __restrict__ grad_out, const T* 
     }
     add_plane_point_grad(p, t, dots, acc);
   }
-#pragma unroll
-  for (int a = 0; a < 3; ++a) {
-#pragma unroll
-    for (int off = kWarp / 2; off > 0; off >>= 1) acc[a] += __shfl_xor_sync(0xffffffffu, acc[a], off);
-  }
+  warp_sum3(acc);
   if (lane == 0) {
     for (int a = 0; a < 3; ++a) grad_points[i * 3 + a] = acc[a] * scale;
   }
