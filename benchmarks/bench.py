@@ -4,6 +4,7 @@
 
 The suite itself lives in nofa/bench/ (see docs/benchmarks.md).
 """
+
 import sys
 
 from nofa.cli import main

@@ -6,6 +6,7 @@ checkpointing. On CUDA it also reports torch.cuda.max_memory_allocated.
     PYTHONPATH=. python benchmarks/train_step.py --preset tiny --batch 4
     PYTHONPATH=. python benchmarks/train_step.py --preset paper --batch 1 --steps 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,24 +39,49 @@ def saved_bytes(tr: Trainer, batch) -> int:
     return sum(seen.values())
 
 
-def measure(preset: str, stage: str, batch_size: int, steps: int, device: str, checkpoint: bool, amp: bool,
-            threads: int) -> dict:
+def measure(
+    preset: str,
+    stage: str,
+    batch_size: int,
+    steps: int,
+    device: str,
+    checkpoint: bool,
+    amp: bool,
+    threads: int,
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        over = [f"model.preset={preset}", f"run.stage={stage}", f"data.batch_size={batch_size}", f"run.device={device}",
-                "loss.lpips_random_backbone=true", "eval.samples=0", "log.progress=false", "log.tensorboard=false",
-                f"run.out_dir={tmp}", f"model.chunk_checkpoint={str(checkpoint).lower()}", f"run.amp={str(amp).lower()}",
-                f"run.threads={threads}"]
+        over = [
+            f"model.preset={preset}",
+            f"run.stage={stage}",
+            f"data.batch_size={batch_size}",
+            f"run.device={device}",
+            "loss.lpips_random_backbone=true",
+            "eval.samples=0",
+            "log.progress=false",
+            "log.tensorboard=false",
+            f"run.out_dir={tmp}",
+            f"model.chunk_checkpoint={str(checkpoint).lower()}",
+            f"run.amp={str(amp).lower()}",
+            f"run.threads={threads}",
+        ]
         if preset == "tiny":
             over.append("model.teacher_gain=16.0")
         tr = Trainer(load_config(None, over))
-        out = {"preset": preset, "stage": stage, "batch": batch_size, "device": str(tr.info.device),
-               "chunk_checkpoint": checkpoint, "amp": tr.amp, "threads": torch.get_num_threads()}
+        out = {
+            "preset": preset,
+            "stage": stage,
+            "batch": batch_size,
+            "device": str(tr.info.device),
+            "chunk_checkpoint": checkpoint,
+            "amp": tr.amp,
+            "threads": torch.get_num_threads(),
+        }
         with ops.use_backend("kernels"):
             batch = tr.source.batch(range(batch_size))
             batch = type(batch)(**{k: v.to(tr.info.device) for k, v in vars(batch).items()})
             out["saved_for_backward_MB"] = saved_bytes(tr, batch) / 2**20
             times = []
-            for i in range(steps + 1):
+            for _ in range(steps + 1):
                 if tr.info.device.type == "cuda":
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats()
@@ -74,18 +100,32 @@ def measure(preset: str, stage: str, batch_size: int, steps: int, device: str, c
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--preset", default="tiny")
     p.add_argument("--stage", default="encoder")
     p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step (best is reported)")
+    p.add_argument(
+        "--steps", type=int, default=3, help="timed steps after one warm-up step (best is reported)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--amp", action="store_true")
-    p.add_argument("--checkpoint", choices=["off", "on", "both"], default="off", help="renderer per-chunk checkpointing")
+    p.add_argument(
+        "--checkpoint",
+        choices=["off", "on", "both"],
+        default="off",
+        help="renderer per-chunk checkpointing",
+    )
     a = p.parse_args()
-    for ck in ([False, True] if a.checkpoint == "both" else [a.checkpoint == "on"]):
-        print(json.dumps(measure(a.preset, a.stage, a.batch, a.steps, a.device, ck, a.amp, a.threads)), flush=True)
+    for ck in [False, True] if a.checkpoint == "both" else [a.checkpoint == "on"]:
+        print(
+            json.dumps(
+                measure(a.preset, a.stage, a.batch, a.steps, a.device, ck, a.amp, a.threads)
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

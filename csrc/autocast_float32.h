@@ -46,7 +46,8 @@ inline void upcast_half_arguments(const c10::OperatorHandle& op, torch::jit::Sta
 }
 
 template <c10::DispatchKey K, bool kUpcast>
-void autocast_float32_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
+void autocast_float32_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
+                             torch::jit::Stack* stack) {
   if (kUpcast) upcast_half_arguments(op, stack);
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(K);
   op.callBoxed(stack);

@@ -16,13 +16,14 @@ inline bool is_half_colors(const at::Tensor& colors) {
 
 // The dtypes of one sample set: float32 / float64 throughout, or (half_colors, CUDA only)
 // float16 / bfloat16 colours with float32 densities and depths.
-inline void check_sample_dtypes(const at::Tensor& colors, const char* c, const at::Tensor& densities,
-                                const char* d, const at::Tensor& depths, const char* z, bool half_colors) {
+inline void check_sample_dtypes(const at::Tensor& colors, const char* c,
+                                const at::Tensor& densities, const char* d,
+                                const at::Tensor& depths, const char* z, bool half_colors) {
   if (half_colors && is_half_colors(colors)) {
-    TORCH_CHECK(densities.scalar_type() == at::kFloat, "nofa: with ", colors.scalar_type(), " ", c, ", ", d,
-                " must be float32, got ", densities.scalar_type());
-    TORCH_CHECK(depths.scalar_type() == at::kFloat, "nofa: with ", colors.scalar_type(), " ", c, ", ", z,
-                " must be float32, got ", depths.scalar_type());
+    TORCH_CHECK(densities.scalar_type() == at::kFloat, "nofa: with ", colors.scalar_type(), " ", c,
+                ", ", d, " must be float32, got ", densities.scalar_type());
+    TORCH_CHECK(depths.scalar_type() == at::kFloat, "nofa: with ", colors.scalar_type(), " ", c,
+                ", ", z, " must be float32, got ", depths.scalar_type());
     return;
   }
   check_float(colors, c);
@@ -46,8 +47,10 @@ inline void check_composite_rays(const at::Tensor& colors, const at::Tensor& den
                 shape_str(colors), ", densities ", shape_str(densities), ", depths ",
                 shape_str(depths));
   }
-  TORCH_CHECK(colors.size(2) >= 2, "nofa: composite_rays needs S >= 2 samples per ray (one "
-              "interval), got colors ", shape_str(colors));
+  TORCH_CHECK(colors.size(2) >= 2,
+              "nofa: composite_rays needs S >= 2 samples per ray (one "
+              "interval), got colors ",
+              shape_str(colors));
   check_sample_dtypes(colors, "colors", densities, "densities", depths, "depths", half_colors);
   check_same_device(colors, "colors", densities, "densities");
   check_same_device(colors, "colors", depths, "depths");

@@ -35,8 +35,8 @@ inline void check_merged_set(const at::Tensor& colors, const at::Tensor& densiti
 
 inline void check_composite_rays_merged(const at::Tensor& colors_a, const at::Tensor& densities_a,
                                         const at::Tensor& depths_a, const at::Tensor& colors_b,
-                                        const at::Tensor& densities_b,
-                                        const at::Tensor& depths_b, bool half_colors = false) {
+                                        const at::Tensor& densities_b, const at::Tensor& depths_b,
+                                        bool half_colors = false) {
   check_merged_set(colors_a, densities_a, depths_a, "a", half_colors);
   check_merged_set(colors_b, densities_b, depths_b, "b", half_colors);
   TORCH_CHECK(colors_a.size(0) == colors_b.size(0) && colors_a.size(1) == colors_b.size(1) &&

@@ -23,11 +23,12 @@ inline void check_mlp(const at::TensorList ws, const at::TensorList bs, const ch
   const std::string wn = std::string(name) + "_weights", bn = std::string(name) + "_biases";
   TORCH_CHECK(ws.size() >= 2, "nofa: ", wn, " must hold at least 2 layers (one hidden), got ",
               ws.size());
-  TORCH_CHECK(bs.size() == ws.size(), "nofa: ", bn, " must hold one bias per layer (",
-              ws.size(), "), got ", bs.size());
+  TORCH_CHECK(bs.size() == ws.size(), "nofa: ", bn, " must hold one bias per layer (", ws.size(),
+              "), got ", bs.size());
   int64_t prev = in_dim;
   for (size_t i = 0; i < ws.size(); ++i) {
-    const std::string wi = wn + "[" + std::to_string(i) + "]", bi = bn + "[" + std::to_string(i) + "]";
+    const std::string wi = wn + "[" + std::to_string(i) + "]",
+                      bi = bn + "[" + std::to_string(i) + "]";
     const int64_t out = i + 1 == ws.size() ? out_dim : ws[i].size(0);
     TORCH_CHECK(ws[i].dim() == 2 && ws[i].size(0) == out && ws[i].size(1) == prev, "nofa: ", wi,
                 " must have shape [", out, ", ", prev, "], got ", shape_str(ws[i]));
@@ -52,8 +53,8 @@ inline void check_deform_points(const at::Tensor& points, const at::Tensor& alph
   TORCH_CHECK(points.size(2) == 3, "nofa: points must have shape [N, M, 3], got ",
               shape_str(points));
   TORCH_CHECK(alpha.size(0) == points.size(0) && beta.size(0) == points.size(0),
-              "nofa: points, alpha and beta must have the same batch size N, got ",
-              points.size(0), ", ", alpha.size(0), " and ", beta.size(0));
+              "nofa: points, alpha and beta must have the same batch size N, got ", points.size(0),
+              ", ", alpha.size(0), " and ", beta.size(0));
   check_float(points, "points");
   check_same_dtype(alpha, "alpha", points, "points");
   check_same_dtype(beta, "beta", points, "points");

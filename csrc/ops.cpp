@@ -65,8 +65,9 @@ TORCH_LIBRARY(nofa, m) {
 
   // Volume compositing (docs/composite_rays.md) -> (features [N, R, C], depth [N, R, 1],
   // weights [N, R, S-1, 1]).
-  m.def("composite_rays(Tensor colors, Tensor densities, Tensor depths, bool white_back) "
-        "-> (Tensor, Tensor, Tensor)");
+  m.def(
+      "composite_rays(Tensor colors, Tensor densities, Tensor depths, bool white_back) "
+      "-> (Tensor, Tensor, Tensor)");
   // Cotangents of the three outputs, each optional (None: no gradient flows from it).
   // Returns (grad_colors, grad_densities, grad_depths); one not asked for is empty.
   m.def(
@@ -124,7 +125,8 @@ TORCH_LIBRARY(nofa, m) {
   // the forward's features output if at hand (kernels may use it instead of recomputing the
   // output layer; the CUDA kernel ignores it).
   m.def(
-      "decode_triplane_backward(Tensor grad_density, Tensor grad_features, Tensor? features, Tensor planes, "
+      "decode_triplane_backward(Tensor grad_density, Tensor grad_features, Tensor? features, "
+      "Tensor planes, "
       "Tensor points, float box_warp, Tensor fc0_weight, Tensor fc0_bias, Tensor fc1_weight, "
       "Tensor fc1_bias, bool planes_grad, bool points_grad, bool weights_grad) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");

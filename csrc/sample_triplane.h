@@ -39,8 +39,10 @@ inline void check_sample_triplane(const at::Tensor& planes, const at::Tensor& po
               shape_str(planes));
   TORCH_CHECK(points.size(2) == 3, "nofa: points must have shape [N, M, 3], got ",
               shape_str(points));
-  TORCH_CHECK(planes.size(0) == points.size(0), "nofa: planes and points must have the same batch "
-              "size N, got ", planes.size(0), " and ", points.size(0));
+  TORCH_CHECK(planes.size(0) == points.size(0),
+              "nofa: planes and points must have the same batch "
+              "size N, got ",
+              planes.size(0), " and ", points.size(0));
   check_float(planes, "planes");
   check_float(points, "points");
   check_same_dtype(planes, "planes", points, "points");

@@ -2,6 +2,7 @@
 
 The kernel layer lives in :mod:`nofa.ops`; see the README for the rest.
 """
+
 __version__ = "0.1.0"
 
 from . import ops  # noqa: F401  (registers the custom ops)

@@ -1,4 +1,5 @@
 """Shared test helpers: devices, tolerances, and the kernel-vs-reference comparison."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,13 @@ import torch
 # "torch.compile").
 _SCHEMA = Path(__file__).resolve().parents[1] / "csrc" / "ops.cpp"
 if _SCHEMA.exists():
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(
-        Path(tempfile.gettempdir()) / f"nofa-inductor-{hashlib.sha1(_SCHEMA.read_bytes()).hexdigest()[:12]}"))
+    os.environ.setdefault(
+        "TORCHINDUCTOR_CACHE_DIR",
+        str(
+            Path(tempfile.gettempdir())
+            / f"nofa-inductor-{hashlib.sha1(_SCHEMA.read_bytes()).hexdigest()[:12]}"
+        ),
+    )
 
 import nofa.ops as ops  # noqa: E402
 
@@ -29,7 +35,12 @@ DEVICES = [
     "cpu",
     pytest.param(
         "cuda",
-        marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible: CUDA kernel not exercised")],
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(
+                not HAS_CUDA, reason="no CUDA GPU visible: CUDA kernel not exercised"
+            ),
+        ],
     ),
 ]
 

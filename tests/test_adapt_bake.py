@@ -1,4 +1,5 @@
 """Fast adaptation and baking: defaults and degenerate step counts (issue 11, item 4)."""
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,9 @@ def _sphere(p: torch.Tensor):
 
 def test_fast_adapt_without_config_uses_the_defaults(monkeypatch):
     # The default AdaptConfig, shrunk so the test is quick; cfg=None must reach it.
-    small = functools.partial(AdaptConfig, steps=2, resolution=6, coarse_samples=4, importance_samples=4,
-                              progress=False)
+    small = functools.partial(
+        AdaptConfig, steps=2, resolution=6, coarse_samples=4, importance_samples=4, progress=False
+    )
     monkeypatch.setattr(adapt_mod, "AdaptConfig", small)
     av = _solid_avatar()
     with warnings.catch_warnings():
@@ -50,7 +52,9 @@ def test_fast_adapt_rejects_bad_config():
 
 
 def test_bake_zero_steps_returns_the_untrained_avatar(tmp_path):
-    av = bake_field(_sphere, plane_resolution=8, channels=4, steps=0, hidden=8, batch=256, pool=1 << 11)
+    av = bake_field(
+        _sphere, plane_resolution=8, channels=4, steps=0, hidden=8, batch=256, pool=1 << 11
+    )
     assert av.planes.shape == (1, 3, 4, 8, 8)
     assert av.metadata["bake_steps"] == 0 and av.metadata["bake_loss_density"] is None
     back = load_avatar(save_avatar(tmp_path / "t.nofa", av))  # metadata stays JSON-writable

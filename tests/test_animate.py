@@ -1,5 +1,6 @@
 """`nofa animate` and nofa.pipelines.animate: driving formats, MP4 (frames, fps, audio), PNGs,
 cameras, smoothing, the demo animation, the benchmark command."""
+
 from __future__ import annotations
 
 import wave
@@ -15,11 +16,19 @@ from nofa.io import Avatar, save_avatar
 from nofa.io.coeffs import CoeffFileError, save_deep3d, save_deep3d_folder, save_expression
 from nofa.models import NOFAAvatar
 from nofa.models.model_file import AnimatableAvatar, load_animatable, save_animatable, save_model
-from nofa.pipelines.animate import (animate, deep3d_pose_to_label, smooth_coeffs, write_demo_animation,
-                                    write_png_frames, write_video)
+from nofa.pipelines.animate import (
+    animate,
+    deep3d_pose_to_label,
+    smooth_coeffs,
+    write_demo_animation,
+    write_png_frames,
+    write_video,
+)
 from nofa.render import OSGDecoder, RenderOptions, default_label
 
-imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="imageio-ffmpeg (pinned in requirements) missing")
+imageio_ffmpeg = pytest.importorskip(
+    "imageio_ffmpeg", reason="imageio-ffmpeg (pinned in requirements) missing"
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,38 +43,57 @@ def files(tmp_path_factory):
     img = torch.rand(1, 3, 64, 64) * 2 - 1
     from PIL import Image
 
-    Image.fromarray(((img[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()).save(d / "portrait.png")
+    Image.fromarray(((img[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()).save(
+        d / "portrait.png"
+    )
     av = AnimatableAvatar.from_model(model, img, default_label()[None], torch.randn(1, 80))
     save_animatable(d / "src.nofa-anim", av)
     dec = OSGDecoder(8, 16, 8)
-    save_avatar(d / "demo.nofa", Avatar(torch.randn(1, 3, 8, 16, 16), dec.state_dict(), dec.config(),
-                                        RenderOptions(coarse_samples=6, importance_samples=6)))
+    save_avatar(
+        d / "demo.nofa",
+        Avatar(
+            torch.randn(1, 3, 8, 16, 16),
+            dec.state_dict(),
+            dec.config(),
+            RenderOptions(coarse_samples=6, importance_samples=6),
+        ),
+    )
     rng = np.random.default_rng(0)
     c = (rng.standard_normal((5, 257)) * 0.3).astype(np.float32)
     c[:, 224:227] *= 0.3
     save_deep3d(d / "seq257.npy", c)
     save_deep3d_folder(d / "matdir", c)
     save_expression(d / "exp64.npy", c[:, 80:144])
-    save_expression(d / "exp70.mat", np.concatenate([c[:, 80:144], c[:, 224:227], c[:, 254:257]], 1))
+    save_expression(
+        d / "exp70.mat", np.concatenate([c[:, 80:144], c[:, 224:227], c[:, 254:257]], 1)
+    )
     frames = d / "frames"
     frames.mkdir()
     for i in range(3):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(frames / f"f{i}.png")
-        save_deep3d(frames / "coeffs" / f"f{i}.mat", c[i:i + 1])
+        save_deep3d(frames / "coeffs" / f"f{i}.mat", c[i : i + 1])
     with wave.open(str(d / "speech.wav"), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(16000)
-        w.writeframes((np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000) * 8000).astype(np.int16).tobytes())
+        w.writeframes(
+            (np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000) * 8000).astype(np.int16).tobytes()
+        )
     return d
 
 
-@pytest.mark.parametrize("drive,n", [("seq257.npy", 5), ("matdir", 5), ("exp64.npy", 5), ("exp70.mat", 5),
-                                     ("frames", 3)])
+@pytest.mark.parametrize(
+    "drive,n", [("seq257.npy", 5), ("matdir", 5), ("exp64.npy", 5), ("exp70.mat", 5), ("frames", 3)]
+)
 def test_every_driving_format(files, drive, n):
     anim = animate(files / "src.nofa-anim", files / drive, batch=2)
     frames = list(anim)
-    assert len(anim) == n and len(frames) == n and frames[0].shape == (64, 64, 3) and frames[0].dtype == np.uint8
+    assert (
+        len(anim) == n
+        and len(frames) == n
+        and frames[0].shape == (64, 64, 3)
+        and frames[0].dtype == np.uint8
+    )
     assert anim.fps == 25.0
     assert not np.array_equal(frames[0], frames[1])  # the expression moved the face
 
@@ -107,7 +135,7 @@ def test_batched_stream_equals_frame_by_frame(files):
     cams = torch.from_numpy(deep3d_pose_to_label(c.angle, c.trans))
     for i, f in enumerate(frames):
         with torch.no_grad():
-            one = av.render(torch.from_numpy(c.exp[i:i + 1]), cams[i:i + 1])["image"][0]
+            one = av.render(torch.from_numpy(c.exp[i : i + 1]), cams[i : i + 1])["image"][0]
         ref = ((one.clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).numpy()
         # each byte is the frame-by-frame value rounded; batched convolutions differ from
         # unbatched ones by ~1e-5 here, which may tip a value lying on a .5 boundary
@@ -116,8 +144,26 @@ def test_batched_stream_equals_frame_by_frame(files):
 
 def test_cli_mp4_with_audio_frames_fps(files, tmp_path, capsys):
     out = tmp_path / "talk.mp4"
-    assert main(["animate", str(files / "src.nofa-anim"), "--drive", str(files / "exp64.npy"), "--out", str(out),
-                 "--audio", str(files / "speech.wav"), "--fps", "20", "--batch", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "animate",
+                str(files / "src.nofa-anim"),
+                "--drive",
+                str(files / "exp64.npy"),
+                "--out",
+                str(out),
+                "--audio",
+                str(files / "speech.wav"),
+                "--fps",
+                "20",
+                "--batch",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "5 frames, 0.25 s at 20 fps" in text and "peak memory" in text and "frames/s" in text
     reader = imageio_ffmpeg.read_frames(str(out))
@@ -141,7 +187,9 @@ def test_png_frames_equal_animate(files, tmp_path):
 
 
 def test_no_audio_stream_without_audio(files, tmp_path):
-    s = write_video(animate(files / "src.nofa-anim", files / "exp64.npy"), tmp_path / "a.mp4", progress=False)
+    s = write_video(
+        animate(files / "src.nofa-anim", files / "exp64.npy"), tmp_path / "a.mp4", progress=False
+    )
     meta = next(imageio_ffmpeg.read_frames(str(tmp_path / "a.mp4")))
     assert s["frames"] == 5 and meta.get("audio_codec") is None
 
@@ -150,7 +198,9 @@ def test_cameras(files):
     with pytest.raises(ValueError, match="exp64.npy has none"):
         animate(files / "src.nofa-anim", files / "exp64.npy", camera="driving")
     fixed = animate(files / "src.nofa-anim", files / "exp64.npy", camera="fixed", yaw=20)
-    assert torch.equal(fixed.cameras[0], fixed.cameras[-1]) and not torch.equal(fixed.cameras[0], default_label())
+    assert torch.equal(fixed.cameras[0], fixed.cameras[-1]) and not torch.equal(
+        fixed.cameras[0], default_label()
+    )
     orbit = animate(files / "src.nofa-anim", files / "exp64.npy", camera="orbit")
     assert not torch.equal(orbit.cameras[0], orbit.cameras[1])
     with pytest.raises(ValueError, match="camera must be one of"):
@@ -162,10 +212,16 @@ def test_deep3d_pose_to_label_conventions():
     pose = lab[:16].reshape(4, 4)
     np.testing.assert_allclose(pose[:3, :3], np.diag([1.0, -1.0, -1.0]), atol=1e-6)
     # c = (0, 0.006, 2.861) rescaled to radius 2.7
-    np.testing.assert_allclose(pose[:3, 3], np.array([0, 0.006, 2.861]) * 2.7 / np.hypot(0.006, 2.861), atol=1e-5)
+    np.testing.assert_allclose(
+        pose[:3, 3], np.array([0, 0.006, 2.861]) * 2.7 / np.hypot(0.006, 2.861), atol=1e-5
+    )
     np.testing.assert_allclose(lab[16:], [4.2647, 0, 0.5, 0, 4.2647, 0.5, 0, 0, 1], atol=1e-6)
     # a head turned by yaw y is seen like a camera orbiting by -y: still looking at the head
-    lab = deep3d_pose_to_label(np.array([[0.1, 0.4, 0.05]]), np.zeros((1, 3)))[0].reshape(-1)[:16].reshape(4, 4)
+    lab = (
+        deep3d_pose_to_label(np.array([[0.1, 0.4, 0.05]]), np.zeros((1, 3)))[0]
+        .reshape(-1)[:16]
+        .reshape(4, 4)
+    )
     r, c = lab[:3, :3], lab[:3, 3]
     np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-5)
     assert np.dot(r[:, 2], -c / np.linalg.norm(c)) > 0.999
@@ -185,8 +241,9 @@ def test_smoothing():
 
 
 def test_demo_avatar_animates_with_identity(files, tmp_path, capsys):
-    out = write_demo_animation(files / "demo.nofa", tmp_path, frames=4, fps=10, resolution=48, samples=6,
-                               progress=False)
+    out = write_demo_animation(
+        files / "demo.nofa", tmp_path, frames=4, fps=10, resolution=48, samples=6, progress=False
+    )
     assert any("identity deformation" in n for n in out["notes"])
     gif = imageio.mimread(out["gif"])
     assert len(gif) == 4
@@ -194,9 +251,26 @@ def test_demo_avatar_animates_with_identity(files, tmp_path, capsys):
     assert (band.max(-1) < 30).mean() > 0.3 and (band.min(-1) > 120).any()
     meta = next(imageio_ffmpeg.read_frames(str(out["mp4"])))
     assert meta["size"] == (48, 48) and meta["fps"] == 10.0
-    assert main(["animate", str(files / "demo.nofa"), "--drive", str(files / "exp64.npy"), "--resolution", "16",
-                 "--samples", "4", "--audio", str(files / "speech.wav"), "--out", str(tmp_path / "d.mp4"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "animate",
+                str(files / "demo.nofa"),
+                "--drive",
+                str(files / "exp64.npy"),
+                "--resolution",
+                "16",
+                "--samples",
+                "4",
+                "--audio",
+                str(files / "speech.wav"),
+                "--out",
+                str(tmp_path / "d.mp4"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "identity deformation" in capsys.readouterr().out
     meta = next(imageio_ffmpeg.read_frames(str(tmp_path / "d.mp4")))
     assert meta["size"] == (16, 16) and meta["audio_codec"] == "aac"
@@ -204,9 +278,27 @@ def test_demo_avatar_animates_with_identity(files, tmp_path, capsys):
 
 def test_portrait_source_with_model(files, tmp_path, capsys):
     out = tmp_path / "frames"
-    assert main(["animate", str(files / "portrait.png"), "--aligned", "--model", str(files / "model.nofa-model"),
-                 "--drive", str(files / "exp64.npy"), "--max-frames", "2", "--out", str(out),
-                 "--save-avatar", str(tmp_path / "me.nofa-anim"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "animate",
+                str(files / "portrait.png"),
+                "--aligned",
+                "--model",
+                str(files / "model.nofa-model"),
+                "--drive",
+                str(files / "exp64.npy"),
+                "--max-frames",
+                "2",
+                "--out",
+                str(out),
+                "--save-avatar",
+                str(tmp_path / "me.nofa-anim"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert len(list(out.glob("*.png"))) == 2 and (tmp_path / "me.nofa-anim").is_file()
     with pytest.raises(ValueError, match="pass --model"):
         animate(files / "portrait.png", files / "exp64.npy")
@@ -224,16 +316,41 @@ def test_unaligned_photo_source_is_aligned_by_nofa_faces(files, tmp_path):
 
     photo = tmp_path / "astronaut.png"
     Image.fromarray(data.astronaut()).save(photo)
-    anim = animate(photo, files / "exp64.npy", model=files / "model.nofa-model", max_frames=1, resolution=16,
-                   samples=4)
+    anim = animate(
+        photo,
+        files / "exp64.npy",
+        model=files / "model.nofa-model",
+        max_frames=1,
+        resolution=16,
+        samples=4,
+    )
     frames = list(anim)
     assert len(frames) == 1 and frames[0].dtype == np.uint8 and frames[0].ndim == 3
     assert any("nofa.faces" in n for n in anim.notes)
 
 
 def test_animate_bench_command(tmp_path, capsys):
-    assert main(["animate-bench", "--preset", "tiny", "--size", "64", "--frames", "2", "--warmup", "1",
-                 "--long", "4", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "animate-bench",
+                "--preset",
+                "tiny",
+                "--size",
+                "64",
+                "--frames",
+                "2",
+                "--warmup",
+                "1",
+                "--long",
+                "4",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     md = (tmp_path / "animate_bench.md").read_text()
     assert "| tiny | 64² | 16² |" in md and "Long drive" in md and "frames/s" in md
     assert "| cpu | float32 |" in md
@@ -251,7 +368,9 @@ def test_animate_bench_autocast_runs_the_frames_in_that_dtype(tmp_path, monkeypa
         return orig_render(self, *a, **k)
 
     monkeypatch.setattr(AnimatableAvatar, "render", spy)
-    res = animate_bench.run_animate_bench("tiny", 64, frames=2, warmup=1, progress=False, autocast="bf16")
+    res = animate_bench.run_animate_bench(
+        "tiny", 64, frames=2, warmup=1, progress=False, autocast="bf16"
+    )
     assert res["precision"] == "bf16 autocast" and res["fps"] > 0
     assert seen and set(seen) == {torch.bfloat16}
     with pytest.raises(ValueError, match="autocast"):

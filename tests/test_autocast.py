@@ -3,16 +3,16 @@
 dtype), half-precision arguments are cast to float32 first, and a backward run inside an
 autocast region works. deform_points had no Autocast kernel, and its first-layer bias came
 back in bfloat16 under autocast ("self and mat2 must have the same dtype")."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEVICES, require_kernels
+from test_deformation import SMALL, inputs, randomised
 
 import nofa.ops as ops
 from nofa.models.deformation import DeformationField
-
-from conftest import DEVICES, require_kernels
-from test_deformation import SMALL, inputs, randomised
 
 
 def _autocast(device: str):
@@ -22,7 +22,9 @@ def _autocast(device: str):
 def _outputs_and_grads(model, pts, alpha, beta, autocast_device: str | None):
     leaves = [t.detach().clone().requires_grad_() for t in (pts, alpha, beta)]
     params = list(model.parameters())
-    with torch.autocast(autocast_device or "cpu", dtype=torch.bfloat16, enabled=autocast_device is not None):
+    with torch.autocast(
+        autocast_device or "cpu", dtype=torch.bfloat16, enabled=autocast_device is not None
+    ):
         with ops.use_backend("kernels"), ops.trace_backends() as tr:
             outs = model(*leaves)
         # The backward inside the autocast region too (what a training loop often does).
@@ -58,8 +60,12 @@ def test_half_arguments_are_computed_in_float32_on_the_cpu():
     with _autocast("cpu"):
         out = torch.ops.nofa.sample_triplane(planes, points, 1.0, "mean")
     assert out.dtype == torch.float32
-    torch.testing.assert_close(out, torch.ops.nofa.sample_triplane(planes.detach().float(), points, 1.0, "mean"),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        out,
+        torch.ops.nofa.sample_triplane(planes.detach().float(), points, 1.0, "mean"),
+        rtol=0,
+        atol=0,
+    )
     out.sum().backward()
     assert planes.grad is not None and planes.grad.dtype == torch.bfloat16
     with pytest.raises(RuntimeError, match="planes must be float32 or float64"):
@@ -68,12 +74,15 @@ def test_half_arguments_are_computed_in_float32_on_the_cpu():
     # Tensor lists too: deform_points with bfloat16 weights.
     model = randomised(DeformationField(**SMALL))
     pts, alpha, beta = inputs(model, 1, 20, "cpu")
-    lists = [[t.detach().bfloat16() for t in ts] for ts in (model.d_weights, model.d_biases, model.w_weights,
-                                                             model.w_biases)]
+    lists = [
+        [t.detach().bfloat16() for t in ts]
+        for ts in (model.d_weights, model.d_biases, model.w_weights, model.w_biases)
+    ]
     with _autocast("cpu"):
         got = torch.ops.nofa.deform_points(pts, alpha, beta, *lists, SMALL["n_freqs"], False)
-    want = torch.ops.nofa.deform_points(pts, alpha, beta, *[[t.float() for t in ts] for ts in lists],
-                                        SMALL["n_freqs"], False)
+    want = torch.ops.nofa.deform_points(
+        pts, alpha, beta, *[[t.float() for t in ts] for ts in lists], SMALL["n_freqs"], False
+    )
     for a, b in zip(got[:3], want[:3]):
         assert a.dtype == torch.float32
         torch.testing.assert_close(a, b, rtol=0, atol=0)

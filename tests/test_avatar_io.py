@@ -1,4 +1,5 @@
 """Avatar files: round trip, clear errors for damaged/foreign files, atomic saves."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,16 @@ from nofa.render import OSGDecoder, RenderOptions, default_label
 def _avatar(seed=0, C=6) -> Avatar:
     torch.manual_seed(seed)
     dec = OSGDecoder(n_features=C, hidden=8, out_features=4)
-    opts = RenderOptions(box_warp=0.9, coarse_samples=6, importance_samples=4, deterministic=True, white_back=True)
-    return Avatar(torch.randn(1, 3, C, 8, 8), dec.state_dict(), dec.config(), opts, {"name": "test", "steps": 3})
+    opts = RenderOptions(
+        box_warp=0.9, coarse_samples=6, importance_samples=4, deterministic=True, white_back=True
+    )
+    return Avatar(
+        torch.randn(1, 3, C, 8, 8),
+        dec.state_dict(),
+        dec.config(),
+        opts,
+        {"name": "test", "steps": 3},
+    )
 
 
 def test_round_trip(tmp_path):
@@ -117,6 +126,7 @@ def test_interrupted_save_leaves_old_file_intact(tmp_path, monkeypatch):
 
 # --- contents checked at save and at load, not at the first render -------------------------
 
+
 def _bad_avatars():
     good = _avatar()
     state = dict(good.decoder_state)
@@ -124,14 +134,46 @@ def _bad_avatars():
     wrong_shape = {**state, "fc0.weight": torch.zeros(3, 3)}
     int_state = {**state, "fc0.bias": state["fc0.bias"].long()}
     return [
-        ("missing", Avatar(good.planes, missing, good.decoder_config, good.options), r"missing tensors \['fc1.bias'\]"),
-        ("extra", Avatar(good.planes, {**state, "fc9.weight": torch.zeros(2)}, good.decoder_config, good.options),
-         r"unexpected \['fc9.weight'\]"),
-        ("shape", Avatar(good.planes, wrong_shape, good.decoder_config, good.options), r"fc0.weight.*shape \[3, 3\]"),
-        ("int planes", Avatar(good.planes.long(), state, good.decoder_config, good.options), "floating-point"),
-        ("int decoder", Avatar(good.planes, int_state, good.decoder_config, good.options), "fc0.bias.*floating"),
-        ("no planes", Avatar(None, state, good.decoder_config, good.options), "planes must be a tensor"),
-        ("config", Avatar(good.planes, state, {**good.decoder_config, "hidden": 0}, good.options), "hidden"),
+        (
+            "missing",
+            Avatar(good.planes, missing, good.decoder_config, good.options),
+            r"missing tensors \['fc1.bias'\]",
+        ),
+        (
+            "extra",
+            Avatar(
+                good.planes,
+                {**state, "fc9.weight": torch.zeros(2)},
+                good.decoder_config,
+                good.options,
+            ),
+            r"unexpected \['fc9.weight'\]",
+        ),
+        (
+            "shape",
+            Avatar(good.planes, wrong_shape, good.decoder_config, good.options),
+            r"fc0.weight.*shape \[3, 3\]",
+        ),
+        (
+            "int planes",
+            Avatar(good.planes.long(), state, good.decoder_config, good.options),
+            "floating-point",
+        ),
+        (
+            "int decoder",
+            Avatar(good.planes, int_state, good.decoder_config, good.options),
+            "fc0.bias.*floating",
+        ),
+        (
+            "no planes",
+            Avatar(None, state, good.decoder_config, good.options),
+            "planes must be a tensor",
+        ),
+        (
+            "config",
+            Avatar(good.planes, state, {**good.decoder_config, "hidden": 0}, good.options),
+            "hidden",
+        ),
     ]
 
 
@@ -148,8 +190,10 @@ def test_load_refuses_an_unrenderable_avatar(tmp_path, name, bad, match):
     raw = torch.load(save_avatar(tmp_path / "a.nofa", _avatar()), weights_only=True)
     header = json.loads(raw["header"])
     header["decoder_config"] = bad.decoder_config
-    torch.save({**raw, "header": json.dumps(header), "planes": bad.planes, "decoder": bad.decoder_state},
-               tmp_path / "bad.nofa")
+    torch.save(
+        {**raw, "header": json.dumps(header), "planes": bad.planes, "decoder": bad.decoder_state},
+        tmp_path / "bad.nofa",
+    )
     with pytest.raises(AvatarFileError, match=match):
         load_avatar(tmp_path / "bad.nofa")
 
@@ -195,13 +239,24 @@ def test_killed_save_leaves_a_temp_file_that_the_next_save_removes(tmp_path):
 
     path = save_avatar(tmp_path / "a.nofa", _avatar(seed=0))
     before = path.read_bytes()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(path)], env=env, capture_output=True, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_SAVE, str(path)], env=env, capture_output=True, timeout=120
+    )
     assert proc.returncode == -9, proc.stderr.decode()
     assert path.read_bytes() == before  # the old file is intact ...
     leftovers = [p for p in tmp_path.iterdir() if p.name != "a.nofa"]
-    assert len(leftovers) == 1 and leftovers[0].name.startswith(".a.nofa.nofa-") and leftovers[0].suffix == ".tmp"
-    unrelated = tmp_path / ".b.nofa.nofa-00000000-1-x.tmp"  # another target's temp: not ours to delete
+    assert (
+        len(leftovers) == 1
+        and leftovers[0].name.startswith(".a.nofa.nofa-")
+        and leftovers[0].suffix == ".tmp"
+    )
+    unrelated = (
+        tmp_path / ".b.nofa.nofa-00000000-1-x.tmp"
+    )  # another target's temp: not ours to delete
     unrelated.write_bytes(b"x")
     save_avatar(path, _avatar(seed=1))  # ... and the next save to that target cleans up
     assert sorted(p.name for p in tmp_path.iterdir()) == [unrelated.name, "a.nofa"]
@@ -228,12 +283,19 @@ def test_ctrl_c_during_save_raises_keyboard_interrupt_promptly(tmp_path):
     import time
 
     path = tmp_path / "big.pt"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]),
+    }
     # SIG_DFL in the child: a shell that starts pytest in the background without job control
     # makes it ignore SIGINT, children inherit that, and Python then installs no Ctrl-C handler.
-    proc = subprocess.Popen([sys.executable, "-c", _SAVE_LOOP, str(path)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SAVE_LOOP, str(path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert proc.stdout.readline().strip() == b"ready"
         time.sleep(0.15)  # well inside one of the back-to-back saves
@@ -286,7 +348,9 @@ def test_sigint_inside_torch_save_is_a_keyboard_interrupt(tmp_path, monkeypatch)
         def __exit__(self, *exc):
             return self.f.__exit__(*exc)
 
-    monkeypatch.setattr(atomic_mod.os, "fdopen", lambda *a, **k: CtrlCOnThirdWrite(real_fdopen(*a, **k)))
+    monkeypatch.setattr(
+        atomic_mod.os, "fdopen", lambda *a, **k: CtrlCOnThirdWrite(real_fdopen(*a, **k))
+    )
     with pytest.raises(KeyboardInterrupt):  # not RuntimeError: [enforce fail ...] unexpected pos
         save_avatar(path, _avatar(seed=1))
     monkeypatch.undo()

@@ -1,5 +1,6 @@
 """NOFAAvatar: the paper preset at its real sizes, the tiny preset end to end (gradients,
 backends, detail path), bad inputs, sampling, and model files."""
+
 from __future__ import annotations
 
 import os
@@ -40,13 +41,22 @@ def tiny() -> NOFAAvatar:
 def test_paper_preset_reconstruct_and_animate_on_cpu():
     # The real paper-size networks; only the neural rendering is made cheap (64 px, the
     # 64 -> 512 SR variant, 12 + 12 samples) to keep the suite fast.
-    model = NOFAAvatar.from_preset("paper", render={"resolution": 64, "coarse_samples": 12, "importance_samples": 12,
-                                                    "deterministic": True}).eval()
+    model = NOFAAvatar.from_preset(
+        "paper",
+        render={
+            "resolution": 64,
+            "coarse_samples": 12,
+            "importance_samples": 12,
+            "deterministic": True,
+        },
+    ).eval()
     assert model.num_ws == 14
     image, cam, alpha, beta = _inputs(1, 512)
     with torch.no_grad():
         vol = model.reconstruct(image, cam)
-        assert vol.planes.shape == (1, 3, 32, 256, 256) and vol.planes_coarse.shape == vol.planes.shape
+        assert (
+            vol.planes.shape == (1, 3, 32, 256, 256) and vol.planes_coarse.shape == vol.planes.shape
+        )
         assert vol.ws.shape == (1, 14, 512) and vol.feature.shape == (1, 512, 64, 64)
         assert vol.coarse["image"].shape == (1, 3, 512, 512)
         out = model.animate(vol, alpha, beta, cam)
@@ -78,16 +88,28 @@ def test_tiny_end_to_end_gradients_reach_every_module(tiny):
     vol = tiny.reconstruct(image, cam)
     out = tiny.animate(vol, alpha, beta, cam)
     assert out["image"].shape == (1, 3, 64, 64) and out["image_raw"].shape == (1, 3, 16, 16)
-    (out["image"].square().mean() + out["depth"].mean() + out["image_raw"].square().mean()).backward()
+    (
+        out["image"].square().mean() + out["depth"].mean() + out["image_raw"].square().mean()
+    ).backward()
     # Not used by reconstruct/animate: the mapping network (codes come from E(I) + w_avg) and
     # the SR noise strengths (EG3D renders the SR without noise).
-    unused = {n for n, _ in tiny.named_parameters() if n.startswith("generator.mapping.")
-              or (n.startswith("superres.") and n.endswith("noise_strength"))}
-    dead = [n for n, p in tiny.named_parameters()
-            if n not in unused and (p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0)]
+    unused = {
+        n
+        for n, _ in tiny.named_parameters()
+        if n.startswith("generator.mapping.")
+        or (n.startswith("superres.") and n.endswith("noise_strength"))
+    }
+    dead = [
+        n
+        for n, p in tiny.named_parameters()
+        if n not in unused
+        and (p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0)
+    ]
     assert not dead, dead
     for name in MODULES:
-        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(tiny, name).parameters()), name
+        assert any(
+            p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(tiny, name).parameters()
+        ), name
 
 
 def test_tiny_kernels_and_torch_backends_agree(tiny):
@@ -192,6 +214,7 @@ def test_model_file_round_trip_and_errors(tmp_path, monkeypatch):
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a nofa model file"):
         NOFAAvatar.load(tmp_path / "other.pt")
+
     # an interrupted save leaves the old file intact and no temp file behind
     def broken_save(obj, f, *a, **k):
         f.write(b"partial")

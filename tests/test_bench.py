@@ -1,6 +1,7 @@
 """`nofa bench --quick`: every case and both backends reach the table, CSV and PNG; the
 memory probe and the backend assertion of the benchmark really measure what they claim.
 No timing assertions (timings belong to benchmarks, not to unit tests)."""
+
 from __future__ import annotations
 
 import csv
@@ -11,8 +12,8 @@ import torch
 import nofa.ops as ops
 from nofa import cli
 from nofa.bench import all_cases, measure
-from nofa.bench.registry import MODES
 from nofa.bench.calls import BackendMismatch, check_backends
+from nofa.bench.registry import MODES
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,9 @@ def _kernels_compiled(case) -> bool:
 
 
 def test_quick_writes_table_csv_png(quick_run):
-    md, csv_path, png = (quick_run / f"cpu_quick_{n}" for n in ("results.md", "results.csv", "scaling.png"))
+    md, csv_path, png = (
+        quick_run / f"cpu_quick_{n}" for n in ("results.md", "results.csv", "scaling.png")
+    )
     for p in (md, csv_path, png):
         assert p.is_file() and p.stat().st_size > 0, f"{p.name} not written"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -42,19 +45,25 @@ def test_quick_writes_table_csv_png(quick_run):
 def test_quick_csv_has_every_case_backend_and_mode(quick_run):
     with open(quick_run / "cpu_quick_results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert not [r for r in rows if r["status"] == "error"], [r["reason"] for r in rows if r["status"] == "error"]
+    assert not [r for r in rows if r["status"] == "error"], [
+        r["reason"] for r in rows if r["status"] == "error"
+    ]
     for case in all_cases():
         mine = [r for r in rows if r["case"] == case.name and r["suite"] == "headline"]
         for backend in ("kernels", "torch"):
             for mode in MODES:
                 got = [r for r in mine if r["backend"] == backend and r["mode"] == mode]
                 want = len(case.sizes["headline"]["quick"])
-                assert len(got) == want, f"{case.name}/{backend}/{mode}: {len(got)} headline rows, not {want}"
+                assert len(got) == want, (
+                    f"{case.name}/{backend}/{mode}: {len(got)} headline rows, not {want}"
+                )
                 for row in got:
                     if mode not in case.modes:  # forward-only cases say so
                         assert row["status"] == "n/a" and "forward only" in row["reason"], row
                         continue
-                    runnable = case.unavailable() is None and (backend == "torch" or _kernels_compiled(case))
+                    runnable = case.unavailable() is None and (
+                        backend == "torch" or _kernels_compiled(case)
+                    )
                     if runnable:
                         assert row["status"] == "ok", row
                         assert float(row["median_ms"]) > 0 and row["peak_mib"] != ""
@@ -68,13 +77,19 @@ def test_quick_csv_has_every_case_backend_and_mode(quick_run):
 def test_sweeps_reach_the_csv(quick_run):
     with open(quick_run / "cpu_quick_results.csv") as f:
         rows = list(csv.DictReader(f))
-    sweeps = {(r["case"], r["suite"]) for r in rows if r["status"] == "ok" and r["suite"] != "headline"}
+    sweeps = {
+        (r["case"], r["suite"]) for r in rows if r["status"] == "ok" and r["suite"] != "headline"
+    }
     assert ("sample_triplane", "points") in sweeps and ("sample_triplane", "resolution") in sweeps
 
 
 def test_sample_triplane_runs_on_render_ordered_points_too(quick_run):
     with open(quick_run / "cpu_quick_results.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r["case"] == "sample_triplane" and r["suite"] == "headline"]
+        rows = [
+            r
+            for r in csv.DictReader(f)
+            if r["case"] == "sample_triplane" and r["suite"] == "headline"
+        ]
     ordered = [r for r in rows if "in render order" in r["problem"]]
     assert {r["backend"] for r in ordered if r["status"] == "ok"} >= {"torch", "kernels"}
     assert any("in render order" not in r["problem"] for r in rows)  # the random-order rows stay
@@ -84,7 +99,7 @@ def test_sample_triplane_runs_on_render_ordered_points_too(quick_run):
     pts = _ray_points(5 * SAMPLES)[0].view(5, SAMPLES, 3)
     depth = (pts - torch.tensor([0.0, 0.0, 2.7])).norm(dim=-1)
     assert (depth.diff(dim=1) > 0).all()  # depth-sorted along each ray
-    assert ((pts[:, :, :2].abs() < 0.5).all())  # inside the box across the rays
+    assert (pts[:, :, :2].abs() < 0.5).all()  # inside the box across the rays
 
 
 def test_backend_check_rejects_a_fallback_run():
@@ -97,7 +112,9 @@ def test_backend_check_rejects_a_fallback_run():
         check_backends(tr, case, "kernels")  # labelled "kernels" but ran the reference
 
 
-@pytest.mark.skipif(not measure.reset_hwm(), reason="VmHWM cannot be reset here (needs Linux /proc/self/clear_refs)")
+@pytest.mark.skipif(
+    not measure.reset_hwm(), reason="VmHWM cannot be reset here (needs Linux /proc/self/clear_refs)"
+)
 def test_cpu_peak_memory_sees_reused_allocations():
     # Freeing a 40 MiB block raises glibc's mmap threshold: smaller blocks then come from the
     # heap, and a block freed by a warm-up stays resident. The probe must still see the next
@@ -108,17 +125,24 @@ def test_cpu_peak_memory_sees_reused_allocations():
         n = mib * 2**20 // 4
         warm = torch.ones(n)
         del warm
-        peak = measure.peak_memory(lambda: torch.ones(n), torch.device("cpu"))
-        assert 0.9 * n * 4 <= peak <= 1.5 * n * 4, f"{mib} MiB allocation measured as {peak / 2**20:.1f} MiB"
+        peak = measure.peak_memory(lambda n=n: torch.ones(n), torch.device("cpu"))
+        assert 0.9 * n * 4 <= peak <= 1.5 * n * 4, (
+            f"{mib} MiB allocation measured as {peak / 2**20:.1f} MiB"
+        )
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible: the CUDA benchmark path not exercised")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="no CUDA GPU visible: the CUDA benchmark path not exercised",
+)
 def test_quick_cuda_writes_bandwidth_figure(tmp_path):
     assert cli.main(["bench", "--quick", "--device", "cuda", "--out", str(tmp_path)]) == 0
     with open(tmp_path / "cuda_quick_results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert not [r for r in rows if r["status"] == "error"], [r["reason"] for r in rows if r["status"] == "error"]
+    assert not [r for r in rows if r["status"] == "error"], [
+        r["reason"] for r in rows if r["status"] == "error"
+    ]
     for p in ("cuda_quick_results.md", "cuda_quick_scaling.png", "cuda_quick_bandwidth.png"):
         assert (tmp_path / p).is_file(), p
     assert "copy bandwidth" in (tmp_path / "cuda_quick_results.md").read_text()
@@ -126,7 +150,9 @@ def test_quick_cuda_writes_bandwidth_figure(tmp_path):
 
 def test_every_public_op_and_pipeline_has_a_case():
     names = {c.name for c in all_cases()}
-    assert set(ops.OPS) - {"channels_last_planes"} <= names  # the relayout is timed inside the render
+    assert (
+        set(ops.OPS) - {"channels_last_planes"} <= names
+    )  # the relayout is timed inside the render
     assert {"render", "render_deformed", "avatar_reconstruct", "avatar_animate", "mesh"} <= names
 
 
@@ -138,7 +164,9 @@ def test_cases_import_without_a_cycle():
 
     import nofa.bench.cases as cases_pkg
     from nofa.bench import registry
-    from nofa.bench.cases import ops as c_ops, pipelines as c_pipe, render as c_render
+    from nofa.bench.cases import ops as c_ops
+    from nofa.bench.cases import pipelines as c_pipe
+    from nofa.bench.cases import render as c_render
 
     def imported(mod):
         names = set()
@@ -149,4 +177,6 @@ def test_cases_import_without_a_cycle():
 
     assert not {n for n in imported(registry) if "cases" in n}
     for mod in (cases_pkg, c_ops, c_pipe, c_render):
-        assert not {n for n in imported(mod) if n.split(".")[-1] in ("suite", "worker", "report")}, mod
+        assert not {
+            n for n in imported(mod) if n.split(".")[-1] in ("suite", "worker", "report")
+        }, mod

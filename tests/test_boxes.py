@@ -1,4 +1,5 @@
 """Eye/mouth boxes from 68 landmarks, the differentiable box crop, and the identity loss."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,11 +10,16 @@ from nofa.train.boxes import crop_boxes, face_boxes, region_box
 from nofa.train.identity import IdentityLoss, build_face_recognizer
 
 
-def landmarks_with(mouth: tuple[float, float, float, float], eyes: tuple[float, float, float, float]) -> torch.Tensor:
+def landmarks_with(
+    mouth: tuple[float, float, float, float], eyes: tuple[float, float, float, float]
+) -> torch.Tensor:
     """[1, 68, 2]: every point at the image centre except the mouth (48-67) and brow/eye
     (17-26, 36-47) points, spread over the given (x0, y0, x1, y1) extents."""
     lm = torch.full((1, 68, 2), 32.0)
-    for idx, (x0, y0, x1, y1) in ((range(48, 68), mouth), (list(range(17, 27)) + list(range(36, 48)), eyes)):
+    for idx, (x0, y0, x1, y1) in (
+        (range(48, 68), mouth),
+        (list(range(17, 27)) + list(range(36, 48)), eyes),
+    ):
         idx = list(idx)
         t = torch.linspace(0, 1, len(idx))
         lm[0, idx, 0] = x0 + t * (x1 - x0)
@@ -29,7 +35,9 @@ def test_region_boxes_margin_aspect_min_size_and_clamping():
     # eyes: 32 x 10 -> 48 x 15, aspect 2:1 -> 48 x 24 about (32, 25)
     assert torch.allclose(boxes["eyes"], torch.tensor([[8.0, 13.0, 56.0, 37.0]]))
     # a closed mouth (a line) still gets a box of at least min_size * S
-    flat = region_box(landmarks_with(mouth=(30, 44, 34, 44), eyes=(16, 20, 48, 30)), "mouth", 64, min_size=0.25)
+    flat = region_box(
+        landmarks_with(mouth=(30, 44, 34, 44), eyes=(16, 20, 48, 30)), "mouth", 64, min_size=0.25
+    )
     assert torch.allclose(flat[0, 2:] - flat[0, :2], torch.tensor([16.0, 16.0]))
     # near the border: shifted inside, size kept
     edge = region_box(landmarks_with(mouth=(50, 54, 62, 62), eyes=(16, 20, 48, 30)), "mouth", 64)
@@ -45,12 +53,17 @@ def test_region_boxes_margin_aspect_min_size_and_clamping():
 
 
 def test_crop_boxes_samples_the_box_and_is_differentiable():
-    # image value = x pixel coordinate of the pixel centre: a crop of [8, 16) x [0, 8) at 8 x 8 is 8.5 .. 15.5
+    # image value = x pixel coordinate of the pixel centre: a crop of [8, 16) x [0, 8) at 8 x 8 is
+    # 8.5 .. 15.5
     x = (torch.arange(32.0) + 0.5).expand(1, 1, 32, 32).clone().requires_grad_(True)
     crop = crop_boxes(x, torch.tensor([[8.0, 0.0, 16.0, 8.0]]), (8, 8))
     assert torch.allclose(crop[0, 0, 3], torch.arange(8.0) + 8.5, atol=1e-5)
     crop.sum().backward()
-    assert x.grad is not None and x.grad[0, 0, :8, 8:16].sum() > 0 and x.grad[0, 0, 16:].abs().sum() == 0
+    assert (
+        x.grad is not None
+        and x.grad[0, 0, :8, 8:16].sum() > 0
+        and x.grad[0, 0, 16:].abs().sum() == 0
+    )
     with pytest.raises(ValueError, match=r"boxes must be \[1, 4\]"):
         crop_boxes(x, torch.zeros(2, 4), (8, 8))
 

@@ -1,4 +1,5 @@
 """Cameras (EG3D conventions), rays and depth sampling."""
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,10 @@ def test_pitch_follows_eg3d_arccos_mapping():
     # Past +-pi/2 EG3D clamps v to (1e-5, pi - 1e-5): the camera stops just short of the pole.
     top, bottom = pitch_to_polar(torch.tensor([-3.0, 3.0]))
     assert top.item() == pytest.approx(math.acos(1 - 2e-5 / math.pi), rel=1e-3) and top > 0
-    assert bottom.item() == pytest.approx(math.pi - math.acos(1 - 2e-5 / math.pi), abs=1e-4) and bottom < math.pi
+    assert (
+        bottom.item() == pytest.approx(math.pi - math.acos(1 - 2e-5 / math.pi), abs=1e-4)
+        and bottom < math.pi
+    )
     # The plain-angle helper puts the camera exactly at the polar angle it is given.
     o = sphere_origin(0.0, math.radians(78.5), 2.0)
     assert math.degrees(math.acos(o[1].item() / 2.0)) == pytest.approx(78.5, abs=1e-4)
@@ -55,8 +59,14 @@ def _eg3d_look_at_sampler(h: float, v: float, look_at, radius: float) -> torch.T
     polar angle from +y via arccos(1 - 2 v / pi) with v clamped, OpenCV look-at with world up +y."""
     v = min(max(v, 1e-5), math.pi - 1e-5)
     theta, phi = h, math.acos(1 - 2 * v / math.pi)
-    origin = torch.tensor([radius * math.sin(phi) * math.cos(math.pi - theta), radius * math.cos(phi),
-                           radius * math.sin(phi) * math.sin(math.pi - theta)], dtype=torch.float64)
+    origin = torch.tensor(
+        [
+            radius * math.sin(phi) * math.cos(math.pi - theta),
+            radius * math.cos(phi),
+            radius * math.sin(phi) * math.sin(math.pi - theta),
+        ],
+        dtype=torch.float64,
+    )
     forward = torch.tensor(look_at, dtype=torch.float64) - origin
     forward = forward / forward.norm()
     right = -torch.linalg.cross(torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), forward)
@@ -68,10 +78,15 @@ def _eg3d_look_at_sampler(h: float, v: float, look_at, radius: float) -> torch.T
     return m
 
 
-@pytest.mark.parametrize("yaw,pitch,radius,look_at", [
-    (0.0, -0.2, FFHQ_RADIUS, FFHQ_LOOK_AT), (0.5, 0.25, FFHQ_RADIUS, FFHQ_LOOK_AT),
-    (-0.7, -0.45, 3.1, (0.05, -0.1, 0.2)), (0.2, 1.2, 2.0, (0.0, 0.0, 0.0)),
-])
+@pytest.mark.parametrize(
+    "yaw,pitch,radius,look_at",
+    [
+        (0.0, -0.2, FFHQ_RADIUS, FFHQ_LOOK_AT),
+        (0.5, 0.25, FFHQ_RADIUS, FFHQ_LOOK_AT),
+        (-0.7, -0.45, 3.1, (0.05, -0.1, 0.2)),
+        (0.2, 1.2, 2.0, (0.0, 0.0, 0.0)),
+    ],
+)
 def test_default_label_is_eg3d_camera(yaw, pitch, radius, look_at):
     # gen_samples.py / gen_videos.py call LookAtPoseSampler.sample(pi/2 + yaw, pi/2 + pitch, ...).
     want = _eg3d_look_at_sampler(math.pi / 2 + yaw, math.pi / 2 + pitch, look_at, radius)
@@ -85,8 +100,11 @@ def test_orbit_pitch_bob_uses_eg3d_mapping():
     t = torch.arange(n, dtype=torch.float64) / n * (2 * math.pi)
     want = torch.rad2deg(torch.arccos(-2 * pitch_range * torch.sin(2 * t) / math.pi))
     assert torch.allclose(_polar_deg(labels), want, atol=1e-3)
-    assert torch.allclose(labels, default_label(0.4 * torch.sin(t.float()), pitch_range * torch.sin(2 * t.float())),
-                          atol=1e-6)
+    assert torch.allclose(
+        labels,
+        default_label(0.4 * torch.sin(t.float()), pitch_range * torch.sin(2 * t.float())),
+        atol=1e-6,
+    )
 
 
 def test_label_round_trip():
@@ -138,7 +156,7 @@ def test_rays_through_pixel_centres_and_look_at_matrix():
     assert o.shape == d.shape == (1, 16, 3)
     assert torch.allclose(d.norm(dim=-1), torch.ones(1, 16), atol=1e-6)
     # Project each ray's point back through K: it must land on its pixel centre.
-    cam = (d[0] @ c2w[:3, :3])  # world -> camera rotation (c2w^T applied to a direction)
+    cam = d[0] @ c2w[:3, :3]  # world -> camera rotation (c2w^T applied to a direction)
     uv = (cam[:, :2] / cam[:, 2:]) * 2.0 + 0.5
     rows, cols = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
     want = torch.stack([(cols.reshape(-1) + 0.5) / 4, (rows.reshape(-1) + 0.5) / 4], -1)

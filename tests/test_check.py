@@ -1,14 +1,18 @@
 """`nofa check` runs every public op on both backends and reports each one."""
+
 from __future__ import annotations
 
-from nofa import cli
-import nofa.ops as ops
 from conftest import require_kernels
+
+import nofa.ops as ops
+from nofa import cli
 
 
 def test_check_covers_every_op(capsys):
     require_kernels("cpu")
-    rc = cli.main(["check", "--points", "500", "--repeats", "1", "--plane-res", "16", "--rays", "64"])
+    rc = cli.main(
+        ["check", "--points", "500", "--repeats", "1", "--plane-res", "16", "--rays", "64"]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     for op in ops.OPS:

@@ -1,5 +1,6 @@
 """Bad command-line input: argparse-style errors naming the option (exit 2), clear one-line
 errors for files that are not avatars/images (exit 1), and the --pitch camera convention."""
+
 from __future__ import annotations
 
 import math
@@ -52,7 +53,9 @@ BAD_NUMBERS = [
 ]
 
 
-@pytest.mark.parametrize("argv,option,why", BAD_NUMBERS, ids=[" ".join(a[0][:1] + a[0][2:]) for a in BAD_NUMBERS])
+@pytest.mark.parametrize(
+    "argv,option,why", BAD_NUMBERS, ids=[" ".join(a[0][:1] + a[0][2:]) for a in BAD_NUMBERS]
+)
 def test_bad_numbers_exit_2_naming_the_option(argv, option, why, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -67,7 +70,9 @@ def test_good_boundary_values_parse():
     p = build_parser()
     a = p.parse_args(["render", AV, "--pitch", "-90", "--yaw", "-400", "--radius", "1e-3"])
     assert (a.pitch, a.yaw, a.radius, a.device) == (-90.0, -400.0, 1e-3, "cpu")
-    a = p.parse_args(["export-mesh", AV, "--min-fraction", "0", "--chunk", "1", "--resolution", "2"])
+    a = p.parse_args(
+        ["export-mesh", AV, "--min-fraction", "0", "--chunk", "1", "--resolution", "2"]
+    )
     assert (a.min_fraction, a.chunk, a.resolution) == (0.0, 1, 2)
     assert p.parse_args(["export-mesh", AV, "--min-fraction", "1"]).min_fraction == 1.0
     assert p.parse_args(["turntable", AV, "--fps", "0.5", "--yaw-range", "-35"]).fps == 0.5
@@ -85,7 +90,9 @@ def test_bogus_device_names_device(command, capsys):
     assert "corrupt" not in err
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: --device cuda is valid here")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="a GPU is visible: --device cuda is valid here"
+)
 def test_cuda_without_gpu_names_device(capsys):
     with pytest.raises(SystemExit) as e:
         main(["render", AV, "--device", "cuda"])
@@ -104,14 +111,30 @@ def test_cuda_index_out_of_range_names_device(capsys):
 def test_file_that_is_not_an_avatar(command, tmp_path, capsys):
     junk = tmp_path / "photo.nofa"
     junk.write_text("hello\n")
-    out = ["--out", str(tmp_path / ("x.gif" if command == "turntable" else "x.ply" if command == "export-mesh"
-                                    else "x.png"))]
-    for path, why in ((junk, "not a readable nofa avatar"), (tmp_path / "missing.nofa", "not found")):
+    out = [
+        "--out",
+        str(
+            tmp_path
+            / (
+                "x.gif"
+                if command == "turntable"
+                else "x.ply"
+                if command == "export-mesh"
+                else "x.png"
+            )
+        ),
+    ]
+    for path, why in (
+        (junk, "not a readable nofa avatar"),
+        (tmp_path / "missing.nofa", "not found"),
+    ):
         with pytest.raises(SystemExit) as e:
             main([command, str(path)] + out)
         err = capsys.readouterr().err
         assert e.value.code == 1, err
-        assert err.startswith(f"nofa {command}: error: AVATAR: ") and why in err and str(path) in err, err
+        assert (
+            err.startswith(f"nofa {command}: error: AVATAR: ") and why in err and str(path) in err
+        ), err
         assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.nofa"]  # nothing written
 
@@ -119,8 +142,10 @@ def test_file_that_is_not_an_avatar(command, tmp_path, capsys):
 def test_demo_with_bad_template_or_image(tmp_path, capsys):
     junk = tmp_path / "junk.nofa"
     junk.write_text("hello\n")
-    for argv, why in ((["--template", str(junk)], "not a readable nofa avatar"),
-                      (["--image", str(junk)], "not an image file")):
+    for argv, why in (
+        (["--template", str(junk)], "not a readable nofa avatar"),
+        (["--image", str(junk)], "not an image file"),
+    ):
         with pytest.raises(SystemExit) as e:
             main(["demo", "--quick", "--no-progress", "--out", str(tmp_path / "out")] + argv)
         err = capsys.readouterr().err
@@ -128,9 +153,12 @@ def test_demo_with_bad_template_or_image(tmp_path, capsys):
 
 
 def test_render_pitch_is_eg3d_pitch():
-    # --pitch -11.459 deg = -0.2 rad: EG3D's camera sits at polar angle arccos(0.4 / pi) = 82.685 deg
+    # --pitch -11.459 deg = -0.2 rad: EG3D's camera sits at polar angle arccos(0.4 / pi) = 82.685
+    # deg
     # from +y (a plain pi/2 + pitch would give 78.54 deg).
-    args = build_parser().parse_args(["render", AV, "--pitch", str(math.degrees(-0.2)), "--radius", "3"])
+    args = build_parser().parse_args(
+        ["render", AV, "--pitch", str(math.degrees(-0.2)), "--radius", "3"]
+    )
     origin = parse_label(view_label(args))[0][:3, 3].double()
     assert origin.norm().item() == pytest.approx(3.0, abs=1e-5)
     assert math.degrees(math.acos(origin[1].item() / 3.0)) == pytest.approx(82.685, abs=1e-3)

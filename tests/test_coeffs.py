@@ -1,12 +1,22 @@
 """Deep3DFaceRecon coefficient files and expression sequences: round trips and clear errors."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import scipy.io
 
-from nofa.io.coeffs import (DEEP3D_SLICES, CoeffFileError, load_coeffs, load_deep3d, load_deep3d_folder,
-                            load_expression, save_deep3d, save_deep3d_folder, save_expression)
+from nofa.io.coeffs import (
+    DEEP3D_SLICES,
+    CoeffFileError,
+    load_coeffs,
+    load_deep3d,
+    load_deep3d_folder,
+    load_expression,
+    save_deep3d,
+    save_deep3d_folder,
+    save_expression,
+)
 
 
 def _seq(t: int, width: int = 257, seed: int = 0) -> np.ndarray:
@@ -95,7 +105,9 @@ def test_nan_names_the_file(tmp_path, kind):
 def test_wrong_keys_and_widths_in_mat(tmp_path):
     p = tmp_path / "keys.mat"
     scipy.io.savemat(p, {"id": np.zeros((1, 80)), "exp": np.zeros((1, 64))})
-    with pytest.raises(CoeffFileError, match=r"keys.mat.*missing \['tex', 'angle', 'gamma', 'trans'\]"):
+    with pytest.raises(
+        CoeffFileError, match=r"keys.mat.*missing \['tex', 'angle', 'gamma', 'trans'\]"
+    ):
         load_deep3d(p)
     p2 = tmp_path / "w.mat"
     parts = {k: np.zeros((1, s.stop - s.start)) for k, s in DEEP3D_SLICES.items()}

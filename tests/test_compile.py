@@ -1,14 +1,15 @@
 """torch.compile(fullgraph=True) of every public op and of the renderer, forward and
 backward, matches eager mode, on the kernels and on the reference. The backend of each op
 is chosen while tracing (docs/architecture.md, "Dispatch")."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import require_kernels
 
 import nofa.ops as ops
 from nofa.render import OSGDecoder, RenderOptions, TriplaneRenderer, default_label
-from conftest import require_kernels
 
 BACKENDS = ["kernels", "torch"]
 
@@ -19,8 +20,12 @@ def _inputs():
     g = torch.Generator().manual_seed(0)
     planes = torch.randn(1, 3, 4, 8, 8, generator=g)
     pts = torch.rand(1, 20, 3, generator=g) - 0.5
-    w = [torch.randn(16, 4, generator=g), torch.randn(16, generator=g), torch.randn(3, 16, generator=g),
-         torch.randn(3, generator=g)]
+    w = [
+        torch.randn(16, 4, generator=g),
+        torch.randn(16, generator=g),
+        torch.randn(3, 16, generator=g),
+        torch.randn(3, generator=g),
+    ]
     c = torch.rand(1, 5, 6, 3, generator=g)
     d = torch.randn(1, 5, 6, 1, generator=g)
     z = torch.sort(torch.rand(1, 5, 6, 1, generator=g) + 2, 2)[0]
@@ -31,8 +36,12 @@ def _inputs():
         "sample_triplane": (lambda p, x: ops.sample_triplane(p, x, 1.0, "concat"), (planes, pts)),
         "decode_triplane": (lambda p, x, *w: ops.decode_triplane(p, x, 1.0, *w), (planes, pts, *w)),
         "composite_rays": (lambda c, d, z: ops.composite_rays(c, d, z, True), (c, d, z)),
-        "composite_rays_merged": (lambda c, d, z: ops.composite_rays_merged(
-            c[:, :, :2], d[:, :, :2], z[:, :, :2], c[:, :, 2:], d[:, :, 2:], z[:, :, 2:]), (c, d, z)),
+        "composite_rays_merged": (
+            lambda c, d, z: ops.composite_rays_merged(
+                c[:, :, :2], d[:, :, :2], z[:, :, :2], c[:, :, 2:], d[:, :, 2:], z[:, :, 2:]
+            ),
+            (c, d, z),
+        ),
         "deform_points": (lambda x, a, b: field(x, a, b), (pts, *ab)),
         "channels_last_planes": (lambda p: ops.channels_last_planes(p) * 2, (planes,)),
         "prepare_planes": (lambda p: ops.prepare_planes(p) * 2, (planes,)),
@@ -74,8 +83,12 @@ def _scene():
     torch.manual_seed(0)
     planes = torch.randn(1, 3, 8, 16, 16) * 0.8
     decoder = OSGDecoder(n_features=8, hidden=16, out_features=6)
-    renderer = TriplaneRenderer(decoder, RenderOptions(deterministic=True, coarse_samples=8, importance_samples=8,
-                                                       ray_start=None, ray_end=None))
+    renderer = TriplaneRenderer(
+        decoder,
+        RenderOptions(
+            deterministic=True, coarse_samples=8, importance_samples=8, ray_start=None, ray_end=None
+        ),
+    )
     labels = default_label(0.3, -0.1)[None]
 
     def render(p):

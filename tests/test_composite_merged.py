@@ -1,17 +1,14 @@
 """composite_rays_merged: CPU kernel against the reference (cat + stable sort + composite_rays)."""
-from __future__ import annotations
 
-import warnings
+from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEVICES, HAS_CUDA, assert_grads_close, require_kernels
+from test_composite_rays import FWD_TOL, GRAD_TOL, depth_tol
 
 import nofa.ops as ops
 from nofa.ops.cpu_isa import use_cpu_isa
-from nofa.ops import reference
-
-from conftest import DEVICES, HAS_CUDA, assert_grads_close, require_kernels
-from test_composite_rays import FWD_TOL, GRAD_TOL, depth_tol
 
 OP = "composite_rays_merged"
 NAMES = ("colors_a", "densities_a", "depths_a", "colors_b", "densities_b", "depths_b")
@@ -51,7 +48,9 @@ def run(inputs, backend, white_back, cotangents=None, fn=None):
     if cotangents is None:
         return outs, None
     used = [(o, g) for o, g in zip(outs, cotangents) if g is not None]
-    grads = torch.autograd.grad([o for o, _ in used], leaves, [g for _, g in used], allow_unused=True)
+    grads = torch.autograd.grad(
+        [o for o, _ in used], leaves, [g for _, g in used], allow_unused=True
+    )
     return outs, [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves)]
 
 
@@ -106,7 +105,9 @@ def test_equals_composite_rays_kernel(sizes, white_back):
     cots = [torch.randn_like(o) for o in outs]
     k_out, k_grads = run(inputs, "kernels", white_back, cots)
     c_out, c_grads = run(inputs, "kernels", white_back, cots, fn=cat_sort)
-    for name, a, b in zip(("features", "depth", "weights") + NAMES, (*k_out, *k_grads), (*c_out, *c_grads)):
+    for name, a, b in zip(
+        ("features", "depth", "weights") + NAMES, (*k_out, *k_grads), (*c_out, *c_grads)
+    ):
         assert torch.equal(a, b), f"{name}: max abs difference {(a - b).abs().max().item():.3g}"
 
 
@@ -115,18 +116,26 @@ def test_tie_order():
     # other order would change the weights of the following interval.
     require_kernels("cpu")
     z = torch.tensor([1.0, 2.0, 3.0]).view(1, 1, 3, 1)
-    da, db = torch.tensor([0.0, 5.0, 1.0]).view(1, 1, 3, 1), torch.tensor([9.0, -3.0, 2.0]).view(1, 1, 3, 1)
+    da, db = (
+        torch.tensor([0.0, 5.0, 1.0]).view(1, 1, 3, 1),
+        torch.tensor([9.0, -3.0, 2.0]).view(1, 1, 3, 1),
+    )
     ca, cb = torch.rand(1, 1, 3, 2), torch.rand(1, 1, 3, 2)
     with ops.use_backend("kernels"):
         got = ops.composite_rays_merged(ca, da, z, cb, db, z.clone())
     order = torch.tensor([0, 3, 1, 4, 2, 5])
-    want = ops.composite_rays(torch.cat([ca, cb], 2)[:, :, order], torch.cat([da, db], 2)[:, :, order],
-                              torch.cat([z, z], 2)[:, :, order])
+    want = ops.composite_rays(
+        torch.cat([ca, cb], 2)[:, :, order],
+        torch.cat([da, db], 2)[:, :, order],
+        torch.cat([z, z], 2)[:, :, order],
+    )
     for a, b in zip(got, want):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("cot_mask", [(True, False, False), (False, True, False), (False, False, True)])
+@pytest.mark.parametrize(
+    "cot_mask", [(True, False, False), (False, True, False), (False, False, True)]
+)
 def test_partial_cotangents(cot_mask):
     compare(make_sets(1, 30, 6, 9, 3), white_back=cot_mask[0], cot_mask=cot_mask)
 
@@ -143,7 +152,9 @@ def test_some_inputs_need_no_grad():
         with ops.use_backend(backend):
             feat, depth, _ = ops.composite_rays_merged(*x)
         grads[backend] = torch.autograd.grad(feat.sum() + depth.sum(), (x[3], x[2]))
-    assert_grads_close(grads["kernels"], grads["torch"], tol=GRAD_TOL, names=("colors_b", "depths_a"))
+    assert_grads_close(
+        grads["kernels"], grads["torch"], tol=GRAD_TOL, names=("colors_b", "depths_a")
+    )
 
 
 def test_scalar_cpu_path():
@@ -189,7 +200,7 @@ def test_gradcheck_float64(sizes):
         n = 6 if sizes[1] else 3
         leaves = [t.requires_grad_() for t in inputs[:n]]
 
-        def fn(*x):
+        def fn(*x, inputs=inputs, n=n, white_back=white_back):
             with ops.use_backend("kernels"):
                 return ops.composite_rays_merged(*x, *inputs[n:], white_back=white_back)
 
@@ -204,7 +215,9 @@ def test_opcheck():
         torch.library.opcheck(torch.ops.nofa.composite_rays_merged.default, args)
     cots = (torch.randn(2, 7, 3), torch.randn(2, 7, 1), torch.randn(2, 7, 6, 1))
     for flags in ((True, True, True), (False, True, False)):
-        torch.library.opcheck(torch.ops.nofa.composite_rays_merged_backward.default, (*cots, *inputs, True, *flags))
+        torch.library.opcheck(
+            torch.ops.nofa.composite_rays_merged_backward.default, (*cots, *inputs, True, *flags)
+        )
 
 
 @pytest.mark.cuda
@@ -222,7 +235,9 @@ def test_cuda_kernel_matches_cpu_kernel(sizes, white_back, C):
     outs, _ = run(inputs, "kernels", white_back)
     cots = [torch.randn_like(o) for o in outs]
     c_out, c_grads = run(inputs, "kernels", white_back, cots)
-    g_out, g_grads = run([t.cuda() for t in inputs], "kernels", white_back, [c.cuda() for c in cots])
+    g_out, g_grads = run(
+        [t.cuda() for t in inputs], "kernels", white_back, [c.cuda() for c in cots]
+    )
     cat, _ = merged_inputs(inputs)
     for name, a, b in zip(("features", "depth", "weights"), c_out, g_out):
         err = (b.detach().cpu() - a.detach()).abs()
@@ -232,7 +247,11 @@ def test_cuda_kernel_matches_cpu_kernel(sizes, white_back, C):
 
 
 BAD = [
-    ("S_a + S_b = 1", lambda a, b: (*(t[:, :, :1] for t in a), *(t[:, :, :0] for t in b)), "S_a \\+ S_b >= 2"),
+    (
+        "S_a + S_b = 1",
+        lambda a, b: (*(t[:, :, :1] for t in a), *(t[:, :, :0] for t in b)),
+        "S_a \\+ S_b >= 2",
+    ),
     ("S mismatch a", lambda a, b: (a[0], a[1][:, :, :-1], a[2], *b), "densities_a"),
     ("R mismatch b", lambda a, b: (*a, b[0], b[1], b[2][:, :-1]), "depths_b"),
     ("N mismatch", lambda a, b: (*a, *(t[:1] for t in b)), "colors_a and colors_b"),

@@ -1,14 +1,14 @@
 """composite_rays: CPU / CUDA kernels against the pure-PyTorch reference (EG3D MipRayMarcher2)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEVICES, assert_grads_close, require_kernels
 
 import nofa.ops as ops
-from nofa.ops.cpu_isa import use_cpu_isa
 from nofa.ops import reference
-
-from conftest import DEVICES, assert_grads_close, require_kernels
+from nofa.ops.cpu_isa import use_cpu_isa
 
 FWD_TOL = 1e-5  # float32 forward: max abs error
 GRAD_TOL = 1e-4  # float32 gradients: norm-wise relative error
@@ -34,7 +34,9 @@ def run(inputs, backend, white_back, cotangents=None, trace_ok=True):
     if cotangents is None:
         return outs, None
     used = [(o, g) for o, g in zip(outs, cotangents) if g is not None]
-    grads = torch.autograd.grad([o for o, _ in used], leaves, [g for _, g in used], allow_unused=True)
+    grads = torch.autograd.grad(
+        [o for o, _ in used], leaves, [g for _, g in used], allow_unused=True
+    )
     return outs, grads
 
 
@@ -99,8 +101,10 @@ def test_many_rays(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("cot_mask", [(True, False, False), (False, True, False), (False, False, True),
-                                      (True, False, True)])
+@pytest.mark.parametrize(
+    "cot_mask",
+    [(True, False, False), (False, True, False), (False, False, True), (True, False, True)],
+)
 def test_partial_cotangents(device, cot_mask):
     # Only some outputs carry a gradient (the others arrive as None in the backward).
     compare(make_inputs(1, 40, 12, 3, device), white_back=cot_mask[0], cot_mask=cot_mask)
@@ -112,7 +116,9 @@ def test_non_contiguous(device):
     colors = c.transpose(0, 1).contiguous().transpose(0, 1)[..., ::2]  # strided channels
     densities = d.expand(2, 30, 16, 1).clone().transpose(1, 2).contiguous().transpose(1, 2)
     depths = torch.cat([z, z], -1)[..., :1]
-    assert not colors.is_contiguous() and not densities.is_contiguous() and not depths.is_contiguous()
+    assert (
+        not colors.is_contiguous() and not densities.is_contiguous() and not depths.is_contiguous()
+    )
     compare((colors, densities, depths), white_back=False)
 
 
@@ -133,7 +139,11 @@ def saturated_inputs(device, N=2, R=6, S=10, C=4):
     Depths are 0.5 apart, so sigma * delta = 39.5 for +80: 1 - exp(-39.5) == 1 in float32.
     """
     colors, densities, _ = make_inputs(N, R, S, C, device)
-    depths = (1.0 + 0.5 * torch.arange(S, device=device, dtype=torch.float32)).view(1, 1, S, 1).repeat(N, R, 1, 1)
+    depths = (
+        (1.0 + 0.5 * torch.arange(S, device=device, dtype=torch.float32))
+        .view(1, 1, S, 1)
+        .repeat(N, R, 1, 1)
+    )
     densities[:, 0::3] = 80.0
     densities[:, 1::3] = -80.0
     densities[:, 2::3, : S // 2] = -80.0
@@ -178,7 +188,7 @@ def test_gradcheck_float64():
         c, d, z = make_inputs(2, 3, 5, 2, dtype=torch.float64)
         leaves = [t.requires_grad_() for t in (c, d, z)]
 
-        def fn(*x):
+        def fn(*x, white_back=white_back):
             with ops.use_backend("kernels"):
                 return ops.composite_rays(*x, white_back=white_back)
 

@@ -2,6 +2,7 @@
 `use_cpu_isa`, against the pure-PyTorch reference (forward and backward, fresh random
 inputs, odd sizes that leave vector tails, non-contiguous and empty inputs), and the
 layer's own report of which path really ran (a silent fallback fails the test)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,12 +13,19 @@ import sys
 
 import pytest
 import torch
+from conftest import assert_grads_close, rel_err, require_kernels
 
 import nofa.ops as ops
 from nofa.ops import reference
-from nofa.ops.cpu_isa import CPU_OPS, ISAS, cpu_isa_info, path_calls, set_cpu_isa, supported_isas, use_cpu_isa
-
-from conftest import assert_grads_close, rel_err, require_kernels
+from nofa.ops.cpu_isa import (
+    CPU_OPS,
+    ISAS,
+    cpu_isa_info,
+    path_calls,
+    set_cpu_isa,
+    supported_isas,
+    use_cpu_isa,
+)
 
 # The tiers each op has code for (the spec; cpu_isa_info must agree). An op forced to a
 # tier it lacks runs its best tier below it.
@@ -42,7 +50,9 @@ def isa(request):
     require_kernels("cpu")
     name = request.param
     if name not in supported_isas():
-        pytest.skip(f"this CPU does not support the {name} tier (detected: {cpu_isa_info()['detected']})")
+        pytest.skip(
+            f"this CPU does not support the {name} tier (detected: {cpu_isa_info()['detected']})"
+        )
     with use_cpu_isa(name), ops.use_backend("kernels"):
         yield name
 
@@ -60,7 +70,9 @@ def paths_run():
 
 def assert_ran(delta: dict, op: str, path: str) -> None:
     ran = {t: n for t, n in delta[op].items() if n}
-    assert ran and set(ran) == {path}, f"{op}: expected only the {path} path to run, got {delta[op]}"
+    assert ran and set(ran) == {path}, (
+        f"{op}: expected only the {path} path to run, got {delta[op]}"
+    )
 
 
 def grads(outs, ins, cots):
@@ -71,9 +83,9 @@ def grads(outs, ins, cots):
 @pytest.mark.parametrize(
     "N,M,C,H,W,reduce,layout",
     [
-        (2, 301, 5, 7, 9, "mean", "nchw"),      # few points: reads [C, H, W] in place
-        (1, 900, 19, 8, 6, "concat", "nchw"),   # many points: channels-last copy, C tail
-        (2, 257, 16, 9, 11, "mean", "cl"),      # channels-last-strided planes
+        (2, 301, 5, 7, 9, "mean", "nchw"),  # few points: reads [C, H, W] in place
+        (1, 900, 19, 8, 6, "concat", "nchw"),  # many points: channels-last copy, C tail
+        (2, 257, 16, 9, 11, "mean", "cl"),  # channels-last-strided planes
         (1, 333, 3, 5, 4, "mean", "noncontig"),  # a strided view
         (1, 700, 17, 5, 33, "concat", "nchw"),  # plane gradient: register transposes + tails
     ],
@@ -133,17 +145,26 @@ def test_decode_triplane_vector_shapes(isa, F, M):
     assert rel_err(dens, rd) <= 1e-5
     if F:
         assert rel_err(feats, rf) <= 1e-5
-    assert_grads_close(got, want, 1e-4, names=["planes", "points", "fc0_weight", "fc0_bias", "fc1_weight", "fc1_bias"])
+    assert_grads_close(
+        got,
+        want,
+        1e-4,
+        names=["planes", "points", "fc0_weight", "fc0_bias", "fc1_weight", "fc1_bias"],
+    )
     assert_ran(delta, "decode_triplane_forward", expected_path("decode_triplane_forward", isa))
     assert_ran(delta, "decode_triplane_backward", expected_path("decode_triplane_backward", isa))
     # Without the forward's features the backward recomputes the output layer.
     with paths_run() as delta:
-        direct = torch.ops.nofa.decode_triplane_backward(*cots, None, *t[:2], 0.9, *t[2:], True, True, True)
+        direct = torch.ops.nofa.decode_triplane_backward(
+            *cots, None, *t[:2], 0.9, *t[2:], True, True, True
+        )
     assert_grads_close(direct, got, 1e-5)
     assert_ran(delta, "decode_triplane_backward", expected_path("decode_triplane_backward", isa))
 
 
-@pytest.mark.parametrize("C,Hd,dtype", [(8, 64, torch.float32), (32, 48, torch.float32), (32, 64, torch.float64)])
+@pytest.mark.parametrize(
+    "C,Hd,dtype", [(8, 64, torch.float32), (32, 48, torch.float32), (32, 64, torch.float64)]
+)
 def test_decode_triplane_other_shapes_run_scalar(isa, C, Hd, dtype):
     """Shapes and dtypes outside the vector code run (and are recorded as) the scalar path."""
     t = decoder_inputs(1, 300, C, 8, 8, Hd, 7, seed=C + Hd)
@@ -209,18 +230,26 @@ def composite_check(fn, ref, inputs, op, isa):
 def test_composite_rays(isa, S, white_back):
     c, d, z = ray_set(2, 5, S, 3, seed=S)
     c = c.transpose(1, 2).contiguous().transpose(1, 2)  # non-contiguous colours
-    composite_check(lambda *x: ops.composite_rays(*x, white_back=white_back),
-                    lambda *x: reference.composite_rays(*x, white_back=white_back),
-                    [c, d, z], "composite_rays", isa)
+    composite_check(
+        lambda *x: ops.composite_rays(*x, white_back=white_back),
+        lambda *x: reference.composite_rays(*x, white_back=white_back),
+        [c, d, z],
+        "composite_rays",
+        isa,
+    )
 
 
 @pytest.mark.parametrize("Sa,Sb", [(7, 13), (24, 24), (3, 2)])
 def test_composite_rays_merged(isa, Sa, Sb):
     a = ray_set(2, 4, Sa, 3, seed=Sa)
     b = ray_set(2, 4, Sb, 3, seed=100 + Sb)
-    composite_check(lambda *x: ops.composite_rays_merged(*x, white_back=True),
-                    lambda *x: reference.composite_rays_merged(*x, white_back=True),
-                    [*a, *b], "composite_rays_merged", isa)
+    composite_check(
+        lambda *x: ops.composite_rays_merged(*x, white_back=True),
+        lambda *x: reference.composite_rays_merged(*x, white_back=True),
+        [*a, *b],
+        "composite_rays_merged",
+        isa,
+    )
 
 
 def test_composite_empty(isa):
@@ -260,7 +289,10 @@ def test_deform_points(isa):
 
 
 # ---- relayout_planes ---------------------------------------------------------------------
-@pytest.mark.parametrize("C,H,W,dtype", [(32, 20, 21, torch.float32), (5, 9, 7, torch.float32), (16, 16, 16, torch.float64)])
+@pytest.mark.parametrize(
+    "C,H,W,dtype",
+    [(32, 20, 21, torch.float32), (5, 9, 7, torch.float32), (16, 16, 16, torch.float64)],
+)
 def test_relayout_planes(isa, C, H, W, dtype):
     """Full 16 x 16 blocks and tails both ways; float64 has no vector code (scalar)."""
     torch.manual_seed(C)
@@ -306,7 +338,9 @@ def test_set_cpu_isa_restores_and_rejects():
 
 def run_with_env(value: str, code: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, NOFA_CPU_ISA=value)
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_environment_variable():
@@ -321,7 +355,8 @@ def test_environment_variable():
         "except RuntimeError as e:\n"
         "    err = str(e)\n"
         "i = cpu_isa_info()\n"
-        "print(json.dumps({'err': err, 'forced': i['forced'], 'calls': i['ops']['sample_triplane_forward']['calls']}))\n"
+        "print(json.dumps({'err': err, 'forced': i['forced'], 'calls': "
+        "i['ops']['sample_triplane_forward']['calls']}))\n"
     )
     r = run_with_env("scalar", code)
     assert r.returncode == 0, r.stderr

@@ -11,19 +11,21 @@ Without a GPU the same cases (those needing one device only) run with CPU tensor
 to the CUDA kernels' entry points by redispatch: every check that comes before device work
 is tested wherever the CUDA kernels are compiled.
 """
+
 from __future__ import annotations
 
 import os
 import textwrap
 
 import pytest
-
-import nofa.ops as ops
 from conftest import HAS_CUDA, require_kernels
 from isolated_cases import CASE_RUNNER, run_isolated
 
-SCRIPT = textwrap.dedent(
-    r'''
+import nofa.ops as ops
+
+SCRIPT = (
+    textwrap.dedent(
+        r"""
     import os
     import torch
     import nofa.ops  # registers the ops
@@ -50,10 +52,13 @@ SCRIPT = textwrap.dedent(
         return op(*args)
 
     def dp_args(d_hidden):
-        m = DeformationField(n_freqs=2, id_dim=4, exp_dim=3, d_hidden=d_hidden, d_layers=3, w_hidden=32,
+        m = DeformationField(n_freqs=2, id_dim=4, exp_dim=3, d_hidden=d_hidden, d_layers=3,
+        w_hidden=32,
                              w_layers=2).to(dev)
-        pts, a, b = torch.rand(1, 50, 3, device=dev), torch.randn(1, 4, device=dev), torch.randn(1, 3, device=dev)
-        return m, (pts, a, b, list(m.d_weights), list(m.d_biases), list(m.w_weights), list(m.w_biases), 2, False)
+        pts, a, b = torch.rand(1, 50, 3, device=dev), torch.randn(1, 4, device=dev), torch.randn(1,
+        3, device=dev)
+        return m, (pts, a, b, list(m.d_weights), list(m.d_biases), list(m.w_weights),
+        list(m.w_biases), 2, False)
 
     # Controls first: if these crash too, C++ exceptions crash on this machine in general
     # (torch's own, then one thrown by nofa's CPU glue), not because of the CUDA glue.
@@ -79,13 +84,15 @@ SCRIPT = textwrap.dedent(
     def _():
         m, args = dp_args(264)
         g = torch.zeros(1, 50, 3, device=dev)
-        call("deform_points_backward", g, g, g[..., :1], *args[:-1], torch.empty(0, 50, 0, device=dev))
+        call("deform_points_backward", g, g, g[..., :1], *args[:-1], torch.empty(0, 50, 0,
+        device=dev))
 
     @case("deform_points_backward CPU cotangent", "grad_x_c", two_devices=True)
     def _():
         m, args = dp_args(32)
         g = torch.zeros(1, 50, 3, device=dev)
-        call("deform_points_backward", g.cpu(), g, g[..., :1], *args[:-1], torch.empty(0, 50, 0, device=dev))
+        call("deform_points_backward", g.cpu(), g, g[..., :1], *args[:-1], torch.empty(0, 50, 0,
+        device=dev))
 
     @case("sample_triplane_backward CPU grad_out", "grad_out", two_devices=True)
     def _():
@@ -94,8 +101,10 @@ SCRIPT = textwrap.dedent(
 
     @case("composite_rays_backward CPU grad_features", "grad_features", two_devices=True)
     def _():
-        c, d, z = torch.rand(1, 2, 4, 3, device=dev), torch.rand(1, 2, 4, 1, device=dev), torch.rand(1, 2, 4, 1, device=dev)
-        call("composite_rays_backward", torch.zeros(1, 2, 3), None, None, c, d, z, False, True, True, True)
+        c, d, z = torch.rand(1, 2, 4, 3, device=dev), torch.rand(1, 2, 4, 1, device=dev),
+        torch.rand(1, 2, 4, 1, device=dev)
+        call("composite_rays_backward", torch.zeros(1, 2, 3), None, None, c, d, z, False, True,
+        True, True)
 
     def dec(C=4, Hd=6, F=2):
         planes, pts = torch.randn(1, 3, C, 5, 5, device=dev), torch.rand(1, 7, 3, device=dev)
@@ -105,7 +114,8 @@ SCRIPT = textwrap.dedent(
     @case("decode_triplane_backward CPU grad_features", "grad_features", two_devices=True)
     def _():
         p, x, *w = dec()
-        call("decode_triplane_backward", torch.zeros(1, 7, 1, device=dev), torch.zeros(1, 7, 2), None,
+        call("decode_triplane_backward", torch.zeros(1, 7, 1, device=dev), torch.zeros(1, 7, 2),
+        None,
                                                 p, x, 1.0, *w, True, True, True)
 
     @case("decode_triplane zero hidden", "hidden >= 1")
@@ -118,14 +128,19 @@ SCRIPT = textwrap.dedent(
         p, x, *w = dec(C=0)
         call("decode_triplane", p, x, 1.0, *w)
 
-    '''
-) + CASE_RUNNER + "\nrun_cases(cases)\n"
+    """
+    )
+    + CASE_RUNNER
+    + "\nrun_cases(cases)\n"
+)
 
 
 def _run(mode: str):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "NOFA_ERRORS_MODE": mode}
+    env = {
+        "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "NOFA_ERRORS_MODE": mode,
+    }
     # tools/gpu_check.sh names cuda-gdb here, so that a crash comes back with its native stack.
     return run_isolated(SCRIPT, env=env, debugger=os.environ.get("NOFA_CRASH_DEBUGGER"))
 
@@ -138,7 +153,9 @@ def test_cuda_ops_raise_on_bad_input_without_crashing():
     assert report.outcomes and not report.failures, report.text()
 
 
-@pytest.mark.skipif(not ops.kernels_available("cuda", "deform_points"), reason="nofa built without CUDA kernels")
+@pytest.mark.skipif(
+    not ops.kernels_available("cuda", "deform_points"), reason="nofa built without CUDA kernels"
+)
 def test_cuda_entry_point_checks_without_a_gpu():
     """The same cases with CPU tensors handed to the CUDA kernels' entry points: the C++
     checks that come before any device work raise, with the argument named."""

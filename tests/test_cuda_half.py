@@ -3,20 +3,23 @@ float16 / bfloat16 planes with float32 points, taps and accumulation, and the co
 kernels float16 / bfloat16 colours with float32 densities, depths and accumulation; compared
 with the float32 reference under the tolerances documented in docs/sample_triplane.md and
 docs/composite_rays.md. On the CPU autocast changes nothing (float32 kernels)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import HAS_CUDA, rel_err, require_kernels
+from test_composite_merged import make_sets
+from test_composite_rays import make_inputs as composite_inputs
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import nofa.ops as ops
 from nofa.ops import reference
 
-from conftest import DEVICES, HAS_CUDA, rel_err, require_kernels
-from test_composite_merged import make_sets
-from test_composite_rays import make_inputs as composite_inputs
-
-cuda_only = [pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible: CUDA kernel not exercised")]
+cuda_only = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible: CUDA kernel not exercised"),
+]
 
 # Norm-wise relative error vs the float32 reference: forward outputs, then gradients. The
 # planes are rounded once to the half type (relative 2^-9 for bfloat16, 2^-12 for float16);
@@ -42,9 +45,9 @@ class _PlaneDtypes(TorchDispatchMode):
 def decoder_inputs(N, M, C, Hd, F, device):
     planes = torch.randn(N, 3, C, 24, 20, device=device)
     points = (torch.rand(N, M, 3, device=device) * 2 - 1) * 0.6
-    w0 = torch.randn(Hd, C, device=device) / C ** 0.5
+    w0 = torch.randn(Hd, C, device=device) / C**0.5
     b0 = torch.randn(Hd, device=device)
-    w1 = torch.randn(1 + F, Hd, device=device) / Hd ** 0.5
+    w1 = torch.randn(1 + F, Hd, device=device) / Hd**0.5
     b1 = torch.randn(1 + F, device=device)
     return [t.requires_grad_() for t in (planes, points, w0, b0, w1, b1)]
 
@@ -112,7 +115,9 @@ def test_render_under_autocast(device):
     from nofa.render.cameras import default_label
     from nofa.render.renderer import RenderOptions, TriplaneRenderer
 
-    r = TriplaneRenderer(options=RenderOptions(coarse_samples=12, importance_samples=12, deterministic=True)).to(device)
+    r = TriplaneRenderer(
+        options=RenderOptions(coarse_samples=12, importance_samples=12, deterministic=True)
+    ).to(device)
     planes = torch.randn(1, 3, 32, 32, 32, device=device)
     labels = default_label(0.2, 0.0)[None].to(device)
     ref = r(planes, labels, 16).rgb
@@ -131,15 +136,19 @@ def test_cpu_autocast_keeps_float32(device):
         auto = ops.decode_triplane(t[0], t[1], 1.0, *t[2:])
         s_auto = ops.sample_triplane(t[0], t[1], 1.0, "mean")
     assert all(a.dtype == torch.float32 and torch.equal(a, p) for a, p in zip(auto, plain))
-    assert s_auto.dtype == torch.float32 and torch.equal(s_auto, ops.sample_triplane(t[0], t[1], 1.0, "mean"))
+    assert s_auto.dtype == torch.float32 and torch.equal(
+        s_auto, ops.sample_triplane(t[0], t[1], 1.0, "mean")
+    )
 
 
 # ---- composite_rays / composite_rays_merged: half colours (docs/composite_rays.md) --------
 class _CompositeDtypes(TorchDispatchMode):
     """Records the (colours, densities, depths) dtypes each compositing op receives."""
 
-    OPS = {torch.ops.nofa.composite_rays.default: "composite_rays",
-           torch.ops.nofa.composite_rays_merged.default: "composite_rays_merged"}
+    OPS = {
+        torch.ops.nofa.composite_rays.default: "composite_rays",
+        torch.ops.nofa.composite_rays_merged.default: "composite_rays_merged",
+    }
 
     def __init__(self):
         super().__init__()
@@ -175,10 +184,16 @@ def test_composite_rays_autocast(device, dtype, shape, layout):
         inputs = strided(*inputs)
     leaves = [t.requires_grad_() for t in inputs]
     white_back = shape[3] % 2 == 1
-    with _CompositeDtypes() as mode, torch.autocast("cuda", dtype=dtype), ops.trace_backends() as tr:
+    with (
+        _CompositeDtypes() as mode,
+        torch.autocast("cuda", dtype=dtype),
+        ops.trace_backends() as tr,
+    ):
         got = ops.composite_rays(*leaves, white_back=white_back)
     assert tr.backends("composite_rays") == {"kernels"}
-    assert mode.seen["composite_rays"] == {(dtype, torch.float32, torch.float32)}  # the kernel got half colours
+    assert mode.seen["composite_rays"] == {
+        (dtype, torch.float32, torch.float32)
+    }  # the kernel got half colours
     want = reference.composite_rays(*leaves, white_back)
     for name, g, w in zip(("features", "depth", "weights"), got, want):
         assert g.dtype == torch.float32 and g.shape == w.shape, name
@@ -188,7 +203,9 @@ def test_composite_rays_autocast(device, dtype, shape, layout):
     want_g = torch.autograd.grad(want, leaves, cots)
     for name, g, w in zip(("colors", "densities", "depths"), got_g, want_g):
         assert g.dtype == torch.float32 and g.shape == w.shape, name  # through the autocast cast
-        assert torch.isfinite(g).all() and rel_err(g, w) <= GRAD_TOL[dtype], f"{name}: {rel_err(g, w):.3g}"
+        assert torch.isfinite(g).all() and rel_err(g, w) <= GRAD_TOL[dtype], (
+            f"{name}: {rel_err(g, w):.3g}"
+        )
 
 
 @pytest.mark.parametrize("device", [pytest.param("cuda", marks=cuda_only)])
@@ -197,7 +214,11 @@ def test_composite_rays_autocast(device, dtype, shape, layout):
 def test_composite_rays_merged_autocast(device, dtype, sizes):
     require_kernels(device)
     leaves = [t.requires_grad_() for t in make_sets(2, 40, *sizes, 33, device)]
-    with _CompositeDtypes() as mode, torch.autocast("cuda", dtype=dtype), ops.trace_backends() as tr:
+    with (
+        _CompositeDtypes() as mode,
+        torch.autocast("cuda", dtype=dtype),
+        ops.trace_backends() as tr,
+    ):
         got = ops.composite_rays_merged(*leaves, white_back=True)
     assert tr.backends("composite_rays_merged") == {"kernels"}
     assert mode.seen["composite_rays_merged"] == {(dtype, torch.float32, torch.float32)}
@@ -231,11 +252,13 @@ def test_composite_direct_half_colours(device, dtype):
     assert [g.dtype for g in gh] == [dtype, torch.float32, torch.float32]
     # The same float32 values, rounded once to the half type (unit roundoff 2^-8 for bfloat16,
     # 2^-11 for float16).
-    assert rel_err(gh[0].float(), gf[0]) <= {torch.bfloat16: 2 ** -8, torch.float16: 2 ** -11}[dtype]
+    assert rel_err(gh[0].float(), gf[0]) <= {torch.bfloat16: 2**-8, torch.float16: 2**-11}[dtype]
     assert rel_err(gh[1], gf[1]) <= 1e-5 and rel_err(gh[2], gf[2]) <= 1e-5
     ca, da, za, cb, db, zb = make_sets(1, 30, 6, 4, 5, device)
     got = torch.ops.nofa.composite_rays_merged(ca.to(dtype), da, za, cb.to(dtype), db, zb, False)
-    want = torch.ops.nofa.composite_rays_merged(ca.to(dtype).float(), da, za, cb.to(dtype).float(), db, zb, False)
+    want = torch.ops.nofa.composite_rays_merged(
+        ca.to(dtype).float(), da, za, cb.to(dtype).float(), db, zb, False
+    )
     for g, w in zip(got, want):
         assert g.dtype == torch.float32 and rel_err(g, w) <= 1e-6
     with pytest.raises(RuntimeError, match="densities must be float32"):
@@ -245,7 +268,9 @@ def test_composite_direct_half_colours(device, dtype):
     with torch.autocast("cuda", dtype=dtype), pytest.raises(ValueError, match="S >= 2"):
         ops.composite_rays(c[:, :, :1], d[:, :, :1], z[:, :, :1])
     with pytest.raises(RuntimeError, match="depths_b must be float32"):
-        torch.ops.nofa.composite_rays_merged(ca.to(dtype), da, za, cb.to(dtype), db, zb.double(), False)
+        torch.ops.nofa.composite_rays_merged(
+            ca.to(dtype), da, za, cb.to(dtype), db, zb.double(), False
+        )
 
 
 def test_composite_fake_dtypes_with_half_colours():
@@ -256,12 +281,15 @@ def test_composite_fake_dtypes_with_half_colours():
     for dtype in (torch.float16, torch.bfloat16):
         outs = torch.ops.nofa.composite_rays(c.to(dtype), d, z, False)
         assert [o.dtype for o in outs] == [torch.float32] * 3
-        grads = torch.ops.nofa.composite_rays_backward(*outs, c.to(dtype), d, z, False, True, True, True)
+        grads = torch.ops.nofa.composite_rays_backward(
+            *outs, c.to(dtype), d, z, False, True, True, True
+        )
         assert [g.dtype for g in grads] == [dtype, torch.float32, torch.float32]
         merged = torch.ops.nofa.composite_rays_merged(c.to(dtype), d, z, c.to(dtype), d, z, False)
         assert [o.dtype for o in merged] == [torch.float32] * 3 and merged[2].shape == (2, 6, 9, 1)
-        grads = torch.ops.nofa.composite_rays_merged_backward(*merged, c.to(dtype), d, z, c.to(dtype), d, z, False,
-                                                              True, True, True)
+        grads = torch.ops.nofa.composite_rays_merged_backward(
+            *merged, c.to(dtype), d, z, c.to(dtype), d, z, False, True, True, True
+        )
         assert [g.dtype for g in grads] == [dtype, torch.float32, torch.float32] * 2
 
 
@@ -271,7 +299,9 @@ def test_cpu_half_colours_rejected():
     require_kernels("cpu")
     c, d, z = composite_inputs(1, 4, 5, 3)
     with pytest.raises(RuntimeError, match="planes must be float32 or float64"):
-        torch.ops.nofa.sample_triplane(torch.randn(1, 3, 2, 4, 4).half(), torch.rand(1, 5, 3), 1.0, "mean")
+        torch.ops.nofa.sample_triplane(
+            torch.randn(1, 3, 2, 4, 4).half(), torch.rand(1, 5, 3), 1.0, "mean"
+        )
     with pytest.raises(RuntimeError, match="colors must be float32 or float64, got Half"):
         torch.ops.nofa.composite_rays(c.half(), d, z, False)
     with pytest.raises(RuntimeError, match="colors_a must be float32 or float64, got BFloat16"):

@@ -1,5 +1,6 @@
 """CUDA kernel paths added for issue 17 / issue 11 (each compared with the reference or with
 the CPU kernel), with CPU variants wherever the behaviour is shared with the CPU."""
+
 from __future__ import annotations
 
 import os
@@ -9,22 +10,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DEVICES, HAS_CUDA, assert_grads_close, rel_err, require_kernels
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import nofa.ops as ops
 from nofa.ops import reference
 
-from conftest import DEVICES, HAS_CUDA, assert_grads_close, rel_err, require_kernels
-
-cuda_only = [pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible: CUDA kernel not exercised")]
+cuda_only = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU visible: CUDA kernel not exercised"),
+]
 
 
 def decoder_inputs(N, M, C, Hd, F, device, H=24, W=20, dtype=torch.float32):
     planes = torch.randn(N, 3, C, H, W, device=device, dtype=dtype)
     points = (torch.rand(N, M, 3, device=device, dtype=dtype) * 2 - 1) * 0.6  # some outside
-    w0 = torch.randn(Hd, C, device=device, dtype=dtype) / C ** 0.5
+    w0 = torch.randn(Hd, C, device=device, dtype=dtype) / C**0.5
     b0 = torch.randn(Hd, device=device, dtype=dtype)
-    w1 = torch.randn(1 + F, Hd, device=device, dtype=dtype) / Hd ** 0.5
+    w1 = torch.randn(1 + F, Hd, device=device, dtype=dtype) / Hd**0.5
     b1 = torch.randn(1 + F, device=device, dtype=dtype)
     return [planes, points, w0, b0, w1, b1]
 
@@ -56,7 +59,9 @@ def test_decode_triplane_channels_last_planes(device):
     require_kernels(device)
     t = decoder_inputs(1, 500, 32, 64, 32, device)
     cl = ops.channels_last_planes(t[0])
-    for g, w in zip(ops.decode_triplane(cl, t[1], 1.0, *t[2:]), reference.decode_triplane(*t[:2], 1.0, *t[2:])):
+    for g, w in zip(
+        ops.decode_triplane(cl, t[1], 1.0, *t[2:]), reference.decode_triplane(*t[:2], 1.0, *t[2:])
+    ):
         assert rel_err(g, w) <= 1e-5
 
 
@@ -73,8 +78,21 @@ def test_decode_triplane_zero_widths_raise(device, bad):
         torch.ops.nofa.decode_triplane(planes, points, 1.0, w0, b0, w1, b1)
     g = torch.zeros(1, 10, 1, device=device)
     with pytest.raises(RuntimeError, match=word):
-        torch.ops.nofa.decode_triplane_backward(g, g.expand(1, 10, 2).contiguous(), None, planes, points, 1.0,
-                                                w0, b0, w1, b1, True, True, True)
+        torch.ops.nofa.decode_triplane_backward(
+            g,
+            g.expand(1, 10, 2).contiguous(),
+            None,
+            planes,
+            points,
+            1.0,
+            w0,
+            b0,
+            w1,
+            b1,
+            True,
+            True,
+            True,
+        )
 
 
 # ---- the renderer relayouts planes once per render on CUDA as on the CPU -----------------
@@ -84,7 +102,9 @@ def test_render_relayouts_planes_once(device):
     from nofa.render.cameras import default_label
     from nofa.render.renderer import RenderOptions, TriplaneRenderer
 
-    r = TriplaneRenderer(options=RenderOptions(coarse_samples=6, importance_samples=6, chunk_rays=32)).to(device)
+    r = TriplaneRenderer(
+        options=RenderOptions(coarse_samples=6, importance_samples=6, chunk_rays=32)
+    ).to(device)
     planes = torch.randn(1, 3, 32, 16, 16, device=device)
     labels = default_label(0.3, 0.1)[None].to(device)
     with ops.trace_backends() as tr:
@@ -154,8 +174,9 @@ def test_deform_points_saves_hidden_only_on_cpu(device):
     require_kernels(device)
     from nofa.models.deformation import DeformationField
 
-    model = DeformationField(d_hidden=32, d_layers=3, w_hidden=32, w_layers=2, n_freqs=2, id_dim=4,
-                             exp_dim=3).to(device)
+    model = DeformationField(
+        d_hidden=32, d_layers=3, w_hidden=32, w_layers=2, n_freqs=2, id_dim=4, exp_dim=3
+    ).to(device)
     pts = torch.rand(1, 40, 3, device=device, requires_grad=True)
     alpha, beta = torch.randn(1, 4, device=device), torch.randn(1, 3, device=device)
     with ops.use_backend("kernels"), _SaveHiddenFlags() as mode:
@@ -169,13 +190,18 @@ def test_deform_points_saves_hidden_only_on_cpu(device):
 def _stream_sample(dev):
     planes = torch.randn(2, 3, 32, 64, 64, device=dev)
     points = (torch.rand(2, 4096, 3, device=dev) * 2 - 1) * 0.6
-    return "sample_triplane", (lambda p, x: (ops.sample_triplane(p, x, 1.0, "mean"),)), [planes, points]
+    return (
+        "sample_triplane",
+        (lambda p, x: (ops.sample_triplane(p, x, 1.0, "mean"),)),
+        [planes, points],
+    )
 
 
 def _stream_decode(dtype, C):
     def make(dev):
         t = decoder_inputs(2, 3000, C, 64, 32, dev, H=64, W=64, dtype=dtype)
         return "decode_triplane", (lambda *a: ops.decode_triplane(a[0], a[1], 1.0, *a[2:])), t
+
     return make
 
 
@@ -183,28 +209,49 @@ def _stream_composite(dev):
     colors = torch.rand(1, 1024, 24, 32, device=dev)
     dens = torch.randn(1, 1024, 24, 1, device=dev)
     depths = torch.sort(torch.rand(1, 1024, 24, 1, device=dev) * 2 + 1, dim=2).values
-    return "composite_rays", (lambda c, d, z: ops.composite_rays(c, d, z, True)), [colors, dens, depths]
+    return (
+        "composite_rays",
+        (lambda c, d, z: ops.composite_rays(c, d, z, True)),
+        [colors, dens, depths],
+    )
 
 
 def _stream_merged(dev):
     sets = []
     for S in (16, 12):
-        sets += [torch.rand(1, 1024, S, 32, device=dev), torch.randn(1, 1024, S, 1, device=dev),
-                 torch.sort(torch.rand(1, 1024, S, 1, device=dev) * 2 + 1, dim=2).values]
+        sets += [
+            torch.rand(1, 1024, S, 32, device=dev),
+            torch.randn(1, 1024, S, 1, device=dev),
+            torch.sort(torch.rand(1, 1024, S, 1, device=dev) * 2 + 1, dim=2).values,
+        ]
     return "composite_rays_merged", (lambda *a: ops.composite_rays_merged(*a, True)), sets
 
 
 def _stream_deform(dev):
     from nofa.models.deformation import DeformationField
 
-    m = DeformationField(d_hidden=64, d_layers=3, w_hidden=32, w_layers=2, n_freqs=4, id_dim=4, exp_dim=3).to(dev)
+    m = DeformationField(
+        d_hidden=64, d_layers=3, w_hidden=32, w_layers=2, n_freqs=4, id_dim=4, exp_dim=3
+    ).to(dev)
     weights = [list(m.d_weights), list(m.d_biases), list(m.w_weights), list(m.w_biases)]
-    pts, alpha, beta = torch.rand(2, 3000, 3, device=dev) * 2 - 1, torch.randn(2, 4, device=dev), torch.randn(2, 3, device=dev)
-    return "deform_points", (lambda x, a, b: ops.deform_points(x, a, b, *weights, n_freqs=4)), [pts, alpha, beta]
+    pts, alpha, beta = (
+        torch.rand(2, 3000, 3, device=dev) * 2 - 1,
+        torch.randn(2, 4, device=dev),
+        torch.randn(2, 3, device=dev),
+    )
+    return (
+        "deform_points",
+        (lambda x, a, b: ops.deform_points(x, a, b, *weights, n_freqs=4)),
+        [pts, alpha, beta],
+    )
 
 
 def _stream_relayout(dev):
-    return "relayout_planes", (lambda p: (ops.channels_last_planes(p),)), [torch.randn(2, 3, 32, 64, 64, device=dev)]
+    return (
+        "relayout_planes",
+        (lambda p: (ops.channels_last_planes(p),)),
+        [torch.randn(2, 3, 32, 64, 64, device=dev)],
+    )
 
 
 STREAM_CASES = {
@@ -244,7 +291,9 @@ def test_kernels_run_on_the_callers_stream(device, case):
             dst.copy_(src)
         x = [t.requires_grad_() for t in late]
         got = fn(*x)
-        got_grads = torch.autograd.grad(got, x, cots)  # autograd runs the backward on the forward's stream
+        got_grads = torch.autograd.grad(
+            got, x, cots
+        )  # autograd runs the backward on the forward's stream
     torch.cuda.synchronize()
     for g, w in zip(got, want):
         assert rel_err(g, w) <= 1e-6, f"{case}: forward differs on a side stream"
@@ -267,7 +316,9 @@ def test_plane_gradient_alerts_under_deterministic_mode(device):
             # The point gradient alone (warp shuffle reduction) is deterministic.
             out = ops.sample_triplane(planes.detach(), points, 1.0, "mean")
             g1 = torch.autograd.grad(out.sum(), points)[0]
-            g2 = torch.autograd.grad(ops.sample_triplane(planes.detach(), points, 1.0, "mean").sum(), points)[0]
+            g2 = torch.autograd.grad(
+                ops.sample_triplane(planes.detach(), points, 1.0, "mean").sum(), points
+            )[0]
             assert torch.equal(g1, g2)
     finally:
         torch.use_deterministic_algorithms(prev)
@@ -328,7 +379,9 @@ def test_decode_triplane_backward_paths(device, planes_layout, case):
     cots = [torch.randn_like(g) for g in got]
     before = fused_backward_calls()
     gk = torch.autograd.grad(got, t, cots)
-    assert fused_backward_calls() - before == (1 if takes_fused_backward(device, C, F, dtype) else 0)
+    assert fused_backward_calls() - before == (
+        1 if takes_fused_backward(device, C, F, dtype) else 0
+    )
     gr = torch.autograd.grad(reference.decode_triplane(t[0], t[1], 1.1, *t[2:]), t, cots)
     assert_grads_close(gk, gr, tol=1e-4, names=GRAD_NAMES)
     assert gk[0].stride() == torch.empty_like(t[0]).stride()  # the planes' own layout
@@ -363,7 +416,9 @@ REQUESTS = {
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("C,Hd,F", [(32, 64, 32), (40, 24, 3)], ids=["fused-sizes", "general-sizes"])
+@pytest.mark.parametrize(
+    "C,Hd,F", [(32, 64, 32), (40, 24, 3)], ids=["fused-sizes", "general-sizes"]
+)
 @pytest.mark.parametrize("wanted", list(REQUESTS))
 def test_decode_triplane_partial_gradient_requests(device, C, Hd, F, wanted):
     """Only some inputs require grad: those gradients match the reference, and the backward
@@ -378,11 +433,15 @@ def test_decode_triplane_partial_gradient_requests(device, C, Hd, F, wanted):
     before = fused_backward_calls()
     gk = torch.autograd.grad(got, [t[k] for k in sel], cots)
     assert fused_backward_calls() - before == (1 if takes_fused_backward(device, C, F) else 0)
-    gr = torch.autograd.grad(reference.decode_triplane(t[0], t[1], 0.9, *t[2:]), [t[k] for k in sel], cots)
+    gr = torch.autograd.grad(
+        reference.decode_triplane(t[0], t[1], 0.9, *t[2:]), [t[k] for k in sel], cots
+    )
     assert_grads_close(gk, gr, tol=1e-4, names=[GRAD_NAMES[k] for k in sel])
     flags = (0 in sel, 1 in sel, any(k >= 2 for k in sel))
     plain = [x.detach() for x in t]
-    direct = torch.ops.nofa.decode_triplane_backward(*cots, None, plain[0], plain[1], 0.9, *plain[2:], *flags)
+    direct = torch.ops.nofa.decode_triplane_backward(
+        *cots, None, plain[0], plain[1], 0.9, *plain[2:], *flags
+    )
     for k, g in enumerate(direct):
         asked = flags[min(k, 2)]
         assert g.shape == (plain[k].shape if asked else (0,)), (GRAD_NAMES[k], g.shape)
@@ -391,16 +450,28 @@ def test_decode_triplane_partial_gradient_requests(device, C, Hd, F, wanted):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("C,Hd,F", [(32, 64, 32), (40, 24, 3)], ids=["fused-sizes", "general-sizes"])
+@pytest.mark.parametrize(
+    "C,Hd,F", [(32, 64, 32), (40, 24, 3)], ids=["fused-sizes", "general-sizes"]
+)
 def test_decode_triplane_backward_nonfinite_points(device, C, Hd, F):
     """tests/test_op_rules.py's rule at both CUDA paths' sizes: a non-finite coordinate
     zeroes the planes that read it; every gradient stays finite and matches the reference."""
     require_kernels(device)
     nan, inf = float("nan"), float("inf")
     t = decoder_inputs(1, 140, C, Hd, F, device)
-    bad = torch.tensor([[nan, 0.1, 0.1], [0.1, nan, 0.1], [0.1, 0.1, nan], [inf, 0.1, 0.1], [0.1, -inf, 0.1],
-                        [0.1, 0.1, inf], [nan, nan, nan]], device=device)
-    t[1][0, 3:3 + len(bad)] = bad
+    bad = torch.tensor(
+        [
+            [nan, 0.1, 0.1],
+            [0.1, nan, 0.1],
+            [0.1, 0.1, nan],
+            [inf, 0.1, 0.1],
+            [0.1, -inf, 0.1],
+            [0.1, 0.1, inf],
+            [nan, nan, nan],
+        ],
+        device=device,
+    )
+    t[1][0, 3 : 3 + len(bad)] = bad
     t[1][0, 131] = bad[1]  # in the second tile too
     t = [x.requires_grad_() for x in t]
     got = ops.decode_triplane(t[0], t[1], 1.0, *t[2:])
@@ -410,7 +481,9 @@ def test_decode_triplane_backward_nonfinite_points(device, C, Hd, F):
     gr = torch.autograd.grad(want, t, cots)
     assert all(torch.isfinite(w).all() for w in gr)
     assert_grads_close(gk, gr, tol=1e-4, names=GRAD_NAMES)
-    assert torch.equal(gk[1][0, 9], torch.zeros(3, device=device))  # all-NaN point: no plane read it
+    assert torch.equal(
+        gk[1][0, 9], torch.zeros(3, device=device)
+    )  # all-NaN point: no plane read it
 
 
 @pytest.mark.parametrize("device", [pytest.param("cuda", marks=cuda_only)])
@@ -438,14 +511,17 @@ def test_decode_triplane_fused_backward_deterministic_mode(device):
         torch.use_deterministic_algorithms(prev)
 
 
-@pytest.mark.parametrize("source", [
-    "test_decode_backward_emulated.cpp",
-    "test_composite_emulated.cpp",
-    "test_sample_triplane_emulated.cpp",
-    "test_decode_forward_emulated.cpp",
-    "test_deform_emulated.cpp",
-    "test_decode_chunked_emulated.cpp",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "test_decode_backward_emulated.cpp",
+        "test_composite_emulated.cpp",
+        "test_sample_triplane_emulated.cpp",
+        "test_decode_forward_emulated.cpp",
+        "test_deform_emulated.cpp",
+        "test_decode_chunked_emulated.cpp",
+    ],
+)
 def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
     """CUDA kernels' own source compiled for the CPU and run with one std::thread per CUDA
     thread (also run by ctest), where no GPU is:
@@ -469,9 +545,21 @@ def test_cuda_kernel_sources_on_cpu_threads(tmp_path, source):
         pytest.skip("no C++ compiler on PATH")
     root = Path(__file__).resolve().parents[1]
     exe = tmp_path / "emulated"
-    build = subprocess.run([cxx, "-std=c++20", "-O1", "-pthread", "-I", str(root / "csrc"),
-                            str(root / "tests" / "cpp" / source), "-o", str(exe)],
-                           capture_output=True, text=True)
+    build = subprocess.run(
+        [
+            cxx,
+            "-std=c++20",
+            "-O1",
+            "-pthread",
+            "-I",
+            str(root / "csrc"),
+            str(root / "tests" / "cpp" / source),
+            "-o",
+            str(exe),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -1,22 +1,24 @@
 """decode_triplane (tri-plane lookup + OSG decoder, fused): kernels vs the reference."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-
-import nofa.ops as ops
-from nofa.ops.cpu_isa import set_cpu_isa
-from nofa.ops import reference
-
 from conftest import DEVICES, assert_grads_close, rel_err, require_kernels
 
+import nofa.ops as ops
+from nofa.ops import reference
+from nofa.ops.cpu_isa import set_cpu_isa
 
-def make_inputs(N=2, M=300, C=8, H=9, W=7, Hd=16, F=5, device="cpu", dtype=torch.float32, scale=1.2):
+
+def make_inputs(
+    N=2, M=300, C=8, H=9, W=7, Hd=16, F=5, device="cpu", dtype=torch.float32, scale=1.2
+):
     planes = torch.randn(N, 3, C, H, W, device=device, dtype=dtype)
     points = (torch.rand(N, M, 3, device=device, dtype=dtype) * 2 - 1) * 0.5 * scale  # some outside
-    w0 = torch.randn(Hd, C, device=device, dtype=dtype) / C ** 0.5
+    w0 = torch.randn(Hd, C, device=device, dtype=dtype) / C**0.5
     b0 = torch.randn(Hd, device=device, dtype=dtype)
-    w1 = torch.randn(1 + F, Hd, device=device, dtype=dtype) / Hd ** 0.5
+    w1 = torch.randn(1 + F, Hd, device=device, dtype=dtype) / Hd**0.5
     b1 = torch.randn(1 + F, device=device, dtype=dtype)
     return [planes, points, w0, b0, w1, b1]
 
@@ -63,7 +65,12 @@ def test_gradients_match_reference(device, N, M):
     gf = torch.randn(N, M, 5, device=device)
     got = torch.autograd.grad(call(ops.decode_triplane, t), t, (gd, gf))
     want = torch.autograd.grad(call(reference.decode_triplane, t), t, (gd, gf))
-    assert_grads_close(got, want, 1e-4, names=["planes", "points", "fc0_weight", "fc0_bias", "fc1_weight", "fc1_bias"])
+    assert_grads_close(
+        got,
+        want,
+        1e-4,
+        names=["planes", "points", "fc0_weight", "fc0_bias", "fc1_weight", "fc1_bias"],
+    )
 
 
 def test_gradient_of_one_output_only():
@@ -84,7 +91,10 @@ def test_empty_points_backward():
 
 def test_gradcheck_float64():
     require_kernels("cpu")
-    t = [x.requires_grad_() for x in make_inputs(N=2, M=9, C=3, H=4, W=5, Hd=4, F=2, dtype=torch.float64)]
+    t = [
+        x.requires_grad_()
+        for x in make_inputs(N=2, M=9, C=3, H=4, W=5, Hd=4, F=2, dtype=torch.float64)
+    ]
     assert torch.autograd.gradcheck(lambda *a: call(ops.decode_triplane, a, 1.1), t, atol=1e-6)
 
 
@@ -103,7 +113,9 @@ def test_renderer_uses_fused_op_and_torch_backend_unchanged():
     with ops.trace_backends() as tr:
         d, f = r.query(planes, points)
         dd = r.density(planes, points)
-    assert tr.backends("decode_triplane") == ({"kernels"} if ops.kernels_available("cpu", "decode_triplane") else {"torch"})
+    assert tr.backends("decode_triplane") == (
+        {"kernels"} if ops.kernels_available("cpu", "decode_triplane") else {"torch"}
+    )
     feats = reference.sample_triplane(planes, points, r.options.box_warp, "mean")
     rd, rf = r.decoder(feats)
     assert rel_err(d, rd) <= 1e-5 and rel_err(f, rf) <= 1e-5
@@ -115,12 +127,19 @@ def test_renderer_uses_fused_op_and_torch_backend_unchanged():
 
 @pytest.mark.parametrize(
     "index,shape,name",
-    [(2, (16, 7), "fc0_weight"), (3, (15,), "fc0_bias"), (4, (6, 15), "fc1_weight"), (5, (5,), "fc1_bias")],
+    [
+        (2, (16, 7), "fc0_weight"),
+        (3, (15,), "fc0_bias"),
+        (4, (6, 15), "fc1_weight"),
+        (5, (5,), "fc1_bias"),
+    ],
 )
 def test_bad_decoder_shapes_name_the_argument(index, shape, name):
     t = make_inputs(M=4)
     t[index] = torch.randn(*shape)
-    for backend in ("torch", "kernels") if ops.kernels_available("cpu", "decode_triplane") else ("torch",):
+    for backend in (
+        ("torch", "kernels") if ops.kernels_available("cpu", "decode_triplane") else ("torch",)
+    ):
         with ops.use_backend(backend), pytest.raises(ValueError, match=name):
             call(ops.decode_triplane, t)
 
@@ -144,11 +163,16 @@ def fast_calls() -> int:
 def require_fast_decoder():
     require_kernels("cpu")
     if not ops.build_info()["cpu_fast_decoder"]:
-        pytest.skip("this CPU has no AVX2 / AVX-512: decode_triplane takes the generic path (tested above)")
+        pytest.skip(
+            "this CPU has no AVX2 / AVX-512: decode_triplane takes the generic path (tested above)"
+        )
 
 
 @pytest.mark.parametrize("simd", ["1", "0"])
-@pytest.mark.parametrize("F,M,layout", [(32, 1001, "cl"), (32, 1001, "nchw"), (0, 514, "cl"), (17, 203, "cl"), (47, 66, "cl")])
+@pytest.mark.parametrize(
+    "F,M,layout",
+    [(32, 1001, "cl"), (32, 1001, "nchw"), (0, 514, "cl"), (17, 203, "cl"), (47, 66, "cl")],
+)
 def test_cpu_fast_path_matches_reference(request, simd, F, M, layout):
     """Both CPU paths ("1": the best vector tier the CPU has; "0": the scalar tier, the
     generic tile path; tests/test_cpu_isa.py forces each tier) against the
@@ -175,9 +199,16 @@ def test_cpu_fast_path_matches_reference(request, simd, F, M, layout):
     assert rel_err(dens, rd) <= 1e-5
     if F:
         assert rel_err(feats, rf) <= 1e-5
-    assert_grads_close(got, want, 1e-4, names=["planes", "points", "fc0_weight", "fc0_bias", "fc1_weight", "fc1_bias"])
+    assert_grads_close(
+        got,
+        want,
+        1e-4,
+        names=["planes", "points", "fc0_weight", "fc0_bias", "fc1_weight", "fc1_bias"],
+    )
     # The backward op with and without the forward's features (the autograd path passes them).
-    direct = torch.ops.nofa.decode_triplane_backward(gd, gf, None, *t[:2], 0.9, *t[2:], True, True, True)
+    direct = torch.ops.nofa.decode_triplane_backward(
+        gd, gf, None, *t[:2], 0.9, *t[2:], True, True, True
+    )
     assert_grads_close(direct, got, 1e-5)
     # The vector paths read channels-last taps only (the generic path serves NCHW reads of
     # few points), and it must have served both the forward and the backward here.

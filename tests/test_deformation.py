@@ -1,4 +1,5 @@
 """deform_points (kernels vs the pure-PyTorch twin) and the DeformationField module."""
+
 from __future__ import annotations
 
 import importlib
@@ -8,11 +9,10 @@ import warnings
 
 import pytest
 import torch
+from conftest import DEVICES, HAS_CUDA, assert_grads_close, rel_err, require_kernels
 
 import nofa.ops as ops
 from nofa.models import DeformationField
-
-from conftest import DEVICES, HAS_CUDA, assert_grads_close, rel_err, require_kernels
 
 dp_mod = importlib.import_module("nofa.ops.deform_points")  # the module, not the function
 
@@ -54,15 +54,22 @@ def run(model, backend, pts, alpha, beta, cots, wrt_inputs=True):
 
 
 def grad_names(model, wrt_inputs=True):
-    return (["points", "alpha", "beta"] if wrt_inputs else []) + [n for n, _ in model.named_parameters()]
+    return (["points", "alpha", "beta"] if wrt_inputs else []) + [
+        n for n, _ in model.named_parameters()
+    ]
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
     "cfg,N,M",
-    [(SMALL, 2, 333), (SMALL, 3, 1), (dict(), 1, 300), (dict(d_hidden=64, w_hidden=128, n_freqs=6), 2, 97),
-     # Widths that are not multiples of 32 (the tiny preset's W-Net has 16): on CUDA too.
-     (dict(SMALL, d_hidden=40, w_hidden=16, d_layers=2), 2, 50)],
+    [
+        (SMALL, 2, 333),
+        (SMALL, 3, 1),
+        (dict(), 1, 300),
+        (dict(d_hidden=64, w_hidden=128, n_freqs=6), 2, 97),
+        # Widths that are not multiples of 32 (the tiny preset's W-Net has 16): on CUDA too.
+        (dict(SMALL, d_hidden=40, w_hidden=16, d_layers=2), 2, 50),
+    ],
 )
 def test_kernel_matches_reference(device, cfg, N, M):
     require_kernels(device)
@@ -98,8 +105,16 @@ def test_no_grad_forward_and_recompute_backward(device):
     require_kernels(device)
     model = randomised(DeformationField(**SMALL)).to(device)
     pts, alpha, beta = inputs(model, 2, 300, device)
-    args = (pts, alpha, beta, list(model.d_weights), list(model.d_biases),
-            list(model.w_weights), list(model.w_biases), model.n_freqs)
+    args = (
+        pts,
+        alpha,
+        beta,
+        list(model.d_weights),
+        list(model.d_biases),
+        list(model.w_weights),
+        list(model.w_biases),
+        model.n_freqs,
+    )
     with torch.no_grad():
         plain = torch.ops.nofa.deform_points(*args, False)
         saved = torch.ops.nofa.deform_points(*args, True)
@@ -118,7 +133,6 @@ def test_no_grad_forward_and_recompute_backward(device):
     assert_grads_close(flat(rec), flat(sav), tol=1e-5)
 
 
-
 def test_autograd_through_the_op_without_saved_hidden():
     """Autograd through the op called with save_hidden False (what CUDA always passes) gives
     the gradients of the save_hidden True call. The flag has no schema default because torch
@@ -129,11 +143,16 @@ def test_autograd_through_the_op_without_saved_hidden():
     pts, alpha, beta = inputs(model, 2, 50, "cpu")
     grads = []
     for save in (False, True):
-        leaves = [t.detach().clone().requires_grad_() for t in (pts, alpha, beta, *model.parameters())]
+        leaves = [
+            t.detach().clone().requires_grad_() for t in (pts, alpha, beta, *model.parameters())
+        ]
         p, a, b, *params = leaves
         nd = len(model.d_weights)
-        dw, db = params[:nd], params[nd:2 * nd]
-        ww, wb = params[2 * nd:2 * nd + len(model.w_weights)], params[2 * nd + len(model.w_weights):]
+        dw, db = params[:nd], params[nd : 2 * nd]
+        ww, wb = (
+            params[2 * nd : 2 * nd + len(model.w_weights)],
+            params[2 * nd + len(model.w_weights) :],
+        )
         out = torch.ops.nofa.deform_points(p, a, b, dw, db, ww, wb, model.n_freqs, save)
         assert (out[3].numel() > 0) == save
         (out[0].square().sum() + out[1].sum() + out[2].sum()).backward()
@@ -141,18 +160,22 @@ def test_autograd_through_the_op_without_saved_hidden():
     assert all(g is not None for g in grads[0])
     assert_grads_close(grads[0], grads[1], tol=1e-5)
 
+
 def test_gradcheck_float64():
     require_kernels("cpu")
-    model = randomised(DeformationField(n_freqs=2, id_dim=3, exp_dim=2, d_hidden=5, d_layers=2,
-                                        w_hidden=4, w_layers=2)).double()
+    model = randomised(
+        DeformationField(
+            n_freqs=2, id_dim=3, exp_dim=2, d_hidden=5, d_layers=2, w_hidden=4, w_layers=2
+        )
+    ).double()
     pts, alpha, beta = inputs(model, 2, 3, "cpu", torch.float64)
     params = [p.detach().clone().requires_grad_() for p in model.parameters()]
     nd = len(model.d_weights)
     nw = len(model.w_weights)
 
     def f(x, a, b, *ps):
-        dw, db = list(ps[:nd]), list(ps[nd:2 * nd])
-        ww, wb = list(ps[2 * nd:2 * nd + nw]), list(ps[2 * nd + nw:])
+        dw, db = list(ps[:nd]), list(ps[nd : 2 * nd])
+        ww, wb = list(ps[2 * nd : 2 * nd + nw]), list(ps[2 * nd + nw :])
         with ops.use_backend("kernels"):
             return ops.deform_points(x, a, b, dw, db, ww, wb, 2)
 
@@ -167,16 +190,27 @@ def test_opcheck():
     require_kernels("cpu")
     model = randomised(DeformationField(**SMALL))
     pts, alpha, beta = inputs(model, 2, 40, "cpu")
-    ps = [p.detach().clone().requires_grad_() for p in (*model.d_weights, *model.d_biases, *model.w_weights, *model.w_biases)]
+    ps = [
+        p.detach().clone().requires_grad_()
+        for p in (*model.d_weights, *model.d_biases, *model.w_weights, *model.w_biases)
+    ]
     nd, nw = len(model.d_weights), len(model.w_weights)
-    lists = [ps[:nd], ps[nd:2 * nd], ps[2 * nd:2 * nd + nw], ps[2 * nd + nw:]]
+    lists = [ps[:nd], ps[nd : 2 * nd], ps[2 * nd : 2 * nd + nw], ps[2 * nd + nw :]]
     for save in (False, True):
         args = (pts.requires_grad_(), alpha, beta, *lists, model.n_freqs, save)
         torch.library.opcheck(torch.ops.nofa.deform_points.default, args)
     with torch.no_grad():
         hidden = torch.ops.nofa.deform_points(pts, alpha, beta, *lists, model.n_freqs, True)[3]
     g = [torch.randn(2, 40, k) for k in (3, 3, 1)]
-    bargs = (*g, pts.detach(), alpha, beta, *[[t.detach() for t in l] for l in lists], model.n_freqs, hidden)
+    bargs = (
+        *g,
+        pts.detach(),
+        alpha,
+        beta,
+        *[[t.detach() for t in l] for l in lists],
+        model.n_freqs,
+        hidden,
+    )
     torch.library.opcheck(torch.ops.nofa.deform_points_backward.default, bargs)
 
 
@@ -222,7 +256,9 @@ def test_training_fits_jaw_motion(one_thread):
     held-out points falls by at least 10x within a few hundred steps."""
     require_kernels("cpu")
     torch.manual_seed(0)
-    model = DeformationField(n_freqs=2, id_dim=4, exp_dim=4, d_hidden=64, d_layers=3, w_hidden=32, w_layers=2)
+    model = DeformationField(
+        n_freqs=2, id_dim=4, exp_dim=4, d_hidden=64, d_layers=3, w_hidden=32, w_layers=2
+    )
     alpha = torch.randn(1, 4)
 
     def batch(n, m, gen=None):
@@ -249,7 +285,9 @@ def test_training_fits_jaw_motion(one_thread):
             opt.step()
     assert tr.backends("deform_points") == {"kernels"}
     err1 = val_error()
-    assert err1 * 10 <= err0, f"error fell only from {err0:.3g} to {err1:.3g} in {time.perf_counter() - t0:.1f}s"
+    assert err1 * 10 <= err0, (
+        f"error fell only from {err0:.3g} to {err1:.3g} in {time.perf_counter() - t0:.1f}s"
+    )
 
 
 def test_bad_inputs():
@@ -269,7 +307,12 @@ def test_bad_inputs():
         model(pts.double(), alpha, beta)
     with pytest.raises(ValueError, match=r"points must have shape \[N, M, 3\]"):
         model(pts[..., :2], alpha, beta)
-    args = [list(model.d_weights), list(model.d_biases), list(model.w_weights), list(model.w_biases)]
+    args = [
+        list(model.d_weights),
+        list(model.d_biases),
+        list(model.w_weights),
+        list(model.w_biases),
+    ]
     with pytest.raises(ValueError, match=r"d_weights\[0\] must have shape"):
         ops.deform_points(pts, alpha, torch.randn(2, 6), *args, SMALL["n_freqs"])
     with pytest.raises(ValueError, match=r"w_biases must hold one bias per layer"):
@@ -283,7 +326,12 @@ def test_kernel_checks_name_the_argument():
     require_kernels("cpu")
     model = DeformationField(**SMALL)
     pts, alpha, beta = inputs(model, 2, 10, "cpu")
-    args = [list(model.d_weights), list(model.d_biases), list(model.w_weights), list(model.w_biases)]
+    args = [
+        list(model.d_weights),
+        list(model.d_biases),
+        list(model.w_weights),
+        list(model.w_biases),
+    ]
     with pytest.raises(RuntimeError, match=r"d_weights\[0\] must have shape"):
         torch.ops.nofa.deform_points(pts, alpha[:, :-1], beta, *args, SMALL["n_freqs"], False)
     with pytest.raises(RuntimeError, match="same batch size"):
@@ -292,20 +340,27 @@ def test_kernel_checks_name_the_argument():
         torch.ops.nofa.deform_points(pts.int(), alpha, beta, *args, SMALL["n_freqs"], False)
     with pytest.raises(RuntimeError, match="hidden must be empty or have shape"):
         g = torch.zeros(2, 10, 3)
-        torch.ops.nofa.deform_points_backward(g, g, g[..., :1], pts, alpha, beta, *args, SMALL["n_freqs"],
-                                              torch.zeros(2, 10, 5))
+        torch.ops.nofa.deform_points_backward(
+            g, g, g[..., :1], pts, alpha, beta, *args, SMALL["n_freqs"], torch.zeros(2, 10, 5)
+        )
 
 
 def test_cuda_width_support_rule():
     """Which sizes the CUDA kernel takes (checked without a GPU; the CUDA tests below
     observe the error and the fallback): any hidden width in [1, 256] (the tiny preset's 16
     included), at most 8 linear layers per MLP."""
+
     def reason(**cfg):
         m = DeformationField(**{**SMALL, **cfg})
         return dp_mod.cuda_unsupported_reason(list(m.d_weights), list(m.w_weights))
 
     assert reason() is None
-    assert dp_mod.cuda_unsupported_reason(list(DeformationField().d_weights), list(DeformationField().w_weights)) is None
+    assert (
+        dp_mod.cuda_unsupported_reason(
+            list(DeformationField().d_weights), list(DeformationField().w_weights)
+        )
+        is None
+    )
     for width in (1, 16, 40, 100, 256):
         assert reason(d_hidden=width, w_hidden=width) is None, width
     assert reason(d_layers=7) is None  # 8 linear layers
@@ -323,7 +378,11 @@ def test_cuda_unsupported_width_errors_or_falls_back():
     pts, alpha, beta = inputs(model, 1, 50, "cuda")
     with ops.use_backend("kernels"), pytest.raises(ValueError, match="supports hidden widths"):
         model(pts, alpha, beta)
-    with ops.use_backend("auto"), ops.trace_backends() as tr, warnings.catch_warnings(record=True) as w:
+    with (
+        ops.use_backend("auto"),
+        ops.trace_backends() as tr,
+        warnings.catch_warnings(record=True) as w,
+    ):
         warnings.simplefilter("always")
         out = model(pts, alpha, beta)
     assert tr.backends("deform_points") == {"torch"}

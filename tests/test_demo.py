@@ -1,4 +1,5 @@
 """The demo end to end at tiny sizes (through the CLI), and the CLI commands on its avatar."""
+
 from __future__ import annotations
 
 import warnings
@@ -10,8 +11,8 @@ import torch
 import trimesh
 
 from nofa.cli import build_parser, main
-from nofa.pipelines.template_fit.demo import astronaut_portrait
 from nofa.io import load_avatar
+from nofa.pipelines.template_fit.demo import astronaut_portrait
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,10 @@ def test_demo_writes_every_promised_file(demo_dir, capsys):
     assert not torch.equal(av.planes, tmpl.planes)  # fast adaptation changed the tri-plane
     try:
         import dlib  # noqa: F401
-        assert av.metadata["geometry_warped"]  # --geometry-fit is on by default (needs the landmarks)
+
+        assert av.metadata[
+            "geometry_warped"
+        ]  # --geometry-fit is on by default (needs the landmarks)
     except ImportError:
         pass
     mesh = trimesh.load(demo_dir / "head.ply", force="mesh")
@@ -52,10 +56,42 @@ def test_cli_render_turntable_export(demo_dir, tmp_path):
     av = str(demo_dir / "avatar.nofa")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        assert main(["render", av, "--yaw", "20", "--resolution", "12", "--samples", "6",
-                     "--out", str(tmp_path / "r.png"), "--depth-out", str(tmp_path / "d.png")]) == 0
-        assert main(["turntable", av, "--frames", "4", "--resolution", "8", "--samples", "4",
-                     "--out", str(tmp_path / "t.gif")]) == 0
+        assert (
+            main(
+                [
+                    "render",
+                    av,
+                    "--yaw",
+                    "20",
+                    "--resolution",
+                    "12",
+                    "--samples",
+                    "6",
+                    "--out",
+                    str(tmp_path / "r.png"),
+                    "--depth-out",
+                    str(tmp_path / "d.png"),
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "turntable",
+                    av,
+                    "--frames",
+                    "4",
+                    "--resolution",
+                    "8",
+                    "--samples",
+                    "4",
+                    "--out",
+                    str(tmp_path / "t.gif"),
+                ]
+            )
+            == 0
+        )
     assert imageio.imread(tmp_path / "r.png").shape == (12, 12, 3)
     assert imageio.imread(tmp_path / "d.png").shape == (12, 12, 3)
     assert len(imageio.mimread(tmp_path / "t.gif")) == 4
@@ -65,13 +101,26 @@ def test_mp4_without_ffmpeg_says_what_to_install(demo_dir, tmp_path):
     pytest.importorskip("imageio", reason="imageio missing")
     try:
         import imageio_ffmpeg  # noqa: F401
+
         pytest.skip("imageio-ffmpeg is installed, so .mp4 works")
     except ImportError:
         pass
     with pytest.raises(RuntimeError, match="imageio-ffmpeg"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        main(["turntable", str(demo_dir / "avatar.nofa"), "--frames", "1", "--resolution", "4", "--samples", "3",
-              "--out", str(tmp_path / "t.mp4")])
+        main(
+            [
+                "turntable",
+                str(demo_dir / "avatar.nofa"),
+                "--frames",
+                "1",
+                "--resolution",
+                "4",
+                "--samples",
+                "3",
+                "--out",
+                str(tmp_path / "t.mp4"),
+            ]
+        )
 
 
 def test_cli_export_mesh(demo_dir, tmp_path):
@@ -82,8 +131,21 @@ def test_cli_export_mesh(demo_dir, tmp_path):
         warnings.simplefilter("ignore", RuntimeWarning)
         g = density_grid(avatar_density_fn(av), 8, av.options.box_warp / 2)
         level = float(g.min() + g.max()) / 2
-        assert main(["export-mesh", str(demo_dir / "avatar.nofa"), "--resolution", "16", "--level", str(level),
-                     "--out", str(tmp_path / "m.obj")]) == 0
+        assert (
+            main(
+                [
+                    "export-mesh",
+                    str(demo_dir / "avatar.nofa"),
+                    "--resolution",
+                    "16",
+                    "--level",
+                    str(level),
+                    "--out",
+                    str(tmp_path / "m.obj"),
+                ]
+            )
+            == 0
+        )
     assert len(trimesh.load(tmp_path / "m.obj", force="mesh").faces) > 0
 
 

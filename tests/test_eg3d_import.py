@@ -13,6 +13,7 @@ The machinery below re-implements (it does not copy) what matters of EG3D's form
   `copy.deepcopy(module).eval().requires_grad_(False).cpu()`, with a discriminator of its own
   classes (and a class nofa does not know), an augment pipe, fp16 SR settings.
 """
+
 from __future__ import annotations
 
 import collections
@@ -35,7 +36,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from nofa.io.eg3d_pickle import EG3DImportError, ModuleTree, OpaqueObject, UnsafePickleError, load_eg3d_pickle
+from nofa.io.eg3d_pickle import (
+    EG3DImportError,
+    ModuleTree,
+    OpaqueObject,
+    UnsafePickleError,
+    load_eg3d_pickle,
+)
 from nofa.models import NOFAAvatar
 from nofa.models.eg3d_import import eg3d_config, flatten_tensors, import_eg3d
 
@@ -46,6 +53,7 @@ _CLASSES: dict[str, type] = {}
 # ---------------------------------------------------------------------------------------
 # EG3D's persistence, re-implemented for writing test files
 # ---------------------------------------------------------------------------------------
+
 
 def _reconstruct(meta):
     """What `_reconstruct_persistent_obj` does for deepcopy in this process (EG3D would exec
@@ -80,8 +88,13 @@ class Persistent(nn.Module):
     def __reduce__(self):
         fields = list(super().__reduce__())
         fields += [None] * max(3 - len(fields), 0)
-        meta = dict(type="class", version=4, module_src=type(self).module_src, class_name=type(self).__name__,
-                    state=fields[2])
+        meta = dict(
+            type="class",
+            version=4,
+            module_src=type(self).module_src,
+            class_name=type(self).__name__,
+            state=fields[2],
+        )
         return _reconstruct, (meta,), None
 
 
@@ -103,7 +116,8 @@ _np1_scalar.__name__ = _np1_scalar.__qualname__ = "scalar"
 
 
 class NP1Float(float):
-    """A float64 that pickles as numpy 1.x wrote np.float64: numpy.core.multiarray.scalar(dtype, bytes)."""
+    """A float64 that pickles as numpy 1.x wrote np.float64: numpy.core.multiarray.scalar(dtype,
+    bytes)."""
 
     def __reduce__(self):
         return _np1_scalar, (np.dtype("f8"), struct.pack("<d", float(self)))
@@ -116,21 +130,32 @@ def _plain_class(module: str, name: str) -> type:
     return cls
 
 
-PLAIN = {(m, n): _plain_class(m, n) for m, n in (
-    ("training.triplane", "OSGDecoder"),
-    ("training.volumetric_rendering.renderer", "ImportanceRenderer"),
-    ("training.volumetric_rendering.ray_marcher", "MipRayMarcher2"),
-    ("training.volumetric_rendering.ray_sampler", "RaySampler"),
-    ("training.dual_discriminator", "Helper"),  # a class nofa does not know
-)}
+PLAIN = {
+    (m, n): _plain_class(m, n)
+    for m, n in (
+        ("training.triplane", "OSGDecoder"),
+        ("training.volumetric_rendering.renderer", "ImportanceRenderer"),
+        ("training.volumetric_rendering.ray_marcher", "MipRayMarcher2"),
+        ("training.volumetric_rendering.ray_sampler", "RaySampler"),
+        ("training.dual_discriminator", "Helper"),  # a class nofa does not know
+    )
+}
 UNKNOWN = PLAIN["training.dual_discriminator", "Helper"]
 
 
 @contextlib.contextmanager
 def eg3d_modules():
     """EG3D's module names, importable only while pickling (the loader must never need them)."""
-    names = ["torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util", "training",
-             "training.volumetric_rendering", "numpy.core.multiarray", *sorted({m for m, _ in PLAIN})]
+    names = [
+        "torch_utils",
+        "torch_utils.persistence",
+        "dnnlib",
+        "dnnlib.util",
+        "training",
+        "training.volumetric_rendering",
+        "numpy.core.multiarray",
+        *sorted({m for m, _ in PLAIN}),
+    ]
     mods = {name: types.ModuleType(name) for name in names}
     for (m, n), cls in PLAIN.items():
         setattr(mods[m], n, cls)
@@ -185,27 +210,46 @@ def add_layer_state(node: nn.Module, name: str, conv_clamp) -> None:
         node.weight_gain = NP1Float(1 / math.sqrt(w.shape[1]))
         node.conv_clamp = conv_clamp
     elif kind == "SynthesisBlock":
-        node.use_fp16, node.channels_last, node.num_conv = conv_clamp is not None, False, np.int64(2)
+        node.use_fp16, node.channels_last, node.num_conv = (
+            conv_clamp is not None,
+            False,
+            np.int64(2),
+        )
     for child_name, child in node._modules.items():
         add_layer_state(child, child_name, conv_clamp)
 
 
-def make_generator(model: NOFAAvatar, canary: str, seed: int, sr_fp16: bool, rendering_state: dict | None,
-                   extra: dict | None = None, drop: tuple[str, ...] = ()) -> nn.Module:
-    cls = persistent_classes({
-        canary_src(canary, "training/triplane.py"): ["TriPlaneGenerator"],
-        canary_src(canary, "training/networks_stylegan2.py"): [
-            "StyleGAN2Backbone", "MappingNetwork", "SynthesisNetwork", "SynthesisBlock", "SynthesisLayer", "ToRGBLayer",
-            "FullyConnectedLayer"],
-        canary_src(canary, "training/superresolution.py"): ["SuperresolutionHybrid8XDC"],
-    })
+def make_generator(
+    model: NOFAAvatar,
+    canary: str,
+    seed: int,
+    sr_fp16: bool,
+    rendering_state: dict | None,
+    extra: dict | None = None,
+    drop: tuple[str, ...] = (),
+) -> nn.Module:
+    cls = persistent_classes(
+        {
+            canary_src(canary, "training/triplane.py"): ["TriPlaneGenerator"],
+            canary_src(canary, "training/networks_stylegan2.py"): [
+                "StyleGAN2Backbone",
+                "MappingNetwork",
+                "SynthesisNetwork",
+                "SynthesisBlock",
+                "SynthesisLayer",
+                "ToRGBLayer",
+                "FullyConnectedLayer",
+            ],
+            canary_src(canary, "training/superresolution.py"): ["SuperresolutionHybrid8XDC"],
+        }
+    )
     gen = torch.Generator().manual_seed(seed)
     tensors = {}
     for k, v in model.state_dict().items():
         for ours, theirs in (("generator.", "backbone."), ("superres.", "superresolution.")):
             if k.startswith(ours):
                 noise = 0.25 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else 0
-                tensors[theirs + k[len(ours):]] = v + noise
+                tensors[theirs + k[len(ours) :]] = v + noise
     tensors.update(extra or {})
     for k in drop:
         tensors.pop(k)
@@ -216,13 +260,19 @@ def make_generator(model: NOFAAvatar, canary: str, seed: int, sr_fp16: bool, ren
         if path == ["backbone"]:
             return cls["StyleGAN2Backbone"]()
         if path == ["superresolution"]:
-            return cls["SuperresolutionHybrid8XDC"](channels=32, img_resolution=512, sr_num_fp16_res=4 if sr_fp16 else 0,
-                                                    sr_antialias=True)
+            return cls["SuperresolutionHybrid8XDC"](
+                channels=32,
+                img_resolution=512,
+                sr_num_fp16_res=4 if sr_fp16 else 0,
+                sr_antialias=True,
+            )
         if last == "mapping":
             return cls["MappingNetwork"]()
         if last == "synthesis":
             return cls["SynthesisNetwork"]()
-        if re.fullmatch(r"block\d", last):  # EG3D passes conv_clamp=(256 if use_fp16 else None) to its SR blocks
+        if re.fullmatch(
+            r"block\d", last
+        ):  # EG3D passes conv_clamp=(256 if use_fp16 else None) to its SR blocks
             return cls["SynthesisBlock"](use_fp16=sr_fp16, conv_clamp=clamp)
         if re.fullmatch(r"b\d+", last):
             return cls["SynthesisBlock"](use_fp16=False, conv_clamp=None)
@@ -239,29 +289,63 @@ def make_generator(model: NOFAAvatar, canary: str, seed: int, sr_fp16: bool, ren
 
     def fc(o: int, i: int) -> nn.Module:
         layer = cls["FullyConnectedLayer"](in_features=i, out_features=o)
-        return build_tree({"weight": torch.randn(o, i, generator=gen), "bias": torch.randn(o, generator=gen)}, layer, None)
+        return build_tree(
+            {"weight": torch.randn(o, i, generator=gen), "bias": torch.randn(o, generator=gen)},
+            layer,
+            None,
+        )
 
-    net = nn.Sequential(fc(dec.hidden, dec.n_features), nn.Softplus(), fc(1 + dec.out_features, dec.hidden))
+    net = nn.Sequential(
+        fc(dec.hidden, dec.n_features), nn.Softplus(), fc(1 + dec.out_features, dec.hidden)
+    )
     for layer in (net[0], net[2]):
         add_layer_state(layer, "fc", None)
     decoder = PLAIN["training.triplane", "OSGDecoder"]()
     decoder.add_module("net", net)
     g.add_module("decoder", decoder)
     renderer = PLAIN["training.volumetric_rendering.renderer", "ImportanceRenderer"]()
-    renderer.add_module("ray_marcher", PLAIN["training.volumetric_rendering.ray_marcher", "MipRayMarcher2"]())
-    renderer.plane_axes = torch.eye(3).expand(3, 3, 3).clone()  # a plain tensor attribute, not a buffer
+    renderer.add_module(
+        "ray_marcher", PLAIN["training.volumetric_rendering.ray_marcher", "MipRayMarcher2"]()
+    )
+    renderer.plane_axes = (
+        torch.eye(3).expand(3, 3, 3).clone()
+    )  # a plain tensor attribute, not a buffer
     g.add_module("renderer", renderer)
     g.add_module("ray_sampler", PLAIN["training.volumetric_rendering.ray_sampler", "RaySampler"]())
-    init_rk = {"image_resolution": 512, "disparity_space_sampling": False, "clamp_mode": "softplus",
-               "superresolution_module": "training.superresolution.SuperresolutionHybrid8XDC",
-               "c_gen_conditioning_zero": False, "gpc_reg_prob": 0.5, "superresolution_noise_mode": "none",
-               "decoder_lr_mul": 1.0, "sr_antialias": True, "depth_resolution": 24, "depth_resolution_importance": 10,
-               "ray_start": 2.25, "ray_end": 3.3, "box_warp": 1, "avg_camera_radius": 2.7,
-               "avg_camera_pivot": [0, 0, 0.2]}  # no c_scale: as in the released FFHQ files
-    g._init_kwargs = dict(z_dim=model.generator.z_dim, c_dim=25, w_dim=model.generator.w_dim, img_resolution=512,
-                          img_channels=3, sr_num_fp16_res=4 if sr_fp16 else 0, mapping_kwargs=EasyDict(num_layers=2),
-                          rendering_kwargs=copy.deepcopy(init_rk), sr_kwargs={}, channel_base=32768, channel_max=512,
-                          fused_modconv_default="inference_only", num_fp16_res=0, conv_clamp=None)
+    init_rk = {
+        "image_resolution": 512,
+        "disparity_space_sampling": False,
+        "clamp_mode": "softplus",
+        "superresolution_module": "training.superresolution.SuperresolutionHybrid8XDC",
+        "c_gen_conditioning_zero": False,
+        "gpc_reg_prob": 0.5,
+        "superresolution_noise_mode": "none",
+        "decoder_lr_mul": 1.0,
+        "sr_antialias": True,
+        "depth_resolution": 24,
+        "depth_resolution_importance": 10,
+        "ray_start": 2.25,
+        "ray_end": 3.3,
+        "box_warp": 1,
+        "avg_camera_radius": 2.7,
+        "avg_camera_pivot": [0, 0, 0.2],
+    }  # no c_scale: as in the released FFHQ files
+    g._init_kwargs = dict(
+        z_dim=model.generator.z_dim,
+        c_dim=25,
+        w_dim=model.generator.w_dim,
+        img_resolution=512,
+        img_channels=3,
+        sr_num_fp16_res=4 if sr_fp16 else 0,
+        mapping_kwargs=EasyDict(num_layers=2),
+        rendering_kwargs=copy.deepcopy(init_rk),
+        sr_kwargs={},
+        channel_base=32768,
+        channel_max=512,
+        fused_modconv_default="inference_only",
+        num_fp16_res=0,
+        conv_clamp=None,
+    )
     g.rendering_kwargs = init_rk if rendering_state is None else {**init_rk, **rendering_state}
     g.neural_rendering_resolution = 16
     g._last_planes = None
@@ -269,23 +353,52 @@ def make_generator(model: NOFAAvatar, canary: str, seed: int, sr_fp16: bool, ren
 
 
 def make_discriminator(canary: str) -> nn.Module:
-    cls = persistent_classes({
-        canary_src(canary, "training/dual_discriminator.py"): ["DualDiscriminator"],
-        canary_src(canary, "training/networks_stylegan2.py"): [
-            "DiscriminatorBlock", "DiscriminatorEpilogue", "MinibatchStdLayer", "Conv2dLayer", "DMappingNetwork"],
-    })
-    tensors = {"b8.conv0.weight": torch.randn(4, 6, 3, 3), "b8.conv0.bias": torch.randn(4),
-               "b8.skip.weight": torch.randn(4, 6, 1, 1), "b8.resample_filter": torch.ones(4, 4) / 16,
-               "b4.conv.weight": torch.randn(4, 5, 3, 3), "b4.fc.weight": torch.randn(8, 64),
-               "mapping.fc0.weight": torch.randn(8, 25), "resample_filter": torch.ones(4, 4) / 16}
+    cls = persistent_classes(
+        {
+            canary_src(canary, "training/dual_discriminator.py"): ["DualDiscriminator"],
+            canary_src(canary, "training/networks_stylegan2.py"): [
+                "DiscriminatorBlock",
+                "DiscriminatorEpilogue",
+                "MinibatchStdLayer",
+                "Conv2dLayer",
+                "DMappingNetwork",
+            ],
+        }
+    )
+    tensors = {
+        "b8.conv0.weight": torch.randn(4, 6, 3, 3),
+        "b8.conv0.bias": torch.randn(4),
+        "b8.skip.weight": torch.randn(4, 6, 1, 1),
+        "b8.resample_filter": torch.ones(4, 4) / 16,
+        "b4.conv.weight": torch.randn(4, 5, 3, 3),
+        "b4.fc.weight": torch.randn(8, 64),
+        "mapping.fc0.weight": torch.randn(8, 25),
+        "resample_filter": torch.ones(4, 4) / 16,
+    }
 
     def role(path):
         last = path[-1]
-        return cls["DiscriminatorBlock" if last == "b8" else "DiscriminatorEpilogue" if last == "b4" else
-                   "DMappingNetwork" if last == "mapping" else "Conv2dLayer"](architecture="resnet")
+        return cls[
+            "DiscriminatorBlock"
+            if last == "b8"
+            else "DiscriminatorEpilogue"
+            if last == "b4"
+            else "DMappingNetwork"
+            if last == "mapping"
+            else "Conv2dLayer"
+        ](architecture="resnet")
 
-    d = build_tree(tensors, cls["DualDiscriminator"](c_dim=25, img_resolution=512, img_channels=3,
-                                                     disc_c_noise=0.0, block_kwargs=EasyDict(freeze_layers=0)), role)
+    d = build_tree(
+        tensors,
+        cls["DualDiscriminator"](
+            c_dim=25,
+            img_resolution=512,
+            img_channels=3,
+            disc_c_noise=0.0,
+            block_kwargs=EasyDict(freeze_layers=0),
+        ),
+        role,
+    )
     d._modules["b4"].add_module("mbstd", cls["MinibatchStdLayer"](group_size=4))
     for node in d.modules():
         if type(node).__name__ == "Conv2dLayer":
@@ -305,15 +418,30 @@ def make_augment_pipe(canary: str) -> nn.Module:
     return a
 
 
-def write_snapshot(path, model: NOFAAvatar, canary: str, sr_fp16: bool = True, rendering_state: dict | None = None,
-                   **gen_kwargs) -> None:
-    """A snapshot written as EG3D's training loop does: deep copies in eval mode, one pickle.dump."""
+def write_snapshot(
+    path,
+    model: NOFAAvatar,
+    canary: str,
+    sr_fp16: bool = True,
+    rendering_state: dict | None = None,
+    **gen_kwargs,
+) -> None:
+    """A snapshot written as EG3D's training loop does: deep copies in eval mode, one
+    pickle.dump."""
     G_ema = make_generator(model, canary, 1, sr_fp16, rendering_state, **gen_kwargs)
     G = make_generator(model, canary, 2, sr_fp16, rendering_state, **gen_kwargs)
     D, augment_pipe = make_discriminator(canary), make_augment_pipe(canary)
-    snapshot = dict(training_set_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path="/data/ffhq.zip",
-                                             use_labels=True, max_size=70000, xflip=True, resolution=512,
-                                             random_seed=0))
+    snapshot = dict(
+        training_set_kwargs=dict(
+            class_name="training.dataset.ImageFolderDataset",
+            path="/data/ffhq.zip",
+            use_labels=True,
+            max_size=70000,
+            xflip=True,
+            resolution=512,
+            random_seed=0,
+        )
+    )
     with eg3d_modules():
         for name, module in [("G", G), ("D", D), ("G_ema", G_ema), ("augment_pipe", augment_pipe)]:
             snapshot[name] = copy.deepcopy(module).eval().requires_grad_(False).cpu()
@@ -338,30 +466,56 @@ def snapshot_file(tiny, tmp_path_factory):
 # Genuine snapshots
 # ---------------------------------------------------------------------------------------
 
+
 def test_genuine_snapshot_loads_without_running_or_importing_anything(snapshot_file):
     path, canary = snapshot_file
     raw = path.read_bytes()
-    for name in (b"numpy.core.multiarray", b"numpy._core.multiarray", b"dtype", b"DualDiscriminator", b"AugmentPipe",
-                 b"training.dual_discriminator", b"_reconstruct_persistent_obj"):
+    for name in (
+        b"numpy.core.multiarray",
+        b"numpy._core.multiarray",
+        b"dtype",
+        b"DualDiscriminator",
+        b"AugmentPipe",
+        b"training.dual_discriminator",
+        b"_reconstruct_persistent_obj",
+    ):
         assert name in raw, name  # the file really has what the released snapshots have
     before = set(sys.modules)
     data = load_eg3d_pickle(path)
     assert not canary.exists(), "module_src from the pickle was executed"
-    assert not {m for m in set(sys.modules) - before if m.split(".")[0] in ("training", "torch_utils", "dnnlib")}
+    assert not {
+        m
+        for m in set(sys.modules) - before
+        if m.split(".")[0] in ("training", "torch_utils", "dnnlib")
+    }
     assert sorted(data) == ["D", "G", "G_ema", "augment_pipe", "training_set_kwargs"]
     g = data["G_ema"]
     assert isinstance(g, ModuleTree) and g.class_name == "TriPlaneGenerator"
     assert "write_text" in g.module_src  # kept as text only
     fc0 = g.children["backbone"].children["mapping"].children["fc0"]
     assert type(fc0.state["weight_gain"]) is float  # numpy 2 spelling, read as a plain float
-    assert fc0.state["weight_gain"] == pytest.approx(1 / math.sqrt(fc0.parameters["weight"].shape[1]))
+    assert fc0.state["weight_gain"] == pytest.approx(
+        1 / math.sqrt(fc0.parameters["weight"].shape[1])
+    )
     conv = g.children["backbone"].children["synthesis"].children["b8"].children["conv0"]
-    assert type(conv.state["act_gain"]) is float and conv.state["act_gain"] == math.sqrt(2)  # numpy 1.x spelling
-    assert type(g.children["backbone"].children["synthesis"].children["b8"].state["num_conv"]) is int
+    assert type(conv.state["act_gain"]) is float and conv.state["act_gain"] == math.sqrt(
+        2
+    )  # numpy 1.x spelling
+    assert (
+        type(g.children["backbone"].children["synthesis"].children["b8"].state["num_conv"]) is int
+    )
     d = data["D"]
-    assert d.class_name == "DualDiscriminator" and type(d.children["b8"].children["conv0"].state["weight_gain"]) is float
-    assert isinstance(d.children["helper"], OpaqueObject) and isinstance(d.state["kernel"], OpaqueObject)
-    assert data["augment_pipe"].class_name == "AugmentPipe" and data["training_set_kwargs"]["resolution"] == 512
+    assert (
+        d.class_name == "DualDiscriminator"
+        and type(d.children["b8"].children["conv0"].state["weight_gain"]) is float
+    )
+    assert isinstance(d.children["helper"], OpaqueObject) and isinstance(
+        d.state["kernel"], OpaqueObject
+    )
+    assert (
+        data["augment_pipe"].class_name == "AugmentPipe"
+        and data["training_set_kwargs"]["resolution"] == 512
+    )
 
 
 def test_genuine_snapshot_imports_g_ema(snapshot_file):
@@ -370,7 +524,12 @@ def test_genuine_snapshot_imports_g_ema(snapshot_file):
     _, report = import_eg3d(path, model=model)
     assert not canary.exists()
     assert report.missing == [] and report.unexpected == []
-    assert report.network == "G_ema" and report.skipped == ["D", "G", "augment_pipe", "training_set_kwargs"]
+    assert report.network == "G_ema" and report.skipped == [
+        "D",
+        "G",
+        "augment_pipe",
+        "training_set_kwargs",
+    ]
     data = load_eg3d_pickle(path)
     src, other = flatten_tensors(data["G_ema"]), flatten_tensors(data["G"])
     own = model.state_dict()
@@ -394,23 +553,37 @@ def test_settings_are_read_as_eg3d_reads_them(snapshot_file, tiny, tmp_path):
     path, _ = snapshot_file
     model, report = import_eg3d(path)
     cfg = report.config
-    # EG3D builds its SR blocks with conv_clamp=256 when sr_num_fp16_res > 0, whatever G's conv_clamp
+    # EG3D builds its SR blocks with conv_clamp=256 when sr_num_fp16_res > 0, whatever G's
+    # conv_clamp
     assert cfg["superres"]["conv_clamp"] == 256 and cfg["generator"]["conv_clamp"] is None
-    assert model.superres.block0.conv0.conv_clamp == 256 and model.superres.block1.torgb.conv_clamp == 256
+    assert (
+        model.superres.block0.conv0.conv_clamp == 256
+        and model.superres.block1.torgb.conv_clamp == 256
+    )
     assert model.generator.synthesis.b8.conv0.conv_clamp is None
     # rendering_kwargs.get('c_scale', 0): a file without c_scale conditions the mapping on zeros
     assert cfg["generator"]["c_scale"] == 0.0 and model.generator.c_scale == 0.0
     z, c = torch.randn(2, model.generator.z_dim), torch.randn(2, 25)
-    torch.testing.assert_close(model.generator.map(z, c), model.generator.map(z, torch.zeros_like(c)))
+    torch.testing.assert_close(
+        model.generator.map(z, c), model.generator.map(z, torch.zeros_like(c))
+    )
     assert cfg["render"]["coarse_samples"] == 24 and cfg["render"]["resolution"] == 16
     model.save(tmp_path / "m.nofa")
     assert NOFAAvatar.load(tmp_path / "m.nofa").superres.block1.conv1.conv_clamp == 256
 
     # the generator's rendering_kwargs attribute (what EG3D renders with) wins over its init kwargs
-    write_snapshot(tmp_path / "s.pkl", tiny, str(tmp_path / "canary"), sr_fp16=False,
-                   rendering_state={"depth_resolution": 12, "c_scale": 1.0})
+    write_snapshot(
+        tmp_path / "s.pkl",
+        tiny,
+        str(tmp_path / "canary"),
+        sr_fp16=False,
+        rendering_state={"depth_resolution": 12, "c_scale": 1.0},
+    )
     _, report = import_eg3d(tmp_path / "s.pkl", model=NOFAAvatar.from_preset("tiny"))
-    assert report.config["render"]["coarse_samples"] == 12 and report.config["generator"]["c_scale"] == 1.0
+    assert (
+        report.config["render"]["coarse_samples"] == 12
+        and report.config["generator"]["c_scale"] == 1.0
+    )
     assert report.config["superres"]["conv_clamp"] is None
 
 
@@ -441,8 +614,13 @@ def test_unsupported_render_settings_are_refused(snapshot_file):
 
 
 def test_missing_and_unexpected_tensors_are_named(tiny, tmp_path):
-    write_snapshot(tmp_path / "g.pkl", tiny, str(tmp_path / "canary"), drop=("superresolution.block1.torgb.bias",),
-                   extra={"backbone.synthesis.b4.mystery": torch.ones(2)})
+    write_snapshot(
+        tmp_path / "g.pkl",
+        tiny,
+        str(tmp_path / "canary"),
+        drop=("superresolution.block1.torgb.bias",),
+        extra={"backbone.synthesis.b4.mystery": torch.ones(2)},
+    )
     _, report = import_eg3d(tmp_path / "g.pkl", model=NOFAAvatar.from_preset("tiny"))
     assert report.missing == ["superres.block1.torgb.bias"]
     assert report.unexpected == ["backbone.synthesis.b4.mystery"]
@@ -451,8 +629,12 @@ def test_missing_and_unexpected_tensors_are_named(tiny, tmp_path):
 
 
 def test_shape_mismatch_names_the_tensor(tiny, tmp_path):
-    write_snapshot(tmp_path / "g.pkl", tiny, str(tmp_path / "canary"),
-                   extra={"backbone.mapping.fc1.bias": torch.zeros(7)})
+    write_snapshot(
+        tmp_path / "g.pkl",
+        tiny,
+        str(tmp_path / "canary"),
+        extra={"backbone.mapping.fc1.bias": torch.zeros(7)},
+    )
     with pytest.raises(EG3DImportError, match=r"backbone\.mapping\.fc1\.bias"):
         import_eg3d(tmp_path / "g.pkl", model=NOFAAvatar.from_preset("tiny"))
 
@@ -460,6 +642,7 @@ def test_shape_mismatch_names_the_tensor(tiny, tmp_path):
 # ---------------------------------------------------------------------------------------
 # Nothing from the file ever runs
 # ---------------------------------------------------------------------------------------
+
 
 class _Evil:
     def __init__(self, path):
@@ -494,7 +677,9 @@ def test_unknown_classes_are_read_past_only_in_skipped_entries(snapshot_file, ti
     g._modules["renderer"].add_module("helper", UNKNOWN())
     with eg3d_modules(), open(tmp_path / "g.pkl", "wb") as f:
         pickle.dump({"G_ema": g}, f)
-    with pytest.raises(UnsafePickleError, match=r"'training\.dual_discriminator\.Helper' \(in entry 'G_ema'\)"):
+    with pytest.raises(
+        UnsafePickleError, match=r"'training\.dual_discriminator\.Helper' \(in entry 'G_ema'\)"
+    ):
         load_eg3d_pickle(tmp_path / "g.pkl")
     assert not canary.exists()
 
@@ -503,12 +688,23 @@ def test_unknown_classes_are_read_past_only_in_skipped_entries(snapshot_file, ti
 # Tensors
 # ---------------------------------------------------------------------------------------
 
+
 def test_tensors_read_like_torch(tmp_path):
     base = torch.randn(4, 6)
-    tensors = {"f32": base, "view": base[1:, ::2], "t": base.t(), "f16": base.half(), "bf16": base.bfloat16(),
-               "f64": base.double(), "i64": torch.arange(5), "u8": torch.arange(5, dtype=torch.uint8),
-               "bool": base > 0, "empty": torch.zeros(0, 3), "scalar": torch.tensor(2.5),
-               "param": nn.Parameter(base.clone())}
+    tensors = {
+        "f32": base,
+        "view": base[1:, ::2],
+        "t": base.t(),
+        "f16": base.half(),
+        "bf16": base.bfloat16(),
+        "f64": base.double(),
+        "i64": torch.arange(5),
+        "u8": torch.arange(5, dtype=torch.uint8),
+        "bool": base > 0,
+        "empty": torch.zeros(0, 3),
+        "scalar": torch.tensor(2.5),
+        "param": nn.Parameter(base.clone()),
+    }
     buf = io.BytesIO()
     pickle.dump(tensors, buf)
     buf.seek(0)
@@ -540,11 +736,16 @@ def legacy_storage_blob(numel: int, payload: bytes, count: int | None = None) ->
 
     class P(pickle.Pickler):
         def persistent_id(self, obj):
-            return ("storage", torch.FloatStorage, "0", "cpu", numel, None) if obj is marker else None
+            return (
+                ("storage", torch.FloatStorage, "0", "cpu", numel, None) if obj is marker else None
+            )
 
     b = io.BytesIO()
-    for obj in (TORCH_LEGACY_MAGIC, 1001, dict(protocol_version=1001, little_endian=True,
-                                               type_sizes=dict(short=2, int=4, long=4))):
+    for obj in (
+        TORCH_LEGACY_MAGIC,
+        1001,
+        dict(protocol_version=1001, little_endian=True, type_sizes=dict(short=2, int=4, long=4)),
+    ):
         pickle.dump(obj, b, protocol=2)
     P(b, protocol=2).dump(marker)
     pickle.dump(["0"], b, protocol=2)
@@ -569,54 +770,133 @@ def _storage_blob_from_torch(t: torch.Tensor) -> bytes:
         return t.storage().__reduce__()[1][0]
 
 
-HUGE = 2 ** 60
+HUGE = 2**60
 BAD_INPUTS = {
     "empty": (lambda: b"", r"is empty \(0 bytes\)"),
     "random bytes": (lambda: random.Random(0).randbytes(4096), r"is not a pickle \(it starts with"),
-    "random after a pickle header": (lambda: b"\x80\x04" + random.Random(1).randbytes(4096),
-                                     r"not a readable EG3D snapshot|truncated or corrupt"),
-    "torch.save zip": (lambda: _torch_save({"G_ema": torch.ones(3)}), r"is a zip archive \(a torch.save file\?\)"),
-    "legacy torch.save": (lambda: _torch_save({"a": torch.ones(3)}, _use_new_zipfile_serialization=False),
-                          r"is a \(legacy\) torch.save file"),
-    "BINBYTES8 of 2^60": (lambda: b"\x80\x04\x8e" + struct.pack("<Q", HUGE) + b"abc",
-                          rf"length field asks for {HUGE} bytes but only 3 remain"),
-    "FRAME of 2^60": (lambda: b"\x80\x04\x95" + struct.pack("<Q", HUGE) + b"}.", rf"asks for {HUGE} bytes"),
-    "BINUNICODE8 of 2^60": (lambda: b"\x80\x04\x8d" + struct.pack("<Q", HUGE) + b"x.", rf"asks for {HUGE} bytes"),
+    "random after a pickle header": (
+        lambda: b"\x80\x04" + random.Random(1).randbytes(4096),
+        r"not a readable EG3D snapshot|truncated or corrupt",
+    ),
+    "torch.save zip": (
+        lambda: _torch_save({"G_ema": torch.ones(3)}),
+        r"is a zip archive \(a torch.save file\?\)",
+    ),
+    "legacy torch.save": (
+        lambda: _torch_save({"a": torch.ones(3)}, _use_new_zipfile_serialization=False),
+        r"is a \(legacy\) torch.save file",
+    ),
+    "BINBYTES8 of 2^60": (
+        lambda: b"\x80\x04\x8e" + struct.pack("<Q", HUGE) + b"abc",
+        rf"length field asks for {HUGE} bytes but only 3 remain",
+    ),
+    "FRAME of 2^60": (
+        lambda: b"\x80\x04\x95" + struct.pack("<Q", HUGE) + b"}.",
+        rf"asks for {HUGE} bytes",
+    ),
+    "BINUNICODE8 of 2^60": (
+        lambda: b"\x80\x04\x8d" + struct.pack("<Q", HUGE) + b"x.",
+        rf"asks for {HUGE} bytes",
+    ),
     "storage claiming 2^60 elements": (
-        lambda: _dumps({"G_ema": Reduce(torch.storage._load_from_bytes, (legacy_storage_blob(HUGE, b"\0" * 8),))}),
-        rf"claims {HUGE} elements"),
+        lambda: _dumps(
+            {
+                "G_ema": Reduce(
+                    torch.storage._load_from_bytes, (legacy_storage_blob(HUGE, b"\0" * 8),)
+                )
+            }
+        ),
+        rf"claims {HUGE} elements",
+    ),
     "storage size field disagreeing": (
-        lambda: _dumps({"G_ema": Reduce(torch.storage._load_from_bytes, (legacy_storage_blob(2, b"\0" * 8, 7),))}),
-        r"claims 2 elements \(size field 7\)"),
+        lambda: _dumps(
+            {
+                "G_ema": Reduce(
+                    torch.storage._load_from_bytes, (legacy_storage_blob(2, b"\0" * 8, 7),)
+                )
+            }
+        ),
+        r"claims 2 elements \(size field 7\)",
+    ),
     "storage record not torch's": (
         lambda: _dumps({"G_ema": Reduce(torch.storage._load_from_bytes, (pickle.dumps([1, 2]),))}),
-        r"storage record: not in torch's legacy storage format"),
+        r"storage record: not in torch's legacy storage format",
+    ),
     "tensor overrunning its storage": (
-        lambda: _dumps({"G_ema": Reduce(torch._utils._rebuild_tensor_v2, (
-            Reduce(torch.storage._load_from_bytes, (_storage_blob_from_torch(torch.ones(6)),)), 2, (3, 2), (2, 1),
-            False, collections.OrderedDict()))}),
-        r"shape \[3, 2\] \(stride \[2, 1\], offset 2\) overruns its storage: it needs 8 elements, the storage holds 6"),
+        lambda: _dumps(
+            {
+                "G_ema": Reduce(
+                    torch._utils._rebuild_tensor_v2,
+                    (
+                        Reduce(
+                            torch.storage._load_from_bytes,
+                            (_storage_blob_from_torch(torch.ones(6)),),
+                        ),
+                        2,
+                        (3, 2),
+                        (2, 1),
+                        False,
+                        collections.OrderedDict(),
+                    ),
+                )
+            }
+        ),
+        r"shape \[3, 2\] \(stride \[2, 1\], offset 2\) overruns its storage: it needs 8 elements, "
+        r"the storage holds 6",
+    ),
     "tensor with a negative stride": (
-        lambda: _dumps({"G_ema": Reduce(torch._utils._rebuild_tensor_v2, (
-            Reduce(torch.storage._load_from_bytes, (_storage_blob_from_torch(torch.ones(6)),)), 0, (3,), (-1,)))}),
-        r"do not describe a tensor"),
-    "Sequential with a list as its state": (lambda: _dumps({"G_ema": Reduce(nn.Sequential, (), [1, 2])}),
-                                            r"module Sequential: its pickled state is a list"),
-    "numpy dtype with odd state": (lambda: _dumps({"G_ema": Reduce(np.dtype, ("f8", False, True), "odd")}),
-                                   r"numpy.dtype: unexpected pickled state"),
+        lambda: _dumps(
+            {
+                "G_ema": Reduce(
+                    torch._utils._rebuild_tensor_v2,
+                    (
+                        Reduce(
+                            torch.storage._load_from_bytes,
+                            (_storage_blob_from_torch(torch.ones(6)),),
+                        ),
+                        0,
+                        (3,),
+                        (-1,),
+                    ),
+                )
+            }
+        ),
+        r"do not describe a tensor",
+    ),
+    "Sequential with a list as its state": (
+        lambda: _dumps({"G_ema": Reduce(nn.Sequential, (), [1, 2])}),
+        r"module Sequential: its pickled state is a list",
+    ),
+    "numpy dtype with odd state": (
+        lambda: _dumps({"G_ema": Reduce(np.dtype, ("f8", False, True), "odd")}),
+        r"numpy.dtype: unexpected pickled state",
+    ),
     "numpy scalar with the wrong byte count": (
-        lambda: _dumps({"G_ema": Reduce(_np1_scalar, (np.dtype("f8"), b"\0" * 3))}), r"f8 scalar holds 3 bytes"),
-    "numpy complex scalar in the generator": (lambda: _dumps({"G_ema": np.complex128(1j)}),
-                                              r"refusing to load global 'numpy.core.multiarray.scalar\[c16\]'"),
-    "OrderedDict given an object state": (lambda: _dumps({"G_ema": Reduce(collections.OrderedDict, (), {"x": 1})}),
-                                          r"sets the state of a OrderedDict object"),
+        lambda: _dumps({"G_ema": Reduce(_np1_scalar, (np.dtype("f8"), b"\0" * 3))}),
+        r"f8 scalar holds 3 bytes",
+    ),
+    "numpy complex scalar in the generator": (
+        lambda: _dumps({"G_ema": np.complex128(1j)}),
+        r"refusing to load global 'numpy.core.multiarray.scalar\[c16\]'",
+    ),
+    "OrderedDict given an object state": (
+        lambda: _dumps({"G_ema": Reduce(collections.OrderedDict, (), {"x": 1})}),
+        r"sets the state of a OrderedDict object",
+    ),
     "persistent object with a list state": (
-        lambda: _dumps({"G_ema": Reduce(_reconstruct, (dict(type="class", class_name="X", state=[1]),))}),
-        r"persistent object 'X': its state is a list"),
+        lambda: _dumps(
+            {"G_ema": Reduce(_reconstruct, (dict(type="class", class_name="X", state=[1]),))}
+        ),
+        r"persistent object 'X': its state is a list",
+    ),
     "persistent object of another kind": (
         lambda: _dumps({"G_ema": Reduce(_reconstruct, (dict(type="module", class_name="X"),))}),
-        r"persistent object: unexpected metadata \(module\)"),
-    "a list, not a snapshot": (lambda: pickle.dumps([1, 2, 3]), r"a pickled dict with str keys, got list"),
+        r"persistent object: unexpected metadata \(module\)",
+    ),
+    "a list, not a snapshot": (
+        lambda: pickle.dumps([1, 2, 3]),
+        r"a pickled dict with str keys, got list",
+    ),
 }
 
 
@@ -634,7 +914,7 @@ def test_bad_input_gives_one_clear_error(case, tmp_path, capsys):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 16 * 2 ** 20, f"{peak} bytes allocated reading a {path.stat().st_size} byte file"
+    assert peak < 16 * 2**20, f"{peak} bytes allocated reading a {path.stat().st_size} byte file"
     assert "\n" not in str(info.value) and str(path) in str(info.value)
     out = tmp_path / "out.nofa"
     assert main(["import-eg3d", str(path), str(out)]) == 1
@@ -648,13 +928,16 @@ def test_truncated_snapshot(snapshot_file, tmp_path):
     raw = snapshot_file[0].read_bytes()
     for cut in (len(raw) // 2, len(raw) - 1):
         (tmp_path / "cut.pkl").write_bytes(raw[:cut])
-        with pytest.raises(EG3DImportError, match="truncated or corrupt|not a readable EG3D snapshot"):
+        with pytest.raises(
+            EG3DImportError, match="truncated or corrupt|not a readable EG3D snapshot"
+        ):
             load_eg3d_pickle(tmp_path / "cut.pkl")
 
 
 # ---------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------
+
 
 def test_cli_import_writes_a_loadable_model(snapshot_file, tmp_path, capsys):
     from nofa.cli import main
@@ -663,12 +946,18 @@ def test_cli_import_writes_a_loadable_model(snapshot_file, tmp_path, capsys):
     out = tmp_path / "imported.nofa"
     assert main(["import-eg3d", str(path), str(out)]) == 0
     text = capsys.readouterr().out
-    assert "missing: 0" in text and "unexpected: 0" in text and "skipped entries: D, G, augment_pipe" in text
+    assert (
+        "missing: 0" in text
+        and "unexpected: 0" in text
+        and "skipped entries: D, G, augment_pipe" in text
+    )
     assert not canary.exists()
     model = NOFAAvatar.load(out)
     want = flatten_tensors(load_eg3d_pickle(path)["G_ema"])
     assert torch.equal(model.generator.mapping.fc0.weight, want["backbone.mapping.fc0.weight"])
-    assert torch.equal(model.superres.block0.conv0.weight, want["superresolution.block0.conv0.weight"])
+    assert torch.equal(
+        model.superres.block0.conv0.weight, want["superresolution.block0.conv0.weight"]
+    )
     assert model.render_resolution == 16 and model.renderer.options.importance_samples == 10
     assert main(["import-eg3d", str(tmp_path / "nope.pkl"), str(out)]) == 2
     capsys.readouterr()

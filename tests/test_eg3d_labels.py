@@ -1,4 +1,5 @@
 """Deep3DFaceRecon pose -> EG3D label (hand-worked numbers, round trips) and dataset.json."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from nofa.io.eg3d_labels import (LabelFileError, deep3d_rotation, deep3d_to_eg3d_label, eg3d_label_to_deep3d,
-                                 read_dataset_json, write_dataset_json)
+from nofa.io.eg3d_labels import (
+    LabelFileError,
+    deep3d_rotation,
+    deep3d_to_eg3d_label,
+    eg3d_label_to_deep3d,
+    read_dataset_json,
+    write_dataset_json,
+)
 
 
 def test_frontal_pose_by_hand():
@@ -38,9 +45,15 @@ def test_yaw_pose_by_hand():
 
 def test_rotation_matches_deep3d_order():
     a = np.array([0.2, -0.4, 0.1])
-    rx = np.array([[1, 0, 0], [0, math.cos(a[0]), -math.sin(a[0])], [0, math.sin(a[0]), math.cos(a[0])]])
-    ry = np.array([[math.cos(a[1]), 0, math.sin(a[1])], [0, 1, 0], [-math.sin(a[1]), 0, math.cos(a[1])]])
-    rz = np.array([[math.cos(a[2]), -math.sin(a[2]), 0], [math.sin(a[2]), math.cos(a[2]), 0], [0, 0, 1]])
+    rx = np.array(
+        [[1, 0, 0], [0, math.cos(a[0]), -math.sin(a[0])], [0, math.sin(a[0]), math.cos(a[0])]]
+    )
+    ry = np.array(
+        [[math.cos(a[1]), 0, math.sin(a[1])], [0, 1, 0], [-math.sin(a[1]), 0, math.cos(a[1])]]
+    )
+    rz = np.array(
+        [[math.cos(a[2]), -math.sin(a[2]), 0], [math.sin(a[2]), math.cos(a[2]), 0], [0, 0, 1]]
+    )
     np.testing.assert_allclose(deep3d_rotation(a), (rz @ ry @ rx).T, atol=1e-15)
 
 
@@ -67,8 +80,10 @@ def test_bad_pose_inputs():
 
 
 def test_dataset_json_round_trip(tmp_path):
-    labels = {"00000/img00000000.png": deep3d_to_eg3d_label([0, 0.2, 0], [0, 0, 0]),
-              "b.png": deep3d_to_eg3d_label([0.1, -0.3, 0.05], [0.1, 0.1, 0.2])}
+    labels = {
+        "00000/img00000000.png": deep3d_to_eg3d_label([0, 0.2, 0], [0, 0, 0]),
+        "b.png": deep3d_to_eg3d_label([0.1, -0.3, 0.05], [0.1, 0.1, 0.2]),
+    }
     path = write_dataset_json(tmp_path / "dataset.json", labels)
     data = json.loads(path.read_text())
     assert list(data) == ["labels"] and data["labels"][0][0] == "00000/img00000000.png"
@@ -82,17 +97,29 @@ def test_dataset_json_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temporary file
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"label": []}', "expected an object with a 'labels' key"),
-    ('{"labels": {"a": 1}}', "'labels' must be a list"),
-    ('{"labels": [["a.png", [1, 2, 3]]]}', r"labels\[0\] \(a.png\): an EG3D label has 25 numbers"),
-    ('{"labels": [["a.png", [NaN' + ', 0' * 24 + ']]]}', "NaN or infinite"),
-    ('{"labels": [["a.png"]]}', r"labels\[0\] must be \[name, \[25 numbers\]\]"),
-    ('{"labels": [["a.png", [' + ', '.join(['0'] * 25) + ']], ["a.png", [' + ', '.join(['0'] * 25) + ']]]}',
-     "duplicate file name"),
-    ('{"labels": [["a.png", ["x"' + ', 0' * 24 + ']]]}', "not numbers"),
-    ("not json", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"label": []}', "expected an object with a 'labels' key"),
+        ('{"labels": {"a": 1}}', "'labels' must be a list"),
+        (
+            '{"labels": [["a.png", [1, 2, 3]]]}',
+            r"labels\[0\] \(a.png\): an EG3D label has 25 numbers",
+        ),
+        ('{"labels": [["a.png", [NaN' + ", 0" * 24 + "]]]}", "NaN or infinite"),
+        ('{"labels": [["a.png"]]}', r"labels\[0\] must be \[name, \[25 numbers\]\]"),
+        (
+            '{"labels": [["a.png", ['
+            + ", ".join(["0"] * 25)
+            + ']], ["a.png", ['
+            + ", ".join(["0"] * 25)
+            + "]]]}",
+            "duplicate file name",
+        ),
+        ('{"labels": [["a.png", ["x"' + ", 0" * 24 + "]]]}", "not numbers"),
+        ("not json", "not valid JSON"),
+    ],
+)
 def test_bad_dataset_json(tmp_path, content, message):
     path = tmp_path / "broken.json"
     path.write_text(content)

@@ -1,4 +1,5 @@
 """Image encoder E (ViT), detail network C and fusion networks gamma/eta."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,11 +30,14 @@ def test_encoder_tokens_heads_and_gradients():
     assert not missing, missing
 
 
-@pytest.mark.parametrize("shape,match", [
-    ((1, 3, 16, 16), "must be 32x32"),
-    ((1, 1, 32, 32), r"\(RGB\)"),
-    ((3, 32, 32), "shape"),
-])
+@pytest.mark.parametrize(
+    "shape,match",
+    [
+        ((1, 3, 16, 16), "must be 32x32"),
+        ((1, 1, 32, 32), r"\(RGB\)"),
+        ((3, 32, 32), "shape"),
+    ],
+)
 def test_encoder_rejects_bad_images(shape, match):
     enc = ImageEncoder(image_size=32, patch_size=8, dim=16, depth=1, heads=2, num_ws=5, w_dim=12)
     with pytest.raises(ValueError, match=match):
@@ -47,7 +51,9 @@ def test_encoder_rejects_integer_images():
 
 
 def test_detail_network_reaches_head_resolution():
-    c = DetailNetwork(image_size=64, feature_resolution=16, base_channels=4, max_channels=8, out_channels=6)
+    c = DetailNetwork(
+        image_size=64, feature_resolution=16, base_channels=4, max_channels=8, out_channels=6
+    )
     assert c(torch.randn(2, 3, 64, 64)).shape == (2, 6, 16, 16)
     with torch.device("meta"):
         d = get_config("paper")["detail"]

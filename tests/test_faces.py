@@ -1,4 +1,5 @@
 """Face intake: photo reading, dlib detection + 68 landmarks, EG3D alignment and its stability."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,18 @@ import warnings
 import numpy as np
 import pytest
 
-from nofa.faces import (MIRROR, FaceDependencyError, NoFaceError, as_rgb8, crop_square, ffhq_quad,
-                        load_photo, paste_back, prepare_face, warp_affine)
+from nofa.faces import (
+    MIRROR,
+    FaceDependencyError,
+    NoFaceError,
+    as_rgb8,
+    crop_square,
+    ffhq_quad,
+    load_photo,
+    paste_back,
+    prepare_face,
+    warp_affine,
+)
 
 dlib = pytest.importorskip("dlib", reason="dlib-bin is not installed (pinned in requirements.txt)")
 skimage_data = pytest.importorskip("skimage.data")
@@ -31,9 +42,11 @@ def _rotated(img: np.ndarray, deg: float) -> np.ndarray:
     h, w = img.shape[:2]
     a = math.radians(deg)
     side = int(math.ceil(w * abs(math.cos(a)) + h * abs(math.sin(a))))
-    m = (np.array([[1, 0, w / 2], [0, 1, h / 2], [0, 0, 1]])
-         @ np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
-         @ np.array([[1, 0, -side / 2], [0, 1, -side / 2], [0, 0, 1]]))
+    m = (
+        np.array([[1, 0, w / 2], [0, 1, h / 2], [0, 0, 1]])
+        @ np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+        @ np.array([[1, 0, -side / 2], [0, 1, -side / 2], [0, 0, 1]])
+    )
     return warp_affine(img, m[:2], (side, side), mode="constant")
 
 
@@ -44,12 +57,16 @@ def test_astronaut_face_and_landmarks(reference, astronaut):
     eyes = det.landmarks[36:42].mean(0), det.landmarks[42:48].mean(0)
     assert eyes[0][0] < eyes[1][0]  # landmark 36.. is the eye on the image's left
     assert np.allclose(eyes[0], (195, 113), atol=12) and np.allclose(eyes[1], (241, 113), atol=12)
-    assert det.landmarks[8][1] > det.landmarks[57][1] > det.landmarks[33][1] > eyes[0][1]  # chin, mouth, nose
+    assert (
+        det.landmarks[8][1] > det.landmarks[57][1] > det.landmarks[33][1] > eyes[0][1]
+    )  # chin, mouth, nose
     crop = reference.aligned
     assert crop.image.shape == (512, 512, 3) and crop.image.dtype == np.uint8
     # EG3D framing: eyes a bit below the middle, mouth at ~70 %, chin inside.
     lm = crop.landmarks / 512
-    assert 0.42 < lm[36:48, 1].mean() < 0.52 and 0.64 < lm[48:68, 1].mean() < 0.76 and lm[8, 1] < 0.95
+    assert (
+        0.42 < lm[36:48, 1].mean() < 0.52 and 0.64 < lm[48:68, 1].mean() < 0.76 and lm[8, 1] < 0.95
+    )
     assert abs(lm[27:36, 0].mean() - 0.5) < 0.04
 
 
@@ -79,15 +96,24 @@ def test_ffhq_quad_is_fixed_by_eyes_and_mouth():
     np.testing.assert_allclose(m @ [1, 1, 1], (95, 97.5, 1))
 
 
-@pytest.mark.parametrize("case", ["rotate+20", "rotate-20", "scale0.5", "scale2", "shift", "pad", "mirror"])
+@pytest.mark.parametrize(
+    "case", ["rotate+20", "rotate-20", "scale0.5", "scale2", "shift", "pad", "mirror"]
+)
 def test_alignment_is_stable(case, reference, astronaut):
     """The same face transformed gives the same crop: every landmark agrees within 2 px at 512."""
     from skimage.transform import rescale
 
     img = {
-        "rotate+20": lambda: _rotated(astronaut, 20), "rotate-20": lambda: _rotated(astronaut, -20),
-        "scale0.5": lambda: (rescale(astronaut, 0.5, channel_axis=2, anti_aliasing=True) * 255).astype(np.uint8),
-        "scale2": lambda: np.round(rescale(astronaut, 2, channel_axis=2, order=3) * 255).clip(0, 255).astype(np.uint8),
+        "rotate+20": lambda: _rotated(astronaut, 20),
+        "rotate-20": lambda: _rotated(astronaut, -20),
+        "scale0.5": lambda: (
+            rescale(astronaut, 0.5, channel_axis=2, anti_aliasing=True) * 255
+        ).astype(np.uint8),
+        "scale2": lambda: (
+            np.round(rescale(astronaut, 2, channel_axis=2, order=3) * 255)
+            .clip(0, 255)
+            .astype(np.uint8)
+        ),
         "shift": lambda: np.pad(astronaut, ((0, 60), (70, 0), (0, 0)), mode="edge")[:512, :512],
         "pad": lambda: np.pad(astronaut, ((100, 20), (0, 150), (0, 0))),
         "mirror": lambda: astronaut[:, ::-1].copy(),
@@ -123,8 +149,11 @@ def test_mirror_image_is_tried_when_no_face_is_found(monkeypatch, astronaut):
 
     upright = detect.detect_faces(astronaut, rotations=())[0]
     real = detect._detect_upright
-    monkeypatch.setattr(detect, "_detect_upright",
-                        lambda img, *a: [] if np.array_equal(img, astronaut) else real(img, *a))
+    monkeypatch.setattr(
+        detect,
+        "_detect_upright",
+        lambda img, *a: [] if np.array_equal(img, astronaut) else real(img, *a),
+    )
     face = detect.detect_faces(astronaut, rotations=())[0]  # the largest
     assert np.abs(face.box - upright.box).max() <= 12, (face.box, upright.box)
     assert np.abs(face.landmarks - upright.landmarks).max() < 4
@@ -134,7 +163,9 @@ def test_several_faces_warn_and_none_raises(astronaut):
     from nofa.faces import find_face
 
     two = np.concatenate([astronaut, astronaut[:, ::-1]], 1)
-    two[:, 512:] = np.asarray(np.pad(astronaut[::2, ::2], ((128, 128), (128, 128), (0, 0)), mode="edge"))
+    two[:, 512:] = np.asarray(
+        np.pad(astronaut[::2, ::2], ((128, 128), (128, 128), (0, 0)), mode="edge")
+    )
     with pytest.warns(UserWarning, match="faces found; using the largest"):
         face = find_face(two, name="two.png")
     assert face.box[0] < 512  # the big face, not the half-size copy
@@ -150,7 +181,9 @@ def test_any_image_kind(tmp_path, astronaut):
     rgba = np.dstack([astronaut, np.full((512, 512), 255, np.uint8)])
     rgba[:10, :10, 3] = 0
     out = as_rgb8(rgba)
-    assert np.array_equal(out[20:, 20:], astronaut[20:, 20:]) and (out[:10, :10] == 255).all()  # alpha over white
+    assert (
+        np.array_equal(out[20:, 20:], astronaut[20:, 20:]) and (out[:10, :10] == 255).all()
+    )  # alpha over white
     np.testing.assert_array_equal(as_rgb8(astronaut.astype(np.uint16) * 257), astronaut)
     with pytest.raises(ValueError, match="img: expected an image"):
         as_rgb8(np.zeros((4, 4, 2)), "img")

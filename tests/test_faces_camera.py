@@ -1,5 +1,6 @@
 """Camera estimation from landmarks: accuracy on nofa's template head at known poses, mirror
 symmetry, label layout; and nofa without the optional face packages."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,15 @@ import warnings
 import numpy as np
 import pytest
 
-from nofa.faces import (LANDMARK_VIEW_MODEL, LANDMARKS_3D, MIRROR, estimate_camera, landmarks_seen_from,
-                        position_angles, view_angles)
+from nofa.faces import (
+    LANDMARK_VIEW_MODEL,
+    LANDMARKS_3D,
+    MIRROR,
+    estimate_camera,
+    landmarks_seen_from,
+    position_angles,
+    view_angles,
+)
 from nofa.render.cameras import default_label
 
 
@@ -53,7 +61,9 @@ def test_pose_accuracy_on_template_landmarks():
             # The label is a proper EG3D one: rotation, radius 2.7, FFHQ intrinsics.
             c2w = fit.cam2world
             np.testing.assert_allclose(c2w[:3, :3] @ c2w[:3, :3].T, np.eye(3), atol=1e-9)
-            assert abs(np.linalg.norm(c2w[:3, 3]) - 2.7) < 1e-9 and np.array_equal(c2w[3], [0, 0, 0, 1])
+            assert abs(np.linalg.norm(c2w[:3, 3]) - 2.7) < 1e-9 and np.array_equal(
+                c2w[3], [0, 0, 0, 1]
+            )
             np.testing.assert_allclose(fit.label[16:], [4.2647, 0, 0.5, 0, 4.2647, 0.5, 0, 0, 1])
             assert fit.rms_px < 4 and fit.inliers == 51
     e = np.abs(np.array(errs))
@@ -64,7 +74,9 @@ def test_exact_landmarks_give_the_exact_camera():
     lab = default_label(math.radians(25), math.radians(-12)).double().numpy()
     fit = estimate_camera(_project(lab), 512, radius=None)
     np.testing.assert_allclose(fit.cam2world, lab[:16].reshape(4, 4), atol=1e-5)
-    assert np.allclose(position_angles(fit.cam2world), position_angles(lab[:16].reshape(4, 4)), atol=1e-3)
+    assert np.allclose(
+        position_angles(fit.cam2world), position_angles(lab[:16].reshape(4, 4)), atol=1e-3
+    )
     # default_label places pitch -12 deg at EG3D's polar angle arccos(1 - 2v/pi), v = pi/2 + pitch
     from nofa.render.cameras import pitch_to_polar
 
@@ -156,13 +168,16 @@ def test_mirrored_photo_negates_yaw():
 
 
 def test_nofa_imports_without_face_packages():
-    code = ("import sys; sys.modules['dlib'] = None; sys.modules['face_recognition_models'] = None\n"
-            "import nofa, nofa.faces, nofa.io.eg3d_labels\n"
-            "from nofa.cli import build_parser; build_parser().parse_args(['prepare', 'x.png', '--out', 'o'])\n"
-            "from nofa.faces import FaceDependencyError, find_face\n"
-            "import numpy as np\n"
-            "try:\n    find_face(np.zeros((64, 64, 3), np.uint8))\n"
-            "except FaceDependencyError as e:\n    print('ERR', e)\n")
+    code = (
+        "import sys; sys.modules['dlib'] = None; sys.modules['face_recognition_models'] = None\n"
+        "import nofa, nofa.faces, nofa.io.eg3d_labels\n"
+        "from nofa.cli import build_parser; build_parser().parse_args(['prepare', 'x.png', "
+        "'--out', 'o'])\n"
+        "from nofa.faces import FaceDependencyError, find_face\n"
+        "import numpy as np\n"
+        "try:\n    find_face(np.zeros((64, 64, 3), np.uint8))\n"
+        "except FaceDependencyError as e:\n    print('ERR', e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "pip install dlib-bin" in out.stdout

@@ -1,5 +1,6 @@
 """The demo's photo -> template colouring (visible surface, mirror fill, background matte) and
 the template cache."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,10 +30,11 @@ def test_colour_goes_on_the_visible_surface_only():
     # A photo whose left half (image) is red and right half blue, white background corners.
     photo = torch.full((3, size, size), 1.0)
     photo[:, :, : size // 2] = torch.tensor([1.0, -1.0, -1.0])[:, None, None]
-    photo[:, :, size // 2:] = torch.tensor([-1.0, -1.0, 1.0])[:, None, None]
+    photo[:, :, size // 2 :] = torch.tensor([-1.0, -1.0, 1.0])[:, None, None]
     lm = _landmarks(label, size)
     field, colours = photo_colour_field(photo, label, lm, depth, cfg=TextureConfig())
     head = TemplateHead()
+
     # Surface points: march inward along +-x from outside the cheeks at mouth height.
     def surface(x_sign: float) -> torch.Tensor:
         xs = torch.linspace(0.3, 0.0, 600) * x_sign
@@ -53,8 +55,9 @@ def test_colour_goes_on_the_visible_surface_only():
         back[0, 2] += 0.002
     fill = field(back)[0]
     _, tmpl = head(back)
-    assert torch.allclose(fill, (tmpl[0] * colours.hair / torch.tensor((0.22, 0.15, 0.10))).clamp(0, 1), atol=0.05) \
-        or torch.allclose(fill, (tmpl[0] * colours.skin / torch.tensor(SKIN)).clamp(0, 1), atol=0.05)
+    assert torch.allclose(
+        fill, (tmpl[0] * colours.hair / torch.tensor((0.22, 0.15, 0.10))).clamp(0, 1), atol=0.05
+    ) or torch.allclose(fill, (tmpl[0] * colours.skin / torch.tensor(SKIN)).clamp(0, 1), atol=0.05)
 
 
 def test_background_is_matted_out():
@@ -77,15 +80,27 @@ def test_background_is_matted_out():
 
 def test_template_cache(tmp_path):
     pytest.importorskip("dlib", reason="dlib-bin is not installed")
-    from nofa.pipelines.template_fit.demo import DemoConfig, run_demo, template_cache_path
     from nofa.pipelines.template_fit.adapt import AdaptConfig
+    from nofa.pipelines.template_fit.demo import DemoConfig, run_demo, template_cache_path
 
     def cfg(out):
-        return DemoConfig(out_dir=str(tmp_path / out), cache_dir=str(tmp_path / "cache"), plane_resolution=32,
-                          channels=8, bake_steps=5, bake_pool=1 << 12, bake_batch=1 << 10,
-                          adapt=AdaptConfig(steps=0), texture=TextureConfig(steps=2, pool=1 << 12, batch=1 << 10,
-                                                                            depth_resolution=24),
-                          view_resolution=24, view_samples=8, frames=2, mesh_resolution=24, progress=False)
+        return DemoConfig(
+            out_dir=str(tmp_path / out),
+            cache_dir=str(tmp_path / "cache"),
+            plane_resolution=32,
+            channels=8,
+            bake_steps=5,
+            bake_pool=1 << 12,
+            bake_batch=1 << 10,
+            adapt=AdaptConfig(steps=0),
+            texture=TextureConfig(steps=2, pool=1 << 12, batch=1 << 10, depth_resolution=24),
+            view_resolution=24,
+            view_samples=8,
+            frames=2,
+            mesh_resolution=24,
+            progress=False,
+        )
+
     logs: list[str] = []
     first = run_demo(cfg("a"), log=logs.append)
     path = template_cache_path(cfg("a"))
@@ -94,12 +109,16 @@ def test_template_cache(tmp_path):
     assert any("cached bake" in line for line in logs)
     assert "textured" in __import__("nofa").io.load_avatar(second["files"]["avatar"]).metadata
     assert template_cache_path(DemoConfig(cache_dir="c", bake_steps=6)) != template_cache_path(
-        DemoConfig(cache_dir="c", bake_steps=5))
+        DemoConfig(cache_dir="c", bake_steps=5)
+    )
     assert np.isfinite(first["face_psnr"])
     # The geometry fit (on by default) moved the template's landmarks onto the photo's.
     geo = first["geometry"]
     assert geo["rms_px_after"] < 0.5 * geo["rms_px_before"]
     assert __import__("nofa").io.load_avatar(first["files"]["avatar"]).metadata["geometry_warped"]
     off = run_demo(dataclasses.replace(cfg("c"), geometry_fit=False), log=logs.append)
-    assert off["geometry"] is None and "geometry_warped" not in __import__("nofa").io.load_avatar(
-        off["files"]["avatar"]).metadata
+    assert (
+        off["geometry"] is None
+        and "geometry_warped"
+        not in __import__("nofa").io.load_avatar(off["files"]["avatar"]).metadata
+    )

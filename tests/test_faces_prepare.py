@@ -1,4 +1,6 @@
-"""`nofa prepare`: a folder of photos (RGB, grey, RGBA, one without a face) -> crops, labels, previews."""
+"""`nofa prepare`: a folder of photos (RGB, grey, RGBA, one without a face) -> crops, labels,
+previews."""
+
 from __future__ import annotations
 
 import json
@@ -36,13 +38,18 @@ def test_prepare_folder(tmp_path, capsys):
     for name, lab in labels.items():
         crop = np.asarray(Image.open(out / name))
         assert crop.shape == (128, 128, 3)
-        assert abs(np.linalg.norm(lab[[3, 7, 11]]) - 2.7) < 1e-6 and lab[16] == pytest.approx(4.2647)
+        assert abs(np.linalg.norm(lab[[3, 7, 11]]) - 2.7) < 1e-6 and lab[16] == pytest.approx(
+            4.2647
+        )
         sheet = np.asarray(Image.open(out / "previews" / name))
         assert sheet.shape == (384, 3 * 384, 3)
     grey = np.asarray(Image.open(out / "grey.png")).astype(int)
     assert np.abs(grey[..., 0] - grey[..., 2]).max() <= 1
     info = json.loads((out / "landmarks.json").read_text())["faces"]
-    assert info["rgb.png"]["photo"].endswith("rgb.jpg") and len(info["rgb.png"]["landmarks_crop"]) == 68
+    assert (
+        info["rgb.png"]["photo"].endswith("rgb.jpg")
+        and len(info["rgb.png"]["landmarks_crop"]) == 68
+    )
     # The same face in each: landmarks in the crops agree.
     a, b = (np.array(info[k]["landmarks_crop"]) for k in ("rgb.png", "grey.png"))
     assert np.hypot(*(a - b).T).mean() < 1.5
@@ -53,7 +60,9 @@ def test_prepare_folder(tmp_path, capsys):
 
 
 def test_prepare_missing_file(tmp_path, capsys):
-    rc = main(["prepare", str(tmp_path / "none.png"), "--out", str(tmp_path / "o"), "--no-progress"])
+    rc = main(
+        ["prepare", str(tmp_path / "none.png"), "--out", str(tmp_path / "o"), "--no-progress"]
+    )
     assert rc == 1 and "photo not found" in capsys.readouterr().out
     assert not (tmp_path / "o" / "dataset.json").exists()
 
@@ -62,5 +71,15 @@ def test_demo_image_without_a_face(tmp_path, capsys):
     from PIL import Image
 
     Image.fromarray(np.full((100, 100, 3), 90, np.uint8)).save(tmp_path / "wall.png")
-    rc = main(["demo", "--quick", "--no-progress", "--image", str(tmp_path / "wall.png"), "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "demo",
+            "--quick",
+            "--no-progress",
+            "--image",
+            str(tmp_path / "wall.png"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2 and "wall.png: no face found" in capsys.readouterr().err

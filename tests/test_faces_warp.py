@@ -1,4 +1,5 @@
 """The demo's geometry fit: landmark back-projection, the landmark warp and the warped head."""
+
 from __future__ import annotations
 
 import math
@@ -9,13 +10,22 @@ import torch
 
 from nofa.faces import LANDMARKS_3D
 from nofa.pipelines.template_fit.template import TemplateHead
-from nofa.pipelines.template_fit.warp import (LandmarkWarp, WarpConfig, WarpedHead, backproject_landmarks,
-                                              fit_head_to_landmarks, invert_warp, project_points, symmetrise)
+from nofa.pipelines.template_fit.warp import (
+    LandmarkWarp,
+    WarpConfig,
+    WarpedHead,
+    backproject_landmarks,
+    fit_head_to_landmarks,
+    invert_warp,
+    project_points,
+    symmetrise,
+)
 from nofa.render.cameras import default_label
 
 
 def _person(seed: int = 0) -> np.ndarray:
-    """A different face: the template's landmarks scaled, with a wider mouth and eyes further apart."""
+    """A different face: the template's landmarks scaled, with a wider mouth and eyes further
+    apart."""
     rng = np.random.default_rng(seed)
     p = LANDMARKS_3D * np.array([1.08, 1.12, 1.1])
     p[48:68, 0] *= 1.15
@@ -70,7 +80,11 @@ def test_fit_moves_the_head_onto_the_photo_landmarks():
     assert np.allclose(sym, info["targets"], atol=1e-12)  # symmetry=1: targets already symmetric
     # The warped surface passes through the moved landmarks as the template's does through its own.
     t = torch.from_numpy(info["landmarks"][27:31]).float()  # nose bridge
-    assert torch.allclose(head.sdf(t), TemplateHead().sdf(torch.tensor(LANDMARKS_3D[27:31], dtype=torch.float32)), atol=2e-3)
+    assert torch.allclose(
+        head.sdf(t),
+        TemplateHead().sdf(torch.tensor(LANDMARKS_3D[27:31], dtype=torch.float32)),
+        atol=2e-3,
+    )
 
 
 def test_bad_warp_input_is_named():
@@ -86,13 +100,17 @@ def test_warm_started_bake_takes_the_warped_geometry():
     from nofa.pipelines.template_fit.bake import bake_field
 
     head = TemplateHead()
-    template = bake_field(head, plane_resolution=32, channels=8, steps=150, batch=1 << 11, pool=1 << 13, lr=0.05)
+    template = bake_field(
+        head, plane_resolution=32, channels=8, steps=150, batch=1 << 11, pool=1 << 13, lr=0.05
+    )
     person = LANDMARKS_3D * np.array([1.1, 1.1, 1.0]) + np.array([0.0, 0.02, 0.0])
     warped = WarpedHead(LandmarkWarp(person, LANDMARKS_3D, max_gradient=None), head)
     shaped = bake_field(warped, steps=60, batch=1 << 11, pool=1 << 13, lr=0.02, init=template)
     assert shaped.planes.shape == template.planes.shape and shaped.options == template.options
     g = torch.Generator().manual_seed(1)
-    p = torch.rand(4000, 3, generator=g) * torch.tensor([0.5, 0.8, 0.55]) - torch.tensor([0.25, 0.45, 0.28])
+    p = torch.rand(4000, 3, generator=g) * torch.tensor([0.5, 0.8, 0.55]) - torch.tensor(
+        [0.25, 0.45, 0.28]
+    )
 
     def err(av, field) -> float:
         with torch.no_grad():

@@ -1,4 +1,6 @@
-"""Tri-plane generator (head/tail split) and super-resolution: shapes at paper sizes, semantics at tiny sizes."""
+"""Tri-plane generator (head/tail split) and super-resolution: shapes at paper sizes, semantics at
+tiny sizes."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,10 +11,11 @@ from nofa.models import SuperResolution, TriplaneGenerator, get_config
 
 def _paper_synthesis_params(w_dim=512, plane_res=256, img_ch=96, base=32768, cmax=512) -> int:
     """Parameter count of the StyleGAN2 synthesis network, from the architecture's definition."""
+
     def layer(i, o, k=3, noise=True):
         return (w_dim * i + i) + o * i * k * k + o + (1 if noise else 0)
 
-    res = [2 ** k for k in range(2, plane_res.bit_length())]
+    res = [2**k for k in range(2, plane_res.bit_length())]
     ch = {r: min(base // r, cmax) for r in res}
     total = ch[4] * 16  # the learned constant
     for r in res:
@@ -40,9 +43,19 @@ def test_paper_superres_shapes():
     with torch.device("meta"):
         sr = SuperResolution(32, 128, 512, (256, 128))
         ws = torch.randn(1, 14, 512)
-        assert sr(torch.randn(1, 3, 128, 128), torch.randn(1, 32, 128, 128), ws).shape == (1, 3, 512, 512)
+        assert sr(torch.randn(1, 3, 128, 128), torch.randn(1, 32, 128, 128), ws).shape == (
+            1,
+            3,
+            512,
+            512,
+        )
         # the 64 -> 512 variant: a 64 px rendering is resized to 128 first
-        assert sr(torch.randn(1, 3, 64, 64), torch.randn(1, 32, 64, 64), ws).shape == (1, 3, 512, 512)
+        assert sr(torch.randn(1, 3, 64, 64), torch.randn(1, 32, 64, 64), ws).shape == (
+            1,
+            3,
+            512,
+            512,
+        )
 
 
 @pytest.fixture
@@ -56,7 +69,12 @@ def test_tiny_head_tail_equals_full(tiny_g):
     planes = g.synthesize(ws)
     assert planes.shape == (2, 3, 8, 32, 32)
     f_c, skip = g.head(ws)
-    assert f_c.shape == (2, g.feature_channels, 8, 8)  # head at plane/4, as the paper preset (64 of 256)
+    assert f_c.shape == (
+        2,
+        g.feature_channels,
+        8,
+        8,
+    )  # head at plane/4, as the paper preset (64 of 256)
     torch.testing.assert_close(g.tail(f_c, skip, ws), planes)
     # the full image is the plain synthesis network reshaped to planes
     torch.testing.assert_close(g.to_planes(g.synthesis(ws)), planes)
@@ -70,7 +88,9 @@ def test_tiny_generator_gradients_and_determinism(tiny_g):
     a, b = g(z, c), g(z, c)
     assert torch.equal(a, b)  # noise_mode const
     a.square().mean().backward()
-    no_grad = [n for n, p in g.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    no_grad = [
+        n for n, p in g.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+    ]
     assert not no_grad, no_grad
 
 

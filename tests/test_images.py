@@ -1,4 +1,5 @@
 """Image reading: bit depths and colour modes give the same tensor for the same picture."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,16 +1,17 @@
 """The crash-isolating case runner that the CUDA error tests use (tests/isolated_cases.py),
 checked on the CPU with a case that really crashes its process."""
+
 from __future__ import annotations
 
 import shutil
 import textwrap
 
 import pytest
-
 from isolated_cases import CASE_RUNNER, run_isolated
 
-SCRIPT = textwrap.dedent(
-    r'''
+SCRIPT = (
+    textwrap.dedent(
+        r"""
     import ctypes
     cases = []
     def case(name, word):
@@ -38,8 +39,11 @@ SCRIPT = textwrap.dedent(
     @case("no error", "anything")
     def _():
         pass
-    '''
-) + CASE_RUNNER + "\nrun_cases(cases)\n"
+    """
+    )
+    + CASE_RUNNER
+    + "\nrun_cases(cases)\n"
+)
 
 
 def test_a_crash_is_reported_and_the_later_cases_still_run():

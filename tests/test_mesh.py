@@ -1,5 +1,6 @@
 """Mesh extraction: analytic densities land at the right world positions and axes; files
 reload through trimesh; avatars mesh with vertex colours."""
+
 from __future__ import annotations
 
 import warnings
@@ -63,13 +64,20 @@ def test_level_outside_range_raises():
 
 @pytest.mark.parametrize("suffix", [".ply", ".obj", ".glb"])
 def test_export_reload_with_colours(tmp_path, suffix):
-    mesh = extract_mesh(lambda p: 0.3 - p.norm(dim=-1), 24, level=0.0,
-                        color_fn=lambda p: torch.stack([p[:, 0] + 0.5, torch.full_like(p[:, 0], 0.25),
-                                                        torch.zeros_like(p[:, 0])], -1))
+    mesh = extract_mesh(
+        lambda p: 0.3 - p.norm(dim=-1),
+        24,
+        level=0.0,
+        color_fn=lambda p: torch.stack(
+            [p[:, 0] + 0.5, torch.full_like(p[:, 0], 0.25), torch.zeros_like(p[:, 0])], -1
+        ),
+    )
     path = export_mesh(mesh, tmp_path / f"sphere{suffix}")
     back = trimesh.load(path, force="mesh", process=False)
     assert len(back.faces) == len(mesh.faces)
-    np.testing.assert_allclose(np.sort(back.vertices[:, 0])[[0, -1]], np.sort(mesh.vertices[:, 0])[[0, -1]], atol=1e-5)
+    np.testing.assert_allclose(
+        np.sort(back.vertices[:, 0])[[0, -1]], np.sort(mesh.vertices[:, 0])[[0, -1]], atol=1e-5
+    )
     if suffix == ".ply":  # PLY keeps per-vertex colours exactly
         vc = back.visual.vertex_colors
         assert vc.shape == (len(mesh.vertices), 4)
@@ -89,8 +97,8 @@ def test_mesh_from_avatar_uses_planes_box_and_colours():
     with torch.no_grad():
         for p in dec.parameters():
             p.zero_()
-        dec.fc0.weight[0, 0] = 1.0                  # hidden 0 = softplus(f0)
-        dec.fc1.weight[0, 0] = 40.0                 # density = 40 * softplus(f0) - 20
+        dec.fc0.weight[0, 0] = 1.0  # hidden 0 = softplus(f0)
+        dec.fc1.weight[0, 0] = 40.0  # density = 40 * softplus(f0) - 20
         dec.fc1.bias[0] = -20.0
         dec.fc1.bias[1:] = torch.tensor([3.0, -3.0, 0.0])  # constant colour ~ (0.95, 0.05, 0.5)
     planes = torch.full((1, 3, C, R, R), -4.0)

@@ -1,5 +1,6 @@
 """nofa.metrics and `nofa eval`: identities, agreement with scikit-image / direct formulas,
 FID of a set with itself, the Table 1 output, skipped unreadable images."""
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,17 @@ from PIL import Image
 
 from nofa.cli import main
 from nofa.io.coeffs import save_deep3d_folder
-from nofa.metrics import (FIDMetric, IdentityMetric, LPIPSMetric, aed_apd, evaluate_folders, format_table,
-                          frechet_distance, psnr, ssim)
+from nofa.metrics import (
+    FIDMetric,
+    IdentityMetric,
+    LPIPSMetric,
+    aed_apd,
+    evaluate_folders,
+    format_table,
+    frechet_distance,
+    psnr,
+    ssim,
+)
 from nofa.metrics.fid import inception_from_state, load_inception
 from nofa.models.arcface import IResNet
 
@@ -37,9 +47,11 @@ def test_psnr_ssim_identities_and_agreement():
     for s in range(3):
         b = _noisy(a, s + 1)
         mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
-        assert psnr(b, a) == pytest.approx(10 * math.log10(255 ** 2 / mse), rel=1e-9)
+        assert psnr(b, a) == pytest.approx(10 * math.log10(255**2 / mse), rel=1e-9)
         assert psnr(b, a) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=255))
-        assert ssim(b, a) == pytest.approx(structural_similarity(a, b, data_range=255, channel_axis=-1))
+        assert ssim(b, a) == pytest.approx(
+            structural_similarity(a, b, data_range=255, channel_axis=-1)
+        )
         assert 0 < ssim(b, a) < 1
     with pytest.raises(ValueError, match="one shape"):
         psnr(a, _img(1, 16))
@@ -146,7 +158,9 @@ def test_fid_of_a_set_with_itself_is_zero(inception):
     from nofa.metrics.fid import FeatureStats, frechet_distance_rows
 
     imgs = [_img(i, 32) for i in range(2)]
-    same = FIDMetric(net=inception, batch=4, input_size=75)  # Inception's smallest input: a fast test
+    same = FIDMetric(
+        net=inception, batch=4, input_size=75
+    )  # Inception's smallest input: a fast test
     for im in imgs:
         same.add("pred", im)
         same.add("target", im)
@@ -194,15 +208,31 @@ def test_evaluate_folders_self(folders):
 
     net = IResNet((1, 1, 1, 1), num_features=16, widths=(8, 8, 16, 16), spatial=2)
     with pytest.warns(RuntimeWarning, match="skipping unreadable image"):
-        r = evaluate_folders(folders / "pred", folders / "gt", "self", pred_coeffs=str(folders / "cp"),
-                             target_coeffs=str(folders / "ct"), progress=False,
-                             identity_metric=IdentityMetric(arcface_net=net), fid_metric=FIDMetric(net=_pool_net()))
+        r = evaluate_folders(
+            folders / "pred",
+            folders / "gt",
+            "self",
+            pred_coeffs=str(folders / "cp"),
+            target_coeffs=str(folders / "ct"),
+            progress=False,
+            identity_metric=IdentityMetric(arcface_net=net),
+            fid_metric=FIDMetric(net=_pool_net()),
+        )
     assert r.counts == {"images": 4, "skipped": 1}
-    want = np.mean([peak_signal_noise_ratio(np.asarray(Image.open(folders / "gt" / f"{i:03d}.png")),
-                                            np.asarray(Image.open(folders / "pred" / f"{i:03d}.png")),
-                                            data_range=255) for i in range(4)])
+    want = np.mean(
+        [
+            peak_signal_noise_ratio(
+                np.asarray(Image.open(folders / "gt" / f"{i:03d}.png")),
+                np.asarray(Image.open(folders / "pred" / f"{i:03d}.png")),
+                data_range=255,
+            )
+            for i in range(4)
+        ]
+    )
     assert r.values["self_PSNR"] == pytest.approx(want)
-    assert r.values["self_AED"] == pytest.approx(0.1, abs=1e-6) and r.values["self_APD"] == pytest.approx(0.1, abs=1e-6)
+    assert r.values["self_AED"] == pytest.approx(0.1, abs=1e-6) and r.values[
+        "self_APD"
+    ] == pytest.approx(0.1, abs=1e-6)
     assert r.values["self_LPIPS"] is None and any("LPIPS not computed" in n for n in r.notes)
     assert r.values["self_FID"] is not None and r.values["self_CSIM"] is not None
     assert any("ArcFace" in n for n in r.notes)
@@ -210,18 +240,39 @@ def test_evaluate_folders_self(folders):
 
 def test_cli_eval_table_layout_and_merge(folders, alexnet_weights, capsys):
     out = folders / "eval"
-    args = ["--lpips-weights", str(alexnet_weights), "--pred-coeffs", str(folders / "cp"),
-            "--target-coeffs", str(folders / "ct"), "--out", str(out), "--no-progress", "--name", "ours"]
+    args = [
+        "--lpips-weights",
+        str(alexnet_weights),
+        "--pred-coeffs",
+        str(folders / "cp"),
+        "--target-coeffs",
+        str(folders / "ct"),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--name",
+        "ours",
+    ]
     with pytest.warns(RuntimeWarning):
         assert main(["eval", str(folders / "pred"), str(folders / "gt"), *args]) == 0
-        assert main(["eval", str(folders / "pred"), str(folders / "gt"), "--mode", "cross", *args]) == 0
+        assert (
+            main(["eval", str(folders / "pred"), str(folders / "gt"), "--mode", "cross", *args])
+            == 0
+        )
     md = (out / "table.md").read_text()
     assert "| Method | Self-reenactment |" in md and "Cross-reenactment" in md
-    assert "| | FID↓ | LPIPS↓ | PSNR↑ | SSIM↑ | CSIM↑ | AED↓ | APD↓ | FID↓ | CSIM↑ | AED↓ | APD↓ |" in md
+    assert (
+        "| | FID↓ | LPIPS↓ | PSNR↑ | SSIM↑ | CSIM↑ | AED↓ | APD↓ | FID↓ | CSIM↑ | AED↓ | APD↓ |"
+        in md
+    )
     assert "1 unreadable or mismatched image(s) skipped" in capsys.readouterr().out
     rows = list(csv.DictReader(open(out / "table.csv")))
     assert len(rows) == 1 and rows[0]["method"] == "ours"  # self and cross merged into one row
     r = rows[0]
-    assert float(r["self_SSIM"]) > 0 and float(r["self_LPIPS"]) > 0 and float(r["cross_AED"]) == pytest.approx(0.1)
+    assert (
+        float(r["self_SSIM"]) > 0
+        and float(r["self_LPIPS"]) > 0
+        and float(r["cross_AED"]) == pytest.approx(0.1)
+    )
     assert r["self_skipped"] == "1.0" and r["self_images"] == "4.0"
     assert format_table({"x": {"self_PSNR": math.inf}}).count("inf") == 1

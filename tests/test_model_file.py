@@ -1,4 +1,5 @@
 """Model file, animatable-avatar file (and template-fit avatars as animatable), ArcFace IResNet."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,15 @@ import torch
 from nofa.io import Avatar, save_avatar
 from nofa.models import NOFAAvatar
 from nofa.models.arcface import ARCH_LAYERS, IResNet, load_arcface
-from nofa.models.model_file import (COMPONENTS, AnimatableAvatar, ModelFileError, load_animatable, load_model,
-                                    save_animatable, save_model)
+from nofa.models.model_file import (
+    COMPONENTS,
+    AnimatableAvatar,
+    ModelFileError,
+    load_animatable,
+    load_model,
+    save_animatable,
+    save_model,
+)
 from nofa.render import OSGDecoder, RenderOptions, default_label
 
 
@@ -35,7 +43,9 @@ def test_model_file_errors(tiny, tmp_path):
     raw = torch.load(p, weights_only=True)
     raw["weights"]["deformation"] = {}
     torch.save(raw, tmp_path / "nodef.pt")
-    with pytest.raises(ModelFileError, match=r"nodef.pt: model file lacks the component\(s\) \['deformation'\]"):
+    with pytest.raises(
+        ModelFileError, match=r"nodef.pt: model file lacks the component\(s\) \['deformation'\]"
+    ):
         load_model(tmp_path / "nodef.pt")
     (tmp_path / "trunc.pt").write_bytes(p.read_bytes()[:500])
     with pytest.raises(ModelFileError, match="trunc.pt is not a readable nofa model file"):
@@ -83,8 +93,15 @@ def test_timings_split(tiny):
 def test_template_fit_avatar_animates_with_identity(tmp_path):
     torch.manual_seed(1)
     dec = OSGDecoder(8, 16, 8)
-    save_avatar(tmp_path / "t.nofa", Avatar(torch.randn(1, 3, 8, 16, 16), dec.state_dict(), dec.config(),
-                                            RenderOptions(coarse_samples=6, importance_samples=6, deterministic=True)))
+    save_avatar(
+        tmp_path / "t.nofa",
+        Avatar(
+            torch.randn(1, 3, 8, 16, 16),
+            dec.state_dict(),
+            dec.config(),
+            RenderOptions(coarse_samples=6, importance_samples=6, deterministic=True),
+        ),
+    )
     av = load_animatable(tmp_path / "t.nofa")
     assert av.kind == "template-fit" and av.identity_deformation and av.superres is None
     av.render_resolution = 12
@@ -107,10 +124,24 @@ def test_wrong_kind_of_file_says_so(tiny, tmp_path):
 def test_arcface_published_layout_and_loading(tmp_path):
     net = IResNet(ARCH_LAYERS["r18"])
     keys = net.state_dict().keys()
-    for k in ("conv1.weight", "bn1.running_mean", "prelu.weight", "layer1.0.bn1.weight", "layer1.0.conv1.weight",
-              "layer1.0.bn2.weight", "layer1.0.prelu.weight", "layer1.0.conv2.weight", "layer1.0.bn3.weight",
-              "layer1.0.downsample.0.weight", "layer1.0.downsample.1.weight", "layer4.1.conv2.weight", "bn2.weight",
-              "fc.weight", "features.weight", "features.running_var"):
+    for k in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "prelu.weight",
+        "layer1.0.bn1.weight",
+        "layer1.0.conv1.weight",
+        "layer1.0.bn2.weight",
+        "layer1.0.prelu.weight",
+        "layer1.0.conv2.weight",
+        "layer1.0.bn3.weight",
+        "layer1.0.downsample.0.weight",
+        "layer1.0.downsample.1.weight",
+        "layer4.1.conv2.weight",
+        "bn2.weight",
+        "fc.weight",
+        "features.weight",
+        "features.running_var",
+    ):
         assert k in keys, k
     assert net.fc.weight.shape == (512, 512 * 7 * 7)
     small = IResNet((1, 2, 1, 1), num_features=16, widths=(4, 8, 8, 16), spatial=2).eval()

@@ -2,14 +2,15 @@
 non-finite inputs, preconditions (sorted depths, bool flags, box_warp) and double backward.
 Each is checked on the kernels and on the pure-PyTorch reference, on the CPU and, when a GPU
 is visible, on CUDA."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES, require_kernels
 
 import nofa.ops as ops
-from conftest import DEVICES, require_kernels
 
 NAN, INF = float("nan"), float("inf")
 BACKENDS = ["kernels", "torch"]
@@ -27,7 +28,10 @@ def _run(backend, fn, *inputs, device="cpu"):
     ran = {b for _, b in tr.calls}
     assert ran == {"torch"} if backend == "torch" else "kernels" in ran, tr.calls
     g = torch.Generator().manual_seed(1)
-    loss = sum((torch.nan_to_num(o, 0.0, 0.0, 0.0) * torch.randn(o.shape, generator=g).to(o)).sum() for o in outs)
+    loss = sum(
+        (torch.nan_to_num(o, 0.0, 0.0, 0.0) * torch.randn(o.shape, generator=g).to(o)).sum()
+        for o in outs
+    )
     grads = torch.autograd.grad(loss, xs, allow_unused=True)
     return [o.detach().cpu() for o in outs], [g.cpu() for g in grads]
 
@@ -40,8 +44,20 @@ def _same(a, b, tol=1e-5):
 
 
 # ---- non-finite points: sample_triplane / decode_triplane -------------------------------------
-POINTS = torch.tensor([[[0.1, 0.2, 0.1], [NAN, 0.1, 0.1], [0.1, NAN, 0.1], [0.1, 0.1, NAN],
-                        [INF, 0.1, 0.1], [0.1, -INF, 0.1], [0.1, 0.1, INF], [0.3, 0.1, -0.2]]])
+POINTS = torch.tensor(
+    [
+        [
+            [0.1, 0.2, 0.1],
+            [NAN, 0.1, 0.1],
+            [0.1, NAN, 0.1],
+            [0.1, 0.1, NAN],
+            [INF, 0.1, 0.1],
+            [0.1, -INF, 0.1],
+            [0.1, 0.1, INF],
+            [0.3, 0.1, -0.2],
+        ]
+    ]
+)
 
 
 def _planes():
@@ -51,8 +67,12 @@ def _planes():
 @pytest.mark.parametrize("device", DEVICES)
 def test_nonfinite_points_sample_triplane_read_zero_on_the_planes_using_them(device):
     planes = _planes()
-    res = {b: _run(b, lambda p, x: ops.sample_triplane(p, x, 1.0, "concat"), planes, POINTS, device=device)
-           for b in BACKENDS}
+    res = {
+        b: _run(
+            b, lambda p, x: ops.sample_triplane(p, x, 1.0, "concat"), planes, POINTS, device=device
+        )
+        for b in BACKENDS
+    }
     (out_k, g_k), (out_t, g_t) = res["kernels"], res["torch"]
     out = out_t[0].view(8, 3, 4)
     # plane 0 reads (x, y), plane 1 (x, z), plane 2 (z, x): a non-finite coordinate zeroes the
@@ -75,10 +95,23 @@ def test_nonfinite_points_sample_triplane_read_zero_on_the_planes_using_them(dev
 def test_nonfinite_points_decode_triplane_follow_the_lookup_rule(device):
     planes = _planes()
     g = torch.Generator().manual_seed(2)
-    w = (torch.randn(16, 4, generator=g), torch.randn(16, generator=g), torch.randn(3, 16, generator=g),
-         torch.randn(3, generator=g))
-    res = {b: _run(b, lambda p, x, *w: ops.decode_triplane(p, x, 1.0, *w), planes, POINTS, *w, device=device)
-           for b in BACKENDS}
+    w = (
+        torch.randn(16, 4, generator=g),
+        torch.randn(16, generator=g),
+        torch.randn(3, 16, generator=g),
+        torch.randn(3, generator=g),
+    )
+    res = {
+        b: _run(
+            b,
+            lambda p, x, *w: ops.decode_triplane(p, x, 1.0, *w),
+            planes,
+            POINTS,
+            *w,
+            device=device,
+        )
+        for b in BACKENDS
+    }
     for i in range(2):
         assert torch.isfinite(res["torch"][0][i]).all()
         _same(res["kernels"][0][i], res["torch"][0][i])
@@ -121,7 +154,9 @@ def test_nonfinite_points_deform_points_give_nan_for_that_point_only(device):
         x_c, offset, weight = (t.cpu() for t in outs[b])
         for t in (x_c, offset, weight):
             assert torch.isnan(t[0, ~good]).all() and torch.isfinite(t[0, good]).all()
-        (g,) = torch.autograd.grad(outs[b][0][:, good.to(device)].sum() + outs[b][2][:, good.to(device)].sum(), x)
+        (g,) = torch.autograd.grad(
+            outs[b][0][:, good.to(device)].sum() + outs[b][2][:, good.to(device)].sum(), x
+        )
         g = g.cpu()
         assert torch.isfinite(g[0, good]).all()  # a non-finite point's own gradient is undefined
         outs[b] = (x_c, offset, weight, g[0, good])
@@ -149,7 +184,9 @@ def _check_nan_rule(outs, grads, depths):
     assert torch.isnan(weights[0, bad]).all()
     for t in (features, depth, weights):
         assert torch.isfinite(t[0, ~bad]).all()
-    assert depth[0, 4, 0] == torch.max(depths[~torch.isnan(depths)])  # NaN does not reach other rays
+    assert depth[0, 4, 0] == torch.max(
+        depths[~torch.isnan(depths)]
+    )  # NaN does not reach other rays
     for g in grads:  # gradients of the other rays stay finite
         assert torch.isfinite(g[0, ~bad]).all()
 
@@ -172,7 +209,9 @@ def test_nan_depths_composite_rays_merged(device):
     c, d, z = _composite_inputs()
 
     def merged(c, d, z):
-        return ops.composite_rays_merged(c[:, :, :3], d[:, :, :3], z[:, :, :3], c[:, :, 3:], d[:, :, 3:], z[:, :, 3:])
+        return ops.composite_rays_merged(
+            c[:, :, :3], d[:, :, :3], z[:, :, :3], c[:, :, 3:], d[:, :, 3:], z[:, :, 3:]
+        )
 
     res = {b: _run(b, merged, c, d, z, device=device) for b in BACKENDS}
     for b in BACKENDS:
@@ -195,8 +234,14 @@ def test_unsorted_depths_raise(backend):
         with pytest.raises(ValueError, match="depths must be sorted ascending"):
             ops.composite_rays(c, d, z)
         with pytest.raises(ValueError, match="depths_b must be sorted ascending"):
-            ops.composite_rays_merged(c[:, :, :3], d[:, :, :3], torch.sort(z[:, :, :3], 2)[0],
-                                      c[:, :, 3:], d[:, :, 3:], z[:, :, 3:].flip(2))
+            ops.composite_rays_merged(
+                c[:, :, :3],
+                d[:, :, :3],
+                torch.sort(z[:, :, :3], 2)[0],
+                c[:, :, 3:],
+                d[:, :, 3:],
+                z[:, :, 3:].flip(2),
+            )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -208,13 +253,23 @@ def test_white_back_must_be_bool(backend, value):
         with pytest.raises(TypeError, match="white_back must be a bool"):
             ops.composite_rays(c, d, z, value)
         with pytest.raises(TypeError, match="white_back must be a bool"):
-            ops.composite_rays_merged(c[:, :, :3], d[:, :, :3], z[:, :, :3], c[:, :, 3:], d[:, :, 3:], z[:, :, 3:],
-                                      value)
+            ops.composite_rays_merged(
+                c[:, :, :3], d[:, :, :3], z[:, :, :3], c[:, :, 3:], d[:, :, 3:], z[:, :, 3:], value
+            )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("value,error", [(NAN, ValueError), (INF, ValueError), (-1.0, ValueError),
-                                         (0, ValueError), ("1.0", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "value,error",
+    [
+        (NAN, ValueError),
+        (INF, ValueError),
+        (-1.0, ValueError),
+        (0, ValueError),
+        ("1.0", TypeError),
+        (True, TypeError),
+    ],
+)
 def test_box_warp_must_be_a_positive_finite_number(backend, value, error):
     planes, pts = _planes(), torch.zeros(1, 4, 3)
     w = (torch.randn(16, 4), torch.randn(16), torch.randn(3, 16), torch.randn(3))
@@ -241,8 +296,15 @@ def _double_backward_cases(device="cpu"):
     g = torch.Generator().manual_seed(0)
     planes = torch.randn(1, 3, 4, 8, 8, generator=g).to(device)
     pts = (torch.rand(1, 10, 3, generator=g) - 0.5).to(device)
-    w = tuple(t.to(device) for t in (torch.randn(16, 4, generator=g), torch.randn(16, generator=g),
-                                     torch.randn(3, 16, generator=g), torch.randn(3, generator=g)))
+    w = tuple(
+        t.to(device)
+        for t in (
+            torch.randn(16, 4, generator=g),
+            torch.randn(16, generator=g),
+            torch.randn(3, 16, generator=g),
+            torch.randn(3, generator=g),
+        )
+    )
     c, d, z = (torch.nan_to_num(t, 2.5).to(device) for t in _composite_inputs())
     z = torch.sort(z, 2)[0]
     field = _field().to(device)
@@ -251,8 +313,12 @@ def _double_backward_cases(device="cpu"):
         "sample_triplane": (lambda p, x: ops.sample_triplane(p, x), (planes, pts)),
         "decode_triplane": (lambda p, x: ops.decode_triplane(p, x, 1.0, *w)[1], (planes, pts)),
         "composite_rays": (lambda c, d: ops.composite_rays(c, d, z)[0], (c, d)),
-        "composite_rays_merged": (lambda c, d: ops.composite_rays_merged(
-            c[:, :, :3], d[:, :, :3], z[:, :, :3], c[:, :, 3:], d[:, :, 3:], z[:, :, 3:])[0], (c, d)),
+        "composite_rays_merged": (
+            lambda c, d: ops.composite_rays_merged(
+                c[:, :, :3], d[:, :, :3], z[:, :, :3], c[:, :, 3:], d[:, :, 3:], z[:, :, 3:]
+            )[0],
+            (c, d),
+        ),
         "deform_points": (lambda x: field(x, *ab)[0], (pts,)),
     }
 
@@ -260,7 +326,9 @@ def _double_backward_cases(device="cpu"):
 def _grid_sample_has_double_backward(device: str) -> bool:
     x = torch.randn(1, 1, 3, 3, device=device, requires_grad=True)
     grid = torch.rand(1, 2, 2, 2, device=device, requires_grad=True)
-    (g,) = torch.autograd.grad(F.grid_sample(x, grid, align_corners=False).square().sum(), grid, create_graph=True)
+    (g,) = torch.autograd.grad(
+        F.grid_sample(x, grid, align_corners=False).square().sum(), grid, create_graph=True
+    )
     try:
         g.sum().backward()
     except RuntimeError as e:
@@ -270,8 +338,16 @@ def _grid_sample_has_double_backward(device: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("op", ["sample_triplane", "decode_triplane", "composite_rays", "composite_rays_merged",
-                                "deform_points"])
+@pytest.mark.parametrize(
+    "op",
+    [
+        "sample_triplane",
+        "decode_triplane",
+        "composite_rays",
+        "composite_rays_merged",
+        "deform_points",
+    ],
+)
 @pytest.mark.parametrize("device", DEVICES)
 def test_double_backward_through_a_kernel_raises(op, device):
     require_kernels(device)
@@ -284,7 +360,9 @@ def test_double_backward_through_a_kernel_raises(op, device):
         sum(g.square().sum() for g in first).backward()
     # The reference differentiates twice (the documented way to get second derivatives) where
     # PyTorch's own grid_sample does (docs/ops.md, "Double backward": not torch 2.11's).
-    if op in ("sample_triplane", "decode_triplane") and not _grid_sample_has_double_backward(device):
+    if op in ("sample_triplane", "decode_triplane") and not _grid_sample_has_double_backward(
+        device
+    ):
         return
     xs = [t.clone().requires_grad_() for t in inputs]
     with ops.use_backend("torch"):

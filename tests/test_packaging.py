@@ -1,4 +1,5 @@
 """Packaging: the build's CUDA/CPU decision (issue 11 item 8) and a complete sdist (item 9)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,13 +25,22 @@ def setup_module():
     return mod
 
 
-@pytest.mark.parametrize("torch_cuda, cuda_home, cpu_only, builds_cuda, says", [
-    ("12.4", "/opt/cuda", False, True, "CUDA kernels with /opt/cuda"),
-    (None, "/opt/cuda", False, False, "torch.version.cuda is None"),  # CPU torch, nvcc present: the reported failure
-    (None, None, False, False, "torch.version.cuda is None"),
-    ("12.4", None, False, False, "no CUDA toolkit"),
-    ("12.4", "/opt/cuda", True, False, "NOFA_CPU_ONLY"),
-])
+@pytest.mark.parametrize(
+    "torch_cuda, cuda_home, cpu_only, builds_cuda, says",
+    [
+        ("12.4", "/opt/cuda", False, True, "CUDA kernels with /opt/cuda"),
+        (
+            None,
+            "/opt/cuda",
+            False,
+            False,
+            "torch.version.cuda is None",
+        ),  # CPU torch, nvcc present: the reported failure
+        (None, None, False, False, "torch.version.cuda is None"),
+        ("12.4", None, False, False, "no CUDA toolkit"),
+        ("12.4", "/opt/cuda", True, False, "NOFA_CPU_ONLY"),
+    ],
+)
 def test_cuda_build_plan(setup_module, torch_cuda, cuda_home, cpu_only, builds_cuda, says):
     home, message = setup_module.cuda_build_plan(torch_cuda, cuda_home, cpu_only, "2.13.0")
     assert (home == cuda_home) if builds_cuda else home is None
@@ -49,22 +59,36 @@ def _fake_cuda_toolkit(tmp_path: Path) -> Path:
 
 
 def test_cpu_only_torch_with_nvcc_configures_a_cpu_build(tmp_path):
-    """setup.py run against a CPU-only torch on a machine with nvcc: a CPU build, one line, no OSError."""
+    """setup.py run against a CPU-only torch on a machine with nvcc: a CPU build, one line, no
+    OSError."""
     home = _fake_cuda_toolkit(tmp_path)
     site = tmp_path / "site"
     site.mkdir()
     # make the installed torch look like a CPU-only build, as `torch 2.x+cpu` is
-    (site / "sitecustomize.py").write_text("import torch, torch.cuda\ntorch.version.cuda = None\n"
-                                           "torch.cuda._is_compiled = lambda: False\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_HOME", "CUDA_PATH", "NOFA_CPU_ONLY",
-                                                            "NOFA_NO_EXTENSION")}
+    (site / "sitecustomize.py").write_text(
+        "import torch, torch.cuda\ntorch.version.cuda = None\n"
+        "torch.cuda._is_compiled = lambda: False\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CUDA_HOME", "CUDA_PATH", "NOFA_CPU_ONLY", "NOFA_NO_EXTENSION")
+    }
     env.update(PYTHONPATH=str(site), PATH=f"{home / 'bin'}{os.pathsep}{env.get('PATH', '')}")
-    proc = subprocess.run([sys.executable, str(ROOT / "setup.py"), "--name"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "setup.py"), "--name"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "nofa"
     lines = [line for line in proc.stderr.splitlines() if line.startswith("nofa: ")]
-    assert len(lines) == 1 and "torch.version.cuda is None" in lines[0] and str(home) in lines[0], proc.stderr
+    assert len(lines) == 1 and "torch.version.cuda is None" in lines[0] and str(home) in lines[0], (
+        proc.stderr
+    )
 
 
 def _includes(path: Path) -> list[str]:
@@ -75,13 +99,33 @@ def test_sdist_holds_every_file_the_build_needs(tmp_path):
     """`setup.py sdist` from a copy of the source tree: every csrc file and every header a csrc
     file includes is in the archive, with setup.py, pyproject.toml, the package and the docs."""
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.so", "*.o", "outputs", ".pytest_cache"))
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            "*.so",
+            "*.o",
+            "outputs",
+            ".pytest_cache",
+        ),
+    )
     # NOFA_NO_EXTENSION: the file list then comes from MANIFEST.in alone (no torch import, fast),
     # a stricter test than the real sdist, where setuptools also adds the extension's sources
     env = dict(os.environ, NOFA_NO_EXTENSION="1")
-    proc = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")], cwd=src, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (archive,) = (tmp_path / "dist").glob("nofa-*.tar.gz")
     with tarfile.open(archive) as tar:
@@ -98,6 +142,14 @@ def test_sdist_holds_every_file_the_build_needs(tmp_path):
     assert len(needed) >= 20 and not sorted(needed - names)
     packages = {str(p.relative_to(src)) for p in (src / "nofa").rglob("*.py")}
     docs = {str(p.relative_to(src)) for p in (src / "docs").glob("*.md")}
-    build = {"setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "requirements.txt", "CMakeLists.txt", "Makefile"}
+    build = {
+        "setup.py",
+        "pyproject.toml",
+        "MANIFEST.in",
+        "README.md",
+        "requirements.txt",
+        "CMakeLists.txt",
+        "Makefile",
+    }
     assert not sorted((packages | docs | build) - names)
     assert not [n for n in names if n.endswith((".so", ".o", ".pyc"))]

@@ -1,4 +1,5 @@
 """PhotoSkinHead: the template's geometry with a texture projected along the frontal camera."""
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,7 @@ from nofa.render.cameras import default_label
 def _halves(size: int = 64) -> np.ndarray:
     tex = np.zeros((size, size, 3), np.float32)
     tex[:, : size // 2] = (1.0, 0.0, 0.0)  # image left: the subject's right (-x)
-    tex[:, size // 2:] = (0.0, 0.0, 1.0)
+    tex[:, size // 2 :] = (0.0, 0.0, 1.0)
     return tex
 
 
@@ -22,9 +23,13 @@ def test_colour_is_the_texture_at_the_frontal_projection():
     head = PhotoSkinHead(_halves())
     p = torch.tensor([[-0.1, 0.0, 0.15], [0.1, 0.0, 0.15]])
     col = head(p)[1]
-    assert torch.allclose(col[0], torch.tensor([1.0, 0.0, 0.0])) and torch.allclose(col[1], torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.allclose(col[0], torch.tensor([1.0, 0.0, 0.0])) and torch.allclose(
+        col[1], torch.tensor([0.0, 0.0, 1.0])
+    )
     # Geometry is the template's.
-    assert torch.equal(head.sdf(p), TemplateHead().sdf(p)) and torch.equal(head(p)[0], TemplateHead().density(p))
+    assert torch.equal(head.sdf(p), TemplateHead().sdf(p)) and torch.equal(
+        head(p)[0], TemplateHead().density(p)
+    )
 
 
 def test_side_view_shows_the_side_that_faces_the_camera():

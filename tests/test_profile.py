@@ -1,20 +1,22 @@
 """`nofa profile`: per-kernel breakdown of benchmark cases (nofa/bench/profile.py)."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
+from conftest import DEVICES, require_kernels
 
 from nofa.bench.profile import _short, profile_case
 from nofa.cli import main
-
-from conftest import DEVICES, require_kernels
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_render_profile_names_nofa_ops_and_host_reads(device):
     require_kernels(device)
-    p = profile_case("render", device, "kernels", "forward+backward", quick=True, repeats=2, top=10_000)
+    p = profile_case(
+        "render", device, "kernels", "forward+backward", quick=True, repeats=2, top=10_000
+    )
     names = [r.name for r in p.rows]
     # The render's kernels are there and flagged; their time is part of the busy time.
     wanted = "nofa::decode_triplane_backward" if device == "cpu" else "nofa::"
@@ -43,25 +45,49 @@ def test_profile_checks_its_arguments():
 
 
 def test_kernel_names_are_shortened_to_the_function():
-    assert _short("void nofa::(anonymous namespace)::forward_vec4_kernel(float const*, float*, long)") == \
-        "nofa::forward_vec4_kernel"
-    assert _short("void at::native::vectorized_elementwise_kernel<4, at::native::(anonymous namespace)::f<(int)1>>"
-                  "(int, float*)") == "at::native::vectorized_elementwise_kernel<4, at::native::f<(int)1>>"
+    assert (
+        _short("void nofa::(anonymous namespace)::forward_vec4_kernel(float const*, float*, long)")
+        == "nofa::forward_vec4_kernel"
+    )
+    assert (
+        _short(
+            "void at::native::vectorized_elementwise_kernel<4, at::native::(anonymous "
+            "namespace)::f<(int)1>>"
+            "(int, float*)"
+        )
+        == "at::native::vectorized_elementwise_kernel<4, at::native::f<(int)1>>"
+    )
     assert _short("aten::addmm_") == "aten::addmm_"
-    assert _short("Memcpy DtoH (Device -> Pageable)") == "Memcpy DtoH (Device -> Pageable)"  # not a parameter list
+    assert (
+        _short("Memcpy DtoH (Device -> Pageable)") == "Memcpy DtoH (Device -> Pageable)"
+    )  # not a parameter list
     assert len(_short("x" * 200, width=50)) == 50
 
 
 def test_cli_writes_the_tables(tmp_path, capsys):
     require_kernels("cpu")
-    rc = main(["profile", "--quick", "--cases", "sample_triplane", "--backends", "kernels", "--repeats", "1",
-               "--out", str(tmp_path)])
+    rc = main(
+        [
+            "profile",
+            "--quick",
+            "--cases",
+            "sample_triplane",
+            "--backends",
+            "kernels",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     md = (tmp_path / "cpu_profile.md").read_text()
     assert "| sample_triplane |" in md and "`nofa::sample_triplane`" in md
     data = json.loads((tmp_path / "cpu_profile.json").read_text())
-    assert [(p["backend"], p["mode"]) for p in data["profiles"]] == [("kernels", "forward"),
-                                                                    ("kernels", "forward+backward")]
+    assert [(p["backend"], p["mode"]) for p in data["profiles"]] == [
+        ("kernels", "forward"),
+        ("kernels", "forward+backward"),
+    ]
     assert data["environment"]["device"] == "cpu"
     assert main(["profile", "--cases", "no_such_case", "--out", str(tmp_path)]) == 2
     assert "unknown benchmark case" in capsys.readouterr().err

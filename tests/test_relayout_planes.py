@@ -1,13 +1,13 @@
 """relayout_planes / channels_last_planes: exact values, layouts, gradients, both directions."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEVICES, require_kernels
 
 import nofa.ops as ops
 from nofa.ops import reference
-
-from conftest import DEVICES, require_kernels
 
 
 def cl_strides(shape):
@@ -16,7 +16,9 @@ def cl_strides(shape):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("shape", [(1, 3, 32, 17, 9), (2, 3, 5, 64, 70), (1, 3, 1, 1, 1), (0, 3, 4, 5, 6)])
+@pytest.mark.parametrize(
+    "shape", [(1, 3, 32, 17, 9), (2, 3, 5, 64, 70), (1, 3, 1, 1, 1), (0, 3, 4, 5, 6)]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_both_directions_are_exact(device, shape, dtype):
     require_kernels(device)
@@ -58,7 +60,9 @@ def test_reference_twin_and_opcheck():
         y = ops.channels_last_planes(x)
     assert tr.backends("relayout_planes") == {"torch"} and y.stride() == cl_strides(x.shape)
     torch.library.opcheck(torch.ops.nofa.relayout_planes.default, (x, True))
-    torch.library.opcheck(torch.ops.nofa.relayout_planes.default, (y.detach().requires_grad_(), False))
+    torch.library.opcheck(
+        torch.ops.nofa.relayout_planes.default, (y.detach().requires_grad_(), False)
+    )
 
 
 def test_bad_input_names_the_argument():

@@ -1,5 +1,6 @@
 """TriplaneRenderer: kernels vs reference (forward + gradients incl. deformation
 parameters), chunking, checkpointing, deformation semantics, options."""
+
 from __future__ import annotations
 
 import warnings
@@ -7,10 +8,10 @@ import warnings
 import pytest
 import torch
 import torch.nn as nn
+from conftest import DEVICES, assert_grads_close, rel_err, require_kernels
 
 import nofa.ops as ops
 from nofa.render import OSGDecoder, RenderOptions, TriplaneRenderer, default_label, parse_label
-from conftest import DEVICES, assert_grads_close, rel_err, require_kernels
 
 
 class RotateShift(nn.Module):
@@ -25,7 +26,9 @@ class RotateShift(nn.Module):
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         c, s = torch.cos(self.angle), torch.sin(self.angle)
         zero, one = torch.zeros_like(c), torch.ones_like(c)
-        R = torch.stack([torch.stack([c, zero, s]), torch.stack([zero, one, zero]), torch.stack([-s, zero, c])])
+        R = torch.stack(
+            [torch.stack([c, zero, s]), torch.stack([zero, one, zero]), torch.stack([-s, zero, c])]
+        )
         return self.scale * p @ R.T + self.shift
 
 
@@ -56,7 +59,10 @@ def _render_and_grads(backend, planes, decoder, labels, deform, res=8, opts=OPTS
         with ops.use_backend(backend), ops.trace_backends() as tr:
             out = renderer(planes, labels, res, deform=deform)
             g = torch.Generator(device="cpu").manual_seed(7)
-            cot = [torch.randn(t.shape, generator=g).to(t) for t in (out.features, out.depth, out.weight)]
+            cot = [
+                torch.randn(t.shape, generator=g).to(t)
+                for t in (out.features, out.depth, out.weight)
+            ]
             loss = sum((t * c).sum() for t, c in zip((out.features, out.depth, out.weight), cot))
             grads = torch.autograd.grad(loss, params)
     return out, grads, tr
@@ -77,7 +83,11 @@ def test_kernels_match_reference_forward_and_gradients(device):
         assert torch.isfinite(a).all(), name
         assert rel_err(a, b) < 1e-5, (name, rel_err(a, b))
     assert 0.05 < out_t.weight.mean() < 0.99  # the scene is neither empty nor fully opaque
-    names = ["planes"] + [f"decoder.{n}" for n, _ in decoder.named_parameters()] + ["angle", "shift", "scale"]
+    names = (
+        ["planes"]
+        + [f"decoder.{n}" for n, _ in decoder.named_parameters()]
+        + ["angle", "shift", "scale"]
+    )
     assert_grads_close(g_k, g_t, tol=1e-4, names=names)
     for name, g in zip(names, g_t):
         assert g.abs().sum() > 0, f"{name}: zero gradient"
@@ -99,7 +109,7 @@ def _patch_scene(C=8, res=16):
     """Planes that are zero but for a bright central patch, and a decoder whose density
     underflows to exactly 0 away from it: rays that miss the patch are empty (weights 0)."""
     planes = torch.zeros(2, 3, C, res, res)
-    planes[..., res // 2 - 2:res // 2 + 2, res // 2 - 2:res // 2 + 2] = 5.0
+    planes[..., res // 2 - 2 : res // 2 + 2, res // 2 - 2 : res // 2 + 2] = 5.0
     decoder = OSGDecoder(n_features=C, hidden=16, out_features=6)
     with torch.no_grad():
         decoder.fc0.weight.fill_(0.5)
@@ -133,7 +143,7 @@ def test_chunked_equals_unchunked_with_empty_rays(bounds, backend):
 
         o, d = generate_rays(labels, 12)
         _, f, hit = ray_box_bounds(o, d, 1.0)
-        sphere_far = o.norm(dim=-1, keepdim=True) + 3 ** 0.5 / 2
+        sphere_far = o.norm(dim=-1, keepdim=True) + 3**0.5 / 2
         far = torch.where(hit, f, sphere_far).amax((1, 2))
     for n in range(2):
         assert torch.equal(whole.depth[n][empty[n]], far[n].expand(int(empty[n].sum())))
@@ -142,9 +152,12 @@ def test_chunked_equals_unchunked_with_empty_rays(bounds, backend):
 def test_checkpointed_gradients_equal():
     planes, decoder, labels = _scene("cpu")
     deform = RotateShift()
-    _, g_plain, _ = _render_and_grads("torch", planes, decoder, labels, deform, opts=OPTS.replace(chunk_rays=40))
-    _, g_ckpt, _ = _render_and_grads("torch", planes, decoder, labels, deform,
-                                     opts=OPTS.replace(chunk_rays=40, checkpoint=True))
+    _, g_plain, _ = _render_and_grads(
+        "torch", planes, decoder, labels, deform, opts=OPTS.replace(chunk_rays=40)
+    )
+    _, g_ckpt, _ = _render_and_grads(
+        "torch", planes, decoder, labels, deform, opts=OPTS.replace(chunk_rays=40, checkpoint=True)
+    )
     assert_grads_close(g_ckpt, g_plain, tol=1e-6)
 
 
@@ -186,7 +199,9 @@ def test_outputs_shapes_ranges_and_no_importance():
     planes, decoder, labels = _scene("cpu")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        out = TriplaneRenderer(decoder, OPTS.replace(importance_samples=0, white_back=True))(planes, labels, 5)
+        out = TriplaneRenderer(decoder, OPTS.replace(importance_samples=0, white_back=True))(
+            planes, labels, 5
+        )
     assert out.features.shape == (2, 6, 5, 5) and out.rgb.shape == (2, 3, 5, 5)
     assert out.depth.shape == out.weight.shape == (2, 1, 5, 5)
     assert (out.weight >= 0).all() and (out.weight <= 1 + 1e-6).all()
@@ -214,11 +229,15 @@ def test_decoder_density_matches_forward_and_eg3d_import():
     torch.testing.assert_close(dec.density(x), sigma)
     assert feats.min() >= -0.001 and feats.max() <= 1.001
     # EG3D's FullyConnectedLayer stores w / lr and applies w * lr / sqrt(in).
-    raw = {"net.0.weight": torch.randn(16, 8), "net.0.bias": torch.randn(16),
-           "net.2.weight": torch.randn(6, 16), "net.2.bias": torch.randn(6)}
+    raw = {
+        "net.0.weight": torch.randn(16, 8),
+        "net.0.bias": torch.randn(16),
+        "net.2.weight": torch.randn(6, 16),
+        "net.2.bias": torch.randn(6),
+    }
     dec.load_eg3d_tensors(raw, lr_multiplier=1.0)
-    h = torch.nn.functional.softplus(x @ (raw["net.0.weight"] / 8 ** 0.5).T + raw["net.0.bias"])
-    out = h @ (raw["net.2.weight"] / 16 ** 0.5).T + raw["net.2.bias"]
+    h = torch.nn.functional.softplus(x @ (raw["net.0.weight"] / 8**0.5).T + raw["net.0.bias"])
+    out = h @ (raw["net.2.weight"] / 16**0.5).T + raw["net.2.bias"]
     torch.testing.assert_close(dec(x)[0], out[:, :1])
 
 
@@ -241,18 +260,30 @@ def test_merged_compositing_equals_eg3d_merge(deterministic, monkeypatch):
 
     torch.manual_seed(3)
     planes = (torch.randn(1, 3, 32, 32, 32) * 0.5).requires_grad_()
-    r = TriplaneRenderer(OSGDecoder(32), RenderOptions(coarse_samples=12, importance_samples=10,
-                                                        deterministic=deterministic, ray_start=None, ray_end=None))
+    r = TriplaneRenderer(
+        OSGDecoder(32),
+        RenderOptions(
+            coarse_samples=12,
+            importance_samples=10,
+            deterministic=deterministic,
+            ray_start=None,
+            ray_end=None,
+        ),
+    )
     label = default_label(0.3, 0.1)[None]
     outs = {}
     for merged in (True, False):
         if not merged:  # as on a device without the merging kernel
-            monkeypatch.setattr(_backend, "lacks_kernel", lambda op, dev: op == "composite_rays_merged")
+            monkeypatch.setattr(
+                _backend, "lacks_kernel", lambda op, dev: op == "composite_rays_merged"
+            )
         torch.manual_seed(7)
         with ops.trace_backends() as tr:
             res = r(planes, label, 16)
         assert tr.backends("composite_rays_merged") == ({"kernels"} if merged else {"torch"})
-        assert tr.backends("composite_rays") == {"kernels"}  # the importance weights, and the fallback
+        assert tr.backends("composite_rays") == {
+            "kernels"
+        }  # the importance weights, and the fallback
         loss = res.features.square().mean() + res.depth.mean() + res.weight.mean()
         outs[merged] = (res, torch.autograd.grad(loss, [planes] + list(r.decoder.parameters())))
     (a, ga), (b, gb) = outs[True], outs[False]

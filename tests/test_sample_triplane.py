@@ -1,11 +1,12 @@
 """sample_triplane: kernels vs the pure-PyTorch reference, gradients, opcheck, errors."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEVICES, assert_grads_close, rel_err, require_kernels
 
 import nofa.ops as ops
-from conftest import DEVICES, assert_grads_close, rel_err, require_kernels
 
 
 def _inputs(N, C, H, W, M, device, dtype=torch.float32, box_warp=1.0, spread=1.3):
@@ -60,7 +61,9 @@ def test_box_warp(device, box_warp):
 def test_points_outside_read_zeros(device):
     require_kernels(device)
     planes, _ = _inputs(1, 4, 8, 8, 1, device)
-    far = torch.tensor([[[5.0, 0.0, 0.0], [0.0, -7.0, 0.0], [0.0, 0.0, 9.0], [1e9, -1e9, 1e9]]], device=device)
+    far = torch.tensor(
+        [[[5.0, 0.0, 0.0], [0.0, -7.0, 0.0], [0.0, 0.0, 9.0], [1e9, -1e9, 1e9]]], device=device
+    )
     with ops.use_backend("kernels"):
         out = ops.sample_triplane(planes, far, 1.0, "concat")
     # The first three points are outside on one axis: the planes that do not see that axis
@@ -122,7 +125,9 @@ def test_gradcheck_float64_cpu(reduce):
     planes.requires_grad_()
     points.requires_grad_()
     with ops.use_backend("kernels"):
-        assert torch.autograd.gradcheck(lambda p, x: ops.sample_triplane(p, x, 1.5, reduce), (planes, points))
+        assert torch.autograd.gradcheck(
+            lambda p, x: ops.sample_triplane(p, x, 1.5, reduce), (planes, points)
+        )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -136,7 +141,15 @@ def test_opcheck(device):
         )
         torch.library.opcheck(
             torch.ops.nofa.sample_triplane_backward.default,
-            (torch.randn(2, 30, 4 if reduce == "mean" else 12, device=device), planes.detach(), points.detach(), 1.0, reduce, True, True),
+            (
+                torch.randn(2, 30, 4 if reduce == "mean" else 12, device=device),
+                planes.detach(),
+                points.detach(),
+                1.0,
+                reduce,
+                True,
+                True,
+            ),
         )
 
 
@@ -231,7 +244,10 @@ def test_backend_switch_and_env(monkeypatch):
 
 def test_kernels_requested_but_missing_raises():
     planes, points = _inputs(1, 4, 5, 5, 10, "meta")
-    with ops.use_backend("kernels"), pytest.raises(RuntimeError, match="no sample_triplane kernel is compiled"):
+    with (
+        ops.use_backend("kernels"),
+        pytest.raises(RuntimeError, match="no sample_triplane kernel is compiled"),
+    ):
         ops.sample_triplane(planes, points)
 
 
@@ -260,7 +276,9 @@ def test_few_and_many_points(device, M):
 def _cl(planes: torch.Tensor) -> torch.Tensor:
     """The same values with [N, 3, H, W, C] memory (channels-last-strided planes)."""
     out = planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-    assert out.permute(0, 1, 3, 4, 2).is_contiguous() and (planes.shape[2] == 1 or not out.is_contiguous())
+    assert out.permute(0, 1, 3, 4, 2).is_contiguous() and (
+        planes.shape[2] == 1 or not out.is_contiguous()
+    )
     return out
 
 
@@ -298,13 +316,16 @@ def test_channels_last_gradcheck_and_opcheck():
     planes = _cl(planes).requires_grad_()
     points.requires_grad_()
     with ops.use_backend("kernels"):
-        assert torch.autograd.gradcheck(lambda p, x: ops.sample_triplane(p, x, 1.5, "mean"), (planes, points))
+        assert torch.autograd.gradcheck(
+            lambda p, x: ops.sample_triplane(p, x, 1.5, "mean"), (planes, points)
+        )
     p32, x32 = planes.detach().float(), points.detach().float()
     p32 = _cl(p32)
     torch.library.opcheck(torch.ops.nofa.sample_triplane.default, (p32, x32, 1.5, "concat"))
     for pg, xg in [(True, True), (True, False), (False, True)]:
         torch.library.opcheck(
-            torch.ops.nofa.sample_triplane_backward.default, (torch.randn(2, 25, 3), p32, x32, 1.5, "mean", pg, xg)
+            torch.ops.nofa.sample_triplane_backward.default,
+            (torch.randn(2, 25, 3), p32, x32, 1.5, "mean", pg, xg),
         )
 
 
@@ -319,8 +340,12 @@ def _rows_points(H, W, n_cols=5):
     u = (2 * ix + 1) / W - 1
     uu, vv = torch.meshgrid(u, v, indexing="ij")
     # Plane 0 reads (x, y): x -> W, y -> H; z just spreads plane 1 and 2 lookups around.
-    pts = torch.stack([uu.flatten(), vv.flatten(), torch.linspace(-1.1, 1.1, uu.numel()).double()], -1)
-    outside = torch.tensor([[0.0, 1.5, 0.0], [-1.2, 0.0, 0.3], [0.0, 0.0, 3.0], [2.0, -2.0, 2.0]]).double()
+    pts = torch.stack(
+        [uu.flatten(), vv.flatten(), torch.linspace(-1.1, 1.1, uu.numel()).double()], -1
+    )
+    outside = torch.tensor(
+        [[0.0, 1.5, 0.0], [-1.2, 0.0, 0.3], [0.0, 0.0, 3.0], [2.0, -2.0, 2.0]]
+    ).double()
     return torch.cat([pts, outside]).float()
 
 
@@ -340,7 +365,11 @@ def test_band_boundaries_and_thread_counts(C):
         results = []
         for t in (1, 2, 3, 7):
             torch.set_num_threads(t)
-            results.append(torch.ops.nofa.sample_triplane_backward(cot, planes, pts, 2.0, "mean", True, False)[0])
+            results.append(
+                torch.ops.nofa.sample_triplane_backward(cot, planes, pts, 2.0, "mean", True, False)[
+                    0
+                ]
+            )
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(r, results[0]) for r in results[1:])
@@ -380,7 +409,9 @@ def test_backward_gradient_layout_rule(layout):
         p = planes.detach().clone().requires_grad_()
         (want,) = torch.autograd.grad(ops.sample_triplane(p, points, 1.0, "mean"), p, cot)
     assert rel_err(gp, want) <= 1e-5
-    empty = torch.ops.nofa.sample_triplane_backward(cot[:, :0], planes, points[:, :0], 1.0, "mean", True, False)[0]
+    empty = torch.ops.nofa.sample_triplane_backward(
+        cot[:, :0], planes, points[:, :0], 1.0, "mean", True, False
+    )[0]
     assert empty.stride() == gp.stride() and torch.all(empty == 0)
 
 

@@ -1,4 +1,5 @@
 """StyleGAN2 building blocks: equalised lr, FIR up-sampling, modulated conv, noise, mapping."""
+
 from __future__ import annotations
 
 import math
@@ -80,9 +81,13 @@ def test_modulated_conv_matches_per_sample_loop():
     for i in range(3):
         wi = w * s[i].reshape(1, 4, 1, 1)
         wi = wi / (wi.square().sum([1, 2, 3], keepdim=True) + 1e-8).sqrt()
-        torch.testing.assert_close(y[i:i + 1], F.conv2d(x[i:i + 1], wi, padding=1), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            y[i : i + 1], F.conv2d(x[i : i + 1], wi, padding=1), atol=1e-5, rtol=1e-5
+        )
     y2 = modulated_conv2d(x, w, s, padding=1, demodulate=False)
-    torch.testing.assert_close(y2[1:2], F.conv2d(x[1:2], w * s[1].reshape(1, 4, 1, 1), padding=1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        y2[1:2], F.conv2d(x[1:2], w * s[1].reshape(1, 4, 1, 1), padding=1), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_up_conv_matches_per_sample_transposed_conv_then_filter():
@@ -95,8 +100,10 @@ def test_up_conv_matches_per_sample_transposed_conv_then_filter():
     for i in range(3):
         wi = w * s[i].reshape(1, 4, 1, 1)
         wi = wi / (wi.square().sum([1, 2, 3], keepdim=True) + 1e-8).sqrt()
-        t = F.conv_transpose2d(x[i:i + 1], wi.transpose(0, 1), stride=2)
-        torch.testing.assert_close(y[i:i + 1], upfirdn2d(t, f, padding=(1, 1, 1, 1), gain=4), atol=1e-5, rtol=1e-5)
+        t = F.conv_transpose2d(x[i : i + 1], wi.transpose(0, 1), stride=2)
+        torch.testing.assert_close(
+            y[i : i + 1], upfirdn2d(t, f, padding=(1, 1, 1, 1), gain=4), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_demodulation_normalises_output_scale():
@@ -135,8 +142,12 @@ def test_synthesis_block_skip_output():
 def test_torgb_is_not_demodulated():
     rgb = ToRGBLayer(4, 3, 8)
     x, w = torch.randn(1, 4, 5, 5), torch.randn(1, 8)
-    torch.testing.assert_close(rgb(2 * x, w) - rgb.bias.reshape(1, 3, 1, 1),
-                               2 * (rgb(x, w) - rgb.bias.reshape(1, 3, 1, 1)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        rgb(2 * x, w) - rgb.bias.reshape(1, 3, 1, 1),
+        2 * (rgb(x, w) - rgb.bias.reshape(1, 3, 1, 1)),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_mapping_truncation_and_w_avg_tracking():

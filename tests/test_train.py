@@ -1,11 +1,12 @@
 """Trainer, stages and config: overfit a fixed batch, frozen parts stay bit-identical, clear
 errors for bad configs and mismatched checkpoints, logs and checkpoints on disk."""
+
 from __future__ import annotations
 
 import csv
-import tomllib
 
 import pytest
+import tomllib
 import torch
 
 import nofa.ops as ops
@@ -15,9 +16,21 @@ from nofa.train.data import HELDOUT_STREAM, TRAIN_STREAM, SyntheticSource
 from nofa.train.losses import build_lpips
 from nofa.train.trainer import learning_rate, train
 
-FAST = ["model.preset=tiny", "model.teacher_gain=16.0", "model.coarse_samples=6", "model.importance_samples=4",
-        "loss.lpips_random_backbone=true", "loss.lpips_raw=false", "run.device=cpu", "data.batch_size=2",
-        "eval.samples=0", "log.progress=false", "log.tensorboard=false", "log.image_every=0", "optim.lr=1e-3"]
+FAST = [
+    "model.preset=tiny",
+    "model.teacher_gain=16.0",
+    "model.coarse_samples=6",
+    "model.importance_samples=4",
+    "loss.lpips_random_backbone=true",
+    "loss.lpips_raw=false",
+    "run.device=cpu",
+    "data.batch_size=2",
+    "eval.samples=0",
+    "log.progress=false",
+    "log.tensorboard=false",
+    "log.image_every=0",
+    "optim.lr=1e-3",
+]
 
 
 def tiny_config(tmp_path, *extra: str) -> TrainConfig:
@@ -37,14 +50,25 @@ def overfit(tr: Trainer, steps: int) -> list[float]:
     return losses
 
 
-@pytest.mark.parametrize("stage,trained,lr", [("encoder", {"encoder"}, "1e-3"), ("detail", {"detail", "gamma", "eta"}, "3e-3")])
-def test_stage_overfits_fixed_batch_and_frozen_parts_stay_bit_identical(tmp_path, stage, trained, lr):
+@pytest.mark.parametrize(
+    "stage,trained,lr",
+    [("encoder", {"encoder"}, "1e-3"), ("detail", {"detail", "gamma", "eta"}, "3e-3")],
+)
+def test_stage_overfits_fixed_batch_and_frozen_parts_stay_bit_identical(
+    tmp_path, stage, trained, lr
+):
     # a fixed batch, deterministic rendering, a large step: the loss must drop quickly
-    tr = Trainer(tiny_config(tmp_path, f"run.stage={stage}", "model.deterministic_render=true", f"optim.lr={lr}"))
+    tr = Trainer(
+        tiny_config(
+            tmp_path, f"run.stage={stage}", "model.deterministic_render=true", f"optim.lr={lr}"
+        )
+    )
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     with ops.trace_backends() as trace:
         losses = overfit(tr, 8)
-    assert trace.calls and {b for _, b in trace.calls} == {"kernels"}  # no silent fallback to the reference
+    assert trace.calls and {b for _, b in trace.calls} == {
+        "kernels"
+    }  # no silent fallback to the reference
     assert losses[-1] < 0.9 * losses[0], losses
     after = tr.model.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
@@ -59,7 +83,12 @@ def test_config_overrides_and_errors(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[run]\nstage = "detail"\n[optim]\nlr = 2e-4\n')
     cfg = load_config(path, ["optim.lr=3e-4", "steps=7", "run.out_dir=some/dir"])
-    assert (cfg.run.stage, cfg.optim.lr, cfg.run.steps, cfg.run.out_dir) == ("detail", 3e-4, 7, "some/dir")
+    assert (cfg.run.stage, cfg.optim.lr, cfg.run.steps, cfg.run.out_dir) == (
+        "detail",
+        3e-4,
+        7,
+        "some/dir",
+    )
     assert TrainConfig.from_dict(tomllib.loads(to_toml(cfg))) == cfg
     assert TrainConfig().optim.lr == 1e-4  # the paper's lr for both stages
     with pytest.raises(ConfigError, match="unknown key optim.lrr"):
@@ -82,7 +111,12 @@ def test_cli_reports_bad_config_before_any_work(tmp_path, capsys):
     assert nofa_main(["train", str(path), "data.batch_size=two"]) == 2
     assert "data.batch_size must be int" in capsys.readouterr().err
     # LPIPS trunk weights missing -> error naming the file, before anything is built or written
-    assert nofa_main(["train", str(path), "model.preset=tiny", f"loss.lpips_backbone={tmp_path / 'none'}"]) == 2
+    assert (
+        nofa_main(
+            ["train", str(path), "model.preset=tiny", f"loss.lpips_backbone={tmp_path / 'none'}"]
+        )
+        == 2
+    )
     assert "alexnet-owt-7be5be79.pth" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -106,23 +140,50 @@ def test_synthetic_source_is_indexed_and_heldout_is_disjoint():
     zh, _, _ = src.sample_params(5, HELDOUT_STREAM)
     assert torch.equal(z0, z1) and not torch.equal(z0, zh) and not torch.equal(cs0, ct0)
     b = src.batch(range(4, 6), TRAIN_STREAM)
-    assert b.image_s.shape == (2, 3, 64, 64) and b.raw_t.shape == (2, 3, 16, 16) and b.depth_s.shape == (2, 1, 16, 16)
+    assert (
+        b.image_s.shape == (2, 3, 64, 64)
+        and b.raw_t.shape == (2, 3, 16, 16)
+        and b.depth_s.shape == (2, 1, 16, 16)
+    )
     assert torch.equal(b.index, torch.tensor([4, 5]))
 
 
 def test_run_writes_checkpoints_logs_and_refuses_other_stage(tmp_path):
-    cfg = tiny_config(tmp_path, "run.steps=3", "checkpoint.every=1", "checkpoint.keep=2", "log.every=1",
-                      "log.tensorboard=true", "log.image_every=3", "eval.samples=2", "eval.batch_size=2")
+    cfg = tiny_config(
+        tmp_path,
+        "run.steps=3",
+        "checkpoint.every=1",
+        "checkpoint.keep=2",
+        "log.every=1",
+        "log.tensorboard=true",
+        "log.image_every=3",
+        "eval.samples=2",
+        "eval.batch_size=2",
+    )
     assert train(cfg) == 0
     out = tmp_path / "run"
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert ckpts == ["step-00000002.pt", "step-00000002.toml", "step-00000003.pt", "step-00000003.toml"]
-    assert TrainConfig.from_dict(tomllib.loads((out / "checkpoints" / "step-00000003.toml").read_text())) == cfg
+    assert ckpts == [
+        "step-00000002.pt",
+        "step-00000002.toml",
+        "step-00000003.pt",
+        "step-00000003.toml",
+    ]
+    assert (
+        TrainConfig.from_dict(
+            tomllib.loads((out / "checkpoints" / "step-00000003.toml").read_text())
+        )
+        == cfg
+    )
     rows = list(csv.DictReader(open(out / "logs" / "scalars.csv")))
     assert [r["step"] for r in rows if r.get("loss/total")] == ["1", "2", "3"]
-    assert any(r.get("eval/coarse/psnr_novel") for r in rows) and any(r.get("eval/wavg/psnr_novel") for r in rows)
+    assert any(r.get("eval/coarse/psnr_novel") for r in rows) and any(
+        r.get("eval/wavg/psnr_novel") for r in rows
+    )
     assert list((out / "logs" / "tb").glob("events.out.tfevents.*"))
-    assert (out / "images" / "train-latest.png").is_file() and (out / "images" / "eval-latest.png").is_file()
+    assert (out / "images" / "train-latest.png").is_file() and (
+        out / "images" / "eval-latest.png"
+    ).is_file()
     assert (out / "model.nofa").is_file()
     with pytest.raises(FileExistsError, match="--resume"):
         Trainer(cfg)
@@ -134,19 +195,31 @@ def test_run_writes_checkpoints_logs_and_refuses_other_stage(tmp_path):
 
 def test_learning_rate_warmup_and_decay(tmp_path):
     o = load_config(None, ["optim.lr=1e-3", "optim.warmup_steps=10", "optim.decay=cosine"]).optim
-    assert learning_rate(o, 0, 110) == pytest.approx(1e-4) and learning_rate(o, 9, 110) == pytest.approx(1e-3)
-    assert learning_rate(o, 10, 110) == pytest.approx(1e-3) and learning_rate(o, 60, 110) == pytest.approx(5e-4)
+    assert learning_rate(o, 0, 110) == pytest.approx(1e-4) and learning_rate(
+        o, 9, 110
+    ) == pytest.approx(1e-3)
+    assert learning_rate(o, 10, 110) == pytest.approx(1e-3) and learning_rate(
+        o, 60, 110
+    ) == pytest.approx(5e-4)
     assert learning_rate(o, 110, 110) == pytest.approx(0.0, abs=1e-12)
     o = load_config(None, ["optim.lr=1e-3", "optim.decay=linear", "optim.final_lr=0.1"]).optim
     assert [learning_rate(o, s, 100) for s in (0, 50, 100)] == pytest.approx([1e-3, 5.5e-4, 1e-4])
-    assert learning_rate(load_config(None, ["optim.lr=1e-3"]).optim, 99, 100) == 1e-3  # default: constant
+    assert (
+        learning_rate(load_config(None, ["optim.lr=1e-3"]).optim, 99, 100) == 1e-3
+    )  # default: constant
     with pytest.raises(ConfigError, match="optim.decay must be none, cosine or linear"):
         load_config(None, ["optim.decay=step"])
     # the trainer steps with it (the lr logged for step k is the one Adam used for it)
-    cfg = tiny_config(tmp_path, "run.steps=4", "log.every=1", "optim.decay=linear", "optim.warmup_steps=2")
+    cfg = tiny_config(
+        tmp_path, "run.steps=4", "log.every=1", "optim.decay=linear", "optim.warmup_steps=2"
+    )
     assert train(cfg) == 0
-    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "logs" / "scalars.csv")) if r.get("lr")]
-    assert [float(r["lr"]) for r in rows] == pytest.approx([learning_rate(cfg.optim, s, 4) for s in range(4)])
+    rows = [
+        r for r in csv.DictReader(open(tmp_path / "run" / "logs" / "scalars.csv")) if r.get("lr")
+    ]
+    assert [float(r["lr"]) for r in rows] == pytest.approx(
+        [learning_rate(cfg.optim, s, 4) for s in range(4)]
+    )
 
 
 def test_model_weights_file_keeps_its_architecture(tmp_path):
@@ -155,12 +228,20 @@ def test_model_weights_file_keeps_its_architecture(tmp_path):
 
     model = NOFAAvatar(get_config("tiny", generator={"conv_clamp": 256.0}))
     model.save(tmp_path / "g.nofa")
-    tr = Trainer(tiny_config(tmp_path, f"model.weights={tmp_path / 'g.nofa'}", "model.render_resolution=8"))
+    tr = Trainer(
+        tiny_config(tmp_path, f"model.weights={tmp_path / 'g.nofa'}", "model.render_resolution=8")
+    )
     assert tr.model.config["generator"]["conv_clamp"] == 256.0 and tr.model.render_resolution == 8
     assert torch.equal(tr.model.generator.mapping.fc0.weight, model.generator.mapping.fc0.weight)
     with pytest.raises(ValueError, match="model.preset"):
-        Trainer(tiny_config(tmp_path, f"model.weights={tmp_path / 'g.nofa'}", "model.preset=paper",
-                            "run.out_dir=" + str(tmp_path / "other")))
+        Trainer(
+            tiny_config(
+                tmp_path,
+                f"model.weights={tmp_path / 'g.nofa'}",
+                "model.preset=paper",
+                "run.out_dir=" + str(tmp_path / "other"),
+            )
+        )
 
 
 def test_random_teacher_renders_vary_in_space_and_between_latents():
@@ -177,7 +258,9 @@ def test_random_teacher_renders_vary_in_space_and_between_latents():
     for name, m in (("plain", plain), ("teacher", teacher)):
         b = SyntheticSource(m, truncation=1.0).batch(range(4))
         centre = (..., slice(16, 48), slice(16, 48))  # away from the border artefacts
-        spread[name] = (b.image_s[centre].std((2, 3)).mean().item(),  # structure within an image
-                        (b.image_s - b.image_t)[centre].abs().mean().item(),  # changes with the view
-                        b.depth_s.std((2, 3)).mean().item())  # has a shape
+        spread[name] = (
+            b.image_s[centre].std((2, 3)).mean().item(),  # structure within an image
+            (b.image_s - b.image_t)[centre].abs().mean().item(),  # changes with the view
+            b.depth_s.std((2, 3)).mean().item(),
+        )  # has a shape
     assert all(t > 5 * p for t, p in zip(spread["teacher"], spread["plain"])), spread

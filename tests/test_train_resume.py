@@ -1,5 +1,6 @@
 """Exact resume: a run killed with SIGKILL and resumed ends with the same parameters as an
 uninterrupted run; SIGTERM stops a run with a checkpoint."""
+
 from __future__ import annotations
 
 import os
@@ -17,19 +18,47 @@ from nofa.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 # stochastic rendering on purpose: the resumed run must restore the RNG stream too
-ARGS = ["model.preset=tiny", "model.teacher_gain=16.0", "model.coarse_samples=6", "model.importance_samples=4",
-        "loss.lpips_random_backbone=true", "loss.lpips_raw=false", "run.device=cpu", "data.batch_size=2",
-        "eval.samples=0", "log.progress=false", "log.tensorboard=false", "log.image_every=0", "optim.lr=1e-3",
-        "checkpoint.every=2", "checkpoint.keep=2", "run.steps=10", "run.threads=1", "optim.warmup_steps=3"]
+ARGS = [
+    "model.preset=tiny",
+    "model.teacher_gain=16.0",
+    "model.coarse_samples=6",
+    "model.importance_samples=4",
+    "loss.lpips_random_backbone=true",
+    "loss.lpips_raw=false",
+    "run.device=cpu",
+    "data.batch_size=2",
+    "eval.samples=0",
+    "log.progress=false",
+    "log.tensorboard=false",
+    "log.image_every=0",
+    "optim.lr=1e-3",
+    "checkpoint.every=2",
+    "checkpoint.keep=2",
+    "run.steps=10",
+    "run.threads=1",
+    "optim.warmup_steps=3",
+]
 
 
 def _start(out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out.mkdir(parents=True)
     (out.parent / "c.toml").write_text('[run]\nstage = "encoder"\n')
-    return subprocess.Popen([sys.executable, "-m", "nofa.train", str(out.parent / "c.toml"), *ARGS,
-                             f"run.out_dir={out}"], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nofa.train",
+            str(out.parent / "c.toml"),
+            *ARGS,
+            f"run.out_dir={out}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for_checkpoint(proc: subprocess.Popen, folder: Path, timeout: float = 300) -> Path:
@@ -78,6 +107,8 @@ def test_sigterm_stops_with_checkpoint(tmp_path):
     proc.send_signal(signal.SIGTERM)
     text, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, text
-    if "stopped by signal" in text:  # the usual case; a run that had already finished ends at step 10
+    if (
+        "stopped by signal" in text
+    ):  # the usual case; a run that had already finished ends at step 10
         step = int(text.split("stopped by signal at step ")[1].split(";")[0])
         assert load_training_checkpoint(latest_checkpoint(out / "checkpoints"))["step"] == step < 10

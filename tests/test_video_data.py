@@ -1,6 +1,7 @@
 """Face-video datasets (nofa.train.video_data, `nofa dataset check`): the real on-disk formats
 read back with their values, deterministic pair sampling, held-out clips, every planted
 problem reported, bad items skipped and redrawn, landmarks computed with dlib and cached."""
+
 from __future__ import annotations
 
 import functools
@@ -25,24 +26,35 @@ from nofa.train.video_data import DatasetProblem, VideoBatch, VideoDataset, Vide
 SIZE = 32  # stored frame side
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _clip_content(seed: int, T: int):
-    """Rendered frames [T, S, S, 3] uint8, coefficients [T, 257], labels [T, 25], landmarks [T, 68, 2]."""
+    """Rendered frames [T, S, S, 3] uint8, coefficients [T, 257], labels [T, 25], landmarks [T, 68,
+    2]."""
     rng = np.random.default_rng(seed)
     ident = HeadIdentity.random(rng)
     expr = expression_trajectory(rng, T)
     yaw = torch.tensor(rng.uniform(-0.3, 0.3, T), dtype=torch.float32)
     labels = default_label(yaw, torch.zeros(T)).double().numpy()
     images, _, marks = render_heads(ident, expr, labels, SIZE, supersample=1)
-    coeff = rng.normal(0, 0.3, (T, 257)).astype(np.float32)  # every slot non-zero: catches slicing errors
+    coeff = rng.normal(0, 0.3, (T, 257)).astype(
+        np.float32
+    )  # every slot non-zero: catches slicing errors
     for i in range(T):
         angle, trans = eg3d_label_to_deep3d(labels[i], trans_z=0.1)
         coeff[i, DEEP3D_SLICES["angle"]], coeff[i, DEEP3D_SLICES["trans"]] = angle, trans
     return images, coeff, labels, marks
 
 
-def write_clip(root: Path, name: str, seed: int, T: int = 5, coeffs: str = "npy", labels: str = "json",
-               landmarks: bool = True, audio: bool = False) -> dict:
+def write_clip(
+    root: Path,
+    name: str,
+    seed: int,
+    T: int = 5,
+    coeffs: str = "npy",
+    labels: str = "json",
+    landmarks: bool = True,
+    audio: bool = False,
+) -> dict:
     """One clip in the real layout; returns what was written."""
     images, coeff, lab, marks = _clip_content(seed, T)  # cached across tests: never modified below
     d = root / name
@@ -55,17 +67,29 @@ def write_clip(root: Path, name: str, seed: int, T: int = 5, coeffs: str = "npy"
     else:  # Deep3DFaceRecon's save_coeff: one .mat per frame with the split keys
         (d / "coeffs").mkdir()
         for i, n in enumerate(names):
-            scipy.io.savemat(d / "coeffs" / f"{Path(n).stem}.mat",
-                             {k: coeff[i:i + 1, sl] for k, sl in DEEP3D_SLICES.items()})
+            scipy.io.savemat(
+                d / "coeffs" / f"{Path(n).stem}.mat",
+                {k: coeff[i : i + 1, sl] for k, sl in DEEP3D_SLICES.items()},
+            )
     if labels == "json":
-        write_dataset_json(d / "dataset.json", [(f"frames/{n}" if i % 2 else n, lab[i]) for i, n in enumerate(names)])
+        write_dataset_json(
+            d / "dataset.json",
+            [(f"frames/{n}" if i % 2 else n, lab[i]) for i, n in enumerate(names)],
+        )
     if landmarks:
         np.save(d / "landmarks.npy", marks)
     aud = None
     if audio:
         aud = np.random.default_rng(seed + 100).normal(size=(T, 64)).astype(np.float32)
         save_expression(d / "audio_exp.npy", aud)
-    return {"images": images, "coeff": coeff, "labels": lab, "landmarks": marks, "audio": aud, "names": names}
+    return {
+        "images": images,
+        "coeff": coeff,
+        "labels": lab,
+        "landmarks": marks,
+        "audio": aud,
+        "names": names,
+    }
 
 
 @pytest.fixture()
@@ -150,7 +174,9 @@ def test_clip_metadata_cache_is_bounded(dataset_root, monkeypatch):
         ds.load_frame(clip, 0)
     assert list(ds._meta) == ["c", "d"]  # the least recently used clips were dropped
     again = ds.load_frame("a", 1)  # read again from disk, same values
-    assert all(torch.equal(first[k], again[k]) for k in ("image", "camera", "alpha", "beta", "landmarks"))
+    assert all(
+        torch.equal(first[k], again[k]) for k in ("image", "camera", "alpha", "beta", "landmarks")
+    )
     assert list(ds._meta) == ["d", "a"]
 
 
@@ -186,8 +212,10 @@ def _corrupt(root: Path) -> dict[str, str]:
     np.save(d / "c" / "coeffs.npy", np.zeros((6, 256), np.float32))  # wrong width
     (d / "d" / "frames" / "frame_1.png").write_bytes(b"not a png at all")  # unreadable image
     write_clip(root, "e", 5, T=4)
-    write_dataset_json(d / "e" / "dataset.json", [(f"frame_{i}.png", default_label().double().numpy())
-                                                  for i in range(3)])  # 3 labels, 4 frames
+    write_dataset_json(
+        d / "e" / "dataset.json",
+        [(f"frame_{i}.png", default_label().double().numpy()) for i in range(3)],
+    )  # 3 labels, 4 frames
     write_clip(root, "f", 6, T=4)
     bad = np.load(d / "f" / "coeffs.npy")
     bad[2, 100] = np.nan
@@ -196,9 +224,15 @@ def _corrupt(root: Path) -> dict[str, str]:
     (d / "g" / "coeffs" / "frame_3.mat").unlink()  # 3 .mat files, 4 frames
     write_clip(root, "h", 8, T=4)
     np.save(d / "h" / "landmarks.npy", np.zeros((4, 5, 2), np.float32))  # landmark shape
-    return {"a": "5 coefficient rows for 4 frames", "c": "[T, 257]", "d": "unreadable image",
-            "e": "3 labels for 4 frames", "f": "NaN", "g": "3 per-frame .mat files for 4 frames",
-            "h": "got [4, 5, 2]"}
+    return {
+        "a": "5 coefficient rows for 4 frames",
+        "c": "[T, 257]",
+        "d": "unreadable image",
+        "e": "3 labels for 4 frames",
+        "f": "NaN",
+        "g": "3 per-frame .mat files for 4 frames",
+        "h": "got [4, 5, 2]",
+    }
 
 
 def test_check_reports_every_planted_problem(dataset_root, capsys):
@@ -209,14 +243,18 @@ def test_check_reports_every_planted_problem(dataset_root, capsys):
     planted = _corrupt(root)
     problems = VideoDataset(root, SIZE, split="all").check()
     for clip, phrase in planted.items():
-        assert any(p.clip == clip and phrase in str(p) for p in problems), (clip, phrase, [str(p) for p in problems])
+        assert any(p.clip == clip and phrase in str(p) for p in problems), (
+            clip,
+            phrase,
+            [str(p) for p in problems],
+        )
     assert {p.clip for p in problems} == set(planted)  # and nothing in the untouched clip b
     bad_image = [p for p in problems if p.clip == "d"][0]
     assert bad_image.frame == 1 and bad_image.file.endswith("frame_1.png")
     capsys.readouterr()
     assert cli_main(["dataset", "check", str(root), "--no-progress"]) == 1
     out = capsys.readouterr().out
-    for clip, phrase in planted.items():
+    for phrase in planted.values():
         assert phrase in out
     assert "8 clips" in out and f"{len(problems)} problem(s)" in out
     assert cli_main(["dataset", "check", str(root / "missing"), "--no-progress"]) == 2
@@ -236,18 +274,28 @@ def test_bad_item_is_logged_skipped_and_redrawn(dataset_root, caplog):
     (root / "b" / "frames" / "frame_1.png").write_bytes(b"\x89PNG broken")
     ds = VideoDataset(root, SIZE, split="all")
     src = VideoSource(ds, seed=0)
-    hits = [i for i in range(200) if (lambda c, s, t: c == "b" and 1 in (s, t))(*src.sample_params(i))]
+    hits = [
+        i for i in range(200) if (lambda c, s, t: c == "b" and 1 in (s, t))(*src.sample_params(i))
+    ]
     assert hits, "no sample drew the corrupt frame"
     i = hits[0]
     with caplog.at_level(logging.WARNING, logger="nofa.train.video_data"):
         b = src.batch([i, i + 1000])
     assert len(b) == 2 and b.index.tolist() == [i, i + 1000] and torch.isfinite(b.image_s).all()
     assert not (b.clips[0] == "b" and 1 in (b.frame_s[0].item(), b.frame_t[0].item()))
-    assert len(src.skipped) >= 1 and "frame_1.png" in src.skipped[0] and f"sample {i}" in src.skipped[0]
+    assert (
+        len(src.skipped) >= 1
+        and "frame_1.png" in src.skipped[0]
+        and f"sample {i}" in src.skipped[0]
+    )
     assert any("frame_1.png" in r.getMessage() for r in caplog.records)
     # the redraw is a function of (seed, stream, index): a fresh source makes the same choice
     again = VideoSource(VideoDataset(root, SIZE, split="all"), seed=0).batch([i])
-    assert again.clips[0] == b.clips[0] and again.frame_s[0] == b.frame_s[0] and again.frame_t[0] == b.frame_t[0]
+    assert (
+        again.clips[0] == b.clips[0]
+        and again.frame_s[0] == b.frame_s[0]
+        and again.frame_t[0] == b.frame_t[0]
+    )
     torch.testing.assert_close(again.image_t[0], b.image_t[0])
 
 

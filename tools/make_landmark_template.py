@@ -19,6 +19,7 @@ fit under-estimate yaw and pitch (docs/faces.md, Accuracy).
 
     PYTHONPATH=. python tools/make_landmark_template.py --resolution 256
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,11 @@ def jaw_from_frontal(res: int) -> np.ndarray:
     points = []
     for u, v in lm[:17]:
         px, py = int(u), int(v)
-        qx, qy = (px, py) if hit[py, px] else (lambda k: (xs[k], ys[k]))(np.argmin((xs - px) ** 2 + (ys - py) ** 2))
+        qx, qy = (
+            (px, py)
+            if hit[py, px]
+            else (lambda k: (xs[k], ys[k]))(np.argmin((xs - px) ** 2 + (ys - py) ** 2))
+        )
         r = py * res + px
         points.append(origins[r] + depth[qy, qx] * dirs[r])
     jaw = np.array(points, np.float64)
@@ -72,7 +77,9 @@ def triangulate(views: list[tuple[np.ndarray, np.ndarray]], res: int) -> np.ndar
                 a = w2c[axis] - uv[i, axis] * w2c[2]
                 rows[i].append(a[:3])
                 rhs[i].append(-a[3])
-    return np.array([np.linalg.lstsq(np.array(a), np.array(b), rcond=None)[0] for a, b in zip(rows, rhs)])
+    return np.array(
+        [np.linalg.lstsq(np.array(a), np.array(b), rcond=None)[0] for a, b in zip(rows, rhs)]
+    )
 
 
 def main() -> None:
@@ -104,13 +111,22 @@ def main() -> None:
         w2c = np.linalg.inv(label[:16].reshape(4, 4))
         cam = sym @ w2c[:3, :3].T + w2c[:3, 3]
         errs.append(np.hypot(*((label[16] * cam[:, :2] / cam[:, 2:] + label[18]) * res - lm).T))
-        print(f"# view: inner-point reprojection rms {np.sqrt((errs[-1][17:] ** 2).mean()):.2f} px at {res}")
+        print(
+            f"# view: inner-point reprojection rms {np.sqrt((errs[-1][17:] ** 2).mean()):.2f} px "
+            f"at {res}"
+        )
     rms = np.sqrt((np.array(errs) ** 2).mean(0))
     rms = (rms + rms[MIRROR]) / 2
     print("# per-point reprojection rms over the views (px at 512):")
     print("# " + np.array2string((rms * 512 / res).round(2), separator=", ", max_line_width=200))
-    print(np.array2string(sym.round(4), separator=", ", max_line_width=100,
-                          formatter={"float_kind": lambda x: f"{x: .4f}"}))
+    print(
+        np.array2string(
+            sym.round(4),
+            separator=", ",
+            max_line_width=100,
+            formatter={"float_kind": lambda x: f"{x: .4f}"},
+        )
+    )
 
 
 if __name__ == "__main__":

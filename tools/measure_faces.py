@@ -13,6 +13,7 @@ Errors are view_angles() of the estimate minus those of the true cam2world.
 
     PYTHONPATH=. python tools/measure_faces.py --resolution 256
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,13 @@ import warnings
 
 import numpy as np
 
-from nofa.faces import LANDMARK_VIEW_MODEL, estimate_camera, landmarks_seen_from, prepare_face, view_angles
+from nofa.faces import (
+    LANDMARK_VIEW_MODEL,
+    estimate_camera,
+    landmarks_seen_from,
+    prepare_face,
+    view_angles,
+)
 from nofa.pipelines.template_fit.photo_skin import PhotoSkinHead, render_uint8
 from nofa.render.cameras import default_label
 
@@ -64,16 +71,23 @@ def main() -> None:
                 continue
             d = (yaw, pitch, face.camera.yaw - gy, face.camera.pitch - gp)
             rows["dlib"].append(d)
-            print(f"yaw {yaw:+5.0f} pitch {pitch:+5.0f}: dlib error yaw {d[2]:+6.2f} pitch {d[3]:+6.2f} "
-                  f"(rms {face.camera.rms_px:.1f} px, render {time.perf_counter() - t:.0f} s)", flush=True)
+            print(
+                f"yaw {yaw:+5.0f} pitch {pitch:+5.0f}: dlib error yaw {d[2]:+6.2f} pitch "
+                f"{d[3]:+6.2f} "
+                f"(rms {face.camera.rms_px:.1f} px, render {time.perf_counter() - t:.0f} s)",
+                flush=True,
+            )
     for name, r in rows.items():
         if not r:
             continue
         a = np.array(r)
         ok = np.isfinite(a[:, 2])
         e = np.abs(a[ok, 2:])
-        print(f"{name}: {ok.sum()}/{len(a)} poses; |yaw error| median {np.median(e[:, 0]):.2f} max {e[:, 0].max():.2f}; "
-              f"|pitch error| median {np.median(e[:, 1]):.2f} max {e[:, 1].max():.2f} (degrees)")
+        print(
+            f"{name}: {ok.sum()}/{len(a)} poses; |yaw error| median {np.median(e[:, 0]):.2f} max "
+            f"{e[:, 0].max():.2f}; "
+            f"|pitch error| median {np.median(e[:, 1]):.2f} max {e[:, 1].max():.2f} (degrees)"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Figures for docs/faces.md: how well the demo's geometry fit puts the template's landmarks on a photo's.
+"""Figures for docs/faces.md: how well the demo's geometry fit puts the template's landmarks on a
+photo's.
 
 For each photo (default: the astronaut), as the demo does: align it, find its 68 landmarks and
 estimate its camera (nofa.faces.prepare_face); fit the landmark warp (nofa.pipelines.template_fit.
@@ -10,6 +11,7 @@ warp). Reported, RMS over the 68 landmarks in pixels of the 512 crop:
 
     PYTHONPATH=. python tools/measure_geometry_fit.py [PHOTO ...] [--resolution 256]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +39,10 @@ def main() -> None:
         face = prepare_face(photo, 512, name=name)
         lm, label = face.aligned.landmarks, face.camera.label
         head, info = fit_head_to_landmarks(lm, label, 512)
-        row = [f"{name}: yaw {face.camera.yaw:+.1f} pitch {face.camera.pitch:+.1f}",
-               f"model {info['rms_px_before']:.1f} -> {info['rms_px_after']:.1f} px"]
+        row = [
+            f"{name}: yaw {face.camera.yaw:+.1f} pitch {face.camera.pitch:+.1f}",
+            f"model {info['rms_px_before']:.1f} -> {info['rms_px_after']:.1f} px",
+        ]
         dl = []
         for h in (TemplateHead(), head):
             rgb, _, _ = trace_template(label, args.resolution, h)

@@ -16,8 +16,10 @@ prints the coefficients of the "lin" model fitted on all calibration views as
 LANDMARK_VIEW_MODEL holds them ([3, 68, 3]; basis 1, yaw, pitch in radians). --ridge adds
 "<model> ridge R" rows (see fit()).
 
-    PYTHONPATH=. python tools/measure_landmark_models.py [--skin photo|procedural] [--photos 'DIR/*.png'] [--print lin]
+    PYTHONPATH=. python tools/measure_landmark_models.py [--skin photo|procedural] [--photos
+    'DIR/*.png'] [--print lin]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +31,17 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from nofa.faces import (INNER, LANDMARK_VIEW_MODEL, LANDMARK_WEIGHTS, LANDMARKS_3D, MIRROR, NoFaceError,
-                        prepare_face, view_angles, view_basis)
+from nofa.faces import (
+    INNER,
+    LANDMARK_VIEW_MODEL,
+    LANDMARK_WEIGHTS,
+    LANDMARKS_3D,
+    MIRROR,
+    NoFaceError,
+    prepare_face,
+    view_angles,
+    view_basis,
+)
 from nofa.faces.photo import load_photo
 from nofa.pipelines.template_fit.photo_skin import PhotoSkinHead, render_uint8
 from nofa.render.cameras import default_label
@@ -58,13 +69,20 @@ def collect(yaws, pitches, head=None) -> list[dict]:
             except NoFaceError:
                 continue
             m = face.aligned.crop_to_photo
-            recs.append(dict(yaw=yaw, label=lab.double().numpy(), crop_lm=face.aligned.landmarks,
-                             render_lm=face.aligned.landmarks @ m[:2, :2].T + m[:2, 2]))
+            recs.append(
+                dict(
+                    yaw=yaw,
+                    label=lab.double().numpy(),
+                    crop_lm=face.aligned.landmarks,
+                    render_lm=face.aligned.landmarks @ m[:2, :2].T + m[:2, 2],
+                )
+            )
     return recs
 
 
 def views_of(recs) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(cam2world, render landmarks) of each view and of its mirror image (the head is symmetric)."""
+    """(cam2world, render landmarks) of each view and of its mirror image (the head is
+    symmetric)."""
     M = np.diag([-1.0, 1.0, 1.0])
     out = []
     for r in recs:
@@ -118,10 +136,14 @@ def estimate(lm: np.ndarray, coef: np.ndarray, basis, size: int = 512) -> tuple[
     def resid(x):
         R = Rotation.from_rotvec(x[:3]).as_matrix()
         f = R[2]
-        X = np.einsum("k,ikd->id", basis(math.atan2(-f[0], -f[2]), math.asin(np.clip(f[1], -1, 1))), coef)[INNER]
+        X = np.einsum(
+            "k,ikd->id", basis(math.atan2(-f[0], -f[2]), math.asin(np.clip(f[1], -1, 1))), coef
+        )[INNER]
         cam = X @ R.T + x[3:]
         z = np.maximum(cam[:, 2], 1e-3)
-        return (np.stack([FOCAL * cam[:, 0] / z, FOCAL * cam[:, 1] / z], 1) + PRINCIPAL - obs).ravel() * wt
+        return (
+            np.stack([FOCAL * cam[:, 0] / z, FOCAL * cam[:, 1] / z], 1) + PRINCIPAL - obs
+        ).ravel() * wt
 
     best = None
     for y0 in (0.0, -0.6, 0.6):
@@ -149,16 +171,22 @@ def errors(recs, coef, basis) -> np.ndarray:
 
 
 def summary(e: np.ndarray) -> str:
-    return (f"yaw {np.median(e[:, 0]):.2f} / {e[:, 0].max():.2f}, "
-            f"pitch {np.median(e[:, 1]):.2f} / {e[:, 1].max():.2f}")
+    return (
+        f"yaw {np.median(e[:, 0]):.2f} / {e[:, 0].max():.2f}, "
+        f"pitch {np.median(e[:, 1]):.2f} / {e[:, 1].max():.2f}"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--photos", default="", help="glob of extra real photos whose estimated pitch to report")
+    ap.add_argument(
+        "--photos", default="", help="glob of extra real photos whose estimated pitch to report"
+    )
     ap.add_argument("--skin", choices=("photo", "procedural"), default="photo")
     ap.add_argument("--print", dest="print_model", choices=tuple(BASES), default=None)
-    ap.add_argument("--ridge", default="", help="comma-separated ridge weights to also try with lin and quad")
+    ap.add_argument(
+        "--ridge", default="", help="comma-separated ridge weights to also try with lin and quad"
+    )
     args = ap.parse_args()
     head = PhotoSkinHead.from_photo() if args.skin == "photo" else None
     cal = collect([-48, -35, -25, -10, 0, 10, 25, 35, 48], [-28, -14, -6, 6, 14, 28], head)
@@ -166,33 +194,61 @@ def main() -> None:
     import skimage.data
 
     photos = [("astronaut", skimage.data.astronaut())]
-    photos += [(p.rsplit("/", 1)[-1], load_photo(p)) for p in sorted(glob.glob(args.photos))] if args.photos else []
+    photos += (
+        [(p.rsplit("/", 1)[-1], load_photo(p)) for p in sorted(glob.glob(args.photos))]
+        if args.photos
+        else []
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         real = [(n, prepare_face(img).aligned.landmarks) for n, img in photos]
     interior = [j for j, r in enumerate(cal) if abs(r["yaw"]) <= 40]
-    print(f"{len(cal)} calibration views ({len(interior)} with |yaw| <= 40), {len(grid)}/15 grid views; "
-          "errors |median| / max in degrees")
+    print(
+        f"{len(cal)} calibration views ({len(interior)} with |yaw| <= 40), {len(grid)}/15 grid "
+        "views; "
+        "errors |median| / max in degrees"
+    )
     rigid = np.zeros((68, 1, 3))
     rigid[:, 0] = LANDMARKS_3D
     shipped = np.asarray(LANDMARK_VIEW_MODEL).transpose(1, 0, 2)  # [68, 3, 3], the "lin" basis
-    models = [("rigid template", rigid, BASES["rigid"], None), ("shipped", shipped, BASES["lin"], None)]
+    models = [
+        ("rigid template", rigid, BASES["rigid"], None),
+        ("shipped", shipped, BASES["lin"], None),
+    ]
     models += [(n, fit(views_of(cal), b), b, (b, 0.0)) for n, b in BASES.items()]
     for r in (float(x) for x in args.ridge.split(",") if x):
-        models += [(f"{n} ridge {r:g}", fit(views_of(cal), BASES[n], r), BASES[n], (BASES[n], r)) for n in ("lin", "quad")]
+        models += [
+            (f"{n} ridge {r:g}", fit(views_of(cal), BASES[n], r), BASES[n], (BASES[n], r))
+            for n in ("lin", "quad")
+        ]
     for name, coef, basis, refit in models:
         if refit is None:
             loo = errors([cal[j] for j in interior], coef, basis)
         else:
-            loo = np.concatenate([errors([cal[j]], fit(views_of(cal[:j] + cal[j + 1:]), *refit), basis) for j in interior])
+            loo = np.concatenate(
+                [
+                    errors([cal[j]], fit(views_of(cal[:j] + cal[j + 1 :]), *refit), basis)
+                    for j in interior
+                ]
+            )
         dev = np.abs(coef[17:, 0] - LANDMARKS_3D[17:]).max()
         pitches = " ".join(f"{n} {estimate(lm, coef, basis)[1]:+.1f}" for n, lm in real)
-        print(f"{name:14s} | const. vs LANDMARKS_3D {dev:.3f} | leave-one-out: {summary(loo)} | "
-              f"grid: {summary(errors(grid, coef, basis))} | real photos, pitch: {pitches}", flush=True)
+        print(
+            f"{name:14s} | const. vs LANDMARKS_3D {dev:.3f} | leave-one-out: {summary(loo)} | "
+            f"grid: {summary(errors(grid, coef, basis))} | real photos, pitch: {pitches}",
+            flush=True,
+        )
     if args.print_model:
         coef = fit(views_of(cal), BASES[args.print_model]).transpose(1, 0, 2)
-        print(np.array2string(coef.round(4), separator=", ", max_line_width=100, threshold=10 ** 6,
-                              formatter={"float_kind": lambda x: f"{x: .4f}"}))
+        print(
+            np.array2string(
+                coef.round(4),
+                separator=", ",
+                max_line_width=100,
+                threshold=10**6,
+                formatter={"float_kind": lambda x: f"{x: .4f}"},
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ NOFA_HD void store_interval(T* buf, int64_t K, int64_t stride, int64_t k, const 
 // inputs' sample stride and the scratch's (1 on the CPU, the ray count on CUDA).
 template <typename T, typename Stride>
 NOFA_HD void fill_intervals(const T* dens, const T* z, int64_t K, T* buf, Stride stride) {
-  for (int64_t k = 0; k < K; ++k) store_interval(buf, K, stride, k, interval_at(dens, z, k, stride));
+  for (int64_t k = 0; k < K; ++k)
+    store_interval(buf, K, stride, k, interval_at(dens, z, k, stride));
 }
 
 // Where ray_weights gets alpha_k: computed on the spot, or read from a filled scratch.
@@ -206,11 +207,11 @@ NOFA_HD void ray_weights(const T* z, int64_t K, const AlphaAt& alpha_at, T* w, S
 // ray_backward's stride).
 template <typename T>
 struct RayCotangents {
-  const T* e;     // [S] e_s = sum_c g_rgb_c * colors[s, c] (g_rgb = 2 * grad_features); or null
-  const T* gw;    // [K] cotangent of the weights output; or null
-  T gw_const;     // added to every b_k: -sum_c g_rgb_c with a white background, else 0
-  T gdepth;       // cotangent of the depth output (0 when none)
-  T lo, hi;       // the depth clamp range (min / max of the whole depths tensor)
+  const T* e;   // [S] e_s = sum_c g_rgb_c * colors[s, c] (g_rgb = 2 * grad_features); or null
+  const T* gw;  // [K] cotangent of the weights output; or null
+  T gw_const;   // added to every b_k: -sum_c g_rgb_c with a white background, else 0
+  T gdepth;     // cotangent of the depth output (0 when none)
+  T lo, hi;     // the depth clamp range (min / max of the whole depths tensor)
 };
 
 // Backward of one ray, from a scratch already filled by fill_intervals (or its SIMD twin
@@ -222,8 +223,8 @@ struct RayCotangents {
 // elements of depths that hold the minimum / maximum. On return field kTrans holds the
 // weights w_k (the colour gradient needs them).
 template <typename T, typename Stride>
-NOFA_HD void ray_backward(const T* z, int64_t K, const RayCotangents<T>& ct, T* buf,
-                          Stride stride, T* gdens, T* gz, T& glo, T& ghi) {
+NOFA_HD void ray_backward(const T* z, int64_t K, const RayCotangents<T>& ct, T* buf, Stride stride,
+                          T* gdens, T* gz, T& glo, T& ghi) {
   auto at = [&](IntervalField f, int64_t k) -> T& { return buf[(f * K + k) * stride]; };
   // Depth midpoint of interval k (samples k and k + 1).
   auto zmid = [&](int64_t k) { return (z[k * stride] + z[(k + 1) * stride]) / T(2); };

@@ -1,5 +1,6 @@
 // Activations of EG3D's OSG decoder (docs/decode_triplane.md), shared by the CPU and CUDA
-// decode_triplane kernels: x = fc1(softplus(fc0(f))); density = x[0]; features = sigmoid(x[1:]) * 1.002 - 0.001.
+// decode_triplane kernels: x = fc1(softplus(fc0(f))); density = x[0]; features = sigmoid(x[1:])
+// * 1.002 - 0.001.
 #pragma once
 #include <cmath>
 

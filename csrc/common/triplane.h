@@ -15,22 +15,28 @@ namespace nofa {
 template <typename T>
 NOFA_HD void plane_uv(int plane, T x, T y, T z, T& u, T& v) {
   if (plane == 0) {
-    u = x; v = y;
+    u = x;
+    v = y;
   } else if (plane == 1) {
-    u = x; v = z;
+    u = x;
+    v = z;
   } else {
-    u = z; v = x;
+    u = z;
+    v = x;
   }
 }
 
 // Which point coordinate feeds u and v of a plane (for routing gradients back).
 NOFA_HD void plane_axes(int plane, int& au, int& av) {
   if (plane == 0) {
-    au = 0; av = 1;
+    au = 0;
+    av = 1;
   } else if (plane == 1) {
-    au = 0; av = 2;
+    au = 0;
+    av = 2;
   } else {
-    au = 2; av = 0;
+    au = 2;
+    av = 0;
   }
 }
 

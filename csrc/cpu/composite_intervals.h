@@ -33,10 +33,12 @@ namespace nofa {
 
 #if NOFA_ISA_X86
 // Intervals [k, k + 8): the same operations, in the same order, as interval_at.
-NOFA_TARGET_AVX2 inline void intervals8(const float* dens, const float* z, int64_t K, int64_t k, float* buf) {
+NOFA_TARGET_AVX2 inline void intervals8(const float* dens, const float* z, int64_t K, int64_t k,
+                                        float* buf) {
   const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
   const __m256 threshold = _mm256_set1_ps(20.0f), sign = _mm256_set1_ps(-0.0f);
-  const __m256 dmid = _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(dens + k), _mm256_loadu_ps(dens + k + 1)), half);
+  const __m256 dmid =
+      _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(dens + k), _mm256_loadu_ps(dens + k + 1)), half);
   const __m256 x = _mm256_sub_ps(dmid, one);
   const __m256 e = Sleef_expf8_u10(x);
   const __m256 big = _mm256_cmp_ps(x, threshold, _CMP_GT_OQ);
@@ -52,16 +54,19 @@ NOFA_TARGET_AVX2 inline void intervals8(const float* dens, const float* z, int64
 }
 
 // Intervals [k, k + 16), likewise.
-NOFA_TARGET_AVX512 inline void intervals16(const float* dens, const float* z, int64_t K, int64_t k, float* buf) {
+NOFA_TARGET_AVX512 inline void intervals16(const float* dens, const float* z, int64_t K, int64_t k,
+                                           float* buf) {
   const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
-  const __m512 dmid = _mm512_mul_ps(_mm512_add_ps(_mm512_loadu_ps(dens + k), _mm512_loadu_ps(dens + k + 1)), half);
+  const __m512 dmid =
+      _mm512_mul_ps(_mm512_add_ps(_mm512_loadu_ps(dens + k), _mm512_loadu_ps(dens + k + 1)), half);
   const __m512 x = _mm512_sub_ps(dmid, one);
   const __m512 e = Sleef_expf16_u10(x);
   const __mmask16 big = _mm512_cmp_ps_mask(x, _mm512_set1_ps(20.0f), _CMP_GT_OQ);
   const __m512 sigma = _mm512_mask_blend_ps(big, Sleef_log1pf16_u10(e), x);
   const __m512 dsigma = _mm512_mask_blend_ps(big, _mm512_div_ps(e, _mm512_add_ps(e, one)), one);
   const __m512 delta = _mm512_sub_ps(_mm512_loadu_ps(z + k + 1), _mm512_loadu_ps(z + k));
-  const __m512 decay = Sleef_expf16_u10(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(sigma, delta)));
+  const __m512 decay =
+      Sleef_expf16_u10(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(sigma, delta)));
   _mm512_storeu_ps(buf + kSigma * K + k, sigma);
   _mm512_storeu_ps(buf + kDSigma * K + k, dsigma);
   _mm512_storeu_ps(buf + kDelta * K + k, delta);
@@ -69,13 +74,15 @@ NOFA_TARGET_AVX512 inline void intervals16(const float* dens, const float* z, in
   _mm512_storeu_ps(buf + kDecay * K + k, decay);
 }
 
-NOFA_TARGET_AVX2 inline void fill_intervals_avx2(const float* dens, const float* z, int64_t K, float* buf) {
+NOFA_TARGET_AVX2 inline void fill_intervals_avx2(const float* dens, const float* z, int64_t K,
+                                                 float* buf) {
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) intervals8(dens, z, K, k, buf);
   for (; k < K; ++k) store_interval(buf, K, int64_t(1), k, interval_at(dens, z, k));
 }
 
-NOFA_TARGET_AVX512 inline void fill_intervals_avx512(const float* dens, const float* z, int64_t K, float* buf) {
+NOFA_TARGET_AVX512 inline void fill_intervals_avx512(const float* dens, const float* z, int64_t K,
+                                                     float* buf) {
   int64_t k = 0;
   for (; k + 16 <= K; k += 16) intervals16(dens, z, K, k, buf);
   if (k + 8 <= K) {

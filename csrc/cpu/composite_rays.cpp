@@ -26,8 +26,8 @@ struct Dims {
 };
 
 template <typename T>
-void forward_rays(const T* col, const T* den, const T* z, T* feat, T* depth, T* w,
-                  const Dims<T>& d, T lo, T hi, bool white, int64_t begin, int64_t end) {
+void forward_rays(const T* col, const T* den, const T* z, T* feat, T* depth, T* w, const Dims<T>& d,
+                  T lo, T hi, bool white, int64_t begin, int64_t end) {
   RayScratch<T> sc(d.S, d.C);
   const ContiguousRows rows{d.C};
   for (int64_t r = begin; r < end; ++r) {
@@ -60,8 +60,8 @@ void backward_rays(const T* col, const T* den, const T* z, const Grads<T>& g, co
                          g.gw ? g.gw + r * d.K : nullptr};
     T* gc = g.gcol ? g.gcol + r * d.S * d.C : nullptr;
     T glo, ghi;
-    backward_ray(den + r * d.S, z + r * d.S, d.K, d.C, rows, cr, cr, rg, lo, hi, white, d.tier,
-                 sc, g.gden ? g.gden + r * d.S : gden_scratch.data(),
+    backward_ray(den + r * d.S, z + r * d.S, d.K, d.C, rows, cr, cr, rg, lo, hi, white, d.tier, sc,
+                 g.gden ? g.gden + r * d.S : gden_scratch.data(),
                  g.gdep ? g.gdep + r * d.S : nullptr, gc, gc, glo, ghi);
     if (g.bounds) {
       g.bounds[2 * r] = glo;
@@ -79,7 +79,8 @@ void depth_range(const T* z, int64_t n, T& lo, T& hi) {
 template <typename T>
 Dims<T> dims_of(const at::Tensor& colors) {
   const int64_t S = colors.size(2);
-  return Dims<T>{colors.size(0) * colors.size(1), S, colors.size(3), S - 1, intervals_path<T>(isa::Op::kCompositeRays)};
+  return Dims<T>{colors.size(0) * colors.size(1), S, colors.size(3), S - 1,
+                 intervals_path<T>(isa::Op::kCompositeRays)};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_cpu(const at::Tensor& colors,
@@ -95,10 +96,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_cpu(const at::Tens
   const auto col = colors.contiguous(), den = densities.contiguous(), z = depths.contiguous();
   AT_DISPATCH_FLOATING_TYPES(colors.scalar_type(), "composite_rays_cpu", [&] {
     const auto d = dims_of<scalar_t>(colors);
-    const scalar_t *cp = col.data_ptr<scalar_t>(), *dp = den.data_ptr<scalar_t>(), *zp = z.data_ptr<scalar_t>();
+    const scalar_t *cp = col.data_ptr<scalar_t>(), *dp = den.data_ptr<scalar_t>(),
+                   *zp = z.data_ptr<scalar_t>();
     scalar_t lo, hi;
     depth_range(zp, d.rays * d.S, lo, hi);
-    scalar_t *fp = feat.data_ptr<scalar_t>(), *op = depth.data_ptr<scalar_t>(), *wp = weights.data_ptr<scalar_t>();
+    scalar_t *fp = feat.data_ptr<scalar_t>(), *op = depth.data_ptr<scalar_t>(),
+             *wp = weights.data_ptr<scalar_t>();
     at::parallel_for(0, d.rays, kGrain, [&](int64_t b, int64_t e) {
       forward_rays(cp, dp, zp, fp, op, wp, d, lo, hi, white_back, b, e);
     });
@@ -128,7 +131,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_backward_cpu(
     const auto d = dims_of<T>(colors);
     T lo, hi;
     depth_range(z.data_ptr<T>(), d.rays * d.S, lo, hi);
-    auto ptr = [](const at::Tensor& t) -> T* { return t.defined() && t.numel() ? t.data_ptr<T>() : nullptr; };
+    auto ptr = [](const at::Tensor& t) -> T* {
+      return t.defined() && t.numel() ? t.data_ptr<T>() : nullptr;
+    };
     const Grads<T> g{ptr(gf), ptr(gz), ptr(gw), ptr(gcol), ptr(gden), ptr(gdep), ptr(bounds)};
     const T *cp = col.data_ptr<T>(), *dp = den.data_ptr<T>(), *zp = z.data_ptr<T>();
     at::parallel_for(0, d.rays, kGrain, [&](int64_t b, int64_t e) {

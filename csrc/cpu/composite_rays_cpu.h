@@ -47,7 +47,8 @@ struct RayScratch {
 // features[c] = sum_k w_k (c_k + c_{k+1}) / 2, summed per sample: sum_s c_s (w_{s-1} + w_s) / 2.
 template <typename T, typename Rows>
 T forward_ray(const T* den, const T* z, int64_t K, int64_t C, const Rows& rows, const T* col_a,
-              const T* col_b, T* w, T* f, T lo, T hi, bool white, isa::Isa tier, RayScratch<T>& sc) {
+              const T* col_b, T* w, T* f, T lo, T hi, bool white, isa::Isa tier,
+              RayScratch<T>& sc) {
   T wsum, zsum;
   fill_intervals_cpu(den, z, K, sc.buf.data(), tier);
   ray_weights(z, K, AlphaFromScratch<T>{sc.buf.data(), K, 1}, w, UnitStride{}, wsum, zsum);
@@ -79,10 +80,9 @@ struct RayGrads {
 // gradients go to the rows of gcol_a / gcol_b that `rows` names (unless both are null;
 // zeros when there is no features cotangent).
 template <typename T, typename Rows>
-void backward_ray(const T* den, const T* z, int64_t K, int64_t C, const Rows& rows,
-                  const T* col_a, const T* col_b, const RayGrads<T>& g, T lo, T hi, bool white,
-                  isa::Isa tier, RayScratch<T>& sc, T* gden, T* gdep, T* gcol_a, T* gcol_b, T& glo,
-                  T& ghi) {
+void backward_ray(const T* den, const T* z, int64_t K, int64_t C, const Rows& rows, const T* col_a,
+                  const T* col_b, const RayGrads<T>& g, T lo, T hi, bool white, isa::Isa tier,
+                  RayScratch<T>& sc, T* gden, T* gdep, T* gcol_a, T* gcol_b, T& glo, T& ghi) {
   const int64_t S = K + 1;
   RayCotangents<T> ct{nullptr, g.gw, T(0), g.gz, lo, hi};
   T* grgb = sc.grgb.data();

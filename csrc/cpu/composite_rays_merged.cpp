@@ -65,16 +65,16 @@ void merge_ray(const Set<T>& a, const Set<T>& b, int64_t r, MergeScratch<T>& m) 
 }
 
 template <typename T>
-void forward_rays(const Set<T>& a, const Set<T>& b, const Dims<T>& d, T* feat, T* depth, T* w,
-                  T lo, T hi, bool white, int64_t begin, int64_t end) {
+void forward_rays(const Set<T>& a, const Set<T>& b, const Dims<T>& d, T* feat, T* depth, T* w, T lo,
+                  T hi, bool white, int64_t begin, int64_t end) {
   RayScratch<T> sc(d.S, d.C);
   MergeScratch<T> m(d.S);
   const MergedRows rows{m.src.data(), d.Sa, d.C};
   for (int64_t r = begin; r < end; ++r) {
     merge_ray(a, b, r, m);
-    depth[r] = forward_ray(m.den.data(), m.z.data(), d.K, d.C, rows, a.col + r * d.Sa * d.C,
-                           b.col + r * d.Sb * d.C, w + r * d.K, feat + r * d.C, lo, hi, white,
-                           d.tier, sc);
+    depth[r] =
+        forward_ray(m.den.data(), m.z.data(), d.K, d.C, rows, a.col + r * d.Sa * d.C,
+                    b.col + r * d.Sb * d.C, w + r * d.K, feat + r * d.C, lo, hi, white, d.tier, sc);
   }
 }
 
@@ -156,7 +156,8 @@ Problem<T> problem_of(const Inputs& in) {
                {in.cb.data_ptr<T>(), in.db.data_ptr<T>(), in.zb.data_ptr<T>(), Sb},
                {in.ca.size(0) * in.ca.size(1), Sa, Sb, Sa + Sb, Sa + Sb - 1, in.ca.size(3),
                 intervals_path<T>(isa::Op::kCompositeRaysMerged)},
-               T(0), T(0)};
+               T(0),
+               T(0)};
   depth_range(p.a, p.b, p.d.rays, p.lo, p.hi);
   return p;
 }
@@ -183,7 +184,8 @@ Tensor3 composite_rays_merged_cpu(const at::Tensor& colors_a, const at::Tensor& 
   auto depth = at::empty({N, R, 1}, opts);
   auto weights = at::empty({N, R, S - 1, 1}, opts);
   if (N * R == 0) return {feat, depth, weights};
-  const auto in = contiguous_inputs(colors_a, densities_a, depths_a, colors_b, densities_b, depths_b);
+  const auto in =
+      contiguous_inputs(colors_a, densities_a, depths_a, colors_b, densities_b, depths_b);
   AT_DISPATCH_FLOATING_TYPES(colors_a.scalar_type(), "composite_rays_merged_cpu", [&] {
     using T = scalar_t;
     const auto p = problem_of<T>(in);
@@ -217,18 +219,28 @@ Tensor6 composite_rays_merged_backward_cpu(
   if (N * R == 0 || !(colors_grad || densities_grad || depths_grad)) {
     return {gca, gda, gza, gcb, gdb, gzb};
   }
-  const auto in = contiguous_inputs(colors_a, densities_a, depths_a, colors_b, densities_b, depths_b);
+  const auto in =
+      contiguous_inputs(colors_a, densities_a, depths_a, colors_b, densities_b, depths_b);
   auto bounds = depths_grad ? at::empty({N * R, 2}, opts) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(colors_a.scalar_type(), "composite_rays_merged_backward_cpu", [&] {
     using T = scalar_t;
     const auto p = problem_of<T>(in);
-    auto cot = [](const at::Tensor& t) -> const T* { return t.defined() ? t.data_ptr<T>() : nullptr; };
+    auto cot = [](const at::Tensor& t) -> const T* {
+      return t.defined() ? t.data_ptr<T>() : nullptr;
+    };
     // A requested output's pointer may be null only when it has no elements.
-    auto out = [](const at::Tensor& t, bool need) -> T* { return need ? t.data_ptr<T>() : nullptr; };
-    const Grads<T> g{cot(gf), cot(gz), cot(gw),
-                     out(gca, colors_grad), out(gcb, colors_grad),
-                     out(gda, densities_grad), out(gdb, densities_grad),
-                     out(gza, depths_grad), out(gzb, depths_grad),
+    auto out = [](const at::Tensor& t, bool need) -> T* {
+      return need ? t.data_ptr<T>() : nullptr;
+    };
+    const Grads<T> g{cot(gf),
+                     cot(gz),
+                     cot(gw),
+                     out(gca, colors_grad),
+                     out(gcb, colors_grad),
+                     out(gda, densities_grad),
+                     out(gdb, densities_grad),
+                     out(gza, depths_grad),
+                     out(gzb, depths_grad),
                      depths_grad ? bounds.data_ptr<T>() : nullptr};
     at::parallel_for(0, p.d.rays, kGrain, [&](int64_t begin, int64_t end) {
       backward_rays(p.a, p.b, p.d, g, p.lo, p.hi, white_back, colors_grad, begin, end);

@@ -27,7 +27,9 @@ namespace fastdec {
 // then the density column, then zeros).
 constexpr int kC = 32, kHd = 64, kOP = 48;
 
-inline bool shape_ok(int64_t C, int64_t Hd, int64_t O) { return C == kC && Hd == kHd && O >= 1 && O <= kOP; }
+inline bool shape_ok(int64_t C, int64_t Hd, int64_t O) {
+  return C == kC && Hd == kHd && O >= 1 && O <= kOP;
+}
 
 // Zeros: the row a tap outside the planes reads, and the bias of bias-free products.
 alignas(64) inline const float kZeros[kHd] = {};
@@ -36,11 +38,11 @@ alignas(64) inline const float kZeros[kHd] = {};
 struct Weights {
   alignas(64) float w0t[kC][kHd];  // W0^T / 3: the tri-plane mean folded in
   alignas(64) float b0[kHd];
-  alignas(64) float w0[kHd][kC];   // W0 as is (backward: grad of the mean features)
-  alignas(64) float w1t[kHd][kOP]; // column j < F: W1[1 + j] (the feature logits)
-  alignas(64) float w1p[kOP][kHd]; // row j < F: W1[1 + j]; row F: W1[0] (backward)
-  alignas(64) float b1[kOP];       // b1[1 + j], then b1[0]
-  alignas(64) float w1d[kHd];      // W1[0]: the density is a dot product, not a padded column
+  alignas(64) float w0[kHd][kC];    // W0 as is (backward: grad of the mean features)
+  alignas(64) float w1t[kHd][kOP];  // column j < F: W1[1 + j] (the feature logits)
+  alignas(64) float w1p[kOP][kHd];  // row j < F: W1[1 + j]; row F: W1[0] (backward)
+  alignas(64) float b1[kOP];        // b1[1 + j], then b1[0]
+  alignas(64) float w1d[kHd];       // W1[0]: the density is a dot product, not a padded column
   float b1d;
   int F;
 
@@ -80,13 +82,13 @@ struct Source {
 
 // Per-tile buffers of the backward (rows = points of the tile).
 struct BackwardTile {
-  float* fmean;  // [n, kC]   mean tri-plane features
-  float* h;      // [n, kHd]  softplus(z)
-  float* gz;     // [n, kHd]  d loss / d z
-  float* gout;   // [n, kOP]  d loss / d x in the padded output layout (column F: density)
-  float* gfeat;  // [P, kC]   d loss / d mean features, rows of the whole call
-  float* gb0;    // [kHd]     running sums of gz rows (fc0 bias gradient)
-  float* gb1;    // [kOP]     running sums of gout rows (fc1 bias gradient, padded layout)
+  float* fmean;       // [n, kC]   mean tri-plane features
+  float* h;           // [n, kHd]  softplus(z)
+  float* gz;          // [n, kHd]  d loss / d z
+  float* gout;        // [n, kOP]  d loss / d x in the padded output layout (column F: density)
+  float* gfeat;       // [P, kC]   d loss / d mean features, rows of the whole call
+  float* gb0;         // [kHd]     running sums of gz rows (fc0 bias gradient)
+  float* gb1;         // [kOP]     running sums of gout rows (fc1 bias gradient, padded layout)
   const float* feat;  // [P, F] the forward's features, or null: recompute the output layer
 };
 
@@ -94,9 +96,10 @@ struct BackwardTile {
 // [i0, i1). backward: fills the tile rows (relative to i0), gfeat rows and the bias sums.
 struct Kernels {
   isa::Isa isa;
-  void (*forward)(const Weights& w, const Source& s, int64_t i0, int64_t i1, float* dens, float* feat);
-  void (*backward)(const Weights& w, const Source& s, int64_t i0, int64_t i1, const float* gd, const float* gf,
-                   const BackwardTile& t);
+  void (*forward)(const Weights& w, const Source& s, int64_t i0, int64_t i1, float* dens,
+                  float* feat);
+  void (*backward)(const Weights& w, const Source& s, int64_t i0, int64_t i1, const float* gd,
+                   const float* gf, const BackwardTile& t);
 };
 
 // The tiers compiled into this build (null where not: non-x86 builds).

@@ -37,14 +37,18 @@ inline V fnmadd(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }
 inline V fmsub(V a, V b, V c) { return _mm256_fmsub_ps(a, b, c); }
 inline V max(V a, V b) { return _mm256_max_ps(a, b); }  // b when either is NaN
 inline V abs(V a) { return _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))); }
-inline V select_neg(V x, V a, V b) { return _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, zero(), _CMP_LT_OQ)); }
+inline V select_neg(V x, V a, V b) {
+  return _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, zero(), _CMP_LT_OQ));
+}
 inline float hsum(V a) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 alignas(64) const int32_t kLanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-inline __m256i first(int n) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLanes + 8 - n)); }
+inline __m256i first(int n) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLanes + 8 - n));
+}
 inline V load_first(const float* p, int n) { return _mm256_maskload_ps(p, first(n)); }
 inline void store_first(float* p, V v, int n) { _mm256_maskstore_ps(p, first(n), v); }
 
@@ -52,7 +56,8 @@ inline void store_first(float* p, V v, int n) { _mm256_maskstore_ps(p, first(n),
 // then 2^n from its exponent bits (n >= -126 after the clamp: a normal float).
 inline V exp_nonpositive(V x) {
   x = max(set1(-87.0f), x);  // operand order: NaN propagates
-  const V n = _mm256_round_ps(mul(x, set1(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const V n = _mm256_round_ps(mul(x, set1(1.44269504088896341f)),
+                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   V r = fnmadd(n, set1(0.693145751953125f), x);  // ln2 split in two
   r = fnmadd(n, set1(1.428606765330187e-06f), r);
   V p = set1(1.0f / 5040.0f);
@@ -63,7 +68,8 @@ inline V exp_nonpositive(V x) {
   p = fmadd(p, r, set1(0.5f));
   p = fmadd(p, r, set1(1.0f));
   p = fmadd(p, r, set1(1.0f));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return mul(p, _mm256_castsi256_ps(e));
 }
 

@@ -38,7 +38,9 @@ inline V fnmadd(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }
 inline V fmsub(V a, V b, V c) { return _mm512_fmsub_ps(a, b, c); }
 inline V max(V a, V b) { return _mm512_max_ps(a, b); }  // b when either is NaN
 inline V abs(V a) { return _mm512_abs_ps(a); }
-inline V select_neg(V x, V a, V b) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, zero(), _CMP_LT_OQ), b, a); }
+inline V select_neg(V x, V a, V b) {
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, zero(), _CMP_LT_OQ), b, a);
+}
 inline float hsum(V a) { return _mm512_reduce_add_ps(a); }
 inline __mmask16 first(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
 inline V load_first(const float* p, int n) { return _mm512_maskz_loadu_ps(first(n), p); }
@@ -49,7 +51,8 @@ inline void store_first(float* p, V v, int n) { _mm512_mask_storeu_ps(p, first(n
 // clamped (exp is then < 2e-38, which every caller adds to 1 or 2).
 inline V exp_nonpositive(V x) {
   x = max(set1(-87.0f), x);  // operand order: NaN propagates
-  const V n = _mm512_roundscale_ps(mul(x, set1(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const V n = _mm512_roundscale_ps(mul(x, set1(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   V r = fnmadd(n, set1(0.693145751953125f), x);  // ln2 split in two
   r = fnmadd(n, set1(1.428606765330187e-06f), r);
   V p = set1(1.0f / 5040.0f);
@@ -75,7 +78,8 @@ inline V reciprocal(V d) {
 // form (softplus in the body). AVX2 has no 32-entry permute: its path uses that form.
 inline V softplus_forward(V z) {
   const V a = abs(z);
-  const V kf = _mm512_min_ps(_mm512_roundscale_ps(mul(a, set1(1.0f / kSoftplusWidth)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC),
+  const V kf = _mm512_min_ps(_mm512_roundscale_ps(mul(a, set1(1.0f / kSoftplusWidth)),
+                                                  _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC),
                              set1(float(kSoftplusIntervals - 1)));
   const __m512i k = _mm512_cvttps_epi32(kf);
   // offset from the interval's centre
@@ -83,7 +87,8 @@ inline V softplus_forward(V z) {
   constexpr int D = sizeof(kSoftplusCoeffs) / sizeof(kSoftplusCoeffs[0]) - 1;
   V p = _mm512_permutex2var_ps(loadu(kSoftplusCoeffs[D]), k, loadu(kSoftplusCoeffs[D] + 16));
   for (int d = D - 1; d >= 0; --d) {
-    const V c = _mm512_permutex2var_ps(loadu(kSoftplusCoeffs[d]), k, loadu(kSoftplusCoeffs[d] + 16));
+    const V c =
+        _mm512_permutex2var_ps(loadu(kSoftplusCoeffs[d]), k, loadu(kSoftplusCoeffs[d] + 16));
     p = fmadd(p, x, c);
   }
   // Past the table g < 1.2e-7: 0 (also for |z| = inf; NaN passes through max below).

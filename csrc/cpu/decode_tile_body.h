@@ -79,8 +79,9 @@ inline void gather(const PointTaps& t, float* f) {
 // weight vector is loaded once for all points of the block; epi(p, v, y) consumes each
 // result vector of the g real points.
 template <int B, class Epi>
-inline __attribute__((always_inline)) void dense_block(const float* wt, int64_t ws, const float* bias,
-                                                       const float* x, int64_t xs, int n, int g, int v0, Epi& epi) {
+inline __attribute__((always_inline)) void dense_block(const float* wt, int64_t ws,
+                                                       const float* bias, const float* x,
+                                                       int64_t xs, int n, int g, int v0, Epi& epi) {
   V y[kGroup][B];
   for (int p = 0; p < kGroup; ++p)
     for (int j = 0; j < B; ++j) y[p][j] = loadu(bias + (v0 + j) * kW);
@@ -100,8 +101,8 @@ inline __attribute__((always_inline)) void dense_block(const float* wt, int64_t 
 
 // The last rem (< B) output vectors: one block of exactly rem vectors.
 template <int B, class Epi>
-inline void dense_tail(int rem, const float* wt, int64_t ws, const float* bias, const float* x, int64_t xs, int n,
-                       int g, int v0, Epi& epi) {
+inline void dense_tail(int rem, const float* wt, int64_t ws, const float* bias, const float* x,
+                       int64_t xs, int n, int g, int v0, Epi& epi) {
   if constexpr (B > 1) {
     if (rem == B - 1) {
       dense_block<B - 1>(wt, ws, bias, x, xs, n, g, v0, epi);
@@ -113,8 +114,8 @@ inline void dense_tail(int rem, const float* wt, int64_t ws, const float* bias, 
 
 // Output vectors [0, nv) in blocks of kVB.
 template <class Epi>
-inline void dense(const float* wt, int64_t ws, const float* bias, const float* x, int64_t xs, int n, int g, int nv,
-                  Epi&& epi) {
+inline void dense(const float* wt, int64_t ws, const float* bias, const float* x, int64_t xs, int n,
+                  int g, int nv, Epi&& epi) {
   int v = 0;
   for (; v + kVB <= nv; v += kVB) dense_block<kVB>(wt, ws, bias, x, xs, n, g, v, epi);
   if (v < nv) dense_tail<kVB>(nv - v, wt, ws, bias, x, xs, n, g, v, epi);
@@ -154,7 +155,8 @@ inline V sigmoid(V x) {
 }
 
 // Forward of points [i0, i1): density [P] and features [P, F] rows.
-void forward_range(const Weights& w, const Source& s, int64_t i0, int64_t i1, float* dens, float* feat) {
+void forward_range(const Weights& w, const Source& s, int64_t i0, int64_t i1, float* dens,
+                   float* feat) {
   alignas(64) float f[kGroup][kC];
   alignas(64) float h[kGroup][kHd];
   const V scale = set1(1.002f), shift = set1(0.001f);
@@ -185,10 +187,10 @@ void forward_range(const Weights& w, const Source& s, int64_t i0, int64_t i1, fl
 }
 
 // Backward of points [i0, i1) (see Kernels::backward).
-void backward_range(const Weights& w, const Source& s, int64_t i0, int64_t i1, const float* gd, const float* gf,
-                    const BackwardTile& t) {
+void backward_range(const Weights& w, const Source& s, int64_t i0, int64_t i1, const float* gd,
+                    const float* gf, const BackwardTile& t) {
   alignas(64) float f[kGroup][kC];
-  alignas(64) float sg[kGroup][kOP];  // the feature logits' sigmoids, when recomputed
+  alignas(64) float sg[kGroup][kOP];               // the feature logits' sigmoids, when recomputed
   alignas(64) float sb0[kHd] = {}, sb1[kOP] = {};  // this range's bias-gradient sums
   const int F = w.F, nv = (F + kW - 1) / kW;
   const V third = set1(1.0f / 3.0f), one = set1(1.0f);
@@ -202,7 +204,8 @@ void backward_range(const Weights& w, const Source& s, int64_t i0, int64_t i1, c
     float* gz = t.gz + r0 * kHd;
     float* gout = t.gout + r0 * kOP;
     for (int p = 0; p < g; ++p)
-      for (int v = 0; v < CV; ++v) storeu(t.fmean + (r0 + p) * kC + kW * v, mul(loadu(f[p] + kW * v), third));
+      for (int v = 0; v < CV; ++v)
+        storeu(t.fmean + (r0 + p) * kC + kW * v, mul(loadu(f[p] + kW * v), third));
     // h = softplus(z); gz holds softplus'(z) for now, d loss / d z below.
     dense(&w.w0t[0][0], kHd, w.b0, &f[0][0], kC, kC, g, HV, [&](int p, int v, V z) {
       V dz;
@@ -224,12 +227,14 @@ void backward_range(const Weights& w, const Source& s, int64_t i0, int64_t i1, c
           storeu(go + j, zero());
           continue;
         }
-        const V sv = t.feat ? mul(add(load_first(t.feat + (i + p) * F + j, cnt), shift), inv_widen) : loadu(&sg[p][j]);
+        const V sv = t.feat ? mul(add(load_first(t.feat + (i + p) * F + j, cnt), shift), inv_widen)
+                            : loadu(&sg[p][j]);
         // d features / d logit = 1.002 * s * (1 - s); lanes past F get a zero upstream.
         storeu(go + j, mul(mul(load_first(gfr + j, cnt), widen), mul(sv, sub(one, sv))));
       }
       go[F] = gd[i + p];
-      for (int v = 0; v < OV; ++v) storeu(sb1 + kW * v, add(loadu(sb1 + kW * v), loadu(go + kW * v)));
+      for (int v = 0; v < OV; ++v)
+        storeu(sb1 + kW * v, add(loadu(sb1 + kW * v), loadu(go + kW * v)));
     }
     // gh = W1^T gout, and gz = gh * softplus'(z).
     dense(&w.w1p[0][0], kHd, kZeros, gout, kOP, F + 1, g, HV, [&](int p, int v, V gh) {
@@ -242,8 +247,10 @@ void backward_range(const Weights& w, const Source& s, int64_t i0, int64_t i1, c
     dense(&w.w0[0][0], kC, kZeros, gz, kHd, kHd, g, CV,
           [&](int p, int v, V y) { storeu(t.gfeat + (i + p) * kC + kW * v, y); });
   }
-  for (int v = 0; v < HV; ++v) storeu(t.gb0 + kW * v, add(loadu(t.gb0 + kW * v), loadu(sb0 + kW * v)));
-  for (int v = 0; v < OV; ++v) storeu(t.gb1 + kW * v, add(loadu(t.gb1 + kW * v), loadu(sb1 + kW * v)));
+  for (int v = 0; v < HV; ++v)
+    storeu(t.gb0 + kW * v, add(loadu(t.gb0 + kW * v), loadu(sb0 + kW * v)));
+  for (int v = 0; v < OV; ++v)
+    storeu(t.gb1 + kW * v, add(loadu(t.gb1 + kW * v), loadu(sb1 + kW * v)));
 }
 
 const Kernels kKernels{kIsa, &forward_range, &backward_range};

@@ -27,15 +27,15 @@
 namespace nofa {
 namespace {
 
-constexpr int64_t kTile = 512;          // points per tile: f, h and x together stay in L2
-constexpr int64_t kPrefetchAhead = 8;   // points ahead whose texels are requested early
+constexpr int64_t kTile = 512;         // points per tile: f, h and x together stay in L2
+constexpr int64_t kPrefetchAhead = 8;  // points ahead whose texels are requested early
 
 template <typename T>
 struct Lookup {
   const T* planes;  // [N, 3, C, H, W] or channels-last [N, 3, H, W, C]
   const T* pts;     // [N * M, 3]
   int64_t M, C, H, W;
-  T scale;          // 2 / box_warp
+  T scale;  // 2 / box_warp
 };
 
 template <typename T>
@@ -51,7 +51,8 @@ inline void prefetch_point(const Lookup<T>& g, int64_t i) {
     for (int k = 0; k < 4; ++k) {
       if (t.off[k] < 0) continue;
       const char* a = reinterpret_cast<const char*>(base + t.off[k] * g.C);
-      for (int64_t b = 0; b < g.C * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(a + b);
+      for (int64_t b = 0; b < g.C * static_cast<int64_t>(sizeof(T)); b += 64)
+        __builtin_prefetch(a + b);
     }
   }
 }
@@ -93,18 +94,26 @@ struct Setup {
 };
 
 Setup make_setup(const at::Tensor& planes, const at::Tensor& points, double box_warp,
-                 const at::Tensor& w0, const at::Tensor& b0, const at::Tensor& w1, const at::Tensor& b1) {
+                 const at::Tensor& w0, const at::Tensor& b0, const at::Tensor& w1,
+                 const at::Tensor& b1) {
   Setup s;
-  s.N = planes.size(0); s.M = points.size(1); s.C = planes.size(2);
-  s.H = planes.size(3); s.W = planes.size(4); s.Hd = w0.size(0); s.O = w1.size(0);
+  s.N = planes.size(0);
+  s.M = points.size(1);
+  s.C = planes.size(2);
+  s.H = planes.size(3);
+  s.W = planes.size(4);
+  s.Hd = w0.size(0);
+  s.O = w1.size(0);
   // Planes a caller already holds channels-last (a permuted view) are read in place.
   s.cl = use_channels_last(planes, s.M);
   s.planes_l = s.cl ? planes.permute({0, 1, 3, 4, 2}).contiguous() : planes.contiguous();
   s.pts = points.contiguous();
   // Worker threads of at::parallel_for do not inherit the autograd exclusion of this
   // kernel, so the ATen calls on the tile must only ever see tensors without grad.
-  s.w0 = w0.detach().contiguous(); s.b0 = b0.detach().contiguous();
-  s.w1 = w1.detach().contiguous(); s.b1 = b1.detach().contiguous();
+  s.w0 = w0.detach().contiguous();
+  s.b0 = b0.detach().contiguous();
+  s.w1 = w1.detach().contiguous();
+  s.b1 = b1.detach().contiguous();
   s.scale = 2.0 / box_warp;
   return s;
 }
@@ -125,17 +134,19 @@ using isa::Op;
 // Records the path that runs.
 const fastdec::Kernels* vector_path(const Setup& s, const at::Tensor& planes, Op op) {
   const isa::Isa tier = isa::path_for(op);
-  const fastdec::Kernels* k = planes.scalar_type() == at::kFloat && s.cl && fastdec::shape_ok(s.C, s.Hd, s.O)
-                                  ? fastdec::kernels_for(tier)
-                                  : nullptr;
+  const fastdec::Kernels* k =
+      planes.scalar_type() == at::kFloat && s.cl && fastdec::shape_ok(s.C, s.Hd, s.O)
+          ? fastdec::kernels_for(tier)
+          : nullptr;
   isa::record(op, k ? k->isa : isa::Isa::kScalar);
   return k;
 }
 
 std::unique_ptr<fastdec::Weights> fast_weights(const Setup& s) {
-  const auto w0 = s.w0.contiguous(), b0 = s.b0.contiguous(), w1 = s.w1.contiguous(), b1 = s.b1.contiguous();
-  return std::make_unique<fastdec::Weights>(w0.data_ptr<float>(), b0.data_ptr<float>(), w1.data_ptr<float>(),
-                                            b1.data_ptr<float>(), s.O);
+  const auto w0 = s.w0.contiguous(), b0 = s.b0.contiguous(), w1 = s.w1.contiguous(),
+             b1 = s.b1.contiguous();
+  return std::make_unique<fastdec::Weights>(w0.data_ptr<float>(), b0.data_ptr<float>(),
+                                            w1.data_ptr<float>(), b1.data_ptr<float>(), s.O);
 }
 
 fastdec::Source fast_source(const Setup& s) {
@@ -151,12 +162,15 @@ Lookup<T> lookup(const Setup& s) {
 
 template <typename T>
 void gather(const Setup& s, const Lookup<T>& g, int64_t i0, int64_t i1, const at::Tensor& f) {
-  s.cl ? gather_mean<true>(g, i0, i1, f.data_ptr<T>()) : gather_mean<false>(g, i0, i1, f.data_ptr<T>());
+  s.cl ? gather_mean<true>(g, i0, i1, f.data_ptr<T>())
+       : gather_mean<false>(g, i0, i1, f.data_ptr<T>());
 }
 
-std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes, const at::Tensor& points,
-                                                       double box_warp, const at::Tensor& fc0_weight,
-                                                       const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
+std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
+                                                       const at::Tensor& points, double box_warp,
+                                                       const at::Tensor& fc0_weight,
+                                                       const at::Tensor& fc0_bias,
+                                                       const at::Tensor& fc1_weight,
                                                        const at::Tensor& fc1_bias) {
   check_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   const int64_t N = planes.size(0), M = points.size(1), F = fc1_weight.size(0) - 1;
@@ -212,9 +226,9 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cpu(const at::Tensor& planes,
 // Backward of the vector paths: per tile, the vector code recomputes the forward and fills the
 // gradient of the mean features; the weight gradients are two GEMMs over the tile's rows
 // (K = tile size: what GEMM libraries are good at), accumulated per chunk like the generic path.
-void fast_backward(const fastdec::Kernels& k, const Setup& s, const at::Tensor& gd, const at::Tensor& gf, const at::Tensor& feat,
-                   at::Tensor& gfeat2, at::Tensor& acc,
-                   int64_t chunks, int64_t per, int64_t tiles, bool weights_grad) {
+void fast_backward(const fastdec::Kernels& k, const Setup& s, const at::Tensor& gd,
+                   const at::Tensor& gf, const at::Tensor& feat, at::Tensor& gfeat2,
+                   at::Tensor& acc, int64_t chunks, int64_t per, int64_t tiles, bool weights_grad) {
   using fastdec::kC;
   using fastdec::kHd;
   using fastdec::kOP;
@@ -236,8 +250,13 @@ void fast_backward(const fastdec::Kernels& k, const Setup& s, const at::Tensor& 
       auto gb1 = row.narrow(0, Hd * C + Hd + O * Hd, O);
       // fc1's gradient in the padded output order (F feature rows, then the density row).
       auto gw1p = at::zeros({O, kHd}, opts), gb1p = at::zeros({kOP}, opts);
-      const fastdec::BackwardTile t{fm.data_ptr<float>(), hb.data_ptr<float>(), gzb.data_ptr<float>(),
-                                    gob.data_ptr<float>(), gfeatp, gb0.data_ptr<float>(), gb1p.data_ptr<float>(),
+      const fastdec::BackwardTile t{fm.data_ptr<float>(),
+                                    hb.data_ptr<float>(),
+                                    gzb.data_ptr<float>(),
+                                    gob.data_ptr<float>(),
+                                    gfeatp,
+                                    gb0.data_ptr<float>(),
+                                    gb1p.data_ptr<float>(),
                                     feat.defined() ? feat.data_ptr<float>() : nullptr};
       for (int64_t tile = chunk * per; tile < std::min(tiles, (chunk + 1) * per); ++tile) {
         const int64_t i0 = tile * kTile, n = std::min(kTile, P - i0);
@@ -255,19 +274,24 @@ void fast_backward(const fastdec::Kernels& k, const Setup& s, const at::Tensor& 
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> decode_triplane_backward_cpu(
-    const at::Tensor& grad_density, const at::Tensor& grad_features, const c10::optional<at::Tensor>& features,
-    const at::Tensor& planes, const at::Tensor& points, double box_warp, const at::Tensor& fc0_weight, const at::Tensor& fc0_bias,
-    const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, bool planes_grad, bool points_grad,
-    bool weights_grad) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+decode_triplane_backward_cpu(const at::Tensor& grad_density, const at::Tensor& grad_features,
+                             const c10::optional<at::Tensor>& features, const at::Tensor& planes,
+                             const at::Tensor& points, double box_warp,
+                             const at::Tensor& fc0_weight, const at::Tensor& fc0_bias,
+                             const at::Tensor& fc1_weight, const at::Tensor& fc1_bias,
+                             bool planes_grad, bool points_grad, bool weights_grad) {
   check_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
-  const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2), F = fc1_weight.size(0) - 1;
+  const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2),
+                F = fc1_weight.size(0) - 1;
   TORCH_CHECK(grad_density.dim() == 3 && grad_density.size(0) == N && grad_density.size(1) == M &&
                   grad_density.size(2) == 1,
-              "nofa: grad_density must have shape [", N, ", ", M, ", 1], got ", shape_str(grad_density));
-  TORCH_CHECK(grad_features.dim() == 3 && grad_features.size(0) == N && grad_features.size(1) == M &&
-                  grad_features.size(2) == F,
-              "nofa: grad_features must have shape [", N, ", ", M, ", ", F, "], got ", shape_str(grad_features));
+              "nofa: grad_density must have shape [", N, ", ", M, ", 1], got ",
+              shape_str(grad_density));
+  TORCH_CHECK(grad_features.dim() == 3 && grad_features.size(0) == N &&
+                  grad_features.size(1) == M && grad_features.size(2) == F,
+              "nofa: grad_features must have shape [", N, ", ", M, ", ", F, "], got ",
+              shape_str(grad_features));
   const auto opts = planes.options();
   const Setup s = make_setup(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   const int64_t P = N * M, tiles = (P + kTile - 1) / kTile;
@@ -289,56 +313,58 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       if (features.has_value() && features->defined()) {
         TORCH_CHECK(features->dim() == 3 && features->size(0) == N && features->size(1) == M &&
                         features->size(2) == F,
-                    "nofa: features must have shape [", N, ", ", M, ", ", F, "], got ", shape_str(*features));
+                    "nofa: features must have shape [", N, ", ", M, ", ", F, "], got ",
+                    shape_str(*features));
         feat = features->detach().reshape({P, F}).to(planes.scalar_type()).contiguous();
       }
       fast_backward(*k, s, gd, gf, feat, gfeat2, acc, chunks, per, tiles, weights_grad);
     } else {
-    AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cpu", [&] {
-      const auto g = lookup<scalar_t>(s);
-      at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
-        const auto fbuf = at::empty({kTile, C}, opts), zbuf = at::empty({kTile, s.Hd}, opts);
-        const auto hbuf = at::empty({kTile, s.Hd}, opts), sbuf = at::empty({kTile, F}, opts);
-        const auto gxbuf = at::empty({kTile, F}, opts), ghbuf = at::empty({kTile, s.Hd}, opts);
-        for (int64_t chunk = cb; chunk < ce; ++chunk) {
-          const auto row = acc[chunk];
-          auto gw0 = row.narrow(0, 0, s.Hd * C).view({s.Hd, C});
-          auto gb0 = row.narrow(0, s.Hd * C, s.Hd);
-          auto gw1 = row.narrow(0, s.Hd * C + s.Hd, s.O * s.Hd).view({s.O, s.Hd});
-          auto gb1 = row.narrow(0, s.Hd * C + s.Hd + s.O * s.Hd, s.O);
-          for (int64_t tile = chunk * per; tile < std::min(tiles, (chunk + 1) * per); ++tile) {
-            const int64_t i0 = tile * kTile, n = std::min(kTile, P - i0);
-            auto f = fbuf.narrow(0, 0, n), z = zbuf.narrow(0, 0, n), h = hbuf.narrow(0, 0, n);
-            auto sf = sbuf.narrow(0, 0, n), gxf = gxbuf.narrow(0, 0, n), gh = ghbuf.narrow(0, 0, n);
-            const auto gdt = gd.narrow(0, i0, n);
-            gather<scalar_t>(s, g, i0, i0 + n, f);
-            at::addmm_out(z, s.b0, f, w0t);
-            at::softplus_out(h, z, 1, 20);
-            // Only the feature logits matter here: density's gradient passes straight through,
-            // and d features / d logit = 1.002 * sigmoid'(logit).
-            at::addmm_out(sf, b1f, h, w1f.t());
-            sf.sigmoid_();
-            at::mul_out(gxf, gf.narrow(0, i0, n), 1 + 2 * 0.001);
-            at::sigmoid_backward_out(gxf, gxf, sf);
-            if (weights_grad) {
-              gw1.narrow(0, 0, 1).addmm_(gdt.t(), h);
-              gw1.narrow(0, 1, F).addmm_(gxf.t(), h);
-              gb1.narrow(0, 0, 1).add_(gdt.sum(0));
-              gb1.narrow(0, 1, F).add_(gxf.sum(0));
+      AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cpu", [&] {
+        const auto g = lookup<scalar_t>(s);
+        at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
+          const auto fbuf = at::empty({kTile, C}, opts), zbuf = at::empty({kTile, s.Hd}, opts);
+          const auto hbuf = at::empty({kTile, s.Hd}, opts), sbuf = at::empty({kTile, F}, opts);
+          const auto gxbuf = at::empty({kTile, F}, opts), ghbuf = at::empty({kTile, s.Hd}, opts);
+          for (int64_t chunk = cb; chunk < ce; ++chunk) {
+            const auto row = acc[chunk];
+            auto gw0 = row.narrow(0, 0, s.Hd * C).view({s.Hd, C});
+            auto gb0 = row.narrow(0, s.Hd * C, s.Hd);
+            auto gw1 = row.narrow(0, s.Hd * C + s.Hd, s.O * s.Hd).view({s.O, s.Hd});
+            auto gb1 = row.narrow(0, s.Hd * C + s.Hd + s.O * s.Hd, s.O);
+            for (int64_t tile = chunk * per; tile < std::min(tiles, (chunk + 1) * per); ++tile) {
+              const int64_t i0 = tile * kTile, n = std::min(kTile, P - i0);
+              auto f = fbuf.narrow(0, 0, n), z = zbuf.narrow(0, 0, n), h = hbuf.narrow(0, 0, n);
+              auto sf = sbuf.narrow(0, 0, n), gxf = gxbuf.narrow(0, 0, n),
+                   gh = ghbuf.narrow(0, 0, n);
+              const auto gdt = gd.narrow(0, i0, n);
+              gather<scalar_t>(s, g, i0, i0 + n, f);
+              at::addmm_out(z, s.b0, f, w0t);
+              at::softplus_out(h, z, 1, 20);
+              // Only the feature logits matter here: density's gradient passes straight through,
+              // and d features / d logit = 1.002 * sigmoid'(logit).
+              at::addmm_out(sf, b1f, h, w1f.t());
+              sf.sigmoid_();
+              at::mul_out(gxf, gf.narrow(0, i0, n), 1 + 2 * 0.001);
+              at::sigmoid_backward_out(gxf, gxf, sf);
+              if (weights_grad) {
+                gw1.narrow(0, 0, 1).addmm_(gdt.t(), h);
+                gw1.narrow(0, 1, F).addmm_(gxf.t(), h);
+                gb1.narrow(0, 0, 1).add_(gdt.sum(0));
+                gb1.narrow(0, 1, F).add_(gxf.sum(0));
+              }
+              at::mm_out(gh, gxf, w1f);
+              gh.addmm_(gdt, w1d);
+              at::softplus_backward_out(gh, gh, z, 1, 20);  // now d loss / d z
+              if (weights_grad) {
+                gw0.addmm_(gh.t(), f);
+                gb0.add_(gh.sum(0));
+              }
+              auto gfo = gfeat2.narrow(0, i0, n);
+              at::mm_out(gfo, gh, s.w0);
             }
-            at::mm_out(gh, gxf, w1f);
-            gh.addmm_(gdt, w1d);
-            at::softplus_backward_out(gh, gh, z, 1, 20);  // now d loss / d z
-            if (weights_grad) {
-              gw0.addmm_(gh.t(), f);
-              gb0.add_(gh.sum(0));
-            }
-            auto gfo = gfeat2.narrow(0, i0, n);
-            at::mm_out(gfo, gh, s.w0);
           }
-        }
+        });
       });
-    });
     }
   }
   auto total = acc[0].clone();
@@ -348,12 +374,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   auto gb0 = total.narrow(0, Hd * C, Hd);
   auto gw1 = total.narrow(0, Hd * C + Hd, O * Hd).view({O, Hd});
   auto gb1 = total.narrow(0, Hd * C + Hd + O * Hd, O);
-  static const auto st_backward =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("nofa::sample_triplane_backward", "")
-          .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                                    double, c10::string_view, bool, bool)>();
-  auto [gplanes, gpoints] = st_backward.call(gfeat, planes, points, box_warp, "mean", planes_grad, points_grad);
+  static const auto st_backward = c10::Dispatcher::singleton()
+                                      .findSchemaOrThrow("nofa::sample_triplane_backward", "")
+                                      .typed<std::tuple<at::Tensor, at::Tensor>(
+                                          const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                          double, c10::string_view, bool, bool)>();
+  auto [gplanes, gpoints] =
+      st_backward.call(gfeat, planes, points, box_warp, "mean", planes_grad, points_grad);
   if (!weights_grad) {  // not asked for: empty, as the plane and point gradients
     const auto none = at::empty({0}, opts);
     return {gplanes, gpoints, none, none.clone(), none.clone(), none.clone()};

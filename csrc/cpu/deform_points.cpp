@@ -38,7 +38,7 @@ template <typename T>
 struct Net {
   int64_t N, M, P;
   int n_freqs;
-  int64_t Hd0, Hw0, H0;           // first-layer widths; H0 = Hd0 + Hw0
+  int64_t Hd0, Hw0, H0;            // first-layer widths; H0 = Hd0 + Hw0
   std::vector<at::Tensor> wd, bd;  // contiguous D-Net parameters
   std::vector<at::Tensor> ww, bw;  // contiguous W-Net parameters
   at::Tensor w1_pe;                // [H0, P]
@@ -107,8 +107,8 @@ void add_bias(T* h, int64_t t, int64_t C, const T* b) {
 // (before the sigmoid for the W-Net) into `out` [t, out_dim].
 template <typename T>
 void mlp_tail_forward(const std::vector<at::Tensor>& W, const std::vector<at::Tensor>& b,
-                      at::Tensor in, const std::vector<at::Tensor>& acts, bool have_acts,
-                      int64_t t, at::Tensor out) {
+                      at::Tensor in, const std::vector<at::Tensor>& acts, bool have_acts, int64_t t,
+                      at::Tensor out) {
   const size_t L = W.size();
   for (size_t l = 1; l + 1 < L; ++l) {
     const at::Tensor& a = acts[l - 1];
@@ -146,17 +146,21 @@ template <typename T>
 void tile_forward(const Net<T>& net, Workspace<T>& ws, const std::vector<at::Tensor>& dacts,
                   bool have_dacts, const T* x, int64_t r0, int64_t t) {
   T* pe = ws.pe.template data_ptr<T>();
-  for (int64_t i = 0; i < t; ++i) positional_encoding<double>(x + 3 * i, net.n_freqs, pe + i * net.P);
+  for (int64_t i = 0; i < t; ++i)
+    positional_encoding<double>(x + 3 * i, net.n_freqs, pe + i * net.P);
   at::Tensor h0 = rows(ws.h0, t);
   at::mm_out(h0, rows(ws.pe, t), net.w1_pe.t());
   // First-layer bias of each point's batch element (a tile may span two or more).
   T* hp = h0.data_ptr<T>();
   for (int64_t i = 0; i < t; ++i)
-    bias_relu<T>(hp + i * net.H0, 1, net.H0, net.H0, net.c.template data_ptr<T>() + ((r0 + i) / net.M) * net.H0);
-  mlp_tail_forward<T>(net.wd, net.bd, h0.narrow(1, 0, net.Hd0), dacts, have_dacts, t, rows(ws.off, t));
+    bias_relu<T>(hp + i * net.H0, 1, net.H0, net.H0,
+                 net.c.template data_ptr<T>() + ((r0 + i) / net.M) * net.H0);
+  mlp_tail_forward<T>(net.wd, net.bd, h0.narrow(1, 0, net.Hd0), dacts, have_dacts, t,
+                      rows(ws.off, t));
   std::vector<at::Tensor> wacts;
   for (const auto& a : ws.acts_w) wacts.push_back(rows(a, t));
-  mlp_tail_forward<T>(net.ww, net.bw, h0.narrow(1, net.Hd0, net.Hw0), wacts, false, t, rows(ws.z, t));
+  mlp_tail_forward<T>(net.ww, net.bw, h0.narrow(1, net.Hd0, net.Hw0), wacts, false, t,
+                      rows(ws.z, t));
 }
 
 // Per-thread gradient accumulators.
@@ -191,8 +195,9 @@ void col_sum_into(const T* d, int64_t t, int64_t C, int64_t ld, T* acc) {
 // dcat), accumulating weight/bias gradients of layers >= 1 into gw/gb.
 template <typename T>
 void mlp_backward(const std::vector<at::Tensor>& W, const at::Tensor& a0,
-                  const std::vector<at::Tensor>& acts, at::Tensor delta, std::vector<at::Tensor>& gw,
-                  std::vector<at::Tensor>& gb, Workspace<T>& ws, at::Tensor d0, int64_t t) {
+                  const std::vector<at::Tensor>& acts, at::Tensor delta,
+                  std::vector<at::Tensor>& gw, std::vector<at::Tensor>& gb, Workspace<T>& ws,
+                  at::Tensor d0, int64_t t) {
   const size_t L = W.size();
   for (size_t l = L - 1; l >= 1; --l) {
     const at::Tensor a_prev = l >= 2 ? acts[l - 2] : a0;  // input of layer l
@@ -208,13 +213,15 @@ void mlp_backward(const std::vector<at::Tensor>& W, const at::Tensor& a0,
     T* gp = g.data_ptr<T>();
     if (l >= 2) {
       for (int64_t i = 0; i < t; ++i)
-        for (int64_t j = 0; j < C; ++j) gp[i * C + j] = relu_grad_from_output(ap[i * lda + j], gp[i * C + j]);
+        for (int64_t j = 0; j < C; ++j)
+          gp[i * C + j] = relu_grad_from_output(ap[i * lda + j], gp[i * C + j]);
       delta = g;
     } else {
       T* dp = d0.data_ptr<T>();
       const int64_t ldd = d0.stride(0);
       for (int64_t i = 0; i < t; ++i)
-        for (int64_t j = 0; j < C; ++j) dp[i * ldd + j] = relu_grad_from_output(ap[i * lda + j], gp[i * C + j]);
+        for (int64_t j = 0; j < C; ++j)
+          dp[i * ldd + j] = relu_grad_from_output(ap[i * lda + j], gp[i * C + j]);
     }
   }
 }
@@ -234,19 +241,21 @@ void tile_backward(const Net<T>& net, Workspace<T>& ws, Grads<T>& gr, const at::
   T* doff = ws.doff.template data_ptr<T>();
   T* dz = ws.dz.template data_ptr<T>();
   for (int64_t i = 0; i < t; ++i)
-    deform_head_backward(gxc + 3 * i, goff + 3 * i, gw[i], off + 3 * i, sigmoid(z[i]), doff + 3 * i, dz[i]);
+    deform_head_backward(gxc + 3 * i, goff + 3 * i, gw[i], off + 3 * i, sigmoid(z[i]), doff + 3 * i,
+                         dz[i]);
   at::Tensor h0 = rows(ws.h0, t);
   at::Tensor dcat = rows(ws.dcat, t);
   mlp_backward<T>(net.wd, h0.narrow(1, 0, net.Hd0), dacts, rows(ws.doff, t), gr.wd, gr.bd, ws,
                   dcat.narrow(1, 0, net.Hd0), t);
-  mlp_backward<T>(net.ww, h0.narrow(1, net.Hd0, net.Hw0), wacts, rows(ws.dz, t), gr.ww, gr.bw,
-                  ws, dcat.narrow(1, net.Hd0, net.Hw0), t);
+  mlp_backward<T>(net.ww, h0.narrow(1, net.Hd0, net.Hw0), wacts, rows(ws.dz, t), gr.ww, gr.bw, ws,
+                  dcat.narrow(1, net.Hd0, net.Hw0), t);
   // First layers: PE columns (weight gradient and the route back to the points) and the
   // per-batch bias that carries alpha/beta.
   gr.w1_pe.addmm_(dcat.t(), rows(ws.pe, t));
   const T* dp = dcat.data_ptr<T>();
   for (int64_t i = 0; i < t; ++i)
-    col_sum_into<T>(dp + i * net.H0, 1, net.H0, net.H0, gr.c.template data_ptr<T>() + ((r0 + i) / net.M) * net.H0);
+    col_sum_into<T>(dp + i * net.H0, 1, net.H0, net.H0,
+                    gr.c.template data_ptr<T>() + ((r0 + i) / net.M) * net.H0);
   at::Tensor gpe = rows(ws.gpe, t);
   at::mm_out(gpe, dcat, net.w1_pe);
   const T* gpp = gpe.data_ptr<T>();
@@ -306,7 +315,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_points_cpu(
   const auto hid = hidden.view({hidden.size(0) * M, hidden.size(2)});
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "deform_points_cpu", [&] {
     using T = scalar_t;
-    const auto net = make_net<T>(pts, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs);
+    const auto net =
+        make_net<T>(pts, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs);
     const T* xp = pts.data_ptr<T>();
     T* xcp = x_c.data_ptr<T>();
     T* op = offset.data_ptr<T>();
@@ -316,7 +326,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_points_cpu(
       for (int64_t task = b; task < e; ++task) {
         const int64_t r0 = task * kTile, t = std::min(kTile, N * M - r0);
         const Hidden mode = save_hidden ? Hidden::kStore : Hidden::kScratch;
-        tile_forward<T>(net, ws, d_acts_views(net, ws, hid, mode, r0, t), false, xp + 3 * r0, r0, t);
+        tile_forward<T>(net, ws, d_acts_views(net, ws, hid, mode, r0, t), false, xp + 3 * r0, r0,
+                        t);
         const T* off = ws.off.template data_ptr<T>();
         const T* z = ws.z.template data_ptr<T>();
         for (int64_t i = 0; i < t; ++i) {
@@ -357,7 +368,8 @@ deform_points_backward_cpu(const at::Tensor& grad_x_c, const at::Tensor& grad_of
   at::Tensor galpha, gbeta;
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "deform_points_backward_cpu", [&] {
     using T = scalar_t;
-    const auto net = make_net<T>(pts, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs);
+    const auto net =
+        make_net<T>(pts, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs);
     const auto o = pts.options();
     // One accumulator set per thread, summed in thread order afterwards (deterministic
     // for a given thread count; no atomics, no locks).

@@ -13,7 +13,7 @@ namespace nofa {
 namespace isa {
 namespace {
 
-constexpr int kNone = -1;   // nothing forced: detected()
+constexpr int kNone = -1;    // nothing forced: detected()
 constexpr int kEnvBad = -2;  // NOFA_CPU_ISA is unusable: active() throws env_error()
 
 constexpr int kOps = static_cast<int>(Op::kCount);
@@ -76,23 +76,35 @@ std::atomic<int>& forced_state() {
 
 const char* name(Isa isa) {
   switch (isa) {
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
-    default: return "scalar";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
+    default:
+      return "scalar";
   }
 }
 
 const char* name(Op op) {
   switch (op) {
-    case Op::kSampleTriplaneForward: return "sample_triplane_forward";
-    case Op::kSampleTriplaneBackward: return "sample_triplane_backward";
-    case Op::kDecodeTriplaneForward: return "decode_triplane_forward";
-    case Op::kDecodeTriplaneBackward: return "decode_triplane_backward";
-    case Op::kCompositeRays: return "composite_rays";
-    case Op::kCompositeRaysMerged: return "composite_rays_merged";
-    case Op::kDeformPoints: return "deform_points";
-    case Op::kRelayoutPlanes: return "relayout_planes";
-    default: return "?";
+    case Op::kSampleTriplaneForward:
+      return "sample_triplane_forward";
+    case Op::kSampleTriplaneBackward:
+      return "sample_triplane_backward";
+    case Op::kDecodeTriplaneForward:
+      return "decode_triplane_forward";
+    case Op::kDecodeTriplaneBackward:
+      return "decode_triplane_backward";
+    case Op::kCompositeRays:
+      return "composite_rays";
+    case Op::kCompositeRaysMerged:
+      return "composite_rays_merged";
+    case Op::kDeformPoints:
+      return "deform_points";
+    case Op::kRelayoutPlanes:
+      return "relayout_planes";
+    default:
+      return "?";
   }
 }
 
@@ -114,13 +126,15 @@ Isa detected() {
 
 Isa active() {
   const int f = forced_state().load(std::memory_order_relaxed);
-  TORCH_CHECK(f != kEnvBad, "nofa: ", env_error(), " (unset it, or call nofa.ops.cpu_isa.set_cpu_isa)");
+  TORCH_CHECK(f != kEnvBad, "nofa: ", env_error(),
+              " (unset it, or call nofa.ops.cpu_isa.set_cpu_isa)");
   return f == kNone ? detected() : static_cast<Isa>(f);
 }
 
 std::string set(const std::string& n) {
   int v = kNone;
-  TORCH_CHECK(parse(n, v), "nofa: set_cpu_isa: isa must be one of auto, scalar, avx2, avx512; got '", n, "'");
+  TORCH_CHECK(parse(n, v),
+              "nofa: set_cpu_isa: isa must be one of auto, scalar, avx2, avx512; got '", n, "'");
   if (v != kNone) {
     const std::string why = refuse(v);
     TORCH_CHECK(why.empty(), "nofa: set_cpu_isa('", n, "'): ", why);

@@ -20,12 +20,14 @@ constexpr int64_t kBlock = 64;  // band of the longer side per task: kBlock x C 
 
 using isa::Isa;
 using isa::Op;
-[[maybe_unused]] const bool kImplemented = isa::implement(Op::kRelayoutPlanes, {Isa::kAvx2, Isa::kAvx512});
+[[maybe_unused]] const bool kImplemented =
+    isa::implement(Op::kRelayoutPlanes, {Isa::kAvx2, Isa::kAvx512});
 
 // d[j * ds + i] = s[i * ss + j] for i < rows, j < cols; full 16 x 16 float blocks through
 // registers on the vector tiers.
 template <typename T>
-void transpose_tile(const T* s, int64_t ss, T* d, int64_t ds, int64_t rows, int64_t cols, Isa tier) {
+void transpose_tile(const T* s, int64_t ss, T* d, int64_t ds, int64_t rows, int64_t cols,
+                    Isa tier) {
 #if NOFA_ISA_X86
   if constexpr (std::is_same_v<T, float>) {
     if (tier != Isa::kScalar && rows == 16 && cols == 16) {
@@ -46,7 +48,8 @@ void transpose_planes(const T* src, T* dst, int64_t planes, int64_t A, int64_t B
   const int64_t L = along_b ? B : A, blocks = (L + kBlock - 1) / kBlock;
   at::parallel_for(0, planes * blocks, 16, [&](int64_t b, int64_t e) {
     for (int64_t task = b; task < e; ++task) {
-      const int64_t pl = task / blocks, l0 = (task % blocks) * kBlock, l1 = std::min(L, l0 + kBlock);
+      const int64_t pl = task / blocks, l0 = (task % blocks) * kBlock,
+                    l1 = std::min(L, l0 + kBlock);
       const T* s = src + pl * A * B;
       T* d = dst + pl * A * B;
       const int64_t a_lo = along_b ? 0 : l0, a_hi = along_b ? A : l1;
@@ -62,21 +65,25 @@ void transpose_planes(const T* src, T* dst, int64_t planes, int64_t A, int64_t B
 at::Tensor relayout_planes_cpu(const at::Tensor& planes, bool channels_last) {
   check_dim(planes, 5, "planes", "[N, 3, C, H, W]");
   check_float(planes, "planes");
-  const int64_t N = planes.size(0), P = planes.size(1), C = planes.size(2), H = planes.size(3), W = planes.size(4);
+  const int64_t N = planes.size(0), P = planes.size(1), C = planes.size(2), H = planes.size(3),
+                W = planes.size(4);
   auto out = channels_last ? at::empty({N, P, H, W, C}, planes.options()).permute({0, 1, 4, 2, 3})
                            : at::empty({N, P, C, H, W}, planes.options());
   if (out.numel() == 0) return out;
-  const bool src_nchw = planes.is_contiguous(), src_cl = planes.permute({0, 1, 3, 4, 2}).is_contiguous();
+  const bool src_nchw = planes.is_contiguous(),
+             src_cl = planes.permute({0, 1, 3, 4, 2}).is_contiguous();
   if (channels_last ? !src_nchw : !src_cl) {  // no transposition to do (or an unusual layout)
     out.copy_(planes);
     return out;
   }
-  const Isa tier = planes.scalar_type() == at::kFloat ? isa::path_for(Op::kRelayoutPlanes) : Isa::kScalar;
+  const Isa tier =
+      planes.scalar_type() == at::kFloat ? isa::path_for(Op::kRelayoutPlanes) : Isa::kScalar;
   isa::record(Op::kRelayoutPlanes, tier);
   AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "relayout_planes_cpu", [&] {
     const scalar_t* s = planes.data_ptr<scalar_t>();
     scalar_t* d = out.data_ptr<scalar_t>();
-    channels_last ? transpose_planes(s, d, N * P, C, H * W, tier) : transpose_planes(s, d, N * P, H * W, C, tier);
+    channels_last ? transpose_planes(s, d, N * P, C, H * W, tier)
+                  : transpose_planes(s, d, N * P, H * W, C, tier);
   });
   return out;
 }

@@ -28,9 +28,13 @@ using st_cpu::kPrefetchAhead;
 
 // Element strides of a tap (texel) and of a channel within one plane.
 template <bool CL, typename T>
-inline int64_t tap_stride(const Geometry<T>& g) { return CL ? g.C : 1; }
+inline int64_t tap_stride(const Geometry<T>& g) {
+  return CL ? g.C : 1;
+}
 template <bool CL, typename T>
-inline int64_t chan_stride(const Geometry<T>& g) { return CL ? 1 : g.H * g.W; }
+inline int64_t chan_stride(const Geometry<T>& g) {
+  return CL ? 1 : g.H * g.W;
+}
 
 template <typename T>
 inline void prefetch_point(const T* planes_cl, const T* pts, const Geometry<T>& g, int64_t i) {
@@ -45,7 +49,8 @@ inline void prefetch_point(const T* planes_cl, const T* pts, const Geometry<T>& 
     for (int k = 0; k < 4; ++k) {
       if (t.off[k] < 0) continue;
       const char* a = reinterpret_cast<const char*>(base + t.off[k] * g.C);
-      for (int64_t b = 0; b < g.C * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(a + b);
+      for (int64_t b = 0; b < g.C * static_cast<int64_t>(sizeof(T)); b += 64)
+        __builtin_prefetch(a + b);
     }
   }
 }
@@ -54,12 +59,13 @@ inline void prefetch_point(const T* planes_cl, const T* pts, const Geometry<T>& 
 // loops vectorise to that tier's width.
 template <bool CL, typename T>
 NOFA_ISA_INLINE void forward_points(const T* planes_cl, const T* pts, T* out, const Geometry<T>& g,
-                    int64_t begin, int64_t end) {
+                                    int64_t begin, int64_t end) {
   const int64_t HW = g.H * g.W, oc = g.out_c(), ts = tap_stride<CL>(g), cs = chan_stride<CL>(g);
   for (int64_t i = begin; i < end; ++i) {
     if (CL && i + kPrefetchAhead < end) prefetch_point(planes_cl, pts, g, i + kPrefetchAhead);
     const int64_t n = i / g.M;
-    const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale, z = pts[i * 3 + 2] * g.scale;
+    const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale,
+            z = pts[i * 3 + 2] * g.scale;
     T* o = out + i * oc;
     std::fill(o, o + oc, T(0));
     for (int p = 0; p < 3; ++p) {
@@ -84,13 +90,14 @@ NOFA_ISA_INLINE void forward_points(const T* planes_cl, const T* pts, T* out, co
 
 template <bool CL, typename T>
 NOFA_ISA_INLINE void backward_points(const T* go, const T* planes_cl, const T* pts, T* gpts,
-                     const Geometry<T>& g, int64_t begin, int64_t end) {
+                                     const Geometry<T>& g, int64_t begin, int64_t end) {
   const int64_t HW = g.H * g.W, oc = g.out_c(), ts = tap_stride<CL>(g), cs = chan_stride<CL>(g);
   const T s = g.reduce == 1 ? T(1) : T(1) / T(3);  // d(mean) / d(plane sample)
   for (int64_t i = begin; i < end; ++i) {
     if (CL && i + kPrefetchAhead < end) prefetch_point(planes_cl, pts, g, i + kPrefetchAhead);
     const int64_t n = i / g.M;
-    const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale, z = pts[i * 3 + 2] * g.scale;
+    const T x = pts[i * 3 + 0] * g.scale, y = pts[i * 3 + 1] * g.scale,
+            z = pts[i * 3 + 2] * g.scale;
     T acc[3] = {T(0), T(0), T(0)};
     for (int p = 0; p < 3; ++p) {
       T u, v;
@@ -124,8 +131,9 @@ using isa::Op;
 template <typename T>
 Geometry<T> geometry(const at::Tensor& planes, const at::Tensor& points, double box_warp,
                      int reduce) {
-  return Geometry<T>{planes.size(0), points.size(1), planes.size(2), planes.size(3),
-                     planes.size(4), static_cast<T>(2.0 / box_warp), reduce};
+  return Geometry<T>{planes.size(0), points.size(1), planes.size(2),
+                     planes.size(3), planes.size(4), static_cast<T>(2.0 / box_warp),
+                     reduce};
 }
 
 at::Tensor channels_last(const at::Tensor& planes) {
@@ -172,17 +180,23 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cpu(
   // The plane gradient has the strides at::empty_like(planes) gives (so do the fake and the
   // CUDA glue): channels-last-strided planes get a channels-last gradient, written in place.
   auto gplanes = planes_grad ? at::empty_like(planes) : at::empty({0}, planes.options());
-  auto gpoints = points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
+  auto gpoints =
+      points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
   if (planes_grad && N * M * C * H * W == 0) gplanes.zero_();
   if (N * M * C * H * W > 0 && (planes_grad || points_grad)) {
-    TORCH_CHECK(M <= INT32_MAX, "nofa: sample_triplane_backward supports at most 2^31 - 1 points per batch "
-                "element, got M = ", M);
+    TORCH_CHECK(M <= INT32_MAX,
+                "nofa: sample_triplane_backward supports at most 2^31 - 1 points per batch "
+                "element, got M = ",
+                M);
     const auto go = grad_out.contiguous().to(planes.scalar_type());
     const auto pts = points.contiguous();
     const auto pl = points_grad ? (cl ? channels_last(planes) : planes.contiguous()) : at::Tensor();
-    const bool out_cl = planes_grad && !gplanes.is_contiguous() && is_channels_last_strided(gplanes);
+    const bool out_cl =
+        planes_grad && !gplanes.is_contiguous() && is_channels_last_strided(gplanes);
     // Any other dense layout empty_like can give: compute contiguous, then copy.
-    const auto gwork = !planes_grad || out_cl || gplanes.is_contiguous() ? gplanes : at::empty(planes.sizes(), planes.options());
+    const auto gwork = !planes_grad || out_cl || gplanes.is_contiguous()
+                           ? gplanes
+                           : at::empty(planes.sizes(), planes.options());
     const Isa tier = isa::path_for(Op::kSampleTriplaneBackward);
     isa::record(Op::kSampleTriplaneBackward, tier);
     AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "sample_triplane_backward_cpu", [&] {
@@ -194,13 +208,15 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cpu(
         scalar_t* gp = gpoints.data_ptr<scalar_t>();
         at::parallel_for(0, N * M, 256, [&](int64_t b, int64_t e) {
           isa::run(tier, [&]() NOFA_ISA_LAMBDA {
-            cl ? backward_points<true>(gop, pp, xp, gp, g, b, e) : backward_points<false>(gop, pp, xp, gp, g, b, e);
+            cl ? backward_points<true>(gop, pp, xp, gp, g, b, e)
+               : backward_points<false>(gop, pp, xp, gp, g, b, e);
           });
         });
       }
       if (planes_grad) {
         scalar_t* gl = gwork.data_ptr<scalar_t>();
-        for (int64_t n = 0; n < N; ++n) st_cpu::backward_planes(gop, xp, g, n, gl + n * 3 * C * H * W, out_cl, tier);
+        for (int64_t n = 0; n < N; ++n)
+          st_cpu::backward_planes(gop, xp, g, n, gl + n * 3 * C * H * W, out_cl, tier);
       }
     });
     if (planes_grad && !gwork.is_same(gplanes)) gplanes.copy_(gwork);

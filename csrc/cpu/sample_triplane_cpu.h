@@ -23,7 +23,8 @@ constexpr int64_t kPrefetchAhead = 8;
 // out_cl, with the code of instruction-set tier `tier`. Parallel inside (at::parallel_for);
 // deterministic for any thread count.
 template <typename T>
-void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n, T* out, bool out_cl, isa::Isa tier);
+void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n, T* out,
+                     bool out_cl, isa::Isa tier);
 
 }  // namespace st_cpu
 }  // namespace nofa

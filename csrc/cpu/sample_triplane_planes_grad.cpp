@@ -27,9 +27,9 @@ namespace {
 // The steps are inlined into copies compiled for each instruction-set tier (see step).
 #define NOFA_INLINE NOFA_ISA_INLINE
 
-constexpr int32_t kNoTap = INT32_MIN;     // y0 of a record whose four taps are all outside
-constexpr int64_t kChunk = 4096;          // points per bucketing chunk
-constexpr int64_t kBandBytes = 512 << 10;  // target size of one band of gradient
+constexpr int32_t kNoTap = INT32_MIN;       // y0 of a record whose four taps are all outside
+constexpr int64_t kChunk = 4096;            // points per bucketing chunk
+constexpr int64_t kBandBytes = 512 << 10;   // target size of one band of gradient
 constexpr int64_t kParallelWork = 1 << 16;  // values touched below which one thread does all
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -106,11 +106,11 @@ NOFA_INLINE void fill_chunk(const PlaneGradJob<T>& j, int64_t k) {
     for (int64_t m = m0; m < m1; ++m) {
       int64_t b[2];
       const int nb = j.bands_of(r[m].y0, b);
-      for (int e = 0; e < nb; ++e) j.list[j.offs[j.off_index(p, b[e], k)]++] = static_cast<int32_t>(m);
+      for (int e = 0; e < nb; ++e)
+        j.list[j.offs[j.off_index(p, b[e], k)]++] = static_cast<int32_t>(m);
     }
   }
 }
-
 
 // Band [r0, r1) of a plane, [rows, W, C], into that plane's [C, H, W] gradient.
 template <typename T>
@@ -162,7 +162,8 @@ NOFA_INLINE void band_task(const PlaneGradJob<T>& j, int64_t t, T* scratch) {
       const int64_t mf = j.list[e + kPrefetchAhead];
       __builtin_prefetch(recs + mf);
       const char* a = reinterpret_cast<const char*>(go + mf * oc);
-      for (int64_t b = 0; b < C * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(a + b);
+      for (int64_t b = 0; b < C * static_cast<int64_t>(sizeof(T)); b += 64)
+        __builtin_prefetch(a + b);
     }
     const int64_t m = j.list[e];
     const TapRec<T> r = recs[m];
@@ -205,17 +206,19 @@ void step(const PlaneGradJob<T>& j, isa::Isa tier, int s, int64_t i, T* scratch)
 }  // namespace
 
 template <typename T>
-void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n, T* out, bool out_cl,
-                     isa::Isa tier) {
+void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n, T* out,
+                     bool out_cl, isa::Isa tier) {
   const int64_t threads = at::get_num_threads();
   const int64_t plane_bytes = g.H * g.W * g.C * static_cast<int64_t>(sizeof(T));
-  const int64_t want = std::min(g.H, std::max(ceil_div(4 * threads, 3), ceil_div(plane_bytes, kBandBytes)));
+  const int64_t want =
+      std::min(g.H, std::max(ceil_div(4 * threads, 3), ceil_div(plane_bytes, kBandBytes)));
   int64_t shift = 0;  // bands of a power of two rows: a shift finds a row's band
   while ((int64_t{2} << shift) <= ceil_div(g.H, want)) ++shift;
   const int64_t rows = int64_t{1} << shift, B = ceil_div(g.H, rows), K = ceil_div(g.M, kChunk);
   std::unique_ptr<TapRec<T>[]> recs(new TapRec<T>[3 * g.M]);
   std::vector<int64_t> offs(3 * B * K + 1, 0);
-  PlaneGradJob<T> j{g, n, B, shift, K, go, pts, recs.get(), offs.data(), nullptr, out, out_cl, tier};
+  PlaneGradJob<T> j{g,          n,           B,       shift, K,      go,  pts,
+                    recs.get(), offs.data(), nullptr, out,   out_cl, tier};
   at::parallel_for(0, K, 1, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) step<T>(j, tier, 0, k, nullptr);
   });
@@ -236,9 +239,12 @@ void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n,
   std::vector<int64_t> order(3 * B), cost(3 * B);
   for (int64_t t = 0; t < 3 * B; ++t) {
     order[t] = t;
-    cost[t] = 4 * (starts[j.off_index(t / B, t % B + 1, 0)] - starts[j.off_index(t / B, t % B, 0)]) + rows * g.W;
+    cost[t] =
+        4 * (starts[j.off_index(t / B, t % B + 1, 0)] - starts[j.off_index(t / B, t % B, 0)]) +
+        rows * g.W;
   }
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
   std::atomic<int64_t> next{0};
   // Small problems run on the calling thread: waking the pool would cost more than the work.
   const int64_t workers = 3 * (g.M + g.H * g.W) * g.C >= kParallelWork ? threads : 1;
@@ -248,10 +254,10 @@ void backward_planes(const T* go, const T* pts, const Geometry<T>& g, int64_t n,
   });
 }
 
-template void backward_planes<float>(const float*, const float*, const Geometry<float>&, int64_t, float*, bool,
-                                     isa::Isa);
-template void backward_planes<double>(const double*, const double*, const Geometry<double>&, int64_t, double*,
-                                      bool, isa::Isa);
+template void backward_planes<float>(const float*, const float*, const Geometry<float>&, int64_t,
+                                     float*, bool, isa::Isa);
+template void backward_planes<double>(const double*, const double*, const Geometry<double>&,
+                                      int64_t, double*, bool, isa::Isa);
 
 }  // namespace st_cpu
 }  // namespace nofa

@@ -22,60 +22,68 @@ namespace nofa {
 namespace {
 
 at::Tensor autocast_planes(const at::Tensor& t) {
-  if (t.is_cuda() && t.scalar_type() == at::kFloat) return t.to(at::autocast::get_autocast_dtype(at::kCUDA));
+  if (t.is_cuda() && t.scalar_type() == at::kFloat)
+    return t.to(at::autocast::get_autocast_dtype(at::kCUDA));
   return t;
 }
 
 at::Tensor autocast_float(const at::Tensor& t) {
-  if (t.is_cuda() && (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16)) return t.to(at::kFloat);
+  if (t.is_cuda() && (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16))
+    return t.to(at::kFloat);
   return t;
 }
 
-at::Tensor sample_triplane_autocast(const at::Tensor& planes, const at::Tensor& points, double box_warp,
-                                    c10::string_view reduce) {
-  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("nofa::sample_triplane", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, c10::string_view)>();
-  return op.call(autocast_planes(planes), autocast_float(points), box_warp, reduce);
-}
-
-std::tuple<at::Tensor, at::Tensor> decode_triplane_autocast(const at::Tensor& planes, const at::Tensor& points,
-                                                            double box_warp, const at::Tensor& fc0_weight,
-                                                            const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
-                                                            const at::Tensor& fc1_bias) {
+at::Tensor sample_triplane_autocast(const at::Tensor& planes, const at::Tensor& points,
+                                    double box_warp, c10::string_view reduce) {
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
   static const auto op =
       c10::Dispatcher::singleton()
-          .findSchemaOrThrow("nofa::decode_triplane", "")
-          .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, double, const at::Tensor&,
-                                                    const at::Tensor&, const at::Tensor&, const at::Tensor&)>();
-  return op.call(autocast_planes(planes), autocast_float(points), box_warp, autocast_float(fc0_weight),
-                 autocast_float(fc0_bias), autocast_float(fc1_weight), autocast_float(fc1_bias));
+          .findSchemaOrThrow("nofa::sample_triplane", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, c10::string_view)>();
+  return op.call(autocast_planes(planes), autocast_float(points), box_warp, reduce);
+}
+
+std::tuple<at::Tensor, at::Tensor> decode_triplane_autocast(
+    const at::Tensor& planes, const at::Tensor& points, double box_warp,
+    const at::Tensor& fc0_weight, const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
+    const at::Tensor& fc1_bias) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("nofa::decode_triplane", "")
+                             .typed<std::tuple<at::Tensor, at::Tensor>(
+                                 const at::Tensor&, const at::Tensor&, double, const at::Tensor&,
+                                 const at::Tensor&, const at::Tensor&, const at::Tensor&)>();
+  return op.call(autocast_planes(planes), autocast_float(points), box_warp,
+                 autocast_float(fc0_weight), autocast_float(fc0_bias), autocast_float(fc1_weight),
+                 autocast_float(fc1_bias));
 }
 
 using Tensor3 = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 
-Tensor3 composite_rays_autocast(const at::Tensor& colors, const at::Tensor& densities, const at::Tensor& depths,
-                                bool white_back) {
+Tensor3 composite_rays_autocast(const at::Tensor& colors, const at::Tensor& densities,
+                                const at::Tensor& depths, bool white_back) {
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
   static const auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("nofa::composite_rays", "")
           .typed<Tensor3(const at::Tensor&, const at::Tensor&, const at::Tensor&, bool)>();
-  return op.call(autocast_planes(colors), autocast_float(densities), autocast_float(depths), white_back);
+  return op.call(autocast_planes(colors), autocast_float(densities), autocast_float(depths),
+                 white_back);
 }
 
 Tensor3 composite_rays_merged_autocast(const at::Tensor& colors_a, const at::Tensor& densities_a,
                                        const at::Tensor& depths_a, const at::Tensor& colors_b,
-                                       const at::Tensor& densities_b, const at::Tensor& depths_b, bool white_back) {
+                                       const at::Tensor& densities_b, const at::Tensor& depths_b,
+                                       bool white_back) {
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCUDA);
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("nofa::composite_rays_merged", "")
-                             .typed<Tensor3(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                            const at::Tensor&, const at::Tensor&, const at::Tensor&, bool)>();
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("nofa::composite_rays_merged", "")
+          .typed<Tensor3(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                         const at::Tensor&, const at::Tensor&, bool)>();
   return op.call(autocast_planes(colors_a), autocast_float(densities_a), autocast_float(depths_a),
-                 autocast_planes(colors_b), autocast_float(densities_b), autocast_float(depths_b), white_back);
+                 autocast_planes(colors_b), autocast_float(densities_b), autocast_float(depths_b),
+                 white_back);
 }
 
 }  // namespace
@@ -92,8 +100,9 @@ TORCH_LIBRARY_IMPL(nofa, AutocastCUDA, m) {
   m.impl("deform_points_backward", autocast_float32<K, true>());
   // A backward run inside an autocast region: its glue's ATen calls (decode_triplane's chunked
   // products, the transposes) keep the inputs' dtypes; the kernels take half inputs as they are.
-  for (const char* name : {"sample_triplane_backward", "decode_triplane_backward", "composite_rays_backward",
-                           "composite_rays_merged_backward", "relayout_planes"}) {
+  for (const char* name :
+       {"sample_triplane_backward", "decode_triplane_backward", "composite_rays_backward",
+        "composite_rays_merged_backward", "relayout_planes"}) {
     m.impl(name, autocast_float32<K, false>());
   }
 }

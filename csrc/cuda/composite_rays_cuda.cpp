@@ -37,10 +37,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_cuda(const at::Ten
   const auto stream = c10::cuda::getCurrentCUDAStream();
   dispatch_colour_types(colors.scalar_type(), "composite_rays_cuda", [&]<typename T, typename P>() {
     const ColorRows<const P> rows{data_as<const P>(col), nullptr, nullptr, S, 0, C};
-    launch_composite_rays_forward<T, P>(rows, den_t.data_ptr<T>(), z_t.data_ptr<T>(),
-                                        std::get<0>(range).data_ptr<T>(), std::get<1>(range).data_ptr<T>(),
-                                        data_as<T>(feat), depth.data_ptr<T>(), weights_t.data_ptr<T>(), rays, S,
-                                        C, white_back, stream);
+    launch_composite_rays_forward<T, P>(
+        rows, den_t.data_ptr<T>(), z_t.data_ptr<T>(), std::get<0>(range).data_ptr<T>(),
+        std::get<1>(range).data_ptr<T>(), data_as<T>(feat), depth.data_ptr<T>(),
+        weights_t.data_ptr<T>(), rays, S, C, white_back, stream);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {feat, depth, ray_major(weights_t).view({N, R, K, 1})};
@@ -61,8 +61,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_backward_cuda(
   const auto gw = cotangent(grad_weights, densities, {N, R, K, 1}, "grad_weights");
   const auto opts = densities.options(), copts = colors.options();
   // Without a features cotangent the colour gradient is zero and no kernel writes it.
-  auto gcol = !colors_grad ? at::empty({0}, copts)
-              : gf.defined() ? at::empty({N, R, S, C}, copts) : at::zeros({N, R, S, C}, copts);
+  auto gcol = !colors_grad   ? at::empty({0}, copts)
+              : gf.defined() ? at::empty({N, R, S, C}, copts)
+                             : at::zeros({N, R, S, C}, copts);
   if (rays == 0 || !(colors_grad || densities_grad || depths_grad)) {
     return {gcol, densities_grad ? at::empty({N, R, S, 1}, opts) : at::empty({0}, opts),
             depths_grad ? at::empty({N, R, S, 1}, opts) : at::empty({0}, opts)};
@@ -80,16 +81,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_backward_cuda(
   auto scratch_w = at::empty({K * kScratch * rays}, opts);
   auto bounds = depths_grad ? at::empty({2, rays}, opts) : at::Tensor();
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  dispatch_colour_types(colors.scalar_type(), "composite_rays_backward_cuda", [&]<typename T, typename P>() {
-    const ColorRows<const P> rows{data_as<const P>(col), nullptr, nullptr, S, 0, C};
-    const ColorRows<P> grad_rows{colors_grad && gf.defined() ? data_as<P>(gcol) : nullptr, nullptr, nullptr, S,
-                                 0, C};
-    launch_composite_rays_backward<T, P>(
-        data_as<T>(gf), data_as<T>(gf_sum), data_as<T>(gz), data_as<T>(gw_t), rows, den_t.data_ptr<T>(),
-        z_t.data_ptr<T>(), std::get<0>(range).data_ptr<T>(), std::get<1>(range).data_ptr<T>(),
-        data_as<T>(scratch_e_t), scratch_w.data_ptr<T>(), grad_rows, gden_t.data_ptr<T>(), data_as<T>(gdep_t),
-        data_as<T>(bounds), rays, S, C, white_back, stream);
-  });
+  dispatch_colour_types(
+      colors.scalar_type(), "composite_rays_backward_cuda", [&]<typename T, typename P>() {
+        const ColorRows<const P> rows{data_as<const P>(col), nullptr, nullptr, S, 0, C};
+        const ColorRows<P> grad_rows{
+            colors_grad && gf.defined() ? data_as<P>(gcol) : nullptr, nullptr, nullptr, S, 0, C};
+        launch_composite_rays_backward<T, P>(
+            data_as<T>(gf), data_as<T>(gf_sum), data_as<T>(gz), data_as<T>(gw_t), rows,
+            den_t.data_ptr<T>(), z_t.data_ptr<T>(), std::get<0>(range).data_ptr<T>(),
+            std::get<1>(range).data_ptr<T>(), data_as<T>(scratch_e_t), scratch_w.data_ptr<T>(),
+            grad_rows, gden_t.data_ptr<T>(), data_as<T>(gdep_t), data_as<T>(bounds), rays, S, C,
+            white_back, stream);
+      });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   if (depths_grad) {
     // The clamp bounds' gradients, on the sample-major copies (elementwise: any layout).
@@ -99,9 +102,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_rays_backward_cuda(
     const auto counts = at::stack({z_t.eq(lo).sum(), z_t.eq(hi).sum()}).contiguous();
     AT_DISPATCH_FLOATING_TYPES(densities.scalar_type(), "composite_rays_bound_grads_cuda", [&] {
       using T = scalar_t;
-      launch_composite_bound_grads<T>(z_t.data_ptr<T>(), gdep_t.data_ptr<T>(), z_t.numel(), lo.data_ptr<T>(),
-                                      hi.data_ptr<T>(), totals.data_ptr<T>(), counts.data_ptr<int64_t>(),
-                                      stream);
+      launch_composite_bound_grads<T>(z_t.data_ptr<T>(), gdep_t.data_ptr<T>(), z_t.numel(),
+                                      lo.data_ptr<T>(), hi.data_ptr<T>(), totals.data_ptr<T>(),
+                                      counts.data_ptr<int64_t>(), stream);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }

@@ -132,12 +132,15 @@ __global__ void ray_backward_kernel(const T* __restrict__ gf_sum, const T* __res
   if (r >= rays) return;
   const int64_t K = S - 1;
   // With a white background every b_k also gets -sum_c g_rgb_c (gf_sum is null otherwise).
-  const RayCotangents<T> ct{e_t ? e_t + r : nullptr, gw_t ? gw_t + r : nullptr,
-                            gf_sum ? -gf_sum[r] : T(0), gz ? gz[r] : T(0), *lo, *hi};
+  const RayCotangents<T> ct{e_t ? e_t + r : nullptr,
+                            gw_t ? gw_t + r : nullptr,
+                            gf_sum ? -gf_sum[r] : T(0),
+                            gz ? gz[r] : T(0),
+                            *lo,
+                            *hi};
   T glo, ghi;
   fill_intervals(dens_t + r, z_t + r, K, wbuf + r, rays);
-  ray_backward(z_t + r, K, ct, wbuf + r, rays, gden_t + r, gdep_t ? gdep_t + r : nullptr, glo,
-               ghi);
+  ray_backward(z_t + r, K, ct, wbuf + r, rays, gden_t + r, gdep_t ? gdep_t + r : nullptr, glo, ghi);
   if (bounds) {
     bounds[r] = glo;
     bounds[rays + r] = ghi;
@@ -153,7 +156,8 @@ __global__ void color_grad_kernel(const T* __restrict__ gf, const T* __restrict_
   const int64_t c = idx % C, rs = idx / C, s = rs % S, r = rs / S, K = S - 1;
   // Field kTrans of the scratch holds the weights after the ray kernel.
   const T u = ((s > 0 ? wbuf[(kTrans * K + s - 1) * rays + r] : T(0)) +
-               (s < K ? wbuf[(kTrans * K + s) * rays + r] : T(0))) / T(2);
+               (s < K ? wbuf[(kTrans * K + s) * rays + r] : T(0))) /
+              T(2);
   gcol.row(r, s, S)[c] = colour_out<P>(u * (T(2) * gf[r * C + c]));
 }
 
@@ -214,7 +218,8 @@ __global__ void scatter_kernel(const T* __restrict__ v, const int32_t* __restric
 template <typename T>
 __global__ void bound_grads_kernel(const T* __restrict__ z, T* __restrict__ gdep, int64_t n,
                                    const T* __restrict__ lo, const T* __restrict__ hi,
-                                   const T* __restrict__ totals, const int64_t* __restrict__ counts) {
+                                   const T* __restrict__ totals,
+                                   const int64_t* __restrict__ counts) {
   const int64_t idx = thread_index();
   if (idx >= n) return;
   const T v = z[idx];

@@ -39,7 +39,8 @@ void dispatch_colour_types(at::ScalarType colours, const char* name, F&& f) {
     case at::kBFloat16:
       return f.template operator()<float, __nv_bfloat16>();
     default:
-      TORCH_CHECK(false, "nofa: ", name, ": colors must be float32, float64, float16 or bfloat16, got ", colours);
+      TORCH_CHECK(false, "nofa: ", name,
+                  ": colors must be float32, float64, float16 or bfloat16, got ", colours);
   }
 }
 

@@ -44,9 +44,8 @@ void launch_composite_rays_backward(const T* grad_features, const T* grad_featur
                                     const ColorRows<const P>& colors, const T* densities_t,
                                     const T* depths_t, const T* lo, const T* hi, T* scratch_e_t,
                                     T* scratch_w, const ColorRows<P>& grad_colors,
-                                    T* grad_densities_t, T* grad_depths_t, T* bounds,
-                                    int64_t rays, int64_t S, int64_t C, bool white_back,
-                                    cudaStream_t stream);
+                                    T* grad_densities_t, T* grad_depths_t, T* bounds, int64_t rays,
+                                    int64_t S, int64_t C, bool white_back, cudaStream_t stream);
 
 // grad_depths[i] += share of the clamp bounds' gradients for every depths[i] equal to *lo /
 // *hi: totals [2] = (dL/d lo, dL/d hi) summed over rays, counts [2] = how many elements
@@ -66,7 +65,7 @@ void launch_merge_sets(const T* densities_a_t, const T* depths_a_t, const T* den
 
 // values [rays, Sa + Sb] in merged order -> out_a [rays, Sa], out_b [rays, Sb].
 template <typename T>
-void launch_scatter_sets(const T* values, const int32_t* src, int64_t rays, int64_t Sa,
-                         int64_t Sb, T* out_a, T* out_b, cudaStream_t stream);
+void launch_scatter_sets(const T* values, const int32_t* src, int64_t rays, int64_t Sa, int64_t Sb,
+                         T* out_a, T* out_b, cudaStream_t stream);
 
 }  // namespace nofa

@@ -41,7 +41,8 @@ std::pair<at::Tensor, at::Tensor> depth_range(const at::Tensor& za, const at::Te
   }
   auto ra = at::aminmax(za);
   auto rb = at::aminmax(zb);
-  return {at::minimum(std::get<0>(ra), std::get<0>(rb)), at::maximum(std::get<1>(ra), std::get<1>(rb))};
+  return {at::minimum(std::get<0>(ra), std::get<0>(rb)),
+          at::maximum(std::get<1>(ra), std::get<1>(rb))};
 }
 
 struct Merged {
@@ -60,9 +61,9 @@ Merged merge(const at::Tensor& da, const at::Tensor& za, const at::Tensor& db, c
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(da.scalar_type(), "composite_rays_merged_merge_cuda", [&] {
     using T = scalar_t;
-    launch_merge_sets<T>(ptr_or_null<T>(da_t), ptr_or_null<T>(za_t), ptr_or_null<T>(db_t), ptr_or_null<T>(zb_t),
-                         rays, Sa, Sb, m.den_t.data_ptr<T>(), m.z_t.data_ptr<T>(), m.src.data_ptr<int32_t>(),
-                         stream);
+    launch_merge_sets<T>(ptr_or_null<T>(da_t), ptr_or_null<T>(za_t), ptr_or_null<T>(db_t),
+                         ptr_or_null<T>(zb_t), rays, Sa, Sb, m.den_t.data_ptr<T>(),
+                         m.z_t.data_ptr<T>(), m.src.data_ptr<int32_t>(), stream);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return m;
@@ -90,12 +91,15 @@ Tensor3 composite_rays_merged_cuda(const at::Tensor& colors_a, const at::Tensor&
   const auto m = merge(densities_a, depths_a, densities_b, depths_b, rays, Sa, Sb);
   auto weights_t = at::empty({K, rays}, opts);
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  dispatch_colour_types(colors_a.scalar_type(), "composite_rays_merged_cuda", [&]<typename T, typename P>() {
-    const ColorRows<const P> rows{data_as<const P>(ca), data_as<const P>(cb), m.src.data_ptr<int32_t>(), Sa, Sb, C};
-    launch_composite_rays_forward<T, P>(rows, m.den_t.data_ptr<T>(), m.z_t.data_ptr<T>(), range.first.data_ptr<T>(),
-                                        range.second.data_ptr<T>(), data_as<T>(feat), depth.data_ptr<T>(),
-                                        weights_t.data_ptr<T>(), rays, S, C, white_back, stream);
-  });
+  dispatch_colour_types(
+      colors_a.scalar_type(), "composite_rays_merged_cuda", [&]<typename T, typename P>() {
+        const ColorRows<const P> rows{
+            data_as<const P>(ca), data_as<const P>(cb), m.src.data_ptr<int32_t>(), Sa, Sb, C};
+        launch_composite_rays_forward<T, P>(
+            rows, m.den_t.data_ptr<T>(), m.z_t.data_ptr<T>(), range.first.data_ptr<T>(),
+            range.second.data_ptr<T>(), data_as<T>(feat), depth.data_ptr<T>(),
+            weights_t.data_ptr<T>(), rays, S, C, white_back, stream);
+      });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {feat, depth, ray_major(weights_t).view({N, R, K, 1})};
 }
@@ -119,14 +123,18 @@ Tensor6 composite_rays_merged_backward_cuda(
   const auto opts = densities_a.options(), copts = colors_a.options();
   // Without a features cotangent the colour gradients are zero and no kernel writes them.
   auto colour_grad = [&](int64_t Sx) {
-    return !colors_grad ? at::empty({0}, copts) : gf.defined() ? at::empty({N, R, Sx, C}, copts)
-                                                                : at::zeros({N, R, Sx, C}, copts);
+    return !colors_grad   ? at::empty({0}, copts)
+           : gf.defined() ? at::empty({N, R, Sx, C}, copts)
+                          : at::zeros({N, R, Sx, C}, copts);
   };
-  auto alloc = [&](bool need, int64_t Sx) { return need ? at::empty({N, R, Sx, 1}, opts) : at::empty({0}, opts); };
+  auto alloc = [&](bool need, int64_t Sx) {
+    return need ? at::empty({N, R, Sx, 1}, opts) : at::empty({0}, opts);
+  };
   auto gca = colour_grad(Sa), gcb = colour_grad(Sb);
   auto gda = alloc(densities_grad, Sa), gdb = alloc(densities_grad, Sb);
   auto gza = alloc(depths_grad, Sa), gzb = alloc(depths_grad, Sb);
-  if (rays == 0 || !(colors_grad || densities_grad || depths_grad)) return {gca, gda, gza, gcb, gdb, gzb};
+  if (rays == 0 || !(colors_grad || densities_grad || depths_grad))
+    return {gca, gda, gza, gcb, gdb, gzb};
   const auto ca = colors_a.contiguous(), za = depths_a.contiguous();
   const auto cb = colors_b.contiguous(), zb = depths_b.contiguous();
   const auto range = depth_range(za, zb);
@@ -142,30 +150,36 @@ Tensor6 composite_rays_merged_backward_cuda(
   auto bounds = depths_grad ? at::empty({2, rays}, opts) : at::Tensor();
   const auto stream = c10::cuda::getCurrentCUDAStream();
   const int32_t* src = m.src.data_ptr<int32_t>();
-  dispatch_colour_types(colors_a.scalar_type(), "composite_rays_merged_backward_cuda", [&]<typename T, typename P>() {
-    const ColorRows<const P> rows{data_as<const P>(ca), data_as<const P>(cb), src, Sa, Sb, C};
-    const bool write_colours = colors_grad && gf.defined();
-    const ColorRows<P> grad_rows{write_colours ? data_as<P>(gca) : nullptr, write_colours ? data_as<P>(gcb) : nullptr,
-                                 src, Sa, Sb, C};
-    launch_composite_rays_backward<T, P>(data_as<T>(gf), data_as<T>(gf_sum), data_as<T>(gz), data_as<T>(gw_t), rows,
-                                         m.den_t.data_ptr<T>(), m.z_t.data_ptr<T>(), range.first.data_ptr<T>(),
-                                         range.second.data_ptr<T>(), data_as<T>(scratch_e_t), scratch_w.data_ptr<T>(),
-                                         grad_rows, gden_t.data_ptr<T>(), data_as<T>(gdep_t), data_as<T>(bounds), rays,
-                                         S, C, white_back, stream);
-  });
+  dispatch_colour_types(
+      colors_a.scalar_type(), "composite_rays_merged_backward_cuda", [&]<typename T, typename P>() {
+        const ColorRows<const P> rows{data_as<const P>(ca), data_as<const P>(cb), src, Sa, Sb, C};
+        const bool write_colours = colors_grad && gf.defined();
+        const ColorRows<P> grad_rows{write_colours ? data_as<P>(gca) : nullptr,
+                                     write_colours ? data_as<P>(gcb) : nullptr,
+                                     src,
+                                     Sa,
+                                     Sb,
+                                     C};
+        launch_composite_rays_backward<T, P>(
+            data_as<T>(gf), data_as<T>(gf_sum), data_as<T>(gz), data_as<T>(gw_t), rows,
+            m.den_t.data_ptr<T>(), m.z_t.data_ptr<T>(), range.first.data_ptr<T>(),
+            range.second.data_ptr<T>(), data_as<T>(scratch_e_t), scratch_w.data_ptr<T>(), grad_rows,
+            gden_t.data_ptr<T>(), data_as<T>(gdep_t), data_as<T>(bounds), rays, S, C, white_back,
+            stream);
+      });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   // Merged-order gradients back to [rays, S] rows, then to the sets' rows.
   AT_DISPATCH_FLOATING_TYPES(densities_a.scalar_type(), "composite_rays_merged_scatter_cuda", [&] {
     using T = scalar_t;
     if (densities_grad) {
       const auto gden = ray_major(gden_t);
-      launch_scatter_sets<T>(gden.data_ptr<T>(), src, rays, Sa, Sb, ptr_or_null<T>(gda), ptr_or_null<T>(gdb),
-                             stream);
+      launch_scatter_sets<T>(gden.data_ptr<T>(), src, rays, Sa, Sb, ptr_or_null<T>(gda),
+                             ptr_or_null<T>(gdb), stream);
     }
     if (depths_grad) {
       const auto gdep = ray_major(gdep_t);
-      launch_scatter_sets<T>(gdep.data_ptr<T>(), src, rays, Sa, Sb, ptr_or_null<T>(gza), ptr_or_null<T>(gzb),
-                             stream);
+      launch_scatter_sets<T>(gdep.data_ptr<T>(), src, rays, Sa, Sb, ptr_or_null<T>(gza),
+                             ptr_or_null<T>(gzb), stream);
     }
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -175,14 +189,19 @@ Tensor6 composite_rays_merged_backward_cuda(
     const auto& lo = range.first;
     const auto& hi = range.second;
     const auto totals = bounds.sum(1).contiguous();
-    const auto counts = at::stack({za.eq(lo).sum() + zb.eq(lo).sum(), za.eq(hi).sum() + zb.eq(hi).sum()}).contiguous();
-    AT_DISPATCH_FLOATING_TYPES(densities_a.scalar_type(), "composite_rays_merged_bound_grads_cuda", [&] {
-      using T = scalar_t;
-      launch_composite_bound_grads<T>(ptr_or_null<T>(za), ptr_or_null<T>(gza), za.numel(), lo.data_ptr<T>(),
-                                      hi.data_ptr<T>(), totals.data_ptr<T>(), counts.data_ptr<int64_t>(), stream);
-      launch_composite_bound_grads<T>(ptr_or_null<T>(zb), ptr_or_null<T>(gzb), zb.numel(), lo.data_ptr<T>(),
-                                      hi.data_ptr<T>(), totals.data_ptr<T>(), counts.data_ptr<int64_t>(), stream);
-    });
+    const auto counts =
+        at::stack({za.eq(lo).sum() + zb.eq(lo).sum(), za.eq(hi).sum() + zb.eq(hi).sum()})
+            .contiguous();
+    AT_DISPATCH_FLOATING_TYPES(
+        densities_a.scalar_type(), "composite_rays_merged_bound_grads_cuda", [&] {
+          using T = scalar_t;
+          launch_composite_bound_grads<T>(ptr_or_null<T>(za), ptr_or_null<T>(gza), za.numel(),
+                                          lo.data_ptr<T>(), hi.data_ptr<T>(), totals.data_ptr<T>(),
+                                          counts.data_ptr<int64_t>(), stream);
+          launch_composite_bound_grads<T>(ptr_or_null<T>(zb), ptr_or_null<T>(gzb), zb.numel(),
+                                          lo.data_ptr<T>(), hi.data_ptr<T>(), totals.data_ptr<T>(),
+                                          counts.data_ptr<int64_t>(), stream);
+        });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   return {gca, gda, gza, gcb, gdb, gzb};

@@ -40,8 +40,8 @@ bool decode_triplane_fast_path(int64_t C, int64_t Hd, int64_t O, int64_t H, int6
 template <typename T>
 void launch_decode_triplane_forward(const T* planes_cl, const T* points, const T* w0, const T* b0,
                                     const T* w1, const T* b1, T* density, T* features, int64_t N,
-                                    int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd, int64_t O,
-                                    T scale, bool fast, cudaStream_t stream) {
+                                    int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd,
+                                    int64_t O, T scale, bool fast, cudaStream_t stream) {
   const int64_t P = N * M;
   if (P == 0) return;
   if constexpr (!std::is_same<T, double>::value) {  // double never takes the fast path
@@ -51,12 +51,13 @@ void launch_decode_triplane_forward(const T* planes_cl, const T* points, const T
       const size_t smem = static_cast<size_t>(L.total) * sizeof(A);
       auto kernel = fast_forward_kernel<T, A, kFastC, kFastO>;  // T = A = float here
       if (smem > static_cast<size_t>(kSharedBytes)) {
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smem));
       }
       const unsigned int blocks = static_cast<unsigned int>((P + kFastPoints - 1) / kFastPoints);
-      kernel<<<blocks, kFastPoints, smem, stream>>>(planes_cl, points, w0, b0, w1, b1, density, features, P,
-                                                    M, static_cast<int>(C), H, W, static_cast<int>(Hd),
-                                                    static_cast<int>(O), static_cast<A>(scale), L);
+      kernel<<<blocks, kFastPoints, smem, stream>>>(
+          planes_cl, points, w0, b0, w1, b1, density, features, P, M, static_cast<int>(C), H, W,
+          static_cast<int>(Hd), static_cast<int>(O), static_cast<A>(scale), L);
       return;
     }
   }
@@ -64,13 +65,14 @@ void launch_decode_triplane_forward(const T* planes_cl, const T* points, const T
   if (tile < 1) return;
   const unsigned int blocks = static_cast<unsigned int>((P + tile - 1) / tile);
   const size_t smem = static_cast<size_t>(tile * (C + Hd)) * sizeof(T);
-  forward_kernel<T><<<blocks, kThreads, smem, stream>>>(planes_cl, points, w0, b0, w1, b1, density,
-                                                        features, P, M, C, H, W, Hd, O, scale, tile);
+  forward_kernel<T><<<blocks, kThreads, smem, stream>>>(
+      planes_cl, points, w0, b0, w1, b1, density, features, P, M, C, H, W, Hd, O, scale, tile);
 }
 
-void launch_decode_triplane_forward_half(const void* planes_cl, bool bf16, const float* points, const float* w0,
-                                         const float* b0, const float* w1, const float* b1, float* density,
-                                         float* features, int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
+void launch_decode_triplane_forward_half(const void* planes_cl, bool bf16, const float* points,
+                                         const float* w0, const float* b0, const float* w1,
+                                         const float* b1, float* density, float* features,
+                                         int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
                                          int64_t Hd, int64_t O, float scale, cudaStream_t stream) {
   const int64_t P = N * M;
   if (P == 0) return;
@@ -79,24 +81,25 @@ void launch_decode_triplane_forward_half(const void* planes_cl, bool bf16, const
   const unsigned int blocks = static_cast<unsigned int>((P + kFastPoints - 1) / kFastPoints);
   auto run = [&](auto kernel, const auto* planes) {
     if (smem > static_cast<size_t>(kSharedBytes)) {
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(smem));
     }
-    kernel<<<blocks, kFastPoints, smem, stream>>>(planes, points, w0, b0, w1, b1, density, features, P, M,
-                                                  static_cast<int>(C), H, W, static_cast<int>(Hd),
-                                                  static_cast<int>(O), scale, L);
+    kernel<<<blocks, kFastPoints, smem, stream>>>(
+        planes, points, w0, b0, w1, b1, density, features, P, M, static_cast<int>(C), H, W,
+        static_cast<int>(Hd), static_cast<int>(O), scale, L);
   };
   if (bf16) {
-    run(fast_forward_kernel<__nv_bfloat16, float, kFastC, kFastO>, static_cast<const __nv_bfloat16*>(planes_cl));
+    run(fast_forward_kernel<__nv_bfloat16, float, kFastC, kFastO>,
+        static_cast<const __nv_bfloat16*>(planes_cl));
   } else {
     run(fast_forward_kernel<__half, float, kFastC, kFastO>, static_cast<const __half*>(planes_cl));
   }
 }
 
-#define NOFA_INSTANTIATE(T)                                                                        \
-  template void launch_decode_triplane_forward<T>(const T*, const T*, const T*, const T*, const T*, \
-                                                  const T*, T*, T*, int64_t, int64_t, int64_t,     \
-                                                  int64_t, int64_t, int64_t, int64_t, T, bool,     \
-                                                  cudaStream_t);
+#define NOFA_INSTANTIATE(T)                                                                 \
+  template void launch_decode_triplane_forward<T>(                                          \
+      const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, int64_t, int64_t, \
+      int64_t, int64_t, int64_t, int64_t, int64_t, T, bool, cudaStream_t);
 NOFA_INSTANTIATE(float)
 NOFA_INSTANTIATE(double)
 #undef NOFA_INSTANTIATE

@@ -9,13 +9,13 @@
 namespace nofa {
 namespace {
 
-
 // The kernel with the shared memory it needs for these sizes (opted in above 48 KiB).
 auto prepared_kernel(int64_t C, int64_t Hd, int64_t O, size_t& smem) {
   auto kernel = fused_backward_kernel<kMaxC, kMaxO>;
   smem = static_cast<size_t>(layout(C, Hd, O).total) * sizeof(float);
   if (smem > static_cast<size_t>(kDefaultSharedBytes)) {
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         static_cast<int>(smem));
   }
   return kernel;
 }
@@ -41,7 +41,8 @@ int64_t decode_triplane_fused_backward_blocks(int64_t P, int64_t C, int64_t Hd, 
   int device = 0, sms = 0, per_sm = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kPoints, smem) != cudaSuccess) {
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kPoints, smem) !=
+          cudaSuccess) {
     cudaGetLastError();
     sms = 0;
   }
@@ -50,17 +51,19 @@ int64_t decode_triplane_fused_backward_blocks(int64_t P, int64_t C, int64_t Hd, 
 }
 
 void launch_decode_triplane_backward_fused(const float* gd, const float* gf, const float* planes_cl,
-                                           const float* points, const float* w0, const float* b0, const float* w1,
-                                           const float* b1, float* grad_planes_cl, float* grad_points,
-                                           float* grad_weights, int64_t P, int64_t M, int64_t C, int64_t H,
-                                           int64_t W, int64_t Hd, int64_t O, float scale, int64_t blocks,
+                                           const float* points, const float* w0, const float* b0,
+                                           const float* w1, const float* b1, float* grad_planes_cl,
+                                           float* grad_points, float* grad_weights, int64_t P,
+                                           int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd,
+                                           int64_t O, float scale, int64_t blocks,
                                            cudaStream_t stream) {
   if (P == 0 || blocks < 1) return;
   size_t smem = 0;
   auto kernel = prepared_kernel(C, Hd, O, smem);
   kernel<<<static_cast<unsigned int>(blocks), kPoints, smem, stream>>>(
       gd, gf, planes_cl, points, w0, b0, w1, b1, grad_planes_cl, grad_points, grad_weights, P, M,
-      static_cast<int>(C), H, W, static_cast<int>(Hd), static_cast<int>(O), scale, layout(C, Hd, O));
+      static_cast<int>(C), H, W, static_cast<int>(Hd), static_cast<int>(O), scale,
+      layout(C, Hd, O));
 }
 
 }  // namespace nofa

@@ -1,7 +1,7 @@
 #pragma once
 // The fused decode_triplane CUDA backward kernel (docs/decode_triplane.md, "CUDA"): float32,
-// C <= 32 features, 1 + F <= 33 outputs (the fast forward's sizes). Nothing of size [points, hidden]
-// exists outside one block's shared memory.
+// C <= 32 features, 1 + F <= 33 outputs (the fast forward's sizes). Nothing of size [points,
+// hidden] exists outside one block's shared memory.
 //
 // A fixed grid of resident blocks (128 threads each) walks tiles of 128 points
 // (block b takes tiles b, b + gridDim, ...). Per tile:
@@ -42,10 +42,10 @@ namespace {
 constexpr int kPoints = 128;  // points per tile = threads per block
 constexpr int kWarp = 32;
 constexpr int kWarps = kPoints / kWarp;
-constexpr int kMaxC = 32;   // features kept in registers per thread
-constexpr int kMaxO = 33;   // outputs (1 + F) kept in registers per thread
+constexpr int kMaxC = 32;                      // features kept in registers per thread
+constexpr int kMaxO = 33;                      // outputs (1 + F) kept in registers per thread
 constexpr int kMaxOPad = (kMaxO + 3) / 4 * 4;  // fc1 row stride in shared memory: whole float4s
-constexpr int kUnits = 8;   // hidden units per weight-gradient round (phase C)
+constexpr int kUnits = 8;                      // hidden units per weight-gradient round (phase C)
 constexpr int kUnitLd = kUnits + 1;  // odd row stride: thread p's row starts in bank 9p % 32
 
 // Shared-memory plan, in floats.
@@ -60,15 +60,15 @@ Layout layout(int64_t C, int64_t Hd, int64_t O) {
   l.ldo = static_cast<int>(O | 1);
   // The weight rows are zero-padded to whole float4s, read as 16-byte broadcasts (4 weights
   // per shared-memory load: one load per multiply-add bound the loops by the load/store unit).
-  l.w0 = 0;                            // [Hd, kMaxC]     fc0 weight, nn.Linear rows, padded
-  l.w1t = l.w0 + Hd * kMaxC;           // [Hd, kMaxOPad]  fc1 weight transposed, padded
-  l.b0 = l.w1t + Hd * kMaxOPad;        // [Hd]
-  l.b1 = l.b0 + Hd;                    // [O]
-  l.f = l.b1 + O;                      // [kPoints, ldf]  mean features; later their gradient / 3
-  l.gx = l.f + kPoints * l.ldf;        // [kPoints, ldo]  feature cotangents, then d loss / d outputs
-  l.gz = l.gx + kPoints * l.ldo;       // [kPoints, kUnitLd]  d loss / d z of this round's units
-  l.h = l.gz + kPoints * kUnitLd;      // [kPoints, kUnitLd]  softplus(z) of this round's units
-  l.acc = l.h + kPoints * kUnitLd;     // [nw]  weight-gradient sums of this block
+  l.w0 = 0;                         // [Hd, kMaxC]     fc0 weight, nn.Linear rows, padded
+  l.w1t = l.w0 + Hd * kMaxC;        // [Hd, kMaxOPad]  fc1 weight transposed, padded
+  l.b0 = l.w1t + Hd * kMaxOPad;     // [Hd]
+  l.b1 = l.b0 + Hd;                 // [O]
+  l.f = l.b1 + O;                   // [kPoints, ldf]  mean features; later their gradient / 3
+  l.gx = l.f + kPoints * l.ldf;     // [kPoints, ldo]  feature cotangents, then d loss / d outputs
+  l.gz = l.gx + kPoints * l.ldo;    // [kPoints, kUnitLd]  d loss / d z of this round's units
+  l.h = l.gz + kPoints * kUnitLd;   // [kPoints, kUnitLd]  softplus(z) of this round's units
+  l.acc = l.h + kPoints * kUnitLd;  // [nw]  weight-gradient sums of this block
   l.total = l.acc + Hd * C + Hd + O * Hd + O;  // gW0, gb0, gW1, gb1
   return l;
 }
@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(kPoints)
   float* const sgx = sm + L.gx;
   float* const sgz = sm + L.gz;
   float* const sh = sm + L.h;
-  float* const acc_w0 = sm + L.acc;    // [Hd, C]
+  float* const acc_w0 = sm + L.acc;       // [Hd, C]
   float* const acc_b0 = acc_w0 + Hd * C;  // [Hd]
   float* const acc_w1 = acc_b0 + Hd;      // [O, Hd]
   float* const acc_b1 = acc_w1 + O * Hd;  // [O]
@@ -134,14 +134,16 @@ __global__ void __launch_bounds__(kPoints)
     // A. Mean features, a warp per point: the forward kernel's sums in its order.
     for (int p = warp; p < n_pts; p += kWarps) {
       const int64_t i = i0 + p, n = i / M;
-      const float x = points[i * 3 + 0] * scale, y = points[i * 3 + 1] * scale, z = points[i * 3 + 2] * scale;
+      const float x = points[i * 3 + 0] * scale, y = points[i * 3 + 1] * scale,
+                  z = points[i * 3 + 2] * scale;
       float acc = 0.f;
       for (int pl = 0; pl < 3; ++pl) {
         float u, v;
         plane_uv(pl, x, y, z, u, v);
         BilinearTaps<float> t;
         bilinear_taps(u, v, H, W, t);
-        if (lane < C) acc += tap_sum(t, planes_cl + (n * 3 + pl) * HWC + lane, static_cast<int64_t>(C));
+        if (lane < C)
+          acc += tap_sum(t, planes_cl + (n * 3 + pl) * HWC + lane, static_cast<int64_t>(C));
       }
       if (lane < C) sf[p * ldf + lane] = acc / 3.f;
     }

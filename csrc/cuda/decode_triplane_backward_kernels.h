@@ -28,10 +28,11 @@ int64_t decode_triplane_fused_backward_blocks(int64_t P, int64_t C, int64_t Hd, 
 // written; the caller sums the rows) may be null when not wanted. `blocks` comes from
 // decode_triplane_fused_backward_blocks.
 void launch_decode_triplane_backward_fused(const float* gd, const float* gf, const float* planes_cl,
-                                           const float* points, const float* w0, const float* b0, const float* w1,
-                                           const float* b1, float* grad_planes_cl, float* grad_points,
-                                           float* grad_weights, int64_t P, int64_t M, int64_t C, int64_t H,
-                                           int64_t W, int64_t Hd, int64_t O, float scale, int64_t blocks,
+                                           const float* points, const float* w0, const float* b0,
+                                           const float* w1, const float* b1, float* grad_planes_cl,
+                                           float* grad_points, float* grad_weights, int64_t P,
+                                           int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd,
+                                           int64_t O, float scale, int64_t blocks,
                                            cudaStream_t stream);
 
 }  // namespace nofa

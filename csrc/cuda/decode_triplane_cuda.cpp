@@ -29,22 +29,25 @@ std::atomic<int64_t> fused_backward_calls{0};  // reported by build_info (csrc/o
 void check_widths(const at::Tensor& planes, const at::Tensor& fc0_weight) {
   TORCH_CHECK(planes.size(2) > 0, "nofa: planes must have C >= 1 channels ([N, 3, C, H, W]), got ",
               shape_str(planes));
-  TORCH_CHECK(fc0_weight.size(0) > 0, "nofa: fc0_weight must have shape [hidden, C] with hidden >= 1, got ",
+  TORCH_CHECK(fc0_weight.size(0) > 0,
+              "nofa: fc0_weight must have shape [hidden, C] with hidden >= 1, got ",
               shape_str(fc0_weight));
 }
 
-std::tuple<at::Tensor, at::Tensor> decode_triplane_cuda(const at::Tensor& planes, const at::Tensor& points,
-                                                        double box_warp, const at::Tensor& fc0_weight,
-                                                        const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
+std::tuple<at::Tensor, at::Tensor> decode_triplane_cuda(const at::Tensor& planes,
+                                                        const at::Tensor& points, double box_warp,
+                                                        const at::Tensor& fc0_weight,
+                                                        const at::Tensor& fc0_bias,
+                                                        const at::Tensor& fc1_weight,
                                                         const at::Tensor& fc1_bias);
 
 // float16 / bfloat16 planes (the autocast path): float32 points, weights, arithmetic and
 // outputs; the planes are read in their own type by the fast kernel (other sizes: the
 // float32 path on an upcast copy).
-std::tuple<at::Tensor, at::Tensor> decode_triplane_half_cuda(const at::Tensor& planes, const at::Tensor& points,
-                                                             double box_warp, const at::Tensor& fc0_weight,
-                                                             const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
-                                                             const at::Tensor& fc1_bias) {
+std::tuple<at::Tensor, at::Tensor> decode_triplane_half_cuda(
+    const at::Tensor& planes, const at::Tensor& points, double box_warp,
+    const at::Tensor& fc0_weight, const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
+    const at::Tensor& fc1_bias) {
   check_half_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   check_widths(planes, fc0_weight);
   const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
@@ -52,7 +55,8 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_half_cuda(const at::Tensor& p
   const int64_t Hd = fc0_weight.size(0), O = fc1_weight.size(0);
   const c10::cuda::CUDAGuard guard(planes.device());
   if (!decode_triplane_fast_path(C, Hd, O, H, W, sizeof(float))) {
-    return decode_triplane_cuda(planes.to(at::kFloat), points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
+    return decode_triplane_cuda(planes.to(at::kFloat), points, box_warp, fc0_weight, fc0_bias,
+                                fc1_weight, fc1_bias);
   }
   const auto fopts = points.options();
   auto density = at::empty({N, M, 1}, fopts);
@@ -62,21 +66,24 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_half_cuda(const at::Tensor& p
   const auto pts = points.contiguous();
   const auto w0 = fc0_weight.contiguous(), b0 = fc0_bias.contiguous();
   const auto w1 = fc1_weight.contiguous(), b1 = fc1_bias.contiguous();
-  launch_decode_triplane_forward_half(pcl.data_ptr(), planes.scalar_type() == at::kBFloat16, pts.data_ptr<float>(),
-                                      w0.data_ptr<float>(), b0.data_ptr<float>(), w1.data_ptr<float>(),
-                                      b1.data_ptr<float>(), density.data_ptr<float>(), features.data_ptr<float>(), N,
-                                      M, C, H, W, Hd, O, static_cast<float>(2.0 / box_warp),
-                                      c10::cuda::getCurrentCUDAStream());
+  launch_decode_triplane_forward_half(
+      pcl.data_ptr(), planes.scalar_type() == at::kBFloat16, pts.data_ptr<float>(),
+      w0.data_ptr<float>(), b0.data_ptr<float>(), w1.data_ptr<float>(), b1.data_ptr<float>(),
+      density.data_ptr<float>(), features.data_ptr<float>(), N, M, C, H, W, Hd, O,
+      static_cast<float>(2.0 / box_warp), c10::cuda::getCurrentCUDAStream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {density, features};
 }
 
-std::tuple<at::Tensor, at::Tensor> decode_triplane_cuda(const at::Tensor& planes, const at::Tensor& points,
-                                                        double box_warp, const at::Tensor& fc0_weight,
-                                                        const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
+std::tuple<at::Tensor, at::Tensor> decode_triplane_cuda(const at::Tensor& planes,
+                                                        const at::Tensor& points, double box_warp,
+                                                        const at::Tensor& fc0_weight,
+                                                        const at::Tensor& fc0_bias,
+                                                        const at::Tensor& fc1_weight,
                                                         const at::Tensor& fc1_bias) {
   if (is_half_planes(planes)) {
-    return decode_triplane_half_cuda(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
+    return decode_triplane_half_cuda(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight,
+                                     fc1_bias);
   }
   check_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   check_widths(planes, fc0_weight);
@@ -88,8 +95,10 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cuda(const at::Tensor& planes
   auto features = at::empty({N, M, O - 1}, planes.options());
   if (N * M == 0) return {density, features};
   const bool fast = decode_triplane_fast_path(C, Hd, O, H, W, planes.element_size());
-  TORCH_CHECK(fast || decode_triplane_tile(C, Hd, planes.element_size()) >= 1, "nofa: decode_triplane on CUDA "
-              "supports C + hidden up to the 48 KiB shared memory of one block, got C = ", C, ", hidden = ", Hd);
+  TORCH_CHECK(fast || decode_triplane_tile(C, Hd, planes.element_size()) >= 1,
+              "nofa: decode_triplane on CUDA "
+              "supports C + hidden up to the 48 KiB shared memory of one block, got C = ",
+              C, ", hidden = ", Hd);
   // A no-op for planes already stored channels-last (the renderer relayouts once per render).
   const auto pcl = planes.permute({0, 1, 3, 4, 2}).contiguous();
   const auto pts = points.contiguous();
@@ -101,10 +110,10 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cuda(const at::Tensor& planes
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_cuda", [&] {
     launch_decode_triplane_forward<scalar_t>(
-        pcl.data_ptr<scalar_t>(), pts.data_ptr<scalar_t>(), w0.data_ptr<scalar_t>(), b0.data_ptr<scalar_t>(),
-        w1.data_ptr<scalar_t>(), b1.data_ptr<scalar_t>(), density.data_ptr<scalar_t>(),
-        features.data_ptr<scalar_t>(), N, M, C, H, W, Hd, O, static_cast<scalar_t>(2.0 / box_warp), fast,
-        stream);
+        pcl.data_ptr<scalar_t>(), pts.data_ptr<scalar_t>(), w0.data_ptr<scalar_t>(),
+        b0.data_ptr<scalar_t>(), w1.data_ptr<scalar_t>(), b1.data_ptr<scalar_t>(),
+        density.data_ptr<scalar_t>(), features.data_ptr<scalar_t>(), N, M, C, H, W, Hd, O,
+        static_cast<scalar_t>(2.0 / box_warp), fast, stream);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {density, features};
@@ -114,30 +123,34 @@ std::tuple<at::Tensor, at::Tensor> decode_triplane_cuda(const at::Tensor& planes
 // working memory (about 5 x 64 MiB at hidden 64), whatever N * M is.
 constexpr int64_t kBackwardChunk = int64_t(1) << 18;
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> decode_triplane_backward_cuda(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+decode_triplane_backward_cuda(
     const at::Tensor& grad_density, const at::Tensor& grad_features,
-    const c10::optional<at::Tensor>& /*features: the CUDA backward recomputes them*/, const at::Tensor& planes,
-    const at::Tensor& points, double box_warp, const at::Tensor& fc0_weight, const at::Tensor& fc0_bias,
-    const at::Tensor& fc1_weight, const at::Tensor& fc1_bias, bool planes_grad, bool points_grad,
-    bool weights_grad) {
+    const c10::optional<at::Tensor>& /*features: the CUDA backward recomputes them*/,
+    const at::Tensor& planes, const at::Tensor& points, double box_warp,
+    const at::Tensor& fc0_weight, const at::Tensor& fc0_bias, const at::Tensor& fc1_weight,
+    const at::Tensor& fc1_bias, bool planes_grad, bool points_grad, bool weights_grad) {
   if (is_half_planes(planes)) {
     // Half-precision planes: the backward runs in float32 on an upcast copy (same layout);
     // the plane gradient is rounded once to the planes' type.
-    check_half_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
-    auto r = decode_triplane_backward_cuda(grad_density, grad_features, std::nullopt, planes.to(at::kFloat), points,
-                                           box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias, planes_grad,
-                                           points_grad, weights_grad);
+    check_half_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight,
+                               fc1_bias);
+    auto r = decode_triplane_backward_cuda(
+        grad_density, grad_features, std::nullopt, planes.to(at::kFloat), points, box_warp,
+        fc0_weight, fc0_bias, fc1_weight, fc1_bias, planes_grad, points_grad, weights_grad);
     if (planes_grad) std::get<0>(r) = std::get<0>(r).to(planes.scalar_type());
     return r;
   }
   check_decode_triplane(planes, points, box_warp, fc0_weight, fc0_bias, fc1_weight, fc1_bias);
   check_widths(planes, fc0_weight);
   const c10::cuda::CUDAGuard guard(planes.device());
-  const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2), F = fc1_weight.size(0) - 1;
+  const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2),
+                F = fc1_weight.size(0) - 1;
   const int64_t H = planes.size(3), W = planes.size(4), Hd = fc0_weight.size(0);
   TORCH_CHECK(grad_density.numel() == N * M && grad_features.numel() == N * M * F,
-              "nofa: grad_density / grad_features must have shapes [", N, ", ", M, ", 1] / [", N, ", ", M,
-              ", ", F, "], got ", shape_str(grad_density), " and ", shape_str(grad_features));
+              "nofa: grad_density / grad_features must have shapes [", N, ", ", M, ", 1] / [", N,
+              ", ", M, ", ", F, "], got ", shape_str(grad_density), " and ",
+              shape_str(grad_features));
   // A cotangent on another device would reach the kernels as a foreign pointer.
   check_same_device(grad_density, "grad_density", planes, "planes");
   check_same_device(grad_features, "grad_features", planes, "planes");
@@ -145,7 +158,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const auto w1 = fc1_weight.detach(), b1 = fc1_bias.detach();
   const auto opts = planes.options();
   // Weight gradients not asked for are empty tensors, as the plane and point ones.
-  const auto wz = [&](at::IntArrayRef shape) { return weights_grad ? at::zeros(shape, opts) : at::empty({0}, opts); };
+  const auto wz = [&](at::IntArrayRef shape) {
+    return weights_grad ? at::zeros(shape, opts) : at::empty({0}, opts);
+  };
   auto gw0 = wz({Hd, C}), gb0 = wz({Hd});
   auto gw1 = wz({F + 1, Hd}), gb1 = wz({F + 1});
   // The plane gradient has at::empty_like(planes)'s strides (as on the CPU and in the
@@ -153,15 +168,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   // channels-last planes, a zeroed temporary otherwise.
   auto gplanes = planes_grad ? at::empty_like(planes) : at::empty({0}, opts);
   const bool in_place = planes_grad && is_channels_last_strided(gplanes);
-  auto gplanes_cl = !planes_grad ? gplanes : in_place ? gplanes.zero_() : at::zeros({N, 3, H, W, C}, opts);
-  auto gpoints = points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
+  auto gplanes_cl = !planes_grad ? gplanes
+                    : in_place   ? gplanes.zero_()
+                                 : at::zeros({N, 3, H, W, C}, opts);
+  auto gpoints =
+      points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
   if (N * M == 0) {
     if (planes_grad && !in_place) gplanes.copy_(gplanes_cl.permute({0, 1, 4, 2, 3}));
     return {gplanes, gpoints, gw0, gb0, gw1, gb1};
   }
   if (planes_grad) {
     // Float atomics (many points share a texel): last bits vary from run to run.
-    at::globalContext().alertNotDeterministic("nofa::decode_triplane_backward (CUDA, planes gradient)");
+    at::globalContext().alertNotDeterministic(
+        "nofa::decode_triplane_backward (CUDA, planes gradient)");
   }
   // A no-op for channels-last planes (the renderer relayouts once per render).
   const auto pcl = planes.detach().permute({0, 1, 3, 4, 2}).contiguous();
@@ -172,16 +191,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const int64_t P = N * M, blocks = decode_triplane_fused_backward_blocks(P, C, Hd, F + 1);
     const auto gd = grad_density.reshape({P}).to(at::kFloat).contiguous();
     const auto gf = grad_features.reshape({P, F}).to(at::kFloat).contiguous();
-    const auto w0c = w0.contiguous(), b0c = b0.contiguous(), w1c = w1.contiguous(), b1c = b1.contiguous();
+    const auto w0c = w0.contiguous(), b0c = b0.contiguous(), w1c = w1.contiguous(),
+               b1c = b1.contiguous();
     // One row of weight-gradient sums per block (every block writes its whole row), summed
     // here in a fixed order: no atomics on the weights.
-    auto partial = weights_grad ? at::empty({blocks, decode_triplane_weight_grad_size(C, Hd, F + 1)}, opts)
-                                : at::empty({0}, opts);
+    auto partial = weights_grad
+                       ? at::empty({blocks, decode_triplane_weight_grad_size(C, Hd, F + 1)}, opts)
+                       : at::empty({0}, opts);
     launch_decode_triplane_backward_fused(
         gd.data_ptr<float>(), gf.data_ptr<float>(), pcl.data_ptr<float>(), pts.data_ptr<float>(),
         w0c.data_ptr<float>(), b0c.data_ptr<float>(), w1c.data_ptr<float>(), b1c.data_ptr<float>(),
-        planes_grad ? gplanes_cl.data_ptr<float>() : nullptr, points_grad ? gpoints.data_ptr<float>() : nullptr,
-        weights_grad ? partial.data_ptr<float>() : nullptr, P, M, C, H, W, Hd, F + 1, scale, blocks, stream);
+        planes_grad ? gplanes_cl.data_ptr<float>() : nullptr,
+        points_grad ? gpoints.data_ptr<float>() : nullptr,
+        weights_grad ? partial.data_ptr<float>() : nullptr, P, M, C, H, W, Hd, F + 1, scale, blocks,
+        stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     fused_backward_calls.fetch_add(1, std::memory_order_relaxed);
     if (weights_grad) {
@@ -208,9 +231,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       auto f = at::empty({rows, C}, opts);
       AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "decode_triplane_backward_cuda", [&] {
         using T = scalar_t;
-        launch_sample_triplane_forward<T>(pcl.data_ptr<T>() + n * plane_stride, pts.data_ptr<T>() + r0 * 3,
-                                          f.data_ptr<T>(), 1, rows, C, H, W, static_cast<T>(2.0 / box_warp), 0,
-                                          stream);
+        launch_sample_triplane_forward<T>(pcl.data_ptr<T>() + n * plane_stride,
+                                          pts.data_ptr<T>() + r0 * 3, f.data_ptr<T>(), 1, rows, C,
+                                          H, W, static_cast<T>(2.0 / box_warp), 0, stream);
       });
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       const auto z = at::addmm(b0, f, w0.t());
@@ -218,9 +241,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       // Only the feature rows of the output layer pass through the sigmoid: the density
       // row's pre-activation is not needed.
       const auto sg = at::sigmoid(at::addmm(b1f, h, w1f.t()));
-      const auto gx = at::cat({gd_all.narrow(0, r0, rows),
-                               at::sigmoid_backward(gf_all.narrow(0, r0, rows) * (1 + 2 * 0.001), sg)},
-                              1);
+      const auto gx =
+          at::cat({gd_all.narrow(0, r0, rows),
+                   at::sigmoid_backward(gf_all.narrow(0, r0, rows) * (1 + 2 * 0.001), sg)},
+                  1);
       const auto gz = at::softplus_backward(at::mm(gx, w1), z, 1, 20);
       if (weights_grad) {
         gw0.addmm_(gz.t(), f);
@@ -234,7 +258,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
           using T = scalar_t;
           launch_sample_triplane_backward<T>(
               gfeat.data_ptr<T>(), points_grad ? pcl.data_ptr<T>() + n * plane_stride : nullptr,
-              pts.data_ptr<T>() + r0 * 3, planes_grad ? gplanes_cl.data_ptr<T>() + n * plane_stride : nullptr,
+              pts.data_ptr<T>() + r0 * 3,
+              planes_grad ? gplanes_cl.data_ptr<T>() + n * plane_stride : nullptr,
               points_grad ? gpoints.data_ptr<T>() + r0 * 3 : nullptr, 1, rows, C, H, W,
               static_cast<T>(2.0 / box_warp), 0, stream);
         });
@@ -248,7 +273,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 
 }  // namespace
 
-int64_t decode_triplane_cuda_fused_backward_calls() { return fused_backward_calls.load(std::memory_order_relaxed); }
+int64_t decode_triplane_cuda_fused_backward_calls() {
+  return fused_backward_calls.load(std::memory_order_relaxed);
+}
 
 TORCH_LIBRARY_IMPL(nofa, CUDA, m) {
   m.impl("decode_triplane", &decode_triplane_cuda);

@@ -39,11 +39,11 @@ constexpr int kThreads = 256;
 constexpr int64_t kMaxTile = 32;
 constexpr int64_t kSharedBytes = 48 * 1024;
 
-constexpr int kFastPoints = 128;  // points per block (= threads) of the fast kernel
-constexpr int kFastC = 32;        // largest C the fast kernel keeps in registers
-constexpr int kFastO = 33;        // largest 1 + F the fast kernel keeps in registers
+constexpr int kFastPoints = 128;                 // points per block (= threads) of the fast kernel
+constexpr int kFastC = 32;                       // largest C the fast kernel keeps in registers
+constexpr int kFastO = 33;                       // largest 1 + F the fast kernel keeps in registers
 constexpr int kFastOPad = (kFastO + 3) / 4 * 4;  // output-weight row stride: whole float4s
-constexpr int kTaps = 12;         // 3 planes x 4 texels
+constexpr int kTaps = 12;                        // 3 planes x 4 texels
 
 // Shared-memory plan of the fast kernel, in units of A (taps offsets stored as int, the
 // same size as float). The weight rows are zero-padded to kFastC / kFastOPad floats, so the
@@ -57,8 +57,8 @@ struct FastLayout {
 inline FastLayout fast_layout(int64_t C, int64_t Hd, int64_t O) {
   FastLayout l;
   l.ld = (C > O ? C : O) | 1;
-  l.w0 = 0;                             // [Hd, kFastC], 16-byte aligned rows
-  l.w1t = l.w0 + Hd * kFastC;           // [Hd, kFastOPad], 16-byte aligned rows
+  l.w0 = 0;                    // [Hd, kFastC], 16-byte aligned rows
+  l.w1t = l.w0 + Hd * kFastC;  // [Hd, kFastOPad], 16-byte aligned rows
   l.b0 = l.w1t + Hd * kFastOPad;
   l.b1 = l.b0 + Hd;
   l.stage = l.b1 + O;
@@ -74,9 +74,9 @@ template <typename PT, typename A, int CM, int OM>
 __global__ void __launch_bounds__(kFastPoints)
     fast_forward_kernel(const PT* __restrict__ planes_cl, const A* __restrict__ points,
                         const A* __restrict__ w0, const A* __restrict__ b0,
-                        const A* __restrict__ w1, const A* __restrict__ b1,
-                        A* __restrict__ density, A* __restrict__ features, int64_t P, int64_t M,
-                        int C, int64_t H, int64_t W, int Hd, int O, A scale, FastLayout L) {
+                        const A* __restrict__ w1, const A* __restrict__ b1, A* __restrict__ density,
+                        A* __restrict__ features, int64_t P, int64_t M, int C, int64_t H, int64_t W,
+                        int Hd, int O, A scale, FastLayout L) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* const sm = reinterpret_cast<A*>(smem_raw);
   static_assert(std::is_same_v<A, float> && CM == kFastC && OM == kFastO, "fast_layout's sizes");
@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(kFastPoints)
   A* const sb1 = sm + L.b1;
   A* const stage = sm + L.stage;  // [kFastPoints, ld]: features in, raw outputs out
   int* const toff = reinterpret_cast<int*>(sm + L.toff);  // [kFastPoints, 12], -1: outside
-  A* const tw = sm + L.tw;                                 // [kFastPoints, 12]
+  A* const tw = sm + L.tw;                                // [kFastPoints, 12]
   const int tid = threadIdx.x;
   const int ld = static_cast<int>(L.ld);
   const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kFastPoints;
@@ -137,7 +137,8 @@ __global__ void __launch_bounds__(kFastPoints)
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const int off = toff[p * kTaps + pl * 4 + k];
-        if (off >= 0) s += tw[p * kTaps + pl * 4 + k] * to_float(base[static_cast<int64_t>(off) * C]);
+        if (off >= 0)
+          s += tw[p * kTaps + pl * 4 + k] * to_float(base[static_cast<int64_t>(off) * C]);
       }
       acc += s;
     }
@@ -191,7 +192,8 @@ __global__ void forward_kernel(const T* __restrict__ planes_cl, const T* __restr
   const int64_t n_pts = P - i0 < tile ? P - i0 : tile;
   for (int64_t idx = threadIdx.x; idx < n_pts * C; idx += blockDim.x) {
     const int64_t c = idx % C, i = i0 + idx / C, n = i / M;
-    const T x = points[i * 3 + 0] * scale, y = points[i * 3 + 1] * scale, z = points[i * 3 + 2] * scale;
+    const T x = points[i * 3 + 0] * scale, y = points[i * 3 + 1] * scale,
+            z = points[i * 3 + 2] * scale;
     T acc = T(0);
     for (int p = 0; p < 3; ++p) {
       T u, v;

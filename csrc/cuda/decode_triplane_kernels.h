@@ -22,15 +22,16 @@ bool decode_triplane_fast_path(int64_t C, int64_t Hd, int64_t O, int64_t H, int6
 template <typename T>
 void launch_decode_triplane_forward(const T* planes_cl, const T* points, const T* w0, const T* b0,
                                     const T* w1, const T* b1, T* density, T* features, int64_t N,
-                                    int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd, int64_t O,
-                                    T scale, bool fast, cudaStream_t stream);
+                                    int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd,
+                                    int64_t O, T scale, bool fast, cudaStream_t stream);
 
 // The fast kernel with half-precision planes (float16, or bfloat16 when bf16; e.g. under
 // torch.autocast): float32 points, weights, arithmetic and outputs. Only for sizes that
 // decode_triplane_fast_path accepts (with elem_size 4).
-void launch_decode_triplane_forward_half(const void* planes_cl, bool bf16, const float* points, const float* w0,
-                                         const float* b0, const float* w1, const float* b1, float* density,
-                                         float* features, int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
+void launch_decode_triplane_forward_half(const void* planes_cl, bool bf16, const float* points,
+                                         const float* w0, const float* b0, const float* w1,
+                                         const float* b1, float* density, float* features,
+                                         int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
                                          int64_t Hd, int64_t O, float scale, cudaStream_t stream);
 
 }  // namespace nofa

@@ -37,9 +37,9 @@ void launch_deform_backward(const DeformArgs<T>& a, int max_width, cudaStream_t 
   kernel<<<tiles_for<T>(a.rows), kThreads, smem, stream>>>(a, max_width);
 }
 
-#define NOFA_INSTANTIATE(T)                                                                  \
-  template size_t deform_smem_bytes<T>(int, int);                                            \
-  template void launch_deform_forward<T>(const DeformArgs<T>&, int, cudaStream_t);           \
+#define NOFA_INSTANTIATE(T)                                                        \
+  template size_t deform_smem_bytes<T>(int, int);                                  \
+  template void launch_deform_forward<T>(const DeformArgs<T>&, int, cudaStream_t); \
   template void launch_deform_backward<T>(const DeformArgs<T>&, int, cudaStream_t);
 NOFA_INSTANTIATE(float)
 NOFA_INSTANTIATE(double)

@@ -30,9 +30,11 @@ inline bool cuda_width_ok(int64_t w) { return w >= 1 && w <= kDeformMaxWidth; }
 // Checked before anything is allocated or launched: a wider layer would not fit the
 // shared-memory plan.
 void check_cuda_mlp_widths(at::TensorList ws, const char* name, int64_t& max_w) {
-  TORCH_CHECK(static_cast<int64_t>(ws.size()) <= kDeformMaxLayers, "nofa: the CUDA deform_points "
-              "kernel supports at most ", static_cast<int64_t>(kDeformMaxLayers), " layers per MLP, ",
-              name, "_weights has ", static_cast<int64_t>(ws.size()));
+  TORCH_CHECK(static_cast<int64_t>(ws.size()) <= kDeformMaxLayers,
+              "nofa: the CUDA deform_points "
+              "kernel supports at most ",
+              static_cast<int64_t>(kDeformMaxLayers), " layers per MLP, ", name, "_weights has ",
+              static_cast<int64_t>(ws.size()));
   for (size_t l = 0; l + 1 < ws.size(); ++l) {
     const int64_t w = ws[l].size(0);
     TORCH_CHECK(cuda_width_ok(w), "nofa: ", name, "_weights[", static_cast<int64_t>(l), "] has ", w,
@@ -47,10 +49,13 @@ int64_t check_cuda_widths(at::TensorList d_weights, at::TensorList w_weights, in
   int64_t max_w = 0;
   check_cuda_mlp_widths(d_weights, "d", max_w);
   check_cuda_mlp_widths(w_weights, "w", max_w);
-  const size_t smem = elem_size == sizeof(double) ? deform_smem_bytes<double>(static_cast<int>(P), static_cast<int>(max_w))
-                                                  : deform_smem_bytes<float>(static_cast<int>(P), static_cast<int>(max_w));
-  TORCH_CHECK(smem > 0, "nofa: the CUDA deform_points kernel supports positional encodings of up "
-              "to ", static_cast<int64_t>(kDeformMaxWidth), " values and hidden widths up to ",
+  const size_t smem = elem_size == sizeof(double)
+                          ? deform_smem_bytes<double>(static_cast<int>(P), static_cast<int>(max_w))
+                          : deform_smem_bytes<float>(static_cast<int>(P), static_cast<int>(max_w));
+  TORCH_CHECK(smem > 0,
+              "nofa: the CUDA deform_points kernel supports positional encodings of up "
+              "to ",
+              static_cast<int64_t>(kDeformMaxWidth), " values and hidden widths up to ",
               static_cast<int64_t>(kDeformMaxWidth), ", got ", P, " and ", max_w);
   return max_w;
 }
@@ -134,7 +139,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_points_cuda(
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "deform_points_cuda", [&] {
     std::vector<at::Tensor> keep;
     int64_t acts_ld = 0;
-    auto a = make_args<scalar_t>(pts, prep, d_weights, d_biases, w_weights, w_biases, n_freqs, keep, acts_ld);
+    auto a = make_args<scalar_t>(pts, prep, d_weights, d_biases, w_weights, w_biases, n_freqs, keep,
+                                 acts_ld);
     a.x_c = x_c.data_ptr<scalar_t>();
     a.offset = offset.data_ptr<scalar_t>();
     a.weight = weight.data_ptr<scalar_t>();
@@ -186,7 +192,8 @@ deform_points_backward_cuda(const at::Tensor& grad_x_c, const at::Tensor& grad_o
     using T = scalar_t;
     std::vector<at::Tensor> keep;
     int64_t acts_ld = 0;
-    auto a = make_args<T>(pts, prep, d_weights, d_biases, w_weights, w_biases, n_freqs, keep, acts_ld);
+    auto a =
+        make_args<T>(pts, prep, d_weights, d_biases, w_weights, w_biases, n_freqs, keep, acts_ld);
     const int64_t chunk = std::min(R, kChunk);
     auto acts = at::empty({std::max<int64_t>(chunk, 1), acts_ld}, o);
     auto deltas = at::empty({std::max<int64_t>(chunk, 1), acts_ld}, o);
@@ -208,7 +215,8 @@ deform_points_backward_cuda(const at::Tensor& grad_x_c, const at::Tensor& grad_o
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       const auto A = acts.narrow(0, 0, rows), D = deltas.narrow(0, 0, rows);
       int64_t c_col = 0;
-      for (auto [mlp, gW, gB] : {std::make_tuple(&a.d, &gwd, &gbd), std::make_tuple(&a.w, &gww, &gbw)}) {
+      for (auto [mlp, gW, gB] :
+           {std::make_tuple(&a.d, &gwd, &gbd), std::make_tuple(&a.w, &gww, &gbw)}) {
         for (int l = 1; l < mlp->layers; ++l) {
           const auto in = A.narrow(1, mlp->col[l - 1], mlp->dims[l]);
           const auto dl = D.narrow(1, mlp->col[l], mlp->dims[l + 1]);
@@ -235,7 +243,8 @@ deform_points_backward_cuda(const at::Tensor& grad_x_c, const at::Tensor& grad_o
       }
     }
   });
-  auto fl = first_layer_grads(prep, g_w1_pe, g_c, al, be, d_weights[0].detach(), w_weights[0].detach());
+  auto fl =
+      first_layer_grads(prep, g_w1_pe, g_c, al, be, d_weights[0].detach(), w_weights[0].detach());
   gwd[0] = fl.gwd0;
   gbd[0] = fl.gbd0;
   gww[0] = fl.gww0;

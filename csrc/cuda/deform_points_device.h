@@ -134,7 +134,8 @@ template <typename T>
 size_t block_smem_bytes(int P, int max_width) {
   if (max_width > kDeformMaxWidth || P > kDeformMaxWidth) return 0;
   constexpr int TP = Tile<T>::P;
-  return sizeof(T) * (static_cast<size_t>(row_len<T>()) * (P + 2 * max_width) + 4 * TP) + sizeof(int) * TP;
+  return sizeof(T) * (static_cast<size_t>(row_len<T>()) * (P + 2 * max_width) + 4 * TP) +
+         sizeof(int) * TP;
 }
 
 // A hidden layer: out[j][p] = relu(bias + sum_k in[k][p] * wt[k, j]) for the tile's points
@@ -174,7 +175,8 @@ __device__ void dense_head(const T* s_in, int in_dim, const T* __restrict__ wt, 
   for (int idx = threadIdx.x; idx < TP * out_dim; idx += blockDim.x) {
     const int j = idx / TP, p = idx - j * TP;
     T acc = T(0);
-    for (int k = 0; k < in_dim; ++k) acc += s_in[k * ROW + p] * wt[static_cast<int64_t>(k) * out_dim + j];
+    for (int k = 0; k < in_dim; ++k)
+      acc += s_in[k * ROW + p] * wt[static_cast<int64_t>(k) * out_dim + j];
     const T v = acc + b[j];
     s_head[p * 4 + j] = v;
     if (g_out && p < cnt) g_out[(row_base + p) * g_ld + j] = v;
@@ -237,12 +239,12 @@ __device__ void mlp_forward(const DeformArgs<T>& a, const DeformMlp<T>& net, Sme
       g_row = tile_row;
     }
     if (last) {  // layers >= 2: the output layer is never the first (it has a bias b[l])
-      dense_head<T, TP>(in, net.dims[l], net.wt[l], out_dim, net.b[l], s.head + head_col, cnt, g_out, g_ld,
-                        g_row);
+      dense_head<T, TP>(in, net.dims[l], net.wt[l], out_dim, net.b[l], s.head + head_col, cnt,
+                        g_out, g_ld, g_row);
     } else {
       T* out = l % 2 == 0 ? s.a : s.b;
-      dense_forward<T, TP>(in, net.dims[l], net.wt[l], out_dim, net.b[l], l == 0 ? net.c : nullptr, s.n, out,
-                           cnt, g_out, g_ld, g_row);
+      dense_forward<T, TP>(in, net.dims[l], net.wt[l], out_dim, net.b[l], l == 0 ? net.c : nullptr,
+                           s.n, out, cnt, g_out, g_ld, g_row);
       in = out;
     }
     if (l >= 1 && !last) hidden_col += out_dim;
@@ -297,10 +299,11 @@ __device__ void mlp_backward(const DeformArgs<T>& a, const DeformMlp<T>& net, Sm
     const T* acts = a.acts + chunk_row * a.acts_ld + net.col[l - 1];
     T* deltas = a.deltas + chunk_row * a.acts_ld + net.col[l - 1];
     if (l == net.layers - 1) {
-      dense_backward<T, TP, true>(delta, net.dims[l + 1], net.w[l], net.dims[l], acts, a.acts_ld, g, deltas, cnt);
+      dense_backward<T, TP, true>(delta, net.dims[l + 1], net.w[l], net.dims[l], acts, a.acts_ld, g,
+                                  deltas, cnt);
     } else {
-      dense_backward<T, TP, false>(delta, net.dims[l + 1], net.w[l], net.dims[l], acts, a.acts_ld, g, deltas,
-                                   cnt);
+      dense_backward<T, TP, false>(delta, net.dims[l + 1], net.w[l], net.dims[l], acts, a.acts_ld,
+                                   g, deltas, cnt);
     }
     __syncthreads();
     delta = g;

@@ -13,8 +13,10 @@ at::Tensor relayout_planes_cuda(const at::Tensor& planes, bool channels_last) {
   check_dim(planes, 5, "planes", "[N, 3, C, H, W]");
   check_float(planes, "planes");
   const auto s = planes.sizes();
-  auto out = channels_last ? at::empty({s[0], s[1], s[3], s[4], s[2]}, planes.options()).permute({0, 1, 4, 2, 3})
-                           : at::empty(s, planes.options());
+  auto out =
+      channels_last
+          ? at::empty({s[0], s[1], s[3], s[4], s[2]}, planes.options()).permute({0, 1, 4, 2, 3})
+          : at::empty(s, planes.options());
   out.copy_(planes);
   return out;
 }

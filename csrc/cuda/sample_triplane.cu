@@ -12,19 +12,19 @@ namespace nofa {
 
 template <typename T>
 void launch_sample_triplane_forward(const T* planes_cl, const T* points, T* out, int64_t N,
-                                    int64_t M, int64_t C, int64_t H, int64_t W, T scale,
-                                    int reduce, cudaStream_t stream) {
+                                    int64_t M, int64_t C, int64_t H, int64_t W, T scale, int reduce,
+                                    cudaStream_t stream) {
   const int64_t n = N * M * C;
   if (n == 0) return;
   if constexpr (std::is_same<T, float>::value) {
     if (vec4_ok(planes_cl, out, C)) {
-      forward_vec4_kernel<<<blocks_for(n / 4), kThreads, 0, stream>>>(planes_cl, points, out, N, M, C, H, W,
-                                                                      scale, reduce);
+      forward_vec4_kernel<<<blocks_for(n / 4), kThreads, 0, stream>>>(planes_cl, points, out, N, M,
+                                                                      C, H, W, scale, reduce);
       return;
     }
   }
   forward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(planes_cl, points, out, N, M, C, H, W,
-                                                             scale, reduce);
+                                                            scale, reduce);
 }
 
 template <typename T>
@@ -53,24 +53,25 @@ void launch_sample_triplane_backward(const T* grad_out, const T* planes_cl, cons
   }
 }
 
-void launch_sample_triplane_forward_half(const void* planes_cl, bool bf16, const float* points, void* out,
-                                         int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, float scale,
-                                         int reduce, cudaStream_t stream) {
+void launch_sample_triplane_forward_half(const void* planes_cl, bool bf16, const float* points,
+                                         void* out, int64_t N, int64_t M, int64_t C, int64_t H,
+                                         int64_t W, float scale, int reduce, cudaStream_t stream) {
   const int64_t n = N * M * C;
   if (n == 0) return;
   if (bf16) {
     forward_half_kernel<__nv_bfloat16><<<blocks_for(n), kThreads, 0, stream>>>(
-        static_cast<const __nv_bfloat16*>(planes_cl), points, static_cast<__nv_bfloat16*>(out), N, M, C, H, W,
-        scale, reduce);
+        static_cast<const __nv_bfloat16*>(planes_cl), points, static_cast<__nv_bfloat16*>(out), N,
+        M, C, H, W, scale, reduce);
   } else {
     forward_half_kernel<__half><<<blocks_for(n), kThreads, 0, stream>>>(
-        static_cast<const __half*>(planes_cl), points, static_cast<__half*>(out), N, M, C, H, W, scale, reduce);
+        static_cast<const __half*>(planes_cl), points, static_cast<__half*>(out), N, M, C, H, W,
+        scale, reduce);
   }
 }
 
 #define NOFA_INSTANTIATE(T)                                                                       \
-  template void launch_sample_triplane_forward<T>(const T*, const T*, T*, int64_t, int64_t,       \
-                                                  int64_t, int64_t, int64_t, T, int, cudaStream_t); \
+  template void launch_sample_triplane_forward<T>(                                                \
+      const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t, T, int, cudaStream_t); \
   template void launch_sample_triplane_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, \
                                                    int64_t, int64_t, int64_t, int64_t, T, int,    \
                                                    cudaStream_t);

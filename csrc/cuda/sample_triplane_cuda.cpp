@@ -13,8 +13,8 @@ namespace {
 
 // float16 / bfloat16 planes (the autocast path): float32 points and accumulation, output
 // in the planes' type.
-at::Tensor sample_triplane_half_cuda(const at::Tensor& planes, const at::Tensor& points, double box_warp,
-                                     int reduce) {
+at::Tensor sample_triplane_half_cuda(const at::Tensor& planes, const at::Tensor& points,
+                                     double box_warp, int reduce) {
   check_half_sample_triplane(planes, points, box_warp);
   const c10::cuda::CUDAGuard guard(planes.device());
   const int64_t N = planes.size(0), M = points.size(1), C = planes.size(2);
@@ -22,16 +22,18 @@ at::Tensor sample_triplane_half_cuda(const at::Tensor& planes, const at::Tensor&
   if (out.numel() == 0) return out;
   const auto pcl = planes.permute({0, 1, 3, 4, 2}).contiguous();
   const auto pts = points.contiguous();
-  launch_sample_triplane_forward_half(pcl.data_ptr(), planes.scalar_type() == at::kBFloat16, pts.data_ptr<float>(),
-                                      out.data_ptr(), N, M, C, planes.size(3), planes.size(4),
-                                      static_cast<float>(2.0 / box_warp), reduce, c10::cuda::getCurrentCUDAStream());
+  launch_sample_triplane_forward_half(
+      pcl.data_ptr(), planes.scalar_type() == at::kBFloat16, pts.data_ptr<float>(), out.data_ptr(),
+      N, M, C, planes.size(3), planes.size(4), static_cast<float>(2.0 / box_warp), reduce,
+      c10::cuda::getCurrentCUDAStream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
 
 at::Tensor sample_triplane_cuda(const at::Tensor& planes, const at::Tensor& points, double box_warp,
                                 c10::string_view reduce_s) {
-  if (is_half_planes(planes)) return sample_triplane_half_cuda(planes, points, box_warp, parse_reduce(std::string(reduce_s)));
+  if (is_half_planes(planes))
+    return sample_triplane_half_cuda(planes, points, box_warp, parse_reduce(std::string(reduce_s)));
   check_sample_triplane(planes, points, box_warp);
   const int reduce = parse_reduce(std::string(reduce_s));
   const c10::cuda::CUDAGuard guard(planes.device());
@@ -57,8 +59,9 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda(
     // Half-precision planes: the gradient is computed in float32 (upcast copies) and the
     // plane gradient rounded once to the planes' type.
     check_half_sample_triplane(planes, points, box_warp);
-    auto [gp, gx] = sample_triplane_backward_cuda(grad_out.to(at::kFloat), planes.to(at::kFloat), points, box_warp,
-                                                  reduce_s, planes_grad, points_grad);
+    auto [gp, gx] =
+        sample_triplane_backward_cuda(grad_out.to(at::kFloat), planes.to(at::kFloat), points,
+                                      box_warp, reduce_s, planes_grad, points_grad);
     return {planes_grad ? gp.to(planes.scalar_type()) : gp, gx};
   }
   check_sample_triplane(planes, points, box_warp);
@@ -73,15 +76,19 @@ std::tuple<at::Tensor, at::Tensor> sample_triplane_backward_cuda(
   // The plane gradient is accumulated with float atomics (many points share a texel): the
   // summation order, and so the last bits, vary from run to run, as in grid_sample's backward.
   if (planes_grad && N * M * C > 0) {
-    at::globalContext().alertNotDeterministic("nofa::sample_triplane_backward (CUDA, planes gradient)");
+    at::globalContext().alertNotDeterministic(
+        "nofa::sample_triplane_backward (CUDA, planes gradient)");
   }
   // The plane gradient has at::empty_like(planes)'s strides (as on the CPU and in the fake);
   // the kernel accumulates into [N, 3, H, W, C] memory, which is that layout for
   // channels-last-strided planes and a zeroed temporary otherwise.
   auto gplanes = planes_grad ? at::empty_like(planes) : at::empty({0}, planes.options());
   const bool in_place = planes_grad && is_channels_last_strided(gplanes);
-  auto gplanes_cl = !planes_grad ? gplanes : in_place ? gplanes.zero_() : at::zeros({N, 3, H, W, C}, planes.options());
-  auto gpoints = points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
+  auto gplanes_cl = !planes_grad ? gplanes
+                    : in_place   ? gplanes.zero_()
+                                 : at::zeros({N, 3, H, W, C}, planes.options());
+  auto gpoints =
+      points_grad ? at::zeros({N, M, 3}, points.options()) : at::empty({0}, points.options());
   if (N * M * C > 0 && (planes_grad || points_grad)) {
     const auto go = grad_out.contiguous().to(planes.scalar_type());
     const auto pts = points.contiguous();

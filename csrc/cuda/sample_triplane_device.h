@@ -100,9 +100,10 @@ __device__ __forceinline__ void fma4(float4& s, float w, const float4& v) {
   s.w += w * v.w;
 }
 
-__global__ void forward_vec4_kernel(const float* __restrict__ planes_cl, const float* __restrict__ points,
-                                    float* __restrict__ out, int64_t N, int64_t M, int64_t C, int64_t H,
-                                    int64_t W, float scale, int reduce) {
+__global__ void forward_vec4_kernel(const float* __restrict__ planes_cl,
+                                    const float* __restrict__ points, float* __restrict__ out,
+                                    int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
+                                    float scale, int reduce) {
   const int64_t C4 = C / 4;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= N * M * C4) return;
@@ -168,8 +169,9 @@ __device__ __forceinline__ void atomic_add_float4(float* dst, float4 v) {
 template <bool kVectorAtomics>
 __device__ __forceinline__ void backward_planes_vec4(const float* __restrict__ grad_out,
                                                      const float* __restrict__ points,
-                                                     float* __restrict__ grad_planes_cl, int64_t N, int64_t M,
-                                                     int64_t C, int64_t H, int64_t W, float scale, int reduce) {
+                                                     float* __restrict__ grad_planes_cl, int64_t N,
+                                                     int64_t M, int64_t C, int64_t H, int64_t W,
+                                                     float scale, int reduce) {
   const int64_t C4 = C / 4;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= N * M * C4) return;
@@ -222,9 +224,11 @@ __device__ __forceinline__ void backward_planes_vec4(const float* __restrict__ g
 }
 
 // Each architecture of the fat binary picks its variant at compile time.
-__global__ void backward_planes_vec4_kernel(const float* __restrict__ grad_out, const float* __restrict__ points,
-                                            float* __restrict__ grad_planes_cl, int64_t N, int64_t M,
-                                            int64_t C, int64_t H, int64_t W, float scale, int reduce) {
+__global__ void backward_planes_vec4_kernel(const float* __restrict__ grad_out,
+                                            const float* __restrict__ points,
+                                            float* __restrict__ grad_planes_cl, int64_t N,
+                                            int64_t M, int64_t C, int64_t H, int64_t W, float scale,
+                                            int reduce) {
 #if NOFA_TOOLKIT_FLOAT4_ATOMICS && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   backward_planes_vec4<true>(grad_out, points, grad_planes_cl, N, M, C, H, W, scale, reduce);
 #else
@@ -236,9 +240,10 @@ __global__ void backward_planes_vec4_kernel(const float* __restrict__ grad_out, 
 // taps and accumulation, the result rounded once to the planes' type. Same arithmetic
 // order as forward_kernel.
 template <typename P>
-__global__ void forward_half_kernel(const P* __restrict__ planes_cl, const float* __restrict__ points,
-                                    P* __restrict__ out, int64_t N, int64_t M, int64_t C, int64_t H,
-                                    int64_t W, float scale, int reduce) {
+__global__ void forward_half_kernel(const P* __restrict__ planes_cl,
+                                    const float* __restrict__ points, P* __restrict__ out,
+                                    int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
+                                    float scale, int reduce) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= N * M * C) return;
   const int64_t c = idx % C, i = idx / C, n = i / M;
@@ -267,7 +272,8 @@ __global__ void forward_half_kernel(const P* __restrict__ planes_cl, const float
 
 // Whether the 16-byte kernels can take these pointers and sizes.
 inline bool vec4_ok(const void* a, const void* b, int64_t C) {
-  return C % 4 == 0 && reinterpret_cast<uintptr_t>(a) % 16 == 0 && reinterpret_cast<uintptr_t>(b) % 16 == 0;
+  return C % 4 == 0 && reinterpret_cast<uintptr_t>(a) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(b) % 16 == 0;
 }
 
 // One warp per point: lane l takes channels l, l + 32, ..., so each tap's channel row is
@@ -276,7 +282,8 @@ inline bool vec4_ok(const void* a, const void* b, int64_t C) {
 constexpr int kWarp = 32;
 
 template <typename T>
-__global__ void backward_points_kernel(const T* __restrict__ grad_out, const T* __restrict__ planes_cl,
+__global__ void backward_points_kernel(const T* __restrict__ grad_out,
+                                       const T* __restrict__ planes_cl,
                                        const T* __restrict__ points, T* __restrict__ grad_points,
                                        int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
                                        T scale, int reduce) {

@@ -13,7 +13,8 @@ constexpr int64_t kDefaultSharedBytes = 48 * 1024;
 inline bool fits_shared_memory(int64_t bytes) {
   int device = 0, optin = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+          cudaSuccess) {
     cudaGetLastError();  // clear it, so that the next launch check does not report it
     return bytes <= kDefaultSharedBytes;
   }

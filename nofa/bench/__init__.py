@@ -8,6 +8,7 @@ full render, the avatar pipeline, mesh extraction), `measure` holds the one timi
 memory probe, `worker` the measuring process, `suite` the planner/runner, `report` and
 `plots` the output files. The CLI is `nofa bench`; `benchmarks/` keeps the results.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,10 +17,21 @@ from .cases import CASES, all_cases, get_case
 from .registry import Case, Workload
 from .suite import SuiteConfig, run_suite
 
-__all__ = ["CASES", "Case", "SuiteConfig", "Workload", "all_cases", "get_case", "run_and_write", "run_suite"]
+__all__ = [
+    "CASES",
+    "Case",
+    "SuiteConfig",
+    "Workload",
+    "all_cases",
+    "get_case",
+    "run_and_write",
+    "run_suite",
+]
 
 
-def run_and_write(cfg: SuiteConfig, out: str | Path, command: list[str] | None = None) -> dict[str, Path]:
+def run_and_write(
+    cfg: SuiteConfig, out: str | Path, command: list[str] | None = None
+) -> dict[str, Path]:
     """Run the suite and write <stem>_results.md/.csv and <stem>_scaling.png into `out`;
     stem is the device ("cpu", "cuda"), with "_quick" appended for --quick runs so a smoke
     run never overwrites full results."""

@@ -10,6 +10,7 @@ its median time. Gathers of the four bilinear corners re-read plane bytes, mostl
 cache, so this is a lower bound on the traffic the kernel really moves: the gap to the
 copy bandwidth is the headroom a perfect kernel would have.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,9 +24,20 @@ def copy_bandwidth(device: torch.device, nbytes: int = 512 * 2**20) -> dict:
     src = torch.ones(n, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)  # first touch of dst's pages is not part of a copy
-    t = measure.measure_call(lambda: dst.copy_(src), device, last_s=0.0, warmup=2, budget_s=0.5,
-                             min_repeats=5, memory=False)
-    return {"gbps": 2 * n * 4 / (t["median_ms"] * 1e-3) / 1e9, "bytes": n * 4, "median_ms": t["median_ms"]}
+    t = measure.measure_call(
+        lambda: dst.copy_(src),
+        device,
+        last_s=0.0,
+        warmup=2,
+        budget_s=0.5,
+        min_repeats=5,
+        memory=False,
+    )
+    return {
+        "gbps": 2 * n * 4 / (t["median_ms"] * 1e-3) / 1e9,
+        "bytes": n * 4,
+        "median_ms": t["median_ms"],
+    }
 
 
 def achieved_gbps(row: dict) -> float | None:

@@ -1,4 +1,5 @@
 """What a result was measured on: device, CPU, threads, versions, date, command, commit."""
+
 from __future__ import annotations
 
 import datetime
@@ -28,10 +29,18 @@ def cpu_model() -> str:
 def git_commit() -> str:
     root = Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if out.returncode != 0:
@@ -56,7 +65,9 @@ def describe(device: str, command: list[str] | None = None, threads: int | None 
         "commit": git_commit(),
         "kernels": ops.build_info(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join(shlex.quote(a) for a in (command if command is not None else ["nofa", *sys.argv[1:]])),
+        "command": " ".join(
+            shlex.quote(a) for a in (command if command is not None else ["nofa", *sys.argv[1:]])
+        ),
     }
     if device == "cuda" and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

@@ -16,6 +16,7 @@ outputs and gradients freed).
   (no /proc, or it is not writable), each job runs in a fresh process and memory is taken
   from the first call, before any warm-up (`FRESH_PROCESS` method).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -25,7 +26,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -72,7 +73,7 @@ def reset_hwm() -> bool:
 def _load_libc():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim  # glibc only
+        _ = libc.malloc_trim  # glibc only: AttributeError elsewhere
         return libc
     except (OSError, AttributeError):
         return None
@@ -120,7 +121,9 @@ def _probe_end(device: torch.device, base: int) -> int:
     return max(0, hwm_bytes() - base)
 
 
-def peak_memory(fn: Callable[[], object], device: torch.device, before: Callable[[], None] | None = None) -> int:
+def peak_memory(
+    fn: Callable[[], object], device: torch.device, before: Callable[[], None] | None = None
+) -> int:
     """Peak bytes allocated by one call of `fn` beyond what was allocated just before it."""
     if before is not None:
         before()

@@ -1,5 +1,6 @@
 """The figures: time and speed-up vs problem size (one line per backend), and, on CUDA,
 the sampling kernel's achieved bandwidth against the device's copy bandwidth."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,10 +26,16 @@ def _x(row: dict) -> float | None:
 def _panels(rows: list[dict]) -> list[tuple[str, str, list[dict]]]:
     keys = []
     for r in rows:
-        if r["suite"] != "headline" and r.get("status") == "ok" and (r["case"], r["suite"]) not in keys:
+        if (
+            r["suite"] != "headline"
+            and r.get("status") == "ok"
+            and (r["case"], r["suite"]) not in keys
+        ):
             keys.append((r["case"], r["suite"]))
-    return [(c, s, [r for r in rows if r["case"] == c and r["suite"] == s and r.get("status") == "ok"])
-            for c, s in keys]
+    return [
+        (c, s, [r for r in rows if r["case"] == c and r["suite"] == s and r.get("status") == "ok"])
+        for c, s in keys
+    ]
 
 
 def _title(env: dict) -> str:
@@ -58,40 +65,84 @@ def plot_scaling(path: Path, rows: list[dict], env: dict) -> bool:
         xlabel = get_case(case).sweep_axes.get(suite, ("size", None))[0]
         for backend in COLORS:
             for mode in MODES:
-                pts = sorted((_x(r), r) for r in part if r["backend"] == backend and r["mode"] == mode)
+                pts = sorted(
+                    (_x(r), r) for r in part if r["backend"] == backend and r["mode"] == mode
+                )
                 if not pts:
                     continue
                 xs = [x for x, _ in pts]
                 label = f"{backend} {mode}"
-                ax_t.plot(xs, [r["median_ms"] for _, r in pts], STYLES[mode], color=COLORS[backend],
-                          marker="o", ms=3, label=label)
+                ax_t.plot(
+                    xs,
+                    [r["median_ms"] for _, r in pts],
+                    STYLES[mode],
+                    color=COLORS[backend],
+                    marker="o",
+                    ms=3,
+                    label=label,
+                )
                 if backend != "torch":
                     sp = [(x, r["speedup_vs_torch"]) for x, r in pts if r.get("speedup_vs_torch")]
                     if sp:
-                        ax_s.plot(*zip(*sp), STYLES[mode], color=COLORS[backend], marker="o", ms=3, label=label)
-        ax_t.set(yscale="log", xlabel=xlabel, ylabel="median time (ms)", title=f"{case}: time vs {xlabel.split(' (')[0]}")
+                        ax_s.plot(
+                            *zip(*sp),
+                            STYLES[mode],
+                            color=COLORS[backend],
+                            marker="o",
+                            ms=3,
+                            label=label,
+                        )
+        ax_t.set(
+            yscale="log",
+            xlabel=xlabel,
+            ylabel="median time (ms)",
+            title=f"{case}: time vs {xlabel.split(' (')[0]}",
+        )
         ax_s.axhline(1.0, color="gray", lw=0.8)
-        ax_s.set(yscale="log", xlabel=xlabel, ylabel="speed-up vs torch (x, log)", title=f"{case}: speed-up vs {xlabel.split(' (')[0]}")
+        ax_s.set(
+            yscale="log",
+            xlabel=xlabel,
+            ylabel="speed-up vs torch (x, log)",
+            title=f"{case}: speed-up vs {xlabel.split(' (')[0]}",
+        )
         ax_s.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
         ax_s.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax_s.yaxis.set_minor_formatter(NullFormatter())
         if not any(r["backend"] != "torch" for r in part):
-            ax_s.text(0.5, 0.5, "no kernel measured in this build", ha="center", transform=ax_s.transAxes)
+            ax_s.text(
+                0.5, 0.5, "no kernel measured in this build", ha="center", transform=ax_s.transAxes
+            )
     _save(fig, [ax for pair in axes for ax in pair], path, env)
     return True
 
 
 def plot_bandwidth(path: Path, rows: list[dict], copy: dict, env: dict) -> bool:
     """sample_triplane kernel forward: achieved GB/s vs points, with the copy bandwidth line."""
-    pts = sorted((r["size"], r["achieved_gbps"]) for r in rows
-                 if r["case"] == "sample_triplane" and r["suite"] == "points" and r["backend"] == "kernels"
-                 and r["mode"] == MODES[0] and r.get("achieved_gbps"))
+    pts = sorted(
+        (r["size"], r["achieved_gbps"])
+        for r in rows
+        if r["case"] == "sample_triplane"
+        and r["suite"] == "points"
+        and r["backend"] == "kernels"
+        and r["mode"] == MODES[0]
+        and r.get("achieved_gbps")
+    )
     if not pts:
         return False
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(*zip(*pts), "-o", color=COLORS["kernels"], ms=3, label="sample_triplane kernel (compulsory bytes)")
+    ax.plot(
+        *zip(*pts),
+        "-o",
+        color=COLORS["kernels"],
+        ms=3,
+        label="sample_triplane kernel (compulsory bytes)",
+    )
     ax.axhline(copy["gbps"], color="black", ls="--", label=f"device copy {copy['gbps']:.0f} GB/s")
-    ax.set(xlabel="points", ylabel="GB/s", ylim=(0, max(copy["gbps"], max(g for _, g in pts)) * 1.15),
-           title="sample_triplane forward: achieved vs copy bandwidth")
+    ax.set(
+        xlabel="points",
+        ylabel="GB/s",
+        ylim=(0, max(copy["gbps"], max(g for _, g in pts)) * 1.15),
+        title="sample_triplane forward: achieved vs copy bandwidth",
+    )
     _save(fig, [ax], path, env)
     return True

@@ -11,14 +11,16 @@ profiler (wall time, device synchronised), then profiled with `torch.profiler`:
 - both: the share of nofa's own ops / kernels, kernel launches and host reads of device
   values (`.item()` and the like, each one a stall of the queue on CUDA) per call.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -87,16 +89,27 @@ def _is_nofa(name: str) -> bool:
 
 def _self_us(e: Any, cuda: bool) -> float:
     if cuda:
-        return float(getattr(e, "self_device_time_total", 0.0) or getattr(e, "device_time_total", 0.0))
+        return float(
+            getattr(e, "self_device_time_total", 0.0) or getattr(e, "device_time_total", 0.0)
+        )
     return float(e.self_cpu_time_total)
 
 
-def profile_case(case_name: str, device: str = "cpu", backend: str = "kernels", mode: str = "forward+backward",
-                 params: dict | None = None, quick: bool = False, repeats: int = 3, warmup: int = 2,
-                 top: int = 15) -> Profile:
+def profile_case(
+    case_name: str,
+    device: str = "cpu",
+    backend: str = "kernels",
+    mode: str = "forward+backward",
+    params: dict | None = None,
+    quick: bool = False,
+    repeats: int = 3,
+    warmup: int = 2,
+    top: int = 15,
+) -> Profile:
     """Profile `repeats` calls of a case (after `warmup` untimed ones) on one backend
     ("kernels" or "torch") and mode ("forward" or "forward+backward"); params default to the
-    case's largest headline size of the device's plan (of the "quick" plan with `quick`). Raises ValueError on an unknown mode
+    case's largest headline size of the device's plan (of the "quick" plan with `quick`). Raises
+    ValueError on an unknown mode
     or backend, and BackendMismatch when the ops did not run on the labelled backend."""
     if backend not in ("kernels", "torch"):
         raise ValueError(f"backend must be 'kernels' or 'torch', got {backend!r}")
@@ -139,35 +152,65 @@ def profile_case(case_name: str, device: str = "cpu", backend: str = "kernels", 
         key = _VERSION_SUFFIX.sub("", e.key)
         counts[key] = counts.get(key, 0) + e.count
     if cuda:
-        timed = [e for e in events if e.device_type != torch.autograd.DeviceType.CPU and _self_us(e, True) > 0]
+        timed = [
+            e
+            for e in events
+            if e.device_type != torch.autograd.DeviceType.CPU and _self_us(e, True) > 0
+        ]
         if not timed:
-            raise RuntimeError("the profiler recorded no device activity (is CUPTI available to torch.profiler?)")
+            raise RuntimeError(
+                "the profiler recorded no device activity (is CUPTI available to torch.profiler?)"
+            )
     else:
         timed = [e for e in events if _self_us(e, False) > 0]
     busy_us = sum(_self_us(e, cuda) for e in timed)
     nofa_us = sum(_self_us(e, cuda) for e in timed if _is_nofa(e.key))
     timed.sort(key=lambda e: -_self_us(e, cuda))
-    rows = [KernelRow(_short(e.key), e.count / repeats, _self_us(e, cuda) / 1e3 / repeats,
-                      _self_us(e, cuda) / busy_us if busy_us else 0.0, _is_nofa(e.key)) for e in timed[:top]]
+    rows = [
+        KernelRow(
+            _short(e.key),
+            e.count / repeats,
+            _self_us(e, cuda) / 1e3 / repeats,
+            _self_us(e, cuda) / busy_us if busy_us else 0.0,
+            _is_nofa(e.key),
+        )
+        for e in timed[:top]
+    ]
     per_call = lambda names: sum(counts.get(n, 0) for n in names) / repeats  # noqa: E731
-    return Profile(case=case_name, shape=wl.shape, backend=backend, mode=mode, device=device, wall_ms=wall_ms,
-                   busy_ms=busy_us / 1e3 / repeats, nofa_ms=nofa_us / 1e3 / repeats,
-                   launches=per_call(_LAUNCHES), host_reads=per_call(_HOST_READS),
-                   # less the one device synchronisation that closes the profiled calls
-                   syncs=max(0.0, per_call(_SYNCS) - (1 / repeats if cuda else 0.0)), rows=rows)
+    return Profile(
+        case=case_name,
+        shape=wl.shape,
+        backend=backend,
+        mode=mode,
+        device=device,
+        wall_ms=wall_ms,
+        busy_ms=busy_us / 1e3 / repeats,
+        nofa_ms=nofa_us / 1e3 / repeats,
+        launches=per_call(_LAUNCHES),
+        host_reads=per_call(_HOST_READS),
+        # less the one device synchronisation that closes the profiled calls
+        syncs=max(0.0, per_call(_SYNCS) - (1 / repeats if cuda else 0.0)),
+        rows=rows,
+    )
 
 
 def format_profiles(profiles: Sequence[Profile], env: dict) -> str:
     """Markdown: a summary table, then each call's top activities."""
     cuda = any(p.device.startswith("cuda") for p in profiles)
-    what = "device activity (kernels, copies, fills), by self device time" if cuda else "operator, by self CPU time"
+    what = (
+        "device activity (kernels, copies, fills), by self device time"
+        if cuda
+        else "operator, by self CPU time"
+    )
     lines = [
-        "# Per-kernel profiles (`nofa profile`)", "",
+        "# Per-kernel profiles (`nofa profile`)",
+        "",
         f"- command: `{env.get('command', '')}`",
         f"- device: {env.get('device', '')} — {env.get('device_name', '')}"
         + (f" ({env['gpu_capability']})" if env.get("gpu_capability") else ""),
         f"- CPU: {env.get('cpu_model', '')}, torch threads {env.get('cpu_threads', '')}",
-        f"- torch {env.get('torch', '')} (CUDA {env.get('torch_cuda', '')}), nofa {env.get('nofa', '')} "
+        f"- torch {env.get('torch', '')} (CUDA {env.get('torch_cuda', '')}), nofa "
+        f"{env.get('nofa', '')} "
         f"at commit {env.get('commit', '')}; {env.get('date', '')}",
         f"- one row per {what}; times per call (mean of the profiled calls); wall: the same calls "
         "without the profiler, device synchronised; busy: the sum of the rows' self times",
@@ -179,14 +222,27 @@ def format_profiles(profiles: Sequence[Profile], env: dict) -> str:
     for p in profiles:
         ratio = f"{p.busy_ms / p.wall_ms:.0%}" if p.wall_ms > 0 else "n/a"
         share = f"{p.nofa_ms / p.busy_ms:.0%}" if p.busy_ms > 0 else "n/a"
-        lines.append(f"| {p.case} | {p.shape} | {p.backend} | {p.mode} | {p.wall_ms:.3g} | {p.busy_ms:.3g} | {ratio} "
-                     f"| {share} | {p.launches:.0f} | {p.host_reads:.0f} | {p.syncs:.0f} |")
+        lines.append(
+            f"| {p.case} | {p.shape} | {p.backend} | {p.mode} | {p.wall_ms:.3g} | {p.busy_ms:.3g} "
+            f"| {ratio} "
+            f"| {share} | {p.launches:.0f} | {p.host_reads:.0f} | {p.syncs:.0f} |"
+        )
     for p in profiles:
-        lines += ["", f"## {p.case}, {p.backend}, {p.mode}", "", f"{p.shape}", "",
-                  "| name | calls | ms | share of busy | nofa |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {p.case}, {p.backend}, {p.mode}",
+            "",
+            f"{p.shape}",
+            "",
+            "| name | calls | ms | share of busy | nofa |",
+            "|---|---|---|---|---|",
+        ]
         for r in p.rows:
             name = r.name.replace("|", "\\|")
-            lines.append(f"| `{name}` | {r.calls:.0f} | {r.ms:.3g} | {r.share:.1%} | {'yes' if r.nofa else ''} |")
+            lines.append(
+                f"| `{name}` | {r.calls:.0f} | {r.ms:.3g} | {r.share:.1%} | "
+                f"{'yes' if r.nofa else ''} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -195,6 +251,8 @@ def write_profiles(out: str | Path, profiles: Sequence[Profile], env: dict) -> t
     out = Path(out)
     stem = "cuda" if any(p.device.startswith("cuda") for p in profiles) else "cpu"
     md = atomic_write_text(out / f"{stem}_profile.md", format_profiles(profiles, env))
-    js = atomic_write_text(out / f"{stem}_profile.json",
-                           json.dumps({"environment": env, "profiles": [asdict(p) for p in profiles]}, indent=2))
+    js = atomic_write_text(
+        out / f"{stem}_profile.json",
+        json.dumps({"environment": env, "profiles": [asdict(p) for p in profiles]}, indent=2),
+    )
     return md, js

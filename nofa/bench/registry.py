@@ -7,10 +7,12 @@ one problem size (`build`), which nofa ops it exercises (so the runner can asser
 `nofa.ops.trace_backends()` that a "kernels" run really ran the kernels) and the sizes of
 its headline rows and scaling sweeps.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -35,7 +37,9 @@ class Workload:
     size: int
     shape: str
     bytes_min: int | None = None  # compulsory DRAM traffic of one forward (bandwidth figure)
-    loss_outputs: Callable[[Any], Sequence[torch.Tensor]] = lambda out: (out if isinstance(out, tuple) else (out,))[:1]
+    loss_outputs: Callable[[Any], Sequence[torch.Tensor]] = lambda out: (
+        out if isinstance(out, tuple) else (out,)
+    )[:1]
 
 
 @dataclass

@@ -4,6 +4,7 @@ Speed-up of a backend = median time of the pure-PyTorch reference ("torch") / it
 time, for the same case, size and mode. Memory ratio = the reference's peak memory / the
 backend's: both read "higher is better".
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,11 +16,31 @@ from .cases import all_cases
 from .registry import MODES
 
 BACKEND_ORDER = ("torch", "kernels", "compile")
-SUITE_TITLES = {"headline": "Headline", "points": "Scaling with the number of points",
-                "resolution": "Scaling with the plane resolution"}
-CSV_FIELDS = ["suite", "case", "problem", "size", "mode", "backend", "status", "median_ms", "min_ms", "max_ms",
-              "repeats", "speedup_vs_torch", "peak_mib", "memory_ratio_torch_over_this", "first_call_s",
-              "achieved_gbps", "params", "reason"]
+SUITE_TITLES = {
+    "headline": "Headline",
+    "points": "Scaling with the number of points",
+    "resolution": "Scaling with the plane resolution",
+}
+CSV_FIELDS = [
+    "suite",
+    "case",
+    "problem",
+    "size",
+    "mode",
+    "backend",
+    "status",
+    "median_ms",
+    "min_ms",
+    "max_ms",
+    "repeats",
+    "speedup_vs_torch",
+    "peak_mib",
+    "memory_ratio_torch_over_this",
+    "first_call_s",
+    "achieved_gbps",
+    "params",
+    "reason",
+]
 
 
 def _key(row: dict) -> tuple:
@@ -42,16 +63,25 @@ def finalize(rows: list[dict]) -> list[dict]:
         base = ref.get(_key(r))
         r["speedup_vs_torch"] = base["median_ms"] / r["median_ms"] if ok and base else None
         r["memory_ratio_torch_over_this"] = (
-            base["peak_bytes"] / peak if ok and base and peak and base.get("peak_bytes") is not None else None
+            base["peak_bytes"] / peak
+            if ok and base and peak and base.get("peak_bytes") is not None
+            else None
         )
         r["achieved_gbps"] = achieved_gbps(r)
     order = {b: i for i, b in enumerate(BACKEND_ORDER)}
     suites = list(SUITE_TITLES)
     cases = [c.name for c in all_cases()]
-    rows.sort(key=lambda r: (suites.index(r["suite"]) if r["suite"] in suites else 99,
-                             cases.index(r["case"]) if r["case"] in cases else 99,
-                             r["size"] or 0, r.get("index", 0), json.dumps(r["params"], sort_keys=True),
-                             MODES.index(r["mode"]), order.get(r["backend"], 9)))
+    rows.sort(
+        key=lambda r: (
+            suites.index(r["suite"]) if r["suite"] in suites else 99,
+            cases.index(r["case"]) if r["case"] in cases else 99,
+            r["size"] or 0,
+            r.get("index", 0),
+            json.dumps(r["params"], sort_keys=True),
+            MODES.index(r["mode"]),
+            order.get(r["backend"], 9),
+        )
+    )
     return rows
 
 
@@ -68,8 +98,12 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({**{k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS},
-                        "params": json.dumps(r["params"], sort_keys=True)})
+            w.writerow(
+                {
+                    **{k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS},
+                    "params": json.dumps(r["params"], sort_keys=True),
+                }
+            )
 
 
 def _wide(rows: list[dict], backends: tuple[str, ...]) -> list[list[str]]:
@@ -81,10 +115,18 @@ def _wide(rows: list[dict], backends: tuple[str, ...]) -> list[list[str]]:
     for (case, problem, mode), by in groups.items():
         cells = [case, problem, mode]
         cells += [_fmt(by.get(b, {}).get("median_ms")) for b in backends]
-        cells += [_fmt(by.get(b, {}).get("speedup_vs_torch"), 2) + ("x" if by.get(b, {}).get("speedup_vs_torch") else "")
-                  for b in backends if b != "torch"]
+        cells += [
+            _fmt(by.get(b, {}).get("speedup_vs_torch"), 2)
+            + ("x" if by.get(b, {}).get("speedup_vs_torch") else "")
+            for b in backends
+            if b != "torch"
+        ]
         cells += [_fmt(by.get(b, {}).get("peak_mib")) for b in backends]
-        cells += [_fmt(by.get(b, {}).get("memory_ratio_torch_over_this"), 2) for b in backends if b != "torch"]
+        cells += [
+            _fmt(by.get(b, {}).get("memory_ratio_torch_over_this"), 2)
+            for b in backends
+            if b != "torch"
+        ]
         lines.append(cells)
     return lines
 
@@ -97,29 +139,46 @@ def _table(header: list[str], lines: list[list[str]]) -> str:
 
 def _header(backends: tuple[str, ...]) -> list[str]:
     others = [b for b in backends if b != "torch"]
-    return (["case", "problem", "mode"] + [f"{b} ms" for b in backends] + [f"{b} speed-up" for b in others]
-            + [f"{b} peak MiB" for b in backends] + [f"memory torch/{b}" for b in others])
+    return (
+        ["case", "problem", "mode"]
+        + [f"{b} ms" for b in backends]
+        + [f"{b} speed-up" for b in others]
+        + [f"{b} peak MiB" for b in backends]
+        + [f"memory torch/{b}" for b in others]
+    )
 
 
-def markdown(rows: list[dict], env: dict, copy: dict | None, figures: list[str], memory_method: str) -> str:
+def markdown(
+    rows: list[dict], env: dict, copy: dict | None, figures: list[str], memory_method: str
+) -> str:
     k = env.get("kernels", {})
     lines = [
-        f"# nofa benchmark: {env['device']} ({env['device_name']})", "",
+        f"# nofa benchmark: {env['device']} ({env['device_name']})",
+        "",
         f"- command: `{env['command']}`",
         f"- device: {env['device']} — {env['device_name']}"
-        + (f" ({env.get('gpu_capability')}, {env.get('gpu_memory_gib')} GiB)" if env["device"] == "cuda" else ""),
+        + (
+            f" ({env.get('gpu_capability')}, {env.get('gpu_memory_gib')} GiB)"
+            if env["device"] == "cuda"
+            else ""
+        ),
         f"- CPU: {env['cpu_model']}, {env['cpu_cores']} cores, torch threads {env['cpu_threads']}",
-        f"- torch {env['torch']} (CUDA {env['torch_cuda']}), python {env['python']}, nofa {env['nofa']} "
-        f"at commit {env['commit']}; kernels compiled: {k.get('compiled')}, CUDA build: {k.get('cuda')}",
+        f"- torch {env['torch']} (CUDA {env['torch_cuda']}), python {env['python']}, nofa "
+        f"{env['nofa']} "
+        f"at commit {env['commit']}; kernels compiled: {k.get('compiled')}, CUDA build: "
+        f"{k.get('cuda')}",
         f"- date: {env['date']}",
-        f"- time: median over repeats after warm-up"
+        "- time: median over repeats after warm-up"
         + (" (CUDA events, synchronised)" if env["device"] == "cuda" else " (wall clock)")
         + f"; memory: peak growth of one call ({memory_method})",
-        "- speed-up = torch ms / backend ms; memory torch/x = reference peak / backend peak (higher is better)",
+        "- speed-up = torch ms / backend ms; memory torch/x = reference peak / backend peak "
+        "(higher is better)",
     ]
     if copy:
-        lines.append(f"- device copy bandwidth (same run): {copy['gbps']:.1f} GB/s "
-                     f"({copy['bytes'] / 2**20:.0f} MiB buffer)")
+        lines.append(
+            f"- device copy bandwidth (same run): {copy['gbps']:.1f} GB/s "
+            f"({copy['bytes'] / 2**20:.0f} MiB buffer)"
+        )
     lines.append("")
     for suite, title in SUITE_TITLES.items():
         part = [r for r in rows if r["suite"] == suite]
@@ -127,14 +186,36 @@ def markdown(rows: list[dict], env: dict, copy: dict | None, figures: list[str],
             continue
         backends = tuple(b for b in BACKEND_ORDER if any(r["backend"] == b for r in part))
         lines += [f"## {title}", "", _table(_header(backends), _wide(part, backends)), ""]
-    bw = [r for r in rows if r["backend"] == "kernels" and r.get("achieved_gbps") and r["mode"] == "forward"
-          and r["case"] == "sample_triplane"]
+    bw = [
+        r
+        for r in rows
+        if r["backend"] == "kernels"
+        and r.get("achieved_gbps")
+        and r["mode"] == "forward"
+        and r["case"] == "sample_triplane"
+    ]
     if bw and copy:
-        lines += ["## sample_triplane forward: achieved vs copy bandwidth", "",
-                  _table(["suite", "problem", "achieved GB/s", "copy GB/s", "fraction of copy"],
-                         [[r["suite"], r["problem"], _fmt(r["achieved_gbps"]), _fmt(copy["gbps"]),
-                           f"{r['achieved_gbps'] / copy['gbps']:.0%}"] for r in bw]), ""]
-    reasons = sorted({(r["case"], r["backend"], r["reason"]) for r in rows if r.get("status") != "ok"})
+        lines += [
+            "## sample_triplane forward: achieved vs copy bandwidth",
+            "",
+            _table(
+                ["suite", "problem", "achieved GB/s", "copy GB/s", "fraction of copy"],
+                [
+                    [
+                        r["suite"],
+                        r["problem"],
+                        _fmt(r["achieved_gbps"]),
+                        _fmt(copy["gbps"]),
+                        f"{r['achieved_gbps'] / copy['gbps']:.0%}",
+                    ]
+                    for r in bw
+                ],
+            ),
+            "",
+        ]
+    reasons = sorted(
+        {(r["case"], r["backend"], r["reason"]) for r in rows if r.get("status") != "ok"}
+    )
     if reasons:
         lines += ["## Not measured", ""] + [f"- {c} / {b}: {why}" for c, b, why in reasons] + [""]
     lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures] + [""]
@@ -162,5 +243,7 @@ def write_all(out: Path, result: dict, env: dict, stem: str | None = None) -> di
             paths["bandwidth_png"] = bw
             figures.append(str(bw))
     write_csv(paths["csv"], rows)
-    paths["md"].write_text(markdown(rows, env, result.get("copy_bandwidth"), figures, result.get("memory_method", "")))
+    paths["md"].write_text(
+        markdown(rows, env, result.get("copy_bandwidth"), figures, result.get("memory_method", ""))
+    )
     return paths

@@ -1,10 +1,12 @@
 """Plans the benchmark jobs, runs them in worker processes and collects result rows.
 
-Every (case, size, backend) is a job; the kernels and torch jobs of one size run in one worker process (a
+Every (case, size, backend) is a job; the kernels and torch jobs of one size run in one worker
+process (a
 compile job in its own, under `compile_timeout_s`), one after another, never two at once.
 A row is produced for every case x size x mode x backend, measured or not: a backend that
 cannot run says why ("not available in this build", "no compiled kernel", "skipped").
 """
+
 from __future__ import annotations
 
 import json
@@ -52,10 +54,26 @@ class SuiteConfig:
         return (not self.quick) if self.compile is None else self.compile
 
 
-def _row(case: str, suite: str, index: int, params: dict, mode: str, backend: str, status: str,
-         reason: str = "") -> dict:
-    return {"suite": suite, "case": case, "index": index, "params": params, "mode": mode, "backend": backend,
-            "status": status, "reason": reason}
+def _row(
+    case: str,
+    suite: str,
+    index: int,
+    params: dict,
+    mode: str,
+    backend: str,
+    status: str,
+    reason: str = "",
+) -> dict:
+    return {
+        "suite": suite,
+        "case": case,
+        "index": index,
+        "params": params,
+        "mode": mode,
+        "backend": backend,
+        "status": status,
+        "reason": reason,
+    }
 
 
 def _kernel_gap(case: Case, device: str) -> str | None:
@@ -89,18 +107,48 @@ def plan_jobs(cfg: SuiteConfig) -> tuple[list[dict], list[dict]]:
                     elif backend == "compile" and not cfg.use_compile:
                         why = "skipped (--quick or --no-compile)"
                     elif backend == "compile" and index and cfg.plan == "cpu":
-                        why = "compiled at the first headline size only on a CPU (compiling takes minutes)"
-                    fixed += [_row(case.name, suite, index, params, m, backend, "n/a",
-                                   "forward only (no gradients in this case)") for m in MODES if m not in case.modes]
+                        why = (
+                            "compiled at the first headline size only on a CPU (compiling takes "
+                            "minutes)"
+                        )
+                    fixed += [
+                        _row(
+                            case.name,
+                            suite,
+                            index,
+                            params,
+                            m,
+                            backend,
+                            "n/a",
+                            "forward only (no gradients in this case)",
+                        )
+                        for m in MODES
+                        if m not in case.modes
+                    ]
                     if why:
-                        fixed += [_row(case.name, suite, index, params, m, backend, "n/a", why) for m in case.modes]
+                        fixed += [
+                            _row(case.name, suite, index, params, m, backend, "n/a", why)
+                            for m in case.modes
+                        ]
                         continue
-                    jobs.append({
-                        "id": len(jobs), "suite": suite, "index": index, "case": case.name, "backend": backend,
-                        "device": cfg.device, "params": params, "modes": list(case.modes),
-                        "warmup": cfg.warmup, "budget_s": budget, "min_repeats": cfg.min_repeats,
-                        "max_repeats": cfg.max_repeats, "memory_method": method, "threads": cfg.threads,
-                    })
+                    jobs.append(
+                        {
+                            "id": len(jobs),
+                            "suite": suite,
+                            "index": index,
+                            "case": case.name,
+                            "backend": backend,
+                            "device": cfg.device,
+                            "params": params,
+                            "modes": list(case.modes),
+                            "warmup": cfg.warmup,
+                            "budget_s": budget,
+                            "min_repeats": cfg.min_repeats,
+                            "max_repeats": cfg.max_repeats,
+                            "memory_method": method,
+                            "threads": cfg.threads,
+                        }
+                    )
     return jobs, fixed
 
 
@@ -111,7 +159,9 @@ def _groups(jobs: list[dict], cfg: SuiteConfig) -> list[tuple[list[dict], float]
     if fresh:  # memory from each process's first call: one process per job and mode
         for backend in ("kernels", "torch"):
             batch = [j for j in jobs if j["backend"] == backend]
-            groups += [([{**j, "modes": [m]}], cfg.worker_timeout_s) for j in batch for m in j["modes"]]
+            groups += [
+                ([{**j, "modes": [m]}], cfg.worker_timeout_s) for j in batch for m in j["modes"]
+            ]
     else:
         # The kernels and torch runs of one problem size share a worker and run back to
         # back, so a change of load on a shared machine hits both sides of a ratio alike
@@ -141,8 +191,12 @@ def run_worker(batch: list[dict], timeout_s: float, log=print) -> list[dict]:
     rows: list[dict] = []
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nofa.bench.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=err, text=True, env=_worker_env(),
+            [sys.executable, "-m", "nofa.bench.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=_worker_env(),
         )
         timed_out = threading.Event()
 
@@ -157,7 +211,7 @@ def run_worker(batch: list[dict], timeout_s: float, log=print) -> list[dict]:
             proc.stdin.close()
             for line in proc.stdout:
                 if line.startswith(RESULT_TAG):
-                    row = json.loads(line[len(RESULT_TAG):])
+                    row = json.loads(line[len(RESULT_TAG) :])
                     rows.append(row)
                     log(_progress(row))
             proc.wait()
@@ -176,8 +230,16 @@ def run_worker(batch: list[dict], timeout_s: float, log=print) -> list[dict]:
                 status, why = "error", f"worker exited with code {proc.returncode}: {tail[-300:]}"
             if job["backend"] == "compile" and timed_out.is_set():
                 why = f"torch.compile too slow here: {why}"
-            rows.append({"id": job["id"], "case": job["case"], "backend": job["backend"], "mode": mode,
-                         "status": status, "reason": why})
+            rows.append(
+                {
+                    "id": job["id"],
+                    "case": job["case"],
+                    "backend": job["backend"],
+                    "mode": mode,
+                    "status": status,
+                    "reason": why,
+                }
+            )
             log(_progress(rows[-1]))
     return rows
 
@@ -199,11 +261,17 @@ def run_suite(cfg: SuiteConfig) -> dict:
     for batch, limit in _groups(jobs, cfg):
         for r in run_worker(batch, limit, cfg.log):
             job = by_id[r.pop("id")]
-            rows.append({**r, "suite": job["suite"], "index": job["index"], "params": job["params"]})
+            rows.append(
+                {**r, "suite": job["suite"], "index": job["index"], "params": job["params"]}
+            )
     copy = None
     if not cfg.quick or cfg.device == "cuda":
         copy = measure_copy_bandwidth(cfg)
-    return {"rows": rows, "copy_bandwidth": copy, "memory_method": jobs[0]["memory_method"] if jobs else ""}
+    return {
+        "rows": rows,
+        "copy_bandwidth": copy,
+        "memory_method": jobs[0]["memory_method"] if jobs else "",
+    }
 
 
 def measure_copy_bandwidth(cfg: SuiteConfig) -> dict | None:

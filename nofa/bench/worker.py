@@ -5,6 +5,7 @@ so a crash or a timeout loses only the jobs not yet reported.
 A job: {"id", "case", "backend": "kernels"|"torch"|"compile", "device", "params",
 "modes", "warmup", "budget_s", "min_repeats", "max_repeats", "memory_method"}.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,24 +46,45 @@ def _run_mode(job: dict, case, wl: Workload, fn, mode: str, device: torch.device
         out["first_call_s"] = time.perf_counter() - t0
     check_backends(tr, case, job["backend"])
     res = measure.measure_call(
-        call, device, out["first_call_s"], warmup=max(0, job["warmup"] - 1), budget_s=job["budget_s"],
-        min_repeats=job["min_repeats"], max_repeats=job["max_repeats"], before=before, memory=not fresh,
+        call,
+        device,
+        out["first_call_s"],
+        warmup=max(0, job["warmup"] - 1),
+        budget_s=job["budget_s"],
+        min_repeats=job["min_repeats"],
+        max_repeats=job["max_repeats"],
+        before=before,
+        memory=not fresh,
     )
     if fresh:
-        res["peak_bytes"] = None if job["backend"] == "compile" else out["peak_bytes"]  # compile's first call compiled
+        res["peak_bytes"] = (
+            None if job["backend"] == "compile" else out["peak_bytes"]
+        )  # compile's first call compiled
     out.update(res)
     return out
 
 
 def run_job(job: dict) -> None:
-    base = {"id": job["id"], "case": job["case"], "backend": job["backend"], "device": job["device"]}
+    base = {
+        "id": job["id"],
+        "case": job["case"],
+        "backend": job["backend"],
+        "device": job["device"],
+    }
     device = torch.device(job["device"])
     case = get_case(job["case"])
     try:
         wl = case.build(job["params"], device)
     except Exception as e:  # noqa: BLE001  (reported, not fatal for the other jobs)
         for mode in job["modes"]:
-            _emit({**base, "mode": mode, "status": "error", "reason": f"building inputs failed: {e!r}"})
+            _emit(
+                {
+                    **base,
+                    "mode": mode,
+                    "status": "error",
+                    "reason": f"building inputs failed: {e!r}",
+                }
+            )
         return
     info = {"size": wl.size, "shape": wl.shape, "bytes_min": wl.bytes_min}
     fn = wl.fn
@@ -77,8 +99,15 @@ def run_job(job: dict) -> None:
         except Exception as e:  # noqa: BLE001
             what = "torch.compile failed" if job["backend"] == "compile" else "run failed"
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            _emit({**base, **info, "mode": mode, "status": "n/a" if job["backend"] == "compile" else "error",
-                   "reason": f"{what}: {type(e).__name__}: {msg[:300]}"})
+            _emit(
+                {
+                    **base,
+                    **info,
+                    "mode": mode,
+                    "status": "n/a" if job["backend"] == "compile" else "error",
+                    "reason": f"{what}: {type(e).__name__}: {msg[:300]}",
+                }
+            )
             traceback.print_exc(file=sys.stderr)
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -1,4 +1,5 @@
 """`nofa bench`: benchmark every kernel and the full render against pure PyTorch."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,8 @@ NAME = "bench"
 HELP = "benchmark the kernels and the full render against pure PyTorch (tables, CSV, plots)"
 DESCRIPTION = (
     "Times every nofa op (sampling, compositing, deformation) and the full render, forward and "
-    "forward+backward, on the compiled kernels, the pure-PyTorch reference and torch.compile of the "
+    "forward+backward, on the compiled kernels, the pure-PyTorch reference and torch.compile of "
+    "the "
     "reference; measures peak memory; sweeps the number of points (2^14..2^22) and the plane "
     "resolution (64..512). Writes <device>_results.md, <device>_results.csv and "
     "<device>_scaling.png (plus cuda_bandwidth.png on CUDA; file names get _quick after the "
@@ -17,19 +19,46 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="tiny sizes, no torch.compile: a smoke run of seconds")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default: cpu)")
-    p.add_argument("--out", default="benchmarks/results", help="output folder (default: benchmarks/results)")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes, no torch.compile: a smoke run of seconds"
+    )
+    p.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default: cpu)"
+    )
+    p.add_argument(
+        "--out", default="benchmarks/results", help="output folder (default: benchmarks/results)"
+    )
     p.add_argument("--cases", nargs="+", metavar="CASE", help="only these cases (default: all)")
     comp = p.add_mutually_exclusive_group()
-    comp.add_argument("--compile", dest="compile", action="store_true", default=None,
-                      help="also time torch.compile of the reference (default: on, off with --quick)")
-    comp.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
-    p.add_argument("--no-sweeps", action="store_true", help="headline table only, no scaling sweeps")
-    p.add_argument("--threads", type=int, help="torch CPU threads in the measuring processes (default: torch's)")
-    p.add_argument("--budget", type=float, help="seconds of timed repeats per measurement (default 2, 0.05 with --quick)")
-    p.add_argument("--compile-timeout", type=float, default=300.0,
-                   help="seconds allowed for one torch.compile job before it is reported n/a (default 300)")
+    comp.add_argument(
+        "--compile",
+        dest="compile",
+        action="store_true",
+        default=None,
+        help="also time torch.compile of the reference (default: on, off with --quick)",
+    )
+    comp.add_argument(
+        "--no-compile", dest="compile", action="store_false", help="skip torch.compile"
+    )
+    p.add_argument(
+        "--no-sweeps", action="store_true", help="headline table only, no scaling sweeps"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads in the measuring processes (default: torch's)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        help="seconds of timed repeats per measurement (default 2, 0.05 with --quick)",
+    )
+    p.add_argument(
+        "--compile-timeout",
+        type=float,
+        default=300.0,
+        help="seconds allowed for one torch.compile job before it is reported n/a (default 300)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,11 +77,19 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = SuiteConfig(
-        device=args.device, quick=args.quick, compile=args.compile, cases=args.cases,
-        sweeps=not args.no_sweeps, threads=args.threads, budget_s=args.budget,
+        device=args.device,
+        quick=args.quick,
+        compile=args.compile,
+        cases=args.cases,
+        sweeps=not args.no_sweeps,
+        threads=args.threads,
+        budget_s=args.budget,
         compile_timeout_s=args.compile_timeout,
     )
-    print(f"nofa bench: device {args.device}, plan '{cfg.plan}', torch.compile {'on' if cfg.use_compile else 'off'}")
+    print(
+        f"nofa bench: device {args.device}, plan '{cfg.plan}', torch.compile "
+        f"{'on' if cfg.use_compile else 'off'}"
+    )
     paths = run_and_write(cfg, args.out, command=["nofa", "bench", *_argv_of(args)])
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}")

@@ -1,11 +1,14 @@
 """`nofa dataset`: check a face-video training dataset, or write a synthetic one."""
+
 from __future__ import annotations
 
 import argparse
 import sys
 
 NAME = "dataset"
-HELP = "face-video training datasets: validate one (check) or write procedural talking heads (synth)"
+HELP = (
+    "face-video training datasets: validate one (check) or write procedural talking heads (synth)"
+)
 DESCRIPTION = """Face-video datasets for the deformation, hybrid and audio training stages
 (layout: docs/datasets.md).
 
@@ -28,31 +31,65 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ._common import nonnegative_int, positive_int
 
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    c = sub.add_parser("check", help="validate a dataset and print a summary (exit 1 on problems)",
-                       description="Validate every clip of a face-video dataset (docs/datasets.md).")
+    c = sub.add_parser(
+        "check",
+        help="validate a dataset and print a summary (exit 1 on problems)",
+        description="Validate every clip of a face-video dataset (docs/datasets.md).",
+    )
     c.add_argument("root", metavar="ROOT", help="dataset folder (ROOT/<clip>/frames/*.png ...)")
-    c.add_argument("--audio", action="store_true", help="require audio_exp.npy in every clip (the audio stage)")
-    c.add_argument("--heldout-clips", type=nonnegative_int, default=1,
-                   help="held-out clips when ROOT/heldout.txt is absent (the last ones; default 1)")
+    c.add_argument(
+        "--audio", action="store_true", help="require audio_exp.npy in every clip (the audio stage)"
+    )
+    c.add_argument(
+        "--heldout-clips",
+        type=nonnegative_int,
+        default=1,
+        help="held-out clips when ROOT/heldout.txt is absent (the last ones; default 1)",
+    )
     c.add_argument("--no-images", action="store_true", help="do not open the frame images (faster)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s = sub.add_parser("synth", help="write procedural talking-head clips in the dataset layout",
-                       description="Write synthetic talking-head clips (nofa.train.procedural_heads) in the "
-                                   "dataset layout of docs/datasets.md.")
-    s.add_argument("out", metavar="OUT", help="output folder (created; must not already hold clips)")
+    s = sub.add_parser(
+        "synth",
+        help="write procedural talking-head clips in the dataset layout",
+        description="Write synthetic talking-head clips (nofa.train.procedural_heads) in the "
+        "dataset layout of docs/datasets.md.",
+    )
+    s.add_argument(
+        "out", metavar="OUT", help="output folder (created; must not already hold clips)"
+    )
     s.add_argument("--clips", type=positive_int, default=24, help="number of clips (default 24)")
-    s.add_argument("--frames", type=number_at_least(2), default=32, help="frames per clip (default 32, >= 2)")
-    s.add_argument("--size", type=number_at_least(8), default=64, help="frame side in pixels (default 64)")
+    s.add_argument(
+        "--frames", type=number_at_least(2), default=32, help="frames per clip (default 32, >= 2)"
+    )
+    s.add_argument(
+        "--size", type=number_at_least(8), default=64, help="frame side in pixels (default 64)"
+    )
     s.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
-    s.add_argument("--heldout", type=nonnegative_int, default=0,
-                   help="write heldout.txt naming the last N clips (default 0: no file)")
-    s.add_argument("--supersample", type=positive_int, default=2, help="anti-aliasing factor (default 2)")
+    s.add_argument(
+        "--heldout",
+        type=nonnegative_int,
+        default=0,
+        help="write heldout.txt naming the last N clips (default 0: no file)",
+    )
+    s.add_argument(
+        "--supersample", type=positive_int, default=2, help="anti-aliasing factor (default 2)"
+    )
     s.add_argument("--no-audio", action="store_true", help="no audio_exp.npy")
-    s.add_argument("--depth", action="store_true", help="also write depth/*.npy (distance along each ray)")
-    s.add_argument("--mat", action="store_true", help="per-frame coeffs/*.mat instead of coeffs.npy")
-    s.add_argument("--preview", metavar="PNG", help="also write a contact sheet of the first 4 clips "
-                   "(8 frames each, landmarks drawn) to this image file")
-    s.add_argument("--force", action="store_true", help="write into OUT even if it already holds clips")
+    s.add_argument(
+        "--depth", action="store_true", help="also write depth/*.npy (distance along each ray)"
+    )
+    s.add_argument(
+        "--mat", action="store_true", help="per-frame coeffs/*.mat instead of coeffs.npy"
+    )
+    s.add_argument(
+        "--preview",
+        metavar="PNG",
+        help="also write a contact sheet of the first 4 clips "
+        "(8 frames each, landmarks drawn) to this image file",
+    )
+    s.add_argument(
+        "--force", action="store_true", help="write into OUT even if it already holds clips"
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -87,20 +124,42 @@ def _check(args: argparse.Namespace) -> int:
     clips = list_clips(root)
     problems: list[DatasetProblem] = []
     if not clips:
-        problems.append(DatasetProblem("(dataset)", None, root, "no clips: expected ROOT/<clip>/frames/*.png"))
+        problems.append(
+            DatasetProblem("(dataset)", None, root, "no clips: expected ROOT/<clip>/frames/*.png")
+        )
     heldout: set[str] = set()
     listed = root / "heldout.txt"
     if listed.is_file():
-        names = [ln.strip() for ln in listed.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        names = [
+            ln.strip()
+            for ln in listed.read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")
+        ]
         unknown = [n for n in names if n not in clips]
         if unknown:
-            problems.append(DatasetProblem("(dataset)", None, listed, f"names {len(unknown)} clip(s) that do not "
-                                           f"exist, first {unknown[0]!r}"))
+            problems.append(
+                DatasetProblem(
+                    "(dataset)",
+                    None,
+                    listed,
+                    f"names {len(unknown)} clip(s) that do not exist, first {unknown[0]!r}",
+                )
+            )
         heldout = set(names) & set(clips)
     elif clips:
-        heldout = set(clips[len(clips) - min(args.heldout_clips, len(clips) - 1):]) if args.heldout_clips else set()
+        heldout = (
+            set(clips[len(clips) - min(args.heldout_clips, len(clips) - 1) :])
+            if args.heldout_clips
+            else set()
+        )
     rows = []
-    for clip in tqdm(clips, desc="checking", unit="clip", disable=args.no_progress or len(clips) < 2, file=sys.stderr):
+    for clip in tqdm(
+        clips,
+        desc="checking",
+        unit="clip",
+        disable=args.no_progress or len(clips) < 2,
+        file=sys.stderr,
+    ):
         found = check_clip(root / clip, clip, audio=args.audio, images=not args.no_images)
         problems += found
         row = clip_info(root / clip, clip, "heldout" if clip in heldout else "train")
@@ -114,8 +173,11 @@ def _check(args: argparse.Namespace) -> int:
         print(f"... and {len(rows) - len(shown)} more clips without problems")
     frames = sum(int(r["frames"]) for r in rows)
     bad = sum(1 for r in rows if r["problems"])
-    print(f"\n{root}: {len(clips)} clips ({len(clips) - len(heldout)} train, {len(heldout)} held out), "
-          f"{frames} frames; {len(problems)} problem(s) in {bad} clip(s)")
+    print(
+        f"\n{root}: {len(clips)} clips ({len(clips) - len(heldout)} train, {len(heldout)} held "
+        "out), "
+        f"{frames} frames; {len(problems)} problem(s) in {bad} clip(s)"
+    )
     if problems:
         print("\nproblems:")
         for p in problems:
@@ -135,14 +197,29 @@ def _synth(args: argparse.Namespace) -> int:
         print(f"error: OUT must be a folder, {out} is a file", file=sys.stderr)
         return 2
     if out.is_dir() and list_clips(out) and not args.force:
-        print(f"error: {out} already holds clips; pick another OUT or pass --force", file=sys.stderr)
+        print(
+            f"error: {out} already holds clips; pick another OUT or pass --force", file=sys.stderr
+        )
         return 2
     if args.heldout >= args.clips:
-        print(f"error: --heldout must be smaller than --clips ({args.clips}), got {args.heldout}", file=sys.stderr)
+        print(
+            f"error: --heldout must be smaller than --clips ({args.clips}), got {args.heldout}",
+            file=sys.stderr,
+        )
         return 2
-    write_synthetic_video_dataset(out, clips=args.clips, frames=args.frames, size=args.size, seed=args.seed,
-                                  audio=not args.no_audio, depth=args.depth, mat=args.mat, heldout=args.heldout,
-                                  supersample=args.supersample, progress=not args.no_progress)
+    write_synthetic_video_dataset(
+        out,
+        clips=args.clips,
+        frames=args.frames,
+        size=args.size,
+        seed=args.seed,
+        audio=not args.no_audio,
+        depth=args.depth,
+        mat=args.mat,
+        heldout=args.heldout,
+        supersample=args.supersample,
+        progress=not args.no_progress,
+    )
     print(f"wrote {args.clips} clips x {args.frames} frames ({args.size} px) to {out}")
     if args.preview:
         contact_sheet(out, args.preview)
@@ -150,8 +227,9 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def contact_sheet(root, path, clips: int = 4, frames: int = 8, cell: int | None = None,
-                  landmarks: bool = True) -> None:
+def contact_sheet(
+    root, path, clips: int = 4, frames: int = 8, cell: int | None = None, landmarks: bool = True
+) -> None:
     """A PNG grid: one row per clip (the first `clips`), `frames` frames evenly spaced, with
     the clip's landmarks drawn as green dots (`landmarks`); cells of `cell` px (default: the
     frames' size)."""
@@ -174,7 +252,9 @@ def contact_sheet(root, path, clips: int = 4, frames: int = 8, cell: int | None 
         row = []
         for i in np.linspace(0, T - 1, min(frames, T)).round().astype(int):
             item = ds.load_frame(clip, int(i))
-            im = Image.fromarray(((item["image"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8))
+            im = Image.fromarray(
+                ((item["image"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+            )
             draw = ImageDraw.Draw(im)
             for x, y in item["landmarks"].numpy() if landmarks else []:
                 draw.point((float(x), float(y)), fill=(0, 255, 0))

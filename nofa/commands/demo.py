@@ -1,13 +1,24 @@
 """`nofa demo`: one portrait -> a 3D head (turntable, contact sheet, avatar file, mesh)."""
+
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ._common import add_backend, nonnegative_float, nonnegative_int, number_in, positive_float, positive_int
+from ._common import (
+    add_backend,
+    nonnegative_float,
+    nonnegative_int,
+    number_in,
+    positive_float,
+    positive_int,
+)
 
 NAME = "demo"
-HELP = "one portrait -> 3D head: turntable GIF, contact sheet, avatar file and coloured mesh in outputs/demo/"
+HELP = (
+    "one portrait -> 3D head: turntable GIF, contact sheet, avatar file and coloured mesh in "
+    "outputs/demo/"
+)
 DESCRIPTION = """Reconstruct a head from one portrait and write to --out (default outputs/demo/):
   turntable.gif      yaw sweep +-35 degrees
   contact_sheet.png  aligned input | template | front view (face PSNR) | four novel views | depth
@@ -19,7 +30,8 @@ it, aligns an EG3D crop and estimates the camera, as `nofa prepare` does).
 
 What it does: a procedural template head is baked into an EG3D tri-plane + decoder (cached in
 outputs/cache/, keyed by the bake settings), then the photo's colours are put on the template's
-surface (warped to the photo's landmarks): what the photo's camera sees takes the photo's colour, hidden parts their mirror
+surface (warped to the photo's landmarks): what the photo's camera sees takes the photo's colour,
+hidden parts their mirror
 image's or the photo's skin/hair colour, the background is matted out (docs/faces.md).
 Optionally --steps of fast adaptation (NOFA++ eq. 14) refine the front view. nofa ships no
 trained NOFA++ weights, so this is NOT the learned one-shot encoder: geometry is the template's,
@@ -28,37 +40,125 @@ warped (--geometry-fit) so that its landmarks land on the photo's.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--image", default=None, help="photo with a face (any size; aligned here); default: the astronaut")
+    p.add_argument(
+        "--image",
+        default=None,
+        help="photo with a face (any size; aligned here); default: the astronaut",
+    )
     p.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
-    p.add_argument("--template", default=None, help="start from this avatar file instead of baking the template")
-    p.add_argument("--steps", type=nonnegative_int, default=60,
-                   help="fast-adaptation steps on the front view after colouring (default 60)")
-    p.add_argument("--colour-steps", type=nonnegative_int, default=120,
-                   help="steps fitting the photo's surface colours into the tri-plane (default 120)")
-    p.add_argument("--geometry-fit", action=argparse.BooleanOptionalAction, default=True,
-                   help="warp the template so its 3D landmarks land on the photo's before colouring (default on; "
-                        "--no-geometry-fit: the template's own shape)")
-    p.add_argument("--no-cache", action="store_true", help="bake the template even if outputs/cache has it")
-    p.add_argument("--fit-resolution", type=positive_int, default=128,
-                   help="render size during fitting (default 128, the size of the output views)")
-    p.add_argument("--fit-samples", type=positive_int, default=16, help="coarse (= importance) samples while fitting (default 16)")
-    p.add_argument("--lr", type=positive_float, default=0.02, help="fast-adaptation learning rate (default 0.02)")
-    p.add_argument("--adapt-planes", choices=["xy", "all"], default="xy",
-                   help="which planes fast adaptation updates: 'xy' (default; the plane facing the camera, "
-                        "no streaks in side views) or 'all' (the paper's choice; streaky from one view)")
-    p.add_argument("--depth-weight", type=nonnegative_float, default=1.0, help="lambda_reg of eq. 14 (default 1)")
-    p.add_argument("--plane-resolution", type=number_in(int, 2), default=128, help="tri-plane side (default 128; EG3D uses 256)")
-    p.add_argument("--bake-steps", type=nonnegative_int, default=500, help="template baking steps (default 500)")
-    p.add_argument("--resolution", type=positive_int, default=128, help="size of the output views and turntable (default 128)")
-    p.add_argument("--samples", type=positive_int, default=32, help="coarse (= importance) samples for the outputs (default 32)")
+    p.add_argument(
+        "--template",
+        default=None,
+        help="start from this avatar file instead of baking the template",
+    )
+    p.add_argument(
+        "--steps",
+        type=nonnegative_int,
+        default=60,
+        help="fast-adaptation steps on the front view after colouring (default 60)",
+    )
+    p.add_argument(
+        "--colour-steps",
+        type=nonnegative_int,
+        default=120,
+        help="steps fitting the photo's surface colours into the tri-plane (default 120)",
+    )
+    p.add_argument(
+        "--geometry-fit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="warp the template so its 3D landmarks land on the photo's before colouring "
+        "(default on; --no-geometry-fit: the template's own shape)",
+    )
+    p.add_argument(
+        "--no-cache", action="store_true", help="bake the template even if outputs/cache has it"
+    )
+    p.add_argument(
+        "--fit-resolution",
+        type=positive_int,
+        default=128,
+        help="render size during fitting (default 128, the size of the output views)",
+    )
+    p.add_argument(
+        "--fit-samples",
+        type=positive_int,
+        default=16,
+        help="coarse (= importance) samples while fitting (default 16)",
+    )
+    p.add_argument(
+        "--lr",
+        type=positive_float,
+        default=0.02,
+        help="fast-adaptation learning rate (default 0.02)",
+    )
+    p.add_argument(
+        "--adapt-planes",
+        choices=["xy", "all"],
+        default="xy",
+        help="which planes fast adaptation updates: 'xy' (default; the plane facing the camera, "
+        "no streaks in side views) or 'all' (the paper's choice; streaky from one view)",
+    )
+    p.add_argument(
+        "--depth-weight",
+        type=nonnegative_float,
+        default=1.0,
+        help="lambda_reg of eq. 14 (default 1)",
+    )
+    p.add_argument(
+        "--plane-resolution",
+        type=number_in(int, 2),
+        default=128,
+        help="tri-plane side (default 128; EG3D uses 256)",
+    )
+    p.add_argument(
+        "--bake-steps",
+        type=nonnegative_int,
+        default=500,
+        help="template baking steps (default 500)",
+    )
+    p.add_argument(
+        "--resolution",
+        type=positive_int,
+        default=128,
+        help="size of the output views and turntable (default 128)",
+    )
+    p.add_argument(
+        "--samples",
+        type=positive_int,
+        default=32,
+        help="coarse (= importance) samples for the outputs (default 32)",
+    )
     p.add_argument("--frames", type=positive_int, default=20, help="turntable frames (default 20)")
-    p.add_argument("--animation-frames", type=nonnegative_int, default=48,
-                   help="frames of animation.mp4/.gif: built-in expressions while the camera sweeps (default 48; 0: none)")
-    p.add_argument("--mesh-resolution", type=number_in(int, 2), default=256, help="marching-cubes grid (default 256)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a seconds-long smoke test, not a nice result")
+    p.add_argument(
+        "--animation-frames",
+        type=nonnegative_int,
+        default=48,
+        help=(
+            "frames of animation.mp4/.gif: built-in expressions while the camera sweeps (default "
+            "48; 0: none)"
+        ),
+    )
+    p.add_argument(
+        "--mesh-resolution",
+        type=number_in(int, 2),
+        default=256,
+        help="marching-cubes grid (default 256)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes: a seconds-long smoke test, not a nice result",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for torch (default: torch's choice); on a busy machine 1 can be much faster")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help=(
+            "CPU threads for torch (default: torch's choice); on a busy machine 1 can be much "
+            "faster"
+        ),
+    )
     add_backend(p)
 
 
@@ -66,23 +166,56 @@ def config_from_args(args: argparse.Namespace):
     from nofa.pipelines.template_fit.adapt import AdaptConfig
     from nofa.pipelines.template_fit.demo import DemoConfig
 
-    adapt = AdaptConfig(steps=args.steps, resolution=args.fit_resolution, lr=args.lr, lambda_reg=args.depth_weight,
-                        coarse_samples=args.fit_samples, importance_samples=args.fit_samples,
-                        planes=args.adapt_planes)
+    adapt = AdaptConfig(
+        steps=args.steps,
+        resolution=args.fit_resolution,
+        lr=args.lr,
+        lambda_reg=args.depth_weight,
+        coarse_samples=args.fit_samples,
+        importance_samples=args.fit_samples,
+        planes=args.adapt_planes,
+    )
     from nofa.pipelines.template_fit.texture import TextureConfig
 
-    cfg = DemoConfig(out_dir=args.out, texture=TextureConfig(steps=args.colour_steps),
-                     geometry_fit=args.geometry_fit,
-                     cache_dir=None if args.no_cache else "outputs/cache", image=args.image, template=args.template, plane_resolution=args.plane_resolution,
-                     bake_steps=args.bake_steps, adapt=adapt, view_resolution=args.resolution,
-                     view_samples=args.samples, frames=args.frames, mesh_resolution=args.mesh_resolution,
-                     animation_frames=args.animation_frames, progress=not args.no_progress)
+    cfg = DemoConfig(
+        out_dir=args.out,
+        texture=TextureConfig(steps=args.colour_steps),
+        geometry_fit=args.geometry_fit,
+        cache_dir=None if args.no_cache else "outputs/cache",
+        image=args.image,
+        template=args.template,
+        plane_resolution=args.plane_resolution,
+        bake_steps=args.bake_steps,
+        adapt=adapt,
+        view_resolution=args.resolution,
+        view_samples=args.samples,
+        frames=args.frames,
+        mesh_resolution=args.mesh_resolution,
+        animation_frames=args.animation_frames,
+        progress=not args.no_progress,
+    )
     if args.quick:
-        cfg.plane_resolution, cfg.channels, cfg.bake_steps, cfg.bake_pool, cfg.bake_batch = 32, 8, 20, 1 << 13, 1 << 11
-        cfg.texture.steps, cfg.texture.pool, cfg.texture.batch, cfg.texture.depth_resolution = 3, 1 << 12, 1 << 10, 24
+        cfg.plane_resolution, cfg.channels, cfg.bake_steps, cfg.bake_pool, cfg.bake_batch = (
+            32,
+            8,
+            20,
+            1 << 13,
+            1 << 11,
+        )
+        cfg.texture.steps, cfg.texture.pool, cfg.texture.batch, cfg.texture.depth_resolution = (
+            3,
+            1 << 12,
+            1 << 10,
+            24,
+        )
         cfg.cache_dir = None
         cfg.geometry_steps = 3
-        cfg.adapt.steps, cfg.adapt.resolution, cfg.adapt.coarse_samples, cfg.adapt.importance_samples = 3, 16, 8, 8
+        (
+            cfg.adapt.steps,
+            cfg.adapt.resolution,
+            cfg.adapt.coarse_samples,
+            cfg.adapt.importance_samples,
+        ) = 3, 16, 8, 8
         cfg.view_resolution, cfg.view_samples, cfg.frames, cfg.mesh_resolution = 24, 8, 3, 32
         cfg.animation_frames = min(cfg.animation_frames, 4)
     return cfg
@@ -105,7 +238,10 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     for op in ("sample_triplane", "composite_rays"):
         if not ops.kernels_available(args.device, op):
-            print(f"note: no compiled {op} kernel for {args.device}: that op runs the slower pure-PyTorch reference")
+            print(
+                f"note: no compiled {op} kernel for {args.device}: that op runs the slower "
+                "pure-PyTorch reference"
+            )
     t = time.perf_counter()
     from nofa.faces import FaceDependencyError, NoFaceError
 
@@ -118,15 +254,24 @@ def run(args: argparse.Namespace) -> int:
             return 2
         except (AvatarFileError, ImageFileError, FileNotFoundError) as e:  # --template / --image
             fail(args, str(e))
-    print(f"\nnofa demo finished in {time.perf_counter() - t:.1f} s "
-          f"(backend {args.backend or ops.get_backend()}); files:")
+    print(
+        f"\nnofa demo finished in {time.perf_counter() - t:.1f} s "
+        f"(backend {args.backend or ops.get_backend()}); files:"
+    )
     for name, path in result["files"].items():
         print(f"  {name:14s} {path}")
     print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings"].items()))
     if result.get("face_psnr") is not None:
-        print(f"front view vs aligned input, face region: PSNR {result['face_psnr']:.2f} dB; "
-              f"camera yaw {result['camera']['yaw']:+.1f} pitch {result['camera']['pitch']:+.1f} deg")
+        print(
+            f"front view vs aligned input, face region: PSNR {result['face_psnr']:.2f} dB; "
+            f"camera yaw {result['camera']['yaw']:+.1f} pitch {result['camera']['pitch']:+.1f} deg"
+        )
     if result["adapt_loss"]:
-        print(f"fast adaptation loss: {result['adapt_loss'][0]:.4f} -> {result['adapt_loss'][1]:.4f}")
-    print("note: template + the photo's colours on its surface (+ fast adaptation); no trained NOFA++ weights are used.")
+        print(
+            f"fast adaptation loss: {result['adapt_loss'][0]:.4f} -> {result['adapt_loss'][1]:.4f}"
+        )
+    print(
+        "note: template + the photo's colours on its surface (+ fast adaptation); no trained "
+        "NOFA++ weights are used."
+    )
     return 0

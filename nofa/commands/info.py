@@ -1,4 +1,5 @@
 """`nofa info`: versions, compiled kernels, visible GPUs."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,8 +10,12 @@ HELP = "show torch version, which nofa kernels are compiled (CPU/CUDA, arch list
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="PRESET", default=None,
-                   help="also print the NOFAAvatar parameter counts per module for a preset (paper, tiny)")
+    p.add_argument(
+        "--model",
+        metavar="PRESET",
+        default=None,
+        help="also print the NOFAAvatar parameter counts per module for a preset (paper, tiny)",
+    )
 
 
 def _print_cpu_isa() -> None:
@@ -23,8 +28,11 @@ def _print_cpu_isa() -> None:
     if isa["error"]:
         print(f"cpu isa: detected {isa['detected']}; ERROR: {isa['error']}")
         return
-    how = f"forced by NOFA_CPU_ISA={isa['env']}" if isa["forced"] and isa["env"] else (
-        "forced" if isa["forced"] else "auto; NOFA_CPU_ISA=scalar|avx2|avx512 caps it")
+    how = (
+        f"forced by NOFA_CPU_ISA={isa['env']}"
+        if isa["forced"] and isa["env"]
+        else ("forced" if isa["forced"] else "auto; NOFA_CPU_ISA=scalar|avx2|avx512 caps it")
+    )
     print(f"cpu isa: detected {isa['detected']}, in force {isa['active']} ({how})")
     print("cpu path per op (float32; other dtypes and shapes run scalar):")
     for op, v in isa["ops"].items():
@@ -38,13 +46,18 @@ def run(args: argparse.Namespace) -> int:
     from nofa import ops
 
     info = ops.build_info()
-    print(f"nofa {nofa.__version__}  (python {platform.python_version()}, torch {torch.__version__}, "
-          f"torch CUDA {torch.version.cuda or 'none'})")
+    print(
+        f"nofa {nofa.__version__}  (python {platform.python_version()}, torch {torch.__version__}, "
+        f"torch CUDA {torch.version.cuda or 'none'})"
+    )
     if not info["compiled"]:
         print(f"kernels: NOT compiled ({info['error']}); every op runs the pure-PyTorch reference")
     else:
-        print(f"kernels: cpu={'yes' if ops.kernels_available('cpu') else 'no'}  "
-              f"cuda={'yes (archs ' + info['cuda_archs'] + ')' if info['cuda'] else 'no (CPU-only build)'}")
+        print(
+            f"kernels: cpu={'yes' if ops.kernels_available('cpu') else 'no'}  "
+            "cuda="
+            + (f"yes (archs {info['cuda_archs']})" if info["cuda"] else "no (CPU-only build)")
+        )
     print(f"backend: {ops.get_backend()} (set NOFA_BACKEND or use nofa.ops.use_backend)")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):

@@ -1,11 +1,16 @@
-"""`nofa prepare`: photos -> EG3D-style aligned crops, dataset.json camera labels, landmarks, previews."""
+"""`nofa prepare`: photos -> EG3D-style aligned crops, dataset.json camera labels, landmarks,
+previews."""
+
 from __future__ import annotations
 
 import argparse
 
 NAME = "prepare"
-HELP = "photos -> aligned face crops + EG3D camera labels (dataset.json), landmarks and preview sheets"
-DESCRIPTION = """Detect the face in each photo (dlib; the largest one if several), align it to the crop
+HELP = (
+    "photos -> aligned face crops + EG3D camera labels (dataset.json), landmarks and preview sheets"
+)
+DESCRIPTION = """Detect the face in each photo (dlib; the largest one if several), align it to the
+              crop
 EG3D-trained models expect and estimate its camera. Writes to --out:
   NAME.png           the aligned crop (--size, default 512)
   dataset.json       EG3D labels {"labels": [["NAME.png", [16 cam2world + 9 intrinsics]], ...]}
@@ -23,9 +28,17 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".g
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files or folders of images")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--size", type=int, default=512, help="side of the aligned crops in pixels (default 512)")
-    p.add_argument("--detector", choices=["hog", "cnn"], default="hog",
-                   help="dlib face detector: 'hog' (fast, default) or 'cnn' (MMOD; slower, finds harder faces)")
+    p.add_argument(
+        "--size", type=int, default=512, help="side of the aligned crops in pixels (default 512)"
+    )
+    p.add_argument(
+        "--detector",
+        choices=["hog", "cnn"],
+        default="hog",
+        help=(
+            "dlib face detector: 'hog' (fast, default) or 'cnn' (MMOD; slower, finds harder faces)"
+        ),
+    )
     p.add_argument("--no-preview", action="store_true", help="skip the preview sheets")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -36,7 +49,9 @@ def _collect(paths: list[str]) -> list:
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
         else:
             files.append(p)  # a missing file is reported per file below
     return files
@@ -79,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         Image.fromarray(arr).save(buf, format="PNG")
         return buf.getvalue()
 
-    for path in tqdm(files, desc="prepare", unit="photo", disable=args.no_progress or len(files) < 2):
+    for path in tqdm(
+        files, desc="prepare", unit="photo", disable=args.no_progress or len(files) < 2
+    ):
         try:
             photo = load_photo(path)
             with warnings.catch_warnings(record=True) as caught:
@@ -99,17 +116,27 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_bytes(png(preview_sheet(photo, face)), out / "previews" / name)
         labels[name] = face.camera.label
         records[name] = {
-            "photo": str(path), "photo_size": [int(photo.shape[1]), int(photo.shape[0])],
+            "photo": str(path),
+            "photo_size": [int(photo.shape[1]), int(photo.shape[0])],
             "box": [float(v) for v in face.detection.box],
             "landmarks_photo": face.detection.landmarks.round(2).tolist(),
             "landmarks_crop": face.aligned.landmarks.round(2).tolist(),
             "crop_to_photo": face.aligned.crop_to_photo.tolist(),
-            "yaw_deg": round(face.camera.yaw, 2), "pitch_deg": round(face.camera.pitch, 2),
+            "yaw_deg": round(face.camera.yaw, 2),
+            "pitch_deg": round(face.camera.pitch, 2),
             "fit_rms_px": round(face.camera.rms_px, 3),
         }
     if labels:
         write_dataset_json(out / "dataset.json", labels)
-        atomic_write_bytes((json.dumps({"coordinates": "pixels, centres at +0.5", "faces": records}, indent=1)
-                            + "\n").encode(), out / "landmarks.json")
-    print(f"prepared {len(labels)} of {len(files)} photos into {out}" + (f"; failed: {len(failed)}" if failed else ""))
+        atomic_write_bytes(
+            (
+                json.dumps({"coordinates": "pixels, centres at +0.5", "faces": records}, indent=1)
+                + "\n"
+            ).encode(),
+            out / "landmarks.json",
+        )
+    print(
+        f"prepared {len(labels)} of {len(files)} photos into {out}"
+        + (f"; failed: {len(failed)}" if failed else "")
+    )
     return 1 if failed else 0

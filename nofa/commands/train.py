@@ -1,4 +1,5 @@
 """`nofa train CONFIG.toml [key=value ...] [--resume]`: train a NOFA++ stage."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,8 @@ DESCRIPTION = (
     "Every config field can be overridden as section.key=value.\n\n"
     "examples:\n"
     "  nofa train configs/encoder_tiny.toml run.steps=200\n"
-    "  nofa train configs/encoder.toml model.weights=ffhq.nofa loss.lpips_backbone=alexnet-owt-7be5be79.pth\n"
+    "  nofa train configs/encoder.toml model.weights=ffhq.nofa "
+    "loss.lpips_backbone=alexnet-owt-7be5be79.pth\n"
     "  nofa train configs/encoder.toml --resume\n"
     "  torchrun --nproc-per-node 4 -m nofa.train configs/encoder.toml   # N GPUs"
 )

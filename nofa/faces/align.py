@@ -17,6 +17,7 @@ constants are calibrated instead so that a frontal render of nofa's template hea
 EG3D default camera (radius 2.7, focal 4.2647, looking at (0, 0, 0.2)) is its own crop:
 a frontal face aligned here lands where EG3D-convention renders put it (docs/faces.md).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,7 +26,15 @@ import numpy as np
 
 from .photo import as_rgb8, warp_affine
 
-__all__ = ["EG3D_SCALE", "EG3D_SHIFT", "AlignedFace", "align_face", "crop_square", "ffhq_quad", "paste_back"]
+__all__ = [
+    "EG3D_SCALE",
+    "EG3D_SHIFT",
+    "AlignedFace",
+    "align_face",
+    "crop_square",
+    "ffhq_quad",
+    "paste_back",
+]
 
 EG3D_SCALE = 1.164
 EG3D_SHIFT = 0.013
@@ -34,7 +43,9 @@ EG3D_SHIFT = 0.013
 def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.shape != (68, 2) or not np.isfinite(lm).all():
-        raise ValueError(f"landmarks must be 68 finite (x, y) points [68, 2], got shape {list(lm.shape)}")
+        raise ValueError(
+            f"landmarks must be 68 finite (x, y) points [68, 2], got shape {list(lm.shape)}"
+        )
     return lm
 
 
@@ -53,8 +64,11 @@ def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return c, x, y
 
 
-def crop_square(landmarks: np.ndarray, scale: float | None = None, shift: float | None = None) -> np.ndarray:
-    """The EG3D crop as a 3x3 map from unit-square coordinates (0..1, x right, y down) to the photo."""
+def crop_square(
+    landmarks: np.ndarray, scale: float | None = None, shift: float | None = None
+) -> np.ndarray:
+    """The EG3D crop as a 3x3 map from unit-square coordinates (0..1, x right, y down) to the
+    photo."""
     c, x, y = ffhq_quad(landmarks)
     scale = EG3D_SCALE if scale is None else scale
     shift = EG3D_SHIFT if shift is None else shift
@@ -83,14 +97,21 @@ class AlignedFace:
 
     @property
     def quad(self) -> np.ndarray:
-        """Corners of the crop in the photo [4, 2]: top-left, bottom-left, bottom-right, top-right."""
+        """Corners of the crop in the photo [4, 2]: top-left, bottom-left, bottom-right,
+        top-right."""
         s = self.size
         pts = np.array([[0, 0, 1], [0, s, 1], [s, s, 1], [s, 0, 1]], float)
         return (pts @ self.crop_to_photo.T)[:, :2]
 
 
-def align_face(image, landmarks: np.ndarray, size: int = 512, mode: str = "edge",
-               scale: float | None = None, shift: float | None = None) -> AlignedFace:
+def align_face(
+    image,
+    landmarks: np.ndarray,
+    size: int = 512,
+    mode: str = "edge",
+    scale: float | None = None,
+    shift: float | None = None,
+) -> AlignedFace:
     """The EG3D-style aligned crop [size, size, 3] of `image` for 68 `landmarks` (photo pixels).
 
     Pixels outside the photo repeat its border (`mode` as in skimage.transform.warp).

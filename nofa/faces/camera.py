@@ -4,10 +4,12 @@ Robust pose fitting: the rotation and translation of the 3D landmark model
 (:mod:`nofa.faces.landmarks3d`, in EG3D world units; by default LANDMARK_VIEW_MODEL, whose
 points move with the view direction as dlib's do) that best project onto the detected
 inner landmarks (weighted, LANDMARK_WEIGHTS) through the crop's fixed normalised intrinsics
-(focal 4.2647, principal point 0.5), by scipy's least squares with a soft-L1 (robust) loss, started from a few yaw
+(focal 4.2647, principal point 0.5), by scipy's least squares with a soft-L1 (robust) loss, started
+from a few yaw
 guesses. The camera is then the inverse pose (the head stays at the world origin, as in
 EG3D), its position rescaled to radius 2.7 as EG3D's FFHQ labels are.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,7 +45,9 @@ def _rotvec_to_matrix(r: np.ndarray) -> np.ndarray:
     return Rotation.from_rotvec(r).as_matrix()
 
 
-def label_from_cam2world(cam2world: np.ndarray, focal: float = FOCAL, principal: float = PRINCIPAL) -> np.ndarray:
+def label_from_cam2world(
+    cam2world: np.ndarray, focal: float = FOCAL, principal: float = PRINCIPAL
+) -> np.ndarray:
     """[4, 4] cam2world -> [25] label with normalised intrinsics."""
     k = np.array([[focal, 0, principal], [0, focal, principal], [0, 0, 1]], dtype=np.float64)
     return np.concatenate([np.asarray(cam2world, np.float64).reshape(16), k.reshape(9)])
@@ -77,16 +81,24 @@ def _frontal_world2cam(yaw: float) -> np.ndarray:
     return np.concatenate([r, (-r @ pos)[:, None]], 1)
 
 
-def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], focal: float = FOCAL,
-                    principal: float = PRINCIPAL, points: np.ndarray = INNER,
-                    template: np.ndarray = LANDMARK_VIEW_MODEL, radius: float | None = RADIUS,
-                    weights: np.ndarray = LANDMARK_WEIGHTS, loss: str = "soft_l1",
-                    robust_scale: float = 0.004) -> CameraFit:
+def estimate_camera(
+    landmarks: np.ndarray,
+    image_size: int | tuple[int, int],
+    focal: float = FOCAL,
+    principal: float = PRINCIPAL,
+    points: np.ndarray = INNER,
+    template: np.ndarray = LANDMARK_VIEW_MODEL,
+    radius: float | None = RADIUS,
+    weights: np.ndarray = LANDMARK_WEIGHTS,
+    loss: str = "soft_l1",
+    robust_scale: float = 0.004,
+) -> CameraFit:
     """EG3D label of an image from its 68 landmarks [68, 2] (pixels, centres at +0.5).
 
     image_size: side (or (height, width)) of the image the landmarks are in; the intrinsics
     are normalised by it. template: the landmark model, [68, 3] rigid points or [3, 68, 3]
-    view-dependent (LANDMARK_VIEW_MODEL, docs/faces.md "Camera estimation"). radius: rescale the camera position to this distance from the
+    view-dependent (LANDMARK_VIEW_MODEL, docs/faces.md "Camera estimation"). radius: rescale the
+    camera position to this distance from the
     world origin (None: keep the fitted one). weights [68]: each landmark's weight in the fit
     (LANDMARK_WEIGHTS: 1 for the points that keep their place across expressions, 0.3 for
     brows, lids and lips, docs/faces.md). loss, robust_scale: scipy least_squares' robust loss
@@ -97,7 +109,9 @@ def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], fo
 
     lm = np.asarray(landmarks, np.float64)
     if lm.shape != (68, 2) or not np.isfinite(lm).all():
-        raise ValueError(f"landmarks must be 68 finite (x, y) points [68, 2], got shape {list(lm.shape)}")
+        raise ValueError(
+            f"landmarks must be 68 finite (x, y) points [68, 2], got shape {list(lm.shape)}"
+        )
     h, w = (image_size, image_size) if np.isscalar(image_size) else image_size
     obs = lm[points] / np.array([w, h], np.float64)
     model = np.asarray(template, np.float64)
@@ -105,9 +119,16 @@ def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], fo
     view_dependent = model.ndim == 3
     X = landmarks_seen_from(model, 0.0, 0.0)[points]
     wts = np.asarray(weights, np.float64)
-    if wts.shape != (68,) or not np.isfinite(wts).all() or (wts < 0).any() or not (wts[points] > 0).any():
-        raise ValueError(f"weights must be 68 finite non-negative numbers [68], some of the fitted points' "
-                         f"positive, got shape {list(wts.shape)}")
+    if (
+        wts.shape != (68,)
+        or not np.isfinite(wts).all()
+        or (wts < 0).any()
+        or not (wts[points] > 0).any()
+    ):
+        raise ValueError(
+            f"weights must be 68 finite non-negative numbers [68], some of the fitted points' "
+            f"positive, got shape {list(wts.shape)}"
+        )
     wt = np.repeat(wts[points], 2)
     scale_px = max(h, w)
 
@@ -116,10 +137,14 @@ def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], fo
         pts = X
         if view_dependent:
             f = rot[2]  # the camera's viewing direction in world axes (view_angles' convention)
-            pts = landmarks_seen_from(model, math.atan2(-f[0], -f[2]), math.asin(min(1.0, max(-1.0, f[1]))))[points]
+            pts = landmarks_seen_from(
+                model, math.atan2(-f[0], -f[2]), math.asin(min(1.0, max(-1.0, f[1])))
+            )[points]
         cam = pts @ rot.T + params[3:]
         z = np.maximum(cam[:, 2], 1e-3)
-        return (np.stack([focal * cam[:, 0] / z, focal * cam[:, 1] / z], 1) + principal - obs).ravel()
+        return (
+            np.stack([focal * cam[:, 0] / z, focal * cam[:, 1] / z], 1) + principal - obs
+        ).ravel()
 
     def residual(params: np.ndarray) -> np.ndarray:
         return reprojection(params) * wt
@@ -140,5 +165,10 @@ def estimate_camera(landmarks: np.ndarray, image_size: int | tuple[int, int], fo
     res = reprojection(best.x).reshape(-1, 2) * scale_px
     err = np.hypot(res[:, 0], res[:, 1])
     yaw, pitch = view_angles(c2w)
-    return CameraFit(label=label_from_cam2world(c2w, focal, principal), yaw=yaw, pitch=pitch,
-                     rms_px=float(np.sqrt((err ** 2).mean())), inliers=int((err < 0.03 * scale_px).sum()))
+    return CameraFit(
+        label=label_from_cam2world(c2w, focal, principal),
+        yaw=yaw,
+        pitch=pitch,
+        rms_px=float(np.sqrt((err**2).mean())),
+        inliers=int((err < 0.03 * scale_px).sum()),
+    )

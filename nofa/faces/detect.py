@@ -7,6 +7,7 @@ When the upright image has no face, its mirror image is tried (the detector is n
 symmetric), then copies rotated by +-25 and +-45 degrees, so turned and strongly tilted heads
 are still found; landmarks are always returned in the input's pixels.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,7 +29,9 @@ class NoFaceError(ValueError):
 
 @dataclasses.dataclass
 class FaceDetection:
-    box: np.ndarray  # [4] left, top, right, bottom in input pixels (axis-aligned, of the rotated box)
+    box: (
+        np.ndarray
+    )  # [4] left, top, right, bottom in input pixels (axis-aligned, of the rotated box)
     score: float  # detector confidence (HOG: SVM margin; CNN: MMOD score)
     landmarks: np.ndarray  # [68, 2] x, y in input pixels (pixel centres at integer + 0.5)
 
@@ -38,7 +41,8 @@ class FaceDetection:
 
 
 def _rotate(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate about the centre onto an enlarged canvas; returns image and the 2x3 map rotated -> input."""
+    """Rotate about the centre onto an enlarged canvas; returns image and the 2x3 map rotated ->
+    input."""
     h, w = image.shape[:2]
     a = math.radians(degrees)
     c, s = abs(math.cos(a)), abs(math.sin(a))
@@ -72,23 +76,38 @@ def landmarks68(image: np.ndarray, box, mirror_average: bool = True) -> np.ndarr
     if not mirror_average:
         return lm
     w = image.shape[1]
-    flipped = _predict(np.ascontiguousarray(image[:, ::-1]), (w - 1 - box[2], box[1], w - 1 - box[0], box[3]))
+    flipped = _predict(
+        np.ascontiguousarray(image[:, ::-1]), (w - 1 - box[2], box[1], w - 1 - box[0], box[3])
+    )
     flipped = np.stack([w - flipped[:, 0], flipped[:, 1]], 1)[MIRROR]
     return (lm + flipped) / 2
 
 
-def _detect_upright(image: np.ndarray, detector: str, upsample: int) -> list[tuple[np.ndarray, float]]:
+def _detect_upright(
+    image: np.ndarray, detector: str, upsample: int
+) -> list[tuple[np.ndarray, float]]:
     if detector == "hog":
         rects, scores, _ = load_model("hog_detector").run(image, upsample, 0.0)
-        return [(np.array([r.left(), r.top(), r.right(), r.bottom()], float), float(s))
-                for r, s in zip(rects, scores)]
+        return [
+            (np.array([r.left(), r.top(), r.right(), r.bottom()], float), float(s))
+            for r, s in zip(rects, scores)
+        ]
     dets = load_model("cnn_detector")(image, upsample)
-    return [(np.array([d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()], float), float(d.confidence))
-            for d in dets]
+    return [
+        (
+            np.array([d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()], float),
+            float(d.confidence),
+        )
+        for d in dets
+    ]
 
 
-def detect_faces(image, detector: str = "hog", upsample: int | None = None,
-                 rotations: tuple[float, ...] = (25.0, -25.0, 45.0, -45.0)) -> list[FaceDetection]:
+def detect_faces(
+    image,
+    detector: str = "hog",
+    upsample: int | None = None,
+    rotations: tuple[float, ...] = (25.0, -25.0, 45.0, -45.0),
+) -> list[FaceDetection]:
     """All faces in an image (any array `as_rgb8` accepts), each with its 68 landmarks.
 
     upsample: dlib's pyramid upsampling (None: 1 for images up to 1200 px on the short side,
@@ -105,8 +124,12 @@ def detect_faces(image, detector: str = "hog", upsample: int | None = None,
         # The detector is not mirror symmetric: a face turned one way can be missed and its
         # mirror image found. Boxes are flipped back; landmarks come from the photo itself.
         w = img.shape[1]
-        found = [(np.array([w - 1 - box[2], box[1], w - 1 - box[0], box[3]]), score, img, None)
-                 for box, score in _detect_upright(np.ascontiguousarray(img[:, ::-1]), detector, upsample)]
+        found = [
+            (np.array([w - 1 - box[2], box[1], w - 1 - box[0], box[3]]), score, img, None)
+            for box, score in _detect_upright(
+                np.ascontiguousarray(img[:, ::-1]), detector, upsample
+            )
+        ]
     for deg in rotations:
         if found:
             break
@@ -116,7 +139,9 @@ def detect_faces(image, detector: str = "hog", upsample: int | None = None,
     for box, score, src, m in found:
         lm = landmarks68(src, box)
         if m is not None:
-            corners = np.array([[box[0], box[1]], [box[2], box[1]], [box[0], box[3]], [box[2], box[3]]])
+            corners = np.array(
+                [[box[0], box[1]], [box[2], box[1]], [box[0], box[3]], [box[2], box[3]]]
+            )
             lm = lm @ m[:, :2].T + m[:, 2]
             corners = corners @ m[:, :2].T + m[:, 2]
             box = np.concatenate([corners.min(0), corners.max(0)])
@@ -130,9 +155,14 @@ def find_face(image, detector: str = "hog", name: str = "image", **kwargs) -> Fa
     several; NoFaceError (naming `name`) when there is none."""
     faces = detect_faces(image, detector=detector, **kwargs)
     if not faces:
-        raise NoFaceError(f"{name}: no face found (dlib {detector} detector, also tried rotated copies); "
-                          "use a photo with a visible, roughly frontal face, or try detector='cnn'")
+        raise NoFaceError(
+            f"{name}: no face found (dlib {detector} detector, also tried rotated copies); "
+            "use a photo with a visible, roughly frontal face, or try detector='cnn'"
+        )
     if len(faces) > 1:
-        warnings.warn(f"{name}: {len(faces)} faces found; using the largest "
-                      f"({faces[0].box[2] - faces[0].box[0]:.0f} px wide)", stacklevel=2)
+        warnings.warn(
+            f"{name}: {len(faces)} faces found; using the largest "
+            f"({faces[0].box[2] - faces[0].box[0]:.0f} px wide)",
+            stacklevel=2,
+        )
     return faces[0]

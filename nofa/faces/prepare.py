@@ -1,4 +1,5 @@
 """One photo -> EG3D-ready face: detection, 68 landmarks, aligned crop, camera label, preview."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,9 @@ class PreparedFace:
     camera: CameraFit  # EG3D label of the crop
 
 
-def prepare_face(image, size: int = 512, detector: str = "hog", name: str = "image", refine: int = 1) -> PreparedFace:
+def prepare_face(
+    image, size: int = 512, detector: str = "hog", name: str = "image", refine: int = 1
+) -> PreparedFace:
     """Detect the (largest) face, align it to an EG3D crop [size, size] and estimate its camera.
 
     `refine` times, the 68 landmarks are detected again on a 512 px aligned crop (where dlib's
@@ -47,8 +50,15 @@ def prepare_face(image, size: int = 512, detector: str = "hog", name: str = "ima
 CROP_BOX = (0.217, 0.334, 0.740, 0.857)
 # Relative offsets and scales of the detector box at which the predictor runs on the crop;
 # its answers are averaged (see crop_landmarks).
-BOX_JITTER = ((0.0, 0.0, 1.0), (0.06, 0.0, 1.0), (-0.06, 0.0, 1.0), (0.0, 0.06, 1.0), (0.0, -0.06, 1.0),
-              (0.0, 0.0, 1.06), (0.0, 0.0, 0.94))
+BOX_JITTER = (
+    (0.0, 0.0, 1.0),
+    (0.06, 0.0, 1.0),
+    (-0.06, 0.0, 1.0),
+    (0.0, 0.06, 1.0),
+    (0.0, -0.06, 1.0),
+    (0.0, 0.0, 1.06),
+    (0.0, 0.0, 0.94),
+)
 
 
 def crop_landmarks(crop: np.ndarray) -> np.ndarray:
@@ -62,8 +72,12 @@ def crop_landmarks(crop: np.ndarray) -> np.ndarray:
     """
     box = _crop_box(crop)
     centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2
-    boxes = [np.concatenate([centre + 2 * half * (dx, dy) - half * k, centre + 2 * half * (dx, dy) + half * k])
-             for dx, dy, k in BOX_JITTER]
+    boxes = [
+        np.concatenate(
+            [centre + 2 * half * (dx, dy) - half * k, centre + 2 * half * (dx, dy) + half * k]
+        )
+        for dx, dy, k in BOX_JITTER
+    ]
     return np.mean([landmarks68(crop, b) for b in boxes], 0)
 
 
@@ -112,8 +126,16 @@ def preview_sheet(photo, face: PreparedFace, height: int = 384) -> np.ndarray:
     # The disc is seen from the subject: yaw > 0 (camera towards the subject's left = image right).
     px, py = c + face.camera.yaw / 90 * rad, c + face.camera.pitch / 90 * rad
     dd.ellipse([px - 6, py - 6, px + 6, py + 6], fill=(220, 0, 0))
-    dd.text((8, 8), f"camera yaw {face.camera.yaw:+.1f} deg, pitch {face.camera.pitch:+.1f} deg", fill=(0, 0, 0))
-    dd.text((8, 22), f"landmark fit rms {face.camera.rms_px:.1f} px (crop {face.aligned.size} px)", fill=(0, 0, 0))
+    dd.text(
+        (8, 8),
+        f"camera yaw {face.camera.yaw:+.1f} deg, pitch {face.camera.pitch:+.1f} deg",
+        fill=(0, 0, 0),
+    )
+    dd.text(
+        (8, 22),
+        f"landmark fit rms {face.camera.rms_px:.1f} px (crop {face.aligned.size} px)",
+        fill=(0, 0, 0),
+    )
     dd.text((8, height - 18), "pitch > 0: camera below, looking up", fill=(90, 90, 90))
     sheet = Image.new("RGB", (3 * height, height), (255, 255, 255))
     for i, im in enumerate((canvas, crop, disc)):

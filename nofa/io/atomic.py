@@ -13,6 +13,7 @@ new one, never a partial file. What happens when the save is cut short:
   the target) and the next save to the same target on the same host deletes every such file
   whose process no longer runs. (Not on Windows, where the leftovers must be deleted by hand.)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,9 @@ import signal
 import socket
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -59,7 +61,7 @@ def stale_temp_files(path: str | os.PathLike) -> list[Path]:
     for name in os.listdir(path.parent):
         if not (name.startswith(prefix) and name.endswith(".tmp")):
             continue
-        parts = name[len(prefix):-len(".tmp")].split("-")
+        parts = name[len(prefix) : -len(".tmp")].split("-")
         if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
             continue
         pid = int(parts[1])
@@ -83,7 +85,7 @@ class _Writer:
         for start in range(0, len(view), _CHUNK):
             if self.flag.is_set():
                 raise _Interrupted()
-            self.f.write(view[start:start + _CHUNK])
+            self.f.write(view[start : start + _CHUNK])
         return len(view)
 
     def flush(self) -> None:
@@ -99,9 +101,11 @@ class _DeferSigint:
         self.flag = threading.Event()
         self._old = None
 
-    def __enter__(self) -> "_DeferSigint":
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    def __enter__(self) -> _DeferSigint:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
             self._old = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -131,8 +135,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_temp_files(path):
         _unlink(stale)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_temp_prefix(path)}{_host_tag()}-{os.getpid()}-",
-                               suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f"{_temp_prefix(path)}{_host_tag()}-{os.getpid()}-", suffix=".tmp"
+    )
     with _DeferSigint() as sigint:
         try:
             with os.fdopen(fd, "wb") as f:
@@ -153,7 +158,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
         except BaseException:
             _unlink(tmp)
             raise
-    if sigint.flag.is_set():  # arrived between the last check and the rename: the new file is complete
+    if (
+        sigint.flag.is_set()
+    ):  # arrived between the last check and the rename: the new file is complete
         raise KeyboardInterrupt()
     return path
 

@@ -10,26 +10,33 @@ so it loads with `torch.load(weights_only=True)` (no code from the file ever run
 go to a temporary file in the same folder that is then renamed over the target
 (`os.replace`), so an interrupted save leaves any previous file intact.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..render.decoder import OSGDecoder
-from .atomic import atomic_torch_save
 from ..render.renderer import RenderOptions, TriplaneRenderer
+from .atomic import atomic_torch_save
 
 FORMAT = "nofa-avatar"
 VERSION = 1
 
-__all__ = ["FORMAT", "VERSION", "Avatar", "AvatarFileError", "check_avatar_contents", "load_avatar", "save_avatar"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "Avatar",
+    "AvatarFileError",
+    "check_avatar_contents",
+    "load_avatar",
+    "save_avatar",
+]
 
 
 class AvatarFileError(ValueError):
@@ -47,10 +54,17 @@ class Avatar:
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def from_renderer(cls, planes: torch.Tensor, renderer: TriplaneRenderer, **metadata: Any) -> "Avatar":
+    def from_renderer(
+        cls, planes: torch.Tensor, renderer: TriplaneRenderer, **metadata: Any
+    ) -> Avatar:
         state = {k: v.detach().cpu().clone() for k, v in renderer.decoder.state_dict().items()}
-        return cls(planes.detach().cpu().clone(), state, renderer.decoder.config(),
-                   dataclasses.replace(renderer.options), dict(metadata))
+        return cls(
+            planes.detach().cpu().clone(),
+            state,
+            renderer.decoder.config(),
+            dataclasses.replace(renderer.options),
+            dict(metadata),
+        )
 
     def decoder(self) -> OSGDecoder:
         dec = OSGDecoder(**self.decoder_config)
@@ -61,16 +75,21 @@ class Avatar:
         """A TriplaneRenderer with this avatar's decoder and options (overridable)."""
         return TriplaneRenderer(self.decoder(), self.options.replace(**option_changes))
 
-    def to(self, device: torch.device | str) -> "Avatar":
-        return dataclasses.replace(self, planes=self.planes.to(device),
-                                   decoder_state={k: v.to(device) for k, v in self.decoder_state.items()})
+    def to(self, device: torch.device | str) -> Avatar:
+        return dataclasses.replace(
+            self,
+            planes=self.planes.to(device),
+            decoder_state={k: v.to(device) for k, v in self.decoder_state.items()},
+        )
 
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def check_avatar_contents(
-    planes: Any, decoder_state: Any, decoder_config: Any,
+    planes: Any,
+    decoder_state: Any,
+    decoder_config: Any,
 ) -> None:
     """Raise ValueError naming the problem unless planes [N, 3, C, H, W] (floating point),
     decoder_config ({n_features, hidden, out_features} ints) and decoder_state (exactly the
@@ -78,35 +97,57 @@ def check_avatar_contents(
     if not isinstance(planes, torch.Tensor):
         raise ValueError(f"planes must be a tensor [N, 3, C, H, W], got {type(planes).__name__}")
     if planes.dim() != 5 or planes.shape[1] != 3 or 0 in planes.shape:
-        raise ValueError(f"planes must be a tensor [N, 3, C, H, W] with no empty dim, got {list(planes.shape)}")
+        raise ValueError(
+            f"planes must be a tensor [N, 3, C, H, W] with no empty dim, got {list(planes.shape)}"
+        )
     if planes.dtype not in _FLOAT_DTYPES:
         raise ValueError(f"planes must be a floating-point tensor, got dtype {planes.dtype}")
-    if not isinstance(decoder_config, dict) or set(decoder_config) != {"n_features", "hidden", "out_features"}:
-        got = sorted(decoder_config) if isinstance(decoder_config, dict) else type(decoder_config).__name__
-        raise ValueError(f"decoder_config must have exactly the keys hidden, n_features, out_features; got {got}")
+    if not isinstance(decoder_config, dict) or set(decoder_config) != {
+        "n_features",
+        "hidden",
+        "out_features",
+    }:
+        got = (
+            sorted(decoder_config)
+            if isinstance(decoder_config, dict)
+            else type(decoder_config).__name__
+        )
+        raise ValueError(
+            f"decoder_config must have exactly the keys hidden, n_features, out_features; got {got}"
+        )
     for key, low in (("n_features", 1), ("hidden", 1), ("out_features", 3)):
         v = decoder_config[key]
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ValueError(f"decoder_config[{key!r}] must be an int >= {low} (the first 3 output features "
-                             f"are RGB), got {v!r}")
+            raise ValueError(
+                f"decoder_config[{key!r}] must be an int >= {low} (the first 3 output features "
+                f"are RGB), got {v!r}"
+            )
     if planes.shape[2] != decoder_config["n_features"]:
-        raise ValueError(f"planes have C={planes.shape[2]} channels but the decoder expects "
-                         f"{decoder_config['n_features']} (decoder_config['n_features'])")
+        raise ValueError(
+            f"planes have C={planes.shape[2]} channels but the decoder expects "
+            f"{decoder_config['n_features']} (decoder_config['n_features'])"
+        )
     if not isinstance(decoder_state, dict):
-        raise ValueError(f"decoder_state must be a dict of tensors, got {type(decoder_state).__name__}")
+        raise ValueError(
+            f"decoder_state must be a dict of tensors, got {type(decoder_state).__name__}"
+        )
     with torch.device("meta"):
         want = {k: v.shape for k, v in OSGDecoder(**decoder_config).state_dict().items()}
     missing, extra = sorted(set(want) - set(decoder_state)), sorted(set(decoder_state) - set(want))
     if missing or extra:
-        raise ValueError(f"decoder_state does not match the decoder config {decoder_config}: "
-                         f"missing tensors {missing}, unexpected {extra}")
+        raise ValueError(
+            f"decoder_state does not match the decoder config {decoder_config}: "
+            f"missing tensors {missing}, unexpected {extra}"
+        )
     for k, shape in want.items():
         v = decoder_state[k]
         if not isinstance(v, torch.Tensor):
             raise ValueError(f"decoder_state[{k!r}] must be a tensor, got {type(v).__name__}")
         if v.shape != shape:
-            raise ValueError(f"decoder_state[{k!r}] has shape {list(v.shape)}, expected {list(shape)} "
-                             f"for decoder config {decoder_config}")
+            raise ValueError(
+                f"decoder_state[{k!r}] has shape {list(v.shape)}, expected {list(shape)} "
+                f"for decoder config {decoder_config}"
+            )
         if v.dtype not in _FLOAT_DTYPES:
             raise ValueError(f"decoder_state[{k!r}] must be floating point, got dtype {v.dtype}")
 
@@ -149,17 +190,29 @@ def load_avatar(path: str | os.PathLike, map_location: str | torch.device = "cpu
     try:
         # Always onto the CPU first: a device problem must not read as a corrupt file.
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load on foreign bytes fails in many ways (KeyError, EOFError, ...)
+    except (
+        Exception
+    ) as e:  # torch.load on foreign bytes fails in many ways (KeyError, EOFError, ...)
         raise AvatarFileError(
             f"{path} is not a readable nofa avatar file: it is truncated, corrupt or not a file "
-            f"written by nofa.io.save_avatar (torch.load said: {str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            "written by nofa.io.save_avatar (torch.load said: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        kind = f"keys {sorted(map(str, payload))[:6]}" if isinstance(payload, dict) else type(payload).__name__
-        raise AvatarFileError(f"{path} is a torch file but not a nofa avatar (no format={FORMAT!r}; it holds {kind})")
+        kind = (
+            f"keys {sorted(map(str, payload))[:6]}"
+            if isinstance(payload, dict)
+            else type(payload).__name__
+        )
+        raise AvatarFileError(
+            f"{path} is a torch file but not a nofa avatar (no format={FORMAT!r}; it holds {kind})"
+        )
     version = payload.get("version")
     if not isinstance(version, int) or version > VERSION:
-        raise AvatarFileError(f"{path} has avatar format version {version!r}; this nofa reads up to {VERSION}: upgrade nofa")
+        raise AvatarFileError(
+            f"{path} has avatar format version {version!r}; this nofa reads up to {VERSION}: "
+            "upgrade nofa"
+        )
     try:
         header = json.loads(payload["header"])
         planes, decoder_state = payload["planes"], dict(payload["decoder"])
@@ -167,7 +220,9 @@ def load_avatar(path: str | os.PathLike, map_location: str | torch.device = "cpu
         config = dict(header["decoder_config"])
         metadata = header.get("metadata", {})
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise AvatarFileError(f"{path}: damaged avatar header or missing entry ({type(e).__name__}: {e})") from e
+        raise AvatarFileError(
+            f"{path}: damaged avatar header or missing entry ({type(e).__name__}: {e})"
+        ) from e
     try:
         check_avatar_contents(planes, decoder_state, config)
     except ValueError as e:
@@ -177,6 +232,8 @@ def load_avatar(path: str | os.PathLike, map_location: str | torch.device = "cpu
         try:
             avatar = avatar.to(device)
         except (RuntimeError, AssertionError) as e:  # e.g. "Torch not compiled with CUDA enabled"
-            raise ValueError(f"map_location={str(map_location)!r}: cannot put the avatar on that device "
-                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            raise ValueError(
+                f"map_location={str(map_location)!r}: cannot put the avatar on that device "
+                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            ) from None
     return avatar

@@ -18,6 +18,7 @@ Expression sequences (audio-to-expression output, 25 fps by convention): [T, 64]
 Every reader returns float32 numpy arrays and raises :class:`CoeffFileError` naming the
 file on a missing key, a wrong width or a non-finite value.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,15 +31,30 @@ import numpy as np
 from .atomic import atomic_write
 
 __all__ = [
-    "DEEP3D_WIDTH", "DEEP3D_SLICES", "EXPRESSION_FPS", "CoeffFileError", "Coeffs", "load_coeffs",
-    "load_deep3d", "load_deep3d_folder", "load_expression", "natural_key", "save_deep3d", "save_deep3d_folder",
-    "save_expression", "split_deep3d",
+    "DEEP3D_WIDTH",
+    "DEEP3D_SLICES",
+    "EXPRESSION_FPS",
+    "CoeffFileError",
+    "Coeffs",
+    "load_coeffs",
+    "load_deep3d",
+    "load_deep3d_folder",
+    "load_expression",
+    "natural_key",
+    "save_deep3d",
+    "save_deep3d_folder",
+    "save_expression",
+    "split_deep3d",
 ]
 
 DEEP3D_WIDTH = 257
 DEEP3D_SLICES: dict[str, slice] = {
-    "id": slice(0, 80), "exp": slice(80, 144), "tex": slice(144, 224), "angle": slice(224, 227),
-    "gamma": slice(227, 254), "trans": slice(254, 257),
+    "id": slice(0, 80),
+    "exp": slice(80, 144),
+    "tex": slice(144, 224),
+    "angle": slice(224, 227),
+    "gamma": slice(227, 254),
+    "trans": slice(254, 257),
 }
 EXPRESSION_FPS = 25.0
 _EXPR_WIDTHS = (64, 70)
@@ -79,8 +95,10 @@ class Coeffs:
     def pose(self) -> np.ndarray:
         """[T, 6]: angle (3) then trans (3)."""
         if not self.has_pose:
-            raise ValueError(f"{self.source or 'these coefficients'} have no pose (angle/trans): "
-                             "a [T, 64] expression sequence carries expressions only")
+            raise ValueError(
+                f"{self.source or 'these coefficients'} have no pose (angle/trans): "
+                "a [T, 64] expression sequence carries expressions only"
+            )
         return np.concatenate([self.angle, self.trans], 1)
 
     def to_deep3d(self) -> np.ndarray:
@@ -106,8 +124,10 @@ def _finite(path: Path, what: str, arr: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         rows = sorted(set(np.nonzero(bad)[0].tolist()))
-        raise CoeffFileError(f"{path}: {what} has NaN or infinite values (in {len(rows)} row(s), first row "
-                             f"{rows[0]})")
+        raise CoeffFileError(
+            f"{path}: {what} has NaN or infinite values (in {len(rows)} row(s), first row "
+            f"{rows[0]})"
+        )
     return arr
 
 
@@ -129,7 +149,9 @@ def _read_mat(path: Path) -> dict[str, np.ndarray]:
     try:
         data = scipy.io.loadmat(path)
     except Exception as e:  # scipy raises several types for non-.mat content
-        raise CoeffFileError(f"{path}: not a readable MATLAB .mat file ({type(e).__name__}: {e})") from e
+        raise CoeffFileError(
+            f"{path}: not a readable MATLAB .mat file ({type(e).__name__}: {e})"
+        ) from e
     return {k: v for k, v in data.items() if not k.startswith("__")}
 
 
@@ -148,7 +170,9 @@ def _read_array_file(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]
                 return {k: z[k] for k in z.files}
     except Exception as e:
         raise CoeffFileError(f"{path}: not a readable numpy file ({type(e).__name__}: {e})") from e
-    raise CoeffFileError(f"{path}: unsupported coefficient file type {suffix!r} (use .mat, .npy or .npz)")
+    raise CoeffFileError(
+        f"{path}: unsupported coefficient file type {suffix!r} (use .mat, .npy or .npz)"
+    )
 
 
 def _pick(path: Path, data: dict[str, np.ndarray], keys: tuple[str, ...], what: str) -> np.ndarray:
@@ -157,8 +181,10 @@ def _pick(path: Path, data: dict[str, np.ndarray], keys: tuple[str, ...], what: 
             return data[k]
     if len(data) == 1:
         return next(iter(data.values()))
-    raise CoeffFileError(f"{path}: no {what} found: expected key {' or '.join(map(repr, keys))}, "
-                         f"the file has {sorted(data)}")
+    raise CoeffFileError(
+        f"{path}: no {what} found: expected key {' or '.join(map(repr, keys))}, "
+        f"the file has {sorted(data)}"
+    )
 
 
 def split_deep3d(coeff: np.ndarray, source: str = "", names: list[str] | None = None) -> Coeffs:
@@ -173,14 +199,18 @@ def _deep3d_from_mat(path: Path, data: dict[str, np.ndarray]) -> np.ndarray:
         return _as_rows(path, "'coeff'", data["coeff"], (DEEP3D_WIDTH,))
     missing = [k for k in DEEP3D_SLICES if k not in data]
     if missing:
-        raise CoeffFileError(f"{path}: not a Deep3DFaceRecon coefficient file: expected key 'coeff' [1, 257] or the "
-                             f"split keys {list(DEEP3D_SLICES)}; missing {missing}, the file has {sorted(data)}")
+        raise CoeffFileError(
+            f"{path}: not a Deep3DFaceRecon coefficient file: expected key 'coeff' [1, 257] or the "
+            f"split keys {list(DEEP3D_SLICES)}; missing {missing}, the file has {sorted(data)}"
+        )
     rows = []
     for k, sl in DEEP3D_SLICES.items():
         rows.append(_as_rows(path, repr(k), data[k], (sl.stop - sl.start,)))
     if len({r.shape[0] for r in rows}) != 1:
-        raise CoeffFileError(f"{path}: the split keys have different numbers of rows: "
-                             f"{ {k: r.shape[0] for k, r in zip(DEEP3D_SLICES, rows)} }")
+        raise CoeffFileError(
+            f"{path}: the split keys have different numbers of rows: "
+            f"{ {k: r.shape[0] for k, r in zip(DEEP3D_SLICES, rows)} }"
+        )
     return np.concatenate(rows, 1)
 
 
@@ -193,15 +223,22 @@ def load_deep3d(path: str | os.PathLike) -> Coeffs:
     if path.suffix.lower() == ".mat":
         coeff = _deep3d_from_mat(path, data)
     else:
-        coeff = _as_rows(path, "Deep3DFaceRecon coefficients", _pick(path, data, ("coeff",), "coefficients"),
-                         (DEEP3D_WIDTH,))
+        coeff = _as_rows(
+            path,
+            "Deep3DFaceRecon coefficients",
+            _pick(path, data, ("coeff",), "coefficients"),
+            (DEEP3D_WIDTH,),
+        )
     return split_deep3d(coeff, str(path), [path.stem] if coeff.shape[0] == 1 else None)
 
 
 def load_deep3d_folder(folder: str | os.PathLike) -> Coeffs:
     """All per-frame .mat files of `folder`, in natural name order -> one sequence."""
     folder = Path(folder)
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".mat"), key=lambda p: natural_key(p.name))
+    files = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() == ".mat"),
+        key=lambda p: natural_key(p.name),
+    )
     if not files:
         raise CoeffFileError(f"{folder}: no .mat coefficient files in this folder")
     rows, names = [], []
@@ -218,12 +255,22 @@ def load_expression(path: str | os.PathLike) -> Coeffs:
     """An expression sequence [T, 64] or [T, 70] (.npy / .npz / .mat) at 25 fps."""
     path = Path(path)
     data = _read_array_file(path, ("exp", "coeff"))
-    arr = _as_rows(path, "expression sequence", _pick(path, data, ("exp", "coeff"), "expression sequence"),
-                   _EXPR_WIDTHS)
+    arr = _as_rows(
+        path,
+        "expression sequence",
+        _pick(path, data, ("exp", "coeff"), "expression sequence"),
+        _EXPR_WIDTHS,
+    )
     if arr.shape[1] == 64:
         return Coeffs(exp=arr, kind="expression", source=str(path), fps=EXPRESSION_FPS)
-    return Coeffs(exp=arr[:, :64], angle=arr[:, 64:67], trans=arr[:, 67:70], kind="expression", source=str(path),
-                  fps=EXPRESSION_FPS)
+    return Coeffs(
+        exp=arr[:, :64],
+        angle=arr[:, 64:67],
+        trans=arr[:, 67:70],
+        kind="expression",
+        source=str(path),
+        fps=EXPRESSION_FPS,
+    )
 
 
 def load_coeffs(path: str | os.PathLike) -> Coeffs:
@@ -239,11 +286,15 @@ def load_coeffs(path: str | os.PathLike) -> Coeffs:
     arr = np.asarray(_pick(path, data, ("coeff", "exp"), "coefficients"))
     width = arr.shape[-1] if arr.ndim in (1, 2) else None
     if width == DEEP3D_WIDTH:
-        return split_deep3d(_as_rows(path, "Deep3DFaceRecon coefficients", arr, (DEEP3D_WIDTH,)), str(path))
+        return split_deep3d(
+            _as_rows(path, "Deep3DFaceRecon coefficients", arr, (DEEP3D_WIDTH,)), str(path)
+        )
     if width in _EXPR_WIDTHS:
         return load_expression(path)
-    raise CoeffFileError(f"{path}: coefficients must have shape [T, 257] (Deep3DFaceRecon), [T, 64] or [T, 70] "
-                         f"(expression sequence), got {list(arr.shape)}")
+    raise CoeffFileError(
+        f"{path}: coefficients must have shape [T, 257] (Deep3DFaceRecon), [T, 64] or [T, 70] "
+        f"(expression sequence), got {list(arr.shape)}"
+    )
 
 
 # -- writers --------------------------------------------------------------------------------
@@ -252,8 +303,11 @@ def _check_write(path: Path, arr: np.ndarray, widths: tuple[int, ...], what: str
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] not in widths:
-        raise ValueError(f"{what} for {path} must have shape " + " or ".join(f"[T, {w}]" for w in widths)
-                         + f", got {list(arr.shape)}")
+        raise ValueError(
+            f"{what} for {path} must have shape "
+            + " or ".join(f"[T, {w}]" for w in widths)
+            + f", got {list(arr.shape)}"
+        )
     if not np.isfinite(arr).all():
         raise ValueError(f"{what} for {path} has NaN or infinite values")
     return arr
@@ -274,18 +328,24 @@ def save_deep3d(path: str | os.PathLike, coeff: np.ndarray, split: bool = False)
     if suffix == ".mat":
         d = {k: coeff[:, sl] for k, sl in DEEP3D_SLICES.items()} if split else {"coeff": coeff}
         return atomic_write(path, lambda t: scipy.io.savemat(t, d))
-    raise ValueError(f"unsupported coefficient file type {suffix!r} for {path}: use .npy, .npz or .mat")
+    raise ValueError(
+        f"unsupported coefficient file type {suffix!r} for {path}: use .npy, .npz or .mat"
+    )
 
 
-def save_deep3d_folder(folder: str | os.PathLike, coeff: np.ndarray, names: list[str] | None = None,
-                       split: bool = False) -> list[Path]:
+def save_deep3d_folder(
+    folder: str | os.PathLike,
+    coeff: np.ndarray,
+    names: list[str] | None = None,
+    split: bool = False,
+) -> list[Path]:
     """One .mat per frame (`names[i]`.mat, default 000000.mat, ...) into `folder`."""
     folder = Path(folder)
     coeff = _check_write(folder, coeff, (DEEP3D_WIDTH,), "Deep3DFaceRecon coefficients")
     names = names or [f"{i:06d}" for i in range(coeff.shape[0])]
     if len(names) != coeff.shape[0]:
         raise ValueError(f"names has {len(names)} entries for {coeff.shape[0]} frames")
-    return [save_deep3d(folder / f"{n}.mat", coeff[i:i + 1], split) for i, n in enumerate(names)]
+    return [save_deep3d(folder / f"{n}.mat", coeff[i : i + 1], split) for i, n in enumerate(names)]
 
 
 def save_expression(path: str | os.PathLike, seq: np.ndarray) -> Path:
@@ -301,4 +361,6 @@ def save_expression(path: str | os.PathLike, seq: np.ndarray) -> Path:
         return atomic_write(path, lambda t: np.savez(t, exp=seq))
     if suffix == ".mat":
         return atomic_write(path, lambda t: scipy.io.savemat(t, {"exp": seq}))
-    raise ValueError(f"unsupported expression file type {suffix!r} for {path}: use .npy, .npz or .mat")
+    raise ValueError(
+        f"unsupported expression file type {suffix!r} for {path}: use .npy, .npz or .mat"
+    )

@@ -11,21 +11,30 @@ trans[2] -= 10; c = -R trans; c *= 0.27; c[1] += 0.006; c[2] += 0.161; cam2world
 [[R diag(1, -1, -1), c], [0, 1]]; finally the camera position is rescaled to radius 2.7.
 Intrinsics: focal 2985.29 / 700 = 4.2647, principal point 0.5.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 
 from .atomic import atomic_write_bytes
 
 __all__ = [
-    "EG3D_FOCAL", "EG3D_PRINCIPAL", "EG3D_RADIUS", "LabelFileError", "deep3d_rotation", "deep3d_to_eg3d_label",
-    "eg3d_label_to_deep3d", "eg3d_intrinsics", "read_dataset_json", "write_dataset_json",
+    "EG3D_FOCAL",
+    "EG3D_PRINCIPAL",
+    "EG3D_RADIUS",
+    "LabelFileError",
+    "deep3d_rotation",
+    "deep3d_to_eg3d_label",
+    "eg3d_label_to_deep3d",
+    "eg3d_intrinsics",
+    "read_dataset_json",
+    "write_dataset_json",
 ]
 
 EG3D_FOCAL = 2985.29 / 700  # Deep3DFaceRecon's focal (1015 at 224 px) after EG3D's crop: 4.2647
@@ -58,12 +67,20 @@ def deep3d_rotation(angle) -> np.ndarray:
 def _vec3(v, name: str) -> np.ndarray:
     a = np.asarray(v, dtype=np.float64).reshape(-1)
     if a.shape != (3,) or not np.isfinite(a).all():
-        raise ValueError(f"{name} must be 3 finite numbers, got {np.asarray(v).shape} {np.asarray(v).ravel()[:6]}")
+        raise ValueError(
+            f"{name} must be 3 finite numbers, got {np.asarray(v).shape} "
+            f"{np.asarray(v).ravel()[:6]}"
+        )
     return a
 
 
-def deep3d_to_eg3d_label(angle, trans, radius: float | None = EG3D_RADIUS, focal: float = EG3D_FOCAL,
-                         principal: float = EG3D_PRINCIPAL) -> np.ndarray:
+def deep3d_to_eg3d_label(
+    angle,
+    trans,
+    radius: float | None = EG3D_RADIUS,
+    focal: float = EG3D_FOCAL,
+    principal: float = EG3D_PRINCIPAL,
+) -> np.ndarray:
     """Deep3DFaceRecon pose (angle [3] radians, trans [3]) -> EG3D label [25] (float64).
 
     radius=None skips the final rescale of the camera position (EG3D's "orig" mode uses 2.7).
@@ -108,8 +125,10 @@ def eg3d_label_to_deep3d(label, trans_z: float = 0.0) -> tuple[np.ndarray, np.nd
 def _check_label(label, name: str) -> np.ndarray:
     a = np.asarray(label, dtype=np.float64)
     if a.shape != (25,):
-        raise LabelFileError(f"{name}: an EG3D label has 25 numbers (16 cam2world + 9 intrinsics), "
-                             f"got shape {list(a.shape)}")
+        raise LabelFileError(
+            f"{name}: an EG3D label has 25 numbers (16 cam2world + 9 intrinsics), "
+            f"got shape {list(a.shape)}"
+        )
     if not np.isfinite(a).all():
         raise LabelFileError(f"{name}: the label has NaN or infinite values")
     return a
@@ -125,26 +144,39 @@ def read_dataset_json(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise LabelFileError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(data, dict) or "labels" not in data:
-        raise LabelFileError(f"{path}: expected an object with a 'labels' key, got "
-                             f"{sorted(data) if isinstance(data, dict) else type(data).__name__}")
+        raise LabelFileError(
+            f"{path}: expected an object with a 'labels' key, got "
+            f"{sorted(data) if isinstance(data, dict) else type(data).__name__}"
+        )
     entries = data["labels"]
     if not isinstance(entries, list):
-        raise LabelFileError(f"{path}: 'labels' must be a list of [name, [25 numbers]], got {type(entries).__name__}")
+        raise LabelFileError(
+            f"{path}: 'labels' must be a list of [name, [25 numbers]], got {type(entries).__name__}"
+        )
     out: dict[str, np.ndarray] = {}
     for i, e in enumerate(entries):
-        if not (isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], list)):
-            raise LabelFileError(f"{path}: labels[{i}] must be [name, [25 numbers]], got {str(e)[:80]}")
+        if not (
+            isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], list)
+        ):
+            raise LabelFileError(
+                f"{path}: labels[{i}] must be [name, [25 numbers]], got {str(e)[:80]}"
+            )
         if e[0] in out:
             raise LabelFileError(f"{path}: duplicate file name {e[0]!r} in 'labels'")
         try:
             out[e[0]] = _check_label(e[1], f"{path}: labels[{i}] ({e[0]})")
         except (TypeError, ValueError) as err:
-            raise LabelFileError(str(err) if isinstance(err, LabelFileError)
-                                 else f"{path}: labels[{i}] ({e[0]}): not numbers ({err})") from err
+            raise LabelFileError(
+                str(err)
+                if isinstance(err, LabelFileError)
+                else f"{path}: labels[{i}] ({e[0]}): not numbers ({err})"
+            ) from err
     return out
 
 
-def write_dataset_json(path: str | os.PathLike, labels: Mapping[str, object] | Iterable[tuple[str, object]]) -> Path:
+def write_dataset_json(
+    path: str | os.PathLike, labels: Mapping[str, object] | Iterable[tuple[str, object]]
+) -> Path:
     """Write {name: label [25]} (or (name, label) pairs) as EG3D's dataset.json, atomically."""
     items = list(labels.items()) if isinstance(labels, Mapping) else list(labels)
     rows, seen = [], set()

@@ -1,4 +1,5 @@
-"""Read NVIDIA's EG3D `.pkl` snapshots as plain data, without importing or executing anything from them.
+"""Read NVIDIA's EG3D `.pkl` snapshots as plain data, without importing or executing anything from
+them.
 
 EG3D's training loop writes a snapshot as `pickle.dump({training_set_kwargs, G, D, G_ema,
 augment_pipe})`. Each network is a "persistent" object that pickles itself as
@@ -25,6 +26,7 @@ stand-ins (nothing is ever imported from the file's names):
 Every read is bounded by the file's size, so a corrupt length field fails at once instead of
 allocating; every failure is an :class:`EG3DImportError` with a one-line message.
 """
+
 from __future__ import annotations
 
 import collections
@@ -37,8 +39,14 @@ from typing import Any, BinaryIO
 import torch
 
 __all__ = [
-    "SIDE_ENTRIES", "EG3DImportError", "ModuleTree", "OpaqueObject", "UnsafePickleError", "find_opaque",
-    "flatten_tensors", "load_eg3d_pickle",
+    "SIDE_ENTRIES",
+    "EG3DImportError",
+    "ModuleTree",
+    "OpaqueObject",
+    "UnsafePickleError",
+    "find_opaque",
+    "flatten_tensors",
+    "load_eg3d_pickle",
 ]
 
 #: Snapshot entries nofa never reads: they may hold classes outside the allowlist (as inert
@@ -70,7 +78,9 @@ class ModuleTree:
     `module_src` is kept as text (for inspection); it is never compiled or executed.
     """
 
-    def __init__(self, class_name: str, state: dict | None = None, module_src: str | None = None) -> None:
+    def __init__(
+        self, class_name: str, state: dict | None = None, module_src: str | None = None
+    ) -> None:
         self.class_name = class_name
         self.state = dict(state or {})
         self.module_src = module_src
@@ -80,11 +90,17 @@ class ModuleTree:
 
     def __setstate__(self, state: Any) -> None:
         """BUILD of a plain (non-persistent) module pickled by reference: its `__dict__`."""
-        if isinstance(state, tuple) and len(state) == 2 and (state[1] is None or isinstance(state[1], dict)):
+        if (
+            isinstance(state, tuple)
+            and len(state) == 2
+            and (state[1] is None or isinstance(state[1], dict))
+        ):
             state = state[0] if state[0] is not None else {}
         if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-            raise UnsafePickleError(f"module {self.class_name}: its pickled state is a {type(state).__name__} "
-                                    f"({_short(state, 60)}), expected the module's __dict__ (a dict with str keys)")
+            raise UnsafePickleError(
+                f"module {self.class_name}: its pickled state is a {type(state).__name__} "
+                f"({_short(state, 60)}), expected the module's __dict__ (a dict with str keys)"
+            )
         self.state = dict(state)
 
     def _mapping(self, key: str) -> dict:
@@ -92,8 +108,10 @@ class ModuleTree:
         if value is None:
             return {}
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise EG3DImportError(f"module {self.class_name}: {key} is a {type(value).__name__}, expected a dict "
-                                  f"with str keys")
+            raise EG3DImportError(
+                f"module {self.class_name}: {key} is a {type(value).__name__}, expected a dict "
+                f"with str keys"
+            )
         return dict(value)
 
     @property
@@ -119,7 +137,7 @@ class OpaqueObject:
 
     global_name = "?"
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "OpaqueObject":
+    def __new__(cls, *args: Any, **kwargs: Any) -> OpaqueObject:
         obj = object.__new__(cls)
         obj.__dict__.update(args=args, kwargs=kwargs, state=None, items=[])
         return obj
@@ -147,11 +165,14 @@ class OpaqueObject:
 
 
 def _opaque_class(module: str, name: str) -> type:
-    return type("OpaqueObject", (OpaqueObject,), {"global_name": f"{_short(module, 80)}.{_short(name, 80)}"})
+    return type(
+        "OpaqueObject", (OpaqueObject,), {"global_name": f"{_short(module, 80)}.{_short(name, 80)}"}
+    )
 
 
 def _plain_module_class(name: str) -> type:
-    """A fresh ModuleTree subclass standing in for a plain module class (Sequential, OSGDecoder, ...)."""
+    """A fresh ModuleTree subclass standing in for a plain module class (Sequential, OSGDecoder,
+    ...)."""
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ModuleTree:
         obj = object.__new__(cls)
@@ -165,19 +186,27 @@ def _plain_module_class(name: str) -> type:
 # Stand-ins for the allowed globals
 # ---------------------------------------------------------------------------------------
 
+
 def _reconstruct_persistent_obj(meta: Any) -> ModuleTree:
-    """Stands in for torch_utils.persistence._reconstruct_persistent_obj: build a record, no exec."""
+    """Stands in for torch_utils.persistence._reconstruct_persistent_obj: build a record, no
+    exec."""
     if not isinstance(meta, dict) or meta.get("type") != "class":
         kind = meta.get("type") if isinstance(meta, dict) else type(meta).__name__
-        raise UnsafePickleError(f"persistent object: unexpected metadata ({_short(kind, 40)}); EG3D pickles "
-                                f"persistent classes with meta type 'class'")
+        raise UnsafePickleError(
+            f"persistent object: unexpected metadata ({_short(kind, 40)}); EG3D pickles "
+            f"persistent classes with meta type 'class'"
+        )
     name = meta.get("class_name")
     if not isinstance(name, str):
-        raise UnsafePickleError(f"persistent object: class_name is a {type(name).__name__}, expected a str")
+        raise UnsafePickleError(
+            f"persistent object: class_name is a {type(name).__name__}, expected a str"
+        )
     state = meta.get("state") if meta.get("state") is not None else {}
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        raise UnsafePickleError(f"persistent object {name!r}: its state is a {type(state).__name__}, expected the "
-                                f"object's __dict__ (a dict with str keys)")
+        raise UnsafePickleError(
+            f"persistent object {name!r}: its state is a {type(state).__name__}, expected the "
+            f"object's __dict__ (a dict with str keys)"
+        )
     src = meta.get("module_src")
     return ModuleTree(name, state, src if isinstance(src, str) else None)
 
@@ -192,19 +221,34 @@ def _reconstructor(cls: Any, base: Any, state: Any = None) -> ModuleTree:
 def _latin1_encode(text: Any, encoding: Any = "latin1") -> bytes:
     """_codecs.encode as protocol-2 pickles use it for bytes: (str, 'latin1') only."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafePickleError("_codecs.encode is allowed only as pickle's latin1 encoding of bytes")
+        raise UnsafePickleError(
+            "_codecs.encode is allowed only as pickle's latin1 encoding of bytes"
+        )
     return text.encode("latin1")
 
 
 # numpy dtype strings -> struct formats of the scalar kinds EG3D's modules hold
-_NUMPY_FORMATS = {"f2": "e", "f4": "f", "f8": "d", "i1": "b", "i2": "h", "i4": "i", "i8": "q",
-                  "u1": "B", "u2": "H", "u4": "I", "u8": "Q", "b1": "?"}
+_NUMPY_FORMATS = {
+    "f2": "e",
+    "f4": "f",
+    "f8": "d",
+    "i1": "b",
+    "i2": "h",
+    "i4": "i",
+    "i8": "q",
+    "u1": "B",
+    "u2": "H",
+    "u4": "I",
+    "u8": "Q",
+    "b1": "?",
+}
 
 
 class _NumpyDType:
-    """numpy.dtype as numpy pickles it: dtype(spec, align, copy), then BUILD (version, byteorder, ...)."""
+    """numpy.dtype as numpy pickles it: dtype(spec, align, copy), then BUILD (version, byteorder,
+    ...)."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_NumpyDType":
+    def __new__(cls, *args: Any, **kwargs: Any) -> _NumpyDType:
         obj = object.__new__(cls)
         obj.spec, obj.byteorder = None, "="
         return obj
@@ -214,22 +258,30 @@ class _NumpyDType:
 
     def __setstate__(self, state: Any) -> None:
         if not (isinstance(state, tuple) and len(state) >= 2 and state[1] in ("<", ">", "|", "=")):
-            raise UnsafePickleError(f"numpy.dtype: unexpected pickled state {_short(state, 60)} (expected a tuple "
-                                    f"(version, byteorder, ...))")
+            raise UnsafePickleError(
+                f"numpy.dtype: unexpected pickled state {_short(state, 60)} (expected a tuple "
+                f"(version, byteorder, ...))"
+            )
         self.byteorder = state[1]
 
 
 def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
     """numpy.(_)core.multiarray.scalar(dtype, bytes) -> a Python float, int or bool."""
     if not isinstance(dtype, _NumpyDType):
-        raise UnsafePickleError(f"numpy scalar: its dtype is a {type(dtype).__name__}, expected numpy.dtype")
+        raise UnsafePickleError(
+            f"numpy scalar: its dtype is a {type(dtype).__name__}, expected numpy.dtype"
+        )
     fmt = _NUMPY_FORMATS.get(dtype.spec or "")
     if isinstance(data, str):  # protocol-2 style
         data = data.encode("latin1")
-    if fmt is None or not isinstance(data, bytes):  # e.g. a complex or structured scalar: keep it inert
+    if fmt is None or not isinstance(
+        data, bytes
+    ):  # e.g. a complex or structured scalar: keep it inert
         return _opaque_class("numpy.core.multiarray", f"scalar[{dtype.spec}]")(dtype.spec, data)
     if len(data) != struct.calcsize(fmt):
-        raise UnsafePickleError(f"numpy {dtype.spec} scalar holds {len(data)} bytes, expected {struct.calcsize(fmt)}")
+        raise UnsafePickleError(
+            f"numpy {dtype.spec} scalar holds {len(data)} bytes, expected {struct.calcsize(fmt)}"
+        )
     return struct.unpack((">" if dtype.byteorder == ">" else "<") + fmt, data)[0]
 
 
@@ -242,27 +294,44 @@ class _Storage:
 
 def _ints(name: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, (tuple, list)) or not all(type(v) is int for v in value):
-        raise EG3DImportError(f"tensor record: {name} is {_short(value, 60)}, expected a tuple of ints")
+        raise EG3DImportError(
+            f"tensor record: {name} is {_short(value, 60)}, expected a tuple of ints"
+        )
     return tuple(value)
 
 
-def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any = False,
-                       backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
+def _rebuild_tensor_v2(
+    storage: Any,
+    storage_offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> torch.Tensor:
     """torch._utils._rebuild_tensor_v2 with every index checked against the storage first."""
     if not isinstance(storage, _Storage):
-        raise UnsafePickleError(f"tensor record: its storage is a {type(storage).__name__}, expected a storage from "
-                                f"torch.storage._load_from_bytes")
+        raise UnsafePickleError(
+            f"tensor record: its storage is a {type(storage).__name__}, expected a storage from "
+            f"torch.storage._load_from_bytes"
+        )
     size, stride = _ints("size", size), _ints("stride", stride)
     if type(storage_offset) is not int or storage_offset < 0:
-        raise EG3DImportError(f"tensor record: storage offset {_short(storage_offset, 40)} is not an int >= 0")
+        raise EG3DImportError(
+            f"tensor record: storage offset {_short(storage_offset, 40)} is not an int >= 0"
+        )
     if len(size) != len(stride) or any(v < 0 for v in size + stride):
-        raise EG3DImportError(f"tensor record: size {list(size)} and stride {list(stride)} do not describe a tensor")
+        raise EG3DImportError(
+            f"tensor record: size {list(size)} and stride {list(stride)} do not describe a tensor"
+        )
     numel = storage.flat.numel()
     need = 0 if 0 in size else storage_offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
     if need > numel:
-        raise EG3DImportError(f"tensor record: a tensor of shape {list(size)} (stride {list(stride)}, offset "
-                              f"{storage_offset}) overruns its storage: it needs {need} elements, the storage "
-                              f"holds {numel}")
+        raise EG3DImportError(
+            f"tensor record: a tensor of shape {list(size)} (stride {list(stride)}, offset "
+            f"{storage_offset}) overruns its storage: it needs {need} elements, the storage "
+            f"holds {numel}"
+        )
     return torch.as_strided(storage.flat, size, stride, storage_offset)
 
 
@@ -270,16 +339,27 @@ def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) -
     return _rebuild_tensor_v2(storage, storage_offset, size, stride)
 
 
-def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None) -> Any:
+def _rebuild_parameter(
+    data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None
+) -> Any:
     if not isinstance(data, torch.Tensor):
-        raise EG3DImportError(f"parameter record: its data is a {type(data).__name__}, expected a tensor")
+        raise EG3DImportError(
+            f"parameter record: its data is a {type(data).__name__}, expected a tensor"
+        )
     return data  # a Parameter is only its data here
 
 
 _STORAGE_DTYPES = {
-    "DoubleStorage": torch.float64, "FloatStorage": torch.float32, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+    "DoubleStorage": torch.float64,
+    "FloatStorage": torch.float32,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
     "UntypedStorage": torch.uint8,
 }
 
@@ -302,8 +382,10 @@ def _load_storage_bytes(data: Any) -> _Storage:
     list; then int64 numel and the raw little-endian elements.
     """
     if not isinstance(data, bytes):
-        raise UnsafePickleError(f"storage record: torch.storage._load_from_bytes got a {type(data).__name__}, "
-                                f"expected bytes")
+        raise UnsafePickleError(
+            f"storage record: torch.storage._load_from_bytes got a {type(data).__name__}, "
+            f"expected bytes"
+        )
     f = io.BytesIO(data)
     reader = _BoundedReader(f, len(data), "a tensor storage record")
 
@@ -313,16 +395,23 @@ def _load_storage_bytes(data: Any) -> _Storage:
         except EG3DImportError:
             raise
         except Exception as e:
-            raise EG3DImportError(f"storage record: unreadable {what} ({type(e).__name__}: {_short(str(e), 80)})") from e
+            raise EG3DImportError(
+                f"storage record: unreadable {what} ({type(e).__name__}: {_short(str(e), 80)})"
+            ) from e
         if not ok(value):
-            raise EG3DImportError(f"storage record: not in torch's legacy storage format ({what} is {_short(value, 40)})")
+            raise EG3DImportError(
+                f"storage record: not in torch's legacy storage format ({what} is "
+                f"{_short(value, 40)})"
+            )
         return value
 
     next_pickle("magic number", lambda v: type(v) is int and v == _TORCH_LEGACY_MAGIC)
     next_pickle("format version", lambda v: type(v) is int and v == _TORCH_LEGACY_PROTOCOL)
     sys_info = next_pickle("sys info", lambda v: isinstance(v, dict))
     if sys_info.get("little_endian") is not True:
-        raise EG3DImportError("storage record: not little-endian; nofa reads little-endian storages")
+        raise EG3DImportError(
+            "storage record: not little-endian; nofa reads little-endian storages"
+        )
     ref = next_pickle("storage id", lambda v: isinstance(v, _StorageRef))
     next_pickle("key list", lambda v: v == [ref.key])
     (count,) = struct.unpack("<q", reader.read(8))
@@ -330,12 +419,16 @@ def _load_storage_bytes(data: Any) -> _Storage:
     itemsize = torch.empty(0, dtype=dtype).element_size()
     remaining = len(data) - f.tell()
     if count != ref.numel or count < 0 or count * itemsize > remaining:
-        raise EG3DImportError(f"storage record: a {ref.storage_type.name} claims {ref.numel} elements (size field "
-                              f"{count}) but the record holds {remaining // itemsize}")
+        raise EG3DImportError(
+            f"storage record: a {ref.storage_type.name} claims {ref.numel} elements (size field "
+            f"{count}) but the record holds {remaining // itemsize}"
+        )
     payload = bytearray(reader.read(count * itemsize))
     if not payload:
         flat = torch.empty(0, dtype=dtype)
-    elif dtype == torch.bool:  # any non-zero byte is True (raw bytes other than 0/1 are not valid bools)
+    elif (
+        dtype == torch.bool
+    ):  # any non-zero byte is True (raw bytes other than 0/1 are not valid bools)
         flat = torch.frombuffer(payload, dtype=torch.uint8) != 0
     else:
         flat = torch.frombuffer(payload, dtype=dtype)
@@ -381,8 +474,10 @@ _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 # The unpicklers
 # ---------------------------------------------------------------------------------------
 
+
 class _BoundedReader:
-    """A file view that refuses any read past the end, before reading (so no huge buffer is made)."""
+    """A file view that refuses any read past the end, before reading (so no huge buffer is
+    made)."""
 
     def __init__(self, f: BinaryIO, size: int, name: str) -> None:
         self.f, self.name = f, name
@@ -397,11 +492,15 @@ class _BoundedReader:
         if n is None or n < 0:
             n = left
         if n > left:
-            raise EG3DImportError(f"{self.name} is truncated or corrupt: at byte {self.f.tell() - self.start} a "
-                                  f"length field asks for {n} bytes but only {left} remain")
+            raise EG3DImportError(
+                f"{self.name} is truncated or corrupt: at byte {self.f.tell() - self.start} a "
+                f"length field asks for {n} bytes but only {left} remain"
+            )
         data = self.f.read(n)
         if len(data) != n:
-            raise EG3DImportError(f"{self.name}: short read at byte {self.f.tell() - self.start} (file changed?)")
+            raise EG3DImportError(
+                f"{self.name}: short read at byte {self.f.tell() - self.start} (file changed?)"
+            )
         return data
 
     def readline(self) -> bytes:
@@ -409,7 +508,8 @@ class _BoundedReader:
 
 
 class _RestrictedUnpickler(pickle._Unpickler):
-    """Pure-Python unpickler (every length goes through _BoundedReader) with an allowlist of globals."""
+    """Pure-Python unpickler (every length goes through _BoundedReader) with an allowlist of
+    globals."""
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
@@ -433,8 +533,11 @@ class _RestrictedUnpickler(pickle._Unpickler):
         if isinstance(inst, (ModuleTree, _NumpyDType, OpaqueObject)):
             inst.__setstate__(state)
         elif state is not None and state != {}:  # an empty state is a no-op, as in pickle itself
-            raise UnsafePickleError(f"the pickle sets the state of a {type(inst).__name__} object ({_short(state, 60)}),"
-                                    f" which nofa does not allow")
+            raise UnsafePickleError(
+                f"the pickle sets the state of a {type(inst).__name__} object "
+                f"({_short(state, 60)}),"
+                f" which nofa does not allow"
+            )
 
     def load_bytearray8(self) -> None:
         raise UnsafePickleError("protocol-5 bytearrays do not occur in EG3D snapshots")
@@ -449,16 +552,23 @@ class _StorageUnpickler(_RestrictedUnpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module in ("torch", "torch.cuda") and name in _STORAGE_DTYPES:
             return _StorageType(name, _STORAGE_DTYPES[name])
-        raise UnsafePickleError(f"storage record: refusing global '{_short(module, 80)}.{_short(name, 80)}' (only "
-                                f"torch storage types occur there)")
+        raise UnsafePickleError(
+            f"storage record: refusing global '{_short(module, 80)}.{_short(name, 80)}' (only "
+            f"torch storage types occur there)"
+        )
 
     def persistent_load(self, pid: Any) -> _StorageRef:
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
             raise UnsafePickleError(f"storage record: unexpected persistent id {_short(pid, 60)}")
         storage_type, key, _location, numel = pid[1:5]
         view = pid[5] if len(pid) == 6 else None
-        if not isinstance(storage_type, _StorageType) or not isinstance(key, str) or type(numel) is not int \
-                or numel < 0 or view is not None:
+        if (
+            not isinstance(storage_type, _StorageType)
+            or not isinstance(key, str)
+            or type(numel) is not int
+            or numel < 0
+            or view is not None
+        ):
             raise UnsafePickleError(f"storage record: unexpected persistent id {_short(pid, 60)}")
         return _StorageRef(storage_type, key, numel)
 
@@ -468,7 +578,11 @@ def find_opaque(obj: Any) -> OpaqueObject | type | None:
     stack, seen = [obj], set()
     while stack:
         x = stack.pop()
-        if isinstance(x, (str, bytes, int, float, bool, torch.Tensor)) or x is None or id(x) in seen:
+        if (
+            isinstance(x, (str, bytes, int, float, bool, torch.Tensor))
+            or x is None
+            or id(x) in seen
+        ):
             continue
         seen.add(id(x))
         if isinstance(x, OpaqueObject) or (isinstance(x, type) and issubclass(x, OpaqueObject)):
@@ -516,31 +630,41 @@ def _load(f: BinaryIO, size: int, name: str) -> dict:
     head = f.read(4)
     f.seek(start)
     if head.startswith(b"PK\x03\x04"):
-        raise EG3DImportError(f"{name} is a zip archive (a torch.save file?), not an EG3D snapshot: EG3D writes "
-                              f"plain pickles (network-snapshot-*.pkl)")
+        raise EG3DImportError(
+            f"{name} is a zip archive (a torch.save file?), not an EG3D snapshot: EG3D writes "
+            f"plain pickles (network-snapshot-*.pkl)"
+        )
     if head[:1] != b"\x80" or head[1:2] not in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        raise EG3DImportError(f"{name} is not a pickle (it starts with {head!r}); expected an EG3D snapshot pickle")
+        raise EG3DImportError(
+            f"{name} is not a pickle (it starts with {head!r}); expected an EG3D snapshot pickle"
+        )
     try:
         data = _RestrictedUnpickler(_BoundedReader(f, size, name)).load()
     except EG3DImportError as e:
         raise type(e)(str(e) if name in str(e) else f"{name}: {e}") from e
     except Exception as e:  # anything the opcodes of a corrupt file can trigger
-        raise EG3DImportError(f"{name} is not a readable EG3D snapshot (corrupt pickle: {type(e).__name__}: "
-                              f"{_short(str(e), 160)})") from e
+        raise EG3DImportError(
+            f"{name} is not a readable EG3D snapshot (corrupt pickle: {type(e).__name__}: "
+            f"{_short(str(e), 160)})"
+        ) from e
     if isinstance(data, int) and data == _TORCH_LEGACY_MAGIC:
         raise EG3DImportError(f"{name} is a (legacy) torch.save file, not an EG3D snapshot pickle")
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise EG3DImportError(f"{name}: an EG3D snapshot is a pickled dict with str keys, got "
-                              f"{type(data).__name__}")
+        raise EG3DImportError(
+            f"{name}: an EG3D snapshot is a pickled dict with str keys, got {type(data).__name__}"
+        )
     for key, value in data.items():
         if key in SIDE_ENTRIES:
             continue
         found = find_opaque(value)
         if found is not None:
             raise UnsafePickleError(
-                f"refusing to load global '{found.global_name}' (in entry {key!r}) from {name}: nofa reads EG3D "
-                f"pickles with a restricted unpickler that only allows the tensors and containers of an EG3D "
-                f"snapshot")
+                f"refusing to load global '{found.global_name}' (in entry {key!r}) from {name}: "
+                "nofa reads EG3D "
+                "pickles with a restricted unpickler that only allows the tensors and containers "
+                "of an EG3D "
+                f"snapshot"
+            )
     return data
 
 
@@ -551,8 +675,10 @@ def flatten_tensors(tree: ModuleTree, prefix: str = "") -> dict[str, torch.Tenso
     while stack:
         path, node = stack.pop()
         if id(node) in seen:
-            raise EG3DImportError(f"module {path or node.class_name} is also at {seen[id(node)] or 'the root'}; EG3D "
-                                  f"generators share no modules")
+            raise EG3DImportError(
+                f"module {path or node.class_name} is also at {seen[id(node)] or 'the root'}; EG3D "
+                f"generators share no modules"
+            )
         seen[id(node)] = path
         for group in (node.parameters, node.buffers):
             for k, v in group.items():

@@ -1,15 +1,24 @@
 """Images and animations: tensors in [-1, 1] <-> uint8 files, depth maps as pictures."""
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["ImageFileError", "check_animation_path", "depth_to_rgb", "load_image", "save_animation", "save_image", "to_uint8"]
+__all__ = [
+    "ImageFileError",
+    "check_animation_path",
+    "depth_to_rgb",
+    "load_image",
+    "save_animation",
+    "save_image",
+    "to_uint8",
+]
 
 
 class ImageFileError(ValueError):
@@ -39,7 +48,9 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> torch.Tensor
         img = Image.open(path)
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageFileError(f"{path} is not an image file nofa can read ({type(e).__name__}: {e})") from e
+        raise ImageFileError(
+            f"{path} is not an image file nofa can read ({type(e).__name__}: {e})"
+        ) from e
     if img.mode in _WIDE_GREY:
         # Work in float ("F", 0..255 scale) so resizing keeps the 16-bit precision.
         grey = np.asarray(img, dtype=np.float64)
@@ -75,7 +86,9 @@ def save_image(path: str | os.PathLike, image: torch.Tensor | np.ndarray) -> Pat
     return path
 
 
-def depth_to_rgb(depth: torch.Tensor, weight: torch.Tensor | None = None, threshold: float = 0.5) -> np.ndarray:
+def depth_to_rgb(
+    depth: torch.Tensor, weight: torch.Tensor | None = None, threshold: float = 0.5
+) -> np.ndarray:
     """Depth [1, H, W] -> uint8 [H, W, 3]: near is bright, background (weight < threshold) black."""
     d = depth.detach().float().cpu()[0]
     mask = torch.isfinite(d)
@@ -105,7 +118,9 @@ def check_animation_path(path: str | os.PathLike) -> None:
     raise ValueError(f"unsupported animation format {suffix!r}: use .gif or .mp4")
 
 
-def save_animation(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float = 20.0) -> Path:
+def save_animation(
+    path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float = 20.0
+) -> Path:
     """Write uint8 [H, W, 3] frames as a looping GIF, or an MP4 when imageio-ffmpeg is installed."""
     import imageio.v2 as imageio
 

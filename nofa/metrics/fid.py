@@ -14,6 +14,7 @@ from running float64 sums with symmetric eigendecompositions beyond; a set again
 gives 0 up to rounding either way. Numbers from these weights
 are comparable among themselves, not with papers that used the TF-Inception FID weights.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,14 +25,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["FIDMetric", "FeatureStats", "frechet_distance", "frechet_distance_rows", "load_inception"]
+__all__ = [
+    "FIDMetric",
+    "FeatureStats",
+    "frechet_distance",
+    "frechet_distance_rows",
+    "load_inception",
+]
 
 
 def load_inception(path: str | os.PathLike | None) -> nn.Module:
     """torchvision Inception v3 with the state_dict at `path`, classifier removed (-> 2048-d)."""
     if path is None:
-        raise ValueError("FID needs Inception v3 weights: pass --inception-weights PATH (a torchvision "
-                         "inception_v3 state_dict, e.g. inception_v3_google-0cc3c7bd.pth); nofa downloads nothing")
+        raise ValueError(
+            "FID needs Inception v3 weights: pass --inception-weights PATH (a torchvision "
+            "inception_v3 state_dict, e.g. inception_v3_google-0cc3c7bd.pth); nofa downloads "
+            "nothing"
+        )
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Inception weights not found: {path}")
@@ -40,7 +50,9 @@ def load_inception(path: str | os.PathLike | None) -> nn.Module:
     except Exception as e:
         raise ValueError(f"{path} is not a readable torch state_dict ({type(e).__name__})") from e
     if not isinstance(state, dict) or "Conv2d_1a_3x3.conv.weight" not in state:
-        raise ValueError(f"{path} is not a torchvision inception_v3 state_dict (no Conv2d_1a_3x3.conv.weight)")
+        raise ValueError(
+            f"{path} is not a torchvision inception_v3 state_dict (no Conv2d_1a_3x3.conv.weight)"
+        )
     return inception_from_state(state)
 
 
@@ -106,7 +118,9 @@ def frechet_distance_rows(a: FeatureStats, b: FeatureStats) -> float:
     (m1, x1), (m2, x2) = a.centred(), b.centred()
     k = (x1 @ x2.T) / np.sqrt((a.n - 1) * (b.n - 1))
     tr_sqrt = np.linalg.svd(k, compute_uv=False).sum()
-    return float(((m1 - m2) ** 2).sum() + (x1 ** 2).sum() / (a.n - 1) + (x2 ** 2).sum() / (b.n - 1) - 2 * tr_sqrt)
+    return float(
+        ((m1 - m2) ** 2).sum() + (x1**2).sum() / (a.n - 1) + (x2**2).sum() / (b.n - 1) - 2 * tr_sqrt
+    )
 
 
 def _sqrt_psd(m: np.ndarray) -> np.ndarray:
@@ -126,8 +140,14 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
 class FIDMetric:
     """Add uint8 images [H, W, 3] to set "pred" or "target", then `value()`."""
 
-    def __init__(self, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                 net: nn.Module | None = None, batch: int = 16, input_size: int = 299) -> None:
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        net: nn.Module | None = None,
+        batch: int = 16,
+        input_size: int = 299,
+    ) -> None:
         """input_size: the side images are resized to (299, Inception's; smaller only for tests)."""
         self.net = (net if net is not None else load_inception(weights)).to(device).eval()
         self.device, self.batch, self.input_size = torch.device(device), batch, input_size
@@ -136,9 +156,13 @@ class FIDMetric:
 
     @torch.no_grad()
     def features(self, images: list[np.ndarray]) -> np.ndarray:
-        x = torch.stack([torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1) for i in images])
+        x = torch.stack(
+            [torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1) for i in images]
+        )
         x = x.float().div(127.5).sub(1).to(self.device)
-        x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        x = F.interpolate(
+            x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
+        )
         return self.net(x).double().cpu().numpy()
 
     def add(self, which: str, image: np.ndarray) -> None:

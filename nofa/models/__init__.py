@@ -3,9 +3,10 @@ encoder, detail + fusion networks, deformation field, and the whole avatar model
 
     from nofa.models import NOFAAvatar
     model = NOFAAvatar.from_preset("tiny")
-    vol = model.reconstruct(image, camera)              # image [N, 3, 64, 64], camera [N, 25]
-    out = model.animate(vol, alpha, beta, camera)       # out["image"], out["image_raw"], out["depth"]
+    vol = model.reconstruct(image, camera)  # image [N, 3, 64, 64], camera [N, 25]
+    out = model.animate(vol, alpha, beta, camera)  # out["image"], ["image_raw"], ["depth"]
 """
+
 from .avatar import AvatarVolume, NOFAAvatar
 from .deformation import DeformationField
 from .detail import DetailNetwork, FusionNetwork, fuse
@@ -16,7 +17,17 @@ from .presets import PRESETS, get_config
 from .superres import SuperResolution
 
 __all__ = [
-    "AvatarVolume", "DeformationField", "DetailNetwork", "FusionNetwork", "ImageEncoder", "MappingNetwork",
-    "NOFAAvatar", "PRESETS", "SuperResolution", "SynthesisNetwork", "TriplaneGenerator", "fuse", "get_config",
+    "AvatarVolume",
+    "DeformationField",
+    "DetailNetwork",
+    "FusionNetwork",
+    "ImageEncoder",
+    "MappingNetwork",
+    "NOFAAvatar",
+    "PRESETS",
+    "SuperResolution",
+    "SynthesisNetwork",
+    "TriplaneGenerator",
+    "fuse",
+    "get_config",
 ]
-

@@ -11,6 +11,7 @@
 Every tri-plane lookup and compositing step runs through :mod:`nofa.ops` (kernels or the
 reference, per `nofa.ops.use_backend`), via :class:`nofa.render.TriplaneRenderer`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,27 +54,46 @@ class AvatarVolume:
 
 
 class NOFAAvatar(nn.Module):
-    """The NOFA++ model. Build with `NOFAAvatar.from_preset("paper" | "tiny")` or from a config dict."""
+    """The NOFA++ model. Build with `NOFAAvatar.from_preset("paper" | "tiny")` or from a config
+    dict."""
 
     def __init__(self, config: dict | None = None) -> None:
         super().__init__()
-        cfg = merge_config(get_config("paper"), config) if config is not None else get_config("paper")
+        cfg = (
+            merge_config(get_config("paper"), config) if config is not None else get_config("paper")
+        )
         self.config = cfg
         g, d, s, r = cfg["generator"], cfg["decoder"], cfg["superres"], cfg["render"]
         self.image_size = int(cfg["image_size"])
         if 4 * s["input_resolution"] != self.image_size:
-            raise ValueError(f"superres.input_resolution ({s['input_resolution']}) * 4 must equal image_size "
-                             f"({self.image_size})")
+            raise ValueError(
+                f"superres.input_resolution ({s['input_resolution']}) * 4 must equal image_size "
+                f"({self.image_size})"
+            )
         self.generator = TriplaneGenerator(**g)
         opts = {k: v for k, v in r.items() if k != "resolution"}
         decoder = OSGDecoder(g["plane_channels"], d["hidden"], d["out_features"])
         self.renderer = TriplaneRenderer(decoder, RenderOptions.from_dict(opts))
         self.render_resolution = int(r["resolution"])
-        self.superres = SuperResolution(d["out_features"], s["input_resolution"], g["w_dim"],
-                                        tuple(s["block_channels"]), s["antialias"], s.get("conv_clamp"))
+        self.superres = SuperResolution(
+            d["out_features"],
+            s["input_resolution"],
+            g["w_dim"],
+            tuple(s["block_channels"]),
+            s["antialias"],
+            s.get("conv_clamp"),
+        )
         e = cfg["encoder"]
-        self.encoder = ImageEncoder(self.image_size, e["patch_size"], e["dim"], e["depth"], e["heads"],
-                                    self.generator.num_ws, g["w_dim"], e["mlp_ratio"])
+        self.encoder = ImageEncoder(
+            self.image_size,
+            e["patch_size"],
+            e["dim"],
+            e["depth"],
+            e["heads"],
+            self.generator.num_ws,
+            g["w_dim"],
+            e["mlp_ratio"],
+        )
         feat_ch = self.generator.feature_channels
         self.detail = DetailNetwork(self.image_size, g["head_resolution"], **cfg["detail"])
         res_ch = cfg["detail"]["out_channels"]
@@ -82,7 +102,7 @@ class NOFAAvatar(nn.Module):
         self.deformation = DeformationField(**cfg["deformation"])
 
     @classmethod
-    def from_preset(cls, preset: str = "paper", **overrides: dict) -> "NOFAAvatar":
+    def from_preset(cls, preset: str = "paper", **overrides: dict) -> NOFAAvatar:
         """e.g. NOFAAvatar.from_preset("tiny", render={"deterministic": True})."""
         return cls(get_config(preset, **overrides))
 
@@ -102,8 +122,10 @@ class NOFAAvatar(nn.Module):
         if camera.dim() == 1:
             camera = camera.unsqueeze(0)
         if camera.dim() != 2 or camera.shape[1] != 25:
-            raise ValueError(f"camera must be 25 numbers per view (16 cam2world + 9 intrinsics), shape [N, 25] "
-                             f"or [25], got {list(camera.shape)}")
+            raise ValueError(
+                f"camera must be 25 numbers per view (16 cam2world + 9 intrinsics), shape [N, 25] "
+                f"or [25], got {list(camera.shape)}"
+            )
         if camera.shape[0] == 1 and n > 1:
             camera = camera.expand(n, -1)
         if camera.shape[0] != n:
@@ -116,8 +138,11 @@ class NOFAAvatar(nn.Module):
         if t.dim() == 1:
             t = t.unsqueeze(0)
         if t.dim() != 2 or t.shape[1] != width:
-            raise ValueError(f"{name} must have shape [N, {width}] (3DMM "
-                             f"{'identity' if name == 'alpha' else 'expression'} coefficients), got {list(t.shape)}")
+            raise ValueError(
+                f"{name} must have shape [N, {width}] (3DMM "
+                f"{'identity' if name == 'alpha' else 'expression'} coefficients), got "
+                f"{list(t.shape)}"
+            )
         if t.shape[0] == 1 and n > 1:
             t = t.expand(n, -1)
         if t.shape[0] != n:
@@ -129,9 +154,15 @@ class NOFAAvatar(nn.Module):
         """image [N, 3, S, S] in [-1, 1] -> ws = E(I) + w_avg [N, num_ws, w_dim] (eq. 1)."""
         return self.encoder(image) + self.generator.w_avg.to(image.dtype)
 
-    def render(self, volume: AvatarVolume, camera: torch.Tensor, alpha: torch.Tensor | None = None,
-               beta: torch.Tensor | None = None, resolution: int | None = None,
-               options: RenderOptions | None = None) -> dict:
+    def render(
+        self,
+        volume: AvatarVolume,
+        camera: torch.Tensor,
+        alpha: torch.Tensor | None = None,
+        beta: torch.Tensor | None = None,
+        resolution: int | None = None,
+        options: RenderOptions | None = None,
+    ) -> dict:
         """Render `volume` from `camera` [N, 25]; with alpha [N, 80] and beta [N, 64] the rays are
         bent by the deformation field. Returns dict(image [N, 3, S, S], image_raw [N, 3, r, r],
         depth [N, 1, r, r], features [N, C, r, r], weight [N, 1, r, r]); images in [-1, 1]."""
@@ -142,7 +173,10 @@ class NOFAAvatar(nn.Module):
         if (alpha is None) != (beta is None):
             raise ValueError("pass both alpha and beta (or neither, for the canonical expression)")
         if alpha is not None:
-            id_dim, exp_dim = self.config["deformation"]["id_dim"], self.config["deformation"]["exp_dim"]
+            id_dim, exp_dim = (
+                self.config["deformation"]["id_dim"],
+                self.config["deformation"]["exp_dim"],
+            )
             a = self._coeffs("alpha", alpha, id_dim, n, planes)
             b = self._coeffs("beta", beta, exp_dim, n, planes)
 
@@ -151,14 +185,23 @@ class NOFAAvatar(nn.Module):
 
         res = self.renderer(planes, camera, resolution or self.render_resolution, deform, options)
         image = self.superres(res.rgb, res.features, volume.ws)
-        return {"image": image, "image_raw": res.rgb, "depth": res.depth, "features": res.features,
-                "weight": res.weight}
+        return {
+            "image": image,
+            "image_raw": res.rgb,
+            "depth": res.depth,
+            "features": res.features,
+            "weight": res.weight,
+        }
 
-    def volume_from_feature(self, feature: torch.Tensor, skip: torch.Tensor, ws: torch.Tensor) -> AvatarVolume:
+    def volume_from_feature(
+        self, feature: torch.Tensor, skip: torch.Tensor, ws: torch.Tensor
+    ) -> AvatarVolume:
         """Run G's tail from a head feature (F_c or F_e) -> AvatarVolume."""
         return AvatarVolume(self.generator.tail(feature, skip, ws), ws, feature, skip)
 
-    def reconstruct(self, image: torch.Tensor, camera: torch.Tensor, fine: bool = True) -> AvatarVolume:
+    def reconstruct(
+        self, image: torch.Tensor, camera: torch.Tensor, fine: bool = True
+    ) -> AvatarVolume:
         """One-shot reconstruction of the canonical avatar from a source portrait.
 
         image [N, 3, S, S] in [-1, 1]; camera [N, 25] its camera label. Returns the fine
@@ -179,15 +222,27 @@ class NOFAAvatar(nn.Module):
         vol.planes_coarse, vol.coarse = coarse_vol.planes, coarse
         return vol
 
-    def animate(self, volume: AvatarVolume, alpha: torch.Tensor, beta: torch.Tensor, camera: torch.Tensor,
-                resolution: int | None = None) -> dict:
+    def animate(
+        self,
+        volume: AvatarVolume,
+        alpha: torch.Tensor,
+        beta: torch.Tensor,
+        camera: torch.Tensor,
+        resolution: int | None = None,
+    ) -> dict:
         """Render `volume` with source identity alpha [N, 80] and target expression beta [N, 64]
         from camera [N, 25] -> dict(image [N, 3, S, S], image_raw, depth, features, weight)."""
         return self.render(volume, camera, alpha, beta, resolution)
 
     @torch.no_grad()
-    def sample_virtual(self, seed: int, truncation: float = 0.7, camera: torch.Tensor | None = None,
-                       batch: int = 1, truncation_cutoff: int | None = None) -> AvatarVolume:
+    def sample_virtual(
+        self,
+        seed: int,
+        truncation: float = 0.7,
+        camera: torch.Tensor | None = None,
+        batch: int = 1,
+        truncation_cutoff: int | None = None,
+    ) -> AvatarVolume:
         """A virtual avatar from the generator's latent space (paper 4.5): z ~ N(0, I) from
         `seed`, conditioned on `camera` (default: frontal FFHQ camera), truncated towards w_avg."""
         p = next(self.parameters())
@@ -210,11 +265,18 @@ class NOFAAvatar(nn.Module):
     def save(self, path: str | os.PathLike) -> None:
         """Write config + weights (plain tensors and JSON-like data) atomically: a temp file in
         the same directory is renamed over `path`, so an interrupted save keeps the old file."""
-        atomic_torch_save({"format": FILE_FORMAT, "version": FILE_VERSION, "config": self.config,
-                         "state_dict": self.state_dict()}, path)
+        atomic_torch_save(
+            {
+                "format": FILE_FORMAT,
+                "version": FILE_VERSION,
+                "config": self.config,
+                "state_dict": self.state_dict(),
+            },
+            path,
+        )
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "NOFAAvatar":
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> NOFAAvatar:
         """Load a file written by `save` (torch.load with weights_only=True: no code runs)."""
         ckpt = load_checkpoint(path, map_location)
         model = cls(ckpt["config"])
@@ -229,10 +291,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated or not a torch file at all
-        raise ValueError(f"{path} is not a readable nofa model file ({type(e).__name__}: {e})") from e
+        raise ValueError(
+            f"{path} is not a readable nofa model file ({type(e).__name__}: {e})"
+        ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FILE_FORMAT:
-        raise ValueError(f"{path} is not a nofa model file (format {ckpt.get('format') if isinstance(ckpt, dict) else None!r}, "
-                         f"expected {FILE_FORMAT!r})")
+        raise ValueError(
+            f"{path} is not a nofa model file (format "
+            f"{ckpt.get('format') if isinstance(ckpt, dict) else None!r}, "
+            f"expected {FILE_FORMAT!r})"
+        )
     if ckpt.get("version") != FILE_VERSION:
-        raise ValueError(f"{path} has model file version {ckpt.get('version')}, this nofa reads {FILE_VERSION}")
+        raise ValueError(
+            f"{path} has model file version {ckpt.get('version')}, this nofa reads {FILE_VERSION}"
+        )
     return ckpt

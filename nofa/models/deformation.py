@@ -4,6 +4,7 @@ D-Net maps [PE(x) | alpha | beta] to an offset, W-Net maps [PE(x) | alpha] to a 
 (0, 1); x_c = x + weight * offset. The forward runs the fused op `nofa.ops.deform_points`
 (kernels or the pure-PyTorch twin, per `nofa.ops.use_backend`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -54,7 +55,10 @@ class DeformationField(nn.Module):
         w_dims = [pe + id_dim] + [w_hidden] * w_layers + [1]
         self.d_weights, self.d_biases = nn.ParameterList(), nn.ParameterList()
         self.w_weights, self.w_biases = nn.ParameterList(), nn.ParameterList()
-        for dims, ws, bs in ((d_dims, self.d_weights, self.d_biases), (w_dims, self.w_weights, self.w_biases)):
+        for dims, ws, bs in (
+            (d_dims, self.d_weights, self.d_biases),
+            (w_dims, self.w_weights, self.w_biases),
+        ):
             for n_in, n_out in zip(dims[:-1], dims[1:]):
                 w, b = _linear_params(n_in, n_out)
                 ws.append(w)
@@ -77,12 +81,20 @@ class DeformationField(nn.Module):
                 got = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise ValueError(f"{name} must have shape [N, {width}], got {got}")
         return ops.deform_points(
-            points, alpha, beta,
-            list(self.d_weights), list(self.d_biases), list(self.w_weights), list(self.w_biases),
+            points,
+            alpha,
+            beta,
+            list(self.d_weights),
+            list(self.d_biases),
+            list(self.w_weights),
+            list(self.w_biases),
             self.n_freqs,
         )
 
     def extra_repr(self) -> str:
         d = [w.shape[0] for w in self.d_weights]
         w = [w.shape[0] for w in self.w_weights]
-        return f"n_freqs={self.n_freqs}, id_dim={self.id_dim}, exp_dim={self.exp_dim}, d_net={d}, w_net={w}"
+        return (
+            f"n_freqs={self.n_freqs}, id_dim={self.id_dim}, exp_dim={self.exp_dim}, d_net={d}, "
+            f"w_net={w}"
+        )

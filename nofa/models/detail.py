@@ -8,6 +8,7 @@ resolution; gamma and eta are two-layer CNNs. gamma starts at 1 and eta at 0 (pl
 small random part), so that a freshly initialised detail path starts close to the coarse
 path without blocking gradients.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,14 +23,26 @@ from .encoder import check_image
 class DetailNetwork(nn.Module):
     """C: residual image [N, 3, S, S] -> F_res [N, out_channels, h, h] (h = feature_resolution)."""
 
-    def __init__(self, image_size: int = 512, feature_resolution: int = 64, base_channels: int = 32,
-                 max_channels: int = 128, out_channels: int = 128) -> None:
+    def __init__(
+        self,
+        image_size: int = 512,
+        feature_resolution: int = 64,
+        base_channels: int = 32,
+        max_channels: int = 128,
+        out_channels: int = 128,
+    ) -> None:
         super().__init__()
         steps = math.log2(image_size / feature_resolution)
         if steps < 0 or steps != int(steps):
-            raise ValueError(f"image_size / feature_resolution must be a power of two >= 1, "
-                             f"got {image_size} / {feature_resolution}")
-        self.image_size, self.feature_resolution, self.out_channels = image_size, feature_resolution, out_channels
+            raise ValueError(
+                f"image_size / feature_resolution must be a power of two >= 1, "
+                f"got {image_size} / {feature_resolution}"
+            )
+        self.image_size, self.feature_resolution, self.out_channels = (
+            image_size,
+            feature_resolution,
+            out_channels,
+        )
         layers: list[nn.Module] = [nn.Conv2d(3, base_channels, 3, padding=1), nn.LeakyReLU(0.2)]
         ch = base_channels
         for _ in range(int(steps)):
@@ -45,10 +58,17 @@ class DetailNetwork(nn.Module):
 
 
 class FusionNetwork(nn.Module):
-    """gamma or eta: F_res [N, in_channels, h, h] -> [N, out_channels, h, h], starting near `init_value`."""
+    """gamma or eta: F_res [N, in_channels, h, h] -> [N, out_channels, h, h], starting near
+    `init_value`."""
 
-    def __init__(self, in_channels: int = 128, out_channels: int = 512, hidden: int = 128,
-                 init_value: float = 0.0, init_scale: float = 0.01) -> None:
+    def __init__(
+        self,
+        in_channels: int = 128,
+        out_channels: int = 512,
+        hidden: int = 128,
+        init_value: float = 0.0,
+        init_scale: float = 0.01,
+    ) -> None:
         super().__init__()
         self.conv0 = nn.Conv2d(in_channels, hidden, 3, padding=1)
         self.conv1 = nn.Conv2d(hidden, out_channels, 3, padding=1)

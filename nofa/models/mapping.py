@@ -1,4 +1,5 @@
 """StyleGAN2 mapping network with camera conditioning (EG3D): (z, c) -> W+ codes."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,16 @@ class MappingNetwork(nn.Module):
     the first `truncation_cutoff` codes (all when None) towards it.
     """
 
-    def __init__(self, z_dim: int = 512, c_dim: int = 25, w_dim: int = 512, num_ws: int = 14,
-                 num_layers: int = 2, lr_multiplier: float = 0.01, w_avg_beta: float = 0.998) -> None:
+    def __init__(
+        self,
+        z_dim: int = 512,
+        c_dim: int = 25,
+        w_dim: int = 512,
+        num_ws: int = 14,
+        num_layers: int = 2,
+        lr_multiplier: float = 0.01,
+        w_avg_beta: float = 0.998,
+    ) -> None:
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.num_layers, self.w_avg_beta = num_layers, w_avg_beta
@@ -27,12 +36,23 @@ class MappingNetwork(nn.Module):
             self.embed = FullyConnectedLayer(c_dim, embed_features)
         features = [z_dim + embed_features] + [w_dim] * num_layers
         for i in range(num_layers):
-            setattr(self, f"fc{i}", FullyConnectedLayer(features[i], features[i + 1], activation="lrelu",
-                                                         lr_multiplier=lr_multiplier))
+            setattr(
+                self,
+                f"fc{i}",
+                FullyConnectedLayer(
+                    features[i], features[i + 1], activation="lrelu", lr_multiplier=lr_multiplier
+                ),
+            )
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, update_emas: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        update_emas: bool = False,
+    ) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
         parts = [normalize_2nd_moment(z)] if self.z_dim > 0 else []

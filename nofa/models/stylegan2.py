@@ -7,6 +7,7 @@ Parameter and buffer names follow the StyleGAN2/EG3D conventions (`affine`, `wei
 `torgb`) so that tensors read from an EG3D checkpoint map onto these modules one to one
 (see :mod:`nofa.models.eg3d_import`).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,11 @@ def make_filter(taps: list[float] | tuple[float, ...] = (1, 3, 3, 1)) -> torch.T
 
 
 def upfirdn2d(
-    x: torch.Tensor, f: torch.Tensor, up: int = 1, padding: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: int = 1,
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+    gain: float = 1.0,
 ) -> torch.Tensor:
     """Zero-insert up-sample by `up`, pad (x0, x1, y0, y1; negative crops), convolve with `f`.
 
@@ -46,7 +51,7 @@ def upfirdn2d(
         x = x.reshape(N, C, H * up, W * up)
     px0, px1, py0, py1 = padding
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     # a true convolution: conv2d correlates, so flip the (symmetric in practice) filter
     k = (f * gain).flip([0, 1]).to(x.dtype)
     k = k[None, None].expand(C, 1, *f.shape)
@@ -54,14 +59,21 @@ def upfirdn2d(
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
-    """Up-sample x [N, C, H, W] -> [N, C, up*H, up*W] with FIR filter f (a 4-tap filter by default)."""
+    """Up-sample x [N, C, H, W] -> [N, C, up*H, up*W] with FIR filter f (a 4-tap filter by
+    default)."""
     fh, fw = f.shape
     pad = ((fw + up - 1) // 2, (fw - up) // 2, (fh + up - 1) // 2, (fh - up) // 2)
     return upfirdn2d(x, f, up=up, padding=pad, gain=up * up)
 
 
-def bias_act(x: torch.Tensor, b: torch.Tensor | None, act: str = "linear", gain: float = 1.0,
-             clamp: float | None = None, dim: int = 1) -> torch.Tensor:
+def bias_act(
+    x: torch.Tensor,
+    b: torch.Tensor | None,
+    act: str = "linear",
+    gain: float = 1.0,
+    clamp: float | None = None,
+    dim: int = 1,
+) -> torch.Tensor:
     """x + b (broadcast along `dim`), then the activation scaled by its gain, then clamp."""
     if b is not None:
         shape = [1] * x.dim()
@@ -87,8 +99,15 @@ class FullyConnectedLayer(nn.Module):
     """Linear layer with equalised learning rate: weights are stored at unit variance
     (divided by `lr_multiplier`) and scaled at run time by lr_multiplier / sqrt(in)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
-                 lr_multiplier: float = 1.0, bias_init: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        activation: str = "linear",
+        lr_multiplier: float = 1.0,
+        bias_init: float = 0.0,
+    ) -> None:
         super().__init__()
         self.in_features, self.out_features, self.activation = in_features, out_features, activation
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
@@ -118,9 +137,16 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
 # ---------------------------------------------------------------------------------------
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, up: int = 1,
-                     padding: int = 0, resample_filter: torch.Tensor | None = None,
-                     demodulate: bool = True) -> torch.Tensor:
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    *,
+    up: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+) -> torch.Tensor:
     """Per-sample modulated convolution, done as one grouped convolution.
 
     x [N, I, H, W], weight [O, I, k, k], styles [N, I] -> [N, O, H*up, W*up].
@@ -154,8 +180,18 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (+ optional 2x up-sampling) + noise + bias + leaky ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
-                 up: int = 1, use_noise: bool = True, activation: str = "lrelu", conv_clamp: float | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        kernel_size: int = 3,
+        up: int = 1,
+        use_noise: bool = True,
+        activation: str = "lrelu",
+        conv_clamp: float | None = None,
+    ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
         self.resolution, self.up, self.use_noise = resolution, up, use_noise
@@ -168,18 +204,30 @@ class SynthesisLayer(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", gain: float = 1.0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", gain: float = 1.0
+    ) -> torch.Tensor:
         """x [N, I, R/up, R/up], w [N, w_dim] -> [N, O, R, R]. noise_mode: random | const | none."""
         styles = self.affine(w)
-        y = modulated_conv2d(x, self.weight, styles, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter)
+        y = modulated_conv2d(
+            x,
+            self.weight,
+            styles,
+            up=self.up,
+            padding=self.padding,
+            resample_filter=self.resample_filter,
+        )
         if self.use_noise and noise_mode != "none":
             if noise_mode == "random":
-                noise = torch.randn(y.shape[0], 1, self.resolution, self.resolution, device=y.device, dtype=y.dtype)
+                noise = torch.randn(
+                    y.shape[0], 1, self.resolution, self.resolution, device=y.device, dtype=y.dtype
+                )
             elif noise_mode == "const":
                 noise = self.noise_const.to(y.dtype)
             else:
-                raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
+                raise ValueError(
+                    f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}"
+                )
             y = y + noise * self.noise_strength
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(y, self.bias.to(y.dtype), self.activation, gain=gain, clamp=clamp)
@@ -188,8 +236,14 @@ class SynthesisLayer(nn.Module):
 class ToRGBLayer(nn.Module):
     """Modulated (not demodulated) 1x1 conv to `out_channels` image channels."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
-                 conv_clamp: float | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        kernel_size: int = 1,
+        conv_clamp: float | None = None,
+    ) -> None:
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0)
@@ -212,8 +266,17 @@ class SynthesisBlock(nn.Module):
     Uses `num_conv + num_torgb` W codes; advances the W index by `num_conv`.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 is_last: bool, conv_clamp: float | None = None, use_noise: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        is_last: bool,
+        conv_clamp: float | None = None,
+        use_noise: bool = True,
+    ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.resolution, self.img_channels, self.is_last = resolution, img_channels, is_last
@@ -222,17 +285,35 @@ class SynthesisBlock(nn.Module):
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2,
-                                        conv_clamp=conv_clamp, use_noise=use_noise)
+            self.conv0 = SynthesisLayer(
+                in_channels,
+                out_channels,
+                w_dim,
+                resolution,
+                up=2,
+                conv_clamp=conv_clamp,
+                use_noise=use_noise,
+            )
             self.num_conv += 1
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp,
-                                    use_noise=use_noise)
+        self.conv1 = SynthesisLayer(
+            out_channels,
+            out_channels,
+            w_dim,
+            resolution,
+            conv_clamp=conv_clamp,
+            use_noise=use_noise,
+        )
         self.num_conv += 1
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_torgb = 1
 
-    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
-                noise_mode: str = "const") -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor | None,
+        img: torch.Tensor | None,
+        ws: torch.Tensor,
+        noise_mode: str = "const",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [N, in, R/2, R/2] (None for the first block), img [N, img_ch, R/2, R/2] or None,
         ws [N, num_conv + num_torgb, w_dim] -> (x [N, out, R, R], img [N, img_ch, R, R])."""
         w_iter = iter(ws.unbind(1))

@@ -1,4 +1,5 @@
 """Parameter counts and key shapes of a NOFAAvatar preset (`nofa info --model PRESET`)."""
+
 from __future__ import annotations
 
 import torch
@@ -19,9 +20,12 @@ def print_summary(preset: str) -> None:
     with torch.device("meta"):  # no memory, no init cost: only shapes matter here
         model = NOFAAvatar.from_preset(preset)
     g = model.generator
-    print(f"model preset {preset!r}: image {model.image_size}^2, tri-plane [3, {g.plane_channels}, "
-          f"{g.plane_resolution}, {g.plane_resolution}], {g.num_ws} W codes of {g.w_dim}, F_c at "
-          f"{g.head_resolution}^2 x {g.feature_channels}, neural rendering {model.render_resolution}^2 -> SR "
-          f"{model.superres.output_resolution}^2")
+    print(
+        f"model preset {preset!r}: image {model.image_size}^2, tri-plane [3, {g.plane_channels}, "
+        f"{g.plane_resolution}, {g.plane_resolution}], {g.num_ws} W codes of {g.w_dim}, F_c at "
+        f"{g.head_resolution}^2 x {g.feature_channels}, neural rendering "
+        f"{model.render_resolution}^2 -> SR "
+        f"{model.superres.output_resolution}^2"
+    )
     for name, n in parameter_counts(model).items():
         print(f"  {name:<12} {n:>12,d} parameters")

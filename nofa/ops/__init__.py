@@ -8,6 +8,7 @@
 Every public op validates its arguments, then `_backend.dispatch` picks the kernel or the
 reference (docs/architecture.md, "Dispatch"). Layers above `ops` use only the names below.
 """
+
 from . import cpu_isa, reference
 from ._backend import (
     BACKENDS,

@@ -12,6 +12,7 @@ answer into the graph, so the public ops trace with `fullgraph=True`. The conseq
 docs/architecture.md, "Dispatch"): compiled code keeps the backend in force when it was
 traced, and `trace_backends()` records nothing from inside compiled code.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +21,8 @@ import json
 import os
 import threading
 import warnings
-from typing import Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
 
@@ -63,7 +65,7 @@ def use_backend(name: str) -> Iterator[None]:
         _state.backend = prev
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _registered(op: str, device_type: str) -> bool:
     # Kernels register when _C is imported and never later: one registry lookup per
     # (op, device type) for the life of the process.
@@ -107,18 +109,27 @@ def _choose(op: str, device_type: str, unsupported: str | None = None) -> bool:
             why = f" ({_C_ERROR})" if _C_ERROR else ""
             raise RuntimeError(
                 f"nofa: backend 'kernels' was requested but no {op} kernel is compiled for "
-                f"device type '{device_type}'{why}. Rebuild nofa (pip install --no-build-isolation .) "
+                f"device type '{device_type}'{why}. Rebuild nofa (pip install --no-build-isolation "
+                ".) "
                 "or use backend 'torch'."
             )
         if unsupported is not None:
-            raise ValueError(f"nofa: {unsupported} (use backend 'torch' or 'auto' for these arguments)")
+            raise ValueError(
+                f"nofa: {unsupported} (use backend 'torch' or 'auto' for these arguments)"
+            )
         return True
     if not available:
-        _warn_once(f"{op}:{device_type}", f"nofa: no compiled {op} kernel for '{device_type}'; using the "
-                   "pure-PyTorch reference (slower).")
+        _warn_once(
+            f"{op}:{device_type}",
+            f"nofa: no compiled {op} kernel for '{device_type}'; using the "
+            "pure-PyTorch reference (slower).",
+        )
         return False
     if unsupported is not None:
-        _warn_once(f"{op}:{device_type}:{unsupported}", f"nofa: {unsupported}; using the pure-PyTorch reference")
+        _warn_once(
+            f"{op}:{device_type}:{unsupported}",
+            f"nofa: {unsupported}; using the pure-PyTorch reference",
+        )
         return False
     return True
 
@@ -207,7 +218,8 @@ def no_double_backward(op: str) -> Callable:
     def backward(ctx, *grads):
         raise RuntimeError(
             f"nofa: {op}'s kernel has no double backward (second derivatives). Run the op with "
-            "nofa.ops.use_backend('torch') where you need them (create_graph=True, gradient penalties)."
+            "nofa.ops.use_backend('torch') where you need them (create_graph=True, gradient "
+            "penalties)."
         )
 
     return backward

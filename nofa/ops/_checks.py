@@ -1,5 +1,6 @@
 """Argument validation shared by the kernel and reference paths, so both fail the same
 way, with messages that name the argument, the expectation and what was given."""
+
 from __future__ import annotations
 
 import numbers
@@ -33,7 +34,9 @@ def same_dtype(**named: torch.Tensor) -> None:
 
 def dim_size(name: str, t: torch.Tensor, dim: int, size: int, layout: str) -> None:
     if t.shape[dim] != size:
-        raise ValueError(f"{name} must have shape {layout} with size {size} at dim {dim}, got {list(t.shape)}")
+        raise ValueError(
+            f"{name} must have shape {layout} with size {size} at dim {dim}, got {list(t.shape)}"
+        )
 
 
 def same_batch(**named: torch.Tensor) -> None:
@@ -46,7 +49,10 @@ def same_batch(**named: torch.Tensor) -> None:
 def box_warp(value: object) -> float:
     """A positive, finite side length for the tri-plane box (a Python number)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"box_warp must be a positive finite number (float), got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"box_warp must be a positive finite number (float), got {type(value).__name__} "
+            f"{value!r}"
+        )
     if not 0 < value < float("inf"):  # also false for NaN
         raise ValueError(f"box_warp must be a positive finite number, got {value}")
     return float(value)
@@ -55,7 +61,9 @@ def box_warp(value: object) -> float:
 def flag(name: str, value: object) -> bool:
     """A real bool: a string such as "no" would otherwise be truthy."""
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}"
+        )
     return value
 
 
@@ -79,7 +87,8 @@ def sorted_depths(name: str, depths: torch.Tensor) -> bool:
         low = steps.nan_to_num(0.0).amin().item()
     if low < 0:
         raise ValueError(
-            f"{name} must be sorted ascending along the sample dim S in every ray (negative intervals "
+            f"{name} must be sorted ascending along the sample dim S in every ray (negative "
+            "intervals "
             "would give negative weights); sort them first (torch.sort(depths, dim=-2))"
         )
     return has_nan

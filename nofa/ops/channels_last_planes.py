@@ -6,6 +6,7 @@ The CPU kernels read the C values of a bilinear tap as one contiguous vector; th
 every call. A caller that runs several kernels on the same planes (the renderer: coarse
 pass, fine pass, backward) transposes once with this op instead.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,8 @@ def channels_last_planes(planes: torch.Tensor) -> torch.Tensor:
     if is_channels_last(planes):
         return planes
     return _backend.dispatch(
-        "relayout_planes", planes.device,
+        "relayout_planes",
+        planes.device,
         lambda: torch.ops.nofa.relayout_planes(planes, True),
         lambda: reference.channels_last_planes(planes),
     )
@@ -35,12 +37,15 @@ def prepare_planes(planes: torch.Tensor) -> torch.Tensor:
     planes' device, for a caller that runs several lookups on the same planes.
 
     Today: channels-last on the CPU and on CUDA when the device's decode_triplane kernel will
-    run (backend not "torch"), else planes unchanged. Differentiable; the gradient comes back in planes'
+    run (backend not "torch"), else planes unchanged. Differentiable; the gradient comes back in
+    planes'
     own layout. A choice of layout, never an error or a fallback warning.
     """
     _checks.tensor("planes", planes, dims=5, layout="[N, 3, C, H, W]")
     _checks.dim_size("planes", planes, 1, 3, "[N, 3, C, H, W]")
-    if planes.device.type in ("cpu", "cuda") and _backend.prefers_kernel("decode_triplane", planes.device.type):
+    if planes.device.type in ("cpu", "cuda") and _backend.prefers_kernel(
+        "decode_triplane", planes.device.type
+    ):
         return channels_last_planes(planes)
     return planes
 
@@ -54,7 +59,9 @@ def _register() -> None:
     @torch.library.register_fake("nofa::relayout_planes")
     def _(planes, channels_last):
         if channels_last:
-            return torch.empty_permuted(planes.shape, (0, 1, 3, 4, 2), dtype=planes.dtype, device=planes.device)
+            return torch.empty_permuted(
+                planes.shape, (0, 1, 3, 4, 2), dtype=planes.dtype, device=planes.device
+            )
         return planes.new_empty(planes.shape)
 
     def setup_context(ctx, inputs, output):

@@ -1,4 +1,5 @@
 """`composite_rays`: the public op (EG3D MipRayMarcher2 compositing)."""
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,10 @@ def check_samples(colors, densities, depths, suffix: str = "") -> None:
     for name, t in zip(names[1:], (densities, depths)):
         _checks.dim_size(name, t, 3, 1, "[N, R, S, 1]")
         if t.shape[:3] != colors.shape[:3]:
-            raise ValueError(f"{name} must match {names[0]} in N, R, S: {names[0]} {list(colors.shape)}, "
-                             f"{name} {list(t.shape)}")
+            raise ValueError(
+                f"{name} must match {names[0]} in N, R, S: {names[0]} {list(colors.shape)}, "
+                f"{name} {list(t.shape)}"
+            )
 
 
 def nan_rays(
@@ -32,11 +35,18 @@ def nan_rays(
     nan = float("nan")
     # The CPU kernels' far bound is NaN-poisoned when any depth is NaN, which turns an empty
     # ray's depth into +inf: put the far bound of the non-NaN depths there.
-    far = torch.stack([z.nan_to_num(-float("inf")).amax() if z.numel() else z.new_tensor(-float("inf"))
-                       for z in depths]).amax()
+    far = torch.stack(
+        [
+            z.nan_to_num(-float("inf")).amax() if z.numel() else z.new_tensor(-float("inf"))
+            for z in depths
+        ]
+    ).amax()
     depth = torch.where(torch.isinf(depth), far, depth)
-    return (torch.where(bad, nan, features), torch.where(bad, nan, depth),
-            torch.where(bad.unsqueeze(-2), nan, weights))
+    return (
+        torch.where(bad, nan, features),
+        torch.where(bad, nan, depth),
+        torch.where(bad.unsqueeze(-2), nan, weights),
+    )
 
 
 def composite_rays(
@@ -66,13 +76,17 @@ def composite_rays(
     """
     check_samples(colors, densities, depths)
     if colors.shape[2] < 2:
-        raise ValueError(f"colors/densities/depths need S >= 2 samples per ray (one interval), got S={colors.shape[2]}")
+        raise ValueError(
+            "colors/densities/depths need S >= 2 samples per ray (one interval), got "
+            f"S={colors.shape[2]}"
+        )
     _checks.same_device(colors=colors, densities=densities, depths=depths)
     _checks.same_dtype(colors=colors, densities=densities, depths=depths)
     white_back = _checks.flag("white_back", white_back)
     has_nan = _checks.sorted_depths("depths", depths)
     out = _backend.dispatch(
-        "composite_rays", colors.device,
+        "composite_rays",
+        colors.device,
         lambda: torch.ops.nofa.composite_rays(colors, densities, depths, white_back),
         lambda: reference.composite_rays(colors, densities, depths, white_back),
     )
@@ -85,11 +99,25 @@ def _register() -> None:
         N, R, S, C = colors.shape
         # The outputs have the densities' dtype: float32 when the colours are float16 /
         # bfloat16 (CUDA autocast), the common dtype otherwise.
-        return densities.new_empty(N, R, C), densities.new_empty(N, R, 1), densities.new_empty(N, R, S - 1, 1)
+        return (
+            densities.new_empty(N, R, C),
+            densities.new_empty(N, R, 1),
+            densities.new_empty(N, R, S - 1, 1),
+        )
 
     @torch.library.register_fake("nofa::composite_rays_backward")
-    def _(grad_features, grad_depth, grad_weights, colors, densities, depths, white_back,
-          colors_grad, densities_grad, depths_grad):
+    def _(
+        grad_features,
+        grad_depth,
+        grad_weights,
+        colors,
+        densities,
+        depths,
+        white_back,
+        colors_grad,
+        densities_grad,
+        depths_grad,
+    ):
         def like(t, need):
             return t.new_empty(t.shape) if need else t.new_empty(0)
 
@@ -107,12 +135,21 @@ def _register() -> None:
         colors, densities, depths = ctx.saved_tensors
         need = ctx.needs_input_grad[:3]
         gc, gd, gz = torch.ops.nofa.composite_rays_backward(
-            grad_features, grad_depth, grad_weights, colors, densities, depths, ctx.white_back, *need
+            grad_features,
+            grad_depth,
+            grad_weights,
+            colors,
+            densities,
+            depths,
+            ctx.white_back,
+            *need,
         )
         return (gc if need[0] else None), (gd if need[1] else None), (gz if need[2] else None), None
 
     torch.library.register_autograd("nofa::composite_rays", backward, setup_context=setup_context)
-    torch.library.register_autograd("nofa::composite_rays_backward", _backend.no_double_backward("composite_rays"))
+    torch.library.register_autograd(
+        "nofa::composite_rays_backward", _backend.no_double_backward("composite_rays")
+    )
 
 
 if _backend._C is not None:

@@ -1,5 +1,6 @@
 """`composite_rays_merged`: compositing of two depth-sorted sample sets per ray (coarse +
 importance samples), merged on the fly instead of concatenated and sorted."""
+
 from __future__ import annotations
 
 import torch
@@ -23,7 +24,8 @@ def composite_rays_merged(
 
     Exactly `composite_rays(cat + stable sort by depth of the two sets)`: ties put set a
     first and keep each set's own order. Where this op has a kernel (CPU and CUDA), nothing of
-    size [N, R, S_a + S_b, C] is built; elsewhere (a build without the kernel) it concatenates, sorts and
+    size [N, R, S_a + S_b, C] is built; elsewhere (a build without the kernel) it concatenates,
+    sorts and
     calls :func:`composite_rays` itself (recorded as backend "torch" for this op; the
     compositing then runs on composite_rays' own backend), so callers never need to ask
     which way to composite.
@@ -50,7 +52,8 @@ def composite_rays_merged(
     for dim, what in ((0, "N"), (1, "R"), (3, "C")):
         if colors_a.shape[dim] != colors_b.shape[dim]:
             raise ValueError(
-                f"colors_a and colors_b must agree in {what} (N, R, C): colors_a {list(colors_a.shape)}, "
+                f"colors_a and colors_b must agree in {what} (N, R, C): colors_a "
+                f"{list(colors_a.shape)}, "
                 f"colors_b {list(colors_b.shape)}"
             )
     if colors_a.shape[2] + colors_b.shape[2] < 2:
@@ -59,8 +62,12 @@ def composite_rays_merged(
             f"S_a={colors_a.shape[2]}, S_b={colors_b.shape[2]}"
         )
     tensors = dict(
-        colors_a=colors_a, densities_a=densities_a, depths_a=depths_a,
-        colors_b=colors_b, densities_b=densities_b, depths_b=depths_b,
+        colors_a=colors_a,
+        densities_a=densities_a,
+        depths_a=depths_a,
+        colors_b=colors_b,
+        densities_b=densities_b,
+        depths_b=depths_b,
     )
     _checks.same_device(**tensors)
     _checks.same_dtype(**tensors)
@@ -74,7 +81,8 @@ def composite_rays_merged(
         _backend.record(_OP, "torch")
         return composite_rays(*reference.merge_sample_sets(*args), white_back)
     out = _backend.dispatch(
-        _OP, colors_a.device,
+        _OP,
+        colors_a.device,
         lambda: torch.ops.nofa.composite_rays_merged(*args, white_back),
         lambda: reference.composite_rays_merged(*args, white_back),
     )
@@ -91,14 +99,31 @@ def _register() -> None:
         return like.new_empty(N, R, C), like.new_empty(N, R, 1), like.new_empty(N, R, K, 1)
 
     @torch.library.register_fake("nofa::composite_rays_merged_backward")
-    def _(grad_features, grad_depth, grad_weights, colors_a, densities_a, depths_a, colors_b,
-          densities_b, depths_b, white_back, colors_grad, densities_grad, depths_grad):
+    def _(
+        grad_features,
+        grad_depth,
+        grad_weights,
+        colors_a,
+        densities_a,
+        depths_a,
+        colors_b,
+        densities_b,
+        depths_b,
+        white_back,
+        colors_grad,
+        densities_grad,
+        depths_grad,
+    ):
         def like(t, need):
             return t.new_empty(t.shape) if need else t.new_empty(0)
 
         return (
-            like(colors_a, colors_grad), like(densities_a, densities_grad), like(depths_a, depths_grad),
-            like(colors_b, colors_grad), like(densities_b, densities_grad), like(depths_b, depths_grad),
+            like(colors_a, colors_grad),
+            like(densities_a, densities_grad),
+            like(depths_a, depths_grad),
+            like(colors_b, colors_grad),
+            like(densities_b, densities_grad),
+            like(depths_b, depths_grad),
         )
 
     def setup_context(ctx, inputs, output):
@@ -117,8 +142,12 @@ def _register() -> None:
         )
         return (*(g if n else None for g, n in zip(grads, need)), None)
 
-    torch.library.register_autograd("nofa::composite_rays_merged", backward, setup_context=setup_context)
-    torch.library.register_autograd("nofa::composite_rays_merged_backward", _backend.no_double_backward(_OP))
+    torch.library.register_autograd(
+        "nofa::composite_rays_merged", backward, setup_context=setup_context
+    )
+    torch.library.register_autograd(
+        "nofa::composite_rays_merged_backward", _backend.no_double_backward(_OP)
+    )
 
 
 if _backend._C is not None:

@@ -10,11 +10,12 @@ error. `cpu_isa_info()` says which path each op takes and how often each path ha
         feats = ops.sample_triplane(planes, points)
     cpu_isa_info()["ops"]["sample_triplane_forward"]["path"]   # "avx2"
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

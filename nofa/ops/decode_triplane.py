@@ -1,5 +1,6 @@
 """`decode_triplane`: tri-plane lookup fused with EG3D's OSG decoder; autograd and fake
 registrations."""
+
 from __future__ import annotations
 
 import torch
@@ -48,17 +49,27 @@ def decode_triplane(
     _checks.dim_size("fc0_bias", fc0_bias, 0, Hd, f"[Hd = {Hd}]")
     _checks.dim_size("fc1_weight", fc1_weight, 1, Hd, f"[1 + F, Hd = {Hd}]")
     if O < 1:
-        raise ValueError(f"fc1_weight must have shape [1 + F, Hd] with at least 1 row, got {list(fc1_weight.shape)}")
+        raise ValueError(
+            "fc1_weight must have shape [1 + F, Hd] with at least 1 row, got "
+            f"{list(fc1_weight.shape)}"
+        )
     _checks.dim_size("fc1_bias", fc1_bias, 0, O, f"[1 + F = {O}]")
     _checks.same_batch(planes=planes, points=points)
-    tensors = dict(planes=planes, points=points, fc0_weight=fc0_weight, fc0_bias=fc0_bias,
-                   fc1_weight=fc1_weight, fc1_bias=fc1_bias)
+    tensors = dict(
+        planes=planes,
+        points=points,
+        fc0_weight=fc0_weight,
+        fc0_bias=fc0_bias,
+        fc1_weight=fc1_weight,
+        fc1_bias=fc1_bias,
+    )
     _checks.same_device(**tensors)
     _checks.same_dtype(**tensors)
     box_warp = _checks.box_warp(box_warp)
     args = (fc0_weight, fc0_bias, fc1_weight, fc1_bias)
     return _backend.dispatch(
-        "decode_triplane", planes.device,
+        "decode_triplane",
+        planes.device,
         lambda: torch.ops.nofa.decode_triplane(planes, points, box_warp, *args),
         lambda: reference.decode_triplane(planes, points, box_warp, *args),
     )
@@ -73,7 +84,21 @@ def _register() -> None:
         return like.new_empty(N, M, 1), like.new_empty(N, M, w1.shape[0] - 1)
 
     @torch.library.register_fake("nofa::decode_triplane_backward")
-    def _(gd, gf, features, planes, points, box_warp, w0, b0, w1, b1, planes_grad, points_grad, weights_grad):
+    def _(
+        gd,
+        gf,
+        features,
+        planes,
+        points,
+        box_warp,
+        w0,
+        b0,
+        w1,
+        b1,
+        planes_grad,
+        points_grad,
+        weights_grad,
+    ):
         gp = torch.empty_like(planes) if planes_grad else planes.new_empty(0)  # planes' layout
         gx = points.new_empty(points.shape) if points_grad else points.new_empty(0)
         gw = [w.new_empty(w.shape) if weights_grad else w.new_empty(0) for w in (w0, b0, w1, b1)]
@@ -91,15 +116,36 @@ def _register() -> None:
         need = ctx.needs_input_grad
         # One flag for the four decoder tensors: their gradients come from the same products.
         grads = torch.ops.nofa.decode_triplane_backward(
-            grad_density, grad_features, features, planes, points, ctx.box_warp, w0, b0, w1, b1, need[0], need[1],
+            grad_density,
+            grad_features,
+            features,
+            planes,
+            points,
+            ctx.box_warp,
+            w0,
+            b0,
+            w1,
+            b1,
+            need[0],
+            need[1],
             any(need[3:7]),
         )
         gp, gx, gw0, gb0, gw1, gb1 = grads
         keep = lambda g, i: g if need[i] else None  # noqa: E731
-        return keep(gp, 0), keep(gx, 1), None, keep(gw0, 3), keep(gb0, 4), keep(gw1, 5), keep(gb1, 6)
+        return (
+            keep(gp, 0),
+            keep(gx, 1),
+            None,
+            keep(gw0, 3),
+            keep(gb0, 4),
+            keep(gw1, 5),
+            keep(gb1, 6),
+        )
 
     torch.library.register_autograd("nofa::decode_triplane", backward, setup_context=setup_context)
-    torch.library.register_autograd("nofa::decode_triplane_backward", _backend.no_double_backward("decode_triplane"))
+    torch.library.register_autograd(
+        "nofa::decode_triplane_backward", _backend.no_double_backward("decode_triplane")
+    )
 
 
 if _backend._C is not None:

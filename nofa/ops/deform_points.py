@@ -9,6 +9,7 @@ Parameter layout (nn.Linear convention, weight [out, in]; P = 3 + 6 * n_freqs):
     w_weights[-1] [1, Hw_last]     -> weight = sigmoid(.)
     d_biases / w_biases            one [out] vector per layer
 """
+
 from __future__ import annotations
 
 import torch
@@ -113,7 +114,16 @@ def deform_points(
     backend "kernels" they raise ValueError.
     """
     check_inputs(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs)
-    args = (points, alpha, beta, list(d_weights), list(d_biases), list(w_weights), list(w_biases), n_freqs)
+    args = (
+        points,
+        alpha,
+        beta,
+        list(d_weights),
+        list(d_biases),
+        list(w_weights),
+        list(w_biases),
+        n_freqs,
+    )
 
     def kernel():
         # With autograd recording, the kernel keeps the D-Net's hidden activations (all
@@ -121,11 +131,16 @@ def deform_points(
         # The CUDA backward recomputes them chunk by chunk, so nothing is saved there.
         tensors = (points, alpha, beta, *d_weights, *d_biases, *w_weights, *w_biases)
         # The CUDA backward recomputes them, so only the CPU kernel saves them.
-        save = (points.device.type == "cpu" and torch.is_grad_enabled()
-                and any(t.requires_grad for t in tensors))
+        save = (
+            points.device.type == "cpu"
+            and torch.is_grad_enabled()
+            and any(t.requires_grad for t in tensors)
+        )
         return torch.ops.nofa.deform_points(*args, save)[:3]
 
-    unsupported = cuda_unsupported_reason(d_weights, w_weights) if points.device.type == "cuda" else None
+    unsupported = (
+        cuda_unsupported_reason(d_weights, w_weights) if points.device.type == "cuda" else None
+    )
     x_c, offset, weight = _backend.dispatch(
         "deform_points", points.device, kernel, lambda: reference.deform_points(*args), unsupported
     )
@@ -138,18 +153,43 @@ def deform_points(
 
 def _register() -> None:
     @torch.library.register_fake("nofa::deform_points")
-    def _(points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs, save_hidden=False):
+    def _(
+        points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs, save_hidden=False
+    ):
         N, M = points.shape[0], points.shape[1]
         S = sum(w.shape[0] for w in d_weights[1:-1])
         hidden = points.new_empty(N, M, S) if save_hidden else points.new_empty(0, M, 0)
-        return points.new_empty(N, M, 3), points.new_empty(N, M, 3), points.new_empty(N, M, 1), hidden
+        return (
+            points.new_empty(N, M, 3),
+            points.new_empty(N, M, 3),
+            points.new_empty(N, M, 1),
+            hidden,
+        )
 
     @torch.library.register_fake("nofa::deform_points_backward")
-    def _(gxc, goff, gw, points, alpha, beta, d_weights, d_biases, w_weights, w_biases, n_freqs, hidden):
+    def _(
+        gxc,
+        goff,
+        gw,
+        points,
+        alpha,
+        beta,
+        d_weights,
+        d_biases,
+        w_weights,
+        w_biases,
+        n_freqs,
+        hidden,
+    ):
         like = lambda ts: [t.new_empty(t.shape) for t in ts]  # noqa: E731
         return (
-            points.new_empty(points.shape), alpha.new_empty(alpha.shape), beta.new_empty(beta.shape),
-            like(d_weights), like(d_biases), like(w_weights), like(w_biases),
+            points.new_empty(points.shape),
+            alpha.new_empty(alpha.shape),
+            beta.new_empty(beta.shape),
+            like(d_weights),
+            like(d_biases),
+            like(w_weights),
+            like(w_biases),
         )
 
     def setup_context(ctx, inputs, output):
@@ -162,14 +202,16 @@ def _register() -> None:
         ctx.n_freqs = n_freqs
         # Besides the inputs only `hidden` (empty unless the forward saved it): the backward
         # recomputes the rest tile by tile.
-        ctx.save_for_backward(hidden, points, alpha, beta, *d_weights, *d_biases, *w_weights, *w_biases)
+        ctx.save_for_backward(
+            hidden, points, alpha, beta, *d_weights, *d_biases, *w_weights, *w_biases
+        )
 
     def backward(ctx, g_xc, g_off, g_w, _g_hidden):
         hidden, *saved = ctx.saved_tensors
         points, alpha, beta = saved[:3]
         nd, nw = ctx.n_d, ctx.n_w
-        dw, db = list(saved[3:3 + nd]), list(saved[3 + nd:3 + 2 * nd])
-        ww, wb = list(saved[3 + 2 * nd:3 + 2 * nd + nw]), list(saved[3 + 2 * nd + nw:])
+        dw, db = list(saved[3 : 3 + nd]), list(saved[3 + nd : 3 + 2 * nd])
+        ww, wb = list(saved[3 + 2 * nd : 3 + 2 * nd + nw]), list(saved[3 + 2 * nd + nw :])
         N, M = points.shape[0], points.shape[1]
         g_xc = g_xc if g_xc is not None else points.new_zeros(N, M, 3)
         g_off = g_off if g_off is not None else points.new_zeros(N, M, 3)
@@ -179,12 +221,21 @@ def _register() -> None:
         )
         need = ctx.needs_input_grad
         return (
-            gx if need[0] else None, ga if need[1] else None, gb if need[2] else None,
-            gdw, gdb, gww, gwb, None, None,
+            gx if need[0] else None,
+            ga if need[1] else None,
+            gb if need[2] else None,
+            gdw,
+            gdb,
+            gww,
+            gwb,
+            None,
+            None,
         )
 
     torch.library.register_autograd("nofa::deform_points", backward, setup_context=setup_context)
-    torch.library.register_autograd("nofa::deform_points_backward", _backend.no_double_backward("deform_points"))
+    torch.library.register_autograd(
+        "nofa::deform_points_backward", _backend.no_double_backward("deform_points")
+    )
 
 
 if _backend._C is not None:

@@ -1,5 +1,6 @@
 """Pure-PyTorch twins of every nofa kernel: the oracle the tests compare against and the
 fallback when no kernel is compiled. Written for clarity, with plain autograd."""
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,9 @@ def sample_triplane(
     if M == 0:
         return planes.new_zeros(N, 0, C if reduce == "mean" else 3 * C)
     x, y, z = (points * (2.0 / box_warp)).unbind(-1)
-    uv = torch.stack([torch.stack(pair, -1) for pair in ((x, y), (x, z), (z, x))], 1)  # [N, 3, M, 2]
+    uv = torch.stack(
+        [torch.stack(pair, -1) for pair in ((x, y), (x, z), (z, x))], 1
+    )  # [N, 3, M, 2]
     # A non-finite coordinate counts as outside the plane (the kernels' rule): move that
     # lookup well past the zero padding, where it reads 0 and gets no gradient.
     uv = torch.where(torch.isfinite(uv).all(-1, keepdim=True), uv, -4.0)
@@ -74,14 +77,19 @@ def composite_rays(
     # even though nan_to_num passes no gradient to a non-finite value.
     empty = weight_total == 0
     depth = torch.where(
-        empty, depth_sum.detach() / weight_total.detach(), depth_sum / torch.where(empty, 1, weight_total)
+        empty,
+        depth_sum.detach() / weight_total.detach(),
+        depth_sum / torch.where(empty, 1, weight_total),
     )
     depth = torch.nan_to_num(depth, float("inf"))
     if depths.numel() > 0:
         # Bounds over the non-NaN depths: a NaN in one ray must not reach the others.
         inf = float("inf")
-        depth = torch.clamp(depth, torch.min(depths.nan_to_num(inf, inf, -inf)),
-                            torch.max(depths.nan_to_num(-inf, inf, -inf)))
+        depth = torch.clamp(
+            depth,
+            torch.min(depths.nan_to_num(inf, inf, -inf)),
+            torch.max(depths.nan_to_num(-inf, inf, -inf)),
+        )
     if white_back:
         rgb = rgb + 1 - weight_total
     return rgb * 2 - 1, depth, weights
@@ -188,8 +196,10 @@ def composite_rays_merged(
     unsorted sets. Returns features [N, R, C], depth [N, R, 1], weights [N, R, S_a+S_b-1, 1]
     in the merged order.
     """
-    return composite_rays(*merge_sample_sets(colors_a, densities_a, depths_a, colors_b, densities_b, depths_b),
-                          white_back)
+    return composite_rays(
+        *merge_sample_sets(colors_a, densities_a, depths_a, colors_b, densities_b, depths_b),
+        white_back,
+    )
 
 
 def merge_sample_sets(

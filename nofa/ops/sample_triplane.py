@@ -1,4 +1,5 @@
 """`sample_triplane`: the public op, its autograd and fake registrations."""
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,8 @@ def sample_triplane(
         raise ValueError(f"reduce must be one of {REDUCES}, got {reduce!r}")
     box_warp = _checks.box_warp(box_warp)
     return _backend.dispatch(
-        "sample_triplane", planes.device,
+        "sample_triplane",
+        planes.device,
         lambda: torch.ops.nofa.sample_triplane(planes, points, box_warp, reduce),
         lambda: reference.sample_triplane(planes, points, box_warp, reduce),
     )
@@ -78,7 +80,9 @@ def _register() -> None:
         return (gp if need_p else None), (gx if need_x else None), None, None
 
     torch.library.register_autograd("nofa::sample_triplane", backward, setup_context=setup_context)
-    torch.library.register_autograd("nofa::sample_triplane_backward", _backend.no_double_backward("sample_triplane"))
+    torch.library.register_autograd(
+        "nofa::sample_triplane_backward", _backend.no_double_backward("sample_triplane")
+    )
 
 
 if _backend._C is not None:

@@ -11,6 +11,7 @@ rendered in batches and streamed to the encoder: memory does not grow with the l
 drive. Template-fit avatars of `nofa demo` animate with the identity deformation (no
 deformation model exists for them), which `Animation.notes` says.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,26 +19,39 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
-from ..io.coeffs import Coeffs, CoeffFileError, load_coeffs, load_deep3d_folder, natural_key
+from ..io.coeffs import CoeffFileError, Coeffs, load_coeffs, load_deep3d_folder, natural_key
 from ..models.model_file import AnimatableAvatar, ModelFileError, load_animatable, load_model
 from ..render import default_label, orbit_labels
 
 __all__ = [
-    "CAMERA_MODES", "Animation", "animate", "builtin_expressions", "deep3d_pose_to_label", "load_driving",
-    "load_source", "peak_rss_mib", "smooth_coeffs", "write_demo_animation", "write_png_frames", "write_video",
+    "CAMERA_MODES",
+    "Animation",
+    "animate",
+    "builtin_expressions",
+    "deep3d_pose_to_label",
+    "load_driving",
+    "load_source",
+    "peak_rss_mib",
+    "smooth_coeffs",
+    "write_demo_animation",
+    "write_png_frames",
+    "write_video",
 ]
 
 CAMERA_MODES = ("source", "driving", "fixed", "orbit")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 COEFF_SUFFIXES = (".mat", ".npy", ".npz")
 AVATAR_SUFFIXES = (".nofa", ".nofa-anim", ".pt", ".pth")
-IDENTITY_NOTE = "identity deformation: this avatar has no deformation model, so expressions do not move the face"
+IDENTITY_NOTE = (
+    "identity deformation: this avatar has no deformation model, so expressions do not move the "
+    "face"
+)
 
 
 # -- driving ---------------------------------------------------------------------------------
@@ -56,15 +70,24 @@ def load_driving(path: str | os.PathLike) -> Coeffs:
         return load_deep3d_folder(path)
     rows, names = [], []
     for f in frames:
-        cands = [d / (f.stem + s) for d in (path, path / "coeffs", path / "coeff") for s in COEFF_SUFFIXES]
+        cands = [
+            d / (f.stem + s)
+            for d in (path, path / "coeffs", path / "coeff")
+            for s in COEFF_SUFFIXES
+        ]
         c = next((p for p in cands if p.is_file()), None)
         if c is None:
-            raise CoeffFileError(f"{f}: driving frame without a coefficient file (looked for {f.stem}.mat/.npy/.npz "
-                                 f"in {path} and {path / 'coeffs'})")
+            raise CoeffFileError(
+                f"{f}: driving frame without a coefficient file (looked for {f.stem}.mat/.npy/.npz "
+                f"in {path} and {path / 'coeffs'})"
+            )
         seq = load_coeffs(c)
         if len(seq) != 1 or seq.kind != "deep3d":
-            raise CoeffFileError(f"{c}: a driving frame's coefficient file must hold one Deep3DFaceRecon row [1, 257], "
-                                 f"got {len(seq)} row(s) of kind {seq.kind}")
+            raise CoeffFileError(
+                f"{c}: a driving frame's coefficient file must hold one Deep3DFaceRecon row [1, "
+                "257], "
+                f"got {len(seq)} row(s) of kind {seq.kind}"
+            )
         rows.append(seq.to_deep3d())
         names.append(f.stem)
     from ..io.coeffs import split_deep3d
@@ -90,7 +113,10 @@ def deep3d_pose_to_label(angle: np.ndarray, trans: np.ndarray) -> np.ndarray:
     preprocessing, radius 2.7, focal 4.2647, principal point 0.5) per frame."""
     from ..io.eg3d_labels import deep3d_to_eg3d_label
 
-    angle, trans = np.asarray(angle, np.float64).reshape(-1, 3), np.asarray(trans, np.float64).reshape(-1, 3)
+    angle, trans = (
+        np.asarray(angle, np.float64).reshape(-1, 3),
+        np.asarray(trans, np.float64).reshape(-1, 3),
+    )
     return np.stack([deep3d_to_eg3d_label(a, t) for a, t in zip(angle, trans)]).astype(np.float32)
 
 
@@ -99,18 +125,25 @@ def builtin_expressions(n: int, exp_dim: int = 64, seed: int = 0) -> np.ndarray:
     first few BFM expression coefficients (the ones that open the mouth and smile)."""
     t = np.arange(n, dtype=np.float32) / 25.0
     exp = np.zeros((n, exp_dim), np.float32)
-    exp[:, 0] = 1.2 * np.abs(np.sin(2 * np.pi * 1.5 * t))          # jaw / mouth open (talking rhythm)
-    exp[:, 1] = 0.8 * np.sin(2 * np.pi * 0.25 * t) ** 2            # smile, slow
+    exp[:, 0] = 1.2 * np.abs(np.sin(2 * np.pi * 1.5 * t))  # jaw / mouth open (talking rhythm)
+    exp[:, 1] = 0.8 * np.sin(2 * np.pi * 0.25 * t) ** 2  # smile, slow
     exp[:, 2] = 0.4 * np.sin(2 * np.pi * 0.6 * t + 1.0)
     exp[:, 3] = 0.3 * np.sin(2 * np.pi * 0.9 * t + 2.0)
     return exp
 
 
 # -- source ---------------------------------------------------------------------------------
-def load_source(source: str | os.PathLike, model: str | os.PathLike | None = None, *,
-                source_camera: torch.Tensor | np.ndarray | None = None, source_coeffs: str | None = None,
-                aligned: bool = False, device: str | torch.device = "cpu", resolution: int | None = None,
-                save_to: str | os.PathLike | None = None) -> tuple[AnimatableAvatar, list[str]]:
+def load_source(
+    source: str | os.PathLike,
+    model: str | os.PathLike | None = None,
+    *,
+    source_camera: torch.Tensor | np.ndarray | None = None,
+    source_coeffs: str | None = None,
+    aligned: bool = False,
+    device: str | torch.device = "cpu",
+    resolution: int | None = None,
+    save_to: str | os.PathLike | None = None,
+) -> tuple[AnimatableAvatar, list[str]]:
     """SOURCE -> (AnimatableAvatar, notes). SOURCE is an avatar file (animatable, or a
     template-fit `nofa demo` avatar), or a portrait with `model` (a model file): an aligned
     crop (`aligned=True`, camera `source_camera` [25] or frontal) is encoded directly; an
@@ -123,8 +156,10 @@ def load_source(source: str | os.PathLike, model: str | os.PathLike | None = Non
         raise FileNotFoundError(f"source not found: {source}")
     if source.suffix.lower() in IMAGE_SUFFIXES:
         if model is None:
-            raise ValueError(f"SOURCE {source} is a photo: pass --model MODEL (a nofa model file) to encode it, "
-                             "or give an avatar file as SOURCE")
+            raise ValueError(
+                f"SOURCE {source} is a photo: pass --model MODEL (a nofa model file) to encode it, "
+                "or give an avatar file as SOURCE"
+            )
         net = load_model(model, map_location=device)
         image, camera, n = _portrait(source, net.image_size, aligned, source_camera)
         notes += n
@@ -132,13 +167,24 @@ def load_source(source: str | os.PathLike, model: str | os.PathLike | None = Non
         if source_coeffs:
             c = load_coeffs(source_coeffs)
             if c.id is None:
-                raise CoeffFileError(f"{source_coeffs}: source coefficients must be Deep3DFaceRecon (with identity)")
+                raise CoeffFileError(
+                    f"{source_coeffs}: source coefficients must be Deep3DFaceRecon (with identity)"
+                )
             alpha = torch.from_numpy(c.id[:1])
         else:
-            notes.append("source identity coefficients not given (--source-coeffs): alpha = 0 (mean identity)")
+            notes.append(
+                "source identity coefficients not given (--source-coeffs): alpha = 0 (mean "
+                "identity)"
+            )
         with torch.no_grad():
-            av = AnimatableAvatar.from_model(net, image.to(device), camera.to(device), alpha, source=str(source),
-                                             model_file=str(model))
+            av = AnimatableAvatar.from_model(
+                net,
+                image.to(device),
+                camera.to(device),
+                alpha,
+                source=str(source),
+                model_file=str(model),
+            )
         if save_to:
             from ..models.model_file import save_animatable
 
@@ -158,24 +204,41 @@ def load_source(source: str | os.PathLike, model: str | os.PathLike | None = Non
     return av.to(device).eval(), notes
 
 
-def _portrait(path: Path, size: int, aligned: bool, camera) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def _portrait(
+    path: Path, size: int, aligned: bool, camera
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     from ..io.images import load_image
 
     if aligned:
         img = load_image(path, size)[None]
-        cam = default_label()[None] if camera is None else torch.as_tensor(camera, dtype=torch.float32).reshape(1, 25)
-        return img, cam, [] if camera is not None else ["aligned source: frontal FFHQ camera assumed (--source-camera)"]
+        cam = (
+            default_label()[None]
+            if camera is None
+            else torch.as_tensor(camera, dtype=torch.float32).reshape(1, 25)
+        )
+        return (
+            img,
+            cam,
+            []
+            if camera is not None
+            else ["aligned source: frontal FFHQ camera assumed (--source-camera)"],
+        )
     try:
         from .. import faces
     except ImportError as e:
-        raise RuntimeError(f"SOURCE {path} is an unaligned photo: aligning it needs nofa's face package "
-                           "(nofa.faces), which this installation lacks; pass an FFHQ/EG3D-aligned crop with "
-                           "--aligned instead") from e
+        raise RuntimeError(
+            f"SOURCE {path} is an unaligned photo: aligning it needs nofa's face package "
+            "(nofa.faces), which this installation lacks; pass an FFHQ/EG3D-aligned crop with "
+            "--aligned instead"
+        ) from e
     face = faces.prepare_face(faces.load_photo(path), size, name=str(path))
     crop, label = face.aligned.image, face.camera.label
     img = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 127.5 - 1
-    return img, torch.as_tensor(np.asarray(label), dtype=torch.float32).reshape(1, 25), [
-        "source aligned and its camera estimated by nofa.faces"]
+    return (
+        img,
+        torch.as_tensor(np.asarray(label), dtype=torch.float32).reshape(1, 25),
+        ["source aligned and its camera estimated by nofa.faces"],
+    )
 
 
 # -- the animation ----------------------------------------------------------------------------
@@ -185,8 +248,16 @@ class Animation:
     n_frames, fps, size, notes (what the caller should be told), timings (seconds per
     stage, filled while iterating: deformation, render, sr, total)."""
 
-    def __init__(self, avatar: AnimatableAvatar, exp: np.ndarray | None, cameras: torch.Tensor, fps: float,
-                 batch: int, notes: list[str], overlay: str | None = None) -> None:
+    def __init__(
+        self,
+        avatar: AnimatableAvatar,
+        exp: np.ndarray | None,
+        cameras: torch.Tensor,
+        fps: float,
+        batch: int,
+        notes: list[str],
+        overlay: str | None = None,
+    ) -> None:
         self.avatar, self.exp, self.cameras = avatar, exp, cameras
         self.fps, self.batch, self.notes, self.overlay = float(fps), int(batch), notes, overlay
         self.n_frames = int(cameras.shape[0])
@@ -212,8 +283,16 @@ class Animation:
                 yield _overlay(f, self.overlay) if self.overlay else f
 
 
-def _camera_path(mode: str, n: int, avatar: AnimatableAvatar, coeffs: Coeffs | None, yaw: float, pitch: float,
-                 orbit_yaw: float, orbit_pitch: float) -> torch.Tensor:
+def _camera_path(
+    mode: str,
+    n: int,
+    avatar: AnimatableAvatar,
+    coeffs: Coeffs | None,
+    yaw: float,
+    pitch: float,
+    orbit_yaw: float,
+    orbit_pitch: float,
+) -> torch.Tensor:
     if mode == "source":
         return avatar.camera.detach().cpu().expand(n, -1).clone()
     if mode == "fixed":
@@ -223,19 +302,38 @@ def _camera_path(mode: str, n: int, avatar: AnimatableAvatar, coeffs: Coeffs | N
     if mode == "driving":
         if coeffs is None or not coeffs.has_pose:
             src = coeffs.source if coeffs is not None else "the driving sequence"
-            raise ValueError(f"camera 'driving' needs head poses, but {src} has none ([T, 64] expressions only); "
-                             "use a [T, 70] or Deep3DFaceRecon sequence, or --camera source/fixed/orbit")
+            raise ValueError(
+                f"camera 'driving' needs head poses, but {src} has none ([T, 64] expressions "
+                "only); "
+                "use a [T, 70] or Deep3DFaceRecon sequence, or --camera source/fixed/orbit"
+            )
         return torch.from_numpy(deep3d_pose_to_label(coeffs.angle, coeffs.trans))
     raise ValueError(f"camera must be one of {CAMERA_MODES}, got {mode!r}")
 
 
-def animate(source: str | os.PathLike | AnimatableAvatar, driving: str | os.PathLike | Coeffs | np.ndarray, *,
-            model: str | os.PathLike | None = None, camera: str = "source", fps: float | None = None,
-            smoothing: int = 0, batch: int = 4, device: str | torch.device = "cpu", resolution: int | None = None,
-            samples: int | None = None, chunk_rays: int | None = None, source_camera=None,
-            source_coeffs: str | None = None, aligned: bool = False, yaw: float = 0.0, pitch: float = 0.0,
-            orbit_yaw: float = 25.0, orbit_pitch: float = 0.0, max_frames: int | None = None,
-            overlay: str | None = None) -> Animation:
+def animate(
+    source: str | os.PathLike | AnimatableAvatar,
+    driving: str | os.PathLike | Coeffs | np.ndarray,
+    *,
+    model: str | os.PathLike | None = None,
+    camera: str = "source",
+    fps: float | None = None,
+    smoothing: int = 0,
+    batch: int = 4,
+    device: str | torch.device = "cpu",
+    resolution: int | None = None,
+    samples: int | None = None,
+    chunk_rays: int | None = None,
+    source_camera=None,
+    source_coeffs: str | None = None,
+    aligned: bool = False,
+    yaw: float = 0.0,
+    pitch: float = 0.0,
+    orbit_yaw: float = 25.0,
+    orbit_pitch: float = 0.0,
+    max_frames: int | None = None,
+    overlay: str | None = None,
+) -> Animation:
     """Drive SOURCE (avatar file, AnimatableAvatar, or portrait + `model`) with DRIVING (file,
     folder, Coeffs, or an expression array [T, 64] / [T, 70]) -> :class:`Animation` (an
     iterator of uint8 frames [H, W, 3]; nothing is rendered until it is iterated).
@@ -255,18 +353,32 @@ def animate(source: str | os.PathLike | AnimatableAvatar, driving: str | os.Path
         if av.identity_deformation:
             notes.append(IDENTITY_NOTE)
     else:
-        av, notes = load_source(source, model, source_camera=source_camera, source_coeffs=source_coeffs,
-                                aligned=aligned, device=device, resolution=resolution)
+        av, notes = load_source(
+            source,
+            model,
+            source_camera=source_camera,
+            source_coeffs=source_coeffs,
+            aligned=aligned,
+            device=device,
+            resolution=resolution,
+        )
     if isinstance(driving, Coeffs):
         coeffs = driving
     elif isinstance(driving, np.ndarray):
         arr = np.asarray(driving, np.float32)
         if arr.ndim != 2 or arr.shape[1] not in (64, 70) or not np.isfinite(arr).all():
-            raise ValueError(f"driving array must be a finite [T, 64] or [T, 70] expression sequence, got "
-                             f"{list(arr.shape)}")
-        coeffs = Coeffs(exp=arr[:, :64], angle=arr[:, 64:67] if arr.shape[1] == 70 else None,
-                        trans=arr[:, 67:70] if arr.shape[1] == 70 else None, kind="expression", source="array",
-                        fps=25.0)
+            raise ValueError(
+                f"driving array must be a finite [T, 64] or [T, 70] expression sequence, got "
+                f"{list(arr.shape)}"
+            )
+        coeffs = Coeffs(
+            exp=arr[:, :64],
+            angle=arr[:, 64:67] if arr.shape[1] == 70 else None,
+            trans=arr[:, 67:70] if arr.shape[1] == 70 else None,
+            kind="expression",
+            source="array",
+            fps=25.0,
+        )
     else:
         coeffs = load_driving(driving)
     if max_frames:
@@ -274,11 +386,16 @@ def animate(source: str | os.PathLike | AnimatableAvatar, driving: str | os.Path
     n = len(coeffs)
     exp = smooth_coeffs(coeffs.exp, smoothing)
     if smoothing > 1:
-        coeffs.angle, coeffs.trans = smooth_coeffs(coeffs.angle, smoothing), smooth_coeffs(coeffs.trans, smoothing)
+        coeffs.angle, coeffs.trans = (
+            smooth_coeffs(coeffs.angle, smoothing),
+            smooth_coeffs(coeffs.trans, smoothing),
+        )
         notes.append(f"driving coefficients smoothed over {smoothing} frames")
     if exp.shape[1] != av.exp_dim:
-        raise ValueError(f"driving expressions have {exp.shape[1]} coefficients, the avatar's deformation field "
-                         f"takes {av.exp_dim}")
+        raise ValueError(
+            f"driving expressions have {exp.shape[1]} coefficients, the avatar's deformation field "
+            f"takes {av.exp_dim}"
+        )
     cams = _camera_path(camera, n, av, coeffs, yaw, pitch, orbit_yaw, orbit_pitch)
     changes = {"deterministic": True}
     if samples:
@@ -289,7 +406,9 @@ def animate(source: str | os.PathLike | AnimatableAvatar, driving: str | os.Path
     if resolution and av.superres is None:
         av.render_resolution = int(resolution)
     rate = float(fps or coeffs.fps or 25.0)
-    return Animation(av, None if av.identity_deformation else exp, cams, rate, batch, notes, overlay)
+    return Animation(
+        av, None if av.identity_deformation else exp, cams, rate, batch, notes, overlay
+    )
 
 
 def _head(c: Coeffs, n: int) -> Coeffs:
@@ -309,7 +428,7 @@ def _overlay(frame: np.ndarray, text: str) -> np.ndarray:
     d = ImageDraw.Draw(img)
     w, h = img.size
     words = text.split()
-    two = [" ".join(words[:(len(words) + 1) // 2]), " ".join(words[(len(words) + 1) // 2:])]
+    two = [" ".join(words[: (len(words) + 1) // 2]), " ".join(words[(len(words) + 1) // 2 :])]
 
     def font_of(size: int):
         try:
@@ -317,8 +436,15 @@ def _overlay(frame: np.ndarray, text: str) -> np.ndarray:
         except TypeError:  # Pillow without FreeType sizing: the fixed bitmap font
             return ImageFont.load_default()
 
-    fit = next(((lines, size) for lines in ([text], two) for size in range(max(8, h // 14), 5, -1)
-                if max(d.textlength(t, font=font_of(size)) for t in lines) <= w - 4), (two, 6))
+    fit = next(
+        (
+            (lines, size)
+            for lines in ([text], two)
+            for size in range(max(8, h // 14), 5, -1)
+            if max(d.textlength(t, font=font_of(size)) for t in lines) <= w - 4
+        ),
+        (two, 6),
+    )
     lines, size = fit
     band = (size + 2) * len(lines) + 2
     d.rectangle([0, h - band, w, h], fill=(0, 0, 0))
@@ -338,14 +464,23 @@ def ffmpeg_exe() -> str:
     try:
         import imageio_ffmpeg
     except ImportError as e:
-        raise RuntimeError("writing MP4 needs the imageio-ffmpeg package (pip install imageio-ffmpeg); or write "
-                           "PNG frames (--frames-dir)") from e
+        raise RuntimeError(
+            "writing MP4 needs the imageio-ffmpeg package (pip install imageio-ffmpeg); or write "
+            "PNG frames (--frames-dir)"
+        ) from e
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def write_video(frames: Iterable[np.ndarray], out: str | os.PathLike, fps: float | None = None,
-                audio: str | os.PathLike | None = None, progress: bool = True, total: int | None = None,
-                quality: float = 8.0, on_frame=None) -> dict:
+def write_video(
+    frames: Iterable[np.ndarray],
+    out: str | os.PathLike,
+    fps: float | None = None,
+    audio: str | os.PathLike | None = None,
+    progress: bool = True,
+    total: int | None = None,
+    quality: float = 8.0,
+    on_frame=None,
+) -> dict:
     """Stream uint8 frames [H, W, 3] into an MP4 (H.264, yuv420p) through imageio-ffmpeg's
     ffmpeg, muxing `audio` (AAC; cut to the video's length) when given. Frames are written as
     they come (memory independent of length); the file appears atomically at the end.
@@ -370,10 +505,18 @@ def write_video(frames: Iterable[np.ndarray], out: str | os.PathLike, fps: float
             if writer is None:
                 h, w = frame.shape[:2]
                 writer = imageio_ffmpeg.write_frames(
-                    str(tmp), (w, h), fps=fps, codec="libx264", quality=quality, macro_block_size=1,
-                    pix_fmt_out="yuv420p", audio_path=str(audio) if audio else None,
+                    str(tmp),
+                    (w, h),
+                    fps=fps,
+                    codec="libx264",
+                    quality=quality,
+                    macro_block_size=1,
+                    pix_fmt_out="yuv420p",
+                    audio_path=str(audio) if audio else None,
                     audio_codec="aac" if audio else None,
-                    output_params=["-shortest"] if audio else None, ffmpeg_log_level="error")
+                    output_params=["-shortest"] if audio else None,
+                    ffmpeg_log_level="error",
+                )
                 writer.send(None)
             writer.send(frame)
             n += 1
@@ -390,12 +533,23 @@ def write_video(frames: Iterable[np.ndarray], out: str | os.PathLike, fps: float
         if tmp.exists():
             tmp.unlink()
     wall = time.perf_counter() - t0
-    return {"path": str(out), "frames": n, "seconds": n / fps, "fps": fps, "wall_s": wall,
-            "render_fps": n / wall if wall > 0 else float("inf"), "peak_rss_mib": peak_rss_mib()}
+    return {
+        "path": str(out),
+        "frames": n,
+        "seconds": n / fps,
+        "fps": fps,
+        "wall_s": wall,
+        "render_fps": n / wall if wall > 0 else float("inf"),
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
-def write_png_frames(frames: Iterable[np.ndarray], out_dir: str | os.PathLike, progress: bool = True,
-                     total: int | None = None) -> dict:
+def write_png_frames(
+    frames: Iterable[np.ndarray],
+    out_dir: str | os.PathLike,
+    progress: bool = True,
+    total: int | None = None,
+) -> dict:
     """Write frames as out_dir/000000.png, ... (each file atomically)."""
     from PIL import Image
     from tqdm import tqdm
@@ -408,21 +562,42 @@ def write_png_frames(frames: Iterable[np.ndarray], out_dir: str | os.PathLike, p
     total = total or (len(frames) if hasattr(frames, "__len__") else None)
     n, t0 = 0, time.perf_counter()
     for frame in tqdm(frames, total=total, desc="animate", unit="frame", disable=not progress):
-        atomic_write(out_dir / f"{n:06d}.png", lambda t, f=frame: Image.fromarray(f).save(t, format="PNG"))
+        atomic_write(
+            out_dir / f"{n:06d}.png", lambda t, f=frame: Image.fromarray(f).save(t, format="PNG")
+        )
         n += 1
     wall = time.perf_counter() - t0
-    return {"path": str(out_dir), "frames": n, "seconds": n / fps, "fps": fps, "wall_s": wall,
-            "render_fps": n / wall if wall > 0 else float("inf"), "peak_rss_mib": peak_rss_mib()}
+    return {
+        "path": str(out_dir),
+        "frames": n,
+        "seconds": n / fps,
+        "fps": fps,
+        "wall_s": wall,
+        "render_fps": n / wall if wall > 0 else float("inf"),
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
 def summary_line(s: dict) -> str:
-    return (f"wrote {s['path']}: {s['frames']} frames, {s['seconds']:.2f} s at {s['fps']:g} fps; rendered in "
-            f"{s['wall_s']:.1f} s ({s['render_fps']:.2f} frames/s); peak memory {s['peak_rss_mib']:.0f} MiB")
+    return (
+        f"wrote {s['path']}: {s['frames']} frames, {s['seconds']:.2f} s at {s['fps']:g} fps; "
+        "rendered in "
+        f"{s['wall_s']:.1f} s ({s['render_fps']:.2f} frames/s); peak memory "
+        f"{s['peak_rss_mib']:.0f} MiB"
+    )
 
 
-def write_demo_animation(avatar_path: str | os.PathLike, out_dir: str | os.PathLike, frames: int = 48,
-                         fps: float = 15.0, resolution: int = 128, samples: int = 24, yaw_range: float = 30.0,
-                         device: str = "cpu", progress: bool = True) -> dict:
+def write_demo_animation(
+    avatar_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    frames: int = 48,
+    fps: float = 15.0,
+    resolution: int = 128,
+    samples: int = 24,
+    yaw_range: float = 30.0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
     """The demo moving: `avatar_path` driven by a short built-in expression sequence while the
     camera sweeps +-`yaw_range` degrees -> out_dir/animation.mp4 and animation.gif. A
     template-fit avatar animates with the identity deformation, and the frames say so."""
@@ -432,8 +607,17 @@ def write_demo_animation(avatar_path: str | os.PathLike, out_dir: str | os.PathL
 
     av, notes = load_source(avatar_path, device=device, resolution=resolution)
     overlay = "identity deformation (no trained model)" if av.identity_deformation else None
-    anim = animate(av, builtin_expressions(frames, av.exp_dim), camera="orbit", fps=fps, samples=samples,
-                   resolution=resolution, orbit_yaw=yaw_range, device=device, overlay=overlay)
+    anim = animate(
+        av,
+        builtin_expressions(frames, av.exp_dim),
+        camera="orbit",
+        fps=fps,
+        samples=samples,
+        resolution=resolution,
+        orbit_yaw=yaw_range,
+        device=device,
+        overlay=overlay,
+    )
     notes = list(dict.fromkeys(notes + anim.notes))
     out = Path(out_dir)
     gif_frames: list[np.ndarray] = []  # a short demo: the GIF keeps its (small) frames
@@ -443,7 +627,11 @@ def write_demo_animation(avatar_path: str | os.PathLike, out_dir: str | os.PathL
             gif_frames.append(f)
             yield f
 
-    summary = write_video(keep(anim), out / "animation.mp4", fps=fps, progress=progress, total=len(anim))
-    gif = atomic_write(out / "animation.gif",
-                       lambda t: imageio.mimsave(t, gif_frames, format="GIF", duration=1000.0 / fps, loop=0))
+    summary = write_video(
+        keep(anim), out / "animation.mp4", fps=fps, progress=progress, total=len(anim)
+    )
+    gif = atomic_write(
+        out / "animation.gif",
+        lambda t: imageio.mimsave(t, gif_frames, format="GIF", duration=1000.0 / fps, loop=0),
+    )
     return {"mp4": out / "animation.mp4", "gif": gif, "notes": notes, "summary": summary}

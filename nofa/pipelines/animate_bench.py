@@ -6,10 +6,12 @@ encoded once, then the avatar is driven by the built-in expression sequence with
 camera. Measured: frames/s, the per-frame split (deformation, render without deformation,
 SR), working memory per frame (CPU: peak RSS above the level before the first (warm-up)
 batch, sampled every 2 ms, per frame of the batch: later frames reuse memory the allocator
-kept; CUDA: peak allocated above the level before each batch, the largest), and a long drive streamed to an
+kept; CUDA: peak allocated above the level before each batch, the largest), and a long drive
+streamed to an
 MP4 (or discarded when imageio-ffmpeg is absent) whose peak RSS after 100 frames and at the
 end must differ by < 5% (flat memory).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +41,13 @@ def bench_config(preset: str, size: int) -> dict:
     patch = enc["patch_size"]
     while size % patch:
         patch //= 2
-    return get_config(preset, image_size=size, superres={"input_resolution": size // 4},
-                      render={"resolution": size // 4, "deterministic": True}, encoder={"patch_size": patch})
+    return get_config(
+        preset,
+        image_size=size,
+        superres={"input_resolution": size // 4},
+        render={"resolution": size // 4, "deterministic": True},
+        encoder={"patch_size": patch},
+    )
 
 
 def _rss_mib() -> float:
@@ -51,7 +58,7 @@ def _rss_mib() -> float:
 class _RssSampler:
     """Peak RSS (MiB) over a block, sampled every 2 ms in a thread."""
 
-    def __enter__(self) -> "_RssSampler":
+    def __enter__(self) -> _RssSampler:
         self.base = self.peak = _rss_mib()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -68,19 +75,45 @@ class _RssSampler:
         self.peak = max(self.peak, _rss_mib())
 
 
-def run_animate_bench(preset: str = "paper", size: int = 512, frames: int = 20, device: str = "cpu",
-                      batch: int = 1, long_frames: int = 0, warmup: int = 2, samples: int | None = None,
-                      progress: bool = True, seed: int = 0, chunk_rays: int | None = None,
-                      autocast: str | None = None) -> dict:
+def run_animate_bench(
+    preset: str = "paper",
+    size: int = 512,
+    frames: int = 20,
+    device: str = "cpu",
+    batch: int = 1,
+    long_frames: int = 0,
+    warmup: int = 2,
+    samples: int | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    chunk_rays: int | None = None,
+    autocast: str | None = None,
+) -> dict:
     """Measure animation of one encoded portrait -> results dict (see `format_results`).
     chunk_rays: rays per render chunk (default: the preset's 8192 on CPU, one chunk per
     frame on CUDA). autocast: None (float32) or "bf16" / "fp16": the frames (not the
     encoding) run under torch.autocast with that dtype."""
     if autocast not in AUTOCAST_DTYPES:
-        raise ValueError(f"autocast must be one of {sorted(AUTOCAST_DTYPES, key=str)}, got {autocast!r}")
+        raise ValueError(
+            f"autocast must be one of {sorted(AUTOCAST_DTYPES, key=str)}, got {autocast!r}"
+        )
     dev = torch.device(device)
-    with torch.autocast(dev.type, dtype=AUTOCAST_DTYPES[autocast] or torch.bfloat16, enabled=autocast is not None):
-        res = _measure(preset, size, frames, dev, batch, long_frames, warmup, samples, progress, seed, chunk_rays)
+    with torch.autocast(
+        dev.type, dtype=AUTOCAST_DTYPES[autocast] or torch.bfloat16, enabled=autocast is not None
+    ):
+        res = _measure(
+            preset,
+            size,
+            frames,
+            dev,
+            batch,
+            long_frames,
+            warmup,
+            samples,
+            progress,
+            seed,
+            chunk_rays,
+        )
     res["precision"] = f"{autocast} autocast" if autocast else "float32"
     return res
 
@@ -89,8 +122,19 @@ def run_animate_bench(preset: str = "paper", size: int = 512, frames: int = 20, 
 AUTOCAST_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _measure(preset: str, size: int, frames: int, dev: torch.device, batch: int, long_frames: int, warmup: int,
-             samples: int | None, progress: bool, seed: int, chunk_rays: int | None) -> dict:
+def _measure(
+    preset: str,
+    size: int,
+    frames: int,
+    dev: torch.device,
+    batch: int,
+    long_frames: int,
+    warmup: int,
+    samples: int | None,
+    progress: bool,
+    seed: int,
+    chunk_rays: int | None,
+) -> dict:
     from tqdm import tqdm
 
     device = str(dev)
@@ -102,21 +146,35 @@ def _measure(preset: str, size: int, frames: int, dev: torch.device, batch: int,
     load_start = os.getloadavg()[0]
     cfg = bench_config(preset, size)
     model = NOFAAvatar(cfg).to(dev).eval()
-    image = (torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1).to(dev)
+    image = (
+        torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    ).to(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
-    with torch.no_grad(), torch.autocast(dev.type, enabled=False):  # the portrait is encoded in float32
+    with (
+        torch.no_grad(),
+        torch.autocast(dev.type, enabled=False),
+    ):  # the portrait is encoded in float32
         av = AnimatableAvatar.from_model(model, image, default_label()[None].to(dev))
     sync()
     encode_s = time.perf_counter() - t0
     del model
-    res: dict = {"preset": preset, "size": size, "raw": size // 4, "device": device, "batch": batch,
-                 "chunk_rays": chunk_rays or cfg["render"]["chunk_rays"],
-                 "samples": samples or cfg["render"]["coarse_samples"], "encode_s": encode_s}
+    res: dict = {
+        "preset": preset,
+        "size": size,
+        "raw": size // 4,
+        "device": device,
+        "batch": batch,
+        "chunk_rays": chunk_rays or cfg["render"]["chunk_rays"],
+        "samples": samples or cfg["render"]["coarse_samples"],
+        "encode_s": encode_s,
+    }
     if samples:
         res["samples"] = samples
     exp = builtin_expressions(max(warmup, 1) + frames, av.exp_dim)
-    anim = animate(av, exp, camera="orbit", batch=batch, device=device, samples=samples, chunk_rays=chunk_rays)
+    anim = animate(
+        av, exp, camera="orbit", batch=batch, device=device, samples=samples, chunk_rays=chunk_rays
+    )
     it = iter(anim)
     per_frame_mem = []
     if dev.type == "cpu":
@@ -131,7 +189,9 @@ def _measure(preset: str, size: int, frames: int, dev: torch.device, batch: int,
     anim.timings.clear()
     t0 = time.perf_counter()
     done = 0
-    bar = tqdm(total=frames, desc=f"animate-bench {preset} {size}px", unit="frame", disable=not progress)
+    bar = tqdm(
+        total=frames, desc=f"animate-bench {preset} {size}px", unit="frame", disable=not progress
+    )
     while done < frames:
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -147,10 +207,15 @@ def _measure(preset: str, size: int, frames: int, dev: torch.device, batch: int,
     bar.close()
     wall = time.perf_counter() - t0
     t = anim.timings
-    res.update(fps=frames / wall, ms_per_frame=1000 * wall / frames,
-               ms_deformation=1000 * t.get("deformation", 0.0) / frames, ms_render=1000 * t.get("render", 0.0) / frames,
-               ms_sr=1000 * t.get("sr", 0.0) / frames, mem_per_frame_mib=max(per_frame_mem),
-               peak_rss_mib=peak_rss_mib())
+    res.update(
+        fps=frames / wall,
+        ms_per_frame=1000 * wall / frames,
+        ms_deformation=1000 * t.get("deformation", 0.0) / frames,
+        ms_render=1000 * t.get("render", 0.0) / frames,
+        ms_sr=1000 * t.get("sr", 0.0) / frames,
+        mem_per_frame_mib=max(per_frame_mem),
+        peak_rss_mib=peak_rss_mib(),
+    )
     if dev.type == "cuda":
         res["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     if long_frames:
@@ -171,12 +236,26 @@ def _take(it, batch: int, left: int) -> int:
     return n
 
 
-def _long_drive(av: AnimatableAvatar, n: int, batch: int, device: str, samples: int | None, progress: bool,
-                chunk_rays: int | None) -> dict:
+def _long_drive(
+    av: AnimatableAvatar,
+    n: int,
+    batch: int,
+    device: str,
+    samples: int | None,
+    progress: bool,
+    chunk_rays: int | None,
+) -> dict:
     from .animate import write_video
 
-    anim = animate(av, builtin_expressions(n, av.exp_dim), camera="orbit", batch=batch, device=device,
-                   samples=samples, chunk_rays=chunk_rays)
+    anim = animate(
+        av,
+        builtin_expressions(n, av.exp_dim),
+        camera="orbit",
+        batch=batch,
+        device=device,
+        samples=samples,
+        chunk_rays=chunk_rays,
+    )
     marks: dict[int, float] = {}
     cuda = device.startswith("cuda")
 
@@ -188,6 +267,7 @@ def _long_drive(av: AnimatableAvatar, n: int, batch: int, device: str, samples: 
 
     try:
         import imageio_ffmpeg  # noqa: F401
+
         sink = "mp4"
     except ImportError:
         sink = "none (imageio-ffmpeg absent: frames discarded)"
@@ -201,8 +281,14 @@ def _long_drive(av: AnimatableAvatar, n: int, batch: int, device: str, samples: 
     wall = time.perf_counter() - t0
     first = min(100, n)
     a, b = marks.get(first, float("nan")), marks.get(n, float("nan"))
-    out = {"long_frames": n, "long_sink": sink, "long_fps": n / wall, "rss_at_100_mib": a, "rss_at_end_mib": b,
-           "rss_growth_pct": 100 * (b - a) / a}
+    out = {
+        "long_frames": n,
+        "long_sink": sink,
+        "long_fps": n / wall,
+        "rss_at_100_mib": a,
+        "rss_at_end_mib": b,
+        "rss_growth_pct": 100 * (b - a) / a,
+    }
     if cuda:
         out["gpu_at_100_mib"], out["gpu_at_end_mib"] = marks.get(-first), marks.get(-n)
     return out
@@ -211,44 +297,73 @@ def _long_drive(av: AnimatableAvatar, n: int, batch: int, device: str, samples: 
 def format_results(rows: list[dict], env: dict) -> str:
     """Markdown: environment, one table row per run, and the long-drive memory check."""
     lines = [
-        "# Animation benchmark (`nofa animate-bench`)", "",
+        "# Animation benchmark (`nofa animate-bench`)",
+        "",
         f"- command: `{env.get('command', '')}`",
-        f"- device: {env.get('device_name', '')} ({env.get('device', '')}), {env.get('cpu_threads', '')} torch "
+        f"- device: {env.get('device_name', '')} ({env.get('device', '')}), "
+        f"{env.get('cpu_threads', '')} torch "
         f"threads, {env.get('cpu_cores', '')} logical CPUs",
-        f"- torch {env.get('torch', '')}, nofa {env.get('nofa', '')} commit {env.get('commit', '')}, "
+        f"- torch {env.get('torch', '')}, nofa {env.get('nofa', '')} commit "
+        f"{env.get('commit', '')}, "
         f"{env.get('date', '')}",
         "- random weights (speed does not depend on them); one portrait encoded once, then driven; "
-        "frames/s counts deformation + render + SR + conversion to uint8 (not video encoding)", "",
-        "| preset | output | raw | samples | device | precision | batch | chunk rays | frames/s | ms/frame | "
+        "frames/s counts deformation + render + SR + conversion to uint8 (not video encoding)",
+        "",
+        "| preset | output | raw | samples | device | precision | batch | chunk rays | frames/s | "
+        "ms/frame | "
         "deformation ms | render ms | SR ms | memory/frame MiB | encode s | peak RSS MiB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['preset']} | {r['size']}² | {r['raw']}² | {r['samples']}+{r['samples']} | {r['device']} | "
+            f"| {r['preset']} | {r['size']}² | {r['raw']}² | {r['samples']}+{r['samples']} | "
+            f"{r['device']} | "
             f"{r.get('precision', 'float32')} | {r['batch']} | "
             f"{r.get('chunk_rays', '')} | "
-            f"{r['fps']:.2f} | {r['ms_per_frame']:.0f} | {r['ms_deformation']:.0f} | {r['ms_render']:.0f} | "
-            f"{r['ms_sr']:.0f} | {r['mem_per_frame_mib']:.1f} | {r['encode_s']:.1f} | {r['peak_rss_mib']:.0f} |")
-    lines += ["", "System load (1-min load average at start / end of each run; the machine has "
-              f"{env.get('cpu_cores', '?')} logical CPUs): "
-              + ", ".join(f"{r['preset']} {r['loadavg'][0]:.1f} / {r['loadavg'][1]:.1f}" for r in rows if 'loadavg' in r)]
+            f"{r['fps']:.2f} | {r['ms_per_frame']:.0f} | {r['ms_deformation']:.0f} | "
+            f"{r['ms_render']:.0f} | "
+            f"{r['ms_sr']:.0f} | {r['mem_per_frame_mib']:.1f} | {r['encode_s']:.1f} | "
+            f"{r['peak_rss_mib']:.0f} |"
+        )
+    lines += [
+        "",
+        "System load (1-min load average at start / end of each run; the machine has "
+        f"{env.get('cpu_cores', '?')} logical CPUs): "
+        + ", ".join(
+            f"{r['preset']} {r['loadavg'][0]:.1f} / {r['loadavg'][1]:.1f}"
+            for r in rows
+            if "loadavg" in r
+        ),
+    ]
     longs = [r for r in rows if r.get("long_frames")]
     if longs:
-        lines += ["", "Long drive (flat memory: peak RSS after 100 frames vs at the end, target < 5%):", "",
-                  "| preset | frames | sink | frames/s | peak RSS @100 MiB | peak RSS @end MiB | growth |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Long drive (flat memory: peak RSS after 100 frames vs at the end, target < 5%):",
+            "",
+            "| preset | frames | sink | frames/s | peak RSS @100 MiB | peak RSS @end MiB | growth "
+            "|",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in longs:
-            lines.append(f"| {r['preset']} | {r['long_frames']} | {r['long_sink']} | {r['long_fps']:.2f} | "
-                         f"{r['rss_at_100_mib']:.0f} | {r['rss_at_end_mib']:.0f} | {r['rss_growth_pct']:+.2f}% |")
+            lines.append(
+                f"| {r['preset']} | {r['long_frames']} | {r['long_sink']} | {r['long_fps']:.2f} | "
+                f"{r['rss_at_100_mib']:.0f} | {r['rss_at_end_mib']:.0f} | "
+                f"{r['rss_growth_pct']:+.2f}% |"
+            )
             if r.get("gpu_at_100_mib") is not None:
-                lines.append(f"|  | GPU peak allocated |  |  | {r['gpu_at_100_mib']:.0f} | {r['gpu_at_end_mib']:.0f} | |")
+                lines.append(
+                    f"|  | GPU peak allocated |  |  | {r['gpu_at_100_mib']:.0f} | "
+                    f"{r['gpu_at_end_mib']:.0f} | |"
+                )
     return "\n".join(lines) + "\n"
 
 
 def write_results(out_dir: str | os.PathLike, rows: list[dict], env: dict) -> tuple[Path, Path]:
     out = Path(out_dir)
     md = atomic_write_text(out / "animate_bench.md", format_results(rows, env))
-    js = atomic_write_text(out / "animate_bench.json", json.dumps({"environment": env, "results": rows}, indent=2,
-                                                                  default=str))
+    js = atomic_write_text(
+        out / "animate_bench.json",
+        json.dumps({"environment": env, "results": rows}, indent=2, default=str),
+    )
     return md, js

@@ -6,21 +6,30 @@ columns are (x, y, z) and a vertex v maps to world lo + v * spacing. Density is 
 chunks of `chunk_points` points, so the peak memory is the float32 grid (R^3 * 4 bytes:
 512 MiB at R = 512) plus one chunk of decoder activations plus the mesh itself.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
 
-__all__ = ["Bounds", "avatar_color_fn", "avatar_density_fn", "density_grid", "export_mesh", "extract_mesh",
-           "grid_axes", "mesh_from_avatar"]
+__all__ = [
+    "Bounds",
+    "avatar_color_fn",
+    "avatar_density_fn",
+    "density_grid",
+    "export_mesh",
+    "extract_mesh",
+    "grid_axes",
+    "mesh_from_avatar",
+]
 
 # points [M, 3] -> values [M] or [M, K]
 PointFn = Callable[[torch.Tensor], torch.Tensor]
-Bounds = Union[float, tuple[Sequence[float], Sequence[float]]]
+Bounds = float | tuple[Sequence[float], Sequence[float]]
 
 
 def _bounds(bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +38,9 @@ def _bounds(bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
     else:
         lo, hi = (np.asarray(b, dtype=np.float64).reshape(3) for b in bounds)
     if not np.all(hi > lo):
-        raise ValueError(f"bounds must have hi > lo on every axis, got lo={lo.tolist()} hi={hi.tolist()}")
+        raise ValueError(
+            f"bounds must have hi > lo on every axis, got lo={lo.tolist()} hi={hi.tolist()}"
+        )
     return lo, hi
 
 
@@ -62,11 +73,18 @@ def density_grid(
     for i0 in range(0, R, slab):
         i1 = min(R, i0 + slab)
         for j0 in range(0, R * R, rows):  # a slab of one x plane may still be too big
-            part = yz[j0:j0 + rows]
-            pts = torch.cat([xs[i0:i1, None, None].expand(-1, part.shape[0], 1),
-                             part[None].expand(i1 - i0, -1, -1)], -1).reshape(-1, 3)
+            part = yz[j0 : j0 + rows]
+            pts = torch.cat(
+                [
+                    xs[i0:i1, None, None].expand(-1, part.shape[0], 1),
+                    part[None].expand(i1 - i0, -1, -1),
+                ],
+                -1,
+            ).reshape(-1, 3)
             vals = density_fn(pts).reshape(-1).float().cpu().numpy()
-            grid[i0:i1].reshape(i1 - i0, R * R)[:, j0:j0 + part.shape[0]] = vals.reshape(i1 - i0, -1)
+            grid[i0:i1].reshape(i1 - i0, R * R)[:, j0 : j0 + part.shape[0]] = vals.reshape(
+                i1 - i0, -1
+            )
     return grid
 
 
@@ -95,10 +113,14 @@ def extract_mesh(
     spacing = (hi - lo) / (resolution - 1)
     gmin, gmax = float(grid.min()), float(grid.max())
     if not gmin < level < gmax:
-        raise ValueError(f"density level {level} is not crossed inside the box (density range "
-                         f"[{gmin:.3g}, {gmax:.3g}]): pick a level inside it")
+        raise ValueError(
+            f"density level {level} is not crossed inside the box (density range "
+            f"[{gmin:.3g}, {gmax:.3g}]): pick a level inside it"
+        )
     # 'ascent': the dense side is inside, so faces come out wound with outward normals.
-    verts, faces, _, _ = marching_cubes(grid, level=level, spacing=tuple(spacing), gradient_direction="ascent")
+    verts, faces, _, _ = marching_cubes(
+        grid, level=level, spacing=tuple(spacing), gradient_direction="ascent"
+    )
     del grid
     verts = verts.astype(np.float64) + lo
     if min_component_fraction > 0:
@@ -110,15 +132,17 @@ def extract_mesh(
         v = torch.tensor(verts, dtype=torch.float32, device=device)
         with torch.no_grad():
             for s in range(0, len(v), chunk_points):
-                c = color_fn(v[s:s + chunk_points]).float().clamp(0, 1).cpu().numpy()
-                colors[s:s + chunk_points, :3] = np.round(c * 255).astype(np.uint8)
+                c = color_fn(v[s : s + chunk_points]).float().clamp(0, 1).cpu().numpy()
+                colors[s : s + chunk_points, :3] = np.round(c * 255).astype(np.uint8)
     return trimesh.Trimesh(vertices=verts, faces=faces, vertex_colors=colors, process=False)
 
 
 def _drop_small_components(verts: np.ndarray, faces: np.ndarray, fraction: float):
     import trimesh
 
-    labels = trimesh.graph.connected_component_labels(trimesh.graph.face_adjacency(faces), node_count=len(faces))
+    labels = trimesh.graph.connected_component_labels(
+        trimesh.graph.face_adjacency(faces), node_count=len(faces)
+    )
     counts = np.bincount(labels)
     faces = faces[counts[labels] >= fraction * counts.max()]
     used = np.unique(faces)
@@ -142,8 +166,13 @@ def avatar_color_fn(avatar, device: torch.device | str = "cpu") -> PointFn:
 
 
 def mesh_from_avatar(
-    avatar, resolution: int = 256, level: float = 10.0, colors: bool = True,
-    chunk_points: int = 1 << 18, device: torch.device | str = "cpu", min_component_fraction: float = 0.05,
+    avatar,
+    resolution: int = 256,
+    level: float = 10.0,
+    colors: bool = True,
+    chunk_points: int = 1 << 18,
+    device: torch.device | str = "cpu",
+    min_component_fraction: float = 0.05,
 ):
     """Mesh the avatar's density over its tri-plane box (raw density `level`, EG3D uses 10).
 
@@ -152,8 +181,14 @@ def mesh_from_avatar(
     """
     half = avatar.options.box_warp / 2
     return extract_mesh(
-        avatar_density_fn(avatar, device), resolution, level, half,
-        avatar_color_fn(avatar, device) if colors else None, chunk_points, device, min_component_fraction,
+        avatar_density_fn(avatar, device),
+        resolution,
+        level,
+        half,
+        avatar_color_fn(avatar, device) if colors else None,
+        chunk_points,
+        device,
+        min_component_fraction,
     )
 
 

@@ -13,10 +13,11 @@ not 90 - 11.5 = 78.5 deg (see docs/cameras.md). `pitch_to_polar` gives phi,
 `sphere_origin` places a camera at a plain polar angle. yaw > 0 moves the camera towards
 +x (the subject's left); pitch > 0 moves it towards -y (below the face, looking up).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -49,7 +50,9 @@ def intrinsics_matrix(
     focal: float = FFHQ_FOCAL, principal: float = FFHQ_PRINCIPAL, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Normalised 3x3 intrinsics [[f, 0, c], [0, f, c], [0, 0, 1]] (units of image size)."""
-    return torch.tensor([[focal, 0.0, principal], [0.0, focal, principal], [0.0, 0.0, 1.0]], dtype=dtype)
+    return torch.tensor(
+        [[focal, 0.0, principal], [0.0, focal, principal], [0.0, 0.0, 1.0]], dtype=dtype
+    )
 
 
 def look_at_cam2world(
@@ -102,8 +105,11 @@ def sphere_origin(
     return torch.stack(torch.broadcast_tensors(x, y, z), -1)
 
 
-def orbit_origin(yaw: torch.Tensor | float, pitch: torch.Tensor | float, radius: float = FFHQ_RADIUS) -> torch.Tensor:
-    """Camera position for EG3D yaw/pitch (radians, 0 = frontal) on a sphere around the origin. [..., 3].
+def orbit_origin(
+    yaw: torch.Tensor | float, pitch: torch.Tensor | float, radius: float = FFHQ_RADIUS
+) -> torch.Tensor:
+    """Camera position for EG3D yaw/pitch (radians, 0 = frontal) on a sphere around the origin.
+    [..., 3].
 
     The pitch goes through EG3D's mapping (`pitch_to_polar`), so the camera is where EG3D's
     `LookAtPoseSampler.sample(pi/2 + yaw, pi/2 + pitch, ...)` puts it.
@@ -115,7 +121,8 @@ def camera_label(cam2world: torch.Tensor, intrinsics: torch.Tensor) -> torch.Ten
     """Pack cam2world [..., 4, 4] and intrinsics [..., 3, 3] into labels [..., 25]."""
     if cam2world.shape[-2:] != (4, 4) or intrinsics.shape[-2:] != (3, 3):
         raise ValueError(
-            f"cam2world must be [..., 4, 4] and intrinsics [..., 3, 3], got {list(cam2world.shape)} "
+            "cam2world must be [..., 4, 4] and intrinsics [..., 3, 3], got "
+            f"{list(cam2world.shape)} "
             f"and {list(intrinsics.shape)}"
         )
     cam2world, intrinsics = cam2world.flatten(-2), intrinsics.flatten(-2)
@@ -127,8 +134,10 @@ def parse_label(label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Split labels [..., 25] into cam2world [..., 4, 4] and normalised intrinsics [..., 3, 3]."""
     label = torch.as_tensor(label)
     if label.shape[-1] != 25:
-        raise ValueError(f"camera label must have 25 numbers in its last dim (16 cam2world + 9 intrinsics), "
-                         f"got shape {list(label.shape)}")
+        raise ValueError(
+            f"camera label must have 25 numbers in its last dim (16 cam2world + 9 intrinsics), "
+            f"got shape {list(label.shape)}"
+        )
     return label[..., :16].unflatten(-1, (4, 4)), label[..., 16:].unflatten(-1, (3, 3))
 
 

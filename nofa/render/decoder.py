@@ -1,4 +1,5 @@
 """EG3D's OSG decoder: tri-plane features -> raw density + colour features."""
+
 from __future__ import annotations
 
 import math
@@ -28,10 +29,15 @@ class OSGDecoder(nn.Module):
         self.fc1 = nn.Linear(hidden, 1 + out_features)
 
     def config(self) -> dict:
-        return {"n_features": self.n_features, "hidden": self.hidden, "out_features": self.out_features}
+        return {
+            "n_features": self.n_features,
+            "hidden": self.hidden,
+            "out_features": self.out_features,
+        }
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """features [..., n_features] -> (raw density [..., 1], colour features [..., out_features])."""
+        """features [..., n_features] -> (raw density [..., 1], colour features [...,
+        out_features])."""
         x = self.fc1(F.softplus(self.fc0(features)))
         return x[..., :1], torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001
 
@@ -41,17 +47,26 @@ class OSGDecoder(nn.Module):
         return F.linear(h, self.fc1.weight[:1], self.fc1.bias[:1])
 
     @torch.no_grad()
-    def load_eg3d_tensors(self, tensors: dict[str, torch.Tensor], lr_multiplier: float = 1.0) -> None:
-        """Load EG3D `decoder.net.{0,2}.{weight,bias}` tensors (keys with or without that prefix)."""
+    def load_eg3d_tensors(
+        self, tensors: dict[str, torch.Tensor], lr_multiplier: float = 1.0
+    ) -> None:
+        """Load EG3D `decoder.net.{0,2}.{weight,bias}` tensors (keys with or without that
+        prefix)."""
+
         def get(i: int, kind: str) -> torch.Tensor:
             for key in (f"decoder.net.{i}.{kind}", f"net.{i}.{kind}"):
                 if key in tensors:
                     return tensors[key]
-            raise KeyError(f"EG3D decoder tensor net.{i}.{kind} not found (have {sorted(tensors)[:8]}...)")
+            raise KeyError(
+                f"EG3D decoder tensor net.{i}.{kind} not found (have {sorted(tensors)[:8]}...)"
+            )
 
         for i, fc in ((0, self.fc0), (2, self.fc1)):
             w, b = get(i, "weight"), get(i, "bias")
             if w.shape != fc.weight.shape:
-                raise ValueError(f"EG3D net.{i}.weight has shape {list(w.shape)}, expected {list(fc.weight.shape)}")
+                raise ValueError(
+                    f"EG3D net.{i}.weight has shape {list(w.shape)}, expected "
+                    f"{list(fc.weight.shape)}"
+                )
             fc.weight.copy_(w * (lr_multiplier / math.sqrt(w.shape[1])))
             fc.bias.copy_(b * lr_multiplier)

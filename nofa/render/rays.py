@@ -1,4 +1,5 @@
 """Camera rays through pixel centres, and their intersection with the tri-plane box."""
+
 from __future__ import annotations
 
 import torch
@@ -27,13 +28,17 @@ def generate_rays(labels: torch.Tensor, resolution: int) -> tuple[torch.Tensor, 
     N = labels.shape[0]
     fx, fy = K[:, 0, 0, None], K[:, 1, 1, None]
     cx, cy, sk = K[:, 0, 2, None], K[:, 1, 2, None], K[:, 0, 1, None]
-    centres = (torch.arange(resolution, dtype=labels.dtype, device=labels.device) + 0.5) / resolution
+    centres = (
+        torch.arange(resolution, dtype=labels.dtype, device=labels.device) + 0.5
+    ) / resolution
     v, u = torch.meshgrid(centres, centres, indexing="ij")  # v: row (image y), u: column (x)
     u, v = u.reshape(1, -1), v.reshape(1, -1)
     # Pinhole with skew, at camera depth 1 (OpenCV axes).
     x_cam = (u - cx + cy * sk / fy - sk * v / fy) / fx
     y_cam = (v - cy) / fy
-    cam = torch.stack([x_cam.expand(N, -1), y_cam.expand(N, -1), torch.ones_like(x_cam).expand(N, -1)], -1)
+    cam = torch.stack(
+        [x_cam.expand(N, -1), y_cam.expand(N, -1), torch.ones_like(x_cam).expand(N, -1)], -1
+    )
     dirs = torch.nn.functional.normalize(cam @ cam2world[:, :3, :3].transpose(1, 2), dim=-1)
     origins = cam2world[:, None, :3, 3].expand_as(dirs)
     return origins, dirs

@@ -8,11 +8,13 @@ Every tri-plane lookup goes through :func:`nofa.ops.decode_triplane` (or
 pure-PyTorch reference. Only public `nofa.ops` names are used, and nothing here asks which
 backend runs, so the render traces with `torch.compile(fullgraph=True)`.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -61,26 +63,35 @@ class RenderOptions:
     def __post_init__(self) -> None:
         for name in ("white_back", "deterministic", "checkpoint"):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool (True or False), got {getattr(self, name)!r}")
-        if isinstance(self.box_warp, bool) or not isinstance(self.box_warp, numbers.Real) \
-                or not 0 < self.box_warp < float("inf"):
+                raise TypeError(
+                    f"{name} must be a bool (True or False), got {getattr(self, name)!r}"
+                )
+        if (
+            isinstance(self.box_warp, bool)
+            or not isinstance(self.box_warp, numbers.Real)
+            or not 0 < self.box_warp < float("inf")
+        ):
             raise ValueError(f"box_warp must be a positive finite number, got {self.box_warp!r}")
         if self.coarse_samples < 2:
             raise ValueError(f"coarse_samples must be >= 2, got {self.coarse_samples}")
         if self.importance_samples < 0 or (self.importance_samples > 0 and self.coarse_samples < 3):
-            raise ValueError("importance sampling needs coarse_samples >= 3 and importance_samples >= 0, got "
-                             f"{self.coarse_samples} and {self.importance_samples}")
+            raise ValueError(
+                "importance sampling needs coarse_samples >= 3 and importance_samples >= 0, got "
+                f"{self.coarse_samples} and {self.importance_samples}"
+            )
         if self.chunk_rays < 1 or not self.box_warp > 0:
-            raise ValueError(f"chunk_rays must be >= 1 and box_warp > 0, got {self.chunk_rays}, {self.box_warp}")
+            raise ValueError(
+                f"chunk_rays must be >= 1 and box_warp > 0, got {self.chunk_rays}, {self.box_warp}"
+            )
 
-    def replace(self, **changes) -> "RenderOptions":
+    def replace(self, **changes) -> RenderOptions:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RenderOptions":
+    def from_dict(cls, d: dict) -> RenderOptions:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -98,30 +109,41 @@ class RenderResult(NamedTuple):
 class TriplaneRenderer(nn.Module):
     """Renders tri-planes [N, 3, C, H, W] through an :class:`OSGDecoder` from EG3D cameras."""
 
-    def __init__(self, decoder: OSGDecoder | None = None, options: RenderOptions | None = None) -> None:
+    def __init__(
+        self, decoder: OSGDecoder | None = None, options: RenderOptions | None = None
+    ) -> None:
         super().__init__()
         self.decoder = decoder if decoder is not None else OSGDecoder()
         self.options = options if options is not None else RenderOptions()
 
     # -- point queries -------------------------------------------------------------------
     def query(
-        self, planes: torch.Tensor, points: torch.Tensor, deform: Deformation | None = None,
+        self,
+        planes: torch.Tensor,
+        points: torch.Tensor,
+        deform: Deformation | None = None,
         box_warp: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """points [N, M, 3] -> (raw density [N, M, 1], features [N, M, C_out])."""
         points, box_warp = _deformed(deform, points), box_warp or self.options.box_warp
         if _is_osg(self.decoder):
             d = self.decoder
-            return ops.decode_triplane(planes, points, box_warp, d.fc0.weight, d.fc0.bias, d.fc1.weight, d.fc1.bias)
+            return ops.decode_triplane(
+                planes, points, box_warp, d.fc0.weight, d.fc0.bias, d.fc1.weight, d.fc1.bias
+            )
         return self.decoder(ops.sample_triplane(planes, points, box_warp, "mean"))
 
-    def density(self, planes: torch.Tensor, points: torch.Tensor, box_warp: float | None = None) -> torch.Tensor:
+    def density(
+        self, planes: torch.Tensor, points: torch.Tensor, box_warp: float | None = None
+    ) -> torch.Tensor:
         """Raw density only, [N, M, 3] -> [N, M, 1] (cheaper: no colour rows)."""
         box_warp = box_warp or self.options.box_warp
         if _is_osg(self.decoder):
             d = self.decoder
             w1, b1 = d.fc1.weight[:1], d.fc1.bias[:1]  # density row only: no colour work
-            return ops.decode_triplane(planes, points, box_warp, d.fc0.weight, d.fc0.bias, w1, b1)[0]
+            return ops.decode_triplane(planes, points, box_warp, d.fc0.weight, d.fc0.bias, w1, b1)[
+                0
+            ]
         return self.decoder.density(ops.sample_triplane(planes, points, box_warp, "mean"))
 
     # -- rendering -----------------------------------------------------------------------
@@ -142,7 +164,10 @@ class TriplaneRenderer(nn.Module):
         if planes.dim() != 5 or planes.shape[1] != 3:
             raise ValueError(f"planes must have shape [N, 3, C, H, W], got {list(planes.shape)}")
         if labels.shape != (planes.shape[0], 25):
-            raise ValueError(f"labels must have shape [N, 25] with N = {planes.shape[0]}, got {list(labels.shape)}")
+            raise ValueError(
+                f"labels must have shape [N, 25] with N = {planes.shape[0]}, got "
+                f"{list(labels.shape)}"
+            )
         N = planes.shape[0]
         # The layout the kernels read fastest (channels-last on the CPU and CUDA): transposed once
         # per render rather than once per kernel call.
@@ -155,13 +180,20 @@ class TriplaneRenderer(nn.Module):
         per_chunk = max(1, opt.chunk_rays // max(N, 1))
         outs = []
         for s in range(0, origins.shape[1], per_chunk):
-            args = (planes, origins[:, s:s + per_chunk], dirs[:, s:s + per_chunk],
-                    near[:, s:s + per_chunk], far[:, s:s + per_chunk])
+            args = (
+                planes,
+                origins[:, s : s + per_chunk],
+                dirs[:, s : s + per_chunk],
+                near[:, s : s + per_chunk],
+                far[:, s : s + per_chunk],
+            )
             if opt.checkpoint and torch.is_grad_enabled():
                 outs.append(checkpoint(self._render_rays, *args, deform, opt, use_reentrant=False))
             else:
                 outs.append(self._render_rays(*args, deform, opt))
-        feats, depth, weight = (torch.cat(x, 1) for x in zip(*outs)) if outs else self._empty(planes, N, opt)
+        feats, depth, weight = (
+            (torch.cat(x, 1) for x in zip(*outs)) if outs else self._empty(planes, N, opt)
+        )
         # compositing gives an empty ray the largest depth of its chunk; the image's far
         # bound instead keeps the result independent of chunking (NaN rays stay NaN).
         depth = torch.where(weight == 0, far.amax(1, keepdim=True), depth)
@@ -180,7 +212,9 @@ class TriplaneRenderer(nn.Module):
     @staticmethod
     def _bounds(origins: torch.Tensor, dirs: torch.Tensor, opt: RenderOptions):
         if (opt.ray_start is None) != (opt.ray_end is None):
-            raise ValueError("ray_start and ray_end must both be numbers or both None (box intersection)")
+            raise ValueError(
+                "ray_start and ray_end must both be numbers or both None (box intersection)"
+            )
         if opt.ray_start is not None:
             if not opt.ray_end > opt.ray_start:
                 raise ValueError(f"ray_end must be > ray_start, got {opt.ray_start}, {opt.ray_end}")
@@ -189,7 +223,7 @@ class TriplaneRenderer(nn.Module):
         near, far, hit = ray_box_bounds(origins, dirs, opt.box_warp)
         # Per-ray fallback (not a batch-wide one as in EG3D) keeps chunked renders exact.
         dist = origins.norm(dim=-1, keepdim=True)
-        radius = opt.box_warp * 3 ** 0.5 / 2
+        radius = opt.box_warp * 3**0.5 / 2
         near = torch.where(hit, near, (dist - radius).clamp_min(0.0))
         far = torch.where(hit, far, dist + radius)
         return near, far
@@ -201,15 +235,18 @@ class TriplaneRenderer(nn.Module):
         if opt.importance_samples > 0:
             with torch.no_grad():
                 # Weights do not depend on colour: composite one channel to get them cheaply.
-                _, _, w = ops.composite_rays(dens.detach(), dens.detach(), depths.detach(), opt.white_back)
+                _, _, w = ops.composite_rays(
+                    dens.detach(), dens.detach(), depths.detach(), opt.white_back
+                )
             fine = importance_depths(depths, w, opt.importance_samples, opt.deterministic)
             # Each set sorted along the ray, then composited together: where a kernel merges
             # them on the fly no [R, S, C] payloads are concatenated or gathered; elsewhere
             # the op concatenates and sorts itself (EG3D's way). Same images and gradients.
             fine = torch.sort(fine, -2).values
             dens_f, cols_f = self._samples(planes, origins, dirs, fine, deform, opt)
-            feats, depth, weights = ops.composite_rays_merged(cols, dens, depths, cols_f, dens_f, fine,
-                                                              opt.white_back)
+            feats, depth, weights = ops.composite_rays_merged(
+                cols, dens, depths, cols_f, dens_f, fine, opt.white_back
+            )
             return feats, depth, weights.sum(-2)
         feats, depth, weights = ops.composite_rays(cols, dens, depths, opt.white_back)
         return feats, depth, weights.sum(-2)
@@ -223,8 +260,11 @@ class TriplaneRenderer(nn.Module):
 
 def _is_osg(decoder: nn.Module) -> bool:
     """An OSGDecoder whose maths is the stock one, so the fused decode_triplane op applies."""
-    return (isinstance(decoder, OSGDecoder) and type(decoder).forward is OSGDecoder.forward
-            and type(decoder).density is OSGDecoder.density)
+    return (
+        isinstance(decoder, OSGDecoder)
+        and type(decoder).forward is OSGDecoder.forward
+        and type(decoder).density is OSGDecoder.density
+    )
 
 
 def _deformed(deform: Deformation | None, points: torch.Tensor) -> torch.Tensor:
@@ -235,5 +275,7 @@ def _deformed(deform: Deformation | None, points: torch.Tensor) -> torch.Tensor:
         out = out[0]
     if not isinstance(out, torch.Tensor) or out.shape != points.shape:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"deform must map points {list(points.shape)} to the same shape, got {got}")
+        raise ValueError(
+            f"deform must map points {list(points.shape)} to the same shape, got {got}"
+        )
     return out

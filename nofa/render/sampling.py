@@ -4,6 +4,7 @@ Both follow EG3D's ImportanceRenderer. `deterministic=True` removes all randomne
 jitter on the coarse depths; importance samples from u = linspace(0, 1, n)) so that two
 renders of the same scene are bit-identical.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,7 +31,9 @@ def stratified_depths(
     depths = near.unsqueeze(-2) + (far - near).unsqueeze(-2) * t.view(n, 1)
     if not deterministic:
         step = (far - near).unsqueeze(-2) / (n - 1)
-        noise = torch.rand(depths.shape, dtype=depths.dtype, device=depths.device, generator=generator)
+        noise = torch.rand(
+            depths.shape, dtype=depths.dtype, device=depths.device, generator=generator
+        )
         depths = depths + noise * step
     return depths
 
@@ -73,7 +76,8 @@ def importance_depths(
     deterministic: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """EG3D importance sampling: [N, R, S, 1] coarse depths + [N, R, S-1, 1] weights -> [N, R, n, 1].
+    """EG3D importance sampling: [N, R, S, 1] coarse depths + [N, R, S-1, 1] weights -> [N, R, n,
+    1].
 
     The weights are smoothed (max-pool 2, avg-pool 2, + 0.01) and the midpoints of the coarse
     depths are the bin edges. The result carries no gradient (as in EG3D).
@@ -93,7 +97,10 @@ def importance_depths(
 
 
 def merge_samples(
-    depths_a: torch.Tensor, values_a: list[torch.Tensor], depths_b: torch.Tensor, values_b: list[torch.Tensor]
+    depths_a: torch.Tensor,
+    values_a: list[torch.Tensor],
+    depths_b: torch.Tensor,
+    values_b: list[torch.Tensor],
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Concatenate two sample sets along S and sort by depth, carrying per-sample tensors along.
 

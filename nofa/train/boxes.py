@@ -24,6 +24,7 @@ prediction is supervised where the target has its eyes and mouth.
 (torch.nn.functional.grid_sample), differentiable with respect to the image; the image spans
 [0, S] in continuous pixel coordinates (pixel i covers [i, i + 1)).
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,13 +41,28 @@ REGIONS: dict[str, tuple[tuple[int, ...], float, tuple[int, int]]] = {
 
 
 def _check_landmarks(landmarks: torch.Tensor) -> None:
-    if not isinstance(landmarks, torch.Tensor) or landmarks.dim() != 3 or landmarks.shape[1:] != (68, 2):
-        got = list(landmarks.shape) if isinstance(landmarks, torch.Tensor) else type(landmarks).__name__
-        raise ValueError(f"landmarks must be a tensor [N, 68, 2] (dlib's 68 points, pixels), got {got}")
+    if (
+        not isinstance(landmarks, torch.Tensor)
+        or landmarks.dim() != 3
+        or landmarks.shape[1:] != (68, 2)
+    ):
+        got = (
+            list(landmarks.shape)
+            if isinstance(landmarks, torch.Tensor)
+            else type(landmarks).__name__
+        )
+        raise ValueError(
+            f"landmarks must be a tensor [N, 68, 2] (dlib's 68 points, pixels), got {got}"
+        )
 
 
-def region_box(landmarks: torch.Tensor, region: str, image_size: int, margin: float = 0.25,
-               min_size: float = 0.15) -> torch.Tensor:
+def region_box(
+    landmarks: torch.Tensor,
+    region: str,
+    image_size: int,
+    margin: float = 0.25,
+    min_size: float = 0.15,
+) -> torch.Tensor:
     """Box of `region` ("eyes" | "mouth") for each face: landmarks [N, 68, 2] pixel coordinates
     in an image of `image_size` px -> boxes [N, 4] (x0, y0, x1, y1) in pixels, inside the image."""
     _check_landmarks(landmarks)
@@ -75,8 +91,13 @@ def region_box(landmarks: torch.Tensor, region: str, image_size: int, margin: fl
     return torch.stack([x0, y0, x0 + w, y0 + h], 1)
 
 
-def face_boxes(landmarks: torch.Tensor, image_size: int, regions: tuple[str, ...] = ("eyes", "mouth"),
-               margin: float = 0.25, min_size: float = 0.15) -> dict[str, torch.Tensor]:
+def face_boxes(
+    landmarks: torch.Tensor,
+    image_size: int,
+    regions: tuple[str, ...] = ("eyes", "mouth"),
+    margin: float = 0.25,
+    min_size: float = 0.15,
+) -> dict[str, torch.Tensor]:
     """{region: boxes [N, 4]} for each of `regions` (see region_box)."""
     return {r: region_box(landmarks, r, image_size, margin, min_size) for r in regions}
 
@@ -87,7 +108,9 @@ def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int])
     if images.dim() != 4:
         raise ValueError(f"images must be [N, C, H, W], got {list(images.shape)}")
     if boxes.dim() != 2 or boxes.shape != (images.shape[0], 4):
-        raise ValueError(f"boxes must be [{images.shape[0]}, 4] (x0, y0, x1, y1), got {list(boxes.shape)}")
+        raise ValueError(
+            f"boxes must be [{images.shape[0]}, 4] (x0, y0, x1, y1), got {list(boxes.shape)}"
+        )
     n, _, hh, ww = images.shape
     oh, ow = int(size[0]), int(size[1])
     b = boxes.to(device=images.device, dtype=torch.float32)
@@ -100,4 +123,6 @@ def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int])
     gy = 2 * ys / hh - 1
     gx = 2 * xs / ww - 1
     grid = torch.stack([gx[:, None, :].expand(n, oh, ow), gy[:, :, None].expand(n, oh, ow)], -1)
-    return F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(
+        images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )

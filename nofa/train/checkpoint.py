@@ -1,6 +1,7 @@
 """Training checkpoints: atomic, the last K kept, each with its resolved config as TOML
 beside it, and everything an exact resume needs (model, optimiser, step, data position,
 RNG states of torch CPU/CUDA, Python and NumPy)."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,16 @@ import torch
 
 from ..io.atomic import atomic_torch_save
 
-__all__ = ["FORMAT", "atomic_write_text", "checkpoint_paths", "get_rng_state", "latest_checkpoint",
-           "load_training_checkpoint", "save_training_checkpoint", "set_rng_state"]
+__all__ = [
+    "FORMAT",
+    "atomic_write_text",
+    "checkpoint_paths",
+    "get_rng_state",
+    "latest_checkpoint",
+    "load_training_checkpoint",
+    "save_training_checkpoint",
+    "set_rng_state",
+]
 
 FORMAT = "nofa-train-checkpoint"
 VERSION = 1
@@ -42,8 +51,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def get_rng_state() -> dict:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     # plain tensors and numbers only, so checkpoints load with torch.load(weights_only=True)
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -76,7 +88,9 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     return paths[-1] if paths else None
 
 
-def save_training_checkpoint(folder: str | os.PathLike, step: int, state: dict, config_toml: str, keep: int) -> Path:
+def save_training_checkpoint(
+    folder: str | os.PathLike, step: int, state: dict, config_toml: str, keep: int
+) -> Path:
     """Write step-XXXXXXXX.pt (+ .toml) atomically, then delete all but the last `keep`."""
     folder = Path(folder)
     path = folder / f"step-{step:08d}.pt"
@@ -88,16 +102,23 @@ def save_training_checkpoint(folder: str | os.PathLike, step: int, state: dict, 
     return path
 
 
-def load_training_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+def load_training_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path} is not a readable training checkpoint ({type(e).__name__}: {e})") from e
+        raise ValueError(
+            f"{path} is not a readable training checkpoint ({type(e).__name__}: {e})"
+        ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a nofa training checkpoint (expected format {FORMAT!r})")
     if ckpt.get("version") != VERSION:
-        raise ValueError(f"{path} has training checkpoint version {ckpt.get('version')}, this nofa reads {VERSION}")
+        raise ValueError(
+            f"{path} has training checkpoint version {ckpt.get('version')}, this nofa reads "
+            f"{VERSION}"
+        )
     return ckpt

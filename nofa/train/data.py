@@ -15,6 +15,7 @@ Cameras: yaw ~ N(0, yaw_std) and pitch ~ N(0, pitch_std) (radians), each clipped
 focal 4.2647): defaults yaw_std 0.3 (17 deg) and pitch_std 0.155 (8.9 deg), the Gaussian
 spread EG3D/pi-GAN use for FFHQ, see docs/training.md. The generator's mapping network is
 conditioned on the frontal camera (EG3D's gen_samples default)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,8 +54,10 @@ class SyntheticBatch:
     def __len__(self) -> int:
         return self.image_s.shape[0]
 
-    def slice(self, start: int, stop: int) -> "SyntheticBatch":
-        return SyntheticBatch(**{f.name: getattr(self, f.name)[start:stop] for f in dataclasses.fields(self)})
+    def slice(self, start: int, stop: int) -> SyntheticBatch:
+        return SyntheticBatch(
+            **{f.name: getattr(self, f.name)[start:stop] for f in dataclasses.fields(self)}
+        )
 
 
 class SyntheticSource:
@@ -63,18 +66,36 @@ class SyntheticSource:
     The teacher renders are deterministic (no sample jitter), in float32, without gradients.
     """
 
-    def __init__(self, model: NOFAAvatar, seed: int = 0, truncation: float = 0.7, yaw_std: float = 0.3,
-                 pitch_std: float = 0.155, max_sigma: float = 2.0, resolution: int | None = None) -> None:
+    def __init__(
+        self,
+        model: NOFAAvatar,
+        seed: int = 0,
+        truncation: float = 0.7,
+        yaw_std: float = 0.3,
+        pitch_std: float = 0.155,
+        max_sigma: float = 2.0,
+        resolution: int | None = None,
+    ) -> None:
         self.model, self.seed, self.truncation = model, int(seed), float(truncation)
-        self.yaw_std, self.pitch_std, self.max_sigma = float(yaw_std), float(pitch_std), float(max_sigma)
+        self.yaw_std, self.pitch_std, self.max_sigma = (
+            float(yaw_std),
+            float(pitch_std),
+            float(max_sigma),
+        )
         self.resolution = resolution
         self.options = model.renderer.options.replace(deterministic=True)
 
-    def sample_params(self, index: int, stream: int = TRAIN_STREAM) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample_params(
+        self, index: int, stream: int = TRAIN_STREAM
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(z [z_dim], camera_s [25], camera_t [25]) of sample `index` of `stream`."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, stream, int(index)]))
         z = torch.from_numpy(rng.standard_normal(self.model.generator.z_dim)).float()
-        angles = torch.from_numpy(rng.standard_normal((2, 2))).float().clamp(-self.max_sigma, self.max_sigma)
+        angles = (
+            torch.from_numpy(rng.standard_normal((2, 2)))
+            .float()
+            .clamp(-self.max_sigma, self.max_sigma)
+        )
         angles = angles * torch.tensor([self.yaw_std, self.pitch_std])
         cams = default_label(angles[:, 0], angles[:, 1])
         return z, cams[0], cams[1]
@@ -94,8 +115,20 @@ class SyntheticSource:
         vol = m.volume_from_feature(feature, skip, ws)
         views = []
         for cam in (cam_s, cam_t):
-            res = m.renderer(vol.planes, cam, self.resolution or m.render_resolution, None, self.options)
+            res = m.renderer(
+                vol.planes, cam, self.resolution or m.render_resolution, None, self.options
+            )
             views.append((m.superres(res.rgb, res.features, ws), res.rgb, res.depth))
         (img_s, raw_s, d_s), (img_t, raw_t, d_t) = views
-        return SyntheticBatch(img_s, img_t, raw_s, raw_t, d_s, d_t, cam_s, cam_t, ws,
-                              torch.as_tensor(list(indices), dtype=torch.long))
+        return SyntheticBatch(
+            img_s,
+            img_t,
+            raw_s,
+            raw_t,
+            d_s,
+            d_t,
+            cam_s,
+            cam_t,
+            ws,
+            torch.as_tensor(list(indices), dtype=torch.long),
+        )

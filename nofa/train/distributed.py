@@ -1,6 +1,7 @@
 """Data-parallel set-up on torch.distributed, from torchrun's environment (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR/PORT): gloo on CPU, NCCL on CUDA. Without those variables the run
 is a single process and nothing is initialised."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -13,10 +13,11 @@ stage's alpha/beta) and for the undeformed canonical render of the same volume f
 same camera (alpha/beta None: the identity deformation), the baseline; and the render deformed
 with the source frame's own expression (alpha_t, beta_s), which separates what the field
 learned about expressions from a warp that does not depend on them."""
+
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -33,7 +34,10 @@ __all__ = ["evaluate", "evaluate_reenactment", "heldout_batches", "image_scores"
 
 
 def heldout_batches(source: SyntheticSource, samples: int, batch_size: int) -> list[SyntheticBatch]:
-    return [source.batch(range(i, min(i + batch_size, samples)), HELDOUT_STREAM) for i in range(0, samples, batch_size)]
+    return [
+        source.batch(range(i, min(i + batch_size, samples)), HELDOUT_STREAM)
+        for i in range(0, samples, batch_size)
+    ]
 
 
 def score(pred: dict, batch: SyntheticBatch, lpips: LPIPSLoss | None) -> dict[str, torch.Tensor]:
@@ -41,20 +45,31 @@ def score(pred: dict, batch: SyntheticBatch, lpips: LPIPSLoss | None) -> dict[st
     out = {}
     for v in ("s", "t"):
         img, raw, dep = pred[f"image_{v}"], pred[f"raw_{v}"], pred[f"depth_{v}"]
-        tgt_img, tgt_raw, tgt_dep = getattr(batch, f"image_{v}"), getattr(batch, f"raw_{v}"), getattr(batch, f"depth_{v}")
+        tgt_img, tgt_raw, tgt_dep = (
+            getattr(batch, f"image_{v}"),
+            getattr(batch, f"raw_{v}"),
+            getattr(batch, f"depth_{v}"),
+        )
         name = "source" if v == "s" else "novel"
         out[f"psnr_{name}"] = psnr(img, tgt_img)
         out[f"l2_{name}"] = (img - tgt_img).pow(2).flatten(1).mean(1)
         out[f"l2raw_{name}"] = (raw - tgt_raw).pow(2).flatten(1).mean(1)
         out[f"depth_{name}"] = (dep - tgt_dep).abs().flatten(1).mean(1)
         if lpips is not None:
-            out[f"lpips_{name}"] = torch.stack([lpips(img[i:i + 1], tgt_img[i:i + 1]) for i in range(img.shape[0])])
+            out[f"lpips_{name}"] = torch.stack(
+                [lpips(img[i : i + 1], tgt_img[i : i + 1]) for i in range(img.shape[0])]
+            )
     return out
 
 
 @torch.no_grad()
-def evaluate(model: NOFAAvatar, batches: list[SyntheticBatch], lpips: LPIPSLoss | None, fine: bool,
-             baseline: bool = False) -> tuple[dict[str, float], dict]:
+def evaluate(
+    model: NOFAAvatar,
+    batches: list[SyntheticBatch],
+    lpips: LPIPSLoss | None,
+    fine: bool,
+    baseline: bool = False,
+) -> tuple[dict[str, float], dict]:
     """Mean metrics over the held-out batches -> ({"eval/coarse/psnr_novel": ..., ...}, last
     predictions for an image grid). Rendering is deterministic and the global RNG is left
     untouched (a run's random stream must not depend on when it evaluates)."""
@@ -64,8 +79,13 @@ def evaluate(model: NOFAAvatar, batches: list[SyntheticBatch], lpips: LPIPSLoss 
         for b in batches:
             kinds = {}
             vol, coarse = reconstruct(model, b.image_s, b.camera_s, fine=fine)
-            kinds["coarse"] = render_views(model, vol if not fine else _coarse(model, vol), b.camera_s, b.camera_t,
-                                           source=coarse)
+            kinds["coarse"] = render_views(
+                model,
+                vol if not fine else _coarse(model, vol),
+                b.camera_s,
+                b.camera_t,
+                source=coarse,
+            )
             if fine:
                 kinds["fine"] = render_views(model, vol, b.camera_s, b.camera_t)
             if baseline:
@@ -98,23 +118,40 @@ def _coarse(model: NOFAAvatar, vol: AvatarVolume) -> AvatarVolume:
 
 def _uint8(img: torch.Tensor) -> np.ndarray:
     """[3, H, W] in [-1, 1] -> uint8 [H, W, 3]."""
-    return ((img.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return (
+        ((img.detach().float().clamp(-1, 1) + 1) * 127.5)
+        .round()
+        .byte()
+        .permute(1, 2, 0)
+        .cpu()
+        .numpy()
+    )
 
 
-def image_scores(pred: torch.Tensor, target: torch.Tensor, lpips: LPIPSLoss | None) -> dict[str, torch.Tensor]:
+def image_scores(
+    pred: torch.Tensor, target: torch.Tensor, lpips: LPIPSLoss | None
+) -> dict[str, torch.Tensor]:
     """Per-image PSNR (dB, peak-to-peak 2 in [-1, 1]), SSIM (scikit-image on uint8, 7x7
     window) and LPIPS of images [N, 3, H, W] -> {name: [N]}."""
-    out = {"psnr": psnr(pred, target),
-           "ssim": torch.tensor([ssim_uint8(_uint8(p), _uint8(t)) for p, t in zip(pred, target)])}
+    out = {
+        "psnr": psnr(pred, target),
+        "ssim": torch.tensor([ssim_uint8(_uint8(p), _uint8(t)) for p, t in zip(pred, target)]),
+    }
     if lpips is not None:
-        out["lpips"] = torch.stack([lpips(pred[i:i + 1], target[i:i + 1]) for i in range(pred.shape[0])])
+        out["lpips"] = torch.stack(
+            [lpips(pred[i : i + 1], target[i : i + 1]) for i in range(pred.shape[0])]
+        )
     return out
 
 
 @torch.no_grad()
-def evaluate_reenactment(model: NOFAAvatar, batches: list[VideoBatch], lpips: LPIPSLoss | None,
-                         beta: Callable[[VideoBatch], torch.Tensor] | None = None,
-                         margin: float = 0.25) -> tuple[dict[str, float], dict]:
+def evaluate_reenactment(
+    model: NOFAAvatar,
+    batches: list[VideoBatch],
+    lpips: LPIPSLoss | None,
+    beta: Callable[[VideoBatch], torch.Tensor] | None = None,
+    margin: float = 0.25,
+) -> tuple[dict[str, float], dict]:
     """Self-reenactment metrics over held-out VideoBatches -> ({"eval/deformed/psnr": ...,
     "eval/deformed/psnr_mouth": ..., "eval/canonical/...": ..., "eval/source_beta/...": ...},
     last batch's images dict(batch, deformed, canonical, source_beta [N, 3, S, S])). The source
@@ -129,9 +166,11 @@ def evaluate_reenactment(model: NOFAAvatar, batches: list[VideoBatch], lpips: LP
     with _held_out_mode(model):
         for b in batches:
             vol, _ = reconstruct(model, b.image_s, b.camera_s, fine=True)
-            kinds = {"deformed": model.render(vol, b.camera_t, b.alpha_t, beta(b))["image"],
-                     "canonical": model.render(vol, b.camera_t)["image"],
-                     "source_beta": model.render(vol, b.camera_t, b.alpha_t, b.beta_s)["image"]}
+            kinds = {
+                "deformed": model.render(vol, b.camera_t, b.alpha_t, beta(b))["image"],
+                "canonical": model.render(vol, b.camera_t)["image"],
+                "source_beta": model.render(vol, b.camera_t, b.alpha_t, b.beta_s)["image"],
+            }
             box = region_box(b.landmarks_t, "mouth", b.image_t.shape[-1], margin)
             size = REGIONS["mouth"][2]
             tgt_mouth = crop_boxes(b.image_t, box, size)

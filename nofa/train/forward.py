@@ -6,6 +6,7 @@ gamma/eta run in torch.autocast(bfloat16); their outputs are cast back to float3
 the generator. The generator G (StyleGAN2 modulated convolutions with demodulation), the
 renderer (every nofa.ops custom op: tri-plane sampling, decoding, compositing) and the SR
 module always run in float32."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,14 @@ def autocast(enabled: bool, device: torch.device):
     return contextlib.nullcontext()
 
 
-def reconstruct(model: NOFAAvatar, image: torch.Tensor, camera: torch.Tensor, fine: bool, amp: bool = False,
-                coarse_grad: bool = True) -> tuple[AvatarVolume, dict]:
+def reconstruct(
+    model: NOFAAvatar,
+    image: torch.Tensor,
+    camera: torch.Tensor,
+    fine: bool,
+    amp: bool = False,
+    coarse_grad: bool = True,
+) -> tuple[AvatarVolume, dict]:
     """Same graph as `model.reconstruct` (eqs. 1-3). image [N, 3, S, S], camera [N, 25].
 
     Returns (volume, coarse): the fine volume V_e (V_c when not `fine`) and the render of V_c
@@ -50,11 +57,22 @@ def reconstruct(model: NOFAAvatar, image: torch.Tensor, camera: torch.Tensor, fi
     return vol, coarse
 
 
-def render_views(model: NOFAAvatar, volume: AvatarVolume, camera_s: torch.Tensor, camera_t: torch.Tensor,
-                 source: dict | None = None) -> dict:
+def render_views(
+    model: NOFAAvatar,
+    volume: AvatarVolume,
+    camera_s: torch.Tensor,
+    camera_t: torch.Tensor,
+    source: dict | None = None,
+) -> dict:
     """Render `volume` from both cameras -> dict of {image,raw,depth}_{s,t}; `source` reuses a
     render from camera_s already made."""
     out_s = source if source is not None else model.render(volume, camera_s)
     out_t = model.render(volume, camera_t)
-    return {"image_s": out_s["image"], "raw_s": out_s["image_raw"], "depth_s": out_s["depth"],
-            "image_t": out_t["image"], "raw_t": out_t["image_raw"], "depth_t": out_t["depth"]}
+    return {
+        "image_s": out_s["image"],
+        "raw_s": out_s["image_raw"],
+        "depth_s": out_s["depth"],
+        "image_t": out_t["image"],
+        "raw_t": out_t["image_raw"],
+        "depth_t": out_t["depth"],
+    }

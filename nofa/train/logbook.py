@@ -1,5 +1,6 @@
 """Run logs (rank 0 only): scalars to TensorBoard event files and to a CSV, image grids as
 PNG files (input / target / prediction / depth)."""
+
 from __future__ import annotations
 
 import csv
@@ -36,8 +37,9 @@ class RunLog:
             for k, v in values.items():
                 self.writer.add_scalar(k, v, step)
         # a resumed run may repeat steps after its last checkpoint: the newer row wins
-        self.rows = [r for r in self.rows if int(r["step"]) != step or not set(values) & set(r)] + \
-            [{"step": step, **values}]
+        self.rows = [r for r in self.rows if int(r["step"]) != step or not set(values) & set(r)] + [
+            {"step": step, **values}
+        ]
         self._write_csv()
 
     def _write_csv(self) -> None:
@@ -64,7 +66,8 @@ class RunLog:
 
     def skipped(self, step: int, items: list[str]) -> Path:
         """Record data items a source skipped (unreadable or bad) at `step`: a warning on stderr
-        and lines `step<TAB>item` in logs/skipped.txt (rewritten atomically, kept across resumes)."""
+        and lines `step<TAB>item` in logs/skipped.txt (rewritten atomically, kept across
+        resumes)."""
         import sys
 
         path = self.dir / "logs" / "skipped.txt"
@@ -101,5 +104,7 @@ def image_grid(columns: list[torch.Tensor], max_rows: int = 4) -> torch.Tensor:
         else:
             c = (c * 0.5 + 0.5).clamp(0, 1)
         cols.append(F.interpolate(c, size=size, mode="nearest") if c.shape[-2:] != size else c)
-    rows = torch.cat([torch.cat(list(col), 1) for col in cols], 2)  # stack samples vertically, columns side by side
+    rows = torch.cat(
+        [torch.cat(list(col), 1) for col in cols], 2
+    )  # stack samples vertically, columns side by side
     return rows

@@ -5,6 +5,7 @@ LPIPS runs through the `lpips` package. Its learned linear heads ship inside the
 the trunk needs torchvision's ImageNet weights, which nofa never downloads: they are read
 from `loss.lpips_backbone` (or the torch hub cache when the file is already there), and a
 missing file is an error before training starts that names the file."""
+
 from __future__ import annotations
 
 import warnings
@@ -14,7 +15,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["BACKBONE_FILES", "LPIPSLoss", "build_lpips", "depth_l2", "l2", "psnr", "resolve_backbone"]
+__all__ = [
+    "BACKBONE_FILES",
+    "LPIPSLoss",
+    "build_lpips",
+    "depth_l2",
+    "l2",
+    "psnr",
+    "resolve_backbone",
+]
 
 # torchvision's file names for the ImageNet weights of each LPIPS trunk.
 BACKBONE_FILES = {
@@ -35,18 +44,24 @@ def resolve_backbone(net: str, path: str) -> Path:
         if p.is_dir():
             p = p / name
         if not p.is_file():
-            raise FileNotFoundError(f"LPIPS backbone weights not found at {p}: loss.lpips_backbone must point to "
-                                    f"torchvision's ImageNet {net} weights ({name}); nofa does not download them")
+            raise FileNotFoundError(
+                f"LPIPS backbone weights not found at {p}: loss.lpips_backbone must point to "
+                f"torchvision's ImageNet {net} weights ({name}); nofa does not download them"
+            )
         return p
     cached = Path(torch.hub.get_dir()) / "checkpoints" / name
     if cached.is_file():
         return cached
-    raise FileNotFoundError(f"LPIPS needs torchvision's ImageNet {net} weights ({name}); set loss.lpips_backbone="
-                            f"/path/to/{name} (not found in the torch hub cache {cached.parent} either; nofa does "
-                            f"not download them). For tests only: loss.lpips_random_backbone=true")
+    raise FileNotFoundError(
+        f"LPIPS needs torchvision's ImageNet {net} weights ({name}); set loss.lpips_backbone="
+        f"/path/to/{name} (not found in the torch hub cache {cached.parent} either; nofa does "
+        f"not download them). For tests only: loss.lpips_random_backbone=true"
+    )
 
 
-def build_lpips(net: str = "alex", backbone: str = "", random_backbone: bool = False, seed: int = 0) -> nn.Module:
+def build_lpips(
+    net: str = "alex", backbone: str = "", random_backbone: bool = False, seed: int = 0
+) -> nn.Module:
     """lpips.LPIPS with the package's linear heads and the trunk from `backbone` (or random
     when `random_backbone`: drawn from `seed`, so a resumed run gets the same trunk). Frozen,
     eval mode. The global RNG is left as it was."""
@@ -73,7 +88,10 @@ def _load_trunk(trunk: nn.Module, sd: dict, where: Path) -> None:
         targets[f"features.{idx}.{rest}"] = name
     missing = [k for k in targets if k not in sd]
     if missing:
-        raise ValueError(f"{where} is not torchvision's ImageNet weights for this LPIPS trunk: missing {missing[:4]}")
+        raise ValueError(
+            f"{where} is not torchvision's ImageNet weights for this LPIPS trunk: missing "
+            f"{missing[:4]}"
+        )
     trunk.load_state_dict({t: sd[s] for s, t in targets.items()})
 
 
@@ -88,8 +106,12 @@ class LPIPSLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if pred.shape[-1] < self.min_size:
             size = (self.min_size, self.min_size)
-            pred = F.interpolate(pred, size=size, mode="bilinear", align_corners=False, antialias=False)
-            target = F.interpolate(target, size=size, mode="bilinear", align_corners=False, antialias=False)
+            pred = F.interpolate(
+                pred, size=size, mode="bilinear", align_corners=False, antialias=False
+            )
+            target = F.interpolate(
+                target, size=size, mode="bilinear", align_corners=False, antialias=False
+            )
         return self.net(pred.float(), target.float()).mean()
 
 
@@ -107,5 +129,3 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of images in [-1, 1] [N, 3, H, W] (peak-to-peak 2) -> [N]."""
     mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1).clamp_min(1e-10)
     return 10 * torch.log10(4.0 / mse)
-
-

@@ -15,6 +15,7 @@ Expression (4 numbers in [0, 1], written to beta[:4], the rest 0): jaw opening (
 face drops and a dark mouth interior opens), smile (mouth corners up and wider), brow
 raise, blink (upper lids down).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,17 +29,38 @@ import torch
 
 from ..faces import LANDMARKS_3D
 from ..io.atomic import atomic_write, atomic_write_text
-from ..io.coeffs import DEEP3D_SLICES, DEEP3D_WIDTH, save_deep3d, save_deep3d_folder, save_expression
+from ..io.coeffs import (
+    DEEP3D_SLICES,
+    DEEP3D_WIDTH,
+    save_deep3d,
+    save_deep3d_folder,
+    save_expression,
+)
 from ..io.eg3d_labels import eg3d_label_to_deep3d, write_dataset_json
 from ..render import default_label, generate_rays
 
 __all__ = [
-    "EXPRESSION_NAMES", "IDENTITY_NAMES", "HeadIdentity", "audio_expressions", "expression_trajectory",
-    "head_landmarks2d", "head_landmarks3d", "render_heads", "write_synthetic_video_dataset",
+    "EXPRESSION_NAMES",
+    "IDENTITY_NAMES",
+    "HeadIdentity",
+    "audio_expressions",
+    "expression_trajectory",
+    "head_landmarks2d",
+    "head_landmarks3d",
+    "render_heads",
+    "write_synthetic_video_dataset",
 ]
 
-IDENTITY_NAMES = ("face_width", "face_length", "eye_spacing", "skin_lightness", "skin_warmth", "hair_lightness",
-                  "hair_warmth", "nose_size")
+IDENTITY_NAMES = (
+    "face_width",
+    "face_length",
+    "eye_spacing",
+    "skin_lightness",
+    "skin_warmth",
+    "hair_lightness",
+    "hair_warmth",
+    "nose_size",
+)
 EXPRESSION_NAMES = ("jaw_open", "smile", "brow_raise", "blink")
 
 _MOUTH_Y = -0.125  # mouth line of LANDMARKS_3D (world units)
@@ -47,7 +69,8 @@ _JAW_DROP = 0.075  # how far the lower lip and chin go down at jaw_open = 1
 
 @dataclasses.dataclass(frozen=True)
 class HeadIdentity:
-    """One synthetic person: `params` [8] in [-1, 1] (IDENTITY_NAMES), `background` RGB in [0, 1]."""
+    """One synthetic person: `params` [8] in [-1, 1] (IDENTITY_NAMES), `background` RGB in [0,
+    1]."""
 
     params: tuple[float, ...]
     background: tuple[float, float, float] = (0.55, 0.55, 0.55)
@@ -55,13 +78,16 @@ class HeadIdentity:
     def __post_init__(self) -> None:
         p = np.asarray(self.params, np.float64)
         if p.shape != (len(IDENTITY_NAMES),) or not np.isfinite(p).all():
-            raise ValueError(f"params must be {len(IDENTITY_NAMES)} finite numbers ({', '.join(IDENTITY_NAMES)}), "
-                             f"got {self.params!r}")
+            raise ValueError(
+                f"params must be {len(IDENTITY_NAMES)} finite numbers "
+                f"({', '.join(IDENTITY_NAMES)}), "
+                f"got {self.params!r}"
+            )
         if len(self.background) != 3:
             raise ValueError(f"background must be an RGB triple in [0, 1], got {self.background!r}")
 
     @staticmethod
-    def random(rng: np.random.Generator) -> "HeadIdentity":
+    def random(rng: np.random.Generator) -> HeadIdentity:
         params = tuple(float(v) for v in rng.uniform(-1, 1, len(IDENTITY_NAMES)))
         bg = rng.uniform(0.25, 0.85) * np.ones(3) + rng.uniform(-0.12, 0.12, 3)
         return HeadIdentity(params, tuple(float(v) for v in np.clip(bg, 0, 1)))
@@ -80,7 +106,10 @@ class HeadIdentity:
     @property
     def skin(self) -> np.ndarray:
         light, warm = self.value("skin_lightness"), self.value("skin_warmth")
-        base = np.array([0.80, 0.60, 0.48]) * (1.0 + 0.28 * light) + np.array([0.04, 0.0, -0.05]) * warm
+        base = (
+            np.array([0.80, 0.60, 0.48]) * (1.0 + 0.28 * light)
+            + np.array([0.04, 0.0, -0.05]) * warm
+        )
         if light < -0.4:  # darker skin tones
             base = base * (0.55 + 0.45 * (light + 1) / 0.6)
         return np.clip(base, 0.05, 1.0)
@@ -88,15 +117,21 @@ class HeadIdentity:
     @property
     def hair(self) -> np.ndarray:
         light, warm = self.value("hair_lightness"), self.value("hair_warmth")
-        level = 0.06 + 0.32 * (light + 1) ** 1.6 / 2 ** 1.6
-        return np.clip(level * np.array([1.0, 0.82, 0.62]) + 0.12 * max(warm, 0) * np.array([0.6, 0.25, 0.0]), 0, 1)
+        level = 0.06 + 0.32 * (light + 1) ** 1.6 / 2**1.6
+        return np.clip(
+            level * np.array([1.0, 0.82, 0.62]) + 0.12 * max(warm, 0) * np.array([0.6, 0.25, 0.0]),
+            0,
+            1,
+        )
 
 
 # -- landmarks ---------------------------------------------------------------------------------
 def head_landmarks2d(identity: HeadIdentity, expression) -> np.ndarray:
     """The 68 landmarks' face coordinates (x, y) [68, 2] (world units, dlib order) of a head
     with `expression` [4]: LANDMARKS_3D scaled by the identity and moved by the expression."""
-    jaw, smile, brow, blink = (float(v) for v in np.clip(np.asarray(expression, np.float64)[:4], 0, 1))
+    jaw, smile, brow, blink = (
+        float(v) for v in np.clip(np.asarray(expression, np.float64)[:4], 0, 1)
+    )
     p = LANDMARKS_3D[:, :2].copy()
     p[:, 0] *= identity.width
     p[:, 1] = _MOUTH_Y + (p[:, 1] - _MOUTH_Y) * identity.length
@@ -117,7 +152,7 @@ def head_landmarks2d(identity: HeadIdentity, expression) -> np.ndarray:
     half = (p[54, 0] - p[48, 0]) / 2
     u = (p[mouth, 0] - cx) / half
     p[mouth, 0] = cx + (p[mouth, 0] - cx) * (1 + 0.3 * smile)
-    p[mouth, 1] += 0.03 * smile * u ** 2 - 0.004 * smile
+    p[mouth, 1] += 0.03 * smile * u**2 - 0.004 * smile
     drop = _JAW_DROP * jaw
     lower = [55, 56, 57, 58, 59, 65, 66, 67]
     p[lower, 1] -= drop * (1 - 0.55 * u[[i - 48 for i in lower]] ** 2)
@@ -171,7 +206,9 @@ class _Head:
             d = _smin(d, _ellipsoid(x, y, z, *ear), 0.01)
         d = _smin(d, _ellipsoid(x, y, z, *self.neck), 0.03)
         n = self.hairline_n
-        above = self.hairline_d - (y * n[1] + z * n[2])  # < 0 on the hair side of the hairline plane
+        above = self.hairline_d - (
+            y * n[1] + z * n[2]
+        )  # < 0 on the hair side of the hairline plane
         hair = np.maximum(_ellipsoid(x, y, z, *self.hair), above)
         return d, hair
 
@@ -184,12 +221,13 @@ _BOUND_C = np.array([0.0, -0.08, 0.0])  # bounding sphere of head and neck (the 
 _BOUND_R = 0.45
 
 
-def _trace(head: _Head, origins: np.ndarray, dirs: np.ndarray, steps: int = 48,
-           eps: float = 3e-4) -> tuple[np.ndarray, np.ndarray]:
+def _trace(
+    head: _Head, origins: np.ndarray, dirs: np.ndarray, steps: int = 48, eps: float = 3e-4
+) -> tuple[np.ndarray, np.ndarray]:
     """Sphere tracing of rays [R, 3] -> (hit [R] bool, t [R] distance along the ray)."""
     o = origins - _BOUND_C
     b = (o * dirs).sum(-1)
-    disc = b * b - ((o * o).sum(-1) - _BOUND_R ** 2)
+    disc = b * b - ((o * o).sum(-1) - _BOUND_R**2)
     root = np.sqrt(np.maximum(disc, 0))
     t = np.maximum(-b - root, 0)
     t_far = -b + root
@@ -240,8 +278,15 @@ def _segment_distance(x, y, pts: np.ndarray) -> np.ndarray:
     return best
 
 
-def _albedo(identity: HeadIdentity, lm: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray,
-            hair_w: np.ndarray, px: float) -> np.ndarray:
+def _albedo(
+    identity: HeadIdentity,
+    lm: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    hair_w: np.ndarray,
+    px: float,
+) -> np.ndarray:
     """Surface colour [R, 3] at surface points (x, y, z) [R]: the face painted in (x, y) from
     the landmarks `lm` [68, 2] where the surface faces forward; `px` is the pixel size in
     world units (edge softness)."""
@@ -275,17 +320,22 @@ def _albedo(identity: HeadIdentity, lm: np.ndarray, x: np.ndarray, y: np.ndarray
         m = (inside * front)[:, None]
         col[:] = col * (1 - m) + eye_col * m
         # lash line along the upper lid (stays, thin, when the eye closes)
-        lash = _soft(np.abs(y - (cy + open_h / 2)) - 0.0035, soft) * _soft(np.abs(x - c[0]) - half_w * 1.05, soft)
+        lash = _soft(np.abs(y - (cy + open_h / 2)) - 0.0035, soft) * _soft(
+            np.abs(x - c[0]) - half_w * 1.05, soft
+        )
         paint(0.9 * lash, hair * 0.5)
     for brow in (lm[17:22], lm[22:27]):
         paint(0.92 * _soft(_segment_distance(x, y, brow) - 0.0075, soft), hair * 0.85)
     for sx in (-1, 1):  # nostrils
-        paint(0.8 * _soft(_ellipse(x, y, sx * 0.0135, lm[33, 1] + 0.004, 0.008, 0.004), soft), skin * 0.35)
+        paint(
+            0.8 * _soft(_ellipse(x, y, sx * 0.0135, lm[33, 1] + 0.004, 0.008, 0.004), soft),
+            skin * 0.35,
+        )
     # mouth: lips between the outer (48-59) and inner (60-67) contours, a dark interior inside
     cx, half = (lm[48, 0] + lm[54, 0]) / 2, (lm[54, 0] - lm[48, 0]) / 2
     u = np.clip((x - cx) / half, -1.2, 1.2)
     mid = (lm[62, 1] + lm[66, 1]) / 2
-    bend = np.maximum(1 - u ** 2, 0)
+    bend = np.maximum(1 - u**2, 0)
     line = lm[48, 1] - (lm[48, 1] - mid) * bend  # through the corners and the middle of the lips
     inner_top = line + (lm[62, 1] - mid) * bend
     inner_bot = line - (mid - lm[66, 1]) * bend
@@ -309,8 +359,9 @@ _LIGHT = (np.array([-0.35, 0.45, 1.0]) / np.linalg.norm([-0.35, 0.45, 1.0])).ast
 _TETRA = np.array([[1, -1, -1], [-1, -1, 1], [-1, 1, -1], [1, 1, 1]], np.float32)
 
 
-def render_heads(identity: HeadIdentity, expressions, labels, size: int,
-                 supersample: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_heads(
+    identity: HeadIdentity, expressions, labels, size: int, supersample: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one head with per-frame expressions [F, 4] from cameras `labels` [F, 25].
 
     Returns images uint8 [F, size, size, 3], depth float32 [F, size, size] (distance along
@@ -319,17 +370,24 @@ def render_heads(identity: HeadIdentity, expressions, labels, size: int,
     size and averages, for smooth edges."""
     expressions = np.asarray(expressions, np.float64)
     if expressions.ndim != 2 or expressions.shape[1] != 4 or not np.isfinite(expressions).all():
-        raise ValueError(f"expressions must be finite [F, 4] ({', '.join(EXPRESSION_NAMES)}), "
-                         f"got shape {list(expressions.shape)}")
+        raise ValueError(
+            f"expressions must be finite [F, 4] ({', '.join(EXPRESSION_NAMES)}), "
+            f"got shape {list(expressions.shape)}"
+        )
     labels = torch.as_tensor(labels, dtype=torch.float32).reshape(-1, 25)
     if expressions.shape[0] != labels.shape[0]:
-        raise ValueError(f"expressions [F, 4] and labels [F, 25] must have the same F, got {expressions.shape[0]} "
-                         f"and {labels.shape[0]}")
+        raise ValueError(
+            "expressions [F, 4] and labels [F, 25] must have the same F, got "
+            f"{expressions.shape[0]} "
+            f"and {labels.shape[0]}"
+        )
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"size must be an int >= 8, got {size!r}")
     ss = max(1, int(supersample))
     res = size * ss
-    origins, dirs = (a.numpy() for a in generate_rays(labels, res))  # float32: twice as fast as float64
+    origins, dirs = (
+        a.numpy() for a in generate_rays(labels, res)
+    )  # float32: twice as fast as float64
     F = len(labels)
     images = np.zeros((F, size, size, 3), np.uint8)
     depths = np.zeros((F, size, size), np.float32)
@@ -359,8 +417,12 @@ def render_heads(identity: HeadIdentity, expressions, labels, size: int,
             half_vec /= np.linalg.norm(half_vec, axis=-1, keepdims=True)
             spec = np.maximum((n * half_vec).sum(-1), 0)[:, None] ** 24
             img = img.copy()
-            img[idx] = np.clip(alb * (0.32 + 0.72 * diffuse - 0.15 * (1 - facing) ** 3)
-                               + 0.08 * spec * (1 - hair_w[:, None]), 0, 1)
+            img[idx] = np.clip(
+                alb * (0.32 + 0.72 * diffuse - 0.15 * (1 - facing) ** 3)
+                + 0.08 * spec * (1 - hair_w[:, None]),
+                0,
+                1,
+            )
         dep = np.where(hit, t, 0.0)
         img = img.reshape(size, ss, size, ss, 3).mean((1, 3))
         images[f] = (img * 255 + 0.5).astype(np.uint8)
@@ -381,7 +443,9 @@ def _project(points: np.ndarray, label: np.ndarray, size: int) -> np.ndarray:
 
 
 # -- clips -------------------------------------------------------------------------------------
-def _smooth_curve(rng: np.random.Generator, T: int, key_every: float, low: float, high: float) -> np.ndarray:
+def _smooth_curve(
+    rng: np.random.Generator, T: int, key_every: float, low: float, high: float
+) -> np.ndarray:
     """Random keyframes every ~key_every frames, cosine-interpolated; frame 0 = 0."""
     n = max(2, int(math.ceil(T / key_every)) + 1)
     keys = rng.uniform(low, high, n)
@@ -410,7 +474,9 @@ def expression_trajectory(rng: np.random.Generator, T: int) -> np.ndarray:
     return np.stack([jaw, smile, brow, blink], 1)
 
 
-def _camera_path(rng: np.random.Generator, T: int, yaw_std: float, pitch_std: float) -> tuple[np.ndarray, np.ndarray]:
+def _camera_path(
+    rng: np.random.Generator, T: int, yaw_std: float, pitch_std: float
+) -> tuple[np.ndarray, np.ndarray]:
     yaw0 = float(np.clip(rng.normal(0, yaw_std), -2 * yaw_std, 2 * yaw_std))
     pitch0 = float(np.clip(rng.normal(0, pitch_std), -2 * pitch_std, 2 * pitch_std))
     yaw = yaw0 + _smooth_curve(rng, T, 10.0, -0.06, 0.06)
@@ -418,12 +484,18 @@ def _camera_path(rng: np.random.Generator, T: int, yaw_std: float, pitch_std: fl
     return yaw, pitch
 
 
-def audio_expressions(rng: np.random.Generator, beta: np.ndarray, delay: int = 1, noise: float = 0.04) -> np.ndarray:
+def audio_expressions(
+    rng: np.random.Generator, beta: np.ndarray, delay: int = 1, noise: float = 0.04
+) -> np.ndarray:
     """What an audio-to-expression tool might give for true expressions beta [T, 64]: delayed
     by `delay` frames, smoothed over 3 frames, with Gaussian noise on the used channels."""
     T = beta.shape[0]
     used = np.abs(beta).max(0) > 0
-    shifted = np.concatenate([np.repeat(beta[:1], delay, 0), beta[:T - delay]], 0) if 0 < delay < T else beta.copy()
+    shifted = (
+        np.concatenate([np.repeat(beta[:1], delay, 0), beta[: T - delay]], 0)
+        if 0 < delay < T
+        else beta.copy()
+    )
     pad = np.concatenate([shifted[:1], shifted, shifted[-1:]], 0)
     smooth = (pad[:-2] + pad[1:-1] + pad[2:]) / 3
     return (smooth + rng.normal(0, noise, beta.shape) * used).astype(np.float32)
@@ -435,10 +507,21 @@ def _save_png(path: Path, image: np.ndarray) -> None:
     atomic_write(path, lambda t: Image.fromarray(image).save(t, format="PNG"))
 
 
-def write_synthetic_video_dataset(root: str | os.PathLike, clips: int = 24, frames: int = 32, size: int = 64,
-                                  seed: int = 0, audio: bool = True, depth: bool = False, mat: bool = False,
-                                  heldout: int = 0, yaw_std: float = 0.2, pitch_std: float = 0.08,
-                                  supersample: int = 2, progress: bool = False) -> Path:
+def write_synthetic_video_dataset(
+    root: str | os.PathLike,
+    clips: int = 24,
+    frames: int = 32,
+    size: int = 64,
+    seed: int = 0,
+    audio: bool = True,
+    depth: bool = False,
+    mat: bool = False,
+    heldout: int = 0,
+    yaw_std: float = 0.2,
+    pitch_std: float = 0.08,
+    supersample: int = 2,
+    progress: bool = False,
+) -> Path:
     """Write `clips` clips of `frames` procedural talking-head frames (size x size) to `root`
     in the real dataset layout (docs/datasets.md): frames/*.png, coeffs.npy [T, 257] (or,
     mat=True, coeffs/*.mat per frame), dataset.json, landmarks.npy [T, 68, 2],
@@ -466,18 +549,25 @@ def write_synthetic_video_dataset(root: str | os.PathLike, clips: int = 24, fram
         ident = HeadIdentity.random(rng)
         expr = expression_trajectory(rng, frames)
         yaw, pitch = _camera_path(rng, frames, yaw_std, pitch_std)
-        labels = default_label(torch.tensor(yaw, dtype=torch.float32), torch.tensor(pitch, dtype=torch.float32))
+        labels = default_label(
+            torch.tensor(yaw, dtype=torch.float32), torch.tensor(pitch, dtype=torch.float32)
+        )
         images, depths, marks = render_heads(ident, expr, labels, size, supersample)
         d = root / name
         frame_names = [f"{i:05d}.png" for i in range(frames)]
         for i, fn in enumerate(frame_names):
             _save_png(d / "frames" / fn, images[i])
             if depth:
-                atomic_write(d / "depth" / f"{i:05d}.npy", lambda t, i=i: np.save(t, depths[i]))
+                atomic_write(
+                    d / "depth" / f"{i:05d}.npy",
+                    lambda t, i=i, depths=depths: np.save(t, depths[i]),
+                )
         lab64 = labels.double().numpy()
         coeff = np.zeros((frames, DEEP3D_WIDTH), np.float32)
-        coeff[:, DEEP3D_SLICES["id"].start:DEEP3D_SLICES["id"].start + len(IDENTITY_NAMES)] = ident.params
-        coeff[:, DEEP3D_SLICES["exp"].start:DEEP3D_SLICES["exp"].start + 4] = expr
+        coeff[:, DEEP3D_SLICES["id"].start : DEEP3D_SLICES["id"].start + len(IDENTITY_NAMES)] = (
+            ident.params
+        )
+        coeff[:, DEEP3D_SLICES["exp"].start : DEEP3D_SLICES["exp"].start + 4] = expr
         for i in range(frames):
             angle, trans = eg3d_label_to_deep3d(lab64[i])
             coeff[i, DEEP3D_SLICES["angle"]] = angle
@@ -487,16 +577,25 @@ def write_synthetic_video_dataset(root: str | os.PathLike, clips: int = 24, fram
         else:
             save_deep3d(d / "coeffs.npy", coeff)
         write_dataset_json(d / "dataset.json", [(fn, lab64[i]) for i, fn in enumerate(frame_names)])
-        atomic_write(d / "landmarks.npy", lambda t: np.save(t, marks))
+        atomic_write(d / "landmarks.npy", lambda t, marks=marks: np.save(t, marks))
         if audio:
-            save_expression(d / "audio_exp.npy", audio_expressions(rng, coeff[:, DEEP3D_SLICES["exp"]]))
+            save_expression(
+                d / "audio_exp.npy", audio_expressions(rng, coeff[:, DEEP3D_SLICES["exp"]])
+            )
         if bar is not None:
             bar.update(frames)
     if bar is not None:
         bar.close()
     if heldout:
         atomic_write_text(root / "heldout.txt", "\n".join(names[-heldout:]) + "\n")
-    meta = {"generator": "nofa.train.procedural_heads", "seed": int(seed), "clips": clips, "frames": frames,
-            "size": size, "alpha": list(IDENTITY_NAMES), "beta": list(EXPRESSION_NAMES)}
+    meta = {
+        "generator": "nofa.train.procedural_heads",
+        "seed": int(seed),
+        "clips": clips,
+        "frames": frames,
+        "size": size,
+        "alpha": list(IDENTITY_NAMES),
+        "beta": list(EXPRESSION_NAMES),
+    }
     atomic_write_text(root / "synthetic.json", json.dumps(meta, indent=1) + "\n")
     return root

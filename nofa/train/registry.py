@@ -1,6 +1,7 @@
 """The stage registry: `@register_stage("name")` on a Stage subclass, `get_stage(name)` for
 the trainer. Stage modules (stages.py, video_stages.py) register themselves when imported;
 the trainer imports them, so this module imports none of them."""
+
 from __future__ import annotations
 
 __all__ = ["STAGES", "get_stage", "register_stage"]
@@ -13,6 +14,7 @@ def register_stage(name: str):
         cls.name = name
         STAGES[name] = cls
         return cls
+
     return deco
 
 

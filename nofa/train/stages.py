@@ -12,6 +12,7 @@ detail (eq. 9): E and G frozen; the detail network C and the fusion networks gam
 Both: L = l_lpips * LPIPS + l_l2 * L2 + l_depth * L_depth over SR images, raw images
 (both views) and depths (both views), defaults 1, 1, 2.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,27 +25,50 @@ from .forward import reconstruct, render_views
 from .losses import LPIPSLoss, depth_l2, l2
 from .registry import STAGES, get_stage, register_stage
 
-__all__ = ["STAGES", "DetailStage", "EncoderStage", "ReconstructionLoss", "Stage", "StageModule", "get_stage",
-           "register_stage"]
+__all__ = [
+    "STAGES",
+    "DetailStage",
+    "EncoderStage",
+    "ReconstructionLoss",
+    "Stage",
+    "StageModule",
+    "get_stage",
+    "register_stage",
+]
 
 
 class ReconstructionLoss(nn.Module):
     """Eqs. 5-8: LPIPS + L2 over {SR, raw} x {source, other view}, depth L2 over both views."""
 
-    def __init__(self, lpips: LPIPSLoss | None, w_lpips: float = 1.0, w_l2: float = 1.0, w_depth: float = 2.0,
-                 lpips_raw: bool = True) -> None:
+    def __init__(
+        self,
+        lpips: LPIPSLoss | None,
+        w_lpips: float = 1.0,
+        w_l2: float = 1.0,
+        w_depth: float = 2.0,
+        lpips_raw: bool = True,
+    ) -> None:
         super().__init__()
         self.lpips, self.w_lpips, self.w_l2, self.w_depth = lpips, w_lpips, w_l2, w_depth
         self.lpips_raw = lpips_raw
 
     def forward(self, pred: dict, batch: SyntheticBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        pairs = [(pred["image_s"], batch.image_s), (pred["image_t"], batch.image_t),
-                 (pred["raw_s"], batch.raw_s), (pred["raw_t"], batch.raw_t)]
-        terms = {"l2": sum(l2(p, t) for p, t in pairs),
-                 "depth": depth_l2(pred["depth_s"], batch.depth_s) + depth_l2(pred["depth_t"], batch.depth_t)}
+        pairs = [
+            (pred["image_s"], batch.image_s),
+            (pred["image_t"], batch.image_t),
+            (pred["raw_s"], batch.raw_s),
+            (pred["raw_t"], batch.raw_t),
+        ]
+        terms = {
+            "l2": sum(l2(p, t) for p, t in pairs),
+            "depth": depth_l2(pred["depth_s"], batch.depth_s)
+            + depth_l2(pred["depth_t"], batch.depth_t),
+        }
         total = self.w_l2 * terms["l2"] + self.w_depth * terms["depth"]
         if self.lpips is not None and self.w_lpips > 0:
-            terms["lpips"] = sum(self.lpips(p, t) for p, t in (pairs if self.lpips_raw else pairs[:2]))
+            terms["lpips"] = sum(
+                self.lpips(p, t) for p, t in (pairs if self.lpips_raw else pairs[:2])
+            )
             total = total + self.w_lpips * terms["lpips"]
         scalars = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
         scalars["loss/total"] = float(total.detach())
@@ -78,7 +102,9 @@ class Stage:
         parts = self.trained_parts(model)
         unknown = [n for n in parts if n not in children]
         if unknown:
-            raise ValueError(f"stage {self.name!r} trains unknown parts {unknown}; parts: {sorted(children)}")
+            raise ValueError(
+                f"stage {self.name!r} trains unknown parts {unknown}; parts: {sorted(children)}"
+            )
         model.requires_grad_(False)
         params = []
         for n in parts:
@@ -88,7 +114,9 @@ class Stage:
 
     def data_source(self, model: NOFAAvatar, cfg: TrainConfig) -> SyntheticSource:
         d = cfg.data
-        return SyntheticSource(model, cfg.run.seed, d.truncation, d.yaw_std, d.pitch_std, d.max_sigma)
+        return SyntheticSource(
+            model, cfg.run.seed, d.truncation, d.yaw_std, d.pitch_std, d.max_sigma
+        )
 
     def data_sources(self, model: NOFAAvatar, cfg: TrainConfig) -> dict[str, object]:
         """{kind: source}; the first one is the stage's main source (`Trainer.source`)."""
@@ -103,8 +131,12 @@ class Stage:
         """Called before the forward of each step with the step's source kind (hybrid switches
         the trained parts here)."""
 
-    def build_criterion(self, cfg: TrainConfig, lpips: LPIPSLoss | None, device: torch.device) -> nn.Module:
-        return ReconstructionLoss(lpips, cfg.loss.lpips, cfg.loss.l2, cfg.loss.depth, cfg.loss.lpips_raw)
+    def build_criterion(
+        self, cfg: TrainConfig, lpips: LPIPSLoss | None, device: torch.device
+    ) -> nn.Module:
+        return ReconstructionLoss(
+            lpips, cfg.loss.lpips, cfg.loss.l2, cfg.loss.depth, cfg.loss.lpips_raw
+        )
 
     def forward(self, model: NOFAAvatar, batch, amp: bool = False) -> dict:
         raise NotImplementedError
@@ -122,8 +154,9 @@ class Stage:
 
         return heldout_batches(sources["synthetic"], cfg.eval.samples, cfg.eval.batch_size)
 
-    def evaluate(self, model: NOFAAvatar, batches: list, lpips: LPIPSLoss | None, cache: dict,
-                 rows: int = 4) -> tuple[dict[str, float], list[torch.Tensor]]:
+    def evaluate(
+        self, model: NOFAAvatar, batches: list, lpips: LPIPSLoss | None, cache: dict, rows: int = 4
+    ) -> tuple[dict[str, float], list[torch.Tensor]]:
         """Held-out metrics and the columns of the evaluation image grid. `cache` lives as long
         as the trainer (the w_avg baseline does not change during a stage: scored once)."""
         from .evaluation import evaluate
@@ -159,7 +192,9 @@ class DetailStage(Stage):
     fine = True
 
     def forward(self, model: NOFAAvatar, batch: SyntheticBatch, amp: bool = False) -> dict:
-        vol, _ = reconstruct(model, batch.image_s, batch.camera_s, fine=True, amp=amp, coarse_grad=False)
+        vol, _ = reconstruct(
+            model, batch.image_s, batch.camera_s, fine=True, amp=amp, coarse_grad=False
+        )
         return render_views(model, vol, batch.camera_s, batch.camera_t)
 
 

@@ -8,6 +8,7 @@ spatial structure that changes with the latent and with the view (3D-consistent,
 they come from one tri-plane). w_avg, a running mean tracked during GAN training, is zero
 in a fresh model; it is set to the mean W of `samples` latents so that truncation and the
 `w_avg` baseline mean what they mean for a trained EG3D."""
+
 from __future__ import annotations
 
 import torch
@@ -19,7 +20,9 @@ __all__ = ["make_random_teacher"]
 
 
 @torch.no_grad()
-def make_random_teacher(model: NOFAAvatar, gain: float = 16.0, samples: int = 4096, seed: int = 0) -> NOFAAvatar:
+def make_random_teacher(
+    model: NOFAAvatar, gain: float = 16.0, samples: int = 4096, seed: int = 0
+) -> NOFAAvatar:
     """Scale `model.generator`'s toRGB weights by `gain` and set w_avg (in place); returns model."""
     if not gain > 0:
         raise ValueError(f"gain must be > 0, got {gain}")

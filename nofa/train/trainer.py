@@ -4,6 +4,7 @@ One optimiser step: the rank's slice of the global batch is drawn from the stage
 source by sample index, the stage's forward runs (inside DistributedDataParallel when
 WORLD_SIZE > 1, which averages gradients), the stage's loss is back-propagated and Adam
 steps the stage's trained parameters. Rank 0 logs, evaluates and writes checkpoints."""
+
 from __future__ import annotations
 
 import math
@@ -16,18 +17,23 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import ops
 from ..models import NOFAAvatar, get_config
-from ..models.presets import merge_config
 from ..models.avatar import load_checkpoint as load_model_file
-from .checkpoint import (get_rng_state, latest_checkpoint, load_training_checkpoint, save_training_checkpoint,
-                         set_rng_state)
+from ..models.presets import merge_config
+from . import video_stages  # noqa: F401  (importing a stage module registers its stages)
+from .checkpoint import (
+    get_rng_state,
+    latest_checkpoint,
+    load_training_checkpoint,
+    save_training_checkpoint,
+    set_rng_state,
+)
 from .config import OptimConfig, TrainConfig, to_toml
 from .distributed import DistInfo, all_reduce_flag, barrier, init_distributed, shutdown
 from .logbook import RunLog, image_grid
 from .losses import LPIPSLoss, build_lpips
-from .teacher import make_random_teacher
-from . import video_stages  # noqa: F401  (importing a stage module registers its stages)
 from .registry import get_stage
 from .stages import StageModule
+from .teacher import make_random_teacher
 
 __all__ = ["Trainer", "build_model", "learning_rate", "to_device", "train"]
 
@@ -36,7 +42,9 @@ def to_device(batch, device: torch.device):
     """A batch (SyntheticBatch, VideoBatch, ...) with its tensors on `device`."""
     if hasattr(batch, "to"):
         return batch.to(device)
-    return type(batch)(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(batch).items()})
+    return type(batch)(
+        **{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(batch).items()}
+    )
 
 
 def learning_rate(optim: OptimConfig, step: int, steps: int) -> float:
@@ -60,18 +68,28 @@ def build_model(cfg: TrainConfig) -> NOFAAvatar:
     model.nofa), else a fresh `model.preset` (made a teacher when `model.teacher_gain` > 0)."""
     m = cfg.model
     render = {"deterministic": m.deterministic_render, "checkpoint": m.chunk_checkpoint}
-    for key, val in (("resolution", m.render_resolution), ("coarse_samples", m.coarse_samples),
-                     ("importance_samples", m.importance_samples), ("chunk_rays", m.chunk_rays)):
+    for key, val in (
+        ("resolution", m.render_resolution),
+        ("coarse_samples", m.coarse_samples),
+        ("importance_samples", m.importance_samples),
+        ("chunk_rays", m.chunk_rays),
+    ):
         if val:
             render[key] = max(val, 0)
     if not m.weights:
         model = NOFAAvatar(get_config(m.preset, render=render))
-        return make_random_teacher(model, m.teacher_gain, seed=cfg.run.seed) if m.teacher_gain > 0 else model
+        return (
+            make_random_teacher(model, m.teacher_gain, seed=cfg.run.seed)
+            if m.teacher_gain > 0
+            else model
+        )
     ckpt = load_model_file(m.weights)
     preset = get_config(m.preset)
     if ckpt["config"].get("image_size") != preset["image_size"]:
-        raise ValueError(f"model.weights {m.weights} holds a {ckpt['config'].get('image_size')} px model, "
-                         f"model.preset {m.preset!r} is {preset['image_size']} px; set model.preset to match")
+        raise ValueError(
+            f"model.weights {m.weights} holds a {ckpt['config'].get('image_size')} px model, "
+            f"model.preset {m.preset!r} is {preset['image_size']} px; set model.preset to match"
+        )
     model = NOFAAvatar(merge_config(ckpt["config"], {"render": render}))
     model.load_state_dict(ckpt["state_dict"])
     return model
@@ -96,13 +114,21 @@ class Trainer:
         self.stage.check_config(cfg)
         lpips = None
         if cfg.loss.lpips > 0:
-            lpips = LPIPSLoss(build_lpips(cfg.loss.lpips_net, cfg.loss.lpips_backbone, cfg.loss.lpips_random_backbone,
-                                           cfg.run.seed))
+            lpips = LPIPSLoss(
+                build_lpips(
+                    cfg.loss.lpips_net,
+                    cfg.loss.lpips_backbone,
+                    cfg.loss.lpips_random_backbone,
+                    cfg.run.seed,
+                )
+            )
         ckpt_path = self._resume_path(resume)
         self.info: DistInfo = init_distributed(cfg.run.device)
         if cfg.data.batch_size % self.info.world_size:
-            raise ValueError(f"data.batch_size ({cfg.data.batch_size}) must be divisible by the number of "
-                             f"processes ({self.info.world_size})")
+            raise ValueError(
+                f"data.batch_size ({cfg.data.batch_size}) must be divisible by the number of "
+                f"processes ({self.info.world_size})"
+            )
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
         dev = self.info.device
@@ -117,8 +143,11 @@ class Trainer:
         module = StageModule(self.model, self.stage, self.amp)
         if self.info.enabled:
             # a stage whose steps train different parts (hybrid) leaves parameters without gradients
-            module = DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                             find_unused_parameters=getattr(self.stage, "unused_parameters", False))
+            module = DistributedDataParallel(
+                module,
+                device_ids=[dev.index] if dev.type == "cuda" else None,
+                find_unused_parameters=getattr(self.stage, "unused_parameters", False),
+            )
         self.module = module
         self.sources = self.stage.data_sources(self.model, cfg)
         self.source = next(iter(self.sources.values()))
@@ -135,8 +164,10 @@ class Trainer:
     def _resume_path(self, resume: bool | str | None) -> Path | None:
         if resume is None or resume is False:
             if latest_checkpoint(self.ckpt_dir) is not None:
-                raise FileExistsError(f"{self.ckpt_dir} already holds checkpoints: pass --resume to continue that "
-                                      f"run, or choose another run.out_dir")
+                raise FileExistsError(
+                    f"{self.ckpt_dir} already holds checkpoints: pass --resume to continue that "
+                    f"run, or choose another run.out_dir"
+                )
             return None
         path = latest_checkpoint(self.ckpt_dir) if resume is True else Path(resume)
         if path is None:
@@ -147,26 +178,37 @@ class Trainer:
 
     def _check_compatible(self, ckpt: dict, path: Path) -> None:
         if ckpt["stage"] != self.cfg.run.stage:
-            raise ValueError(f"{path} is a checkpoint of stage {ckpt['stage']!r}, this run is stage "
-                             f"{self.cfg.run.stage!r}")
+            raise ValueError(
+                f"{path} is a checkpoint of stage {ckpt['stage']!r}, this run is stage "
+                f"{self.cfg.run.stage!r}"
+            )
         if ckpt["preset"] != self.cfg.model.preset:
-            raise ValueError(f"{path} is a checkpoint of model preset {ckpt['preset']!r}, this run uses "
-                             f"{self.cfg.model.preset!r}")
+            raise ValueError(
+                f"{path} is a checkpoint of model preset {ckpt['preset']!r}, this run uses "
+                f"{self.cfg.model.preset!r}"
+            )
         if ckpt["world_batch"] != self.cfg.data.batch_size:
-            raise ValueError(f"{path} was trained with data.batch_size {ckpt['world_batch']}, this run has "
-                             f"{self.cfg.data.batch_size}; the data position would not match")
+            raise ValueError(
+                f"{path} was trained with data.batch_size {ckpt['world_batch']}, this run has "
+                f"{self.cfg.data.batch_size}; the data position would not match"
+            )
 
     def _restore(self, path: Path) -> None:
         ckpt = load_training_checkpoint(path, map_location=self.info.device)
         if _arch(ckpt["model_config"]) != _arch(self.model.config):
-            raise ValueError(f"{path} holds a model of another architecture than this run's (model.preset / "
-                             f"model.weights differ)")
+            raise ValueError(
+                f"{path} holds a model of another architecture than this run's (model.preset / "
+                f"model.weights differ)"
+            )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step = int(ckpt["step"])
         rng = ckpt["rng"]
-        set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in rng.items()} if "cuda" not in rng
-                      else {**rng, "torch": rng["torch"].cpu(), "cuda": [t.cpu() for t in rng["cuda"]]})
+        set_rng_state(
+            {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in rng.items()}
+            if "cuda" not in rng
+            else {**rng, "torch": rng["torch"].cpu(), "cuda": [t.cpu() for t in rng["cuda"]]}
+        )
         if self.info.is_main:
             print(f"resumed from {path} at step {self.step}")
 
@@ -174,11 +216,20 @@ class Trainer:
         barrier(self.info)
         path = None
         if self.info.is_main:
-            state = {"stage": self.cfg.run.stage, "preset": self.cfg.model.preset, "config": self.cfg.to_dict(),
-                     "model_config": self.model.config, "model": self.model.state_dict(),
-                     "optimizer": self.optimizer.state_dict(), "rng": get_rng_state(),
-                     "data_position": self.step * self.cfg.data.batch_size, "world_batch": self.cfg.data.batch_size}
-            path = save_training_checkpoint(self.ckpt_dir, self.step, state, to_toml(self.cfg), self.cfg.checkpoint.keep)
+            state = {
+                "stage": self.cfg.run.stage,
+                "preset": self.cfg.model.preset,
+                "config": self.cfg.to_dict(),
+                "model_config": self.model.config,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": get_rng_state(),
+                "data_position": self.step * self.cfg.data.batch_size,
+                "world_batch": self.cfg.data.batch_size,
+            }
+            path = save_training_checkpoint(
+                self.ckpt_dir, self.step, state, to_toml(self.cfg), self.cfg.checkpoint.keep
+            )
         barrier(self.info)
         return path
 
@@ -191,14 +242,17 @@ class Trainer:
         return range(start, start + per)
 
     def batch_for_step(self, step: int) -> tuple[str, object]:
-        """(source kind, this rank's batch) of optimiser step `step` (a function of the step only)."""
+        """(source kind, this rank's batch) of optimiser step `step` (a function of the step
+        only)."""
         kind, position = self.stage.schedule(step)
-        return kind, to_device(self.sources[kind].batch(self.batch_indices(position)), self.info.device)
+        return kind, to_device(
+            self.sources[kind].batch(self.batch_indices(position)), self.info.device
+        )
 
     def _report_skipped(self) -> None:
         """Log the items the data sources skipped since the last call (rank 0: logs/skipped.txt)."""
         skipped = [s for src in self.sources.values() for s in getattr(src, "skipped", [])]
-        new, self._skipped_seen = skipped[self._skipped_seen:], len(skipped)
+        new, self._skipped_seen = skipped[self._skipped_seen :], len(skipped)
         if new and self.log is not None:
             self.log.skipped(self.step, new)
 
@@ -214,7 +268,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.cfg.optim.grad_clip > 0:
-            scalars["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip))
+            scalars["grad_norm"] = float(
+                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
+            )
         self.optimizer.step()
         self.step += 1
         return scalars, batch, pred
@@ -223,9 +279,12 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Held-out metrics of the stage (rank 0), logged with an image grid."""
         if self._heldout is None:
-            self._heldout = [to_device(b, self.info.device) for b in self.stage.heldout(self.sources, self.cfg)]
-        metrics, cols = self.stage.evaluate(self.model, self._heldout, self.lpips, self._eval_cache,
-                                            self.cfg.eval.batch_size)
+            self._heldout = [
+                to_device(b, self.info.device) for b in self.stage.heldout(self.sources, self.cfg)
+            ]
+        metrics, cols = self.stage.evaluate(
+            self.model, self._heldout, self.lpips, self._eval_cache, self.cfg.eval.batch_size
+        )
         if cols:
             self.log.image("eval", image_grid(cols, max_rows=self.cfg.eval.batch_size), self.step)
         if metrics:
@@ -246,8 +305,13 @@ class Trainer:
                 if self.info.is_main:
                     from tqdm import tqdm
 
-                    bar = tqdm(total=cfg.run.steps, initial=self.step, disable=not cfg.log.progress,
-                               desc=f"train {cfg.run.stage}", dynamic_ncols=True)
+                    bar = tqdm(
+                        total=cfg.run.steps,
+                        initial=self.step,
+                        disable=not cfg.log.progress,
+                        desc=f"train {cfg.run.stage}",
+                        dynamic_ncols=True,
+                    )
                     if self.step == 0:
                         self.evaluate()
                 while self.step < cfg.run.steps:
@@ -256,10 +320,16 @@ class Trainer:
                         if self.info.is_main:
                             print(f"\nstopped by signal at step {self.step}; checkpoint {path}")
                         return 0
-                    over = cfg.run.max_minutes > 0 and time.monotonic() - start > 60 * cfg.run.max_minutes
+                    over = (
+                        cfg.run.max_minutes > 0
+                        and time.monotonic() - start > 60 * cfg.run.max_minutes
+                    )
                     if all_reduce_flag(over, self.info):
                         if self.info.is_main:
-                            print(f"\nrun.max_minutes ({cfg.run.max_minutes}) spent at step {self.step}")
+                            print(
+                                f"\nrun.max_minutes ({cfg.run.max_minutes}) spent at step "
+                                f"{self.step}"
+                            )
                         self.save()
                         break
                     t0 = time.perf_counter()
@@ -273,8 +343,14 @@ class Trainer:
                         if self.step % cfg.log.every == 0:
                             self.log.scalars(self.step, scalars)
                         if cfg.log.image_every and self.step % cfg.log.image_every == 0:
-                            self.log.image("train", image_grid(self.stage.train_images(batch, pred)), self.step)
-                        if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < cfg.run.steps:
+                            self.log.image(
+                                "train", image_grid(self.stage.train_images(batch, pred)), self.step
+                            )
+                        if (
+                            cfg.eval.every
+                            and self.step % cfg.eval.every == 0
+                            and self.step < cfg.run.steps
+                        ):
                             self.evaluate()
                     if self.step % cfg.checkpoint.every == 0 or self.step == cfg.run.steps:
                         self.save()

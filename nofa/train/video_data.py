@@ -15,14 +15,15 @@ item (unreadable frame, inconsistent coefficient file...) is logged, recorded in
 `VideoSource.skipped` and replaced by a redraw that is itself a pure function of
 (seed, stream, i, attempt): a long run never dies on one broken file.
 """
+
 from __future__ import annotations
 
 import collections
 import dataclasses
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -33,8 +34,14 @@ from ..io.eg3d_labels import LabelFileError, deep3d_to_eg3d_label, read_dataset_
 from .data import HELDOUT_STREAM, TRAIN_STREAM
 
 __all__ = [
-    "DatasetProblem", "IMAGE_SUFFIXES", "VideoBatch", "VideoDataset", "VideoSource", "HELDOUT_STREAM",
-    "TRAIN_STREAM", "list_clips",
+    "DatasetProblem",
+    "IMAGE_SUFFIXES",
+    "VideoBatch",
+    "VideoDataset",
+    "VideoSource",
+    "HELDOUT_STREAM",
+    "TRAIN_STREAM",
+    "list_clips",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,8 +58,15 @@ class DatasetProblem(ValueError):
     """Something wrong with a video dataset: names the clip, the frame (or None for the whole
     clip), the file and what is wrong."""
 
-    def __init__(self, clip: str, frame: int | None, file: str | os.PathLike | None, message: str) -> None:
-        self.clip, self.frame, self.file, self.message = clip, frame, (str(file) if file else None), message
+    def __init__(
+        self, clip: str, frame: int | None, file: str | os.PathLike | None, message: str
+    ) -> None:
+        self.clip, self.frame, self.file, self.message = (
+            clip,
+            frame,
+            (str(file) if file else None),
+            message,
+        )
         where = clip + (f" frame {frame}" if frame is not None else "")
         super().__init__(f"{where}: {message}" + (f" ({self.file})" if self.file else ""))
 
@@ -87,18 +101,18 @@ class VideoBatch:
     def __len__(self) -> int:
         return int(self.image_s.shape[0])
 
-    def _map(self, fn) -> "VideoBatch":
+    def _map(self, fn) -> VideoBatch:
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             out[f.name] = v if v is None else fn(f.name, v)
         return VideoBatch(**out)
 
-    def slice(self, start: int, stop: int) -> "VideoBatch":
+    def slice(self, start: int, stop: int) -> VideoBatch:
         """Pairs start..stop-1."""
         return self._map(lambda name, v: v[start:stop])
 
-    def to(self, device: torch.device | str) -> "VideoBatch":
+    def to(self, device: torch.device | str) -> VideoBatch:
         """All tensors on `device` (clip names unchanged)."""
         return self._map(lambda name, v: v if name == "clips" else v.to(device))
 
@@ -107,7 +121,9 @@ def list_clips(root: str | os.PathLike) -> list[str]:
     """Clip folders of a dataset root (those with a `frames/` folder), in natural name order."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"video dataset root not found (expected a folder of clips): {root}")
+        raise FileNotFoundError(
+            f"video dataset root not found (expected a folder of clips): {root}"
+        )
     return sorted((p.name for p in root.iterdir() if (p / "frames").is_dir()), key=natural_key)
 
 
@@ -136,8 +152,15 @@ class VideoDataset:
             landmarks.npy; "require" treats a clip without landmarks.npy as a bad item.
     """
 
-    def __init__(self, root: str | os.PathLike, image_size: int, split: str = "train", heldout_clips: int = 1,
-                 audio: bool = False, landmarks: str = "cache") -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        image_size: int,
+        split: str = "train",
+        heldout_clips: int = 1,
+        audio: bool = False,
+        landmarks: str = "cache",
+    ) -> None:
         if not isinstance(image_size, int) or image_size < 1:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
         if split not in ("train", "heldout", "all"):
@@ -147,10 +170,18 @@ class VideoDataset:
         if landmarks not in ("cache", "require"):
             raise ValueError(f"landmarks must be 'cache' or 'require', got {landmarks!r}")
         self.root = Path(root)
-        self.image_size, self.split, self.audio, self.landmarks_mode = image_size, split, bool(audio), landmarks
+        self.image_size, self.split, self.audio, self.landmarks_mode = (
+            image_size,
+            split,
+            bool(audio),
+            landmarks,
+        )
         self.all_clips = list_clips(self.root)
         if not self.all_clips:
-            raise ValueError(f"{self.root}: no clips found (expected ROOT/<clip>/frames/*.png, see docs/datasets.md)")
+            raise ValueError(
+                f"{self.root}: no clips found (expected ROOT/<clip>/frames/*.png, see "
+                "docs/datasets.md)"
+            )
         self.heldout = self._heldout_names(heldout_clips)
         if split == "all":
             self.clips = list(self.all_clips)
@@ -159,9 +190,15 @@ class VideoDataset:
         else:
             self.clips = [c for c in self.all_clips if c not in self.heldout]
         if not self.clips:
-            by = "heldout.txt" if (self.root / "heldout.txt").is_file() else f"heldout_clips={heldout_clips}"
-            raise ValueError(f"{self.root}: split {split!r} has no clips ({len(self.all_clips)} clips, "
-                             f"{len(self.heldout)} held out by {by})")
+            by = (
+                "heldout.txt"
+                if (self.root / "heldout.txt").is_file()
+                else f"heldout_clips={heldout_clips}"
+            )
+            raise ValueError(
+                f"{self.root}: split {split!r} has no clips ({len(self.all_clips)} clips, "
+                f"{len(self.heldout)} held out by {by})"
+            )
         # Clip metadata is kept for the most recently used clips only (a paper-scale dataset's
         # coefficients and landmarks would take gigabytes); failures are small and all kept.
         self._meta: collections.OrderedDict[str, _Clip] = collections.OrderedDict()
@@ -171,12 +208,16 @@ class VideoDataset:
     def _heldout_names(self, count: int) -> set[str]:
         path = self.root / "heldout.txt"
         if path.is_file():
-            names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+            names = [
+                ln.strip()
+                for ln in path.read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")
+            ]
             unknown = [n for n in names if n not in self.all_clips]
             if unknown:
                 raise ValueError(f"{path}: names clips that are not in the dataset: {unknown[:5]}")
             return set(names)
-        return set(self.all_clips[max(0, len(self.all_clips) - count):]) if count else set()
+        return set(self.all_clips[max(0, len(self.all_clips) - count) :]) if count else set()
 
     # -- metadata ----------------------------------------------------------------------------
     def frame_files(self, clip: str) -> list[Path]:
@@ -216,7 +257,9 @@ class VideoDataset:
             raise DatasetProblem(clip, None, d / "frames", "no frame images")
         coeffs = _read_coeffs(clip, d)
         if coeffs.shape[0] != T:
-            raise DatasetProblem(clip, None, _coeff_path(d), f"{coeffs.shape[0]} coefficient rows for {T} frames")
+            raise DatasetProblem(
+                clip, None, _coeff_path(d), f"{coeffs.shape[0]} coefficient rows for {T} frames"
+            )
         labels = _read_labels(clip, d, frames, coeffs)
         lm_path = d / "landmarks.npy"
         if lm_path.is_file():
@@ -237,10 +280,14 @@ class VideoDataset:
         meta = self._clip(clip)
         T = len(meta.frames)
         if not 0 <= i < T:
-            raise DatasetProblem(clip, i, None, f"frame index out of range (the clip has {T} frames)")
+            raise DatasetProblem(
+                clip, i, None, f"frame index out of range (the clip has {T} frames)"
+            )
         image, width = _read_image(clip, i, meta.frames[i], self.image_size)
         if not np.isfinite(meta.landmarks[i]).all():
-            raise DatasetProblem(clip, i, self.root / clip / "landmarks.npy", "no landmarks for this frame (NaN)")
+            raise DatasetProblem(
+                clip, i, self.root / clip / "landmarks.npy", "no landmarks for this frame (NaN)"
+            )
         lm = meta.landmarks[i] * (self.image_size / width)
         return {
             "image": image,
@@ -268,7 +315,10 @@ class VideoDataset:
     def summary(self) -> list[dict[str, object]]:
         """One row per clip (all splits): name, split, frames, where coefficients, labels,
         landmarks and audio come from (for `nofa dataset check`)."""
-        return [clip_info(self.root / c, c, "heldout" if c in self.heldout else "train") for c in self.all_clips]
+        return [
+            clip_info(self.root / c, c, "heldout" if c in self.heldout else "train")
+            for c in self.all_clips
+        ]
 
 
 # -- readers -----------------------------------------------------------------------------------
@@ -280,13 +330,19 @@ def _frame_files(folder: Path) -> list[Path]:
 
 
 def _coeff_path(d: Path) -> Path:
-    return d / "coeffs.npy" if (d / "coeffs.npy").is_file() or not (d / "coeffs").is_dir() else d / "coeffs"
+    return (
+        d / "coeffs.npy"
+        if (d / "coeffs.npy").is_file() or not (d / "coeffs").is_dir()
+        else d / "coeffs"
+    )
 
 
 def _read_coeffs(clip: str, d: Path) -> np.ndarray:
     path = _coeff_path(d)
     if not path.exists():
-        raise DatasetProblem(clip, None, path, "no coefficients: expected coeffs.npy [T, 257] or coeffs/*.mat")
+        raise DatasetProblem(
+            clip, None, path, "no coefficients: expected coeffs.npy [T, 257] or coeffs/*.mat"
+        )
     try:
         c = load_deep3d(path)
     except (CoeffFileError, FileNotFoundError, OSError) as e:
@@ -304,8 +360,12 @@ def _label_lookup(labels: dict[str, np.ndarray], name: str) -> np.ndarray | None
 def _read_labels(clip: str, d: Path, frames: list[Path], coeffs: np.ndarray) -> np.ndarray:
     path = d / "dataset.json"
     if not path.is_file():
-        return np.stack([deep3d_to_eg3d_label(c[DEEP3D_SLICES["angle"]], c[DEEP3D_SLICES["trans"]])
-                         for c in coeffs]).astype(np.float32)
+        return np.stack(
+            [
+                deep3d_to_eg3d_label(c[DEEP3D_SLICES["angle"]], c[DEEP3D_SLICES["trans"]])
+                for c in coeffs
+            ]
+        ).astype(np.float32)
     try:
         labels = read_dataset_json(path)
     except (LabelFileError, OSError) as e:
@@ -317,8 +377,13 @@ def _read_labels(clip: str, d: Path, frames: list[Path], coeffs: np.ndarray) -> 
             missing.append(f.name)
         out.append(lab)
     if missing:
-        raise DatasetProblem(clip, None, path, f"{len(labels)} labels for {len(frames)} frames; no label for "
-                             f"{len(missing)} frame(s), first {missing[0]!r}")
+        raise DatasetProblem(
+            clip,
+            None,
+            path,
+            f"{len(labels)} labels for {len(frames)} frames; no label for "
+            f"{len(missing)} frame(s), first {missing[0]!r}",
+        )
     return np.stack(out).astype(np.float32)
 
 
@@ -326,9 +391,13 @@ def _read_landmarks(clip: str, path: Path, T: int) -> np.ndarray:
     try:
         lm = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy raises several types for damaged files
-        raise DatasetProblem(clip, None, path, f"landmarks unreadable ({type(e).__name__}: {e})") from e
+        raise DatasetProblem(
+            clip, None, path, f"landmarks unreadable ({type(e).__name__}: {e})"
+        ) from e
     if lm.shape != (T, NUM_LANDMARKS, 2):
-        raise DatasetProblem(clip, None, path, f"landmarks must have shape [{T}, 68, 2], got {list(lm.shape)}")
+        raise DatasetProblem(
+            clip, None, path, f"landmarks must have shape [{T}, 68, 2], got {list(lm.shape)}"
+        )
     # NaN rows are frames without landmarks (an unreadable frame when they were computed):
     # load_frame rejects those frames alone, the rest of the clip stays usable.
     if np.isinf(lm).any():
@@ -340,7 +409,9 @@ def _read_audio(clip: str, path: Path, T: int) -> np.ndarray:
     from ..io.coeffs import load_expression
 
     if not path.is_file():
-        raise DatasetProblem(clip, None, path, "no audio_exp.npy (the audio variant needs one per clip)")
+        raise DatasetProblem(
+            clip, None, path, "no audio_exp.npy (the audio variant needs one per clip)"
+        )
     try:
         seq = load_expression(path)
     except (CoeffFileError, OSError) as e:
@@ -362,8 +433,9 @@ def _read_image(clip: str, i: int, path: Path, size: int) -> tuple[torch.Tensor,
     if h != w:
         raise DatasetProblem(clip, i, path, f"frames must be square aligned crops, got {w} x {h}")
     if w != size:
-        img = torch.nn.functional.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True,
-                                              align_corners=False)[0].clamp(-1, 1)
+        img = torch.nn.functional.interpolate(
+            img[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )[0].clamp(-1, 1)
     return img, w
 
 
@@ -382,8 +454,9 @@ def compute_landmarks(frames: list[Path], clip: str = "") -> np.ndarray:
 
     require_dlib()
     out = np.zeros((len(frames), NUM_LANDMARKS, 2), np.float32)
-    for i, path in enumerate(tqdm(frames, desc=f"landmarks {clip}", unit="frame", leave=False,
-                                  disable=len(frames) < 16)):
+    for i, path in enumerate(
+        tqdm(frames, desc=f"landmarks {clip}", unit="frame", leave=False, disable=len(frames) < 16)
+    ):
         try:
             with Image.open(path) as im:
                 im = im.convert("RGB")
@@ -412,7 +485,10 @@ def clip_info(d: Path, clip: str, split: str = "") -> dict[str, object]:
     else:
         coeffs = "-"
     return {
-        "clip": clip, "split": split, "frames": n, "coeffs": coeffs,
+        "clip": clip,
+        "split": split,
+        "frames": n,
+        "coeffs": coeffs,
         "labels": "dataset.json" if (d / "dataset.json").is_file() else "from coeffs",
         "landmarks": "landmarks.npy" if (d / "landmarks.npy").is_file() else "to compute",
         "audio": "audio_exp.npy" if (d / "audio_exp.npy").is_file() else "-",
@@ -428,11 +504,20 @@ def _check_coeffs(clip: str, d: Path, T: int) -> list[DatasetProblem]:
     out: list[DatasetProblem] = []
     npy, folder = d / "coeffs.npy", d / "coeffs"
     if npy.is_file():
-        return _check_array(clip, npy, T, "coefficients", ((DEEP3D_WIDTH,),), row_noun="coefficient")
+        return _check_array(
+            clip, npy, T, "coefficients", ((DEEP3D_WIDTH,),), row_noun="coefficient"
+        )
     if folder.is_dir():
-        mats = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".mat"), key=lambda p: natural_key(p.name))
+        mats = sorted(
+            (p for p in folder.iterdir() if p.suffix.lower() == ".mat"),
+            key=lambda p: natural_key(p.name),
+        )
         if len(mats) != T:
-            out.append(DatasetProblem(clip, None, folder, f"{len(mats)} per-frame .mat files for {T} frames"))
+            out.append(
+                DatasetProblem(
+                    clip, None, folder, f"{len(mats)} per-frame .mat files for {T} frames"
+                )
+            )
         for i, f in enumerate(mats):
             try:
                 c = load_deep3d(f)
@@ -441,7 +526,11 @@ def _check_coeffs(clip: str, d: Path, T: int) -> list[DatasetProblem]:
             except (CoeffFileError, OSError) as e:
                 out.append(DatasetProblem(clip, i, f, str(e)))
         return out
-    return [DatasetProblem(clip, None, npy, "no coefficients: expected coeffs.npy [T, 257] or coeffs/*.mat")]
+    return [
+        DatasetProblem(
+            clip, None, npy, "no coefficients: expected coeffs.npy [T, 257] or coeffs/*.mat"
+        )
+    ]
 
 
 def _check_labels(clip: str, d: Path, frames: list[Path]) -> list[DatasetProblem]:
@@ -454,31 +543,64 @@ def _check_labels(clip: str, d: Path, frames: list[Path]) -> list[DatasetProblem
         return [DatasetProblem(clip, None, path, f"labels unreadable: {e}")]
     out = []
     if len(labels) != len(frames):
-        out.append(DatasetProblem(clip, None, path, f"{len(labels)} labels for {len(frames)} frames"))
+        out.append(
+            DatasetProblem(clip, None, path, f"{len(labels)} labels for {len(frames)} frames")
+        )
     missing = [i for i, f in enumerate(frames) if _label_lookup(labels, f.name) is None]
     if missing:
-        out.append(DatasetProblem(clip, missing[0], path, f"no label for {len(missing)} frame(s), first "
-                                  f"{frames[missing[0]].name!r}"))
+        out.append(
+            DatasetProblem(
+                clip,
+                missing[0],
+                path,
+                f"no label for {len(missing)} frame(s), first {frames[missing[0]].name!r}",
+            )
+        )
     return out
 
 
-def _check_array(clip: str, path: Path, T: int, what: str, shapes: tuple[tuple[int, ...], ...],
-                 row_noun: str | None = None) -> list[DatasetProblem]:
+def _check_array(
+    clip: str,
+    path: Path,
+    T: int,
+    what: str,
+    shapes: tuple[tuple[int, ...], ...],
+    row_noun: str | None = None,
+) -> list[DatasetProblem]:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy raises several types for damaged files
         return [DatasetProblem(clip, None, path, f"{what} unreadable ({type(e).__name__}: {e})")]
     out = []
     if arr.ndim < 1 or arr.shape[0] != T:
-        out.append(DatasetProblem(clip, None, path, f"{arr.shape[0] if arr.ndim else 0} {row_noun or what} rows for {T} frames"))
+        out.append(
+            DatasetProblem(
+                clip,
+                None,
+                path,
+                f"{arr.shape[0] if arr.ndim else 0} {row_noun or what} rows for {T} frames",
+            )
+        )
     if arr.shape[1:] not in shapes:
         want = " or ".join("[T, " + ", ".join(map(str, s)) + "]" for s in shapes)
-        out.append(DatasetProblem(clip, None, path, f"{what} must have shape {want}, got {list(arr.shape)}"))
+        out.append(
+            DatasetProblem(
+                clip, None, path, f"{what} must have shape {want}, got {list(arr.shape)}"
+            )
+        )
     if not np.issubdtype(arr.dtype, np.number):
-        out.append(DatasetProblem(clip, None, path, f"{what} must be numbers, got dtype {arr.dtype}"))
+        out.append(
+            DatasetProblem(clip, None, path, f"{what} must be numbers, got dtype {arr.dtype}")
+        )
     elif arr.ndim >= 1 and arr.shape[0] and (rows := _bad_rows(arr)):
-        out.append(DatasetProblem(clip, rows[0], path, f"{what} have NaN or infinite values in {len(rows)} row(s): "
-                                  f"{rows[:10]}"))
+        out.append(
+            DatasetProblem(
+                clip,
+                rows[0],
+                path,
+                f"{what} have NaN or infinite values in {len(rows)} row(s): {rows[:10]}",
+            )
+        )
     return out
 
 
@@ -495,15 +617,28 @@ def _check_images(clip: str, frames: list[Path]) -> list[DatasetProblem]:
             out.append(DatasetProblem(clip, i, f, f"unreadable image ({type(e).__name__}: {e})"))
             continue
         if size[0] != size[1]:
-            out.append(DatasetProblem(clip, i, f, f"frames must be square aligned crops, got {size[0]} x {size[1]}"))
+            out.append(
+                DatasetProblem(
+                    clip, i, f, f"frames must be square aligned crops, got {size[0]} x {size[1]}"
+                )
+            )
         sizes.setdefault(size, i)
     if len(sizes) > 1:
-        out.append(DatasetProblem(clip, None, frames[0].parent, "frames have different sizes: " + ", ".join(
-            f"{w}x{h} (first frame {i})" for (w, h), i in sizes.items())))
+        out.append(
+            DatasetProblem(
+                clip,
+                None,
+                frames[0].parent,
+                "frames have different sizes: "
+                + ", ".join(f"{w}x{h} (first frame {i})" for (w, h), i in sizes.items()),
+            )
+        )
     return out
 
 
-def check_clip(d: Path, clip: str, audio: bool = False, images: bool = True) -> list[DatasetProblem]:
+def check_clip(
+    d: Path, clip: str, audio: bool = False, images: bool = True
+) -> list[DatasetProblem]:
     """Every problem of one clip folder (see :meth:`VideoDataset.check`)."""
     frames_dir = d / "frames"
     frames = _frame_files(frames_dir)
@@ -512,7 +647,11 @@ def check_clip(d: Path, clip: str, audio: bool = False, images: bool = True) -> 
     if T == 0:
         out.append(DatasetProblem(clip, None, frames_dir, "no frame images (.png/.jpg) in frames/"))
     elif T == 1:
-        out.append(DatasetProblem(clip, None, frames_dir, "only 1 frame: a clip needs 2 or more to draw pairs"))
+        out.append(
+            DatasetProblem(
+                clip, None, frames_dir, "only 1 frame: a clip needs 2 or more to draw pairs"
+            )
+        )
     out += _check_coeffs(clip, d, T)
     out += _check_labels(clip, d, frames)
     if (d / "landmarks.npy").is_file():
@@ -520,7 +659,11 @@ def check_clip(d: Path, clip: str, audio: bool = False, images: bool = True) -> 
     if (d / "audio_exp.npy").is_file():
         out += _check_array(clip, d / "audio_exp.npy", T, "audio expressions", ((64,), (70,)))
     elif audio:
-        out.append(DatasetProblem(clip, None, d / "audio_exp.npy", "no audio_exp.npy (the audio variant needs one)"))
+        out.append(
+            DatasetProblem(
+                clip, None, d / "audio_exp.npy", "no audio_exp.npy (the audio variant needs one)"
+            )
+        )
     if images:
         out += _check_images(clip, frames)
     return out
@@ -539,7 +682,9 @@ class VideoSource:
         self.dataset, self.seed = dataset, int(seed)
         self.skipped: list[str] = []
 
-    def sample_params(self, index: int, stream: int = TRAIN_STREAM, attempt: int = 0) -> tuple[str, int, int]:
+    def sample_params(
+        self, index: int, stream: int = TRAIN_STREAM, attempt: int = 0
+    ) -> tuple[str, int, int]:
         """(clip, source frame, target frame) of draw `attempt` of sample `index`."""
         key = [self.seed, int(stream), int(index)] + ([attempt] if attempt else [])
         rng = np.random.default_rng(np.random.SeedSequence(key))
@@ -557,13 +702,21 @@ class VideoSource:
             try:
                 if s == t:
                     raise DatasetProblem(clip, None, None, "fewer than 2 frames: no pair to draw")
-                return clip, s, t, self.dataset.load_frame(clip, s), self.dataset.load_frame(clip, t)
+                return (
+                    clip,
+                    s,
+                    t,
+                    self.dataset.load_frame(clip, s),
+                    self.dataset.load_frame(clip, t),
+                )
             except DatasetProblem as e:
                 msg = f"sample {index} (stream {stream}, draw {attempt}): skipped bad item: {e}"
                 log.warning(msg)
                 self.skipped.append(msg)
-        raise RuntimeError(f"{self.dataset.root}: {_MAX_REDRAWS} draws in a row for sample {index} hit bad items; "
-                           "run `nofa dataset check` on the dataset")
+        raise RuntimeError(
+            f"{self.dataset.root}: {_MAX_REDRAWS} draws in a row for sample {index} hit bad items; "
+            "run `nofa dataset check` on the dataset"
+        )
 
     def batch(self, indices: Iterable[int], stream: int = TRAIN_STREAM) -> VideoBatch:
         """Samples `indices` of `stream` as one batch."""
@@ -580,10 +733,16 @@ class VideoSource:
         out = []
         for clip in self.dataset.clips:
             T = self.dataset.num_frames(clip)
-            targets = sorted(set(np.linspace(1, T - 1, num_targets).round().astype(int).tolist())) if T >= 2 else []
+            targets = (
+                sorted(set(np.linspace(1, T - 1, num_targets).round().astype(int).tolist()))
+                if T >= 2
+                else []
+            )
             try:
                 if not targets:
-                    raise DatasetProblem(clip, None, None, "fewer than 2 frames: nothing to reenact")
+                    raise DatasetProblem(
+                        clip, None, None, "fewer than 2 frames: nothing to reenact"
+                    )
                 src = self.dataset.load_frame(clip, 0)
                 pairs = [(clip, 0, t, src, self.dataset.load_frame(clip, t)) for t in targets]
             except DatasetProblem as e:
@@ -603,10 +762,19 @@ def _collate(pairs: list[tuple[str, int, int, dict, dict]], indices: list[int]) 
     if pairs and pairs[0][4]["beta_audio"] is not None:
         audio = stack(4, "beta_audio")
     return VideoBatch(
-        image_s=stack(3, "image"), image_t=stack(4, "image"), camera_s=stack(3, "camera"), camera_t=stack(4, "camera"),
-        alpha_s=stack(3, "alpha"), alpha_t=stack(4, "alpha"), beta_s=stack(3, "beta"), beta_t=stack(4, "beta"),
-        landmarks_s=stack(3, "landmarks"), landmarks_t=stack(4, "landmarks"), beta_audio_t=audio,
+        image_s=stack(3, "image"),
+        image_t=stack(4, "image"),
+        camera_s=stack(3, "camera"),
+        camera_t=stack(4, "camera"),
+        alpha_s=stack(3, "alpha"),
+        alpha_t=stack(4, "alpha"),
+        beta_s=stack(3, "beta"),
+        beta_t=stack(4, "beta"),
+        landmarks_s=stack(3, "landmarks"),
+        landmarks_t=stack(4, "landmarks"),
+        beta_audio_t=audio,
         frame_s=torch.tensor([p[1] for p in pairs], dtype=torch.long),
         frame_t=torch.tensor([p[2] for p in pairs], dtype=torch.long),
-        index=torch.tensor(indices, dtype=torch.long), clips=[p[0] for p in pairs],
+        index=torch.tensor(indices, dtype=torch.long),
+        clips=[p[0] for p in pairs],
     )

@@ -19,6 +19,7 @@ audio: the deformation field only; beta from the audio-derived expressions
     (`beta_audio_t`), alpha and cameras from the video; mouth-box loss + identity loss
     (l_bbox 1 on the mouth box only, l_id 0.2, l_rec 0).
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,17 +39,31 @@ from .losses import LPIPSLoss, l2
 from .stages import ReconstructionLoss, Stage, register_stage
 from .video_data import VideoBatch, VideoDataset, VideoSource
 
-__all__ = ["AudioStage", "DeformationStage", "HybridLoss", "HybridStage", "VideoLoss", "VideoStage",
-           "ensure_dataset"]
+__all__ = [
+    "AudioStage",
+    "DeformationStage",
+    "HybridLoss",
+    "HybridStage",
+    "VideoLoss",
+    "VideoStage",
+    "ensure_dataset",
+]
 
 
 class VideoLoss(nn.Module):
     """l_rec (L2 + LPIPS of I_hat vs I_t) + l_bbox sum over `regions` (L2 + LPIPS of the box
     crops) + l_id (1 - cos of face embeddings); pred["image_t"] and batch.image_t [N, 3, S, S]."""
 
-    def __init__(self, lpips: LPIPSLoss | None, w_rec: float = 1.0, w_bbox: float = 1.0, w_id: float = 0.1,
-                 identity: IdentityLoss | None = None, regions: tuple[str, ...] = ("eyes", "mouth"),
-                 margin: float = 0.25) -> None:
+    def __init__(
+        self,
+        lpips: LPIPSLoss | None,
+        w_rec: float = 1.0,
+        w_bbox: float = 1.0,
+        w_id: float = 0.1,
+        identity: IdentityLoss | None = None,
+        regions: tuple[str, ...] = ("eyes", "mouth"),
+        margin: float = 0.25,
+    ) -> None:
         super().__init__()
         if w_id > 0 and identity is None:
             raise ValueError("w_id > 0 needs an identity loss (IdentityLoss)")
@@ -98,8 +113,10 @@ class HybridLoss(nn.Module):
         if isinstance(batch, VideoBatch):
             return self.video(pred, batch)
         total, scalars = self.synthetic(pred, batch)
-        return total, {k.replace("loss/", "loss/synthetic_") if k != "loss/total" else k: v
-                       for k, v in scalars.items()}
+        return total, {
+            k.replace("loss/", "loss/synthetic_") if k != "loss/total" else k: v
+            for k, v in scalars.items()
+        }
 
 
 def ensure_dataset(cfg: TrainConfig, image_size: int) -> Path:
@@ -112,20 +129,32 @@ def ensure_dataset(cfg: TrainConfig, image_size: int) -> Path:
     if root.is_dir():
         return root
     if d.synth_clips <= 0:
-        raise FileNotFoundError(f"data.root {root} does not exist: prepare a video dataset there (docs/datasets.md; "
-                                f"`nofa dataset check {root}` validates it), or set data.synth_clips > 0 to write "
-                                f"procedural clips there first (or run `nofa dataset synth {root}`)")
+        raise FileNotFoundError(
+            f"data.root {root} does not exist: prepare a video dataset there (docs/datasets.md; "
+            f"`nofa dataset check {root}` validates it), or set data.synth_clips > 0 to write "
+            f"procedural clips there first (or run `nofa dataset synth {root}`)"
+        )
     import shutil
 
     from .procedural_heads import write_synthetic_video_dataset
 
-    print(f"data.root {root} does not exist: writing {d.synth_clips} procedural clips of {d.synth_frames} frames "
-          f"({image_size} px) there first")
+    print(
+        f"data.root {root} does not exist: writing {d.synth_clips} procedural clips of "
+        f"{d.synth_frames} frames "
+        f"({image_size} px) there first"
+    )
     tmp = root.with_name(root.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
-    write_synthetic_video_dataset(tmp, clips=d.synth_clips, frames=d.synth_frames, size=image_size,
-                                  seed=cfg.run.seed, audio=True, progress=cfg.log.progress)
+    write_synthetic_video_dataset(
+        tmp,
+        clips=d.synth_clips,
+        frames=d.synth_frames,
+        size=image_size,
+        seed=cfg.run.seed,
+        audio=True,
+        progress=cfg.log.progress,
+    )
     os.replace(tmp, root)
     return root
 
@@ -134,39 +163,55 @@ class VideoStage(Stage):
     """Shared by the video stages: data from a VideoDataset, the VideoLoss, and the held-out
     self-reenactment evaluation (nofa/train/evaluation.py)."""
 
-    audio = False                              # beta from the audio-derived expressions
+    audio = False  # beta from the audio-derived expressions
     regions: tuple[str, ...] = ("eyes", "mouth")
-    deformation_only = False                   # the reconstruction runs without autograd
+    deformation_only = False  # the reconstruction runs without autograd
 
     def check_config(self, cfg: TrainConfig) -> None:
         if not cfg.data.root:
-            raise ConfigError(f"stage {self.name!r} trains on face videos: set data.root to a dataset folder "
-                              f"(layout: docs/datasets.md)")
+            raise ConfigError(
+                f"stage {self.name!r} trains on face videos: set data.root to a dataset folder "
+                f"(layout: docs/datasets.md)"
+            )
         if cfg.loss.rec + cfg.loss.bbox + cfg.loss.id <= 0:
-            raise ConfigError(f"stage {self.name!r}: loss.rec, loss.bbox and loss.id are all 0: nothing to train")
+            raise ConfigError(
+                f"stage {self.name!r}: loss.rec, loss.bbox and loss.id are all 0: nothing to train"
+            )
         if cfg.loss.id > 0 and not cfg.loss.arcface_random:
             w = cfg.loss.arcface_weights
             if not w:
-                raise ConfigError("loss.id > 0 needs ArcFace weights: set loss.arcface_weights=/path/to/backbone.pth "
-                                  "(InsightFace arcface_torch IResNet), or loss.id=0; tests only: "
-                                  "loss.arcface_random=true")
+                raise ConfigError(
+                    "loss.id > 0 needs ArcFace weights: set "
+                    "loss.arcface_weights=/path/to/backbone.pth "
+                    "(InsightFace arcface_torch IResNet), or loss.id=0; tests only: "
+                    "loss.arcface_random=true"
+                )
             if not os.path.isfile(w):
-                raise ConfigError(f"loss.arcface_weights: file not found: {w} (the backbone.pth of InsightFace's "
-                                  f"arcface_torch; nofa does not download it)")
+                raise ConfigError(
+                    f"loss.arcface_weights: file not found: {w} (the backbone.pth of InsightFace's "
+                    f"arcface_torch; nofa does not download it)"
+                )
 
     def beta(self, batch: VideoBatch) -> torch.Tensor:
         if not self.audio:
             return batch.beta_t
         if batch.beta_audio_t is None:
-            raise ValueError(f"stage {self.name!r} needs audio-derived expressions (audio_exp.npy per clip)")
+            raise ValueError(
+                f"stage {self.name!r} needs audio-derived expressions (audio_exp.npy per clip)"
+            )
         return batch.beta_audio_t
 
     def video_sources(self, cfg: TrainConfig, image_size: int) -> tuple[VideoSource, VideoSource]:
         root = ensure_dataset(cfg, image_size)
         train = VideoDataset(root, image_size, "train", cfg.data.heldout_clips, audio=self.audio)
-        held = VideoDataset(root, image_size, "heldout", cfg.data.heldout_clips, audio=self.audio) \
-            if train.heldout else None
-        return VideoSource(train, cfg.run.seed), (VideoSource(held, cfg.run.seed) if held is not None else None)
+        held = (
+            VideoDataset(root, image_size, "heldout", cfg.data.heldout_clips, audio=self.audio)
+            if train.heldout
+            else None
+        )
+        return VideoSource(train, cfg.run.seed), (
+            VideoSource(held, cfg.run.seed) if held is not None else None
+        )
 
     def data_sources(self, model: NOFAAvatar, cfg: TrainConfig) -> dict[str, object]:
         train, held = self.video_sources(cfg, model.image_size)
@@ -178,21 +223,38 @@ class VideoStage(Stage):
     def schedule(self, step: int) -> tuple[str, int]:
         return "video", step
 
-    def build_criterion(self, cfg: TrainConfig, lpips: LPIPSLoss | None, device: torch.device) -> nn.Module:
+    def build_criterion(
+        self, cfg: TrainConfig, lpips: LPIPSLoss | None, device: torch.device
+    ) -> nn.Module:
         lo = cfg.loss
         identity = None
         if lo.id > 0:
-            identity = IdentityLoss(build_face_recognizer(lo.arcface_weights, lo.arcface_random, cfg.run.seed))
+            identity = IdentityLoss(
+                build_face_recognizer(lo.arcface_weights, lo.arcface_random, cfg.run.seed)
+            )
             identity = identity.to(device)
-        return VideoLoss(lpips if lo.lpips > 0 else None, lo.rec, lo.bbox, lo.id, identity, self.regions,
-                         lo.box_margin)
+        return VideoLoss(
+            lpips if lo.lpips > 0 else None,
+            lo.rec,
+            lo.bbox,
+            lo.id,
+            identity,
+            self.regions,
+            lo.box_margin,
+        )
 
     def video_forward(self, model: NOFAAvatar, batch: VideoBatch, amp: bool = False) -> dict:
         """I_hat = render(V_e(I_s), camera_t, alpha_t, beta) -> dict(image_t, raw_t, depth_t)."""
         grad = torch.no_grad() if self.deformation_only else torch.enable_grad()
         with grad:
-            vol, _ = reconstruct(model, batch.image_s, batch.camera_s, fine=True, amp=amp,
-                                 coarse_grad=not self.deformation_only)
+            vol, _ = reconstruct(
+                model,
+                batch.image_s,
+                batch.camera_s,
+                fine=True,
+                amp=amp,
+                coarse_grad=not self.deformation_only,
+            )
         out = model.render(vol, batch.camera_t, batch.alpha_t, self.beta(batch))
         return {"image_t": out["image"], "raw_t": out["image_raw"], "depth_t": out["depth"]}
 
@@ -208,8 +270,9 @@ class VideoStage(Stage):
         src = sources.get("video_heldout")
         return src.reenactment(cfg.eval.targets) if src is not None else []
 
-    def evaluate(self, model: NOFAAvatar, batches: list, lpips: LPIPSLoss | None, cache: dict,
-                 rows: int = 4) -> tuple[dict[str, float], list[torch.Tensor]]:
+    def evaluate(
+        self, model: NOFAAvatar, batches: list, lpips: LPIPSLoss | None, cache: dict, rows: int = 4
+    ) -> tuple[dict[str, float], list[torch.Tensor]]:
         from .evaluation import evaluate_reenactment
 
         video = [b for b in batches if isinstance(b, VideoBatch)]
@@ -240,7 +303,9 @@ class HybridStage(VideoStage):
 
     trained = None
     video_parts = ("deformation",)
-    unused_parameters = True  # DDP: a video step leaves all but the deformation field without gradients
+    unused_parameters = (
+        True  # DDP: a video step leaves all but the deformation field without gradients
+    )
 
     @staticmethod
     def is_synthetic(step: int) -> bool:
@@ -257,7 +322,9 @@ class HybridStage(VideoStage):
         # before a resumed run loads its (trained) weights
         teacher = copy.deepcopy(model).requires_grad_(False).eval()
         d = cfg.data
-        out["synthetic"] = SyntheticSource(teacher, cfg.run.seed, d.truncation, d.yaw_std, d.pitch_std, d.max_sigma)
+        out["synthetic"] = SyntheticSource(
+            teacher, cfg.run.seed, d.truncation, d.yaw_std, d.pitch_std, d.max_sigma
+        )
         return out
 
     def prepare(self, model: NOFAAvatar, kind: str) -> None:
@@ -268,9 +335,13 @@ class HybridStage(VideoStage):
             children[n].requires_grad_(True)
         self.deformation_only = kind == "video"
 
-    def build_criterion(self, cfg: TrainConfig, lpips: LPIPSLoss | None, device: torch.device) -> nn.Module:
+    def build_criterion(
+        self, cfg: TrainConfig, lpips: LPIPSLoss | None, device: torch.device
+    ) -> nn.Module:
         video = super().build_criterion(cfg, lpips, device)
-        synthetic = ReconstructionLoss(lpips, cfg.loss.lpips, cfg.loss.l2, cfg.loss.depth, cfg.loss.lpips_raw)
+        synthetic = ReconstructionLoss(
+            lpips, cfg.loss.lpips, cfg.loss.l2, cfg.loss.depth, cfg.loss.lpips_raw
+        )
         return HybridLoss(video, synthetic)
 
     def forward(self, model: NOFAAvatar, batch, amp: bool = False) -> dict:
@@ -283,8 +354,9 @@ class HybridStage(VideoStage):
         video = super().heldout(sources, cfg)
         return video + Stage.heldout(self, sources, cfg)
 
-    def evaluate(self, model: NOFAAvatar, batches: list, lpips: LPIPSLoss | None, cache: dict,
-                 rows: int = 4) -> tuple[dict[str, float], list[torch.Tensor]]:
+    def evaluate(
+        self, model: NOFAAvatar, batches: list, lpips: LPIPSLoss | None, cache: dict, rows: int = 4
+    ) -> tuple[dict[str, float], list[torch.Tensor]]:
         metrics, cols = super().evaluate(model, batches, lpips, cache, rows)
         synthetic = [b for b in batches if not isinstance(b, VideoBatch)]
         if synthetic:

@@ -61,7 +61,9 @@ inline std::barrier<SameBarrier>* block_barrier = nullptr;
 
 inline void sync_threads(int line) {
   if (warps_only) {
-    std::fprintf(stderr, "__syncthreads (line %d) in a warp-by-warp launch: use BlockRunner::launch\n", line);
+    std::fprintf(stderr,
+                 "__syncthreads (line %d) in a warp-by-warp launch: use BlockRunner::launch\n",
+                 line);
     std::_Exit(1);
   }
   barrier_line[worker_slot] = line;
@@ -70,7 +72,8 @@ inline void sync_threads(int line) {
 
 class BlockRunner {
  public:
-  explicit BlockRunner(int watchdog_seconds = 120) : limit_(std::chrono::seconds(watchdog_seconds)) {
+  explicit BlockRunner(int watchdog_seconds = 120)
+      : limit_(std::chrono::seconds(watchdog_seconds)) {
     for (int t = 0; t < kMaxBlock; ++t) go_.push_back(std::make_unique<std::binary_semaphore>(0));
     for (int t = 0; t < kMaxBlock; ++t) workers_.emplace_back([this, t] { work(t); });
     watchdog_ = std::thread([this] { watch(); });
@@ -87,7 +90,8 @@ class BlockRunner {
   }
   // kernel() runs once per CUDA thread, with thread_idx / block_idx set; `shared_bytes` is the
   // launch's dynamic shared memory (at most the program's NOFA_EMU_DYNAMIC_SHARED capacity).
-  void launch(unsigned int grid, unsigned int block, std::function<void()> kernel, size_t shared_bytes = 0) {
+  void launch(unsigned int grid, unsigned int block, std::function<void()> kernel,
+              size_t shared_bytes = 0) {
     run(grid, block, false, std::move(kernel), shared_bytes);
   }
   // The same launch, one warp alive at a time.
@@ -113,7 +117,8 @@ class BlockRunner {
   }
 
  private:
-  void run(unsigned int grid, unsigned int block, bool by_warp, std::function<void()> kernel, size_t shared_bytes) {
+  void run(unsigned int grid, unsigned int block, bool by_warp, std::function<void()> kernel,
+           size_t shared_bytes) {
     if (grid == 0) return;
     if (block == 0 || block > kMaxBlock || block % kWarpSize != 0) {
       std::fprintf(stderr, "BlockRunner: block of %u threads not supported\n", block);
@@ -121,8 +126,9 @@ class BlockRunner {
     }
     const DynamicShared& sm = dynamic_shared;
     if (shared_bytes > 0 && (sm.base == nullptr || shared_bytes > sm.capacity)) {
-      std::fprintf(stderr, "BlockRunner: %zu bytes of dynamic shared memory, the program holds %zu\n", shared_bytes,
-                   sm.base ? sm.capacity : size_t{0});
+      std::fprintf(stderr,
+                   "BlockRunner: %zu bytes of dynamic shared memory, the program holds %zu\n",
+                   shared_bytes, sm.base ? sm.capacity : size_t{0});
       std::exit(1);
     }
     grid_dim.x = grid;
@@ -157,7 +163,8 @@ class BlockRunner {
   void unit_end() {
     if (use_shared_) {
       if (!dynamic_shared.intact(shared_bytes_)) {
-        std::fprintf(stderr, "block %u wrote shared memory past the launch's %zu bytes\n", unit_, shared_bytes_);
+        std::fprintf(stderr, "block %u wrote shared memory past the launch's %zu bytes\n", unit_,
+                     shared_bytes_);
         shared_overruns.fetch_add(1);
       }
       dynamic_shared.fill(shared_bytes_);  // nothing carries over to the next block
@@ -195,13 +202,19 @@ class BlockRunner {
       done_->count_down();
     }
   }
-  static std::chrono::steady_clock::rep now() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
+  static std::chrono::steady_clock::rep now() {
+    return std::chrono::steady_clock::now().time_since_epoch().count();
+  }
   void watch() {
     std::unique_lock<std::mutex> lock(watch_mu_);
-    while (!watch_cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return quit_.load(); })) {
+    while (!watch_cv_.wait_for(lock, std::chrono::milliseconds(200),
+                               [this] { return quit_.load(); })) {
       if (running_ && now() - progress_at_.load() > limit_.count()) {
-        std::fprintf(stderr, "a block did not finish in %lld s: threads wait at different barriers or shuffles\n",
-                     static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(limit_).count()));
+        std::fprintf(
+            stderr,
+            "a block did not finish in %lld s: threads wait at different barriers or shuffles\n",
+            static_cast<long long>(
+                std::chrono::duration_cast<std::chrono::seconds>(limit_).count()));
         std::_Exit(1);
       }
     }
@@ -236,5 +249,6 @@ inline float4 atomicAdd(float4* p, float4 v) {
     std::abort();
   }
   float* f = reinterpret_cast<float*>(p);
-  return make_float4(atomicAdd(f + 0, v.x), atomicAdd(f + 1, v.y), atomicAdd(f + 2, v.z), atomicAdd(f + 3, v.w));
+  return make_float4(atomicAdd(f + 0, v.x), atomicAdd(f + 1, v.y), atomicAdd(f + 2, v.z),
+                     atomicAdd(f + 3, v.w));
 }

@@ -28,8 +28,9 @@ inline double rel_err(const std::vector<double>& got, const std::vector<double>&
 }
 
 // CHECK(rel_err(got, want, keep) <= tol), naming what failed.
-inline void expect_rel(const std::string& what, const std::vector<double>& got, const std::vector<double>& want,
-                       double tol, const std::vector<char>& keep = {}) {
+inline void expect_rel(const std::string& what, const std::vector<double>& got,
+                       const std::vector<double>& want, double tol,
+                       const std::vector<char>& keep = {}) {
   const double e = rel_err(got, want, keep);
   if (!(e <= tol)) std::fprintf(stderr, "%s rel err %g (tol %g)\n", what.c_str(), e, tol);
   CHECK(e <= tol);

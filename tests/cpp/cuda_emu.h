@@ -56,7 +56,8 @@ struct Buffer {
   std::vector<T> store;
   T* ptr = nullptr;
   size_t n = 0;
-  Buffer(size_t size, T fill, bool misalign = false) : store(size + 32 / sizeof(T) + 1, fill), n(size) {
+  Buffer(size_t size, T fill, bool misalign = false)
+      : store(size + 32 / sizeof(T) + 1, fill), n(size) {
     uintptr_t a = reinterpret_cast<uintptr_t>(store.data());
     a = (a + 15) / 16 * 16 + (misalign ? 4 : 0);
     ptr = reinterpret_cast<T*>(a);

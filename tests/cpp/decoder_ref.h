@@ -42,8 +42,9 @@ struct NormalFill {
 
 // Random decoder weights in nn.Linear layout, in this order: w0 [Hd, C] of scale 1 / sqrt(C),
 // b0 [Hd], w1 [O, Hd] of scale w1_scale / sqrt(Hd), b1 [O].
-inline void fill_decoder(NormalFill& fill, int64_t C, int64_t Hd, int64_t O, float w1_scale, std::vector<float>& w0,
-                         std::vector<float>& b0, std::vector<float>& w1, std::vector<float>& b1) {
+inline void fill_decoder(NormalFill& fill, int64_t C, int64_t Hd, int64_t O, float w1_scale,
+                         std::vector<float>& w0, std::vector<float>& b0, std::vector<float>& w1,
+                         std::vector<float>& b1) {
   fill(w0, Hd * C, 1.f / std::sqrt(float(C)));
   fill(b0, Hd, 1.f);
   fill(w1, O * Hd, w1_scale / std::sqrt(float(Hd)));
@@ -71,8 +72,8 @@ inline void decoder_forward(const Decoder& d, const double* f, double& density, 
 
 // The backward at one point, for the cotangents gd (density) and gf[O - 1] (features): adds
 // the weight gradients to gw ([gW0 | gb0 | gW1 | gb1]) and returns d / d f [C].
-inline std::vector<double> decoder_backward(const Decoder& d, const double* f, double gd, const float* gf,
-                                            double* gw) {
+inline std::vector<double> decoder_backward(const Decoder& d, const double* f, double gd,
+                                            const float* gf, double* gw) {
   const int64_t C = d.C, Hd = d.Hd, O = d.O;
   std::vector<double> z(Hd), h(Hd), gx(O), gz(Hd), gfeat(C, 0.0);
   for (int64_t j = 0; j < Hd; ++j) {
@@ -112,8 +113,9 @@ inline std::vector<double> decoder_backward(const Decoder& d, const double* f, d
 
 // The four weight-gradient tensors of decoder d ([gW0 | gb0 | gW1 | gb1]), each on its own
 // (a small one must not hide in a big one's norm).
-inline void expect_weight_grads(const std::string& what, const Decoder& d, const std::vector<double>& got,
-                                const std::vector<double>& want, double tol) {
+inline void expect_weight_grads(const std::string& what, const Decoder& d,
+                                const std::vector<double>& got, const std::vector<double>& want,
+                                double tol) {
   const int64_t C = d.C, Hd = d.Hd, O = d.O;
   const int64_t start[5] = {0, Hd * C, Hd * C + Hd, Hd * C + Hd + O * Hd, d.grad_size()};
   CHECK(static_cast<int64_t>(got.size()) == start[4]);

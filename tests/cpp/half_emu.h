@@ -68,7 +68,8 @@ template <typename P>
 void to_channels_last(const std::vector<float>& planes, int64_t NP, int64_t C, int64_t HW, P* out) {
   for (int64_t np = 0; np < NP; ++np) {
     for (int64_t c = 0; c < C; ++c) {
-      for (int64_t t = 0; t < HW; ++t) out[(np * HW + t) * C + c] = store<P>(planes[(np * C + c) * HW + t]);
+      for (int64_t t = 0; t < HW; ++t)
+        out[(np * HW + t) * C + c] = store<P>(planes[(np * C + c) * HW + t]);
     }
   }
 }

@@ -37,12 +37,13 @@ struct DynamicShared {
 inline DynamicShared dynamic_shared;
 }  // namespace emu
 
-#define NOFA_EMU_DYNAMIC_SHARED(type, name, capacity_bytes, guard_bytes, guard_value)                         \
-  namespace nofa {                                                                                             \
-  namespace {                                                                                                  \
-  alignas(16) type name[(capacity_bytes) + (guard_bytes)];                                                     \
-  [[maybe_unused]] const bool name##_registered =                                                              \
-      (emu::dynamic_shared = {reinterpret_cast<unsigned char*>(name), (capacity_bytes), (guard_bytes), (guard_value)}, \
-       true);                                                                                                  \
-  }                                                                                                            \
+#define NOFA_EMU_DYNAMIC_SHARED(type, name, capacity_bytes, guard_bytes, guard_value)   \
+  namespace nofa {                                                                      \
+  namespace {                                                                           \
+  alignas(16) type name[(capacity_bytes) + (guard_bytes)];                              \
+  [[maybe_unused]] const bool name##_registered =                                       \
+      (emu::dynamic_shared = {reinterpret_cast<unsigned char*>(name), (capacity_bytes), \
+                              (guard_bytes), (guard_value)},                            \
+       true);                                                                           \
+  }                                                                                     \
   }

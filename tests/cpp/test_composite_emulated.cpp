@@ -11,14 +11,15 @@
 // Checked against the per-ray math of csrc/common/composite.h at stride 1 on the [rays, S]
 // layout (what the CPU backend runs) plus plain loops for the channel sums: forward outputs
 // and every gradient, float and double, and float32 with half-precision colours (host
-// stand-ins for __nv_bfloat16 and __half: round-to-nearest-even conversions), S = 2 .. 48, C = 0, 1, 3, 32, 33, 96, ray counts that are not a multiple of the block,
-// empty, saturated and NaN-depth rays, tied depths on the clamp bounds, white background
-// on / off, each cotangent alone, the depth gradient and (colors_grad off: no colour rows
-// for the kernel, an empty result) the colour gradient not asked for; composite_rays_merged's merge and scatter kernels with
-// ties between the sets and empty / one-sample sets. Every output starts as NaN, so an
-// element no thread writes fails. A deadlock (a lane missing a shuffle) fails after 120 s
-// (tests/cpp/block_emu.h's watchdog).
-// Build by hand: g++ -std=c++20 -O2 -pthread -I csrc tests/cpp/test_composite_emulated.cpp && ./a.out
+// stand-ins for __nv_bfloat16 and __half: round-to-nearest-even conversions), S = 2 .. 48, C = 0,
+// 1, 3, 32, 33, 96, ray counts that are not a multiple of the block, empty, saturated and NaN-depth
+// rays, tied depths on the clamp bounds, white background on / off, each cotangent alone, the depth
+// gradient and (colors_grad off: no colour rows for the kernel, an empty result) the colour
+// gradient not asked for; composite_rays_merged's merge and scatter kernels with ties between the
+// sets and empty / one-sample sets. Every output starts as NaN, so an element no thread writes
+// fails. A deadlock (a lane missing a shuffle) fails after 120 s (tests/cpp/block_emu.h's
+// watchdog). Build by hand: g++ -std=c++20 -O2 -pthread -I csrc
+// tests/cpp/test_composite_emulated.cpp && ./a.out
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -62,7 +63,9 @@ static_assert(nofa::kThreads == emu::kBlock, "the emulated block size must be th
 //    kernels whose threads never communicate (no shared memory, barriers or shuffles): any
 //    order of their threads is a schedule a GPU may run; NaN-filled outputs catch an element
 //    no thread writes.
-unsigned int blocks_for(int64_t n) { return static_cast<unsigned int>((n + emu::kBlock - 1) / emu::kBlock); }
+unsigned int blocks_for(int64_t n) {
+  return static_cast<unsigned int>((n + emu::kBlock - 1) / emu::kBlock);
+}
 
 emu::BlockRunner* runner = nullptr;
 
@@ -97,7 +100,7 @@ struct Problem {
   std::vector<P> ca, cb;
   std::vector<T> da, za, db, zb;
   bool has_gf = true, has_gz = true, has_gw = true, want_gdep = true;
-  bool want_gcol = true;  // colors_grad: without it the glue passes no colour-gradient rows
+  bool want_gcol = true;      // colors_grad: without it the glue passes no colour-gradient rows
   std::vector<T> gf, gz, gw;  // [rays, C], [rays], [rays, K]
   int64_t S() const { return Sa + Sb; }
 };
@@ -169,14 +172,19 @@ Result<T> run_kernels(const Problem<T, P>& p) {
     den_t = transpose(p.da, rays, S);
     z_t = transpose(p.za, rays, S);
   }
-  const ColorRows<const P> rows{ptr(p.ca), p.merged ? ptr(p.cb) : nullptr, p.merged ? src.data() : nullptr,
-                                p.merged ? Sa : S, p.merged ? Sb : 0, C};
+  const ColorRows<const P> rows{ptr(p.ca),
+                                p.merged ? ptr(p.cb) : nullptr,
+                                p.merged ? src.data() : nullptr,
+                                p.merged ? Sa : S,
+                                p.merged ? Sb : 0,
+                                C};
   // Forward (launch_composite_rays_forward).
   out.feat.assign(rays * C, nan);
   out.depth.assign(rays, nan);
   std::vector<T> weights_t(K * rays, nan);
   run_threads(rays, [&] {
-    nofa::weights_kernel<T>(den_t.data(), z_t.data(), &lo, &hi, out.depth.data(), weights_t.data(), rays, S);
+    nofa::weights_kernel<T>(den_t.data(), z_t.data(), &lo, &hi, out.depth.data(), weights_t.data(),
+                            rays, S);
   });
   run_threads(rays * C, [&] {
     nofa::features_kernel<T, P>(rows, weights_t.data(), out.feat.data(), rays, S, C, p.white);
@@ -202,20 +210,27 @@ Result<T> run_kernels(const Problem<T, P>& p) {
   const bool write_colours = gf_defined && p.want_gcol;
   std::vector<P> gca(p.want_gcol ? rays * Sa * C : 0, to_colour<P>(gf_defined ? nan : T(0)));
   std::vector<P> gcb(p.want_gcol ? rays * Sb * C : 0, to_colour<P>(gf_defined ? nan : T(0)));
-  const ColorRows<P> grad_rows{write_colours ? ptr(gca) : nullptr, write_colours && p.merged ? ptr(gcb) : nullptr,
-                               rows.src, rows.Sa, rows.Sb, C};
+  const ColorRows<P> grad_rows{write_colours ? ptr(gca) : nullptr,
+                               write_colours && p.merged ? ptr(gcb) : nullptr,
+                               rows.src,
+                               rows.Sa,
+                               rows.Sb,
+                               C};
   const T* gf = C > 0 && gf_defined ? p.gf.data() : nullptr;
   if (gf) {
     const int L = nofa::dot_lanes(C);
-    run_warps(rays * S * L, [&] { nofa::sample_dot_kernel<T, P>(gf, rows, e_t.data(), rays, S, C, L); });
+    run_warps(rays * S * L,
+              [&] { nofa::sample_dot_kernel<T, P>(gf, rows, e_t.data(), rays, S, C, L); });
   }
   run_threads(rays, [&] {
-    nofa::ray_backward_kernel<T>(gf && p.white ? ptr(gf_sum) : nullptr, p.has_gz ? p.gz.data() : nullptr,
-                                 ptr(gw_t), den_t.data(), z_t.data(), &lo, &hi, gf ? e_t.data() : nullptr,
-                                 scratch.data(), gden_t.data(), ptr(gdep_t), ptr(bounds), rays, S);
+    nofa::ray_backward_kernel<T>(gf && p.white ? ptr(gf_sum) : nullptr,
+                                 p.has_gz ? p.gz.data() : nullptr, ptr(gw_t), den_t.data(),
+                                 z_t.data(), &lo, &hi, gf ? e_t.data() : nullptr, scratch.data(),
+                                 gden_t.data(), ptr(gdep_t), ptr(bounds), rays, S);
   });
   if ((grad_rows.a || grad_rows.b) && gf) {
-    run_threads(rays * S * C, [&] { nofa::color_grad_kernel<T, P>(gf, scratch.data(), grad_rows, rays, S, C); });
+    run_threads(rays * S * C,
+                [&] { nofa::color_grad_kernel<T, P>(gf, scratch.data(), grad_rows, rays, S, C); });
   }
   for (auto [from, to] : {std::make_pair(&gca, &out.gca), std::make_pair(&gcb, &out.gcb)}) {
     for (P v : *from) to->push_back(static_cast<T>(nofa::to_float(v)));
@@ -301,7 +316,8 @@ Result<T> run_reference(const Problem<T, P>& p) {
     for (int64_t i = 0; i < S; ++i) order[i] = i;
     auto zof = [&](int64_t i) { return i < Sa ? p.za[r * Sa + i] : p.zb[r * Sb + i - Sa]; };
     if (p.merged) {
-      std::stable_sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return zof(i) < zof(j); });
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int64_t i, int64_t j) { return zof(i) < zof(j); });
     }
     for (int64_t s = 0; s < S; ++s) {
       const int64_t i = order[s];
@@ -315,7 +331,8 @@ Result<T> run_reference(const Problem<T, P>& p) {
       gzr[s] = p.want_gdep ? (a ? out.gza.data() : out.gzb.data()) + row : nullptr;
     }
     T wsum, zsum;
-    nofa::ray_weights(z.data(), K, nofa::AlphaFromInputs<T>{d.data(), z.data(), 1}, w.data(), one, wsum, zsum);
+    nofa::ray_weights(z.data(), K, nofa::AlphaFromInputs<T>{d.data(), z.data(), 1}, w.data(), one,
+                      wsum, zsum);
     out.depth[r] = nofa::ray_depth(zsum, wsum, lo, hi);
     for (int64_t k = 0; k < K; ++k) out.weights[r * K + k] = w[k];
     auto colour = [&](int64_t s, int64_t c) { return static_cast<T>(nofa::to_float(col[s][c])); };
@@ -333,11 +350,16 @@ Result<T> run_reference(const Problem<T, P>& p) {
       for (int64_t c = 0; c < C; ++c) e[s] += T(2) * p.gf[r * C + c] * colour(s, c);
     }
     for (int64_t c = 0; c < C && gf; ++c) gsum += T(2) * p.gf[r * C + c];
-    const nofa::RayCotangents<T> ct{gf ? e.data() : nullptr, p.has_gw ? p.gw.data() + r * K : nullptr,
-                                    gf && p.white ? -gsum : T(0), p.has_gz ? p.gz[r] : T(0), lo, hi};
+    const nofa::RayCotangents<T> ct{gf ? e.data() : nullptr,
+                                    p.has_gw ? p.gw.data() + r * K : nullptr,
+                                    gf && p.white ? -gsum : T(0),
+                                    p.has_gz ? p.gz[r] : T(0),
+                                    lo,
+                                    hi};
     T glo, ghi;
     nofa::fill_intervals(d.data(), z.data(), K, buf.data(), one);
-    nofa::ray_backward(z.data(), K, ct, buf.data(), one, gd.data(), p.want_gdep ? gz.data() : nullptr, glo, ghi);
+    nofa::ray_backward(z.data(), K, ct, buf.data(), one, gd.data(),
+                       p.want_gdep ? gz.data() : nullptr, glo, ghi);
     totals[0] += glo;
     totals[1] += ghi;
     for (int64_t s = 0; s < S; ++s) {
@@ -372,10 +394,11 @@ Result<T> run_reference(const Problem<T, P>& p) {
 // (|want| + the tensor's largest finite |want|) (the channel sums are added in another order);
 // with `ulp` set, |got - want| <= tol * |want| + atol instead (one rounding step of a half type).
 template <typename T>
-bool close(const char* name, const char* what, const std::vector<T>& got, const std::vector<T>& want, double tol,
-           bool ulp = false, double atol = 0.0) {
+bool close(const char* name, const char* what, const std::vector<T>& got,
+           const std::vector<T>& want, double tol, bool ulp = false, double atol = 0.0) {
   if (got.size() != want.size()) {
-    std::fprintf(stderr, "%s: %s has %zu elements, expected %zu\n", name, what, got.size(), want.size());
+    std::fprintf(stderr, "%s: %s has %zu elements, expected %zu\n", name, what, got.size(),
+                 want.size());
     return false;
   }
   double scale = 0.0;
@@ -386,7 +409,8 @@ bool close(const char* name, const char* what, const std::vector<T>& got, const 
   for (size_t i = 0; i < got.size(); ++i) {
     const double a = got[i], b = want[i];
     const bool ok = (std::isnan(a) && std::isnan(b)) || a == b ||
-                    (std::isfinite(a) && std::isfinite(b) && std::fabs(a - b) <= tol * (std::fabs(b) + scale) + atol);
+                    (std::isfinite(a) && std::isfinite(b) &&
+                     std::fabs(a - b) <= tol * (std::fabs(b) + scale) + atol);
     if (!ok) {
       std::fprintf(stderr, "%s: %s[%zu] = %.10g, expected %.10g\n", name, what, i, a, b);
       return false;
@@ -426,8 +450,9 @@ enum RayKind { kMixed, kEmpty, kSaturated };
 // first ray of each set starting at exactly 1 and two rays ending at the same largest depth
 // (ties on the clamp bounds); NaN depths in the rays listed.
 template <typename T, typename P = T>
-Problem<T, P> make_problem(int64_t rays, int64_t Sa, int64_t Sb, int64_t C, bool merged, bool white, unsigned seed,
-                        RayKind kind = kMixed, std::vector<int64_t> nan_rays = {}) {
+Problem<T, P> make_problem(int64_t rays, int64_t Sa, int64_t Sb, int64_t C, bool merged, bool white,
+                           unsigned seed, RayKind kind = kMixed,
+                           std::vector<int64_t> nan_rays = {}) {
   Problem<T, P> p;
   p.rays = rays;
   p.Sa = Sa;
@@ -448,7 +473,9 @@ Problem<T, P> make_problem(int64_t rays, int64_t Sa, int64_t Sb, int64_t C, bool
       const bool full = kind == kSaturated || (kind == kMixed && r % 5 == 2);
       double depth = r == 0 ? 1.0 : 1.0 + 0.5 * ud(rng);
       for (int64_t s = 0; s < Sx; ++s) {
-        den[r * Sx + s] = static_cast<T>(empty ? -60.0 + nd(rng) : full ? 80.0 + 10.0 * nd(rng) : 2.0 * nd(rng));
+        den[r * Sx + s] = static_cast<T>(empty  ? -60.0 + nd(rng)
+                                         : full ? 80.0 + 10.0 * nd(rng)
+                                                : 2.0 * nd(rng));
         z[r * Sx + s] = static_cast<T>(depth);
         depth += 0.02 + 0.2 * ud(rng);
       }
@@ -514,34 +541,41 @@ void run_all(const char* type) {
   // composite_rays: 300 rays (one whole block and a partial one for the per-ray kernels).
   const struct {
     int64_t rays, S, C;
-  } shapes[] = {{300, 2, 3}, {300, 5, 0}, {300, 9, 1}, {9, 17, 32}, {11, 6, 33}, {5, 48, 96}, {2, 40, 3}, {300, 3, 3}};
+  } shapes[] = {{300, 2, 3}, {300, 5, 0}, {300, 9, 1}, {9, 17, 32},
+                {11, 6, 33}, {5, 48, 96}, {2, 40, 3},  {300, 3, 3}};
   unsigned seed = 1;
   for (const auto& sh : shapes) {
     for (bool white : {false, true}) {
       std::snprintf(name, sizeof(name), "%s composite_rays rays=%lld S=%lld C=%lld white=%d", type,
-                    static_cast<long long>(sh.rays), static_cast<long long>(sh.S), static_cast<long long>(sh.C),
-                    white);
+                    static_cast<long long>(sh.rays), static_cast<long long>(sh.S),
+                    static_cast<long long>(sh.C), white);
       check_case(name, make_problem<T>(sh.rays, sh.S, 0, sh.C, false, white, seed++));
     }
   }
   check_cotangents("composite_rays cotangents", make_problem<T>(90, 7, 0, 5, false, true, 40));
   check_case("composite_rays all empty", make_problem<T>(41, 6, 0, 3, false, false, 41, kEmpty));
-  check_case("composite_rays all empty, white", make_problem<T>(41, 6, 0, 3, false, true, 42, kEmpty));
-  check_case("composite_rays all saturated", make_problem<T>(41, 6, 0, 3, false, true, 43, kSaturated));
-  check_case("composite_rays NaN depths", make_problem<T>(60, 8, 0, 4, false, true, 44, kMixed, {5, 37}));
+  check_case("composite_rays all empty, white",
+             make_problem<T>(41, 6, 0, 3, false, true, 42, kEmpty));
+  check_case("composite_rays all saturated",
+             make_problem<T>(41, 6, 0, 3, false, true, 43, kSaturated));
+  check_case("composite_rays NaN depths",
+             make_problem<T>(60, 8, 0, 4, false, true, 44, kMixed, {5, 37}));
   // composite_rays_merged: ties between the sets, one-sample and empty sets.
   const struct {
     int64_t rays, Sa, Sb, C;
-  } msh[] = {{300, 4, 3, 3}, {13, 9, 12, 33}, {100, 1, 1, 2}, {100, 0, 5, 3}, {100, 6, 0, 1}, {100, 3, 2, 0}};
+  } msh[] = {{300, 4, 3, 3}, {13, 9, 12, 33}, {100, 1, 1, 2},
+             {100, 0, 5, 3}, {100, 6, 0, 1},  {100, 3, 2, 0}};
   for (const auto& sh : msh) {
     for (bool white : {false, true}) {
-      std::snprintf(name, sizeof(name), "%s composite_rays_merged rays=%lld Sa=%lld Sb=%lld C=%lld white=%d", type,
-                    static_cast<long long>(sh.rays), static_cast<long long>(sh.Sa), static_cast<long long>(sh.Sb),
-                    static_cast<long long>(sh.C), white);
+      std::snprintf(name, sizeof(name),
+                    "%s composite_rays_merged rays=%lld Sa=%lld Sb=%lld C=%lld white=%d", type,
+                    static_cast<long long>(sh.rays), static_cast<long long>(sh.Sa),
+                    static_cast<long long>(sh.Sb), static_cast<long long>(sh.C), white);
       check_case(name, make_problem<T>(sh.rays, sh.Sa, sh.Sb, sh.C, true, white, seed++));
     }
   }
-  check_cotangents("composite_rays_merged cotangents", make_problem<T>(80, 4, 5, 6, true, true, 50));
+  check_cotangents("composite_rays_merged cotangents",
+                   make_problem<T>(80, 4, 5, 6, true, true, 50));
 }
 
 // Half-precision colours with float32 everything else (autocast): read with to_float, the
@@ -553,11 +587,14 @@ void run_half(const char* type) {
     std::snprintf(name, sizeof(name), "%s %s", type, what);
     return name;
   };
-  check_case(label("composite_rays rays=300 S=5 C=3 white"), make_problem<float, P>(300, 5, 0, 3, false, true, 60));
-  check_case(label("composite_rays rays=11 S=6 C=33"), make_problem<float, P>(11, 6, 0, 33, false, false, 61));
+  check_case(label("composite_rays rays=300 S=5 C=3 white"),
+             make_problem<float, P>(300, 5, 0, 3, false, true, 60));
+  check_case(label("composite_rays rays=11 S=6 C=33"),
+             make_problem<float, P>(11, 6, 0, 33, false, false, 61));
   check_case(label("composite_rays_merged rays=13 Sa=9 Sb=12 C=33 white"),
              make_problem<float, P>(13, 9, 12, 33, true, true, 62));
-  check_cotangents(label("composite_rays_merged cotangents"), make_problem<float, P>(80, 4, 5, 6, true, false, 63));
+  check_cotangents(label("composite_rays_merged cotangents"),
+                   make_problem<float, P>(80, 4, 5, 6, true, false, 63));
 }
 
 }  // namespace
@@ -579,6 +616,7 @@ int main() {
 #endif
     runner = nullptr;
   }
-  std::printf("%.2f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  std::printf("%.2f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   TEST_MAIN_END();
 }

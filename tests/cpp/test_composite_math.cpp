@@ -21,7 +21,8 @@ double loss(const Ray& r, const std::vector<double>& gf, double gz, const std::v
   const int64_t K = r.S - 1;
   std::vector<double> w(K);
   double wsum, zsum;
-  nofa::ray_weights(r.z.data(), K, nofa::AlphaFromInputs<double>{r.den.data(), r.z.data()}, w.data(), 1, wsum, zsum);
+  nofa::ray_weights(r.z.data(), K, nofa::AlphaFromInputs<double>{r.den.data(), r.z.data()},
+                    w.data(), 1, wsum, zsum);
   double L = gz * nofa::ray_depth(zsum, wsum, lo, hi);
   for (int64_t k = 0; k < K; ++k) L += gw[k] * w[k];
   for (int64_t c = 0; c < r.C; ++c) {
@@ -122,7 +123,8 @@ void check_strided(int64_t rays, int64_t S, unsigned seed) {
       for (int64_t j = 0; j < cols; ++j) t[j * rows + i] = v[i * cols + j];
     return t;
   };
-  const auto den_t = transpose(den, rays, S), z_t = transpose(z, rays, S), e_t = transpose(e, rays, S);
+  const auto den_t = transpose(den, rays, S), z_t = transpose(z, rays, S),
+             e_t = transpose(e, rays, S);
   const auto gw_t = transpose(gw, rays, K);
   const T lo = z[0], hi = z[rays * S - 1] + T(1);
   std::vector<T> w_t(K * rays), buf_t(K * nofa::kScratch * rays), gd_t(S * rays), gz_t(S * rays);
@@ -131,7 +133,8 @@ void check_strided(int64_t rays, int64_t S, unsigned seed) {
     const T *dr = den.data() + r * S, *zr = z.data() + r * S;
     T ws1, zs1, ws2, zs2;
     nofa::ray_weights(zr, K, nofa::AlphaFromInputs<T>{dr, zr}, w.data(), 1, ws1, zs1);
-    nofa::ray_weights(z_t.data() + r, K, nofa::AlphaFromInputs<T>{den_t.data() + r, z_t.data() + r, rays},
+    nofa::ray_weights(z_t.data() + r, K,
+                      nofa::AlphaFromInputs<T>{den_t.data() + r, z_t.data() + r, rays},
                       w_t.data() + r, rays, ws2, zs2);
     CHECK(ws1 == ws2 && zs1 == zs2);
     for (int64_t k = 0; k < K; ++k) CHECK(w[k] == w_t[k * rays + r]);
@@ -142,10 +145,11 @@ void check_strided(int64_t rays, int64_t S, unsigned seed) {
     nofa::fill_intervals(dr, zr, K, buf.data(), 1);
     nofa::ray_backward(zr, K, ct1, buf.data(), 1, gd.data(), gzv.data(), glo1, ghi1);
     nofa::fill_intervals(den_t.data() + r, z_t.data() + r, K, buf_t.data() + r, rays);
-    nofa::ray_backward(z_t.data() + r, K, ct2, buf_t.data() + r, rays, gd_t.data() + r, gz_t.data() + r, glo2,
-                       ghi2);
+    nofa::ray_backward(z_t.data() + r, K, ct2, buf_t.data() + r, rays, gd_t.data() + r,
+                       gz_t.data() + r, glo2, ghi2);
     CHECK(glo1 == glo2 && ghi1 == ghi2);
-    for (int64_t s = 0; s < S; ++s) CHECK(gd[s] == gd_t[s * rays + r] && gzv[s] == gz_t[s * rays + r]);
+    for (int64_t s = 0; s < S; ++s)
+      CHECK(gd[s] == gd_t[s * rays + r] && gzv[s] == gz_t[s * rays + r]);
     for (int64_t f = 0; f < nofa::kScratch; ++f)
       for (int64_t k = 0; k < K; ++k) CHECK(buf[f * K + k] == buf_t[(f * K + k) * rays + r]);
   }
@@ -167,7 +171,8 @@ int main() {
   CHECK_NEAR(act_grad(1.0), 0.5, 1e-15);
   CHECK(act_grad(30.0) == 1.0);
   for (double x : {-5.0, -0.3, 0.0, 2.5, 15.0}) {
-    const double fd = (nofa::density_activation(x + 1e-6) - nofa::density_activation(x - 1e-6)) / 2e-6;
+    const double fd =
+        (nofa::density_activation(x + 1e-6) - nofa::density_activation(x - 1e-6)) / 2e-6;
     CHECK_NEAR(act_grad(x), fd, 1e-8);
   }
   // Saturation in float32: alpha is exactly 1 (and the factor exactly 1e-10) for +80, and
@@ -195,7 +200,9 @@ int main() {
     CHECK(gv == 1.0 && glo == 0.0 && ghi == 0.0);
   }
   // Clamp routing, as torch.clamp(x, lo_tensor, hi_tensor).backward() does (torch 2.x).
-  struct Case { double v, lo, hi, gv, glo, ghi; };
+  struct Case {
+    double v, lo, hi, gv, glo, ghi;
+  };
   for (const Case& c : {Case{1, 1, 3, .5, .5, 0}, Case{3, 1, 3, .5, 0, .5}, Case{0, 1, 3, 0, 1, 0},
                         Case{4, 1, 3, 0, 0, 1}, Case{2, 1, 3, 1, 0, 0}, Case{2, 2, 2, 1, 0, 0},
                         Case{1, 2, 2, 0, 1, 0}, Case{3, 2, 2, 0, 0, 1}}) {

@@ -20,8 +20,8 @@
 // under ThreadSanitizer every shared-memory access pair not ordered by a barrier is
 // reported (std::barrier orders like __syncthreads). The kernel as committed: no report;
 // with any one of its 6 barriers removed: a data race reported at the unordered access.
-// Build by hand: g++ -std=c++20 -O2 -pthread -I csrc tests/cpp/test_decode_backward_emulated.cpp && ./a.out
-// Race check (~20 s): the same with -O1 -g -fsanitize=thread (exit code 66 on a race).
+// Build by hand: g++ -std=c++20 -O2 -pthread -I csrc tests/cpp/test_decode_backward_emulated.cpp &&
+// ./a.out Race check (~20 s): the same with -O1 -g -fsanitize=thread (exit code 66 on a race).
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -108,12 +108,16 @@ Grads run_kernel(const Problem& p, bool planes, bool points, bool weights, int64
   std::vector<float> gpl(planes ? p.planes_cl.size() : 0, 0.f);
   std::vector<float> gpts(points ? P * 3 : 0, nan);       // every point's row must be written
   std::vector<float> gw(weights ? blocks * nw : 0, nan);  // every block's row must be written
-  runner->launch(static_cast<unsigned int>(blocks), nofa::kPoints, [&] {
-    nofa::fused_backward_kernel<nofa::kMaxC, nofa::kMaxO>(
-        p.gd.data(), p.gf.data(), p.planes_cl.data(), p.points.data(), p.w0.data(), p.b0.data(), p.w1.data(),
-        p.b1.data(), planes ? gpl.data() : nullptr, points ? gpts.data() : nullptr, weights ? gw.data() : nullptr, P,
-        p.M, static_cast<int>(p.C), p.H, p.W, static_cast<int>(p.Hd), static_cast<int>(p.O), p.scale, L);
-  }, smem);
+  runner->launch(
+      static_cast<unsigned int>(blocks), nofa::kPoints,
+      [&] {
+        nofa::fused_backward_kernel<nofa::kMaxC, nofa::kMaxO>(
+            p.gd.data(), p.gf.data(), p.planes_cl.data(), p.points.data(), p.w0.data(), p.b0.data(),
+            p.w1.data(), p.b1.data(), planes ? gpl.data() : nullptr, points ? gpts.data() : nullptr,
+            weights ? gw.data() : nullptr, P, p.M, static_cast<int>(p.C), p.H, p.W,
+            static_cast<int>(p.Hd), static_cast<int>(p.O), p.scale, L);
+      },
+      smem);
   Grads g;
   g.planes.assign(gpl.begin(), gpl.end());
   g.points.assign(gpts.begin(), gpts.end());
@@ -141,7 +145,8 @@ Grads run_reference(const Problem& p) {
   const double scale = p.scale;
   for (int64_t i = 0; i < P; ++i) {
     const int64_t n = i / p.M;
-    const double x = p.points[i * 3] * scale, y = p.points[i * 3 + 1] * scale, z = p.points[i * 3 + 2] * scale;
+    const double x = p.points[i * 3] * scale, y = p.points[i * 3 + 1] * scale,
+                 z = p.points[i * 3 + 2] * scale;
     BilinearTaps<double> taps[3];
     std::vector<double> f(C, 0.0);
     for (int pl = 0; pl < 3; ++pl) {
@@ -150,11 +155,13 @@ Grads run_reference(const Problem& p) {
       nofa::bilinear_taps(u, v, p.H, p.W, taps[pl]);
       for (int64_t c = 0; c < C; ++c) {
         for (int k = 0; k < 4; ++k) {
-          if (taps[pl].off[k] >= 0) f[c] += taps[pl].w[k] * p.planes_cl[(n * 3 + pl) * HWC + taps[pl].off[k] * C + c] / 3.0;
+          if (taps[pl].off[k] >= 0)
+            f[c] += taps[pl].w[k] * p.planes_cl[(n * 3 + pl) * HWC + taps[pl].off[k] * C + c] / 3.0;
         }
       }
     }
-    const std::vector<double> gfeat = ref::decoder_backward(dec, f.data(), p.gd[i], p.gf.data() + i * F, g.w.data());
+    const std::vector<double> gfeat =
+        ref::decoder_backward(dec, f.data(), p.gd[i], p.gf.data() + i * F, g.w.data());
     // d f / d (plane texel) = w / 3; d f / d point through the taps' weights.
     double gp[3] = {0.0, 0.0, 0.0};
     for (int pl = 0; pl < 3; ++pl) {
@@ -182,7 +189,8 @@ Grads run_reference(const Problem& p) {
   return g;
 }
 
-void check_case(const char* name, const Problem& p, bool planes, bool points, bool weights, int64_t resident) {
+void check_case(const char* name, const Problem& p, bool planes, bool points, bool weights,
+                int64_t resident) {
   const int before = emu::divergent_barriers.load(), shuffles_before = emu::bad_shuffles.load();
   const int overruns = emu::shared_overruns.load();
   const Grads got = run_kernel(p, planes, points, weights, resident);
@@ -232,9 +240,11 @@ int main() {
   check_case("density only", make_problem(2, 130, 32, 64, 1, 4), true, true, true, 2);
   // Non-finite and far-away points: their planes read and receive nothing.
   Problem bad = make_problem(1, 140, 32, 64, 33, 5);
-  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
-  const float rows[][3] = {{nan, 0.1f, 0.1f}, {0.1f, nan, 0.1f}, {0.1f, 0.1f, nan}, {inf, 0.1f, 0.1f},
-                           {0.1f, -inf, 0.1f}, {0.1f, 0.1f, inf}, {nan, nan, nan}, {5.f, 5.f, 5.f}};
+  const float nan = std::numeric_limits<float>::quiet_NaN(),
+              inf = std::numeric_limits<float>::infinity();
+  const float rows[][3] = {{nan, 0.1f, 0.1f}, {0.1f, nan, 0.1f},  {0.1f, 0.1f, nan},
+                           {inf, 0.1f, 0.1f}, {0.1f, -inf, 0.1f}, {0.1f, 0.1f, inf},
+                           {nan, nan, nan},   {5.f, 5.f, 5.f}};
   for (int r = 0; r < 8; ++r) {
     for (int a = 0; a < 3; ++a) bad.points[(3 + r) * 3 + a] = rows[r][a];
   }

@@ -16,7 +16,8 @@
 // sizes), N = 1, 2, chunks that split a batch element unevenly (the glue's chunk is 2^18
 // points; a small one here so that several run), non-finite and outside points.
 // Gradient buffers start as the glue's (zeros); chunk features as NaN (at::empty).
-// Build by hand: g++ -std=c++20 -O1 -pthread -I csrc tests/cpp/test_decode_chunked_emulated.cpp && ./a.out
+// Build by hand: g++ -std=c++20 -O1 -pthread -I csrc tests/cpp/test_decode_chunked_emulated.cpp &&
+// ./a.out
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -43,7 +44,9 @@ namespace {
 
 emu::BlockRunner* runner = nullptr;
 
-void launch(unsigned int grid, std::function<void()> kernel) { runner->launch(grid, nofa::kThreads, std::move(kernel)); }
+void launch(unsigned int grid, std::function<void()> kernel) {
+  runner->launch(grid, nofa::kThreads, std::move(kernel));
+}
 
 // The fused kernel's size limits (decode_triplane_fused_backward_ok, before its shared-memory
 // test): float32 sizes inside them may take the fused kernel, so the float cases here are
@@ -56,7 +59,8 @@ struct Problem {
   std::vector<float> planes, points, w0, b0, w1, b1, gd, gf;  // planes [N, 3, C, H, W]
 };
 
-Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd, int64_t O, unsigned seed) {
+Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd, int64_t O,
+                     unsigned seed) {
   Problem p{N, M, C, H, W, Hd, O, 2.0 / 1.1, {}, {}, {}, {}, {}, {}, {}, {}};
   std::mt19937 rng(seed);
   ref::NormalFill fill{rng};
@@ -77,24 +81,26 @@ using emu::Buffer;
 
 // launch_sample_triplane_forward (cuda/sample_triplane.cu), reduce "mean".
 template <typename T>
-bool sample_forward(const T* pcl, const T* pts, T* out, int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
-                    T scale) {
+bool sample_forward(const T* pcl, const T* pts, T* out, int64_t N, int64_t M, int64_t C, int64_t H,
+                    int64_t W, T scale) {
   const int64_t n = N * M * C;
   if (n == 0) return false;
   if constexpr (std::is_same_v<T, float>) {
     if (nofa::vec4_ok(pcl, out, C)) {
-      launch(nofa::blocks_for(n / 4), [&] { nofa::forward_vec4_kernel(pcl, pts, out, N, M, C, H, W, scale, 0); });
+      launch(nofa::blocks_for(n / 4),
+             [&] { nofa::forward_vec4_kernel(pcl, pts, out, N, M, C, H, W, scale, 0); });
       return true;
     }
   }
-  launch(nofa::blocks_for(n), [&] { nofa::forward_kernel<T>(pcl, pts, out, N, M, C, H, W, scale, 0); });
+  launch(nofa::blocks_for(n),
+         [&] { nofa::forward_kernel<T>(pcl, pts, out, N, M, C, H, W, scale, 0); });
   return false;
 }
 
 // launch_sample_triplane_backward, reduce "mean"; returns whether the 16-byte plane kernel ran.
 template <typename T>
-bool sample_backward(const T* go, const T* pcl, const T* pts, T* gpl, T* gpts, int64_t N, int64_t M, int64_t C,
-                     int64_t H, int64_t W, T scale) {
+bool sample_backward(const T* go, const T* pcl, const T* pts, T* gpl, T* gpts, int64_t N, int64_t M,
+                     int64_t C, int64_t H, int64_t W, T scale) {
   if (N * M * C == 0) return false;
   bool vec4 = false;
   if (gpl) {
@@ -105,7 +111,8 @@ bool sample_backward(const T* go, const T* pcl, const T* pts, T* gpl, T* gpts, i
                [&] { nofa::backward_planes_vec4_kernel(go, pts, gpl, N, M, C, H, W, scale, 0); });
       }
     } else {
-      launch(nofa::blocks_for(N * M * C), [&] { nofa::backward_planes_kernel<T>(go, pts, gpl, N, M, C, H, W, scale, 0); });
+      launch(nofa::blocks_for(N * M * C),
+             [&] { nofa::backward_planes_kernel<T>(go, pts, gpl, N, M, C, H, W, scale, 0); });
     }
   }
   if (gpts) {
@@ -117,8 +124,10 @@ bool sample_backward(const T* go, const T* pcl, const T* pts, T* gpl, T* gpts, i
 
 // decode_triplane_backward_cuda's chunked path, as the glue runs it, in T.
 template <typename T>
-Grads run_glue(const Problem& pr, int64_t chunk_points, bool planes_grad, bool points_grad, bool weights_grad) {
-  const int64_t N = pr.N, M = pr.M, C = pr.C, H = pr.H, W = pr.W, HW = H * W, Hd = pr.Hd, O = pr.O, F = O - 1;
+Grads run_glue(const Problem& pr, int64_t chunk_points, bool planes_grad, bool points_grad,
+               bool weights_grad) {
+  const int64_t N = pr.N, M = pr.M, C = pr.C, H = pr.H, W = pr.W, HW = H * W, Hd = pr.Hd, O = pr.O,
+                F = O - 1;
   // planes.permute(0, 1, 3, 4, 2).contiguous(); points.contiguous()
   Buffer<T> pcl(N * 3 * HW * C, T(0));
   emu::to_channels_last(pr.planes, N * 3, C, HW, pcl.data());
@@ -142,8 +151,8 @@ Grads run_glue(const Problem& pr, int64_t chunk_points, bool planes_grad, bool p
     for (int64_t m0 = 0; m0 < M; m0 += chunk) {
       const int64_t rows = std::min(chunk, M - m0), r0 = n * M + m0;
       Buffer<T> f(rows * C, std::numeric_limits<T>::quiet_NaN());  // at::empty({rows, C})
-      g.vec4_forward = sample_forward<T>(pcl.data() + n * plane_stride, pts.data() + r0 * 3, f.data(), 1, rows, C, H,
-                                         W, scale);
+      g.vec4_forward = sample_forward<T>(pcl.data() + n * plane_stride, pts.data() + r0 * 3,
+                                         f.data(), 1, rows, C, H, W, scale);
       // z = addmm(b0, f, w0^T); h = softplus(z); sg = sigmoid(addmm(b1f, h, w1f^T));
       // gx = [gd | sigmoid_backward(gf * 1.002, sg)]; gz = softplus_backward(gx @ w1, z).
       std::vector<T> z(rows * Hd), h(rows * Hd), gx(rows * O), gz(rows * Hd);
@@ -159,7 +168,8 @@ Grads run_glue(const Problem& pr, int64_t chunk_points, bool planes_grad, bool p
           T s = b1[o];
           for (int64_t j = 0; j < Hd; ++j) s += h[r * Hd + j] * w1[o * Hd + j];
           const T sg = static_cast<T>(ref::sigmoid(s));
-          gx[r * O + o] = static_cast<T>(pr.gf[(r0 + r) * F + o - 1]) * T(1 + 2 * 0.001) * (T(1) - sg) * sg;
+          gx[r * O + o] =
+              static_cast<T>(pr.gf[(r0 + r) * F + o - 1]) * T(1 + 2 * 0.001) * (T(1) - sg) * sg;
         }
         for (int64_t j = 0; j < Hd; ++j) {
           T s = T(0);
@@ -175,7 +185,8 @@ Grads run_glue(const Problem& pr, int64_t chunk_points, bool planes_grad, bool p
             gb0[j] += gz[r * Hd + j];
           }
           for (int64_t o = 0; o < O; ++o) {
-            for (int64_t j = 0; j < Hd; ++j) gw1[o * Hd + j] += double(gx[r * O + o]) * h[r * Hd + j];
+            for (int64_t j = 0; j < Hd; ++j)
+              gw1[o * Hd + j] += double(gx[r * O + o]) * h[r * Hd + j];
             gb1[o] += gx[r * O + o];
           }
         }
@@ -189,9 +200,10 @@ Grads run_glue(const Problem& pr, int64_t chunk_points, bool planes_grad, bool p
             gfeat[r * C + c] = s;
           }
         }
-        g.vec4_planes = sample_backward<T>(gfeat.data(), points_grad ? pcl.data() + n * plane_stride : nullptr,
-                                           pts.data() + r0 * 3, planes_grad ? gpl.data() + n * plane_stride : nullptr,
-                                           points_grad ? gpts.data() + r0 * 3 : nullptr, 1, rows, C, H, W, scale);
+        g.vec4_planes = sample_backward<T>(
+            gfeat.data(), points_grad ? pcl.data() + n * plane_stride : nullptr,
+            pts.data() + r0 * 3, planes_grad ? gpl.data() + n * plane_stride : nullptr,
+            points_grad ? gpts.data() + r0 * 3 : nullptr, 1, rows, C, H, W, scale);
       }
     }
   }
@@ -200,7 +212,8 @@ Grads run_glue(const Problem& pr, int64_t chunk_points, bool planes_grad, bool p
     g.planes.resize(N * 3 * C * HW);
     for (int64_t np = 0; np < N * 3; ++np) {
       for (int64_t c = 0; c < C; ++c) {
-        for (int64_t t = 0; t < HW; ++t) g.planes[(np * C + c) * HW + t] = gpl[(np * HW + t) * C + c];
+        for (int64_t t = 0; t < HW; ++t)
+          g.planes[(np * C + c) * HW + t] = gpl[(np * HW + t) * C + c];
       }
     }
   }
@@ -225,19 +238,22 @@ Grads run_reference(const Problem& pr) {
     double xyz[3];
     for (int a = 0; a < 3; ++a) xyz[a] = static_cast<double>(pr.points[i * 3 + a]) * pr.scale;
     const std::vector<double> f = ref::sample_mean(pl, n, xyz);
-    const std::vector<double> gfeat = ref::decoder_backward(dec, f.data(), pr.gd[i], pr.gf.data() + i * F, g.w.data());
+    const std::vector<double> gfeat =
+        ref::decoder_backward(dec, f.data(), pr.gd[i], pr.gf.data() + i * F, g.w.data());
     // Each plane's sample enters the mean with weight 1 / 3.
     std::vector<double> gp(C);
     for (int64_t c = 0; c < C; ++c) gp[c] = gfeat[c] / 3.0;
     double gxyz[3] = {0.0, 0.0, 0.0};
-    for (int p = 0; p < 3; ++p) ref::sample_plane_backward(pl, n, p, xyz, gp.data(), &g.planes, gxyz);
+    for (int p = 0; p < 3; ++p)
+      ref::sample_plane_backward(pl, n, p, xyz, gp.data(), &g.planes, gxyz);
     for (int a = 0; a < 3; ++a) g.points[i * 3 + a] = gxyz[a] * pr.scale;
   }
   return g;
 }
 
 template <typename T>
-void check_case(const char* name, const Problem& pr, int64_t chunk, bool planes, bool points, bool weights) {
+void check_case(const char* name, const Problem& pr, int64_t chunk, bool planes, bool points,
+                bool weights) {
   const char* type = std::is_same_v<T, float> ? "float" : "double";
   // The glue takes this path for float64 always, for float32 outside the fused kernel's sizes.
   CHECK((!std::is_same_v<T, float> || !fused_sizes(pr.C, pr.O)));
@@ -249,7 +265,8 @@ void check_case(const char* name, const Problem& pr, int64_t chunk, bool planes,
   if (planes) ref::expect_rel(label + ": grad planes", got.planes, want.planes, tol);
   if (points) ref::expect_rel(label + ": grad points", got.points, want.points, tol);
   if (weights) {
-    const ref::Decoder dec{pr.C, pr.Hd, pr.O, pr.w0.data(), pr.b0.data(), pr.w1.data(), pr.b1.data()};
+    const ref::Decoder dec{pr.C,         pr.Hd,        pr.O,        pr.w0.data(),
+                           pr.b0.data(), pr.w1.data(), pr.b1.data()};
     ref::expect_weight_grads(label, dec, got.w, want.w, tol);
   }
   // The launchers' kernel choice: 16-byte kernels for float32 with C % 4 == 0 (every
@@ -281,7 +298,8 @@ int main() {
   // float32, C = 8 with 1 + F = 34 outputs (beyond the fused kernel's registers).
   check_case<float>("C=8, 1+F=34", make_problem(1, 50, 8, 2, 3, 12, 34, 3), 16, true, true, true);
   // float64 at EG3D sizes (always this path), 3 batch elements.
-  check_case<double>("eg3d sizes", make_problem(3, 40, 32, 16, 16, 64, 33, 4), 15, true, true, true);
+  check_case<double>("eg3d sizes", make_problem(3, 40, 32, 16, 16, 64, 33, 4), 15, true, true,
+                     true);
   check_case<double>("C=5", make_problem(2, 30, 5, 2, 3, 7, 2, 5), 30, true, true, true);
   TEST_MAIN_END();
 }

@@ -21,7 +21,8 @@
 // Under ThreadSanitizer (-O1 -g -fsanitize=thread, ~2 s) it is also a race check of the
 // kernels' shared memory: no report for the kernels as committed; with any one of their 5
 // barriers removed, a data race (or, for the first, a crash on an unset tap offset).
-// Build by hand: g++ -std=c++20 -O1 -pthread -I csrc tests/cpp/test_decode_forward_emulated.cpp && ./a.out
+// Build by hand: g++ -std=c++20 -O1 -pthread -I csrc tests/cpp/test_decode_forward_emulated.cpp &&
+// ./a.out
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -53,7 +54,8 @@ namespace {
 // cudaDevAttrMaxSharedMemoryPerBlockOptin of an H100 / H200 (227 KiB): the limit the fast
 // path's shared memory is held to (decode_triplane_fast_path).
 constexpr int64_t kOptin = 232448;
-static_assert(sizeof(nofa::smem_raw) >= kOptin, "the emulated shared memory must hold the largest block's");
+static_assert(sizeof(nofa::smem_raw) >= kOptin,
+              "the emulated shared memory must hold the largest block's");
 
 emu::BlockRunner* runner = nullptr;
 
@@ -65,11 +67,12 @@ T nan_v() {
 struct Problem {
   int64_t N, M, C, H, W, Hd, O;
   double scale;
-  std::vector<float> planes, points, w0, b0, w1, b1;  // planes [N, 3, C, H, W]; w0 [Hd, C], w1 [O, Hd]
+  std::vector<float> planes, points, w0, b0, w1,
+      b1;  // planes [N, 3, C, H, W]; w0 [Hd, C], w1 [O, Hd]
 };
 
-Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd, int64_t O, double scale,
-                     unsigned seed) {
+Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd, int64_t O,
+                     double scale, unsigned seed) {
   Problem p{N, M, C, H, W, Hd, O, scale, {}, {}, {}, {}, {}, {}};
   std::mt19937 rng(seed);
   ref::NormalFill fill{rng};
@@ -102,12 +105,14 @@ struct Result {
 // The op as the glue runs it: planes of type P (T, or a half type), everything else T.
 template <typename T, typename P>
 Result run_kernels(const Problem& pr) {
-  const int64_t N = pr.N, M = pr.M, C = pr.C, H = pr.H, W = pr.W, HW = H * W, Hd = pr.Hd, O = pr.O, P_ = N * M;
+  const int64_t N = pr.N, M = pr.M, C = pr.C, H = pr.H, W = pr.W, HW = H * W, Hd = pr.Hd, O = pr.O,
+                P_ = N * M;
   // planes.permute(0, 1, 3, 4, 2).contiguous(), in the planes' type.
   std::vector<P> pcl(N * 3 * HW * C);
   emu::to_channels_last(pr.planes, N * 3, C, HW, pcl.data());
   auto conv = [](const std::vector<float>& v) { return std::vector<T>(v.begin(), v.end()); };
-  const std::vector<T> pts = conv(pr.points), w0 = conv(pr.w0), b0 = conv(pr.b0), w1 = conv(pr.w1), b1 = conv(pr.b1);
+  const std::vector<T> pts = conv(pr.points), w0 = conv(pr.w0), b0 = conv(pr.b0), w1 = conv(pr.w1),
+                       b1 = conv(pr.b1);
   std::vector<T> density(P_, nan_v<T>()), features(P_ * (O - 1), nan_v<T>());
   const T scale = static_cast<T>(pr.scale);
   Result r;
@@ -118,12 +123,17 @@ Result run_kernels(const Problem& pr) {
       // launch_decode_triplane_forward(_half): L.total accumulators (float) per block.
       const size_t smem = static_cast<size_t>(L.total) * sizeof(float);
       CHECK(static_cast<int64_t>(smem) <= kOptin);
-      const unsigned int blocks = static_cast<unsigned int>((P_ + nofa::kFastPoints - 1) / nofa::kFastPoints);
-      runner->launch(blocks, nofa::kFastPoints, [&] {
-        nofa::fast_forward_kernel<P, float, nofa::kFastC, nofa::kFastO>(
-            pcl.data(), pts.data(), w0.data(), b0.data(), w1.data(), b1.data(), density.data(), features.data(), P_,
-            M, static_cast<int>(C), H, W, static_cast<int>(Hd), static_cast<int>(O), scale, L);
-      }, smem);
+      const unsigned int blocks =
+          static_cast<unsigned int>((P_ + nofa::kFastPoints - 1) / nofa::kFastPoints);
+      runner->launch(
+          blocks, nofa::kFastPoints,
+          [&] {
+            nofa::fast_forward_kernel<P, float, nofa::kFastC, nofa::kFastO>(
+                pcl.data(), pts.data(), w0.data(), b0.data(), w1.data(), b1.data(), density.data(),
+                features.data(), P_, M, static_cast<int>(C), H, W, static_cast<int>(Hd),
+                static_cast<int>(O), scale, L);
+          },
+          smem);
     }
   } else {
     // The general kernel reads the weights transposed; half planes reach it as an upcast copy.
@@ -138,10 +148,14 @@ Result run_kernels(const Problem& pr) {
     const size_t smem = static_cast<size_t>(r.tile * (C + Hd)) * sizeof(T);
     CHECK(r.tile >= 1 && static_cast<int64_t>(smem) <= nofa::kSharedBytes);
     const unsigned int blocks = static_cast<unsigned int>((P_ + r.tile - 1) / r.tile);
-    runner->launch(blocks, nofa::kThreads, [&] {
-      nofa::forward_kernel<T>(pcl_t.data(), pts.data(), w0t.data(), b0.data(), w1t.data(), b1.data(), density.data(),
-                              features.data(), P_, M, C, H, W, Hd, O, scale, r.tile);
-    }, smem);
+    runner->launch(
+        blocks, nofa::kThreads,
+        [&] {
+          nofa::forward_kernel<T>(pcl_t.data(), pts.data(), w0t.data(), b0.data(), w1t.data(),
+                                  b1.data(), density.data(), features.data(), P_, M, C, H, W, Hd, O,
+                                  scale, r.tile);
+        },
+        smem);
   }
   r.density.assign(density.begin(), density.end());
   r.features.assign(features.begin(), features.end());
@@ -169,9 +183,10 @@ Result run_reference(const Problem& pr) {
 
 template <typename T, typename P = T>
 void check_case(const char* label, const Problem& pr, bool want_fast, int64_t want_tile = 0) {
-  const std::string name = std::string(label) + " N=" + std::to_string(pr.N) + " M=" + std::to_string(pr.M) +
-                           " C=" + std::to_string(pr.C) + " Hd=" + std::to_string(pr.Hd) + " O=" +
-                           std::to_string(pr.O) + " " + std::to_string(pr.H) + "x" + std::to_string(pr.W);
+  const std::string name = std::string(label) + " N=" + std::to_string(pr.N) +
+                           " M=" + std::to_string(pr.M) + " C=" + std::to_string(pr.C) +
+                           " Hd=" + std::to_string(pr.Hd) + " O=" + std::to_string(pr.O) + " " +
+                           std::to_string(pr.H) + "x" + std::to_string(pr.W);
   const int barriers = emu::divergent_barriers.load(), overruns = emu::shared_overruns.load();
   const Result got = run_kernels<T, P>(pr);
   const Result want = run_reference<P>(pr);
@@ -180,7 +195,8 @@ void check_case(const char* label, const Problem& pr, bool want_fast, int64_t wa
   CHECK(ref::close(name + " density", got.density, want.density, tol));
   CHECK(ref::close(name + " features", got.features, want.features, tol));
   // The glue's kernel choice.
-  if (got.fast != want_fast) std::fprintf(stderr, "%s: fast path %d, expected %d\n", name.c_str(), got.fast, want_fast);
+  if (got.fast != want_fast)
+    std::fprintf(stderr, "%s: fast path %d, expected %d\n", name.c_str(), got.fast, want_fast);
   CHECK(got.fast == want_fast);
   if (!want_fast && want_tile) CHECK(got.tile == want_tile);
   CHECK(emu::divergent_barriers.load() == barriers);
@@ -213,10 +229,13 @@ int main() {
   check_case<double>("general", make_problem(1, 40, 40, 16, 16, 400, 5, eg3d, 14), false, 13);
   // Half-precision planes: the fast kernel reads them; other sizes run the float32 path on
   // an upcast copy. float32 outputs, compared with the reference on the rounded planes.
-  check_case<float, emu::Bf16>("bfloat16 fast", make_problem(2, 70, 32, 16, 16, 64, 33, eg3d, 15), true);
-  check_case<float, emu::Bf16>("bfloat16 general", make_problem(1, 40, 33, 2, 3, 16, 5, eg3d, 16), false, 32);
+  check_case<float, emu::Bf16>("bfloat16 fast", make_problem(2, 70, 32, 16, 16, 64, 33, eg3d, 15),
+                               true);
+  check_case<float, emu::Bf16>("bfloat16 general", make_problem(1, 40, 33, 2, 3, 16, 5, eg3d, 16),
+                               false, 32);
 #if defined(NOFA_EMU_FLOAT16)
-  check_case<float, emu::Half>("float16 fast", make_problem(1, 140, 5, 2, 3, 64, 33, 2.0 / 1.1, 17), true);
+  check_case<float, emu::Half>("float16 fast", make_problem(1, 140, 5, 2, 3, 64, 33, 2.0 / 1.1, 17),
+                               true);
   check_case<float, emu::Half>("float16 fast", make_problem(1, 40, 32, 1, 1, 8, 1, eg3d, 18), true);
 #endif
   TEST_MAIN_END();

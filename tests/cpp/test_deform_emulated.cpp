@@ -103,7 +103,8 @@ struct Problem {
 
 template <typename T>
 void make_mlp(std::mt19937& rng, const std::vector<int>& hidden, int in0, int out_last,
-              std::vector<std::vector<T>>& W, std::vector<std::vector<T>>& b, std::vector<int>& dims) {
+              std::vector<std::vector<T>>& W, std::vector<std::vector<T>>& b,
+              std::vector<int>& dims) {
   std::normal_distribution<double> nd;
   dims.assign(1, in0);
   for (int h : hidden) dims.push_back(h);
@@ -121,8 +122,8 @@ void make_mlp(std::mt19937& rng, const std::vector<int>& hidden, int in0, int ou
 }
 
 template <typename T>
-Problem<T> make_problem(int64_t N, int64_t M, int n_freqs, std::vector<int> d_hidden, std::vector<int> w_hidden,
-                        unsigned seed) {
+Problem<T> make_problem(int64_t N, int64_t M, int n_freqs, std::vector<int> d_hidden,
+                        std::vector<int> w_hidden, unsigned seed) {
   Problem<T> p;
   p.N = N;
   p.M = M;
@@ -168,9 +169,10 @@ struct DeviceMlp {  // the copies make_mlp (glue) keeps alive
 };
 
 template <typename T>
-nofa::DeformMlp<T> glue_mlp(const std::vector<std::vector<T>>& W, const std::vector<std::vector<T>>& b,
-                            const std::vector<int>& dims, int P, const std::vector<T>& c_full, int64_t N,
-                            int c_off, int c_ld, DeviceMlp<T>& keep, int64_t& col) {
+nofa::DeformMlp<T> glue_mlp(const std::vector<std::vector<T>>& W,
+                            const std::vector<std::vector<T>>& b, const std::vector<int>& dims,
+                            int P, const std::vector<T>& c_full, int64_t N, int c_off, int c_ld,
+                            DeviceMlp<T>& keep, int64_t& col) {
   nofa::DeformMlp<T> m{};
   m.layers = static_cast<int>(W.size());
   m.dims[0] = P;
@@ -220,14 +222,16 @@ template <typename T>
 void launch_forward(const nofa::DeformArgs<T>& a, int max_w) {
   const size_t smem = nofa::block_smem_bytes<T>(a.P, max_w);
   if (a.rows == 0 || smem == 0) return;
-  launch(tiles_for<T>(a.rows), smem, [&a, max_w] { nofa::forward_kernel<T, nofa::Tile<T>::P>(a, max_w); });
+  launch(tiles_for<T>(a.rows), smem,
+         [&a, max_w] { nofa::forward_kernel<T, nofa::Tile<T>::P>(a, max_w); });
 }
 
 template <typename T>
 void launch_backward(const nofa::DeformArgs<T>& a, int max_w) {
   const size_t smem = nofa::block_smem_bytes<T>(a.P, max_w);
   if (a.rows == 0 || smem == 0) return;
-  launch(tiles_for<T>(a.rows), smem, [&a, max_w] { nofa::backward_kernel<T, nofa::Tile<T>::P>(a, max_w); });
+  launch(tiles_for<T>(a.rows), smem,
+         [&a, max_w] { nofa::backward_kernel<T, nofa::Tile<T>::P>(a, max_w); });
 }
 
 // Sum over the rows [0, rows) of d[r, dc + i] * x[r, xc + k] into g[i, k] (a chunk's addmm_).
@@ -237,7 +241,8 @@ void add_products(std::vector<double>& g, const T* d, int dc, int di, const T* x
   for (int i = 0; i < di; ++i) {
     for (int k = 0; k < xk; ++k) {
       double s = 0.0;
-      for (int64_t r = 0; r < rows; ++r) s += double(d[r * ld + dc + i]) * double(x[r * ld + xc + k]);
+      for (int64_t r = 0; r < rows; ++r)
+        s += double(d[r * ld + dc + i]) * double(x[r * ld + xc + k]);
       g[static_cast<size_t>(i) * xk + k] += s;
     }
   }
@@ -247,7 +252,8 @@ template <typename T>
 Result run_kernels(const Problem<T>& p, bool save_hidden, bool backward, int64_t chunk_rows) {
   const int64_t N = p.N, M = p.M, R = p.rows(), P = p.P, A = p.A, B = p.B;
   const int Hd0 = p.d_dims[1], Hw0 = p.w_dims[1], Hc = Hd0 + Hw0;
-  // prepare_deform: c = [b_d0 + alpha Wd0_a^T + beta Wd0_b^T | b_w0 + alpha Ww0_a^T] per batch element.
+  // prepare_deform: c = [b_d0 + alpha Wd0_a^T + beta Wd0_b^T | b_w0 + alpha Ww0_a^T] per batch
+  // element.
   std::vector<T> c(N * Hc);
   const int ind = p.d_dims[0], inw = p.w_dims[0];
   for (int64_t n = 0; n < N; ++n) {
@@ -290,7 +296,8 @@ Result run_kernels(const Problem<T>& p, bool save_hidden, bool backward, int64_t
     f.hidden = save_hidden && S > 0 ? hidden.data() : nullptr;
     f.hidden_ld = S;
     launch_forward<T>(f, max_w);
-    CHECK(x_c.guard_intact() && offset.guard_intact() && weight.guard_intact() && hidden.guard_intact());
+    CHECK(x_c.guard_intact() && offset.guard_intact() && weight.guard_intact() &&
+          hidden.guard_intact());
     res.x_c.assign(x_c.v.begin(), x_c.v.begin() + x_c.n);
     res.offset.assign(offset.v.begin(), offset.v.begin() + offset.n);
     res.weight.assign(weight.v.begin(), weight.v.begin() + weight.n);
@@ -300,7 +307,8 @@ Result run_kernels(const Problem<T>& p, bool save_hidden, bool backward, int64_t
   // Backward (deform_points_backward_cuda): chunks of forward-in-acts-mode + backward kernel,
   // then the weight-gradient products over the chunk on the host.
   const int64_t chunk = std::min(R, chunk_rows);
-  Guarded<T> acts(std::max<int64_t>(chunk, 1) * acts_ld), deltas(std::max<int64_t>(chunk, 1) * acts_ld);
+  Guarded<T> acts(std::max<int64_t>(chunk, 1) * acts_ld),
+      deltas(std::max<int64_t>(chunk, 1) * acts_ld);
   Guarded<T> gpoints(R * 3);
   a.acts = acts.data();
   a.acts_ld = acts_ld;
@@ -313,7 +321,8 @@ Result run_kernels(const Problem<T>& p, bool save_hidden, bool backward, int64_t
   const nofa::DeformMlp<T>* mlps[2] = {&a.d, &a.w};
   for (int m = 0; m < 2; ++m) {
     for (int l = 0; l < mlps[m]->layers; ++l) {
-      gW[m].emplace_back(static_cast<size_t>(mlps[m]->dims[l + 1]) * (l == 0 ? 0 : mlps[m]->dims[l]), 0.0);
+      gW[m].emplace_back(
+          static_cast<size_t>(mlps[m]->dims[l + 1]) * (l == 0 ? 0 : mlps[m]->dims[l]), 0.0);
       gB[m].emplace_back(mlps[m]->dims[l + 1], 0.0);
     }
   }
@@ -331,18 +340,20 @@ Result run_kernels(const Problem<T>& p, bool save_hidden, bool backward, int64_t
     for (int m = 0; m < 2; ++m) {
       const auto& mlp = *mlps[m];
       for (int l = 1; l < mlp.layers; ++l) {
-        add_products(gW[m][l], deltas.data(), mlp.col[l], mlp.dims[l + 1], acts.data(), mlp.col[l - 1], mlp.dims[l],
-                     acts_ld, rows);
+        add_products(gW[m][l], deltas.data(), mlp.col[l], mlp.dims[l + 1], acts.data(),
+                     mlp.col[l - 1], mlp.dims[l], acts_ld, rows);
         for (int i = 0; i < mlp.dims[l + 1]; ++i) {
           for (int64_t r = 0; r < rows; ++r) gB[m][l][i] += deltas.v[r * acts_ld + mlp.col[l] + i];
         }
       }
       std::vector<double> part(static_cast<size_t>(mlp.dims[1]) * P, 0.0);
-      add_products(part, deltas.data(), mlp.col[0], mlp.dims[1], acts.data(), 0, static_cast<int>(P), acts_ld, rows);
+      add_products(part, deltas.data(), mlp.col[0], mlp.dims[1], acts.data(), 0,
+                   static_cast<int>(P), acts_ld, rows);
       for (size_t i = 0; i < part.size(); ++i) g_w1_pe[c_col * P + i] += part[i];
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t n = (r0 + r) / M;
-        for (int j = 0; j < mlp.dims[1]; ++j) g_c[n * Hc + c_col + j] += deltas.v[r * acts_ld + mlp.col[0] + j];
+        for (int j = 0; j < mlp.dims[1]; ++j)
+          g_c[n * Hc + c_col + j] += deltas.v[r * acts_ld + mlp.col[0] + j];
       }
       c_col += mlp.dims[1];
     }
@@ -433,7 +444,8 @@ Result run_reference(const Problem<T>& p) {
         std::vector<double> out(dims[l + 1]);
         for (int o = 0; o < dims[l + 1]; ++o) {
           double z = b[l][o];
-          for (int k = 0; k < dims[l]; ++k) z += double(W[l][static_cast<size_t>(o) * dims[l] + k]) * in[k];
+          for (int k = 0; k < dims[l]; ++k)
+            z += double(W[l][static_cast<size_t>(o) * dims[l] + k]) * in[k];
           out[o] = l + 2 < dims.size() ? std::max(z, 0.0) : z;
         }
         in = std::move(out);
@@ -456,7 +468,8 @@ Result run_reference(const Problem<T>& p) {
     }
     res.weight[r] = w;
     int64_t hc = 0;
-    for (size_t l = 2; l < in_d.size(); ++l) {  // inputs of layers 2 .. L-1 = outputs of layers 1 .. L-2
+    for (size_t l = 2; l < in_d.size();
+         ++l) {  // inputs of layers 2 .. L-1 = outputs of layers 1 .. L-2
       for (double v : in_d[l]) res.hidden[r * S + hc++] = v;
     }
     // Backward.
@@ -469,7 +482,8 @@ Result run_reference(const Problem<T>& p) {
     // Gradient w.r.t. the MLP's input (PE | alpha | beta), accumulating the parameter gradients.
     auto backward = [&](const std::vector<std::vector<T>>& W, const std::vector<int>& dims,
                         const std::vector<std::vector<double>>& inputs, std::vector<double> delta,
-                        std::vector<std::vector<double>>& gW, std::vector<std::vector<double>>& gB) {
+                        std::vector<std::vector<double>>& gW,
+                        std::vector<std::vector<double>>& gB) {
       for (int l = static_cast<int>(dims.size()) - 2; l >= 0; --l) {
         std::vector<double> g(dims[l], 0.0);
         for (int o = 0; o < dims[l + 1]; ++o) {
@@ -480,12 +494,14 @@ Result run_reference(const Problem<T>& p) {
           }
         }
         if (l > 0)
-          for (int k = 0; k < dims[l]; ++k) g[k] = inputs[l][k] > 0.0 ? g[k] : 0.0;  // ReLU of layer l-1
+          for (int k = 0; k < dims[l]; ++k)
+            g[k] = inputs[l][k] > 0.0 ? g[k] : 0.0;  // ReLU of layer l-1
         delta = std::move(g);
       }
       return delta;
     };
-    const std::vector<double> gud = backward(p.wd, p.d_dims, in_d, {d_off[0], d_off[1], d_off[2]}, res.gwd, res.gbd);
+    const std::vector<double> gud =
+        backward(p.wd, p.d_dims, in_d, {d_off[0], d_off[1], d_off[2]}, res.gwd, res.gbd);
     const std::vector<double> guw = backward(p.ww, p.w_dims, in_w, {d_z}, res.gww, res.gbw);
     for (int64_t k = 0; k < A; ++k) res.galpha[n * A + k] += gud[P + k] + guw[P + k];
     for (int64_t k = 0; k < B; ++k) res.gbeta[n * B + k] += gud[P + A + k];
@@ -510,14 +526,16 @@ struct Case {
   int n_freqs;
   std::vector<int> d_hidden, w_hidden;
   int64_t chunk_tiles;  // backward chunk in tiles (0: one chunk for all points)
-  std::vector<std::pair<int64_t, int>> nonfinite;  // (row, coordinate) set to NaN / +inf / -inf in turn
+  std::vector<std::pair<int64_t, int>>
+      nonfinite;  // (row, coordinate) set to NaN / +inf / -inf in turn
 };
 
 template <typename T>
 void check_case(const Case& cs, unsigned seed) {
   const char* type = sizeof(T) == 4 ? "float" : "double";
   Problem<T> p = make_problem<T>(cs.N, cs.M, cs.n_freqs, cs.d_hidden, cs.w_hidden, seed);
-  const T specials[3] = {nan_v<T>(), std::numeric_limits<T>::infinity(), -std::numeric_limits<T>::infinity()};
+  const T specials[3] = {nan_v<T>(), std::numeric_limits<T>::infinity(),
+                         -std::numeric_limits<T>::infinity()};
   for (size_t i = 0; i < cs.nonfinite.size(); ++i) {
     p.points[cs.nonfinite[i].first * 3 + cs.nonfinite[i].second] = specials[i % 3];
     p.bad_rows.push_back(cs.nonfinite[i].first);
@@ -540,8 +558,8 @@ void check_case(const Case& cs, unsigned seed) {
       for (int64_t k = 0; k < width; ++k) m[r * width + k] = ok[r];
     return m;
   };
-  auto expect = [&](const std::string& what, const std::vector<double>& got, const std::vector<double>& expected,
-                    const std::vector<char>& keep) {
+  auto expect = [&](const std::string& what, const std::vector<double>& got,
+                    const std::vector<double>& expected, const std::vector<char>& keep) {
     ref::expect_rel(cs.name + " (" + type + "): " + what, got, expected, tol, keep);
   };
   const std::vector<char> m3 = rows_mask(3), m1 = rows_mask(1);
@@ -555,7 +573,8 @@ void check_case(const Case& cs, unsigned seed) {
   if (S > 0) expect("hidden", saved.hidden, want.hidden, rows_mask(S));
   CHECK(emu::divergent_barriers.load() == before);
   CHECK(emu::shared_overruns.load() == overruns);
-  if (!p.bad_rows.empty()) return;  // the weight gradients sum over every point, non-finite ones too
+  if (!p.bad_rows.empty())
+    return;  // the weight gradients sum over every point, non-finite ones too
   const Result& got = plain;
   for (size_t l = 0; l < want.gwd.size(); ++l) {
     expect("d weight " + std::to_string(l), got.gwd[l], want.gwd[l], {});
@@ -584,7 +603,14 @@ int main() {
       {"widths 100 / 40 / 16 / 1", 3, 33, 6, {100, 40, 16}, {16, 1}, 1, {}},
       {"8 layers", 2, 33, 6, {64, 40, 32, 16, 130, 16, 32}, {40, 16, 1}, 2, {}},
       // Non-finite points: NaN, +inf, -inf in turn; rows 3, 5 share tile 0 with finite points.
-      {"non-finite points", 2, 40, 6, {64, 64}, {32}, 0, {{3, 0}, {5, 1}, {35, 2}, {50, 0}, {50, 1}}},
+      {"non-finite points",
+       2,
+       40,
+       6,
+       {64, 64},
+       {32},
+       0,
+       {{3, 0}, {5, 1}, {35, 2}, {50, 0}, {50, 1}}},
   };
   unsigned seed = 1;
   for (const Case& cs : cases) {

@@ -10,21 +10,21 @@
 #include "common/deform.h"
 
 static int failures = 0;
-#define EXPECT_NEAR(a, b, tol)                                                              \
-  do {                                                                                      \
-    const double va = (a), vb = (b);                                                        \
-    if (!(std::fabs(va - vb) <= (tol))) {                                                   \
-      std::fprintf(stderr, "%s:%d: %s = %.17g vs %s = %.17g (tol %g)\n", __FILE__, __LINE__, \
-                   #a, va, #b, vb, double(tol));                                            \
-      ++failures;                                                                           \
-    }                                                                                       \
+#define EXPECT_NEAR(a, b, tol)                                                                   \
+  do {                                                                                           \
+    const double va = (a), vb = (b);                                                             \
+    if (!(std::fabs(va - vb) <= (tol))) {                                                        \
+      std::fprintf(stderr, "%s:%d: %s = %.17g vs %s = %.17g (tol %g)\n", __FILE__, __LINE__, #a, \
+                   va, #b, vb, double(tol));                                                     \
+      ++failures;                                                                                \
+    }                                                                                            \
   } while (0)
-#define EXPECT(c)                                                          \
-  do {                                                                     \
-    if (!(c)) {                                                            \
+#define EXPECT(c)                                                           \
+  do {                                                                      \
+    if (!(c)) {                                                             \
       std::fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #c); \
-      ++failures;                                                          \
-    }                                                                      \
+      ++failures;                                                           \
+    }                                                                       \
   } while (0)
 
 int main() {

@@ -15,7 +15,8 @@
 // planes 1x1, 2x3, 16x16, N = 1, 2, point counts that are not a multiple of a block,
 // points on texel centres and edges, on the box border and the range limits, outside the
 // box, NaN / +-inf coordinates. Outputs start as NaN, so an element no thread writes fails.
-// Build by hand: g++ -std=c++20 -O1 -pthread -I csrc tests/cpp/test_sample_triplane_emulated.cpp && ./a.out
+// Build by hand: g++ -std=c++20 -O1 -pthread -I csrc tests/cpp/test_sample_triplane_emulated.cpp &&
+// ./a.out
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -44,7 +45,9 @@ static_assert(nofa::kThreads <= emu::kMaxBlock, "the launchers' block must fit t
 
 emu::BlockRunner* runner = nullptr;
 
-void launch(unsigned int grid, std::function<void()> kernel) { runner->launch(grid, nofa::kThreads, std::move(kernel)); }
+void launch(unsigned int grid, std::function<void()> kernel) {
+  runner->launch(grid, nofa::kThreads, std::move(kernel));
+}
 
 template <typename T>
 T nan_v() {
@@ -61,7 +64,8 @@ struct Problem {
   std::vector<float> grad;    // [N, M, 3C]: the cotangent (its first C per point for "mean")
 };
 
-Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, double scale, unsigned seed) {
+Problem make_problem(int64_t N, int64_t M, int64_t C, int64_t H, int64_t W, double scale,
+                     unsigned seed) {
   Problem p{N, M, C, H, W, scale, {}, {}, {}};
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd;
@@ -107,7 +111,8 @@ Result run_kernels(const Problem& pr, int reduce, bool planes_grad, bool points_
   const int64_t n = N * M * C;
   if constexpr (half) {
     launch(nofa::blocks_for(n), [&] {
-      nofa::forward_half_kernel<P>(pcl.data(), pts.data(), out.data(), N, M, C, H, W, scale, reduce);
+      nofa::forward_half_kernel<P>(pcl.data(), pts.data(), out.data(), N, M, C, H, W, scale,
+                                   reduce);
     });
   } else if (std::is_same_v<T, float> && nofa::vec4_ok(pcl.data(), out.data(), C)) {
     r.vec4_forward = true;
@@ -137,29 +142,33 @@ Result run_kernels(const Problem& pr, int reduce, bool planes_grad, bool points_
         if constexpr (std::is_same_v<T, float>) {
           launch(nofa::blocks_for(n / 4), [&] {
             if (vector_atomics) {
-              nofa::backward_planes_vec4<true>(go.data(), pts.data(), gpl.data(), N, M, C, H, W, scale, reduce);
+              nofa::backward_planes_vec4<true>(go.data(), pts.data(), gpl.data(), N, M, C, H, W,
+                                               scale, reduce);
             } else {
-              nofa::backward_planes_vec4_kernel(go.data(), pts.data(), gpl.data(), N, M, C, H, W, scale, reduce);
+              nofa::backward_planes_vec4_kernel(go.data(), pts.data(), gpl.data(), N, M, C, H, W,
+                                                scale, reduce);
             }
           });
         }
       } else {
         launch(nofa::blocks_for(n), [&] {
-          nofa::backward_planes_kernel<T>(go.data(), pts.data(), gpl.data(), N, M, C, H, W, scale, reduce);
+          nofa::backward_planes_kernel<T>(go.data(), pts.data(), gpl.data(), N, M, C, H, W, scale,
+                                          reduce);
         });
       }
       // gplanes.copy_(gplanes_cl.permute(0, 1, 4, 2, 3))
       r.gplanes.resize(gpl.n);
       for (int64_t np = 0; np < N * 3; ++np) {
         for (int64_t c = 0; c < C; ++c) {
-          for (int64_t t = 0; t < HW; ++t) r.gplanes[(np * C + c) * HW + t] = gpl[(np * HW + t) * C + c];
+          for (int64_t t = 0; t < HW; ++t)
+            r.gplanes[(np * C + c) * HW + t] = gpl[(np * HW + t) * C + c];
         }
       }
     }
     if (points_grad) {
       launch(nofa::blocks_for(N * M * nofa::kWarp), [&] {
-        nofa::backward_points_kernel<T>(go.data(), pcl.data(), pts.data(), gpts.data(), N, M, C, H, W, scale,
-                                        reduce);
+        nofa::backward_points_kernel<T>(go.data(), pcl.data(), pts.data(), gpts.data(), N, M, C, H,
+                                        W, scale, reduce);
       });
       r.gpoints.assign(gpts.data(), gpts.data() + gpts.n);
     }
@@ -202,10 +211,11 @@ Result run_reference(const Problem& pr, int reduce) {
 
 template <typename T>
 void check_case(const Problem& pr, int reduce, bool planes_grad, bool points_grad, bool misalign) {
-  const std::string name = std::string(std::is_same_v<T, float> ? "float" : "double") + " N=" +
-                           std::to_string(pr.N) + " M=" + std::to_string(pr.M) + " C=" + std::to_string(pr.C) +
-                           " " + std::to_string(pr.H) + "x" + std::to_string(pr.W) +
-                           (reduce == 1 ? " concat" : " mean") + (misalign ? " misaligned" : "");
+  const std::string name = std::string(std::is_same_v<T, float> ? "float" : "double") +
+                           " N=" + std::to_string(pr.N) + " M=" + std::to_string(pr.M) +
+                           " C=" + std::to_string(pr.C) + " " + std::to_string(pr.H) + "x" +
+                           std::to_string(pr.W) + (reduce == 1 ? " concat" : " mean") +
+                           (misalign ? " misaligned" : "");
   const int shuffles = emu::bad_shuffles.load();
   const Result got = run_kernels<T, T>(pr, reduce, planes_grad, points_grad, misalign);
   const Result want = run_reference<T>(pr, reduce);
@@ -232,7 +242,8 @@ template <typename P>
 void check_half(const char* type, const Problem& pr, int reduce) {
   const Result got = run_kernels<float, P>(pr, reduce, false, false, false);
   const Result want = run_reference<P>(pr, reduce);
-  const double ulp = std::is_same_v<P, emu::Bf16> ? 1.0 / 256 : 1.0 / 2048;  // half an ulp, relative
+  const double ulp =
+      std::is_same_v<P, emu::Bf16> ? 1.0 / 256 : 1.0 / 2048;  // half an ulp, relative
   const double tol = ref::tolerance<float>(pr.H, pr.W);
   double ss = 0.0;
   for (double w : want.out) ss += w * w;
@@ -242,8 +253,11 @@ void check_half(const char* type, const Problem& pr, int reduce) {
   int bad = 0;
   for (size_t k = 0; ok && k < got.out.size(); ++k) {
     const double w = want.out[k];
-    if (!(std::fabs(got.out[k] - w) <= ulp * std::fabs(w) * (1 + tol) + tol * (std::fabs(w) + rms) + 6e-8)) {
-      if (bad++ < 3) std::fprintf(stderr, "%s C=%lld [%zu]: %.9g, expected %.9g\n", type, (long long)pr.C, k, got.out[k], w);
+    if (!(std::fabs(got.out[k] - w) <=
+          ulp * std::fabs(w) * (1 + tol) + tol * (std::fabs(w) + rms) + 6e-8)) {
+      if (bad++ < 3)
+        std::fprintf(stderr, "%s C=%lld [%zu]: %.9g, expected %.9g\n", type, (long long)pr.C, k,
+                     got.out[k], w);
     }
   }
   CHECK(ok && bad == 0);
@@ -302,7 +316,8 @@ int main() {
   check_case<double>(make_problem(2, 20, 1, 1, 1, 2.0, 8), 1, true, true, false);
   // Half-precision planes (forward only: the backward runs in float32 on an upcast copy).
   for (int64_t C : {1, 4, 5, 32, 33}) {
-    const Problem pr = make_problem(2, 60, C, C == 5 ? 2 : 16, C == 5 ? 3 : 16, 2.0, 200 + static_cast<unsigned>(C));
+    const Problem pr = make_problem(2, 60, C, C == 5 ? 2 : 16, C == 5 ? 3 : 16, 2.0,
+                                    200 + static_cast<unsigned>(C));
     check_half<emu::Bf16>("bfloat16", pr, 0);
     check_half<emu::Bf16>("bfloat16", pr, 1);
 #if defined(NOFA_EMU_FLOAT16)

@@ -74,7 +74,8 @@ int main() {
     nofa::bilinear_taps(uu, vv + h, H, W, c);
     nofa::bilinear_taps(uu, vv - h, H, W, d);
     bool same = true;
-    for (int k = 0; k < 4; ++k) same = same && a.off[k] == b.off[k] && c.off[k] == d.off[k] && a.off[k] == t.off[k];
+    for (int k = 0; k < 4; ++k)
+      same = same && a.off[k] == b.off[k] && c.off[k] == d.off[k] && a.off[k] == t.off[k];
     if (!same) continue;  // straddles a texel line
     for (int k = 0; k < 4; ++k) {
       CHECK_NEAR(t.dwdu[k], (a.w[k] - b.w[k]) / (2 * h), 1e-5);

@@ -23,9 +23,9 @@
 namespace ref {
 
 struct Tap {
-  int64_t x, y;      // texel inside the grid
-  double w;          // bilinear weight
-  double du, dv;     // d w / d u, d w / d v
+  int64_t x, y;   // texel inside the grid
+  double w;       // bilinear weight
+  double du, dv;  // d w / d u, d w / d v
 };
 
 // The taps of (u, v) that fall inside the H x W grid; returns how many.
@@ -40,8 +40,8 @@ inline int taps(double u, double v, int64_t H, int64_t W, Tap out[4]) {
       if (X < 0 || X > W - 1 || Y < 0 || Y > H - 1) continue;
       const double wx = dx ? tx : 1.0 - tx, wy = dy ? ty : 1.0 - ty;
       // d ix / d u = W / 2, d iy / d v = H / 2.
-      out[n++] = {static_cast<int64_t>(X), static_cast<int64_t>(Y), wx * wy, (dx ? 1.0 : -1.0) * wy * W / 2.0,
-                  (dy ? 1.0 : -1.0) * wx * H / 2.0};
+      out[n++] = {static_cast<int64_t>(X), static_cast<int64_t>(Y), wx * wy,
+                  (dx ? 1.0 : -1.0) * wy * W / 2.0, (dy ? 1.0 : -1.0) * wx * H / 2.0};
     }
   }
   return n;
@@ -87,8 +87,8 @@ inline std::vector<double> sample_mean(const Planes& pl, int64_t n, const double
 
 // Backward of plane p's sample at xyz, given its cotangent g ([C]): adds to the plane gradient
 // ([N, 3, C, H, W], may be null) and to d loss / d xyz (scaled coordinates, 3 values).
-inline void sample_plane_backward(const Planes& pl, int64_t n, int p, const double xyz[3], const double* g,
-                                  std::vector<double>* gplanes, double gxyz[3]) {
+inline void sample_plane_backward(const Planes& pl, int64_t n, int p, const double xyz[3],
+                                  const double* g, std::vector<double>* gplanes, double gxyz[3]) {
   int au, av;
   plane_axes(p, au, av);
   Tap t[4];
@@ -110,8 +110,8 @@ inline void sample_plane_backward(const Planes& pl, int64_t n, int p, const doub
 inline std::vector<float> special_coords(int64_t H, int64_t W, double scale) {
   std::vector<float> out;
   for (int64_t S : {W, H}) {
-    std::vector<double> ixs = {-1.0, -0.5, static_cast<double>(S) - 1.0, static_cast<double>(S) - 0.5,
-                               static_cast<double>(S)};
+    std::vector<double> ixs = {-1.0, -0.5, static_cast<double>(S) - 1.0,
+                               static_cast<double>(S) - 0.5, static_cast<double>(S)};
     for (int64_t k = 0; k < S; ++k) {
       ixs.push_back(static_cast<double>(k));
       ixs.push_back(k + 0.5);
@@ -124,7 +124,8 @@ inline std::vector<float> special_coords(int64_t H, int64_t W, double scale) {
         const float uf = c * static_cast<float>(scale);
         const float f = ((uf + 1.f) * static_cast<float>(S2) - 1.f) / 2.f;
         const double d = ((static_cast<double>(c) * scale + 1.0) * S2 - 1.0) / 2.0;
-        exact = exact && static_cast<double>(uf) == static_cast<double>(c) * scale && static_cast<double>(f) == d;
+        exact = exact && static_cast<double>(uf) == static_cast<double>(c) * scale &&
+                static_cast<double>(f) == d;
       }
       if (exact && std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
     }
@@ -135,16 +136,20 @@ inline std::vector<float> special_coords(int64_t H, int64_t W, double scale) {
 // Points [N, M, 3] (unscaled) for a grid of H x W texels: uniform over 1.2 times the box (about
 // a sixth of the coordinates outside it), and at the start (at most half of the points)
 // special rows.
-inline std::vector<float> make_points(int64_t N, int64_t M, int64_t H, int64_t W, double scale, std::mt19937& rng) {
-  std::uniform_real_distribution<float> ud(static_cast<float>(-1.2 / scale), static_cast<float>(1.2 / scale));
+inline std::vector<float> make_points(int64_t N, int64_t M, int64_t H, int64_t W, double scale,
+                                      std::mt19937& rng) {
+  std::uniform_real_distribution<float> ud(static_cast<float>(-1.2 / scale),
+                                           static_cast<float>(1.2 / scale));
   std::vector<float> points(N * M * 3);
   for (auto& v : points) v = ud(rng);  // about a sixth of the coordinates outside the box
   // Special rows at the start of the [N * M] points (at most half of them): non-finite and
   // far coordinates, then points made of exact texel / border coordinates.
-  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN(),
+              inf = std::numeric_limits<float>::infinity();
   std::vector<std::array<float, 3>> rows = {
-      {nan, 0.1f, 0.2f}, {0.1f, nan, 0.2f}, {0.1f, 0.2f, nan},   {inf, 0.1f, 0.2f},    {0.1f, -inf, 0.2f},
-      {0.1f, 0.2f, inf}, {nan, nan, nan},   {5.f, 0.1f, 0.2f},   {-1e30f, 0.1f, 0.2f}, {0.1f, 0.2f, 3e38f}};
+      {nan, 0.1f, 0.2f},    {0.1f, nan, 0.2f},  {0.1f, 0.2f, nan}, {inf, 0.1f, 0.2f},
+      {0.1f, -inf, 0.2f},   {0.1f, 0.2f, inf},  {nan, nan, nan},   {5.f, 0.1f, 0.2f},
+      {-1e30f, 0.1f, 0.2f}, {0.1f, 0.2f, 3e38f}};
   const std::vector<float> sc = special_coords(H, W, scale);
   std::uniform_int_distribution<size_t> pick(0, sc.size() - 1);
   for (float c : sc) rows.push_back({c, sc[pick(rng)], sc[pick(rng)]});  // each special value on x
@@ -156,7 +161,8 @@ inline std::vector<float> make_points(int64_t N, int64_t M, int64_t H, int64_t W
 }
 
 // Element by element: |got - want| <= tol * (|want| + rms(want)) (a non-finite got fails).
-inline bool close(const std::string& what, const std::vector<double>& got, const std::vector<double>& want, double tol) {
+inline bool close(const std::string& what, const std::vector<double>& got,
+                  const std::vector<double>& want, double tol) {
   if (got.size() != want.size()) {
     std::fprintf(stderr, "%s: %zu values, expected %zu\n", what.c_str(), got.size(), want.size());
     return false;
@@ -167,7 +173,8 @@ inline bool close(const std::string& what, const std::vector<double>& got, const
   int bad = 0;
   for (size_t k = 0; k < got.size(); ++k) {
     if (!(std::fabs(got[k] - want[k]) <= tol * (std::fabs(want[k]) + rms))) {
-      if (bad++ < 3) std::fprintf(stderr, "%s[%zu]: %.9g, expected %.9g\n", what.c_str(), k, got[k], want[k]);
+      if (bad++ < 3)
+        std::fprintf(stderr, "%s[%zu]: %.9g, expected %.9g\n", what.c_str(), k, got[k], want[k]);
     }
   }
   if (bad) std::fprintf(stderr, "%s: %d of %zu values wrong\n", what.c_str(), bad, got.size());

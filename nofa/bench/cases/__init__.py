@@ -1,6 +1,7 @@
 """Every benchmark entry, listed explicitly (no registration by import side effect):
 kernel ops (`ops`), the full render (`render`), the avatar pipeline and mesh extraction
 (`pipelines`). Order here is the order of the tables."""
+
 from __future__ import annotations
 
 from ..registry import Case

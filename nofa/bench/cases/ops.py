@@ -7,6 +7,7 @@ uniform in the tri-plane box: random order, the worst case for cache locality.
 camera's pixel rays in raster order, depth-sorted samples along each), the order the
 renderer produces, where neighbouring threads gather neighbouring texels.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,7 +45,7 @@ def _ray_points(M: int, samples: int = SAMPLES) -> torch.Tensor:
     distance 2.7 (EG3D's focal length 4.26), raster order, `samples` depth-sorted samples per
     ray over [2.25, 3.3] (the last ray shortened so that there are M points)."""
     rays = -(-M // samples)
-    side = int(rays ** 0.5 + 0.999)
+    side = int(rays**0.5 + 0.999)
     u = (torch.arange(side) + 0.5) / side * 2 - 1  # pixel centres in [-1, 1]
     yy, xx = torch.meshgrid(u, u, indexing="ij")
     f = 2 * 4.2647  # EG3D's intrinsics are for image coordinates in [0, 1]
@@ -87,11 +88,16 @@ SAMPLE = Case(
     build=_build_sample,
     sizes={
         "headline": {
-            "quick": [{"points": 2048, "res": 32, "channels": 8},
-                      {"points": 2048, "res": 32, "channels": 8, "layout": "rays"}],
+            "quick": [
+                {"points": 2048, "res": 32, "channels": 8},
+                {"points": 2048, "res": 32, "channels": 8, "layout": "rays"},
+            ],
             "cpu": [{"points": RENDER_64_POINTS}, {"points": RENDER_64_POINTS, "layout": "rays"}],
-            "cuda": [{"points": RENDER_64_POINTS}, {"points": 4 * RENDER_64_POINTS},
-                     {"points": RENDER_64_POINTS, "layout": "rays"}],
+            "cuda": [
+                {"points": RENDER_64_POINTS},
+                {"points": 4 * RENDER_64_POINTS},
+                {"points": RENDER_64_POINTS, "layout": "rays"},
+            ],
         },
         "points": _points_sizes("points", quick={"res": 32, "channels": 8}),
         "resolution": {
@@ -201,7 +207,10 @@ def _build_decode(params: Params, device: torch.device) -> Workload:
     g = _gen(params)
     planes = torch.randn(1, 3, C, R, R, generator=g).to(device)
     points = (torch.rand(1, M, 3, generator=g) - 0.5).to(device)
-    w = [(torch.randn(*shape, generator=g) * 0.2).to(device) for shape in ((Hd, C), (Hd,), (1 + F, Hd), (1 + F,))]
+    w = [
+        (torch.randn(*shape, generator=g) * 0.2).to(device)
+        for shape in ((Hd, C), (Hd,), (1 + F, Hd), (1 + F,))
+    ]
     return Workload(
         fn=lambda p, x, *w: ops.decode_triplane(p, x, 1.0, *w),
         reference=lambda p, x, *w: ops.reference.decode_triplane(p, x, 1.0, *w),
@@ -238,7 +247,9 @@ def make_deformation_field(params: Params, g: torch.Generator, device: torch.dev
     from ...models import DeformationField
 
     torch.manual_seed(int(params.get("seed", 0)))  # layer initialisation
-    field = DeformationField(d_hidden=int(params.get("d_hidden", 128)), w_hidden=int(params.get("w_hidden", 64)))
+    field = DeformationField(
+        d_hidden=int(params.get("d_hidden", 128)), w_hidden=int(params.get("w_hidden", 64))
+    )
     with torch.no_grad():  # the identity start has a zero last layer: make it move points
         field.d_weights[-1].copy_(torch.randn(field.d_weights[-1].shape, generator=g) * 0.05)
         field.d_biases[-1].copy_(torch.randn(field.d_biases[-1].shape, generator=g) * 0.01)
@@ -255,7 +266,13 @@ def _build_deform(params: Params, device: torch.device) -> Workload:
 
     def reference(x, a, b):
         return ops.reference.deform_points(
-            x, a, b, list(field.d_weights), list(field.d_biases), list(field.w_weights), list(field.w_biases),
+            x,
+            a,
+            b,
+            list(field.d_weights),
+            list(field.d_biases),
+            list(field.w_weights),
+            list(field.w_biases),
             field.n_freqs,
         )
 
@@ -266,7 +283,7 @@ def _build_deform(params: Params, device: torch.device) -> Workload:
         grad_tensors=(points, *field.parameters()),  # training the field: weights and points
         size=M,
         shape=f"{M:,} points, D-Net {len(field.d_weights) - 1}x{field.d_weights[0].shape[0]}, "
-              f"W-Net {len(field.w_weights) - 1}x{field.w_weights[0].shape[0]}",
+        f"W-Net {len(field.w_weights) - 1}x{field.w_weights[0].shape[0]}",
     )
 
 
@@ -282,8 +299,10 @@ DEFORM = Case(
         },
         # The reference's activations at 2^22 points need ~15 GB for forward+backward: the
         # CPU sweep stops at 2^20.
-        "points": {**_points_sizes("points", quick={"d_hidden": 32, "w_hidden": 32}),
-                   "cpu": [{"points": n} for n in CPU_POINTS if n <= 2**20]},
+        "points": {
+            **_points_sizes("points", quick={"d_hidden": 32, "w_hidden": 32}),
+            "cpu": [{"points": n} for n in CPU_POINTS if n <= 2**20],
+        },
     },
     sweep_axes={"points": ("points", None)},
 )

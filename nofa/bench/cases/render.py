@@ -7,6 +7,7 @@ the decoder (what fast adaptation and training do). `render_deformed` is NOFA++'
 render: every sample point first goes through the deformation field (paper sizes), whose
 weights then also receive gradients.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,9 @@ def _build_render(params: Params, device: torch.device) -> Workload:
     C = int(params.get("channels", 32))
     g = torch.Generator().manual_seed(int(params.get("seed", 0)))
     torch.manual_seed(int(params.get("seed", 0)))  # decoder init
-    options = render.RenderOptions(deterministic=True, coarse_samples=coarse, importance_samples=fine)
+    options = render.RenderOptions(
+        deterministic=True, coarse_samples=coarse, importance_samples=fine
+    )
     renderer = render.TriplaneRenderer(render.OSGDecoder(n_features=C), options).to(device)
     planes = torch.randn(1, 3, C, R, R, generator=g).to(device)
     labels = render.default_label(yaw=0.3, pitch=-0.1)[None].to(device)
@@ -46,7 +49,7 @@ def _build_render(params: Params, device: torch.device) -> Workload:
         grad_tensors=(planes, *trained),
         size=res * res,
         shape=f"{res}x{res} rays x ({coarse}+{fine}) samples, planes 3x{C}x{R}x{R}"
-              + (", deformation field" if deform else ""),
+        + (", deformation field" if deform else ""),
         loss_outputs=lambda out: (out.features,),
     )
 
@@ -70,8 +73,17 @@ RENDER_DEFORMED = Case(
     build=_build_render,
     sizes={
         "headline": {
-            "quick": [{"resolution": 8, "coarse": 8, "fine": 8, "plane_res": 32, "deform": True,
-                       "d_hidden": 32, "w_hidden": 32}],
+            "quick": [
+                {
+                    "resolution": 8,
+                    "coarse": 8,
+                    "fine": 8,
+                    "plane_res": 32,
+                    "deform": True,
+                    "d_hidden": 32,
+                    "w_hidden": 32,
+                }
+            ],
             "cpu": [{"resolution": 64, "deform": True}],
             "cuda": [{"resolution": 64, "deform": True}, {"resolution": 128, "deform": True}],
         },

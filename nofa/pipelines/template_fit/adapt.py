@@ -7,6 +7,7 @@ eq. 10 (LPIPS needs backbone weights, which nofa does not ship). The loss is tak
 the pixels the starting avatar covers (its accumulated weight > `mask_threshold`), because
 a template's silhouette does not match the portrait's background.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,11 @@ class AdaptResult:
     mask: torch.Tensor  # [1, H, W] pixels the loss used
 
 
-def fast_adapt(avatar: Avatar, portrait: torch.Tensor, label: torch.Tensor, cfg: AdaptConfig | None = None) -> AdaptResult:
-    """Optimise avatar.planes so the render from `label` [25] matches `portrait` [3, H, W] in [-1, 1].
+def fast_adapt(
+    avatar: Avatar, portrait: torch.Tensor, label: torch.Tensor, cfg: AdaptConfig | None = None
+) -> AdaptResult:
+    """Optimise avatar.planes so the render from `label` [25] matches `portrait` [3, H, W] in [-1,
+    1].
 
     The portrait is resized to cfg.resolution. Returns a new Avatar (the input is untouched).
 
@@ -65,7 +69,9 @@ def fast_adapt(avatar: Avatar, portrait: torch.Tensor, label: torch.Tensor, cfg:
     res = cfg.resolution
     target = torch.nn.functional.interpolate(portrait[None].float(), size=(res, res), mode="area")
     opts: RenderOptions = avatar.options.replace(
-        deterministic=True, coarse_samples=cfg.coarse_samples, importance_samples=cfg.importance_samples
+        deterministic=True,
+        coarse_samples=cfg.coarse_samples,
+        importance_samples=cfg.importance_samples,
     )
     renderer = avatar.renderer(**dataclasses.asdict(opts))
     renderer.decoder.requires_grad_(False)
@@ -101,10 +107,16 @@ def fast_adapt(avatar: Avatar, portrait: torch.Tensor, label: torch.Tensor, cfg:
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
-    meta = {**avatar.metadata, "adapted": True, "adapt_steps": cfg.steps, "adapt_resolution": res,
-            "adapt_planes": cfg.planes,
-            "adapt_seconds": round(seconds, 2), "adapt_loss_start": losses[0] if losses else None,
-            "adapt_loss_end": losses[-1] if losses else None}
+    meta = {
+        **avatar.metadata,
+        "adapted": True,
+        "adapt_steps": cfg.steps,
+        "adapt_resolution": res,
+        "adapt_planes": cfg.planes,
+        "adapt_seconds": round(seconds, 2),
+        "adapt_loss_start": losses[0] if losses else None,
+        "adapt_loss_end": losses[-1] if losses else None,
+    }
     new = dataclasses.replace(avatar, planes=current().detach().clone(), metadata=meta)
     return AdaptResult(new, losses, seconds, start.rgb[0], mask[0])
 

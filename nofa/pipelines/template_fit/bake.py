@@ -5,10 +5,11 @@ around the surface, where the density crosses `surface_level`); then planes and 
 fitted by Adam to the raw density (everywhere) and the colour (near and inside the surface),
 through :func:`nofa.ops.sample_triplane`. The result is an :class:`nofa.io.Avatar`.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +26,13 @@ Field = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
 
 @torch.no_grad()
 def sample_pool(
-    field: Field, n_points: int, box_warp: float = 1.0, surface_level: float = 10.0,
-    jitter: float = 0.01, generator: torch.Generator | None = None, chunk: int = 1 << 16,
+    field: Field,
+    n_points: int,
+    box_warp: float = 1.0,
+    surface_level: float = 10.0,
+    jitter: float = 0.01,
+    generator: torch.Generator | None = None,
+    chunk: int = 1 << 16,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training points for baking -> points, density, rgb.
 
@@ -39,8 +45,10 @@ def sample_pool(
     half = box_warp / 2
 
     def evaluate(p: torch.Tensor):
-        outs = [field(p[s:s + chunk]) for s in range(0, len(p), chunk)]
-        return torch.cat([o[0].reshape(-1) for o in outs]), torch.cat([o[1].reshape(-1, 3) for o in outs])
+        outs = [field(p[s : s + chunk]) for s in range(0, len(p), chunk)]
+        return torch.cat([o[0].reshape(-1) for o in outs]), torch.cat(
+            [o[1].reshape(-1, 3) for o in outs]
+        )
 
     n_out = n_points // 8
     n_uniform = 3 * n_points // 8
@@ -105,8 +113,11 @@ def bake_field(
     torch.manual_seed(seed)
     if init is None:
         decoder = OSGDecoder(n_features=channels, hidden=hidden)
-        planes = torch.nn.Parameter(torch.randn(1, 3, channels, plane_resolution, plane_resolution, generator=g) * 0.1)
-    else:  # warm start: a nearby field (e.g. the template warped to a person) converges in far fewer steps
+        planes = torch.nn.Parameter(
+            torch.randn(1, 3, channels, plane_resolution, plane_resolution, generator=g) * 0.1
+        )
+    # warm start: a nearby field (e.g. the template warped to a person) converges in far fewer steps
+    else:
         decoder = init.decoder()
         planes = torch.nn.Parameter(init.planes.detach().clone().float())
         options = options or init.options
@@ -114,7 +125,9 @@ def bake_field(
     # outside it every plane reads zero, which a baked decoder has not learned to ignore.
     opts = options or RenderOptions(ray_start=None, ray_end=None)
     renderer = TriplaneRenderer(decoder, opts.replace(box_warp=box_warp))
-    opt = torch.optim.Adam([{"params": [planes], "lr": lr}, {"params": decoder.parameters(), "lr": lr * 0.25}])
+    opt = torch.optim.Adam(
+        [{"params": [planes], "lr": lr}, {"params": decoder.parameters(), "lr": lr * 0.25}]
+    )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.05)
     bar = _progress(steps, "bake template", progress)
     start = time.perf_counter()
@@ -126,7 +139,8 @@ def bake_field(
         # gradients where empty space is not empty enough), plus a squashed raw density.
         raw = dens[0, :, 0]
         loss_d = F.mse_loss(_opacity(raw), _opacity(dens_t[idx])) + 0.25 * F.mse_loss(
-            torch.tanh(raw / density_scale), torch.tanh(dens_t[idx] / density_scale))
+            torch.tanh(raw / density_scale), torch.tanh(dens_t[idx] / density_scale)
+        )
         loss_c = ((feats[0, :, :3] - rgb_t[idx]) ** 2 * solid[idx]).mean() * 3
         loss = loss_d + loss_c
         opt.zero_grad(set_to_none=True)
@@ -136,9 +150,13 @@ def bake_field(
         bar.update(1)
         bar.set_postfix(density=f"{loss_d.item():.4f}", colour=f"{loss_c.item():.4f}")
     bar.close()
-    meta = {"source": "bake_field", "bake_steps": steps, "bake_seconds": round(time.perf_counter() - start, 2),
-            "bake_loss_density": None if loss_d is None else loss_d.item(),
-            "bake_loss_colour": None if loss_c is None else loss_c.item()}
+    meta = {
+        "source": "bake_field",
+        "bake_steps": steps,
+        "bake_seconds": round(time.perf_counter() - start, 2),
+        "bake_loss_density": None if loss_d is None else loss_d.item(),
+        "bake_loss_colour": None if loss_c is None else loss_c.item(),
+    }
     return Avatar.from_renderer(planes.detach(), renderer, **meta, **(metadata or {}))
 
 

@@ -13,6 +13,7 @@ avatar file, coloured mesh.
 Without trained NOFA++ weights there is no learned one-shot encoder here: the geometry is
 the template's, and the portrait's appearance is transferred per image.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,17 +27,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...io import depth_to_rgb, load_avatar, save_animation, save_avatar, save_image, to_uint8
+from ...render.cameras import default_label, orbit_labels
 from .. import mesh as mesh_mod
 from .adapt import AdaptConfig, fast_adapt
 from .bake import bake_field
-from ...io import depth_to_rgb, load_avatar, save_animation, save_avatar, save_image, to_uint8
-from ...render.cameras import default_label, orbit_labels
 from .template import TemplateHead
 from .texture import TextureConfig, face_polygon_mask, texture_avatar
 from .warp import WarpConfig, fit_head_to_landmarks
 
-__all__ = ["DemoConfig", "Portrait", "astronaut_portrait", "face_psnr", "load_portrait", "run_demo",
-           "template_cache_path"]
+__all__ = [
+    "DemoConfig",
+    "Portrait",
+    "astronaut_portrait",
+    "face_psnr",
+    "load_portrait",
+    "run_demo",
+    "template_cache_path",
+]
 
 # Face box in skimage's astronaut photo (512 x 512): eyes at about (195, 100) and (245, 100),
 # cropped so the eyes land where the template's eyes project (FFHQ-like alignment).
@@ -53,14 +61,23 @@ class DemoConfig:
     bake_steps: int = 500
     bake_pool: int = 1 << 17
     bake_batch: int = 1 << 15
-    adapt: AdaptConfig = dataclasses.field(default_factory=lambda: AdaptConfig(
-        planes="xy", steps=60, resolution=128, coarse_samples=16, importance_samples=16))
+    adapt: AdaptConfig = dataclasses.field(
+        default_factory=lambda: AdaptConfig(
+            planes="xy", steps=60, resolution=128, coarse_samples=16, importance_samples=16
+        )
+    )
     texture: TextureConfig = dataclasses.field(default_factory=TextureConfig)
-    geometry_fit: bool = True  # warp the template to the photo's 3D landmarks before colouring (warp.py)
+    geometry_fit: bool = (
+        True  # warp the template to the photo's 3D landmarks before colouring (warp.py)
+    )
     warp: WarpConfig = dataclasses.field(default_factory=WarpConfig)
-    geometry_steps: int = 150  # bake steps of the warped head, warm-started from the cached template
+    geometry_steps: int = (
+        150  # bake steps of the warped head, warm-started from the cached template
+    )
     geometry_lr: float = 0.02
-    cache_dir: str | None = "outputs/cache"  # baked templates, keyed by their settings; None: no cache
+    cache_dir: str | None = (
+        "outputs/cache"  # baked templates, keyed by their settings; None: no cache
+    )
     crop_size: int = 512
     view_resolution: int = 128
     view_samples: int = 32
@@ -118,24 +135,39 @@ def load_portrait(image: str | None, size: int = 512, log=print) -> Portrait:
         log(f"note: {e}; using a fixed crop of the astronaut and the frontal camera")
         return Portrait(astronaut_portrait(), default_label(), None, source + " (fixed crop)")
     img = torch.from_numpy(face.aligned.image.copy()).permute(2, 0, 1).float() / 127.5 - 1
-    return Portrait(img, torch.from_numpy(face.camera.label).float(), face.aligned.landmarks, source,
-                    face.camera.yaw, face.camera.pitch)
+    return Portrait(
+        img,
+        torch.from_numpy(face.camera.label).float(),
+        face.aligned.landmarks,
+        source,
+        face.camera.yaw,
+        face.camera.pitch,
+    )
 
 
 def template_cache_path(cfg: DemoConfig) -> Path | None:
-    """outputs/cache/template-<key>.nofa: the key hashes the bake settings and the template's source."""
+    """outputs/cache/template-<key>.nofa: the key hashes the bake settings and the template's
+    source."""
     if not cfg.cache_dir:
         return None
     from . import template as template_mod
 
-    settings = {"plane_resolution": cfg.plane_resolution, "channels": cfg.channels, "bake_steps": cfg.bake_steps,
-                "bake_pool": cfg.bake_pool, "bake_batch": cfg.bake_batch, "seed": cfg.seed,
-                "template_source": hashlib.sha1(Path(template_mod.__file__).read_bytes()).hexdigest()}
+    settings = {
+        "plane_resolution": cfg.plane_resolution,
+        "channels": cfg.channels,
+        "bake_steps": cfg.bake_steps,
+        "bake_pool": cfg.bake_pool,
+        "bake_batch": cfg.bake_batch,
+        "seed": cfg.seed,
+        "template_source": hashlib.sha1(Path(template_mod.__file__).read_bytes()).hexdigest(),
+    }
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cfg.cache_dir) / f"template-{key}.nofa"
 
 
-def face_psnr(rendered: torch.Tensor, target: torch.Tensor, landmarks: np.ndarray | None, crop_size: int) -> float:
+def face_psnr(
+    rendered: torch.Tensor, target: torch.Tensor, landmarks: np.ndarray | None, crop_size: int
+) -> float:
     """PSNR (dB, images in [-1, 1] mapped to 0..1) inside the face polygon (jaw + raised brows) of
     the landmarks; rendered/target [3, R, R]; landmarks in crop pixels (None: whole image)."""
     r = rendered.shape[-1]
@@ -144,12 +176,14 @@ def face_psnr(rendered: torch.Tensor, target: torch.Tensor, landmarks: np.ndarra
     else:
         mask = torch.from_numpy(face_polygon_mask(np.asarray(landmarks) * (r / crop_size), r))
     diff = ((rendered.float() - target.float()) / 2)[:, mask]
-    mse = float((diff ** 2).mean())
+    mse = float((diff**2).mean())
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 def _views(avatar, labels: torch.Tensor, res: int, samples: int):
-    renderer = avatar.renderer(deterministic=True, coarse_samples=samples, importance_samples=samples)
+    renderer = avatar.renderer(
+        deterministic=True, coarse_samples=samples, importance_samples=samples
+    )
     outs = []
     with torch.no_grad():
         for lab in labels:
@@ -193,10 +227,21 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
         template = load_avatar(cache)
         log(f"template: cached bake {cache}")
     else:
-        log(f"baking the procedural template head into a {cfg.plane_resolution}^2 x {cfg.channels} tri-plane ...")
-        template = bake_field(TemplateHead(), cfg.plane_resolution, cfg.channels, cfg.bake_steps,
-                              batch=cfg.bake_batch, pool=cfg.bake_pool, seed=cfg.seed, progress=cfg.progress,
-                              metadata={"template": "nofa.pipelines.template_fit.TemplateHead"})
+        log(
+            f"baking the procedural template head into a {cfg.plane_resolution}^2 x {cfg.channels} "
+            "tri-plane ..."
+        )
+        template = bake_field(
+            TemplateHead(),
+            cfg.plane_resolution,
+            cfg.channels,
+            cfg.bake_steps,
+            batch=cfg.bake_batch,
+            pool=cfg.bake_pool,
+            seed=cfg.seed,
+            progress=cfg.progress,
+            metadata={"template": "nofa.pipelines.template_fit.TemplateHead"},
+        )
         if cache is not None:
             save_avatar(cache, template)
     template_path = save_avatar(out / "template.nofa", template)
@@ -213,18 +258,38 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
         elif cfg.geometry_fit:
             # Per photo: the warped head re-baked from the cached template (warm start, few steps).
             t = time.perf_counter()
-            head, geometry = fit_head_to_landmarks(port.landmarks, front.double().numpy(), portrait.shape[-1],
-                                                   cfg.warp)
-            log(f"geometry fit: template landmarks reproject {geometry['rms_px_before']:.1f} px RMS "
+            head, geometry = fit_head_to_landmarks(
+                port.landmarks, front.double().numpy(), portrait.shape[-1], cfg.warp
+            )
+            log(
+                f"geometry fit: template landmarks reproject {geometry['rms_px_before']:.1f} px "
+                "RMS "
                 f"-> {geometry['rms_px_after']:.1f} px (at {portrait.shape[-1]}), face scale "
-                + " ".join(f"{v:.3f}" for v in geometry["scale"]))
-            shaped = bake_field(head, steps=cfg.geometry_steps, batch=cfg.bake_batch, pool=cfg.bake_pool,
-                                lr=cfg.geometry_lr, seed=cfg.seed, progress=cfg.progress, init=template,
-                                metadata={"template": "nofa.pipelines.template_fit.TemplateHead",
-                                          "geometry_warped": True})
+                + " ".join(f"{v:.3f}" for v in geometry["scale"])
+            )
+            shaped = bake_field(
+                head,
+                steps=cfg.geometry_steps,
+                batch=cfg.bake_batch,
+                pool=cfg.bake_pool,
+                lr=cfg.geometry_lr,
+                seed=cfg.seed,
+                progress=cfg.progress,
+                init=template,
+                metadata={
+                    "template": "nofa.pipelines.template_fit.TemplateHead",
+                    "geometry_warped": True,
+                },
+            )
             timings["geometry_fit"] = time.perf_counter() - t
-        avatar, texture_info = texture_avatar(shaped, portrait, front, port.landmarks,
-                                              dataclasses.replace(cfg.texture, progress=cfg.progress), head)
+        avatar, texture_info = texture_avatar(
+            shaped,
+            portrait,
+            front,
+            port.landmarks,
+            dataclasses.replace(cfg.texture, progress=cfg.progress),
+            head,
+        )
         timings["colour"] = texture_info["seconds"]
     adapt_cfg = dataclasses.replace(cfg.adapt, progress=cfg.progress)
     result = None
@@ -232,40 +297,72 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
         result = fast_adapt(avatar, portrait, front, adapt_cfg)
         avatar = result.avatar
         timings["fast_adaptation"] = result.seconds
-    avatar.metadata.update({"portrait": source, "camera_label": [float(v) for v in front],
-                            "note": "template + photo colours on its surface (no trained NOFA++ weights)"})
+    avatar.metadata.update(
+        {
+            "portrait": source,
+            "camera_label": [float(v) for v in front],
+            "note": "template + photo colours on its surface (no trained NOFA++ weights)",
+        }
+    )
     files = {"avatar": save_avatar(out / "avatar.nofa", avatar), "template": template_path}
 
     t = time.perf_counter()
     yaw = math.radians(cfg.yaw_range_deg)
-    novel = torch.stack([default_label(-yaw, 0.0), default_label(-yaw / 2, -0.15),
-                         default_label(yaw / 2, 0.15), default_label(yaw, 0.0)])
+    novel = torch.stack(
+        [
+            default_label(-yaw, 0.0),
+            default_label(-yaw / 2, -0.15),
+            default_label(yaw / 2, 0.15),
+            default_label(yaw, 0.0),
+        ]
+    )
     res = cfg.view_resolution
     front_out = _views(avatar, front[None], res, cfg.view_samples)[0]
     novel_outs = _views(avatar, novel, res, cfg.view_samples)
     tmpl_out = _views(shaped, front[None], res, cfg.view_samples)[0]
     size = (res, res)
-    tiles = [to_uint8(torch.nn.functional.interpolate(portrait[None], size=size, mode="area")[0]),
-             to_uint8(tmpl_out.rgb[0]), to_uint8(front_out.rgb[0])]
+    tiles = [
+        to_uint8(torch.nn.functional.interpolate(portrait[None], size=size, mode="area")[0]),
+        to_uint8(tmpl_out.rgb[0]),
+        to_uint8(front_out.rgb[0]),
+    ]
     tiles += [to_uint8(o.rgb[0]) for o in novel_outs]
     tiles.append(depth_to_rgb(front_out.depth[0], front_out.weight[0]))
-    psnr = face_psnr(front_out.rgb[0], torch.nn.functional.interpolate(portrait[None], size=size, mode="area")[0],
-                     port.landmarks, portrait.shape[-1])
-    names = ["input (aligned)", "template" + (" (fitted)" if geometry else ""), f"front {psnr:.1f} dB", f"yaw -{cfg.yaw_range_deg:g}", "yaw -/2 pitch",
-             "yaw +/2 pitch", f"yaw +{cfg.yaw_range_deg:g}", "depth"]
+    psnr = face_psnr(
+        front_out.rgb[0],
+        torch.nn.functional.interpolate(portrait[None], size=size, mode="area")[0],
+        port.landmarks,
+        portrait.shape[-1],
+    )
+    names = [
+        "input (aligned)",
+        "template" + (" (fitted)" if geometry else ""),
+        f"front {psnr:.1f} dB",
+        f"yaw -{cfg.yaw_range_deg:g}",
+        "yaw -/2 pitch",
+        "yaw +/2 pitch",
+        f"yaw +{cfg.yaw_range_deg:g}",
+        "depth",
+    ]
     files["contact_sheet"] = save_image(out / "contact_sheet.png", _contact_sheet(tiles, names))
     timings["views"] = time.perf_counter() - t
 
     t = time.perf_counter()
     frames = _views(avatar, orbit_labels(cfg.frames, yaw), res, cfg.view_samples)
-    files["turntable"] = save_animation(out / "turntable.gif", [to_uint8(f.rgb[0]) for f in frames], fps=12)
+    files["turntable"] = save_animation(
+        out / "turntable.gif", [to_uint8(f.rgb[0]) for f in frames], fps=12
+    )
     timings["turntable"] = time.perf_counter() - t
 
     t = time.perf_counter()
     try:
-        mesh = mesh_mod.mesh_from_avatar(avatar, resolution=cfg.mesh_resolution, level=cfg.mesh_level)
+        mesh = mesh_mod.mesh_from_avatar(
+            avatar, resolution=cfg.mesh_resolution, level=cfg.mesh_level
+        )
     except ValueError as e:  # an under-trained (e.g. --quick) template may never reach the level
-        grid = mesh_mod.density_grid(mesh_mod.avatar_density_fn(avatar), 16, avatar.options.box_warp / 2)
+        grid = mesh_mod.density_grid(
+            mesh_mod.avatar_density_fn(avatar), 16, avatar.options.box_warp / 2
+        )
         level = float(grid.min() + grid.max()) / 2
         log(f"mesh: {e}; using level {level:.3g} instead")
         mesh = mesh_mod.mesh_from_avatar(avatar, resolution=cfg.mesh_resolution, level=level)
@@ -279,15 +376,30 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
         from ..animate import write_demo_animation
 
         t = time.perf_counter()
-        anim = write_demo_animation(files["avatar"], out, frames=cfg.animation_frames, resolution=res,
-                                    samples=cfg.view_samples, yaw_range=cfg.yaw_range_deg, progress=cfg.progress)
+        anim = write_demo_animation(
+            files["avatar"],
+            out,
+            frames=cfg.animation_frames,
+            resolution=res,
+            samples=cfg.view_samples,
+            yaw_range=cfg.yaw_range_deg,
+            progress=cfg.progress,
+        )
         files["animation"], files["animation_gif"] = anim["mp4"], anim["gif"]
         for note in anim["notes"]:
             log(f"animation: {note}")
         timings["animation"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
-    return {"files": {k: str(v) for k, v in files.items()}, "timings": timings,
-            "adapt_loss": (result.losses[0], result.losses[-1]) if result is not None and result.losses else None,
-            "mesh_vertices": len(mesh.vertices), "face_psnr": psnr, "camera": {"yaw": port.yaw, "pitch": port.pitch},
-            "texture": texture_info and {k: v for k, v in texture_info.items() if k != "losses"},
-            "geometry": geometry and {k: geometry[k] for k in ("rms_px_before", "rms_px_after", "scale")}}
+    return {
+        "files": {k: str(v) for k, v in files.items()},
+        "timings": timings,
+        "adapt_loss": (result.losses[0], result.losses[-1])
+        if result is not None and result.losses
+        else None,
+        "mesh_vertices": len(mesh.vertices),
+        "face_psnr": psnr,
+        "camera": {"yaw": port.yaw, "pitch": port.pitch},
+        "texture": texture_info and {k: v for k, v in texture_info.items() if k != "losses"},
+        "geometry": geometry
+        and {k: geometry[k] for k in ("rms_px_before", "rms_px_after", "scale")},
+    }

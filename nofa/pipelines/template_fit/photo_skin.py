@@ -15,6 +15,7 @@ along z, so sides the front view sees at a grazing angle are stretched, as in an
 single-photo texture. The default photo is scikit-image's astronaut (NASA, public domain),
 the demo's built-in portrait.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -63,11 +64,12 @@ class PhotoSkinHead:
         self._w2c = w2c[:3].float()
 
     @classmethod
-    def from_photo(cls, photo: np.ndarray | None = None, resolution: int = 512,
-                   symmetric: bool = True) -> "PhotoSkinHead":
+    def from_photo(
+        cls, photo: np.ndarray | None = None, resolution: int = 512, symmetric: bool = True
+    ) -> PhotoSkinHead:
         """photo: an RGB(A)/grey image of any size with one face (default: the astronaut)."""
-        from skimage.transform import PiecewiseAffineTransform, SimilarityTransform
         from scipy.ndimage import map_coordinates
+        from skimage.transform import PiecewiseAffineTransform, SimilarityTransform
 
         from ...faces import prepare_face
 
@@ -85,15 +87,27 @@ class PhotoSkinHead:
         # (and smooth) outside the landmarks' hull.
         sim = SimilarityTransform.from_estimate(src, dst)
         t = np.linspace(0, resolution, 9)
-        edge = np.array([[x, y] for x in t for y in (0, resolution)] + [[x, y] for y in t[1:-1] for x in (0, resolution)])
-        warp = PiecewiseAffineTransform.from_estimate(np.concatenate([src, edge]), np.concatenate([dst, sim(edge)]))
+        edge = np.array(
+            [[x, y] for x in t for y in (0, resolution)]
+            + [[x, y] for y in t[1:-1] for x in (0, resolution)]
+        )
+        warp = PiecewiseAffineTransform.from_estimate(
+            np.concatenate([src, edge]), np.concatenate([dst, sim(edge)])
+        )
         yy, xx = np.mgrid[0:resolution, 0:resolution] + 0.5
         grid = np.stack([xx.ravel(), yy.ravel()], 1)
         q = warp(grid)
         bad = ~np.isfinite(q).all(1) | (q < 0).any(1)
         q[bad] = sim(grid[bad])
-        tex = np.stack([map_coordinates(crop[..., c], [q[:, 1] - 0.5, q[:, 0] - 0.5], order=1, mode="nearest")
-                        for c in range(3)], 1).reshape(resolution, resolution, 3)
+        tex = np.stack(
+            [
+                map_coordinates(
+                    crop[..., c], [q[:, 1] - 0.5, q[:, 0] - 0.5], order=1, mode="nearest"
+                )
+                for c in range(3)
+            ],
+            1,
+        ).reshape(resolution, resolution, 3)
         if symmetric:
             tex = 0.5 * (tex + tex[:, ::-1])
         return cls(tex)
@@ -115,8 +129,9 @@ class PhotoSkinHead:
         cam = p.float() @ self._w2c[:, :3].T + self._w2c[:, 3]
         uv = FOCAL * cam[:, :2] / cam[:, 2:].clamp_min(1e-3) + PRINCIPAL  # 0..1 across the image
         g = (uv * 2 - 1).reshape(1, -1, 1, 2)  # align_corners=False: pixel centres at +0.5
-        col = torch.nn.functional.grid_sample(self.texture, g, mode="bilinear", padding_mode="border",
-                                              align_corners=False)
+        col = torch.nn.functional.grid_sample(
+            self.texture, g, mode="bilinear", padding_mode="border", align_corners=False
+        )
         return col[0, :, :, 0].T.clamp(0, 1)
 
     def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,6 +9,7 @@ World axes: y up, the face looks along +z, the subject's left is +x.
 This is a stand-in for the learned NOFA++ generator (no trained weights ship with nofa);
 `nofa.pipelines.template_fit.bake_field` turns it into a tri-plane avatar.
 """
+
 from __future__ import annotations
 
 import torch
@@ -58,19 +59,32 @@ def _mirror(p: torch.Tensor) -> torch.Tensor:
 
 def _parts(p: torch.Tensor) -> dict[str, torch.Tensor]:
     m = _mirror(p)
-    face = _smin(_ellipsoid(p, (0, 0.05, -0.02), (0.185, 0.235, 0.215)),
-                 _ellipsoid(p, (0, -0.08, 0.03), (0.142, 0.16, 0.165)), 0.06)
+    face = _smin(
+        _ellipsoid(p, (0, 0.05, -0.02), (0.185, 0.235, 0.215)),
+        _ellipsoid(p, (0, -0.08, 0.03), (0.142, 0.16, 0.165)),
+        0.06,
+    )
     face = _smin(face, _ellipsoid(m, (0.085, -0.05, 0.118), (0.07, 0.06, 0.07)), 0.03)
     face = _smin(face, _ellipsoid(p, (0, -0.193, 0.133), (0.055, 0.045, 0.05)), 0.03)
-    face = _smin(face, _ellipsoid(m, (0.062, 0.045, 0.178), (0.042, 0.016, 0.026)), 0.02)  # brow ridges
-    nose = _smin(_ellipsoid(p, (0, -0.02, 0.2), (0.026, 0.066, 0.05)),
-                 _ellipsoid(p, (0, -0.058, 0.232), (0.024, 0.022, 0.024)), 0.02)
+    face = _smin(
+        face, _ellipsoid(m, (0.062, 0.045, 0.178), (0.042, 0.016, 0.026)), 0.02
+    )  # brow ridges
+    nose = _smin(
+        _ellipsoid(p, (0, -0.02, 0.2), (0.026, 0.066, 0.05)),
+        _ellipsoid(p, (0, -0.058, 0.232), (0.024, 0.022, 0.024)),
+        0.02,
+    )
     nose = _smin(nose, _ellipsoid(m, (0.024, -0.072, 0.212), (0.02, 0.014, 0.02)), 0.015)
     face = _smin(face, nose, 0.02)
-    face = _smax(face, -_ellipsoid(m, (0.068, 0.02, 0.2), (0.042, 0.026, 0.042)), 0.012)  # eye sockets
+    face = _smax(
+        face, -_ellipsoid(m, (0.068, 0.02, 0.2), (0.042, 0.026, 0.042)), 0.012
+    )  # eye sockets
     eyes = (m - m.new_tensor((0.068, 0.02, 0.163))).norm(dim=-1) - 0.032
-    lips = _smin(_ellipsoid(p, (0, -0.111, 0.196), (0.064, 0.014, 0.025)),
-                 _ellipsoid(p, (0, -0.138, 0.191), (0.057, 0.016, 0.025)), 0.008)
+    lips = _smin(
+        _ellipsoid(p, (0, -0.111, 0.196), (0.064, 0.014, 0.025)),
+        _ellipsoid(p, (0, -0.138, 0.191), (0.057, 0.016, 0.025)),
+        0.008,
+    )
     face = _smin(face, lips, 0.01)
     face = _smin(face, _ellipsoid(m, (0.186, 0.01, -0.02), (0.03, 0.065, 0.045)), 0.02)  # ears
     face = _smin(face, _capsule(p, (0, -0.12, -0.03), (0, -0.7, -0.05), 0.1), 0.05)  # neck
@@ -151,13 +165,21 @@ class TemplateHead:
         # lids partly cover. A whole white eyeball reads to dlib's predictor as a ring and it
         # puts the eye corners on the iris, which stops them following the head's turn.
         d = m[:, :2] - m.new_tensor((0.068, 0.02))
-        lid = d[:, 1].abs() - 0.0115 * (1 - (d[:, 0] / 0.031) ** 2).clamp_min(0) + 0.0009  # < 0 inside
+        lid = (
+            d[:, 1].abs() - 0.0115 * (1 - (d[:, 0] / 0.031) ** 2).clamp_min(0) + 0.0009
+        )  # < 0 inside
         eye_axis = d.norm(dim=-1)
-        eye = torch.lerp(colour(SCLERA), colour(IRIS), torch.sigmoid((0.0105 - eye_axis) / 0.0015)[:, None])
+        eye = torch.lerp(
+            colour(SCLERA), colour(IRIS), torch.sigmoid((0.0105 - eye_axis) / 0.0015)[:, None]
+        )
         eye = torch.lerp(colour(LID), eye, torch.sigmoid(-lid / 0.0008)[:, None])
-        lash = torch.exp(-(lid / 0.0018) ** 2) * (0.4 + 0.6 * (d[:, 1] > 0))  # darker on the upper lid
+        lash = torch.exp(-((lid / 0.0018) ** 2)) * (
+            0.4 + 0.6 * (d[:, 1] > 0)
+        )  # darker on the upper lid
         eye = torch.lerp(eye, colour(LASH), lash[:, None])
-        rgb = torch.lerp(rgb, eye, near(parts["eyes"] - torch.minimum(parts["face"], parts["hair"]), 0.002))
+        rgb = torch.lerp(
+            rgb, eye, near(parts["eyes"] - torch.minimum(parts["face"], parts["hair"]), 0.002)
+        )
         # Nostrils: dark shadows under the tip, where dlib's nose-base points sit.
         nostril = _ellipsoid(m, (0.014, -0.076, 0.226), (0.009, 0.005, 0.012))
         return torch.lerp(rgb, colour(LASH), 0.7 * near(nostril, 0.002))
@@ -170,7 +192,10 @@ HEAD_BOX = ((-0.26, -0.5, -0.3), (0.26, 0.36, 0.3))
 
 @torch.no_grad()
 def trace_template(
-    label: torch.Tensor, resolution: int, head: TemplateHead | None = None, steps: int = 64,
+    label: torch.Tensor,
+    resolution: int,
+    head: TemplateHead | None = None,
+    steps: int = 64,
     background: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sphere-trace the procedural head's surface from one camera (no tri-plane, no baking).
@@ -184,7 +209,9 @@ def trace_template(
     from ...render.rays import generate_rays
 
     head = head or TemplateHead()
-    origins, dirs = generate_rays(torch.as_tensor(label, dtype=torch.float32).reshape(1, 25), resolution)
+    origins, dirs = generate_rays(
+        torch.as_tensor(label, dtype=torch.float32).reshape(1, 25), resolution
+    )
     origins, dirs = origins[0], dirs[0]
     # March only inside a box holding the head (and the top of the neck) so misses stop early.
     lo, hi = origins.new_tensor(HEAD_BOX[0]), origins.new_tensor(HEAD_BOX[1])
@@ -209,5 +236,8 @@ def trace_template(
         _, col = head(origins[idx] + t[idx, None] * dirs[idx])
         rgb[idx] = col * 2 - 1
     depth = torch.where(hit, t, torch.full_like(t, float("inf")))
-    return (rgb.T.reshape(3, resolution, resolution), depth.reshape(resolution, resolution),
-            hit.reshape(resolution, resolution))
+    return (
+        rgb.T.reshape(3, resolution, resolution),
+        depth.reshape(resolution, resolution),
+        hit.reshape(resolution, resolution),
+    )

@@ -16,6 +16,7 @@ fitted into the tri-plane in 3D (no rendering in the loop), so every view sees o
     lies outside the face polygon (jaw + brows raised to the hairline); the head is rendered on
     white like the template.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,7 +30,13 @@ from ...io.avatar import Avatar
 from ...render.cameras import parse_label
 from .template import HAIR, SKIN, TemplateHead
 
-__all__ = ["PhotoColours", "TextureConfig", "face_polygon_mask", "photo_colour_field", "texture_avatar"]
+__all__ = [
+    "PhotoColours",
+    "TextureConfig",
+    "face_polygon_mask",
+    "photo_colour_field",
+    "texture_avatar",
+]
 
 
 @dataclasses.dataclass
@@ -40,7 +47,9 @@ class TextureConfig:
     lr: float = 0.03
     shell: float = 0.012  # |sdf| of the points that carry colour (world units)
     depth_resolution: int = 128  # visibility depth map of the template from the photo's camera
-    visibility_margin: float = 0.02  # world units behind the visible surface still counted as visible
+    visibility_margin: float = (
+        0.02  # world units behind the visible surface still counted as visible
+    )
     background_threshold: float = 0.2  # colour distance (0..1 RGB) to the background colour
     seed: int = 0
     progress: bool = True
@@ -69,7 +78,9 @@ def face_polygon_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     return mask
 
 
-def _photo_colours(photo01: torch.Tensor, landmarks: np.ndarray, face: np.ndarray, threshold: float) -> PhotoColours:
+def _photo_colours(
+    photo01: torch.Tensor, landmarks: np.ndarray, face: np.ndarray, threshold: float
+) -> PhotoColours:
     s = photo01.shape[-1]
     px = photo01.reshape(3, -1)
     skin = px[:, torch.from_numpy(face.reshape(-1))].median(1).values
@@ -81,7 +92,9 @@ def _photo_colours(photo01: torch.Tensor, landmarks: np.ndarray, face: np.ndarra
     lm = np.asarray(landmarks)
     top = int(max(0, face.any(1).argmax() - 0.02 * s))
     x0, x1 = int(max(0, lm[17, 0])), int(max(1, lm[26, 0]))
-    band = photo01[:, max(0, top - int(0.08 * s)):max(1, top), x0:max(x0 + 1, x1)].reshape(3, -1)
+    band = photo01[:, max(0, top - int(0.08 * s)) : max(1, top), x0 : max(x0 + 1, x1)].reshape(
+        3, -1
+    )
     band = band[:, (band - background[:, None]).norm(dim=0) >= threshold]
     hair = band.median(1).values if band.shape[1] >= 8 else torch.tensor(HAIR)
     return PhotoColours(skin, hair, background)
@@ -100,13 +113,21 @@ def _project(points: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, t
 def _lookup(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """Bilinear image [C, H, W] at normalised uv [M, 2] -> [M, C] (border values outside)."""
     grid = (uv * 2 - 1)[None, None]
-    return F.grid_sample(image[None].float(), grid, mode="bilinear", padding_mode="border",
-                         align_corners=False)[0, :, 0].T
+    return F.grid_sample(
+        image[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )[0, :, 0].T
 
 
-def photo_colour_field(photo: torch.Tensor, label: torch.Tensor, landmarks: np.ndarray, depth: torch.Tensor,
-                       head: TemplateHead | None = None, cfg: TextureConfig | None = None):
-    """A colour function points [M, 3] -> rgb [M, 3] (0..1) for the template surface (see module doc).
+def photo_colour_field(
+    photo: torch.Tensor,
+    label: torch.Tensor,
+    landmarks: np.ndarray,
+    depth: torch.Tensor,
+    head: TemplateHead | None = None,
+    cfg: TextureConfig | None = None,
+):
+    """A colour function points [M, 3] -> rgb [M, 3] (0..1) for the template surface (see module
+    doc).
 
     photo: the aligned crop [3, S, S] in [-1, 1]; label [25] its camera; landmarks [68, 2] in
     crop pixels; depth [D, D] the template's ray depth from that camera (inf where missed).
@@ -117,7 +138,9 @@ def photo_colour_field(photo: torch.Tensor, label: torch.Tensor, landmarks: np.n
     s = photo.shape[-1]
     face = face_polygon_mask(landmarks, s)
     colours = _photo_colours(photo01, landmarks, face, cfg.background_threshold)
-    background = ((photo01 - colours.background[:, None, None]).norm(dim=0) < cfg.background_threshold)
+    background = (photo01 - colours.background[:, None, None]).norm(
+        dim=0
+    ) < cfg.background_threshold
     trusted = (~background | torch.from_numpy(face)).float()
     depth = torch.where(torch.isfinite(depth), depth, torch.full_like(depth, 1e3))
 
@@ -143,8 +166,14 @@ def photo_colour_field(photo: torch.Tensor, label: torch.Tensor, landmarks: np.n
     return colour, colours
 
 
-def texture_avatar(template: Avatar, photo: torch.Tensor, label: torch.Tensor, landmarks: np.ndarray,
-                   cfg: TextureConfig | None = None, head: TemplateHead | None = None) -> tuple[Avatar, dict]:
+def texture_avatar(
+    template: Avatar,
+    photo: torch.Tensor,
+    label: torch.Tensor,
+    landmarks: np.ndarray,
+    cfg: TextureConfig | None = None,
+    head: TemplateHead | None = None,
+) -> tuple[Avatar, dict]:
     """Fit the baked template's tri-plane so its surface carries the photo's colours.
 
     All three planes are optimised in 3D on points near the template surface: a colour L2
@@ -162,19 +191,32 @@ def texture_avatar(template: Avatar, photo: torch.Tensor, label: torch.Tensor, l
     renderer.decoder.requires_grad_(False)
     with torch.no_grad():
         front = renderer(template.planes, label.reshape(1, 25).float(), cfg.depth_resolution)
-    depth = torch.where(front.weight[0, 0] > 0.5, front.depth[0, 0], torch.full_like(front.depth[0, 0], float("inf")))
+    depth = torch.where(
+        front.weight[0, 0] > 0.5,
+        front.depth[0, 0],
+        torch.full_like(front.depth[0, 0], float("inf")),
+    )
     field, colours = photo_colour_field(photo, label, landmarks, depth, head, cfg)
-    points, _, _ = sample_pool(head.density_and_colour, cfg.pool, template.options.box_warp, generator=g)
+    points, _, _ = sample_pool(
+        head.density_and_colour, cfg.pool, template.options.box_warp, generator=g
+    )
     chunks = range(0, len(points), 1 << 15)
     with torch.no_grad():
-        sdf = torch.cat([head.sdf(points[i:i + (1 << 15)]) for i in chunks])
-        dens_0 = torch.cat([renderer.density(template.planes, points[None, i:i + (1 << 15)])[0, :, 0] for i in chunks])
+        sdf = torch.cat([head.sdf(points[i : i + (1 << 15)]) for i in chunks])
+        dens_0 = torch.cat(
+            [
+                renderer.density(template.planes, points[None, i : i + (1 << 15)])[0, :, 0]
+                for i in chunks
+            ]
+        )
     # Colour only on a thin shell around the surface: a deep interior point shares its plane
     # texels with the surface above it and would pull the surface towards the fill colour.
     shell = sdf.abs() < cfg.shell
     colour_points = points[shell]
     with torch.no_grad():
-        rgb_t = torch.cat([field(colour_points[i:i + (1 << 15)]) for i in range(0, len(colour_points), 1 << 15)])
+        rgb_t = torch.cat(
+            [field(colour_points[i : i + (1 << 15)]) for i in range(0, len(colour_points), 1 << 15)]
+        )
     solid = torch.sigmoid(-sdf[shell] / 0.003)[:, None]
     planes = torch.nn.Parameter(template.planes.detach().clone())
     opt = torch.optim.Adam([planes], lr=cfg.lr)
@@ -202,7 +244,17 @@ def texture_avatar(template: Avatar, photo: torch.Tensor, label: torch.Tensor, l
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
-    meta = {**template.metadata, "textured": True, "texture_steps": cfg.steps, "texture_seconds": round(seconds, 2)}
-    info = {"seconds": seconds, "losses": losses, "skin": colours.skin.tolist(), "hair": colours.hair.tolist(),
-            "background": colours.background.tolist()}
+    meta = {
+        **template.metadata,
+        "textured": True,
+        "texture_steps": cfg.steps,
+        "texture_seconds": round(seconds, 2),
+    }
+    info = {
+        "seconds": seconds,
+        "losses": losses,
+        "skin": colours.skin.tolist(),
+        "hair": colours.hair.tolist(),
+        "background": colours.background.tolist(),
+    }
     return dataclasses.replace(template, planes=planes.detach().clone(), metadata=meta), info

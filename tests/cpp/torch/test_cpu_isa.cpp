@@ -9,10 +9,13 @@
 
 namespace {
 
-using Decode = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, double, const at::Tensor&,
-                                                  const at::Tensor&, const at::Tensor&, const at::Tensor&);
+using Decode = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, double,
+                                                  const at::Tensor&, const at::Tensor&,
+                                                  const at::Tensor&, const at::Tensor&);
 
-bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+bool contains(const std::string& s, const std::string& what) {
+  return s.find(what) != std::string::npos;
+}
 
 }  // namespace
 
@@ -31,16 +34,18 @@ int main() {
 
   at::manual_seed(0);
   const int64_t C = 32, Hd = 64, F = 32;
-  auto planes = at::randn({1, 3, C, 16, 16}).permute({0, 1, 3, 4, 2}).contiguous().permute({0, 1, 4, 2, 3});
+  auto planes =
+      at::randn({1, 3, C, 16, 16}).permute({0, 1, 3, 4, 2}).contiguous().permute({0, 1, 4, 2, 3});
   auto pts = at::rand({1, 517, 3}) * 2 - 1;
-  auto w0 = at::randn({Hd, C}) * 0.3, b0 = at::randn({Hd}), w1 = at::randn({1 + F, Hd}) * 0.3, b1 = at::randn({1 + F});
+  auto w0 = at::randn({Hd, C}) * 0.3, b0 = at::randn({Hd}), w1 = at::randn({1 + F, Hd}) * 0.3,
+       b1 = at::randn({1 + F});
   at::Tensor ref;
   for (int t = 0; t < supported; ++t) {
     set.call(tiers[t]);
     const std::string now = info.call();
     if (!contains(now, std::string("\"active\": \"") + tiers[t] + "\"") ||
-        !contains(now, std::string("\"decode_triplane_forward\": {\"best\": \"") + tiers[supported - 1] +
-                           "\", \"path\": \"" + tiers[t] + "\"")) {
+        !contains(now, std::string("\"decode_triplane_forward\": {\"best\": \"") +
+                           tiers[supported - 1] + "\", \"path\": \"" + tiers[t] + "\"")) {
       std::printf("forcing %s is not reported: %s\n", tiers[t], now.c_str());
       return 1;
     }

@@ -6,9 +6,10 @@
 #include <cstdio>
 
 int main() {
-  auto op = c10::Dispatcher::singleton()
-                .findSchemaOrThrow("nofa::sample_triplane", "")
-                .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, c10::string_view)>();
+  auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("nofa::sample_triplane", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, c10::string_view)>();
   const int64_t C = 4, H = 6, W = 8;
   auto planes = at::randn({1, 3, C, H, W});
   // Point whose (x, y) hits texel (row 2, col 5) of plane 0 and whose z is outside the box,
