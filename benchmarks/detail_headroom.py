@@ -1,10 +1,10 @@
 """How much can the detail path's head feature change the reconstruction? A reference
-for what the detail stage could reach (issue 14, benchmarks/results/train_cpu_attempts.md): for
+for what the detail stage could reach (benchmarks/results/train_cpu_attempts.md): for
 each held-out
 sample of the CPU proof, optimise the head feature F_e directly (starting at F_c, Adam,
 source-view L2 on the SR and raw images) and report the source-/novel-view PSNR against V_c.
 
-    PYTHONPATH=. python benchmarks/detail_headroom.py outputs/train/encoder_tiny/model.nofa
+    PYTHONPATH=. python benchmarks/detail_headroom.py outputs/train/encoder_tiny/model.nofa-model
     PYTHONPATH=. python benchmarks/detail_headroom.py MODEL --head 16   # another generator split
 """
 
@@ -25,7 +25,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("model", help="an encoder-stage model file (model.nofa)")
+    p.add_argument("model", help="an encoder-stage model file (model.nofa-model)")
     p.add_argument(
         "--head", type=int, default=0, help="generator split resolution (0: the model's)"
     )

@@ -1,4 +1,4 @@
-"""CPU proof that the `encoder` and `detail` stages learn (issue 14), tiny preset.
+"""CPU proof that the `encoder` and `detail` stages learn, tiny preset.
 
 Runs `python -m nofa.train configs/encoder_tiny.toml` then `configs/detail_tiny.toml` (each
 stops itself after run.max_minutes = 18 wall-clock minutes, final held-out evaluation
@@ -8,6 +8,7 @@ held-out metrics) and the last held-out image grids.
     PYTHONPATH=. python benchmarks/train_proof.py              # run both stages + report
     PYTHONPATH=. python benchmarks/train_proof.py --report     # report from existing runs
     # as committed: step timings (benchmarks/train_step.py JSON lines) and the attempts appended
+    # (train_cpu.md starts with the header of nofa.bench.provenance: command, commit, machine)
     PYTHONPATH=. python benchmarks/train_proof.py --report --throughput steps.jsonl \
         --notes benchmarks/results/train_cpu_attempts.md
 """
@@ -144,6 +145,23 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def header(throughput: list[dict]) -> str:
+    """The result header (nofa.bench.provenance): this command, commit, machine, date; the
+    repeats are the timed steps of the throughput rows (n/a without them: a training run
+    is one run)."""
+    from nofa.bench.environment import describe
+    from nofa.bench.provenance import header_from_environment
+
+    threads = {_run_config(s)["run"].get("threads") for s in RUNS}
+    env = describe(
+        "cpu",
+        ["PYTHONPATH=.", "python", "benchmarks/train_proof.py", *sys.argv[1:]],
+        threads=threads.pop() if len(threads) == 1 else None,
+    )
+    steps = [t.get("steps") for t in throughput]
+    return header_from_environment(env, min(steps) if steps and None not in steps else None)
+
+
 def report(throughput: list[dict]) -> str:
     enc, det = read("encoder"), read("detail")
     e0, e1 = evals(enc)[0], evals(enc)[-1]
@@ -176,7 +194,7 @@ def report(throughput: list[dict]) -> str:
     dgain = d1["eval/fine/psnr_source"] - d1["eval/coarse/psnr_source"]
     ok = lambda c: "**met**" if c else "**not met**"  # noqa: E731
     lines = [
-        "# Training proof on CPU (issue 14): tiny preset, synthetic data from a frozen teacher",
+        "# Training proof on CPU: tiny preset, synthetic data from a frozen teacher",
         "",
         f"Machine: {_cpu_model()}, {os.cpu_count()} CPUs, shared with other jobs (load averages "
         "over 1/5/15 min "
@@ -296,16 +314,17 @@ def main() -> None:
 
     from PIL import Image
 
+    from nofa.bench.provenance import strip_header
+
     tp = [json.loads(line) for line in open(a.throughput)] if a.throughput else []
+    notes = Path(a.notes).read_text() if a.notes else ""
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(read("encoder"), read("detail"), RESULTS / "train_cpu.png")
     for stage in RUNS:
         Image.open(RUNS[stage] / "images" / "eval-latest.png").save(
             RESULTS / f"train_{stage}_eval_grid.png", optimize=True
         )
-    (RESULTS / "train_cpu.md").write_text(
-        report(tp) + (Path(a.notes).read_text() if a.notes else "")
-    )
+    (RESULTS / "train_cpu.md").write_text(header(tp) + "\n" + report(tp) + strip_header(notes))
     print((RESULTS / "train_cpu.md").read_text())
 
 

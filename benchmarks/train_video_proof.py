@@ -1,11 +1,11 @@
-"""CPU proof that the video stages learn (issue 15), tiny preset, procedural talking heads.
+"""CPU proof that the video stages learn, tiny preset, procedural talking heads.
 
 1. writes the procedural dataset of configs/deformation_tiny.toml (data.root) when absent
    (timed on its own: data preparation, not training);
 2. `python -m nofa.train configs/deformation_tiny.toml` (stops itself after run.max_minutes,
    final held-out evaluation included): wall and process CPU time of the run are recorded;
 3. `configs/hybrid_tiny.toml` and `configs/audio_tiny.toml`, each started from the
-   deformation run's model.nofa, for a few minutes each;
+   deformation run's model.nofa-model, for a few minutes each;
 4. writes benchmarks/results/train_video_cpu.md (held-out self-reenactment metrics at step 0
    and at the end, deformed vs the undeformed canonical render) and train_video_strip.png.
 
@@ -37,8 +37,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 RUNS = {s: ROOT / f"outputs/train/{s}_tiny" for s in ("deformation", "hybrid", "audio")}
 EXTRA = {
     "deformation": [],
-    "hybrid": ["model.weights=outputs/train/deformation_tiny/model.nofa"],
-    "audio": ["model.weights=outputs/train/deformation_tiny/model.nofa"],
+    "hybrid": ["model.weights=outputs/train/deformation_tiny/model.nofa-model"],
+    "audio": ["model.weights=outputs/train/deformation_tiny/model.nofa-model"],
 }
 
 
@@ -116,7 +116,7 @@ def strip(path: Path) -> None:
         (RUNS["deformation"] / "checkpoints").glob("step-*.toml")
     )  # the run's resolved config
     cfg = load_config(saved[-1] if saved else ROOT / "configs/deformation_tiny.toml")
-    model = NOFAAvatar.load(RUNS["deformation"] / "model.nofa").eval()
+    model = NOFAAvatar.load(RUNS["deformation"] / "model.nofa-model").eval()
     model.renderer.options = model.renderer.options.replace(deterministic=True)
     held = VideoDataset(ROOT / cfg.data.root, model.image_size, "heldout", cfg.data.heldout_clips)
     batches = VideoSource(held, cfg.run.seed).reenactment(cfg.eval.targets)[:4]
@@ -135,7 +135,7 @@ def strip(path: Path) -> None:
 
 @__import__("torch").no_grad()
 def final_eval(stage: str) -> dict[str, float]:
-    """Re-score the stage's model.nofa on its held-out reenactment set with the current code
+    """Re-score the stage's model.nofa-model on its held-out reenactment set with the current code
     (adds eval/source_beta/* for runs logged before it existed)."""
     import torch
 
@@ -147,7 +147,7 @@ def final_eval(stage: str) -> dict[str, float]:
 
     saved = sorted((RUNS[stage] / "checkpoints").glob("step-*.toml"))
     cfg = load_config(saved[-1])
-    model = NOFAAvatar.load(RUNS[stage] / "model.nofa").eval()
+    model = NOFAAvatar.load(RUNS[stage] / "model.nofa-model").eval()
     audio = stage == "audio"
     held = VideoDataset(
         ROOT / cfg.data.root, model.image_size, "heldout", cfg.data.heldout_clips, audio=audio
@@ -168,13 +168,23 @@ def fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def header() -> str:
+    """The result header (nofa.bench.provenance): this command, commit, machine, date; no
+    repeats (each stage is one training run)."""
+    from nofa.bench.environment import describe
+    from nofa.bench.provenance import header_from_environment
+
+    command = ["PYTHONPATH=.", "python", "benchmarks/train_video_proof.py", *sys.argv[1:]]
+    return header_from_environment(describe("cpu", command, threads=1), None)
+
+
 def report(prep: dict) -> str:
     timing = {
         s: json.loads((RUNS[s] / "timing.json").read_text())
         for s in RUNS
         if (RUNS[s] / "timing.json").is_file()
     }
-    lines = ["# Video stages on CPU (issue 15): tiny preset, procedural talking heads", ""]
+    lines = ["# Video stages on CPU: tiny preset, procedural talking heads", ""]
     lines += [
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other jobs; "
         "`run.threads = 1`. "
@@ -305,7 +315,7 @@ def main() -> None:
     prep = json.loads(prep_file.read_text()) if prep_file.is_file() else {}
     RESULTS.mkdir(parents=True, exist_ok=True)
     strip(RESULTS / "train_video_strip.png")
-    (RESULTS / "train_video_cpu.md").write_text(report(prep))
+    (RESULTS / "train_video_cpu.md").write_text(header() + "\n" + report(prep))
     print((RESULTS / "train_video_cpu.md").read_text())
 
 

@@ -1,4 +1,4 @@
-"""Fast adaptation and baking: defaults and degenerate step counts (issue 11, item 4)."""
+"""Fast adaptation and baking: defaults and degenerate step counts."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_bake_zero_steps_returns_the_untrained_avatar(tmp_path):
     )
     assert av.planes.shape == (1, 3, 4, 8, 8)
     assert av.metadata["bake_steps"] == 0 and av.metadata["bake_loss_density"] is None
-    back = load_avatar(save_avatar(tmp_path / "t.nofa", av))  # metadata stays JSON-writable
+    back = load_avatar(save_avatar(tmp_path / "t.nofa-avatar", av))  # metadata stays JSON-writable
     assert torch.equal(back.planes, av.planes)
     with pytest.raises(ValueError, match="steps"):
         bake_field(_sphere, steps=-1)

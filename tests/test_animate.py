@@ -14,11 +14,14 @@ import torch
 from nofa.cli import main
 from nofa.io import Avatar, save_avatar
 from nofa.io.coeffs import CoeffFileError, save_deep3d, save_deep3d_folder, save_expression
+from nofa.io.eg3d_labels import deep3d_to_eg3d_labels
 from nofa.models import NOFAAvatar
-from nofa.models.model_file import AnimatableAvatar, load_animatable, save_animatable, save_model
+from nofa.models.animatable import AnimatableAvatar, load_animatable, save_animatable
+from nofa.models.model_file import save_model
 from nofa.pipelines.animate import (
+    CAMERA_MODES,
+    AnimateOptions,
     animate,
-    deep3d_pose_to_label,
     smooth_coeffs,
     write_demo_animation,
     write_png_frames,
@@ -50,7 +53,7 @@ def files(tmp_path_factory):
     save_animatable(d / "src.nofa-anim", av)
     dec = OSGDecoder(8, 16, 8)
     save_avatar(
-        d / "demo.nofa",
+        d / "demo.nofa-avatar",
         Avatar(
             torch.randn(1, 3, 8, 16, 16),
             dec.state_dict(),
@@ -86,7 +89,7 @@ def files(tmp_path_factory):
     "drive,n", [("seq257.npy", 5), ("matdir", 5), ("exp64.npy", 5), ("exp70.mat", 5), ("frames", 3)]
 )
 def test_every_driving_format(files, drive, n):
-    anim = animate(files / "src.nofa-anim", files / drive, batch=2)
+    anim = animate(files / "src.nofa-anim", files / drive, AnimateOptions(batch=2))
     frames = list(anim)
     assert (
         len(anim) == n
@@ -125,14 +128,15 @@ def test_bad_driving_names_the_file(files, tmp_path, case):
 
 
 def test_batched_stream_equals_frame_by_frame(files):
-    anim = animate(files / "src.nofa-anim", files / "exp70.mat", batch=3, camera="driving")
+    opts = AnimateOptions(batch=3, camera="driving")
+    anim = animate(files / "src.nofa-anim", files / "exp70.mat", opts)
     frames = list(anim)
     av = load_animatable(files / "src.nofa-anim")
     av.renderer.options = av.renderer.options.replace(deterministic=True)
     from nofa.io.coeffs import load_coeffs
 
     c = load_coeffs(files / "exp70.mat")
-    cams = torch.from_numpy(deep3d_pose_to_label(c.angle, c.trans))
+    cams = torch.from_numpy(deep3d_to_eg3d_labels(c.angle, c.trans))
     for i, f in enumerate(frames):
         with torch.no_grad():
             one = av.render(torch.from_numpy(c.exp[i : i + 1]), cams[i : i + 1])["image"][0]
@@ -178,10 +182,11 @@ def test_cli_mp4_with_audio_frames_fps(files, tmp_path, capsys):
 
 
 def test_png_frames_equal_animate(files, tmp_path):
-    anim = animate(files / "src.nofa-anim", files / "seq257.npy", camera="orbit")
+    orbit = AnimateOptions(camera="orbit")
+    anim = animate(files / "src.nofa-anim", files / "seq257.npy", orbit)
     s = write_png_frames(anim, tmp_path / "png", progress=False)
     assert s["frames"] == 5
-    want = list(animate(files / "src.nofa-anim", files / "seq257.npy", camera="orbit"))
+    want = list(animate(files / "src.nofa-anim", files / "seq257.npy", orbit))
     for i, w in enumerate(want):
         assert np.array_equal(imageio.imread(tmp_path / "png" / f"{i:06d}.png"), w)
 
@@ -195,36 +200,37 @@ def test_no_audio_stream_without_audio(files, tmp_path):
 
 
 def test_cameras(files):
+    src, drive = files / "src.nofa-anim", files / "exp64.npy"
     with pytest.raises(ValueError, match="exp64.npy has none"):
-        animate(files / "src.nofa-anim", files / "exp64.npy", camera="driving")
-    fixed = animate(files / "src.nofa-anim", files / "exp64.npy", camera="fixed", yaw=20)
+        animate(src, drive, AnimateOptions(camera="driving"))
+    fixed = animate(src, drive, AnimateOptions(camera="fixed", yaw=20))
     assert torch.equal(fixed.cameras[0], fixed.cameras[-1]) and not torch.equal(
         fixed.cameras[0], default_label()
     )
-    orbit = animate(files / "src.nofa-anim", files / "exp64.npy", camera="orbit")
+    orbit = animate(src, drive, AnimateOptions(camera="orbit"))
     assert not torch.equal(orbit.cameras[0], orbit.cameras[1])
+    # the defaults are `nofa animate`'s: the source's camera, 4 frames a batch
+    plain = animate(src, drive)
+    assert torch.equal(plain.cameras, animate(src, drive, AnimateOptions()).cameras)
+    assert plain.batch == 4 and torch.equal(plain.cameras[0], plain.cameras[-1])
+
+
+def test_options_are_checked_when_built():
     with pytest.raises(ValueError, match="camera must be one of"):
-        animate(files / "src.nofa-anim", files / "exp64.npy", camera="nope")
+        AnimateOptions(camera="nope")
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        AnimateOptions(batch=0)
+    with pytest.raises(ValueError, match="camera must be one of"):
+        AnimateOptions().replace(camera="nope")
+    assert AnimateOptions().replace(camera="orbit").camera == "orbit"
 
 
-def test_deep3d_pose_to_label_conventions():
-    lab = deep3d_pose_to_label(np.zeros((1, 3)), np.zeros((1, 3)))[0]
-    pose = lab[:16].reshape(4, 4)
-    np.testing.assert_allclose(pose[:3, :3], np.diag([1.0, -1.0, -1.0]), atol=1e-6)
-    # c = (0, 0.006, 2.861) rescaled to radius 2.7
-    np.testing.assert_allclose(
-        pose[:3, 3], np.array([0, 0.006, 2.861]) * 2.7 / np.hypot(0.006, 2.861), atol=1e-5
-    )
-    np.testing.assert_allclose(lab[16:], [4.2647, 0, 0.5, 0, 4.2647, 0.5, 0, 0, 1], atol=1e-6)
-    # a head turned by yaw y is seen like a camera orbiting by -y: still looking at the head
-    lab = (
-        deep3d_pose_to_label(np.array([[0.1, 0.4, 0.05]]), np.zeros((1, 3)))[0]
-        .reshape(-1)[:16]
-        .reshape(4, 4)
-    )
-    r, c = lab[:3, :3], lab[:3, 3]
-    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-5)
-    assert np.dot(r[:, 2], -c / np.linalg.norm(c)) > 0.999
+def test_cli_camera_choices_are_the_camera_modes():
+    from nofa.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["animate"]
+    camera = next(a for a in sub._actions if a.dest == "camera")
+    assert tuple(camera.choices) == CAMERA_MODES and camera.default == AnimateOptions().camera
 
 
 def test_smoothing():
@@ -242,7 +248,13 @@ def test_smoothing():
 
 def test_demo_avatar_animates_with_identity(files, tmp_path, capsys):
     out = write_demo_animation(
-        files / "demo.nofa", tmp_path, frames=4, fps=10, resolution=48, samples=6, progress=False
+        files / "demo.nofa-avatar",
+        tmp_path,
+        frames=4,
+        fps=10,
+        resolution=48,
+        samples=6,
+        progress=False,
     )
     assert any("identity deformation" in n for n in out["notes"])
     gif = imageio.mimread(out["gif"])
@@ -255,7 +267,7 @@ def test_demo_avatar_animates_with_identity(files, tmp_path, capsys):
         main(
             [
                 "animate",
-                str(files / "demo.nofa"),
+                str(files / "demo.nofa-avatar"),
                 "--drive",
                 str(files / "exp64.npy"),
                 "--resolution",
@@ -309,6 +321,38 @@ def test_portrait_source_with_model(files, tmp_path, capsys):
         animate(files / "portrait.png", files / "exp64.npy", model=files / "model.nofa-model")
 
 
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("kind", ["1x1", "1xN", "2x2", "4000x3", "0-byte"])
+def test_degenerate_portrait_source_is_one_line_naming_source(
+    files, tmp_path, capsys, kind, aligned
+):
+    """A portrait SOURCE no face fits in: a one-line error naming SOURCE (exit 1), not a dlib
+    stride traceback (unaligned) or a silently stretched crop (--aligned)."""
+    from PIL import Image
+
+    pytest.importorskip("dlib", reason="dlib-bin not installed: face intake not exercised")
+    photo = tmp_path / f"{kind}.png"
+    if kind == "0-byte":
+        photo.write_bytes(b"")
+    else:
+        w, h = {"1x1": (1, 1), "1xN": (1, 300), "2x2": (2, 2), "4000x3": (4000, 3)}[kind]
+        Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(photo)
+    argv = ["animate", str(photo), "--model", str(files / "model.nofa-model")]
+    argv += ["--drive", str(files / "exp64.npy"), "--out", str(tmp_path / "o"), "--no-progress"]
+    with pytest.raises(SystemExit) as e:
+        main(argv + (["--aligned"] if aligned else []))
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.startswith(f"nofa animate: error: SOURCE: {photo}"), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    if kind == "0-byte":
+        assert "not an image file" in err, err
+    elif aligned:
+        assert f"square FFHQ/EG3D face crop of at least 40x40 px, got {w}x{h} px" in err, err
+    else:
+        assert f"the photo is {w}x{h} px; a face needs a photo of at least 40x40 px" in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_unaligned_photo_source_is_aligned_by_nofa_faces(files, tmp_path):
     pytest.importorskip("dlib", reason="dlib-bin not installed: face intake not exercised")
     from PIL import Image
@@ -319,59 +363,9 @@ def test_unaligned_photo_source_is_aligned_by_nofa_faces(files, tmp_path):
     anim = animate(
         photo,
         files / "exp64.npy",
+        AnimateOptions(max_frames=1, resolution=16, samples=4),
         model=files / "model.nofa-model",
-        max_frames=1,
-        resolution=16,
-        samples=4,
     )
     frames = list(anim)
     assert len(frames) == 1 and frames[0].dtype == np.uint8 and frames[0].ndim == 3
     assert any("nofa.faces" in n for n in anim.notes)
-
-
-def test_animate_bench_command(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "animate-bench",
-                "--preset",
-                "tiny",
-                "--size",
-                "64",
-                "--frames",
-                "2",
-                "--warmup",
-                "1",
-                "--long",
-                "4",
-                "--out",
-                str(tmp_path),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
-    md = (tmp_path / "animate_bench.md").read_text()
-    assert "| tiny | 64² | 16² |" in md and "Long drive" in md and "frames/s" in md
-    assert "| cpu | float32 |" in md
-
-
-def test_animate_bench_autocast_runs_the_frames_in_that_dtype(tmp_path, monkeypatch):
-    from nofa.models.model_file import AnimatableAvatar
-    from nofa.pipelines import animate_bench
-
-    seen = []
-    orig_render = AnimatableAvatar.render
-
-    def spy(self, *a, **k):
-        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
-        return orig_render(self, *a, **k)
-
-    monkeypatch.setattr(AnimatableAvatar, "render", spy)
-    res = animate_bench.run_animate_bench(
-        "tiny", 64, frames=2, warmup=1, progress=False, autocast="bf16"
-    )
-    assert res["precision"] == "bf16 autocast" and res["fps"] > 0
-    assert seen and set(seen) == {torch.bfloat16}
-    with pytest.raises(ValueError, match="autocast"):
-        animate_bench.run_animate_bench("tiny", 64, frames=1, autocast="fp8")

@@ -31,7 +31,7 @@ def _avatar(seed=0, C=6) -> Avatar:
 
 def test_round_trip(tmp_path):
     av = _avatar()
-    path = save_avatar(tmp_path / "sub" / "a.nofa", av)
+    path = save_avatar(tmp_path / "sub" / "a.nofa-avatar", av)
     back = load_avatar(path)
     assert torch.equal(back.planes, av.planes)
     assert back.decoder_config == av.decoder_config
@@ -53,7 +53,7 @@ def test_round_trip(tmp_path):
 
 
 def test_truncated_file_raises_clear_error(tmp_path):
-    path = save_avatar(tmp_path / "a.nofa", _avatar())
+    path = save_avatar(tmp_path / "a.nofa-avatar", _avatar())
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(AvatarFileError, match="truncated, corrupt"):
@@ -62,7 +62,7 @@ def test_truncated_file_raises_clear_error(tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n not an avatar", b"x" * 1000])
 def test_non_torch_file_raises(tmp_path, content):
-    path = tmp_path / "junk.nofa"
+    path = tmp_path / "junk.nofa-avatar"
     path.write_bytes(content)
     with pytest.raises(AvatarFileError, match="not a readable nofa avatar"):
         load_avatar(path)
@@ -79,14 +79,14 @@ def test_foreign_torch_file_raises(tmp_path):
 
 
 def test_pickled_objects_are_refused(tmp_path):
-    path = tmp_path / "evil.nofa"
+    path = tmp_path / "evil.nofa-avatar"
     torch.save({"format": "nofa-avatar", "version": 1, "obj": RenderOptions()}, path)
     with pytest.raises(AvatarFileError, match="not a readable nofa avatar"):
         load_avatar(path)
 
 
 def test_newer_version_and_bad_shapes(tmp_path):
-    path = save_avatar(tmp_path / "a.nofa", _avatar())
+    path = save_avatar(tmp_path / "a.nofa-avatar", _avatar())
     raw = torch.load(path, weights_only=True)
     torch.save({**raw, "version": 99}, path)
     with pytest.raises(AvatarFileError, match="upgrade nofa"):
@@ -104,11 +104,11 @@ def test_newer_version_and_bad_shapes(tmp_path):
 
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="avatar file not found"):
-        load_avatar("/nonexistent/x.nofa")
+        load_avatar("/nonexistent/x.nofa-avatar")
 
 
 def test_interrupted_save_leaves_old_file_intact(tmp_path, monkeypatch):
-    path = save_avatar(tmp_path / "a.nofa", _avatar(seed=0))
+    path = save_avatar(tmp_path / "a.nofa-avatar", _avatar(seed=0))
     before = path.read_bytes()
 
     def dying_save(obj, f, *a, **k):
@@ -121,7 +121,7 @@ def test_interrupted_save_leaves_old_file_intact(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert torch.equal(load_avatar(path).planes, _avatar(seed=0).planes)
-    assert sorted(os.listdir(tmp_path)) == ["a.nofa"]  # no temp file left behind
+    assert sorted(os.listdir(tmp_path)) == ["a.nofa-avatar"]  # no temp file left behind
 
 
 # --- contents checked at save and at load, not at the first render -------------------------
@@ -180,34 +180,34 @@ def _bad_avatars():
 @pytest.mark.parametrize("name,bad,match", _bad_avatars(), ids=[b[0] for b in _bad_avatars()])
 def test_save_refuses_an_unrenderable_avatar(tmp_path, name, bad, match):
     with pytest.raises(ValueError, match=match):
-        save_avatar(tmp_path / "a.nofa", bad)
+        save_avatar(tmp_path / "a.nofa-avatar", bad)
     assert not list(tmp_path.iterdir())  # nothing written
 
 
 @pytest.mark.parametrize("name,bad,match", _bad_avatars(), ids=[b[0] for b in _bad_avatars()])
 def test_load_refuses_an_unrenderable_avatar(tmp_path, name, bad, match):
     # A file written by something else (or an older nofa) that skipped the checks.
-    raw = torch.load(save_avatar(tmp_path / "a.nofa", _avatar()), weights_only=True)
+    raw = torch.load(save_avatar(tmp_path / "a.nofa-avatar", _avatar()), weights_only=True)
     header = json.loads(raw["header"])
     header["decoder_config"] = bad.decoder_config
     torch.save(
         {**raw, "header": json.dumps(header), "planes": bad.planes, "decoder": bad.decoder_state},
-        tmp_path / "bad.nofa",
+        tmp_path / "bad.nofa-avatar",
     )
     with pytest.raises(AvatarFileError, match=match):
-        load_avatar(tmp_path / "bad.nofa")
+        load_avatar(tmp_path / "bad.nofa-avatar")
 
 
 def test_text_file_is_not_an_avatar(tmp_path):
     # torch.load on text raises KeyError (not one of the usual exceptions).
-    path = tmp_path / "notes.nofa"
+    path = tmp_path / "notes.nofa-avatar"
     path.write_text("hello\n")
     with pytest.raises(AvatarFileError, match="not a readable nofa avatar"):
         load_avatar(path)
 
 
 def test_bad_map_location_names_the_device_not_the_file(tmp_path):
-    path = save_avatar(tmp_path / "a.nofa", _avatar())
+    path = save_avatar(tmp_path / "a.nofa-avatar", _avatar())
     with pytest.raises(ValueError, match="map_location") as e:
         load_avatar(path, map_location="bogus")
     assert not isinstance(e.value, AvatarFileError)
@@ -237,7 +237,7 @@ def test_killed_save_leaves_a_temp_file_that_the_next_save_removes(tmp_path):
     import subprocess
     import sys
 
-    path = save_avatar(tmp_path / "a.nofa", _avatar(seed=0))
+    path = save_avatar(tmp_path / "a.nofa-avatar", _avatar(seed=0))
     before = path.read_bytes()
     env = {
         **os.environ,
@@ -248,18 +248,18 @@ def test_killed_save_leaves_a_temp_file_that_the_next_save_removes(tmp_path):
     )
     assert proc.returncode == -9, proc.stderr.decode()
     assert path.read_bytes() == before  # the old file is intact ...
-    leftovers = [p for p in tmp_path.iterdir() if p.name != "a.nofa"]
+    leftovers = [p for p in tmp_path.iterdir() if p.name != "a.nofa-avatar"]
     assert (
         len(leftovers) == 1
-        and leftovers[0].name.startswith(".a.nofa.nofa-")
+        and leftovers[0].name.startswith(".a.nofa-avatar.nofa-")
         and leftovers[0].suffix == ".tmp"
     )
     unrelated = (
-        tmp_path / ".b.nofa.nofa-00000000-1-x.tmp"
+        tmp_path / ".b.nofa-avatar.nofa-00000000-1-x.tmp"
     )  # another target's temp: not ours to delete
     unrelated.write_bytes(b"x")
     save_avatar(path, _avatar(seed=1))  # ... and the next save to that target cleans up
-    assert sorted(p.name for p in tmp_path.iterdir()) == [unrelated.name, "a.nofa"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [unrelated.name, "a.nofa-avatar"]
     assert torch.equal(load_avatar(path).planes, _avatar(seed=1).planes)
 
 
@@ -325,7 +325,7 @@ def test_sigint_inside_torch_save_is_a_keyboard_interrupt(tmp_path, monkeypatch)
 
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         pytest.skip("a custom SIGINT handler is installed: the save leaves it in charge")
-    path = save_avatar(tmp_path / "a.nofa", _avatar(seed=0))
+    path = save_avatar(tmp_path / "a.nofa-avatar", _avatar(seed=0))
     before = path.read_bytes()
     real_fdopen = os.fdopen
 
@@ -355,5 +355,5 @@ def test_sigint_inside_torch_save_is_a_keyboard_interrupt(tmp_path, monkeypatch)
         save_avatar(path, _avatar(seed=1))
     monkeypatch.undo()
     assert path.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["a.nofa"]
+    assert sorted(os.listdir(tmp_path)) == ["a.nofa-avatar"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

@@ -197,7 +197,7 @@ def test_model_file_round_trip_and_errors(tmp_path, monkeypatch):
     model = _tiny()
     with torch.no_grad():
         model.encoder.head_bias.normal_()
-    path = tmp_path / "m.nofa"
+    path = tmp_path / "m.nofa-model"
     model.save(path)
     loaded = NOFAAvatar.load(path)
     assert loaded.config == model.config
@@ -208,9 +208,9 @@ def test_model_file_round_trip_and_errors(tmp_path, monkeypatch):
         torch.testing.assert_close(loaded.encode(image), model.encode(image))
     # a truncated file and a foreign file
     data = path.read_bytes()
-    (tmp_path / "cut.nofa").write_bytes(data[: len(data) // 2])
+    (tmp_path / "cut.nofa-model").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="not a readable nofa model file"):
-        NOFAAvatar.load(tmp_path / "cut.nofa")
+        NOFAAvatar.load(tmp_path / "cut.nofa-model")
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a nofa model file"):
         NOFAAvatar.load(tmp_path / "other.pt")
@@ -225,7 +225,7 @@ def test_model_file_round_trip_and_errors(tmp_path, monkeypatch):
         _tiny().save(path)
     monkeypatch.undo()
     assert path.read_bytes() == data
-    assert sorted(os.listdir(tmp_path)) == ["cut.nofa", "m.nofa", "other.pt"]
+    assert sorted(os.listdir(tmp_path)) == ["cut.nofa-model", "m.nofa-model", "other.pt"]
 
 
 def test_empty_batch_gives_empty_outputs(tiny):
@@ -242,8 +242,8 @@ def test_volume_exports_to_an_avatar_file(tiny, tmp_path):
     image, cam, _, _ = _inputs(1)
     with torch.no_grad():
         vol = tiny.reconstruct(image, cam)
-        save_avatar(tmp_path / "a.nofa", tiny.to_avatar(vol, subject="test"))
-        av = load_avatar(tmp_path / "a.nofa")
+        save_avatar(tmp_path / "a.nofa-avatar", tiny.to_avatar(vol, subject="test"))
+        av = load_avatar(tmp_path / "a.nofa-avatar")
         got = av.renderer()(av.planes, cam, tiny.render_resolution).rgb
         want = tiny.render(vol, cam)["image_raw"]
     assert av.metadata["subject"] == "test"

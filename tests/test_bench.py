@@ -4,8 +4,6 @@ No timing assertions (timings belong to benchmarks, not to unit tests)."""
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 import torch
 
@@ -13,13 +11,15 @@ import nofa.ops as ops
 from nofa import cli
 from nofa.bench import all_cases, measure
 from nofa.bench.calls import BackendMismatch, check_backends
+from nofa.bench.provenance import parse_header, repeats_value
 from nofa.bench.registry import MODES
+from nofa.bench.report import read_csv
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    rc = cli.main(["bench", "--quick", "--threads", "1", "--out", str(out)])
+    rc = cli.main(["bench", "--quick", "--threads", "1", "--repeats", "3", "--out", str(out)])
     assert rc == 0
     return out
 
@@ -42,9 +42,18 @@ def test_quick_writes_table_csv_png(quick_run):
     assert "nofa bench --quick" in text  # the command that reproduces it
 
 
+def test_quick_files_start_with_the_result_header(quick_run):
+    for name in ("cpu_quick_results.md", "cpu_quick_results.csv"):
+        head = parse_header((quick_run / name).read_text())
+        assert head["command"].startswith("nofa bench --quick"), head
+        assert "--repeats 3" in head["command"] and repeats_value(head) == 3, head
+        assert "logical CPUs" in head["machine"] and head["date"][:2] == "20"
+    rows = read_csv(quick_run / "cpu_quick_results.csv")
+    assert min(int(r["repeats"]) for r in rows if r["status"] == "ok") == 3
+
+
 def test_quick_csv_has_every_case_backend_and_mode(quick_run):
-    with open(quick_run / "cpu_quick_results.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(quick_run / "cpu_quick_results.csv")
     assert not [r for r in rows if r["status"] == "error"], [
         r["reason"] for r in rows if r["status"] == "error"
     ]
@@ -75,8 +84,7 @@ def test_quick_csv_has_every_case_backend_and_mode(quick_run):
 
 
 def test_sweeps_reach_the_csv(quick_run):
-    with open(quick_run / "cpu_quick_results.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(quick_run / "cpu_quick_results.csv")
     sweeps = {
         (r["case"], r["suite"]) for r in rows if r["status"] == "ok" and r["suite"] != "headline"
     }
@@ -84,12 +92,11 @@ def test_sweeps_reach_the_csv(quick_run):
 
 
 def test_sample_triplane_runs_on_render_ordered_points_too(quick_run):
-    with open(quick_run / "cpu_quick_results.csv") as f:
-        rows = [
-            r
-            for r in csv.DictReader(f)
-            if r["case"] == "sample_triplane" and r["suite"] == "headline"
-        ]
+    rows = [
+        r
+        for r in read_csv(quick_run / "cpu_quick_results.csv")
+        if r["case"] == "sample_triplane" and r["suite"] == "headline"
+    ]
     ordered = [r for r in rows if "in render order" in r["problem"]]
     assert {r["backend"] for r in ordered if r["status"] == "ok"} >= {"torch", "kernels"}
     assert any("in render order" not in r["problem"] for r in rows)  # the random-order rows stay
@@ -131,6 +138,21 @@ def test_cpu_peak_memory_sees_reused_allocations():
         )
 
 
+def test_every_median_rests_on_at_least_min_repeats():
+    # A call far longer than the budget still gets min_repeats timed calls (the old rule
+    # fell back to one repeat for multi-second calls).
+    calls = []
+    res = measure.measure_call(
+        lambda: calls.append(1), torch.device("cpu"), last_s=10.0, budget_s=1e-3, min_repeats=5
+    )
+    assert res["repeats"] == 5 and len(calls) == 5  # warm-up skipped: the last call was slow
+
+
+def test_bench_rejects_nonpositive_repeats(capsys):
+    assert cli.main(["bench", "--quick", "--repeats", "0", "--cases", "sample_triplane"]) == 2
+    assert "--repeats" in capsys.readouterr().err
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -138,8 +160,7 @@ def test_cpu_peak_memory_sees_reused_allocations():
 )
 def test_quick_cuda_writes_bandwidth_figure(tmp_path):
     assert cli.main(["bench", "--quick", "--device", "cuda", "--out", str(tmp_path)]) == 0
-    with open(tmp_path / "cuda_quick_results.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(tmp_path / "cuda_quick_results.csv")
     assert not [r for r in rows if r["status"] == "error"], [
         r["reason"] for r in rows if r["status"] == "error"
     ]

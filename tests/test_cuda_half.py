@@ -1,4 +1,4 @@
-"""Half precision (issue 17 item 3): under torch.autocast("cuda") the tri-plane kernels read
+"""Half precision: under torch.autocast("cuda") the tri-plane kernels read
 float16 / bfloat16 planes with float32 points, taps and accumulation, and the compositing
 kernels float16 / bfloat16 colours with float32 densities, depths and accumulation; compared
 with the float32 reference under the tolerances documented in docs/sample_triplane.md and

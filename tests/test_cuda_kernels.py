@@ -1,5 +1,7 @@
-"""CUDA kernel paths added for issue 17 / issue 11 (each compared with the reference or with
-the CPU kernel), with CPU variants wherever the behaviour is shared with the CPU."""
+"""CUDA kernel paths beyond the per-op tests (decode_triplane's fast and fused kernels, the
+renderer's plane relayout, NaN depths in compositing, deform_points' saved tensors, streams,
+the determinism alert), each compared with the reference or with the CPU kernel, with CPU
+variants wherever the behaviour is shared with the CPU."""
 
 from __future__ import annotations
 
@@ -114,7 +116,7 @@ def test_render_relayouts_planes_once(device):
     assert len(relayouts) == 1, tr.calls  # one per render, not one per chunk or call
 
 
-# ---- composite_rays backward with a NaN depth (issue 11 item 6) ---------------------------
+# ---- composite_rays backward with a NaN depth ---------------------------------------------
 def nan_depth_inputs(device):
     N, R, S, C = 1, 5, 8, 3
     colors = torch.rand(N, R, S, C, device=device)
@@ -300,7 +302,7 @@ def test_kernels_run_on_the_callers_stream(device, case):
     assert_grads_close(got_grads, want_grads, tol=1e-5)
 
 
-# ---- determinism alert of the atomic plane gradient (issue 11 item 10) -------------------
+# ---- determinism alert of the atomic plane gradient ---------------------------------------
 @pytest.mark.parametrize("device", [pytest.param("cuda", marks=cuda_only)])
 def test_plane_gradient_alerts_under_deterministic_mode(device):
     require_kernels(device)
@@ -324,7 +326,7 @@ def test_plane_gradient_alerts_under_deterministic_mode(device):
         torch.use_deterministic_algorithms(prev)
 
 
-# ---- decode_triplane backward: the fused CUDA kernel and the general path (issue 17) ------
+# ---- decode_triplane backward: the fused CUDA kernel and the general path ----------------
 GRAD_NAMES = ["planes", "points", "fc0_weight", "fc0_bias", "fc1_weight", "fc1_bias"]
 
 

@@ -568,8 +568,8 @@ def test_settings_are_read_as_eg3d_reads_them(snapshot_file, tiny, tmp_path):
         model.generator.map(z, c), model.generator.map(z, torch.zeros_like(c))
     )
     assert cfg["render"]["coarse_samples"] == 24 and cfg["render"]["resolution"] == 16
-    model.save(tmp_path / "m.nofa")
-    assert NOFAAvatar.load(tmp_path / "m.nofa").superres.block1.conv1.conv_clamp == 256
+    model.save(tmp_path / "m.nofa-model")
+    assert NOFAAvatar.load(tmp_path / "m.nofa-model").superres.block1.conv1.conv_clamp == 256
 
     # the generator's rendering_kwargs attribute (what EG3D renders with) wins over its init kwargs
     write_snapshot(
@@ -916,7 +916,7 @@ def test_bad_input_gives_one_clear_error(case, tmp_path, capsys):
         tracemalloc.stop()
     assert peak < 16 * 2**20, f"{peak} bytes allocated reading a {path.stat().st_size} byte file"
     assert "\n" not in str(info.value) and str(path) in str(info.value)
-    out = tmp_path / "out.nofa"
+    out = tmp_path / "out.nofa-model"
     assert main(["import-eg3d", str(path), str(out)]) == 1
     captured = capsys.readouterr()
     text = (captured.out + captured.err).strip()
@@ -943,7 +943,7 @@ def test_cli_import_writes_a_loadable_model(snapshot_file, tmp_path, capsys):
     from nofa.cli import main
 
     path, canary = snapshot_file
-    out = tmp_path / "imported.nofa"
+    out = tmp_path / "imported.nofa-model"
     assert main(["import-eg3d", str(path), str(out)]) == 0
     text = capsys.readouterr().out
     assert (
@@ -953,6 +953,9 @@ def test_cli_import_writes_a_loadable_model(snapshot_file, tmp_path, capsys):
     )
     assert not canary.exists()
     model = NOFAAvatar.load(out)
+    assert torch.load(out, weights_only=True)["format"] == "nofa-model"  # the documented format
+    assert model.file_header["preset"] == "paper"
+    assert model.file_header["metadata"] == {"source": path.name, "network": "G_ema"}
     want = flatten_tensors(load_eg3d_pickle(path)["G_ema"])
     assert torch.equal(model.generator.mapping.fc0.weight, want["backbone.mapping.fc0.weight"])
     assert torch.equal(
@@ -962,6 +965,6 @@ def test_cli_import_writes_a_loadable_model(snapshot_file, tmp_path, capsys):
     assert main(["import-eg3d", str(tmp_path / "nope.pkl"), str(out)]) == 2
     capsys.readouterr()
     (tmp_path / "a_file").write_text("")
-    assert main(["import-eg3d", str(path), str(tmp_path / "a_file" / "m.nofa")]) == 1
+    assert main(["import-eg3d", str(path), str(tmp_path / "a_file" / "m.nofa-model")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot write") and "\n" not in err

@@ -12,6 +12,7 @@ from nofa.io.eg3d_labels import (
     LabelFileError,
     deep3d_rotation,
     deep3d_to_eg3d_label,
+    deep3d_to_eg3d_labels,
     eg3d_label_to_deep3d,
     read_dataset_json,
     write_dataset_json,
@@ -68,6 +69,34 @@ def test_known_pose_round_trips(seed):
     np.testing.assert_allclose(a2, angle, atol=1e-10)
     np.testing.assert_allclose(t2, trans, atol=1e-10)
     np.testing.assert_allclose(deep3d_to_eg3d_label(a2, t2), lab, atol=1e-12)
+
+
+def test_batch_of_poses_is_each_pose_converted():
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(-0.6, 0.6, (4, 3)).astype(np.float32)
+    trans = rng.uniform(-0.3, 0.3, (4, 3)).astype(np.float32)
+    labs = deep3d_to_eg3d_labels(angle, trans)
+    assert labs.shape == (4, 25) and labs.dtype == np.float32
+    for lab, a, t in zip(labs, angle, trans):
+        np.testing.assert_array_equal(lab, deep3d_to_eg3d_label(a, t).astype(np.float32))
+    # flat rows of 3 are read as one pose each
+    np.testing.assert_array_equal(deep3d_to_eg3d_labels(angle.ravel(), trans.ravel()), labs)
+
+
+def test_batch_conventions():
+    lab = deep3d_to_eg3d_labels(np.zeros((1, 3)), np.zeros((1, 3)))[0]
+    pose = lab[:16].reshape(4, 4)
+    np.testing.assert_allclose(pose[:3, :3], np.diag([1.0, -1.0, -1.0]), atol=1e-6)
+    # c = (0, 0.006, 2.861) rescaled to radius 2.7
+    np.testing.assert_allclose(
+        pose[:3, 3], np.array([0, 0.006, 2.861]) * 2.7 / np.hypot(0.006, 2.861), atol=1e-5
+    )
+    np.testing.assert_allclose(lab[16:], [4.2647, 0, 0.5, 0, 4.2647, 0.5, 0, 0, 1], atol=1e-6)
+    # a head turned by yaw y is seen like a camera orbiting by -y: still looking at the head
+    pose = deep3d_to_eg3d_labels(np.array([[0.1, 0.4, 0.05]]), np.zeros((1, 3)))[0, :16]
+    r, c = pose.reshape(4, 4)[:3, :3], pose.reshape(4, 4)[:3, 3]
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-5)
+    assert np.dot(r[:, 2], -c / np.linalg.norm(c)) > 0.999
 
 
 def test_bad_pose_inputs():

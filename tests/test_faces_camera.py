@@ -142,10 +142,10 @@ def _grid_errors(head) -> np.ndarray:
 
 @pytest.mark.slow
 def test_camera_accuracy_on_template_renders():
-    """Issue 13's target on renders of nofa's template head wearing the astronaut's face
-    (PhotoSkinHead): <= 3 deg median, <= 6 deg max for yaw and pitch, a face at every pose.
-    The calibration renders behind LANDMARK_VIEW_MODEL are at other poses (docs/faces.md).
-    ~1 min CPU."""
+    """The camera-accuracy target, on renders of nofa's template head wearing the
+    astronaut's face (PhotoSkinHead): <= 3 deg median, <= 6 deg max for yaw and pitch, a face
+    at every pose. The calibration renders behind LANDMARK_VIEW_MODEL are at other poses
+    (docs/faces.md). ~1 min CPU."""
     pytest.importorskip("dlib", reason="dlib-bin is not installed")
     from nofa.pipelines.template_fit.photo_skin import PhotoSkinHead
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from nofa.bench.provenance import parse_header, strip_header
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,6 +59,8 @@ def test_gpu_check_without_gpu_reports_skips(tmp_path):
         assert f"| {step} | skipped: " in summary, step
     assert "no CUDA GPU visible" in summary
     assert "- commit: feedc0de\n" in summary  # the caller's commit, not a copied tree's stale .git
+    head = parse_header(summary)  # a summary copied into benchmarks/results/ says how it was made
+    assert head["commit"] == "feedc0de" and "gpu_check.sh" in head["command"], head
     # the CUDA selection really collected tests, and each skipped with its reason
     log = (tmp_path / "out" / "cuda_tests_selection.log").read_text()
     assert " skipped" in log and "no CUDA GPU visible" in log
@@ -132,7 +136,9 @@ def test_gpu_check_refuses_a_pack_folder_inside_outdir(tmp_path):
 )
 def test_gpu_sanitize_without_gpu_runs_the_workload_on_the_cpu(tmp_path):
     summary = _run_kit("gpu_sanitize.sh", tmp_path)
-    assert summary.startswith("# nofa CUDA sanitizer check")
+    head = parse_header(summary)  # the result header, then the kit's title
+    assert head["command"].endswith("gpu_sanitize.sh " + str(tmp_path / "out")), head
+    assert strip_header(summary).lstrip().startswith("# nofa CUDA sanitizer check")
     assert "| build | ok |" in summary and "| sanitize_workload_cpu | ok |" in summary
     for tool in ("memcheck", "racecheck", "synccheck"):
         assert f"| sanitize_{tool} | skipped: no CUDA GPU visible |" in summary

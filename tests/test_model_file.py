@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
-from nofa.io import Avatar, save_avatar
+from nofa.io import Avatar, NofaFileWarning, save_avatar
 from nofa.models import NOFAAvatar
+from nofa.models.animatable import AnimatableAvatar, load_animatable, save_animatable
 from nofa.models.arcface import ARCH_LAYERS, IResNet, load_arcface
-from nofa.models.model_file import (
-    COMPONENTS,
-    AnimatableAvatar,
-    ModelFileError,
-    load_animatable,
-    load_model,
-    save_animatable,
-    save_model,
-)
+from nofa.models.model_file import COMPONENTS, ModelFileError, load_model, save_model
 from nofa.render import OSGDecoder, RenderOptions, default_label
 
 
@@ -56,9 +51,38 @@ def test_model_file_errors(tiny, tmp_path):
         load_model(tmp_path / "new.pt")
 
 
-def test_legacy_model_save_loads(tiny, tmp_path):
-    tiny.save(tmp_path / "old.pt")
-    m = load_model(tmp_path / "old.pt")
+def _legacy_file(model, path):
+    """What NOFAAvatar.save, the trainer and import-eg3d wrote before the "nofa-model" format."""
+    payload = {
+        "format": "nofa-avatar-model",
+        "version": 1,
+        "config": model.config,
+        "state_dict": model.state_dict(),
+    }
+    torch.save(payload, path)
+    return path
+
+
+def test_legacy_model_file_loads_with_a_note(tiny, tmp_path):
+    path = _legacy_file(tiny, tmp_path / "old.nofa")
+    with pytest.warns(NofaFileWarning, match=r"older NOFAAvatar format.*nofa upgrade"):
+        m = load_model(path)
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in tiny.state_dict().items())
+    assert m.file_header["preset"] is None and m.file_header["config"] == tiny.config
+    assert m.renderer.options == tiny.renderer.options and not m.training
+    with pytest.warns(NofaFileWarning):
+        again = NOFAAvatar.load(path)  # the module's own loader reads it too
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in tiny.state_dict().items())
+
+
+def test_model_save_writes_the_documented_format(tiny, tmp_path):
+    tiny.save(tmp_path / "m.nofa-model", preset="tiny", note="x")
+    raw = torch.load(tmp_path / "m.nofa-model", weights_only=True)
+    assert raw["format"] == "nofa-model" and raw["version"] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the documented suffix and format: no note
+        m = NOFAAvatar.load(tmp_path / "m.nofa-model")
+    assert m.file_header["preset"] == "tiny" and m.file_header["metadata"] == {"note": "x"}
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in tiny.state_dict().items())
 
 
@@ -94,7 +118,7 @@ def test_template_fit_avatar_animates_with_identity(tmp_path):
     torch.manual_seed(1)
     dec = OSGDecoder(8, 16, 8)
     save_avatar(
-        tmp_path / "t.nofa",
+        tmp_path / "t.nofa-avatar",
         Avatar(
             torch.randn(1, 3, 8, 16, 16),
             dec.state_dict(),
@@ -102,7 +126,7 @@ def test_template_fit_avatar_animates_with_identity(tmp_path):
             RenderOptions(coarse_samples=6, importance_samples=6, deterministic=True),
         ),
     )
-    av = load_animatable(tmp_path / "t.nofa")
+    av = load_animatable(tmp_path / "t.nofa-avatar")
     assert av.kind == "template-fit" and av.identity_deformation and av.superres is None
     av.render_resolution = 12
     cam = default_label()[None]

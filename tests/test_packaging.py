@@ -1,4 +1,4 @@
-"""Packaging: the build's CUDA/CPU decision (issue 11 item 8) and a complete sdist (item 9)."""
+"""Packaging: the build's CUDA/CPU decision and a complete sdist."""
 
 from __future__ import annotations
 

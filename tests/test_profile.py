@@ -8,6 +8,7 @@ import pytest
 from conftest import DEVICES, require_kernels
 
 from nofa.bench.profile import _short, profile_case
+from nofa.bench.provenance import parse_header, repeats_value
 from nofa.cli import main
 
 
@@ -83,6 +84,8 @@ def test_cli_writes_the_tables(tmp_path, capsys):
     assert rc == 0
     md = (tmp_path / "cpu_profile.md").read_text()
     assert "| sample_triplane |" in md and "`nofa::sample_triplane`" in md
+    head = parse_header(md)  # the result header: command, commit, machine, date, repeats
+    assert head["command"].startswith("nofa ") and repeats_value(head) == 1
     data = json.loads((tmp_path / "cpu_profile.json").read_text())
     assert [(p["backend"], p["mode"]) for p in data["profiles"]] == [
         ("kernels", "forward"),

@@ -4,6 +4,7 @@ errors for bad configs and mismatched checkpoints, logs and checkpoints on disk.
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 import tomllib
@@ -11,10 +12,13 @@ import torch
 
 import nofa.ops as ops
 from nofa.cli import main as nofa_main
+from nofa.io import NofaFileWarning
+from nofa.models.model_file import load_model
 from nofa.train import ConfigError, TrainConfig, Trainer, load_config, to_toml
+from nofa.train.config import read_config_file
 from nofa.train.data import HELDOUT_STREAM, TRAIN_STREAM, SyntheticSource
 from nofa.train.losses import build_lpips
-from nofa.train.trainer import learning_rate, train
+from nofa.train.trainer import build_model, learning_rate, train
 
 FAST = [
     "model.preset=tiny",
@@ -105,6 +109,71 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(path)
 
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("tiny", sorted(CONFIGS.glob("*_tiny.toml")), ids=lambda p: p.name)
+def test_tiny_config_is_its_paper_config_overlaid(tiny):
+    raw = tomllib.loads(tiny.read_text())
+    base_path = tiny.parent / raw.pop("base")
+    assert base_path.name == tiny.name.replace("_tiny", "")
+    base = tomllib.loads(base_path.read_text())
+    merged = {s: {**base.get(s, {}), **raw.get(s, {})} for s in base.keys() | raw.keys()}
+    assert read_config_file(tiny) == merged
+    assert load_config(tiny) == TrainConfig.from_dict(merged)
+    # a tiny file states only what differs from its base
+    resolved_base = load_config(base_path)
+    same = [
+        f"{s}.{k}"
+        for s, table in raw.items()
+        for k, v in table.items()
+        if getattr(getattr(resolved_base, s), k) == v
+    ]
+    assert not same, f"{tiny.name} repeats its base: {same}"
+
+
+def test_config_base_chain_and_errors(tmp_path, monkeypatch, capsys):
+    (tmp_path / "paper.toml").write_text("[run]\nsteps = 100\nseed = 3\n[optim]\nlr = 2e-5\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mid.toml").write_text(
+        'base = "../paper.toml"\n[run]\nsteps = 10\n[loss]\nid = 0.5\n'
+    )
+    (tmp_path / "sub" / "small.toml").write_text('base = "mid.toml"\n[run]\nseed = 7\n')
+    monkeypatch.chdir(tmp_path / "sub")  # bases are relative to the file, not to the cwd
+    cfg = load_config(tmp_path / "sub" / "small.toml", ["optim.lr=1e-3"])
+    assert (cfg.run.steps, cfg.run.seed, cfg.loss.id, cfg.optim.lr) == (10, 7, 0.5, 1e-3)
+    assert "base" not in read_config_file(tmp_path / "sub" / "small.toml")
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('base = "nowhere.toml"\n')
+    with pytest.raises(ConfigError, match=r"bad.toml: base config 'nowhere.toml' not found"):
+        load_config(bad)
+    bad.write_text("base = 3\n")
+    with pytest.raises(ConfigError, match="must be a file name"):
+        load_config(bad)
+    bad.write_text('base = "bad.toml"\n')
+    with pytest.raises(ConfigError, match=r"cycle: .*bad.toml -> .*bad.toml"):
+        load_config(bad)
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n[run]\nsteps = 1\n')
+    with pytest.raises(ConfigError, match=r"cycle: .*a.toml -> .*b.toml -> .*a.toml"):
+        load_config(tmp_path / "a.toml")
+    (tmp_path / "c.toml").write_text('base = "a.toml"\n')  # a cycle further up the chain
+    with pytest.raises(ConfigError, match=r"cycle: .*a.toml -> .*b.toml -> .*a.toml"):
+        load_config(tmp_path / "c.toml")
+    assert nofa_main(["train", str(tmp_path / "a.toml")]) == 2
+    assert "cycle" in capsys.readouterr().err
+
+
+def test_train_help_lists_the_registered_stages(capsys):
+    from nofa.train.registry import STAGES
+
+    assert {"encoder", "detail", "deformation", "hybrid", "audio"} <= set(STAGES)
+    with pytest.raises(SystemExit):
+        nofa_main(["train", "--help"])
+    assert f"stages (run.stage): {', '.join(sorted(STAGES))}" in capsys.readouterr().out
+
+
 def test_cli_reports_bad_config_before_any_work(tmp_path, capsys):
     path = tmp_path / "c.toml"
     path.write_text(f'[run]\nout_dir = "{tmp_path / "out"}"\n')
@@ -164,9 +233,9 @@ def test_run_writes_checkpoints_logs_and_refuses_other_stage(tmp_path):
     out = tmp_path / "run"
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert ckpts == [
-        "step-00000002.pt",
+        "step-00000002.nofa-ckpt",
         "step-00000002.toml",
-        "step-00000003.pt",
+        "step-00000003.nofa-ckpt",
         "step-00000003.toml",
     ]
     assert (
@@ -184,7 +253,9 @@ def test_run_writes_checkpoints_logs_and_refuses_other_stage(tmp_path):
     assert (out / "images" / "train-latest.png").is_file() and (
         out / "images" / "eval-latest.png"
     ).is_file()
-    assert (out / "model.nofa").is_file()
+    # the documented model file (format nofa-model), the next stage's model.weights
+    header = load_model(out / "model.nofa-model").file_header
+    assert header["preset"] == "tiny" and header["metadata"] == {"stage": "encoder", "step": 3}
     with pytest.raises(FileExistsError, match="--resume"):
         Trainer(cfg)
     with pytest.raises(ValueError, match="stage 'encoder'"):
@@ -227,9 +298,11 @@ def test_model_weights_file_keeps_its_architecture(tmp_path):
     from nofa.models import NOFAAvatar, get_config
 
     model = NOFAAvatar(get_config("tiny", generator={"conv_clamp": 256.0}))
-    model.save(tmp_path / "g.nofa")
+    model.save(tmp_path / "g.nofa-model")
     tr = Trainer(
-        tiny_config(tmp_path, f"model.weights={tmp_path / 'g.nofa'}", "model.render_resolution=8")
+        tiny_config(
+            tmp_path, f"model.weights={tmp_path / 'g.nofa-model'}", "model.render_resolution=8"
+        )
     )
     assert tr.model.config["generator"]["conv_clamp"] == 256.0 and tr.model.render_resolution == 8
     assert torch.equal(tr.model.generator.mapping.fc0.weight, model.generator.mapping.fc0.weight)
@@ -237,11 +310,25 @@ def test_model_weights_file_keeps_its_architecture(tmp_path):
         Trainer(
             tiny_config(
                 tmp_path,
-                f"model.weights={tmp_path / 'g.nofa'}",
+                f"model.weights={tmp_path / 'g.nofa-model'}",
                 "model.preset=paper",
                 "run.out_dir=" + str(tmp_path / "other"),
             )
         )
+    # a model file of the older format (what the trainer wrote before) still loads, with a note
+    legacy = tmp_path / "old.nofa"
+    torch.save(
+        {
+            "format": "nofa-avatar-model",
+            "version": 1,
+            "config": model.config,
+            "state_dict": model.state_dict(),
+        },
+        legacy,
+    )
+    with pytest.warns(NofaFileWarning, match="nofa upgrade"):
+        old = build_model(tiny_config(tmp_path, f"model.weights={legacy}"))
+    assert torch.equal(old.generator.mapping.fc0.weight, model.generator.mapping.fc0.weight)
 
 
 def test_random_teacher_renders_vary_in_space_and_between_latents():

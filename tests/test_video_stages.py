@@ -221,7 +221,7 @@ def test_training_skips_a_corrupt_item_and_logs_it(tmp_path, dataset):
     assert train(cfg) == 0
     log = (tmp_path / "run" / "logs" / "skipped.txt").read_text()
     assert "clip1" in log and "coeffs" in log, log
-    assert (tmp_path / "run" / "model.nofa").is_file()
+    assert (tmp_path / "run" / "model.nofa-model").is_file()
 
 
 def test_heldout_reenactment_metrics_for_deformed_and_canonical(tmp_path, dataset):

@@ -46,13 +46,27 @@ pack() {  # OUTDIR as NOFA_GPU_CHECK_PACK/$KIT_NAME.tgz + $KIT_SUMMARY_COPY, eac
 }
 
 HAS_GPU=$($PY -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
+# A copied working tree can carry a stale .git (the device machine's copy did): the caller's
+# NOFA_COMMIT wins, and a dirty tree is marked.
+COMMIT="${NOFA_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}$( [ -z "${NOFA_COMMIT:-}" ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' (working tree differs from it)')"
+DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+GPU=$($PY -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA GPU')" 2>/dev/null || echo "no CUDA GPU")
 {
+    # The result header of nofa.bench.provenance (docs/benchmarks.md, "Result files"), so a
+    # summary copied into benchmarks/results/ says how it was made.
+    echo "<!-- nofa-result"
+    echo "command: tools/$KIT_NAME.sh $1"
+    echo "commit: $COMMIT"
+    echo "machine: $GPU; host $CPU"
+    echo "date: $DATE"
+    echo "repeats: n/a (one run of each step)"
+    echo "-->"
+    echo
     echo "# $KIT_TITLE"
     echo
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    # A copied working tree can carry a stale .git (the device machine's copy did): the
-    # caller's NOFA_COMMIT wins, and a dirty tree is marked.
-    echo "- commit: ${NOFA_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}$( [ -z "${NOFA_COMMIT:-}" ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' (working tree differs from it)')"
+    echo "- date: $DATE"
+    echo "- commit: $COMMIT"
     $PY - <<'EOF'
 import platform, torch
 print(f"- python: {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda})")
@@ -65,7 +79,7 @@ EOF
     if command -v nvidia-smi >/dev/null; then
         echo "- driver: $(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)"
     fi
-    echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+    echo "- CPU: $CPU"
     echo
     echo "| step | result | time |"
     echo "| --- | --- | --- |"

@@ -1,12 +1,17 @@
-"""nofa's benchmark suite: every kernel op and the full render against pure PyTorch.
+"""nofa's measurement code: the benchmark suite (every kernel op, the full render, the avatar
+pipeline and mesh extraction against pure PyTorch), per-kernel profiles, the animation
+benchmark and the face measurements (docs/benchmarks.md).
 
     from nofa.bench import SuiteConfig, run_and_write
     paths = run_and_write(SuiteConfig(device="cpu", quick=True), "bench_out")
 
-`registry` defines what a case is, `cases/` lists them all explicitly (kernel ops, the
-full render, the avatar pipeline, mesh extraction), `measure` holds the one timing and
-memory probe, `worker` the measuring process, `suite` the planner/runner, `report` and
-`plots` the output files. The CLI is `nofa bench`; `benchmarks/` keeps the results.
+`registry` defines what a case is, `cases/` lists them all explicitly, `measure` holds the
+one timing and memory probe, `worker` the measuring process, `suite` the planner/runner,
+`report` and `plots` the output files (`nofa bench`); `profile` the per-kernel breakdown
+(`nofa profile`); `animate` the animation throughput (`nofa animate-bench`); `faces/` the
+camera and landmark measurements (`python -m nofa.bench.faces.<name>`); `environment` and
+`provenance` the header every result file starts with. Nothing else in nofa imports this
+package; `benchmarks/results/` keeps the published results.
 """
 
 from __future__ import annotations

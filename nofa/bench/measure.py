@@ -149,10 +149,10 @@ def measure_call(
 
     `last_s` is the duration of a call already made (the caller's first, warm-up call).
     Up to `warmup` more warm-up calls follow, skipped once one call takes longer than
-    `budget_s`. Repeats fill `budget_s`, within [1, max_repeats]; at least `min_repeats`
-    unless that would take more than 3 x budget_s (multi-second calls vary little relative
-    to their length). The first repeat also takes the memory measurement (its set-up is not
-    timed). `before` runs ahead of each call, outside the timed region (e.g. to drop grads).
+    `budget_s`. Repeats fill `budget_s`, within [min_repeats, max(min_repeats, max_repeats)]:
+    a median always rests on at least `min_repeats` calls, however long they take. The first
+    repeat also takes the memory measurement (its set-up is not timed). `before` runs ahead
+    of each call, outside the timed region (e.g. to drop grads).
     Returns {"median_ms", "min_ms", "max_ms", "repeats", "peak_bytes"}.
     """
     for _ in range(warmup):
@@ -166,9 +166,7 @@ def measure_call(
         sync(device)
         last_s = time.perf_counter() - t0
     reps = int(budget_s / max(last_s, 1e-6))
-    if last_s * min_repeats <= 3 * budget_s:
-        reps = max(reps, min_repeats)
-    reps = max(1, min(max_repeats, reps))
+    reps = max(1, min_repeats, min(max_repeats, reps))
     times: list[float] = []
     peak = None
     for i in range(reps):

@@ -30,6 +30,7 @@ from ..io.atomic import atomic_write_text
 from . import measure
 from .calls import check_backends, make_call
 from .cases import get_case
+from .provenance import header_from_environment
 
 __all__ = ["KernelRow", "Profile", "format_profiles", "profile_case", "write_profiles"]
 
@@ -66,6 +67,7 @@ class Profile:
     host_reads: float  # host reads of device values per call
     syncs: float  # stream / device synchronisations per call (CUDA), a host read's own included
     rows: list[KernelRow] = field(default_factory=list)
+    repeats: int = 1  # calls timed, and calls profiled, behind the figures
 
 
 def _short(name: str, width: int = 90) -> str:
@@ -191,6 +193,7 @@ def profile_case(
         # less the one device synchronisation that closes the profiled calls
         syncs=max(0.0, per_call(_SYNCS) - (1 / repeats if cuda else 0.0)),
         rows=rows,
+        repeats=repeats,
     )
 
 
@@ -203,6 +206,7 @@ def format_profiles(profiles: Sequence[Profile], env: dict) -> str:
         else "operator, by self CPU time"
     )
     lines = [
+        header_from_environment(env, min((p.repeats for p in profiles), default=None)),
         "# Per-kernel profiles (`nofa profile`)",
         "",
         f"- command: `{env.get('command', '')}`",

@@ -2,17 +2,20 @@
 
 Speed-up of a backend = median time of the pure-PyTorch reference ("torch") / its median
 time, for the same case, size and mode. Memory ratio = the reference's peak memory / the
-backend's: both read "higher is better".
+backend's: both read "higher is better". The Markdown and CSV files start with the result
+header of `nofa.bench.provenance` (command, commit, machine, date, fewest repeats).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 from .bandwidth import achieved_gbps
 from .cases import all_cases
+from .provenance import header_from_environment, strip_header
 from .registry import MODES
 
 BACKEND_ORDER = ("torch", "kernels", "compile")
@@ -93,8 +96,16 @@ def _fmt(x, digits: int = 3) -> str:
     return str(x)
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
+def fewest_repeats(rows: list[dict]) -> int | None:
+    """The fewest timed repeats behind any measured row (None: nothing was measured)."""
+    reps = [int(r["repeats"]) for r in rows if r.get("status") == "ok" and r.get("repeats")]
+    return min(reps) if reps else None
+
+
+def write_csv(path: Path, rows: list[dict], header: str = "") -> None:
+    """One line per row; `header` (`#` lines) goes first, with the csv module's CRLF line ends."""
     with open(path, "w", newline="") as f:
+        f.write(header.replace("\n", "\r\n"))
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
         for r in rows:
@@ -104,6 +115,12 @@ def write_csv(path: Path, rows: list[dict]) -> None:
                     "params": json.dumps(r["params"], sort_keys=True),
                 }
             )
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a results CSV written by `write_csv` (its `#` header skipped)."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(io.StringIO(strip_header(f.read()))))
 
 
 def _wide(rows: list[dict], backends: tuple[str, ...]) -> list[list[str]]:
@@ -153,6 +170,7 @@ def markdown(
 ) -> str:
     k = env.get("kernels", {})
     lines = [
+        header_from_environment(env, fewest_repeats(rows)),
         f"# nofa benchmark: {env['device']} ({env['device_name']})",
         "",
         f"- command: `{env['command']}`",
@@ -168,7 +186,7 @@ def markdown(
         f"at commit {env['commit']}; kernels compiled: {k.get('compiled')}, CUDA build: "
         f"{k.get('cuda')}",
         f"- date: {env['date']}",
-        "- time: median over repeats after warm-up"
+        f"- time: median over repeats (at least {fewest_repeats(rows) or 'n/a'}) after warm-up"
         + (" (CUDA events, synchronised)" if env["device"] == "cuda" else " (wall clock)")
         + f"; memory: peak growth of one call ({memory_method})",
         "- speed-up = torch ms / backend ms; memory torch/x = reference peak / backend peak "
@@ -242,7 +260,7 @@ def write_all(out: Path, result: dict, env: dict, stem: str | None = None) -> di
         if plot_bandwidth(bw, rows, result["copy_bandwidth"], env):
             paths["bandwidth_png"] = bw
             figures.append(str(bw))
-    write_csv(paths["csv"], rows)
+    write_csv(paths["csv"], rows, header_from_environment(env, fewest_repeats(rows), "csv"))
     paths["md"].write_text(
         markdown(rows, env, result.get("copy_bandwidth"), figures, result.get("memory_method", ""))
     )

@@ -39,7 +39,7 @@ class SuiteConfig:
     threads: int | None = None
     warmup: int = 2
     budget_s: float | None = None  # per measurement; None: 0.05 s quick, 2 s full
-    min_repeats: int = 3
+    min_repeats: int | None = None  # timed repeats per median; None: 3 quick, 5 full
     max_repeats: int = 50
     compile_timeout_s: float = 300.0
     worker_timeout_s: float = 3600.0
@@ -48,6 +48,13 @@ class SuiteConfig:
     @property
     def plan(self) -> str:
         return "quick" if self.quick else ("cuda" if self.device == "cuda" else "cpu")
+
+    @property
+    def repeats(self) -> int:
+        """The fewest timed repeats behind a median."""
+        if self.min_repeats is not None:
+            return self.min_repeats
+        return 3 if self.quick else 5
 
     @property
     def use_compile(self) -> bool:
@@ -143,7 +150,7 @@ def plan_jobs(cfg: SuiteConfig) -> tuple[list[dict], list[dict]]:
                             "modes": list(case.modes),
                             "warmup": cfg.warmup,
                             "budget_s": budget,
-                            "min_repeats": cfg.min_repeats,
+                            "min_repeats": cfg.repeats,
                             "max_repeats": cfg.max_repeats,
                             "memory_method": method,
                             "threads": cfg.threads,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from nofa.pipelines.animate_options import CAMERA_MODES
+
 from ._common import add_backend
 
 NAME = "animate"
@@ -22,7 +24,8 @@ expression sequence (.npy/.npz/.mat, 25 fps), or a folder of driving frames with
 coefficient files (same name, beside them or in coeffs/).
 --out NAME.mp4 streams frames to an H.264 MP4 (imageio-ffmpeg); any other --out is a folder
 of PNG frames. Examples:
-  nofa animate outputs/demo/avatar.nofa --drive speech_exp.npy --audio speech.wav --out talk.mp4
+  nofa animate outputs/demo/avatar.nofa-avatar --drive speech_exp.npy --audio speech.wav \\
+      --out talk.mp4
   nofa animate me.png --aligned --model nofa.nofa-model --drive coeffs/ --camera driving \\
       --out talk.mp4"""
 
@@ -58,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--camera",
-        choices=["source", "driving", "fixed", "orbit"],
+        choices=CAMERA_MODES,
         default="source",
         help="source: the source's camera (default); driving: the driving head pose; fixed: "
         "frontal or --yaw/--pitch; orbit: a sweep of +-orbit-yaw degrees",
@@ -116,7 +119,11 @@ def _camera(text: str | None):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from nofa.faces import NoFaceError
+    from nofa.io import ImageFileError
     from nofa.pipelines.animate import (
+        AnimateOptions,
+        PortraitError,
         animate,
         load_source,
         summary_line,
@@ -124,37 +131,44 @@ def run(args: argparse.Namespace) -> int:
         write_video,
     )
 
-    from ._common import backend
+    from ._common import backend, fail
 
     video = Path(args.out).suffix.lower() in (".mp4", ".mov", ".mkv")
     if args.audio and not video:
         raise SystemExit(f"--audio needs a video --out (.mp4), got {args.out}")
     with backend(args):
-        src, notes = load_source(
-            args.source,
-            args.model,
-            source_camera=_camera(args.source_camera),
-            source_coeffs=args.source_coeffs,
-            aligned=args.aligned,
-            device=args.device,
-            resolution=args.resolution,
-            save_to=args.save_avatar,
-        )
-        anim = animate(
-            src,
-            args.drive,
+        try:
+            src, notes = load_source(
+                args.source,
+                args.model,
+                source_camera=_camera(args.source_camera),
+                source_coeffs=args.source_coeffs,
+                aligned=args.aligned,
+                device=args.device,
+                resolution=args.resolution,
+                save_to=args.save_avatar,
+            )
+        except (ImageFileError, NoFaceError, PortraitError, FileNotFoundError) as e:
+            # a portrait SOURCE that is unreadable, has no face (too small to hold one), or is
+            # not a square --aligned crop: one line naming it, exit 1
+            message = str(e)
+            if str(args.source) in message and not message.startswith("SOURCE"):
+                message = f"SOURCE: {message}"
+            fail(args, message)
+        options = AnimateOptions(
             camera=args.camera,
-            fps=args.fps,
-            smoothing=args.smooth,
-            batch=args.batch,
-            device=args.device,
-            resolution=args.resolution,
-            samples=args.samples,
             yaw=args.yaw,
             pitch=args.pitch,
             orbit_yaw=args.orbit_yaw,
+            fps=args.fps,
+            smoothing=args.smooth,
+            batch=args.batch,
             max_frames=args.max_frames,
+            device=args.device,
+            resolution=args.resolution,
+            samples=args.samples,
         )
+        anim = animate(src, args.drive, options)
         for note in dict.fromkeys(notes + anim.notes):
             print(f"note: {note}")
         if video:

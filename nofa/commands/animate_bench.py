@@ -9,13 +9,13 @@ HELP = (
     "measure animation throughput (frames/s, deformation/render/SR split, memory) -> Markdown table"
 )
 DESCRIPTION = """Drive one encoded random portrait of the preset (random weights) for --frames
-              frames at
---size px (neural rendering at size/4, SR x4) and report frames/s, the per-frame split
-(deformation, render, SR) and working memory per frame; --long N also streams an N-frame drive
-to an MP4 and checks that peak memory after 100 frames and at the end differ by < 5%.
-Writes OUT/animate_bench.md and .json. Example:
+frames at --size px (neural rendering at size/4, SR x4) and report frames/s, the per-frame
+split (deformation, render, SR) and working memory per frame; --long N also streams an N-frame
+drive to an MP4 and checks that peak memory after 100 frames and at the end differ by < 5%.
+Writes OUT/animate_bench.md (starting with its result header: command, commit, machine, date,
+measured frames) and .json. Code: nofa/bench/animate.py. Example:
   nofa animate-bench --preset tiny --size 512 --frames 50 --long 1000 \\
-      --out benchmarks/results/animate"""
+      --out outputs/animate_bench"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,8 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from nofa.bench.animate import format_results, run_animate_bench, write_results
     from nofa.bench.environment import describe
-    from nofa.pipelines.animate_bench import format_results, run_animate_bench, write_results
 
     from ._common import backend
 

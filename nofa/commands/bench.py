@@ -8,13 +8,14 @@ import sys
 NAME = "bench"
 HELP = "benchmark the kernels and the full render against pure PyTorch (tables, CSV, plots)"
 DESCRIPTION = (
-    "Times every nofa op (sampling, compositing, deformation) and the full render, forward and "
-    "forward+backward, on the compiled kernels, the pure-PyTorch reference and torch.compile of "
-    "the "
-    "reference; measures peak memory; sweeps the number of points (2^14..2^22) and the plane "
-    "resolution (64..512). Writes <device>_results.md, <device>_results.csv and "
-    "<device>_scaling.png (plus cuda_bandwidth.png on CUDA; file names get _quick after the "
-    "device for --quick runs) into --out. See docs/benchmarks.md."
+    "Times every nofa op (sampling, compositing, deformation), the full render, the avatar "
+    "pipeline and mesh extraction, forward and forward+backward, on the compiled kernels, the "
+    "pure-PyTorch reference and torch.compile of the reference; measures peak memory; sweeps "
+    "the number of points (2^14..2^22) and the plane resolution (64..512). Writes "
+    "<device>_results.md, <device>_results.csv and <device>_scaling.png (plus "
+    "cuda_bandwidth.png on CUDA; file names get _quick after the device for --quick runs) into "
+    "--out, each starting with its header (command, commit, machine, date, fewest repeats). "
+    "See docs/benchmarks.md."
 )
 
 
@@ -54,6 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds of timed repeats per measurement (default 2, 0.05 with --quick)",
     )
     p.add_argument(
+        "--repeats",
+        type=int,
+        metavar="N",
+        help="at least N timed repeats behind every median, however long a call takes "
+        "(default 5, 3 with --quick); more where they fit the budget, up to 50",
+    )
+    p.add_argument(
         "--compile-timeout",
         type=float,
         default=300.0,
@@ -74,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"nofa bench: unknown case(s) {unknown}; known: {sorted(known)}", file=sys.stderr)
         return 2
+    if args.repeats is not None and args.repeats < 1:
+        print(f"nofa bench: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = SuiteConfig(
@@ -84,20 +95,22 @@ def run(args: argparse.Namespace) -> int:
         sweeps=not args.no_sweeps,
         threads=args.threads,
         budget_s=args.budget,
+        min_repeats=args.repeats,
         compile_timeout_s=args.compile_timeout,
     )
     print(
         f"nofa bench: device {args.device}, plan '{cfg.plan}', torch.compile "
-        f"{'on' if cfg.use_compile else 'off'}"
+        f"{'on' if cfg.use_compile else 'off'}, at least {cfg.repeats} repeats per median"
     )
-    paths = run_and_write(cfg, args.out, command=["nofa", "bench", *_argv_of(args)])
+    paths = run_and_write(cfg, args.out, command=["nofa", "bench", *_argv_of(args, cfg.repeats)])
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}")
     return 0
 
 
-def _argv_of(args: argparse.Namespace) -> list[str]:
-    """The options as given, so the result file records a command that reproduces it."""
+def _argv_of(args: argparse.Namespace, repeats: int) -> list[str]:
+    """The options as given, and the repeats in effect (defaults may change), so the result
+    file records a command that reproduces it."""
     out = []
     if args.quick:
         out.append("--quick")
@@ -112,6 +125,7 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
         out += ["--threads", str(args.threads)]
     if args.budget is not None:
         out += ["--budget", str(args.budget)]
+    out += ["--repeats", str(repeats)]
     if args.compile_timeout != 300.0:
         out += ["--compile-timeout", str(args.compile_timeout)]
     return out

@@ -23,11 +23,11 @@ DESCRIPTION = """Sample AVATAR's raw density on a RESOLUTION^3 grid over its tri
 run marching cubes at --level (EG3D uses 10), colour vertices from the volume and write the mesh
 in world units (y up, face towards +z). Memory: about RESOLUTION^3 * 4 bytes for the grid (512 MiB
 at 512) plus one chunk and the mesh. Example:
-  nofa export-mesh outputs/demo/avatar.nofa --resolution 256 --out head.ply"""
+  nofa export-mesh outputs/demo/avatar.nofa-avatar --resolution 256 --out head.ply"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("avatar", metavar="AVATAR", help="avatar file (.nofa)")
+    p.add_argument("avatar", metavar="AVATAR", help="volume avatar file (.nofa-avatar)")
     p.add_argument(
         "--out",
         type=mesh_path,

@@ -1,4 +1,5 @@
-"""`nofa import-eg3d IN.pkl OUT`: convert an official EG3D checkpoint into a nofa model file."""
+"""`nofa import-eg3d IN.pkl OUT.nofa-model`: convert an official EG3D checkpoint into a nofa
+model file."""
 
 from __future__ import annotations
 
@@ -10,20 +11,23 @@ DESCRIPTION = (
     "Read an official EG3D snapshot (e.g. ffhq512-128.pkl) with a restricted unpickler that never "
     "executes the Python source stored inside it, map G_ema's tensors onto nofa's "
     "TriplaneGenerator, "
-    "OSG decoder and super-resolution module, and write a NOFAAvatar model file (paper preset; the "
+    "OSG decoder and super-resolution module, and write a NOFAAvatar model file (.nofa-model; "
+    "paper preset; the "
     "encoder, detail, fusion and deformation networks are freshly initialised). Missing or "
     "unexpected "
     "tensors are listed by name. The discriminator, augment pipe and dataset settings are read "
     "past "
     "as inert data. A file that is not a readable EG3D snapshot fails with a one-line error (exit "
     "1). "
-    "See docs/eg3d_import.md."
+    "See docs/eg3d_import.md.\n\nexample:\n  nofa import-eg3d ffhq512-128.pkl ffhq.nofa-model"
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="IN.pkl", help="EG3D snapshot pickle")
-    p.add_argument("output", metavar="OUT", help="nofa model file to write (atomically)")
+    p.add_argument(
+        "output", metavar="OUT", help="nofa model file to write (atomically), e.g. ffhq.nofa-model"
+    )
     p.add_argument(
         "--network",
         default=None,
@@ -39,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from nofa.models.eg3d_import import EG3DImportError, import_eg3d
+    from nofa.models.model_file import save_model
 
     def fail(message: str, code: int) -> int:
         print(
@@ -56,7 +61,13 @@ def run(args: argparse.Namespace) -> int:
     except EG3DImportError as e:
         return fail(str(e), 1)
     try:
-        model.save(args.output)
+        save_model(
+            args.output,
+            model,
+            preset="paper",
+            source=os.path.basename(args.input),
+            network=report.network,
+        )
     except OSError as e:
         return fail(f"cannot write {args.output}: {e.strerror or e}", 1)
     print(

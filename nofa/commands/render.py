@@ -18,18 +18,18 @@ from ._common import (
 
 NAME = "render"
 HELP = "render an avatar file from a yaw/pitch view to a PNG (optionally its depth map)"
-DESCRIPTION = """Render AVATAR (a .nofa file from `nofa demo` or nofa.io.save_avatar) with EG3D's
+DESCRIPTION = """Render AVATAR (.nofa-avatar: from `nofa demo` or nofa.io.save_avatar) with EG3D's
               FFHQ
 camera (radius 2.7, focal 4.2647, looking at (0, 0, 0.2)), placed for --yaw/--pitch exactly as
 EG3D's
 LookAtPoseSampler (pitch is not the elevation angle: see docs/cameras.md). yaw > 0 turns the camera
 towards the subject's left, pitch > 0 looks from below. Example:
-  nofa render outputs/demo/avatar.nofa --yaw 25 --pitch -5 --out side.png \\
+  nofa render outputs/demo/avatar.nofa-avatar --yaw 25 --pitch -5 --out side.png \\
       --depth-out side_depth.png"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("avatar", metavar="AVATAR", help="avatar file (.nofa)")
+    p.add_argument("avatar", metavar="AVATAR", help="volume avatar file (.nofa-avatar)")
     p.add_argument(
         "--yaw", type=finite_float, default=0.0, help="degrees left/right of frontal (default 0)"
     )

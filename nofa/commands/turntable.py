@@ -25,11 +25,11 @@ HELP = (
 DESCRIPTION = """Render AVATAR along a sine sweep of yaw (+-yaw-range degrees, optional pitch bob),
               frontal at
 the first frame. GIF always works; MP4/WebM need the optional imageio-ffmpeg package. Example:
-  nofa turntable outputs/demo/avatar.nofa --out spin.gif --frames 48 --yaw-range 35"""
+  nofa turntable outputs/demo/avatar.nofa-avatar --out spin.gif --frames 48 --yaw-range 35"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("avatar", metavar="AVATAR", help="avatar file (.nofa)")
+    p.add_argument("avatar", metavar="AVATAR", help="volume avatar file (.nofa-avatar)")
     p.add_argument(
         "--out",
         type=animation_path,

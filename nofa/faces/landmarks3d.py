@@ -193,7 +193,7 @@ LANDMARK_WEIGHTS.setflags(write=False)
 # Where dlib puts each landmark as a function of the view direction, the camera fit's model:
 # X(yaw, pitch) = sum_k VIEW_BASIS_k(yaw, pitch) * LANDMARK_VIEW_MODEL[k], with yaw and pitch
 # in radians (view_angles of the camera) and the basis 1, yaw, pitch. Calibrated by
-# `PYTHONPATH=. python tools/measure_landmark_models.py --print lin`:
+# `python -m nofa.bench.faces.landmark_models --print lin`:
 # linear multi-view triangulation of dlib's points on renders of the template head wearing
 # the astronaut's face (nofa.pipelines.template_fit.PhotoSkinHead) at 46 calibration cameras
 # (none on the accuracy grid), each view also mirrored. The jaw rows are LANDMARKS_3D's

@@ -1,5 +1,6 @@
-"""File formats: avatar volumes (tensors + JSON), images and animations, written atomically. (EG3D
-snapshots are read by nofa.io.eg3d_pickle and converted by nofa.models.eg3d_import.)"""
+"""File formats: every nofa file (read and written by nofa.io.nofa_file), avatar volumes
+(tensors + JSON), images and animations, written atomically. (EG3D snapshots are read by
+nofa.io.eg3d_pickle and converted by nofa.models.eg3d_import.)"""
 
 from .avatar import FORMAT, VERSION, Avatar, AvatarFileError, load_avatar, save_avatar
 from .images import (
@@ -11,6 +12,7 @@ from .images import (
     save_image,
     to_uint8,
 )
+from .nofa_file import NofaFileError, NofaFileWarning
 
 __all__ = [
     "FORMAT",
@@ -18,6 +20,8 @@ __all__ = [
     "Avatar",
     "AvatarFileError",
     "ImageFileError",
+    "NofaFileError",
+    "NofaFileWarning",
     "check_animation_path",
     "depth_to_rgb",
     "load_avatar",

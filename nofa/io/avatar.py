@@ -1,6 +1,8 @@
-"""The avatar file: one tri-plane volume with everything needed to render it.
+"""The volume avatar file (suffix `.nofa-avatar`): one tri-plane volume with everything needed
+to render it.
 
-On disk it is a `torch.save` zip holding only plain tensors, strings and ints:
+On disk it is a nofa file (:mod:`nofa.io.nofa_file`) holding only plain tensors, strings and
+ints:
 
     {"format": "nofa-avatar", "version": 1,
      "header": "<JSON: box_warp, rendering options, decoder config, metadata>",
@@ -23,23 +25,33 @@ import torch
 
 from ..render.decoder import OSGDecoder
 from ..render.renderer import RenderOptions, TriplaneRenderer
-from .atomic import atomic_torch_save
+from .nofa_file import (
+    VOLUME_AVATAR,
+    NofaFile,
+    NofaFileError,
+    check_device,
+    read_nofa_file,
+    tensor_stats,
+    write_nofa_file,
+)
 
-FORMAT = "nofa-avatar"
-VERSION = 1
+FORMAT = VOLUME_AVATAR.format
+VERSION = VOLUME_AVATAR.version
 
 __all__ = [
     "FORMAT",
     "VERSION",
     "Avatar",
     "AvatarFileError",
+    "avatar_from_file",
     "check_avatar_contents",
+    "describe_avatar",
     "load_avatar",
     "save_avatar",
 ]
 
 
-class AvatarFileError(ValueError):
+class AvatarFileError(NofaFileError):
     """A file that is not a readable nofa avatar (truncated, corrupt, foreign or too new)."""
 
 
@@ -167,67 +179,30 @@ def save_avatar(path: str | os.PathLike, avatar: Avatar) -> Path:
         "metadata": avatar.metadata,
     }
     payload = {
-        "format": FORMAT,
-        "version": VERSION,
         "header": json.dumps(header, sort_keys=True),
         "planes": avatar.planes.detach().cpu().contiguous(),
         "decoder": {k: v.detach().cpu().contiguous() for k, v in avatar.decoder_state.items()},
     }
-    return atomic_torch_save(payload, path)
+    return write_nofa_file(path, VOLUME_AVATAR, payload)
 
 
 def load_avatar(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Avatar:
     """Read an avatar file onto `map_location`; raises AvatarFileError with the reason when it
     is not a complete, renderable avatar, and ValueError naming map_location when that device
     is unknown or unavailable."""
-    path = Path(path)
-    try:
-        device = torch.device(map_location)
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise ValueError(f"map_location: unknown device {map_location!r} ({e})") from None
-    if not path.is_file():
-        raise FileNotFoundError(f"avatar file not found: {path}")
-    try:
-        # Always onto the CPU first: a device problem must not read as a corrupt file.
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ) as e:  # torch.load on foreign bytes fails in many ways (KeyError, EOFError, ...)
-        raise AvatarFileError(
-            f"{path} is not a readable nofa avatar file: it is truncated, corrupt or not a file "
-            "written by nofa.io.save_avatar (torch.load said: "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__})"
-        ) from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        kind = (
-            f"keys {sorted(map(str, payload))[:6]}"
-            if isinstance(payload, dict)
-            else type(payload).__name__
-        )
-        raise AvatarFileError(
-            f"{path} is a torch file but not a nofa avatar (no format={FORMAT!r}; it holds {kind})"
-        )
-    version = payload.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        raise AvatarFileError(
-            f"{path} has avatar format version {version!r}; this nofa reads up to {VERSION}: "
-            "upgrade nofa"
-        )
-    try:
-        header = json.loads(payload["header"])
-        planes, decoder_state = payload["planes"], dict(payload["decoder"])
-        options = RenderOptions.from_dict(header["rendering"])
-        config = dict(header["decoder_config"])
-        metadata = header.get("metadata", {})
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise AvatarFileError(
-            f"{path}: damaged avatar header or missing entry ({type(e).__name__}: {e})"
-        ) from e
-    try:
-        check_avatar_contents(planes, decoder_state, config)
-    except ValueError as e:
-        raise AvatarFileError(f"{path}: {e}") from None
-    avatar = Avatar(planes, decoder_state, config, options, metadata)
+    device = check_device(map_location)
+    f = read_nofa_file(
+        path,
+        [VOLUME_AVATAR],
+        what="nofa avatar file",
+        error=AvatarFileError,
+        hints={
+            "nofa-model": " (that is a model file: this needs a volume avatar, such as `nofa "
+            "demo`'s avatar.nofa-avatar)",
+            "nofa-animatable": " (that is an animatable avatar: drive it with `nofa animate`)",
+        },
+    )
+    avatar = avatar_from_file(f)
     if device.type != "cpu":
         try:
             avatar = avatar.to(device)
@@ -237,3 +212,46 @@ def load_avatar(path: str | os.PathLike, map_location: str | torch.device = "cpu
                 f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
             ) from None
     return avatar
+
+
+def avatar_from_file(f: NofaFile) -> Avatar:
+    """The Avatar (on the CPU) of a volume avatar file read by `read_nofa_file`; raises
+    AvatarFileError naming the path when the file is damaged or not renderable."""
+    path, payload = f.path, f.payload
+    try:
+        header = json.loads(payload["header"])
+        planes, decoder_state = payload["planes"], dict(payload["decoder"])
+        options = RenderOptions.from_dict(header["rendering"])
+        config = dict(header["decoder_config"])
+        metadata = header.get("metadata", {})
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise AvatarFileError(
+            f"{path}: damaged avatar header or missing entry ({type(e).__name__}: {e})", path
+        ) from e
+    try:
+        check_avatar_contents(planes, decoder_state, config)
+    except ValueError as e:
+        raise AvatarFileError(f"{path}: {e}", path) from None
+    return Avatar(planes, decoder_state, config, options, metadata)
+
+
+def describe_avatar(f: NofaFile) -> list[tuple[str, str]]:
+    """(label, text) lines for `nofa info`: plane shape, decoder, rendering, metadata."""
+    avatar = avatar_from_file(f)
+    n = tensor_stats(avatar.decoder_state)[1]
+    cfg = avatar.decoder_config
+    opts = avatar.options
+    return [
+        ("planes", f"{list(avatar.planes.shape)} {str(avatar.planes.dtype).replace('torch.', '')}"),
+        (
+            "decoder",
+            f"{n:,d} parameters (features {cfg['n_features']}, hidden {cfg['hidden']}, "
+            f"outputs {cfg['out_features']})",
+        ),
+        (
+            "rendering",
+            f"box_warp {opts.box_warp}, {opts.coarse_samples} + {opts.importance_samples} "
+            "samples per ray",
+        ),
+        ("metadata", ", ".join(sorted(avatar.metadata)) or "none"),
+    ]

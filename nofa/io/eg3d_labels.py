@@ -31,6 +31,7 @@ __all__ = [
     "LabelFileError",
     "deep3d_rotation",
     "deep3d_to_eg3d_label",
+    "deep3d_to_eg3d_labels",
     "eg3d_label_to_deep3d",
     "eg3d_intrinsics",
     "read_dataset_json",
@@ -95,6 +96,15 @@ def deep3d_to_eg3d_label(
     if radius is not None:
         pose[:3, 3] *= radius / np.linalg.norm(c)
     return np.concatenate([pose.reshape(16), eg3d_intrinsics(focal, principal).reshape(9)])
+
+
+def deep3d_to_eg3d_labels(angle, trans) -> np.ndarray:
+    """Deep3DFaceRecon poses (angle [T, 3] radians, trans [T, 3]) -> EG3D labels [T, 25]
+    (float32): :func:`deep3d_to_eg3d_label` with its defaults (radius 2.7, focal 4.2647,
+    principal point 0.5), frame by frame."""
+    angle = np.asarray(angle, np.float64).reshape(-1, 3)
+    trans = np.asarray(trans, np.float64).reshape(-1, 3)
+    return np.stack([deep3d_to_eg3d_label(a, t) for a, t in zip(angle, trans)]).astype(np.float32)
 
 
 def eg3d_label_to_deep3d(label, trans_z: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

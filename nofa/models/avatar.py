@@ -20,7 +20,7 @@ import os
 import torch
 import torch.nn as nn
 
-from ..io.atomic import atomic_torch_save
+from ..io.nofa_file import check_device
 from ..render import OSGDecoder, RenderOptions, TriplaneRenderer, default_label
 from .deformation import DeformationField
 from .detail import DetailNetwork, FusionNetwork, fuse
@@ -28,9 +28,6 @@ from .encoder import ImageEncoder, check_image
 from .generator import TriplaneGenerator
 from .presets import get_config, merge_config
 from .superres import SuperResolution
-
-FILE_FORMAT = "nofa-avatar-model"
-FILE_VERSION = 1
 
 
 @dataclasses.dataclass
@@ -262,46 +259,19 @@ class NOFAAvatar(nn.Module):
         return Avatar.from_renderer(volume.planes, self.renderer, source="NOFAAvatar", **metadata)
 
     # -- files ---------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> None:
-        """Write config + weights (plain tensors and JSON-like data) atomically: a temp file in
-        the same directory is renamed over `path`, so an interrupted save keeps the old file."""
-        atomic_torch_save(
-            {
-                "format": FILE_FORMAT,
-                "version": FILE_VERSION,
-                "config": self.config,
-                "state_dict": self.state_dict(),
-            },
-            path,
-        )
+    def save(self, path: str | os.PathLike, preset: str | None = None, **metadata) -> None:
+        """Write the model file (format "nofa-model", suffix .nofa-model;
+        :func:`nofa.models.model_file.save_model`) atomically: a temp file in the same
+        directory is renamed over `path`, so an interrupted save keeps the old file."""
+        from .model_file import save_model  # model_file builds on this module
+
+        save_model(path, self, preset, **metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> NOFAAvatar:
-        """Load a file written by `save` (torch.load with weights_only=True: no code runs)."""
-        ckpt = load_checkpoint(path, map_location)
-        model = cls(ckpt["config"])
-        model.load_state_dict(ckpt["state_dict"])
-        return model
+        """Read a model file (either format; :func:`nofa.models.model_file.load_model`, which
+        also sets eval mode) onto `map_location`, in training mode as a freshly built module."""
+        from .model_file import model_from_weights, read_model_file
 
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated or not a torch file at all
-        raise ValueError(
-            f"{path} is not a readable nofa model file ({type(e).__name__}: {e})"
-        ) from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FILE_FORMAT:
-        raise ValueError(
-            f"{path} is not a nofa model file (format "
-            f"{ckpt.get('format') if isinstance(ckpt, dict) else None!r}, "
-            f"expected {FILE_FORMAT!r})"
-        )
-    if ckpt.get("version") != FILE_VERSION:
-        raise ValueError(
-            f"{path} has model file version {ckpt.get('version')}, this nofa reads {FILE_VERSION}"
-        )
-    return ckpt
+        device = check_device(map_location)
+        return model_from_weights(read_model_file(path)).to(device)

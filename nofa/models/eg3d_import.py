@@ -23,6 +23,7 @@ from ..io.eg3d_pickle import (
     flatten_tensors,
     load_eg3d_pickle,
 )
+from ..render import RenderOptions
 
 __all__ = [
     "EG3DImport",
@@ -157,6 +158,8 @@ def eg3d_config(g: ModuleTree, tensors: dict[str, torch.Tensor] | None = None) -
     def opt(key: str, default: Any, read: Any) -> Any:
         return read(f"rendering_kwargs[{key!r}]", rk.get(key, default))
 
+    eg3d = RenderOptions()  # EG3D FFHQ's rendering settings, for keys the file lacks
+
     sr_name = str(rk.get("superresolution_module", "")).rsplit(".", 1)[-1]
     if sr_name and sr_name not in _SUPPORTED_SR:
         raise EG3DImportError(
@@ -221,12 +224,14 @@ def eg3d_config(g: ModuleTree, tensors: dict[str, torch.Tensor] | None = None) -
             "resolution": _integer(
                 "G.neural_rendering_resolution", g.state.get("neural_rendering_resolution", 128)
             ),
-            "ray_start": _ray_bound("ray_start", rk.get("ray_start", 2.25)),
-            "ray_end": _ray_bound("ray_end", rk.get("ray_end", 3.3)),
-            "box_warp": opt("box_warp", 1.0, _number),
-            "coarse_samples": opt("depth_resolution", 48, _integer),
-            "importance_samples": opt("depth_resolution_importance", 48, _integer),
-            "white_back": opt("white_back", False, _flag),
+            "ray_start": _ray_bound("ray_start", rk.get("ray_start", eg3d.ray_start)),
+            "ray_end": _ray_bound("ray_end", rk.get("ray_end", eg3d.ray_end)),
+            "box_warp": opt("box_warp", eg3d.box_warp, _number),
+            "coarse_samples": opt("depth_resolution", eg3d.coarse_samples, _integer),
+            "importance_samples": opt(
+                "depth_resolution_importance", eg3d.importance_samples, _integer
+            ),
+            "white_back": opt("white_back", eg3d.white_back, _flag),
         },
     }
 

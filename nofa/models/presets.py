@@ -6,11 +6,21 @@
 and demos. `superres.conv_clamp` is the SR blocks' own clamp (EG3D builds them with 256
 when its SR runs in fp16, whatever the generator's `conv_clamp`). A config is a plain
 nested dict of numbers, strings and lists, so it can be stored in a weights-only checkpoint.
+The `render` section is :class:`nofa.render.RenderOptions`' defaults (EG3D FFHQ's) plus the
+neural rendering `resolution`; a preset states only what differs.
 """
 
 from __future__ import annotations
 
 import copy
+
+from ..render import RenderOptions
+
+
+def _render(resolution: int, **changes) -> dict:
+    """The `render` section: RenderOptions' defaults with `changes`, after `resolution`."""
+    return {"resolution": resolution, **RenderOptions(**changes).to_dict()}
+
 
 PAPER: dict = {
     "image_size": 512,
@@ -35,18 +45,7 @@ PAPER: dict = {
         "antialias": True,
         "conv_clamp": None,
     },
-    "render": {
-        "resolution": 128,
-        "ray_start": 2.25,
-        "ray_end": 3.3,
-        "box_warp": 1.0,
-        "coarse_samples": 48,
-        "importance_samples": 48,
-        "white_back": False,
-        "deterministic": False,
-        "chunk_rays": 8192,
-        "checkpoint": False,
-    },
+    "render": _render(128),
     "encoder": {"patch_size": 16, "dim": 384, "depth": 6, "heads": 6, "mlp_ratio": 4.0},
     "detail": {"base_channels": 32, "max_channels": 128, "out_channels": 128},
     "fusion": {"hidden": 128},
@@ -84,18 +83,7 @@ TINY: dict = {
         "antialias": True,
         "conv_clamp": None,
     },
-    "render": {
-        "resolution": 16,
-        "ray_start": 2.25,
-        "ray_end": 3.3,
-        "box_warp": 1.0,
-        "coarse_samples": 8,
-        "importance_samples": 8,
-        "white_back": False,
-        "deterministic": False,
-        "chunk_rays": 8192,
-        "checkpoint": False,
-    },
+    "render": _render(16, coarse_samples=8, importance_samples=8),
     "encoder": {"patch_size": 8, "dim": 32, "depth": 2, "heads": 2, "mlp_ratio": 2.0},
     "detail": {"base_channels": 8, "max_channels": 16, "out_channels": 16},
     "fusion": {"hidden": 16},

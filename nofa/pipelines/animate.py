@@ -1,9 +1,9 @@
 """Drive an avatar with a 3DMM coefficient sequence -> frames, MP4 (with audio) or PNGs
 (docs/animate.md).
 
-    from nofa.pipelines.animate import animate, write_video
-    anim = animate("avatar.nofa-anim", "driving.npy", camera="orbit")   # an iterator of frames
-    for frame in anim: ...                                              # uint8 [H, W, 3]
+    from nofa.pipelines.animate import AnimateOptions, animate, write_video
+    anim = animate("avatar.nofa-anim", "driving.npy", AnimateOptions(camera="orbit"))
+    for frame in anim: ...                                  # uint8 [H, W, 3], on demand
     write_video(animate(...), "talk.mp4", audio="speech.wav")
 
 A source is encoded once (:class:`nofa.models.model_file.AnimatableAvatar`), then frames are
@@ -26,15 +26,19 @@ import numpy as np
 import torch
 
 from ..io.coeffs import CoeffFileError, Coeffs, load_coeffs, load_deep3d_folder, natural_key
-from ..models.model_file import AnimatableAvatar, ModelFileError, load_animatable, load_model
+from ..io.eg3d_labels import deep3d_to_eg3d_labels
+from ..models.animatable import AnimatableAvatar, load_animatable
+from ..models.model_file import ModelFileError, load_model
 from ..render import default_label, orbit_labels
+from .animate_options import CAMERA_MODES, AnimateOptions
 
 __all__ = [
     "CAMERA_MODES",
+    "AnimateOptions",
     "Animation",
+    "PortraitError",
     "animate",
     "builtin_expressions",
-    "deep3d_pose_to_label",
     "load_driving",
     "load_source",
     "peak_rss_mib",
@@ -44,10 +48,19 @@ __all__ = [
     "write_video",
 ]
 
-CAMERA_MODES = ("source", "driving", "fixed", "orbit")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 COEFF_SUFFIXES = (".mat", ".npy", ".npz")
 AVATAR_SUFFIXES = (".nofa", ".nofa-anim", ".pt", ".pth")
+# An --aligned portrait is an FFHQ/EG3D face crop: square, and no smaller than the smallest face
+# nofa.faces can find in a photo (faces.MIN_PHOTO_SIDE).
+MIN_ALIGNED_SIDE = 40
+
+
+class PortraitError(ValueError):
+    """A portrait SOURCE that cannot be encoded as given (e.g. an --aligned crop that is not a
+    square face crop); the message names the file and what was expected."""
+
+
 IDENTITY_NOTE = (
     "identity deformation: this avatar has no deformation model, so expressions do not move the "
     "face"
@@ -105,19 +118,6 @@ def smooth_coeffs(arr: np.ndarray | None, window: int) -> np.ndarray | None:
     padded = np.concatenate([np.repeat(arr[:1], h, 0), arr, np.repeat(arr[-1:], h, 0)])
     c = np.cumsum(np.concatenate([np.zeros_like(arr[:1]), padded]), 0, dtype=np.float64)
     return ((c[window:] - c[:-window]) / window).astype(np.float32)
-
-
-def deep3d_pose_to_label(angle: np.ndarray, trans: np.ndarray) -> np.ndarray:
-    """Deep3DFaceRecon angle/trans [T, 3] -> EG3D camera labels [T, 25] (float32): the
-    conversion of :func:`nofa.io.eg3d_labels.deep3d_to_eg3d_label` (EG3D's FFHQ
-    preprocessing, radius 2.7, focal 4.2647, principal point 0.5) per frame."""
-    from ..io.eg3d_labels import deep3d_to_eg3d_label
-
-    angle, trans = (
-        np.asarray(angle, np.float64).reshape(-1, 3),
-        np.asarray(trans, np.float64).reshape(-1, 3),
-    )
-    return np.stack([deep3d_to_eg3d_label(a, t) for a, t in zip(angle, trans)]).astype(np.float32)
 
 
 def builtin_expressions(n: int, exp_dim: int = 64, seed: int = 0) -> np.ndarray:
@@ -186,7 +186,7 @@ def load_source(
                 model_file=str(model),
             )
         if save_to:
-            from ..models.model_file import save_animatable
+            from ..models.animatable import save_animatable
 
             save_animatable(save_to, av)
             notes.append(f"encoded avatar saved to {save_to}")
@@ -210,6 +210,14 @@ def _portrait(
     from ..io.images import load_image
 
     if aligned:
+        img = load_image(path)
+        h, w = img.shape[-2:]
+        if abs(h - w) > 1 or min(h, w) < MIN_ALIGNED_SIDE:
+            raise PortraitError(
+                f"{path}: an aligned portrait must be a square FFHQ/EG3D face crop of at "
+                f"least {MIN_ALIGNED_SIDE}x{MIN_ALIGNED_SIDE} px, got {w}x{h} px (without "
+                "--aligned, nofa.faces finds and aligns the face in a photo)"
+            )
         img = load_image(path, size)[None]
         cam = (
             default_label()[None]
@@ -284,21 +292,17 @@ class Animation:
 
 
 def _camera_path(
-    mode: str,
-    n: int,
-    avatar: AnimatableAvatar,
-    coeffs: Coeffs | None,
-    yaw: float,
-    pitch: float,
-    orbit_yaw: float,
-    orbit_pitch: float,
+    opts: AnimateOptions, n: int, avatar: AnimatableAvatar, coeffs: Coeffs | None
 ) -> torch.Tensor:
+    """The camera of each frame, [n, 25]."""
+    mode = opts.camera
     if mode == "source":
         return avatar.camera.detach().cpu().expand(n, -1).clone()
     if mode == "fixed":
-        return default_label(math.radians(yaw), math.radians(pitch))[None].expand(n, -1).clone()
+        yaw, pitch = math.radians(opts.yaw), math.radians(opts.pitch)
+        return default_label(yaw, pitch)[None].expand(n, -1).clone()
     if mode == "orbit":
-        return orbit_labels(n, math.radians(orbit_yaw), math.radians(orbit_pitch))
+        return orbit_labels(n, math.radians(opts.orbit_yaw), math.radians(opts.orbit_pitch))
     if mode == "driving":
         if coeffs is None or not coeffs.has_pose:
             src = coeffs.source if coeffs is not None else "the driving sequence"
@@ -307,49 +311,31 @@ def _camera_path(
                 "only); "
                 "use a [T, 70] or Deep3DFaceRecon sequence, or --camera source/fixed/orbit"
             )
-        return torch.from_numpy(deep3d_pose_to_label(coeffs.angle, coeffs.trans))
+        return torch.from_numpy(deep3d_to_eg3d_labels(coeffs.angle, coeffs.trans))
     raise ValueError(f"camera must be one of {CAMERA_MODES}, got {mode!r}")
 
 
 def animate(
     source: str | os.PathLike | AnimatableAvatar,
     driving: str | os.PathLike | Coeffs | np.ndarray,
+    options: AnimateOptions | None = None,
     *,
     model: str | os.PathLike | None = None,
-    camera: str = "source",
-    fps: float | None = None,
-    smoothing: int = 0,
-    batch: int = 4,
-    device: str | torch.device = "cpu",
-    resolution: int | None = None,
-    samples: int | None = None,
-    chunk_rays: int | None = None,
     source_camera=None,
     source_coeffs: str | None = None,
     aligned: bool = False,
-    yaw: float = 0.0,
-    pitch: float = 0.0,
-    orbit_yaw: float = 25.0,
-    orbit_pitch: float = 0.0,
-    max_frames: int | None = None,
-    overlay: str | None = None,
 ) -> Animation:
     """Drive SOURCE (avatar file, AnimatableAvatar, or portrait + `model`) with DRIVING (file,
     folder, Coeffs, or an expression array [T, 64] / [T, 70]) -> :class:`Animation` (an
     iterator of uint8 frames [H, W, 3]; nothing is rendered until it is iterated).
 
-    camera: "source" (the source's camera), "driving" (the driving head pose as camera
-    motion), "fixed" (frontal, or `yaw`/`pitch` degrees), "orbit" (sine sweep +-`orbit_yaw`).
-    fps: default the driving format's (25 for expression sequences) else 25.
-    smoothing: odd window (frames) of a centred moving average over the driving
-    coefficients, 0 = off. Rendering is deterministic (same frames every run)."""
-    if camera not in CAMERA_MODES:
-        raise ValueError(f"camera must be one of {CAMERA_MODES}, got {camera!r}")
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+    options: camera path, fps, smoothing, batch, render quality (:class:`AnimateOptions`;
+    None: its defaults). The keywords describe a portrait SOURCE only (see
+    :func:`load_source`). Rendering is deterministic (same frames every run)."""
+    opts = options if options is not None else AnimateOptions()
     notes: list[str] = []
     if isinstance(source, AnimatableAvatar):
-        av = source.to(device)
+        av = source.to(opts.device)
         if av.identity_deformation:
             notes.append(IDENTITY_NOTE)
     else:
@@ -359,8 +345,8 @@ def animate(
             source_camera=source_camera,
             source_coeffs=source_coeffs,
             aligned=aligned,
-            device=device,
-            resolution=resolution,
+            device=opts.device,
+            resolution=opts.resolution,
         )
     if isinstance(driving, Coeffs):
         coeffs = driving
@@ -381,34 +367,34 @@ def animate(
         )
     else:
         coeffs = load_driving(driving)
-    if max_frames:
-        coeffs = _head(coeffs, max_frames)
+    if opts.max_frames:
+        coeffs = _head(coeffs, opts.max_frames)
     n = len(coeffs)
-    exp = smooth_coeffs(coeffs.exp, smoothing)
-    if smoothing > 1:
+    window = opts.smoothing
+    exp = smooth_coeffs(coeffs.exp, window)
+    if window > 1:
         coeffs.angle, coeffs.trans = (
-            smooth_coeffs(coeffs.angle, smoothing),
-            smooth_coeffs(coeffs.trans, smoothing),
+            smooth_coeffs(coeffs.angle, window),
+            smooth_coeffs(coeffs.trans, window),
         )
-        notes.append(f"driving coefficients smoothed over {smoothing} frames")
+        notes.append(f"driving coefficients smoothed over {window} frames")
     if exp.shape[1] != av.exp_dim:
         raise ValueError(
             f"driving expressions have {exp.shape[1]} coefficients, the avatar's deformation field "
             f"takes {av.exp_dim}"
         )
-    cams = _camera_path(camera, n, av, coeffs, yaw, pitch, orbit_yaw, orbit_pitch)
+    cams = _camera_path(opts, n, av, coeffs)
     changes = {"deterministic": True}
-    if samples:
-        changes.update(coarse_samples=int(samples), importance_samples=int(samples))
-    if chunk_rays:
-        changes["chunk_rays"] = int(chunk_rays)
+    if opts.samples:
+        changes.update(coarse_samples=int(opts.samples), importance_samples=int(opts.samples))
+    if opts.chunk_rays:
+        changes["chunk_rays"] = int(opts.chunk_rays)
     av.renderer.options = av.renderer.options.replace(**changes)
-    if resolution and av.superres is None:
-        av.render_resolution = int(resolution)
-    rate = float(fps or coeffs.fps or 25.0)
-    return Animation(
-        av, None if av.identity_deformation else exp, cams, rate, batch, notes, overlay
-    )
+    if opts.resolution and av.superres is None:
+        av.render_resolution = int(opts.resolution)
+    rate = float(opts.fps or coeffs.fps or 25.0)
+    exp = None if av.identity_deformation else exp
+    return Animation(av, exp, cams, rate, opts.batch, notes, opts.overlay)
 
 
 def _head(c: Coeffs, n: int) -> Coeffs:
@@ -607,17 +593,16 @@ def write_demo_animation(
 
     av, notes = load_source(avatar_path, device=device, resolution=resolution)
     overlay = "identity deformation (no trained model)" if av.identity_deformation else None
-    anim = animate(
-        av,
-        builtin_expressions(frames, av.exp_dim),
+    opts = AnimateOptions(
         camera="orbit",
-        fps=fps,
-        samples=samples,
-        resolution=resolution,
         orbit_yaw=yaw_range,
+        fps=fps,
         device=device,
+        resolution=resolution,
+        samples=samples,
         overlay=overlay,
     )
+    anim = animate(av, builtin_expressions(frames, av.exp_dim), opts)
     notes = list(dict.fromkeys(notes + anim.notes))
     out = Path(out_dir)
     gif_frames: list[np.ndarray] = []  # a short demo: the GIF keeps its (small) frames

@@ -6,7 +6,28 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_arguments", "main", "run_from_args"]
+__all__ = ["add_arguments", "main", "run_from_args", "stage_names"]
+
+
+def stage_names() -> list[str]:
+    """The stages `run.stage` may name (the stage registry), sorted."""
+    from . import trainer  # noqa: F401  (the trainer imports every stage module: they register)
+    from .registry import STAGES
+
+    return sorted(STAGES)
+
+
+def _list_stages_in_help(p: argparse.ArgumentParser) -> None:
+    # The stage modules import the models: they are looked up when the help is printed, not
+    # when the parser is built (every `nofa` command builds this parser).
+    format_help, epilog = p.format_help, p.epilog
+
+    def with_stages() -> str:
+        line = f"stages (run.stage): {', '.join(stage_names())}"
+        p.epilog = f"{epilog}\n\n{line}" if epilog else line
+        return format_help()
+
+    p.format_help = with_stages
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CHECKPOINT",
         help="continue a run: the latest checkpoint of run.out_dir, or the given file",
     )
+    _list_stages_in_help(p)
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -1,7 +1,12 @@
 """Typed training configuration: a TOML file of sections, every field overridable from the
 command line as `section.key=value` (or `key=value` when the key is unique), validated with
 errors that name the key and the expected type. The resolved config is written next to
-every checkpoint (`to_toml`), so a run can be reproduced from its checkpoint folder."""
+every checkpoint (`to_toml`), so a run can be reproduced from its checkpoint folder.
+
+A file may start from another one: a top-level `base = "encoder.toml"` (a path relative to
+the file) reads that file first, then this file's tables are merged into it key by key
+(`read_config_file`); a base may have a base of its own.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from typing import Any
 
 import tomllib
 
-__all__ = ["ConfigError", "TrainConfig", "load_config", "to_toml"]
+__all__ = ["BASE_KEY", "ConfigError", "TrainConfig", "load_config", "read_config_file", "to_toml"]
+
+BASE_KEY = "base"  # top-level key of a config file: the file it overlays
 
 
 class ConfigError(ValueError):
@@ -290,17 +297,49 @@ def _set(cfg: TrainConfig, section: str, key: str, value: Any, where: str) -> No
     setattr(getattr(cfg, section), key, float(value) if want is float else value)
 
 
+def read_config_file(path: str | Path) -> dict:
+    """A config file's tables with its `base` chain resolved: the base's tables (read the same
+    way), then this file's merged into them key by key (a table into a table, anything else
+    replaced). The result has no `base` key."""
+    return _read_chain(Path(path), ())
+
+
+def _read_chain(path: Path, chain: tuple[Path, ...]) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    here = path.resolve()
+    if here in chain:
+        loop = " -> ".join(str(p) for p in (*chain[chain.index(here) :], here))
+        raise ConfigError(f"{chain[-1]}: `{BASE_KEY}` makes a cycle: {loop}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from e
+    if BASE_KEY not in data:
+        return data
+    base = data.pop(BASE_KEY)
+    if not isinstance(base, str):
+        raise ConfigError(
+            f"{path}: `{BASE_KEY}` must be a file name (a string), got {type(base).__name__}"
+        )
+    base_path = path.parent / base  # relative to this file, not to the working directory
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base config {base!r} not found ({base_path})")
+    return _merged(_read_chain(base_path, (*chain, here)), data)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        both_tables = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both_tables else value
+    return out
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a TOML config (None: defaults) and apply command-line overrides."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML ({e})") from e
+    """Read a TOML config (None: defaults; its `base` chain resolved, see
+    :func:`read_config_file`) and apply command-line overrides."""
+    data = read_config_file(path) if path is not None else {}
     return TrainConfig.from_dict(data, str(path) if path else "config").override(
         list(overrides or [])
     )

@@ -1,9 +1,10 @@
 """Procedural talking heads: synthetic face-video clips written in the real dataset formats
 (docs/datasets.md), so the video stages can be exercised and measured without face-video
-data (issue 15's proof).
+data (the CPU proof that the video stages learn).
 
-A head is a signed-distance function (smooth union of ellipsoids: cranium, lower face,
-nose, ears, neck; hair a clipped ellipsoid) placed in EG3D's world frame (y up,
+A head is a signed-distance function (nofa.models.procedural_head.synthetic_head: smooth
+union of ellipsoids: cranium, lower face, nose, ears, neck; hair a clipped ellipsoid;
+sphere tracer nofa.render.sdf) placed in EG3D's world frame (y up,
 the face looks along +z, size matched to nofa.faces.LANDMARKS_3D), sphere-traced from
 EG3D cameras (nofa.render.default_label, nofa.render.generate_rays), Lambert-shaded, with
 the face painted in face coordinates (x, y) from its own 68 landmarks. So a frame is framed
@@ -37,7 +38,9 @@ from ..io.coeffs import (
     save_expression,
 )
 from ..io.eg3d_labels import eg3d_label_to_deep3d, write_dataset_json
+from ..models.procedural_head import JAW_DROP, SdfHead, synthetic_head
 from ..render import default_label, generate_rays
+from ..render.sdf import ray_sphere_bounds, sphere_trace
 
 __all__ = [
     "EXPRESSION_NAMES",
@@ -64,7 +67,6 @@ IDENTITY_NAMES = (
 EXPRESSION_NAMES = ("jaw_open", "smile", "brow_raise", "blink")
 
 _MOUTH_Y = -0.125  # mouth line of LANDMARKS_3D (world units)
-_JAW_DROP = 0.075  # how far the lower lip and chin go down at jaw_open = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +155,7 @@ def head_landmarks2d(identity: HeadIdentity, expression) -> np.ndarray:
     u = (p[mouth, 0] - cx) / half
     p[mouth, 0] = cx + (p[mouth, 0] - cx) * (1 + 0.3 * smile)
     p[mouth, 1] += 0.03 * smile * u**2 - 0.004 * smile
-    drop = _JAW_DROP * jaw
+    drop = JAW_DROP * jaw
     lower = [55, 56, 57, 58, 59, 65, 66, 67]
     p[lower, 1] -= drop * (1 - 0.55 * u[[i - 48 for i in lower]] ** 2)
     for i in range(3, 14):  # jaw contour: the chin drops most
@@ -162,88 +164,26 @@ def head_landmarks2d(identity: HeadIdentity, expression) -> np.ndarray:
     return p
 
 
-# -- geometry ----------------------------------------------------------------------------------
-# NumPy, one array per coordinate: these are many small element-wise ops, where NumPy's
-# per-op cost is far below torch's on a busy CPU.
-def _ellipsoid(x: np.ndarray, y: np.ndarray, z: np.ndarray, centre, radii) -> np.ndarray:
-    """Approximate signed distance to an ellipsoid (exact on the surface, bounded error)."""
-    qx, qy, qz = (x - centre[0]) / radii[0], (y - centre[1]) / radii[1], (z - centre[2]) / radii[2]
-    k0 = np.sqrt(qx * qx + qy * qy + qz * qz)
-    qx, qy, qz = qx / radii[0], qy / radii[1], qz / radii[2]
-    k1 = np.sqrt(qx * qx + qy * qy + qz * qz) + 1e-9
-    return k0 * (k0 - 1) / k1
+# -- geometry ---------------------------------------------------------------------------------
+# NumPy: these are many small element-wise ops, where NumPy's per-op cost is far below torch's
+# on a busy CPU.
+def _head(identity: HeadIdentity, expression) -> SdfHead:
+    """The head's SDF (parts: skin, hair) with `expression` [4] (only the jaw moves it)."""
+    jaw = float(np.clip(np.asarray(expression, np.float64)[:4], 0, 1)[0])
+    nose = 1.0 + 0.15 * identity.value("nose_size")
+    return synthetic_head(identity.width, identity.length, nose, jaw)
 
 
-def _smin(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
-    h = np.clip(0.5 + 0.5 * (b - a) / k, 0, 1)
-    return b + (a - b) * h - k * h * (1 - h)
-
-
-class _Head:
-    """One head's SDF with a given expression; `parts` -> (skin distance, hair distance)."""
-
-    def __init__(self, identity: HeadIdentity, expression) -> None:
-        self.id = identity
-        e = np.clip(np.asarray(expression, np.float64)[:4], 0, 1)
-        self.jaw = float(e[0])
-        w, L = identity.width, identity.length
-        self.cranium = ((0.0, 0.045, -0.025), (0.168 * w, 0.235 * L, 0.225))
-        drop = 0.75 * _JAW_DROP * self.jaw
-        self.lower = ((0.0, -0.085 - drop, 0.035), (0.132 * w, 0.15 * L + 0.5 * drop, 0.175))
-        ns = 1.0 + 0.15 * identity.value("nose_size")
-        self.nose = ((0.0, -0.035, 0.19), (0.02 * ns, 0.05 * ns, 0.05 * ns))
-        self.ears = [((s * 0.162 * w, -0.005, -0.01), (0.022, 0.05, 0.032)) for s in (-1, 1)]
-        self.neck = ((0.0, -0.32, -0.04), (0.092 * w, 0.3, 0.105))
-        self.hair = ((0.0, 0.075, -0.04), (0.185 * w, 0.245 * L, 0.245))
-        n = np.array([0.0, 1.0, -1.05])
-        self.hairline_n = n / np.linalg.norm(n)
-        self.hairline_d = float(self.hairline_n @ np.array([0.0, 0.155 * L, 0.16]))
-
-    def parts(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d = _smin(_ellipsoid(x, y, z, *self.cranium), _ellipsoid(x, y, z, *self.lower), 0.04)
-        d = _smin(d, _ellipsoid(x, y, z, *self.nose), 0.025)
-        for ear in self.ears:
-            d = _smin(d, _ellipsoid(x, y, z, *ear), 0.01)
-        d = _smin(d, _ellipsoid(x, y, z, *self.neck), 0.03)
-        n = self.hairline_n
-        above = self.hairline_d - (
-            y * n[1] + z * n[2]
-        )  # < 0 on the hair side of the hairline plane
-        hair = np.maximum(_ellipsoid(x, y, z, *self.hair), above)
-        return d, hair
-
-    def sdf(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-        skin, hair = self.parts(x, y, z)
-        return np.minimum(skin, hair)
-
-
-_BOUND_C = np.array([0.0, -0.08, 0.0])  # bounding sphere of head and neck (the frame shows no more)
+_BOUND_C = (0.0, -0.08, 0.0)  # bounding sphere of head and neck (the frame shows no more)
 _BOUND_R = 0.45
 
 
 def _trace(
-    head: _Head, origins: np.ndarray, dirs: np.ndarray, steps: int = 48, eps: float = 3e-4
+    head: SdfHead, origins: np.ndarray, dirs: np.ndarray, steps: int = 48, eps: float = 3e-4
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sphere tracing of rays [R, 3] -> (hit [R] bool, t [R] distance along the ray)."""
-    o = origins - _BOUND_C
-    b = (o * dirs).sum(-1)
-    disc = b * b - ((o * o).sum(-1) - _BOUND_R**2)
-    root = np.sqrt(np.maximum(disc, 0))
-    t = np.maximum(-b - root, 0)
-    t_far = -b + root
-    hit = np.zeros(len(t), bool)
-    active = np.nonzero(disc > 0)[0]
-    for _ in range(steps):
-        if active.size == 0:
-            break
-        ta = t[active]
-        oa, da = origins[active], dirs[active]
-        d = head.sdf(oa[:, 0] + da[:, 0] * ta, oa[:, 1] + da[:, 1] * ta, oa[:, 2] + da[:, 2] * ta)
-        t[active] = ta + d
-        done = np.abs(d) < eps
-        hit[active[done]] = True
-        active = active[~done & (t[active] < t_far[active])]
-    return hit, t
+    """Sphere tracing of rays [R, 3] (float64) -> (hit [R] bool, t [R] distance along the ray)."""
+    near, far, valid = ray_sphere_bounds(origins, dirs, _BOUND_C, _BOUND_R)
+    return sphere_trace(head.sdf, origins, dirs, near, far, valid, steps, eps)
 
 
 def head_landmarks3d(identity: HeadIdentity, expression) -> np.ndarray:
@@ -252,7 +192,7 @@ def head_landmarks3d(identity: HeadIdentity, expression) -> np.ndarray:
     xy = head_landmarks2d(identity, expression)
     o = np.concatenate([xy, np.full((68, 1), 0.7)], 1)
     dirs = np.tile(np.array([0.0, 0.0, -1.0]), (68, 1))
-    hit, t = _trace(_Head(identity, expression), o, dirs)
+    hit, t = _trace(_head(identity, expression), o, dirs)
     z = np.where(hit, 0.7 - t, 0.0)
     return np.concatenate([xy, z[:, None]], 1)
 
@@ -398,17 +338,19 @@ def render_heads(
     px = 2.5 / (float(labels[0, 16]) * res)
     for f in range(F):
         e = expressions[f]
-        head = _Head(identity, e)
+        head = _head(identity, e)
         o, d = origins[f], dirs[f]
-        hit, t = _trace(head, o, d, eps=min(3e-4, 0.1 * px))
+        # Marched in float64, as the clips always were (rays are float32, the distances float64).
+        hit, t = _trace(head, o.astype(np.float64), d.astype(np.float64), eps=min(3e-4, 0.1 * px))
         img = bg * (1.08 - 0.16 * rows)
         idx = np.nonzero(hit)[0]
         if idx.size:
             p = o[idx] + d[idx] * t[idx, None]
             x, y, z = p[:, 0], p[:, 1], p[:, 2]
-            n = sum(_TETRA[i] * head.sdf(*(p + 1e-3 * _TETRA[i]).T)[:, None] for i in range(4))
+            n = sum(_TETRA[i] * head.sdf(p + 1e-3 * _TETRA[i])[:, None] for i in range(4))
             n /= np.linalg.norm(n, axis=-1, keepdims=True) + 1e-12
-            skin_d, hair_d = head.parts(x, y, z)
+            parts = head.parts(p)
+            skin_d, hair_d = parts["skin"], parts["hair"]
             hair_w = np.clip((skin_d - hair_d) / 0.004 + 0.5, 0, 1)
             alb = _albedo(identity, head_landmarks2d(identity, e), x, y, z, hair_w, px)
             diffuse = np.maximum(n @ _LIGHT, 0)[:, None]

@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import ops
 from ..models import NOFAAvatar, get_config
-from ..models.avatar import load_checkpoint as load_model_file
+from ..models.model_file import read_model_file, save_model
 from ..models.presets import merge_config
 from . import video_stages  # noqa: F401  (importing a stage module registers its stages)
 from .checkpoint import (
@@ -35,7 +35,9 @@ from .registry import get_stage
 from .stages import StageModule
 from .teacher import make_random_teacher
 
-__all__ = ["Trainer", "build_model", "learning_rate", "to_device", "train"]
+__all__ = ["MODEL_FILE", "Trainer", "build_model", "learning_rate", "to_device", "train"]
+
+MODEL_FILE = "model.nofa-model"  # written into run.out_dir at the end of a run
 
 
 def to_device(batch, device: torch.device):
@@ -64,8 +66,9 @@ def learning_rate(optim: OptimConfig, step: int, steps: int) -> float:
 
 def build_model(cfg: TrainConfig) -> NOFAAvatar:
     """The model of `cfg.model` with the training render settings: the weights and the
-    architecture of `model.weights` when given (an imported EG3D, a previous stage's
-    model.nofa), else a fresh `model.preset` (made a teacher when `model.teacher_gain` > 0)."""
+    architecture of `model.weights` when given (a model file: an imported EG3D, a previous
+    stage's model.nofa-model), else a fresh `model.preset` (made a teacher when
+    `model.teacher_gain` > 0)."""
     m = cfg.model
     render = {"deterministic": m.deterministic_render, "checkpoint": m.chunk_checkpoint}
     for key, val in (
@@ -83,15 +86,16 @@ def build_model(cfg: TrainConfig) -> NOFAAvatar:
             if m.teacher_gain > 0
             else model
         )
-    ckpt = load_model_file(m.weights)
+    weights = read_model_file(m.weights)
+    config = weights.header["config"]
     preset = get_config(m.preset)
-    if ckpt["config"].get("image_size") != preset["image_size"]:
+    if config.get("image_size") != preset["image_size"]:
         raise ValueError(
-            f"model.weights {m.weights} holds a {ckpt['config'].get('image_size')} px model, "
+            f"model.weights {m.weights} holds a {config.get('image_size')} px model, "
             f"model.preset {m.preset!r} is {preset['image_size']} px; set model.preset to match"
         )
-    model = NOFAAvatar(merge_config(ckpt["config"], {"render": render}))
-    model.load_state_dict(ckpt["state_dict"])
+    model = NOFAAvatar(merge_config(config, {"render": render}))
+    model.load_state_dict(weights.state)
     return model
 
 
@@ -233,6 +237,16 @@ class Trainer:
         barrier(self.info)
         return path
 
+    def save_model(self) -> Path:
+        """out_dir/model.nofa-model: the trained model, the next stage's model.weights."""
+        return save_model(
+            self.out / MODEL_FILE,
+            self.model,
+            preset=self.cfg.model.preset,
+            stage=self.cfg.run.stage,
+            step=self.step,
+        )
+
     # -- one step ------------------------------------------------------------------------
     def batch_indices(self, step: int) -> range:
         """This rank's slice of the global batch of `step` (sample indices of the train stream)."""
@@ -357,7 +371,7 @@ class Trainer:
                 if self.info.is_main:
                     self.evaluate()
                     self.log.flush()
-                    self.model.save(self.out / "model.nofa")  # the next stage's model.weights
+                    self.save_model()
             return 0
         finally:
             if bar is not None:

@@ -30,7 +30,7 @@ import torch
 
 from ..io.atomic import atomic_write
 from ..io.coeffs import DEEP3D_SLICES, DEEP3D_WIDTH, CoeffFileError, load_deep3d, natural_key
-from ..io.eg3d_labels import LabelFileError, deep3d_to_eg3d_label, read_dataset_json
+from ..io.eg3d_labels import LabelFileError, deep3d_to_eg3d_labels, read_dataset_json
 from .data import HELDOUT_STREAM, TRAIN_STREAM
 
 __all__ = [
@@ -360,12 +360,9 @@ def _label_lookup(labels: dict[str, np.ndarray], name: str) -> np.ndarray | None
 def _read_labels(clip: str, d: Path, frames: list[Path], coeffs: np.ndarray) -> np.ndarray:
     path = d / "dataset.json"
     if not path.is_file():
-        return np.stack(
-            [
-                deep3d_to_eg3d_label(c[DEEP3D_SLICES["angle"]], c[DEEP3D_SLICES["trans"]])
-                for c in coeffs
-            ]
-        ).astype(np.float32)
+        return deep3d_to_eg3d_labels(
+            coeffs[:, DEEP3D_SLICES["angle"]], coeffs[:, DEEP3D_SLICES["trans"]]
+        )
     try:
         labels = read_dataset_json(path)
     except (LabelFileError, OSError) as e:

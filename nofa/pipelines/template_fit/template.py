@@ -1,7 +1,8 @@
 """A procedural template head: raw density and colour as functions of world position.
 
-Built from smooth signed-distance primitives (skull and jaw ellipsoids, cheeks, chin, nose,
-brow ridges, eye sockets with eyeballs, lips, ears, neck, a hair cap), sized so that the
+Its geometry, `nofa.models.procedural_head.template_head`, is built from smooth
+signed-distance primitives (skull and jaw ellipsoids, cheeks, chin, nose, brow ridges, eye
+sockets with eyeballs, lips, ears, neck, a hair cap; nofa.render.sdf), sized so that the
 FFHQ default camera (radius 2.7, focal 4.2647, looking at (0, 0, 0.2)) frames it like an
 FFHQ-aligned crop: eyes at about 47 % of the image height, mouth at 70 %, chin at 88 %.
 World axes: y up, the face looks along +z, the subject's left is +x.
@@ -15,7 +16,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TemplateHead", "head_sdf", "trace_template"]
+from ...models.procedural_head import template_head
+from ...render.rays import generate_rays
+from ...render.sdf import ellipsoid, mirror_x, ray_aabb_bounds, sphere_trace
+
+__all__ = ["HEAD_BOX", "TEMPLATE_HEAD", "TemplateHead", "head_sdf", "trace_template"]
 
 SKIN = (0.86, 0.67, 0.56)
 HAIR = (0.22, 0.15, 0.10)
@@ -28,77 +33,14 @@ LASH = (0.12, 0.08, 0.06)
 LIGHT = (0.35, 0.45, 1.0)
 
 
-def _ellipsoid(p: torch.Tensor, c, r) -> torch.Tensor:
-    """Approximate (bound-correct near the surface) ellipsoid SDF."""
-    q = (p - p.new_tensor(c)) / p.new_tensor(r)
-    k0 = q.norm(dim=-1)
-    k1 = (q / p.new_tensor(r)).norm(dim=-1).clamp_min(1e-9)
-    return k0 * (k0 - 1) / k1
-
-
-def _capsule(p: torch.Tensor, a, b, r: float) -> torch.Tensor:
-    a, b = p.new_tensor(a), p.new_tensor(b)
-    pa, ba = p - a, b - a
-    h = ((pa * ba).sum(-1) / (ba * ba).sum()).clamp(0, 1)
-    return (pa - h[..., None] * ba).norm(dim=-1) - r
-
-
-def _smin(a: torch.Tensor, b: torch.Tensor, k: float) -> torch.Tensor:
-    h = (0.5 + 0.5 * (b - a) / k).clamp(0, 1)
-    return b + (a - b) * h - k * h * (1 - h)
-
-
-def _smax(a: torch.Tensor, b: torch.Tensor, k: float) -> torch.Tensor:
-    return -_smin(-a, -b, k)
-
-
-def _mirror(p: torch.Tensor) -> torch.Tensor:
-    """Fold x onto x >= 0 so paired features (eyes, ears) are written once."""
-    return torch.cat([p[..., :1].abs(), p[..., 1:]], -1)
-
-
-def _parts(p: torch.Tensor) -> dict[str, torch.Tensor]:
-    m = _mirror(p)
-    face = _smin(
-        _ellipsoid(p, (0, 0.05, -0.02), (0.185, 0.235, 0.215)),
-        _ellipsoid(p, (0, -0.08, 0.03), (0.142, 0.16, 0.165)),
-        0.06,
-    )
-    face = _smin(face, _ellipsoid(m, (0.085, -0.05, 0.118), (0.07, 0.06, 0.07)), 0.03)
-    face = _smin(face, _ellipsoid(p, (0, -0.193, 0.133), (0.055, 0.045, 0.05)), 0.03)
-    face = _smin(
-        face, _ellipsoid(m, (0.062, 0.045, 0.178), (0.042, 0.016, 0.026)), 0.02
-    )  # brow ridges
-    nose = _smin(
-        _ellipsoid(p, (0, -0.02, 0.2), (0.026, 0.066, 0.05)),
-        _ellipsoid(p, (0, -0.058, 0.232), (0.024, 0.022, 0.024)),
-        0.02,
-    )
-    nose = _smin(nose, _ellipsoid(m, (0.024, -0.072, 0.212), (0.02, 0.014, 0.02)), 0.015)
-    face = _smin(face, nose, 0.02)
-    face = _smax(
-        face, -_ellipsoid(m, (0.068, 0.02, 0.2), (0.042, 0.026, 0.042)), 0.012
-    )  # eye sockets
-    eyes = (m - m.new_tensor((0.068, 0.02, 0.163))).norm(dim=-1) - 0.032
-    lips = _smin(
-        _ellipsoid(p, (0, -0.111, 0.196), (0.064, 0.014, 0.025)),
-        _ellipsoid(p, (0, -0.138, 0.191), (0.057, 0.016, 0.025)),
-        0.008,
-    )
-    face = _smin(face, lips, 0.01)
-    face = _smin(face, _ellipsoid(m, (0.186, 0.01, -0.02), (0.03, 0.065, 0.045)), 0.02)  # ears
-    face = _smin(face, _capsule(p, (0, -0.12, -0.03), (0, -0.7, -0.05), 0.1), 0.05)  # neck
-    # Hair: a cap slightly outside the skull, above a hairline that drops towards the back.
-    z, y = p[..., 2], p[..., 1]
-    hairline = (0.135 - y) - 1.3 * (0.06 - z).clamp_min(0)
-    hair = _smax(_ellipsoid(p, (0, 0.065, -0.035), (0.198, 0.235, 0.228)), hairline, 0.02)
-    return {"face": face, "eyes": eyes, "lips": lips, "hair": hair}
+# The geometry is built by the head builder the synthetic training heads share; the colours,
+# the shading and the field live here.
+TEMPLATE_HEAD = template_head()
 
 
 def head_sdf(p: torch.Tensor) -> torch.Tensor:
     """Signed distance (negative inside) of the template head, points [..., 3] -> [...]."""
-    parts = _parts(p)
-    return torch.minimum(_smin(parts["face"], parts["hair"], 0.008), parts["eyes"])
+    return TEMPLATE_HEAD.sdf(p)
 
 
 class TemplateHead:
@@ -120,8 +62,8 @@ class TemplateHead:
 
     def hair_weight(self, p: torch.Tensor) -> torch.Tensor:
         """0..1 per point [M, 3] -> [M]: how much the point belongs to the hair (vs skin)."""
-        parts = _parts(p)
-        return torch.sigmoid(-(parts["hair"] - parts["face"]) / 0.002)
+        parts = TEMPLATE_HEAD.parts(p)
+        return torch.sigmoid(-(parts["hair"] - parts["skin"]) / 0.002)
 
     def density_and_colour(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Density only, with a placeholder colour: for sampling the surface without shading."""
@@ -130,8 +72,8 @@ class TemplateHead:
     def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             q = p.detach().requires_grad_(True)
-            parts = _parts(q)
-            sdf = torch.minimum(_smin(parts["face"], parts["hair"], 0.008), parts["eyes"])
+            parts = TEMPLATE_HEAD.parts(q)
+            sdf = TEMPLATE_HEAD.combine(parts)
             (normal,) = torch.autograd.grad(sdf.sum(), q)
         parts = {k: v.detach() for k, v in parts.items()}
         sdf = sdf.detach()
@@ -150,16 +92,16 @@ class TemplateHead:
         def near(d: torch.Tensor, width: float = 0.004) -> torch.Tensor:
             return torch.sigmoid(-d / width)[:, None]
 
-        m = _mirror(p)
+        m = mirror_x(p)
         rgb = colour(SKIN)
-        brows = _ellipsoid(m, (0.065, 0.053, 0.195), (0.045, 0.009, 0.05))
+        brows = ellipsoid(m, (0.065, 0.053, 0.195), (0.045, 0.009, 0.05))
         rgb = torch.lerp(rgb, colour(BROW), near(brows))
         rgb = torch.lerp(rgb, colour(LIPS), near(parts["lips"] - 0.003))
         # The line where the lips meet, dark like a closed mouth's, fading towards the corners.
         seam = (p[:, 1] + 0.1245).abs() - 0.0022 * (1 - (p[:, 0] / 0.058) ** 2).clamp_min(0)
         front = ((p[:, 0].abs() < 0.062) & (p[:, 2] > 0.15))[:, None]
         rgb = torch.lerp(rgb, colour(LASH), 0.75 * near(seam, 0.0012) * front)
-        rgb = torch.lerp(rgb, colour(HAIR), near(parts["hair"] - parts["face"], 0.002))
+        rgb = torch.lerp(rgb, colour(HAIR), near(parts["hair"] - parts["skin"], 0.002))
         # Eyes as a face has them: an almond-shaped opening between the lids (the eyeball
         # outside it is painted as lid skin), a dark lash line along its rim and an iris the
         # lids partly cover. A whole white eyeball reads to dlib's predictor as a ring and it
@@ -178,10 +120,10 @@ class TemplateHead:
         )  # darker on the upper lid
         eye = torch.lerp(eye, colour(LASH), lash[:, None])
         rgb = torch.lerp(
-            rgb, eye, near(parts["eyes"] - torch.minimum(parts["face"], parts["hair"]), 0.002)
+            rgb, eye, near(parts["eyes"] - torch.minimum(parts["skin"], parts["hair"]), 0.002)
         )
         # Nostrils: dark shadows under the tip, where dlib's nose-base points sit.
-        nostril = _ellipsoid(m, (0.014, -0.076, 0.226), (0.009, 0.005, 0.012))
+        nostril = ellipsoid(m, (0.014, -0.076, 0.226), (0.009, 0.005, 0.012))
         return torch.lerp(rgb, colour(LASH), 0.7 * near(nostril, 0.002))
 
 
@@ -206,30 +148,14 @@ def trace_template(
     Returns rgb [3, R, R] in [-1, 1] (background `background`), depth [R, R] along the ray
     (inf where missed) and the hit mask [R, R] (bool).
     """
-    from ...render.rays import generate_rays
-
     head = head or TemplateHead()
     origins, dirs = generate_rays(
         torch.as_tensor(label, dtype=torch.float32).reshape(1, 25), resolution
     )
     origins, dirs = origins[0], dirs[0]
     # March only inside a box holding the head (and the top of the neck) so misses stop early.
-    lo, hi = origins.new_tensor(HEAD_BOX[0]), origins.new_tensor(HEAD_BOX[1])
-    inv = 1.0 / torch.where(dirs == 0, torch.full_like(dirs, 1e-12), dirs)
-    t0, t1 = (lo - origins) * inv, (hi - origins) * inv
-    t = torch.minimum(t0, t1).amax(-1).clamp_min(0)
-    t_exit = torch.maximum(t0, t1).amin(-1)
-    alive = t_exit > t
-    hit = torch.zeros_like(alive)
-    for _ in range(steps):
-        idx = alive.nonzero().squeeze(-1)
-        if idx.numel() == 0:
-            break
-        d = head.sdf(origins[idx] + t[idx, None] * dirs[idx])
-        t[idx] += d
-        done = d < 2e-4
-        hit[idx] = done
-        alive[idx] = ~done & (t[idx] < t_exit[idx])
+    near, far, valid = ray_aabb_bounds(origins, dirs, *HEAD_BOX)
+    hit, t = sphere_trace(head.sdf, origins, dirs, near, far, valid, steps, 2e-4, two_sided=False)
     rgb = torch.full((resolution * resolution, 3), float(background))
     idx = hit.nonzero().squeeze(-1)
     if idx.numel():

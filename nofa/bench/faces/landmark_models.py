@@ -8,7 +8,7 @@ sum_k phi_k(yaw, pitch) B_ik (phi: the bases below; "rigid" is one constant term
 linear multi-view triangulation to dlib's points on calibration renders (none on the
 accuracy grid; each view also mirrored), and reports for each:
   - leave-one-view-out pose errors on the calibration views with |yaw| <= 40,
-  - the errors on the 5 x 3 accuracy grid (tools/measure_faces.py's),
+  - the errors on the 5 x 3 accuracy grid (nofa.bench.faces.camera's),
   - the pitch each gives on real photos (the astronaut, plus --photos).
 "rigid template" is nofa.faces.LANDMARKS_3D (calibrated on the procedural look), "shipped"
 nofa.faces.LANDMARK_VIEW_MODEL (what estimate_camera uses, the "lin" basis). --print lin
@@ -16,7 +16,7 @@ prints the coefficients of the "lin" model fitted on all calibration views as
 LANDMARK_VIEW_MODEL holds them ([3, 68, 3]; basis 1, yaw, pitch in radians). --ridge adds
 "<model> ridge R" rows (see fit()).
 
-    PYTHONPATH=. python tools/measure_landmark_models.py [--skin photo|procedural] [--photos
+    python -m nofa.bench.faces.landmark_models [--skin photo|procedural] [--photos
     'DIR/*.png'] [--print lin]
 """
 
@@ -26,12 +26,13 @@ import argparse
 import glob
 import math
 import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from nofa.faces import (
+from ...faces import (
     INNER,
     LANDMARK_VIEW_MODEL,
     LANDMARK_WEIGHTS,
@@ -42,10 +43,11 @@ from nofa.faces import (
     view_angles,
     view_basis,
 )
-from nofa.faces.photo import load_photo
-from nofa.pipelines.template_fit.photo_skin import PhotoSkinHead, render_uint8
-from nofa.render.cameras import default_label
+from ...faces.photo import load_photo
+from ...pipelines.template_fit.photo_skin import PhotoSkinHead, render_uint8
+from ...render.cameras import default_label
 
+Basis = Callable[[float, float], np.ndarray]  # (yaw, pitch) in radians -> [K] weights
 RES = 256
 FOCAL, PRINCIPAL = 4.2647, 0.5
 BASES = {
@@ -56,7 +58,11 @@ BASES = {
 }
 
 
-def collect(yaws, pitches, head=None) -> list[dict]:
+def collect(
+    yaws: Sequence[float], pitches: Sequence[float], head: PhotoSkinHead | None = None
+) -> list[dict]:
+    """dlib's landmarks on a render of the head at each (yaw, pitch) in degrees where it finds
+    a face: {"yaw", "label" [25], "crop_lm" [68, 2] (512 crop), "render_lm" [68, 2] (render)}."""
     recs = []
     for yaw in yaws:
         for pitch in pitches:
@@ -80,7 +86,7 @@ def collect(yaws, pitches, head=None) -> list[dict]:
     return recs
 
 
-def views_of(recs) -> list[tuple[np.ndarray, np.ndarray]]:
+def views_of(recs: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(cam2world, render landmarks) of each view and of its mirror image (the head is
     symmetric)."""
     M = np.diag([-1.0, 1.0, 1.0])
@@ -95,7 +101,7 @@ def views_of(recs) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def fit(views, basis, ridge: float = 0.0) -> np.ndarray:
+def fit(views: list[tuple[np.ndarray, np.ndarray]], basis: Basis, ridge: float = 0.0) -> np.ndarray:
     """Coefficients [68, K, 3] by linear triangulation; the jaw stays LANDMARKS_3D's (unused).
 
     ridge: weight of a pull of the constant term towards LANDMARKS_3D and of the others
@@ -128,7 +134,9 @@ def fit(views, basis, ridge: float = 0.0) -> np.ndarray:
     return coef
 
 
-def estimate(lm: np.ndarray, coef: np.ndarray, basis, size: int = 512) -> tuple[float, float]:
+def estimate(
+    lm: np.ndarray, coef: np.ndarray, basis: Basis, size: int = 512
+) -> tuple[float, float]:
     """nofa.faces.estimate_camera's fit (same weights, loss, starts) with view-dependent points."""
     obs = lm[INNER] / size
     wt = np.repeat(LANDMARK_WEIGHTS[INNER], 2)
@@ -161,7 +169,8 @@ def estimate(lm: np.ndarray, coef: np.ndarray, basis, size: int = 512) -> tuple[
     return view_angles(c2w)
 
 
-def errors(recs, coef, basis) -> np.ndarray:
+def errors(recs: list[dict], coef: np.ndarray, basis: Basis) -> np.ndarray:
+    """|estimated - true| (yaw, pitch) in degrees per view: [len(recs), 2]."""
     out = []
     for r in recs:
         gy, gp = view_angles(r["label"][:16].reshape(4, 4))
@@ -177,8 +186,13 @@ def summary(e: np.ndarray) -> str:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    """Fit and compare the landmark models; print one line each (and --print's coefficients)."""
+    ap = argparse.ArgumentParser(
+        prog="python -m nofa.bench.faces.landmark_models",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument(
         "--photos", default="", help="glob of extra real photos whose estimated pitch to report"
     )
@@ -187,7 +201,7 @@ def main() -> None:
     ap.add_argument(
         "--ridge", default="", help="comma-separated ridge weights to also try with lin and quad"
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     head = PhotoSkinHead.from_photo() if args.skin == "photo" else None
     cal = collect([-48, -35, -25, -10, 0, 10, 25, 35, 48], [-28, -14, -6, 6, 14, 28], head)
     grid = collect([-40, -20, 0, 20, 40], [-20, 0, 20], head)

@@ -1,4 +1,4 @@
-"""Figures for docs/faces.md: camera accuracy on renders of nofa's template head.
+"""Camera accuracy on renders of nofa's template head (docs/faces.md, "Camera estimation").
 
 For each (yaw, pitch) on a grid, the template head (--skin photo: wearing the astronaut's
 face, PhotoSkinHead, the default; --skin procedural: its own albedo) is sphere-traced at the
@@ -11,7 +11,7 @@ then either
               of --noise px (at 512) added, and the camera estimated from those points.
 Errors are view_angles() of the estimate minus those of the true cam2world.
 
-    PYTHONPATH=. python tools/measure_faces.py --resolution 256
+    python -m nofa.bench.faces.camera --resolution 256
 """
 
 from __future__ import annotations
@@ -23,26 +23,31 @@ import warnings
 
 import numpy as np
 
-from nofa.faces import (
+from ...faces import (
     LANDMARK_VIEW_MODEL,
     estimate_camera,
     landmarks_seen_from,
     prepare_face,
     view_angles,
 )
-from nofa.pipelines.template_fit.photo_skin import PhotoSkinHead, render_uint8
-from nofa.render.cameras import default_label
+from ...pipelines.template_fit.photo_skin import PhotoSkinHead, render_uint8
+from ...render.cameras import default_label
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    """Print the dlib and projected-landmark errors per pose and their summary."""
+    ap = argparse.ArgumentParser(
+        prog="python -m nofa.bench.faces.camera",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--noise", type=float, default=1.5)
     ap.add_argument("--yaws", default="-40,-30,-20,-10,0,10,20,30,40")
     ap.add_argument("--pitches", default="-20,-10,0,10,20")
     ap.add_argument("--skip-dlib", action="store_true")
     ap.add_argument("--skin", choices=("photo", "procedural"), default="photo")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     head = PhotoSkinHead.from_photo() if args.skin == "photo" and not args.skip_dlib else None
     rng = np.random.default_rng(0)
     rows = {"dlib": [], "projected": []}

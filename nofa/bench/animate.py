@@ -7,9 +7,9 @@ camera. Measured: frames/s, the per-frame split (deformation, render without def
 SR), working memory per frame (CPU: peak RSS above the level before the first (warm-up)
 batch, sampled every 2 ms, per frame of the batch: later frames reuse memory the allocator
 kept; CUDA: peak allocated above the level before each batch, the largest), and a long drive
-streamed to an
-MP4 (or discarded when imageio-ffmpeg is absent) whose peak RSS after 100 frames and at the
-end must differ by < 5% (flat memory).
+streamed to an MP4 (or discarded when imageio-ffmpeg is absent) whose peak RSS after 100
+frames and at the end must differ by < 5% (flat memory). The Markdown file starts with the
+result header of `nofa.bench.provenance` (its repeats: the fewest measured frames of a row).
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ import torch
 
 from ..io.atomic import atomic_write_text
 from ..models import NOFAAvatar, get_config
-from ..models.model_file import AnimatableAvatar
+from ..models.animatable import AnimatableAvatar
+from ..pipelines.animate import AnimateOptions, animate, builtin_expressions, peak_rss_mib
 from ..render import default_label
-from .animate import animate, builtin_expressions, peak_rss_mib
+from .provenance import header_from_environment
 
-__all__ = ["bench_config", "format_results", "run_animate_bench"]
+__all__ = ["bench_config", "format_results", "run_animate_bench", "write_results"]
 
 
 def bench_config(preset: str, size: int) -> dict:
@@ -165,6 +166,7 @@ def _measure(
         "raw": size // 4,
         "device": device,
         "batch": batch,
+        "frames": frames,  # measured (after the warm-up): the repeats behind frames/s
         "chunk_rays": chunk_rays or cfg["render"]["chunk_rays"],
         "samples": samples or cfg["render"]["coarse_samples"],
         "encode_s": encode_s,
@@ -172,9 +174,10 @@ def _measure(
     if samples:
         res["samples"] = samples
     exp = builtin_expressions(max(warmup, 1) + frames, av.exp_dim)
-    anim = animate(
-        av, exp, camera="orbit", batch=batch, device=device, samples=samples, chunk_rays=chunk_rays
+    opts = AnimateOptions(
+        camera="orbit", batch=batch, device=device, samples=samples, chunk_rays=chunk_rays
     )
+    anim = animate(av, exp, opts)
     it = iter(anim)
     per_frame_mem = []
     if dev.type == "cpu":
@@ -245,17 +248,12 @@ def _long_drive(
     progress: bool,
     chunk_rays: int | None,
 ) -> dict:
-    from .animate import write_video
+    from ..pipelines.animate import write_video
 
-    anim = animate(
-        av,
-        builtin_expressions(n, av.exp_dim),
-        camera="orbit",
-        batch=batch,
-        device=device,
-        samples=samples,
-        chunk_rays=chunk_rays,
+    opts = AnimateOptions(
+        camera="orbit", batch=batch, device=device, samples=samples, chunk_rays=chunk_rays
     )
+    anim = animate(av, builtin_expressions(n, av.exp_dim), opts)
     marks: dict[int, float] = {}
     cuda = device.startswith("cuda")
 
@@ -295,8 +293,10 @@ def _long_drive(
 
 
 def format_results(rows: list[dict], env: dict) -> str:
-    """Markdown: environment, one table row per run, and the long-drive memory check."""
+    """Markdown: the result header, environment, one table row per run, and the long-drive
+    memory check."""
     lines = [
+        header_from_environment(env, min((r["frames"] for r in rows), default=None)),
         "# Animation benchmark (`nofa animate-bench`)",
         "",
         f"- command: `{env.get('command', '')}`",

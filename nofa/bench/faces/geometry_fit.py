@@ -1,5 +1,4 @@
-"""Figures for docs/faces.md: how well the demo's geometry fit puts the template's landmarks on a
-photo's.
+"""How well the demo's geometry fit puts the template's landmarks on a photo's (docs/faces.md).
 
 For each photo (default: the astronaut), as the demo does: align it, find its 68 landmarks and
 estimate its camera (nofa.faces.prepare_face); fit the landmark warp (nofa.pipelines.template_fit.
@@ -9,7 +8,7 @@ warp). Reported, RMS over the 68 landmarks in pixels of the 512 crop:
   dlib:   dlib's landmarks on an exact render (sphere-traced, --resolution, scaled to 512) of
           the template and of the warped template at the photo's camera, against the photo's.
 
-    PYTHONPATH=. python tools/measure_geometry_fit.py [PHOTO ...] [--resolution 256]
+    python -m nofa.bench.faces.geometry_fit [PHOTO ...] [--resolution 256]
 """
 
 from __future__ import annotations
@@ -18,17 +17,22 @@ import argparse
 
 import numpy as np
 
-from nofa.faces import load_photo, prepare_face
-from nofa.faces.prepare import crop_landmarks
-from nofa.pipelines.template_fit.template import TemplateHead, trace_template
-from nofa.pipelines.template_fit.warp import fit_head_to_landmarks
+from ...faces import load_photo, prepare_face
+from ...faces.prepare import crop_landmarks
+from ...pipelines.template_fit.template import TemplateHead, trace_template
+from ...pipelines.template_fit.warp import fit_head_to_landmarks
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    """Print one line per photo: camera, model and dlib landmark errors before/after the fit."""
+    ap = argparse.ArgumentParser(
+        prog="python -m nofa.bench.faces.geometry_fit",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("photos", nargs="*")
     ap.add_argument("--resolution", type=int, default=256)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     for path in args.photos or [None]:
         if path is None:
             from skimage import data
