@@ -42,7 +42,7 @@ CXX_SOURCES = $(shell git ls-files 'csrc/*.h' 'csrc/*.cpp' 'csrc/*.cu' 'tests/cp
 lint: $(DEPS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
+	@echo "clang-format --dry-run --Werror (C++/CUDA sources)" && $(VENV)/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
 
 # Rewrites the tree the way `make lint` wants it.
 format: $(DEPS)

@@ -153,3 +153,15 @@ def test_sdist_holds_every_file_the_build_needs(tmp_path):
     }
     assert not sorted((packages | docs | build) - names)
     assert not [n for n in names if n.endswith((".so", ".o", ".pyc"))]
+
+
+def test_readme_is_short_and_its_links_resolve():
+    """The README is read in five minutes: at most 200 lines, and every relative link in it
+    (docs, results files, pictures) points at a file of the tree."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if "://" not in t]
+    assert local, "the README links no docs"
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert not missing, f"README links missing files: {missing}"
