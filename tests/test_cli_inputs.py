@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -150,6 +151,39 @@ def test_demo_with_bad_template_or_image(tmp_path, capsys):
             main(["demo", "--quick", "--no-progress", "--out", str(tmp_path / "out")] + argv)
         err = capsys.readouterr().err
         assert e.value.code == 1 and err.startswith("nofa demo: error: ") and why in err, err
+
+
+def degenerate_image(path, kind: str):
+    """Pictures no face fits in: (w, h) sizes, or a 0-byte file."""
+    from PIL import Image
+
+    if kind == "0-byte":
+        path.write_bytes(b"")
+        return path
+    w, h = DEGENERATE[kind]
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+DEGENERATE = {"1x1": (1, 1), "1xN": (1, 300), "Nx1": (300, 1), "2x2": (2, 2), "4000x3": (4000, 3)}
+
+
+@pytest.mark.parametrize("kind", [*DEGENERATE, "0-byte"])
+def test_demo_image_too_small_or_empty_is_one_line_naming_image(kind, tmp_path, capsys):
+    """A 1x1 --image ended in a numpy stride traceback from dlib."""
+    pytest.importorskip("dlib", reason="dlib-bin is not installed (pinned in requirements.txt)")
+    photo = degenerate_image(tmp_path / f"{kind}.png", kind)
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--quick", "--no-progress", "--image", str(photo), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 1, err
+    assert err.startswith(f"nofa demo: error: --image: {photo}: ") and "Traceback" not in err, err
+    if kind == "0-byte":
+        assert "not an image file" in err, err
+    else:
+        w, h = DEGENERATE[kind]
+        assert f"the photo is {w}x{h} px; a face needs a photo of at least 40x40 px" in err, err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_render_pitch_is_eg3d_pitch():

@@ -159,6 +159,21 @@ def test_mirror_image_is_tried_when_no_face_is_found(monkeypatch, astronaut):
     assert np.abs(face.landmarks - upright.landmarks).max() < 4
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (300, 1), (1, 300), (2, 2), (3, 4000), (39, 500)])
+def test_photos_too_small_for_a_face_are_refused_by_size(shape):
+    """dlib failed on a 1 px wide photo's mirror copy (numpy stride error): photos whose shorter
+    side is under MIN_PHOTO_SIDE have no face, and find_face says why, naming the size."""
+    from nofa.faces import MIN_PHOTO_SIDE, PhotoTooSmallError, detect_faces, find_face
+
+    img = np.random.default_rng(0).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    assert detect_faces(img) == []
+    h, w = shape
+    with pytest.raises(PhotoTooSmallError, match=f"tiny.png: the photo is {w}x{h} px") as e:
+        find_face(img, name="tiny.png")
+    assert f"at least {MIN_PHOTO_SIDE}x{MIN_PHOTO_SIDE} px" in str(e.value)
+    assert isinstance(e.value, NoFaceError)
+
+
 def test_several_faces_warn_and_none_raises(astronaut):
     from nofa.faces import find_face
 

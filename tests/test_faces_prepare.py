@@ -83,3 +83,24 @@ def test_demo_image_without_a_face(tmp_path, capsys):
         ]
     )
     assert rc == 2 and "wall.png: no face found" in capsys.readouterr().err
+
+
+def test_prepare_reports_photos_too_small_or_empty(tmp_path, capsys):
+    """Each degenerate photo is reported on one line naming it and skipped (a 1 px wide one
+    used to end the whole run in a dlib stride traceback); exit status 1."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    sizes = {"1x1": (1, 1), "1xN": (1, 300), "Nx1": (300, 1), "2x2": (2, 2), "wide": (4000, 3)}
+    for name, (w, h) in sizes.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+            tmp_path / f"{name}.png"
+        )
+    (tmp_path / "empty.png").write_bytes(b"")
+    rc = main(["prepare", str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 1 and f"prepared 0 of {len(sizes) + 1} photos" in out, out
+    for name, (w, h) in sizes.items():
+        assert f"error: {tmp_path / name}.png: the photo is {w}x{h} px" in out, out
+    assert f"error: {tmp_path / 'empty.png'}: not an image file" in out, out
+    assert not (tmp_path / "o" / "dataset.json").exists()

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from conftest import DEVICES, require_kernels
 
 import nofa.ops as ops
+from nofa.ops.cpu_isa import ISAS, cpu_isa_info, path_calls, supported_isas, use_cpu_isa
 
 NAN, INF = float("nan"), float("inf")
 BACKENDS = ["kernels", "torch"]
@@ -162,6 +163,204 @@ def test_nonfinite_points_deform_points_give_nan_for_that_point_only(device):
         outs[b] = (x_c, offset, weight, g[0, good])
     for a, b in zip(outs["kernels"], outs["torch"]):
         _same(a.detach(), b.detach(), 1e-4)
+
+
+# ---- non-finite parameters: weights, biases, conditioning, planes, colours, densities -----------
+# Where the kernels run: each CPU instruction-set tier (docs/cpu_isa.md; the ones this CPU lacks
+# are skipped) and CUDA. Every case checks that the kernels ran, on which CPU path, and that they
+# put NaN exactly where the reference does, in the outputs and in every gradient.
+TARGETS = [pytest.param(("cpu", isa), id=f"cpu-{isa}") for isa in ISAS] + [
+    pytest.param(("cuda", None), id="cuda", marks=DEVICES[1].marks)
+]
+
+
+def _compare_on_target(target, fn, inputs, cpu_ops, tol=1e-4, exact_nan=True):
+    """fn(*inputs) on the kernels of `target` and on the reference: NaN in the same outputs and
+    gradient entries (exact_nan=False: non-finite values in the same entries, NaN or +-inf), the
+    rest close; on the CPU, each op of `cpu_ops` ran (only) the path its tier takes. Returns the
+    reference's (outputs, gradients)."""
+    device, isa = target
+    require_kernels(device)
+    if isa is not None and isa not in supported_isas():
+        pytest.skip(f"this CPU does not support the {isa} tier (detected: {supported_isas()[-1]})")
+    before = path_calls()
+    with use_cpu_isa(isa or "auto"):
+        expected = {op: cpu_isa_info()["ops"][op]["path"] for op in cpu_ops}
+        got = _run("kernels", fn, *inputs, device=device)
+    if device == "cpu":
+        after = path_calls()
+        for op, path in expected.items():
+            ran = {t for t in ISAS if after[op][t] > before[op][t]}
+            assert ran == {path}, (op, isa, ran)
+    want = _run("torch", fn, *inputs)
+    pairs = [(f"output {i}", a, b) for i, (a, b) in enumerate(zip(got[0], want[0]))]
+    pairs += [(f"gradient {i}", a, b) for i, (a, b) in enumerate(zip(got[1], want[1]))]
+    for what, a, b in pairs:
+        assert (a is None) == (b is None), what
+        if a is None:
+            continue
+        if exact_nan:
+            assert torch.equal(torch.isnan(a), torch.isnan(b)), (what, a, b)
+            _same(a, b, tol)
+        else:
+            finite = torch.isfinite(b)
+            assert torch.equal(torch.isfinite(a), finite), (what, a, b)
+            torch.testing.assert_close(a[finite], b[finite], rtol=tol, atol=tol)
+    return want
+
+
+def _deform_inputs():
+    """points [2, 9, 3], alpha [2, 4], beta [2, 3], D-Net 3 layers, W-Net 2 (n_freqs 2)."""
+    g = torch.Generator().manual_seed(4)
+    P, A, B = 3 + 6 * 2, 4, 3
+    pts = torch.rand(2, 9, 3, generator=g) * 2 - 1
+    alpha, beta = torch.randn(2, A, generator=g), torch.randn(2, B, generator=g)
+    dims = {"d": [P + A + B, 16, 12, 3], "w": [P + A, 8, 1]}
+    params = []
+    for net in ("d", "w"):
+        ds = dims[net]
+        ws = [torch.randn(o, i, generator=g) / i**0.5 for i, o in zip(ds[:-1], ds[1:])]
+        bs = [torch.randn(o, generator=g) * 0.1 for o in ds[1:]]
+        params += [ws, bs]
+    return [pts, alpha, beta, *params[0], *params[1], *params[2], *params[3]]
+
+
+def _deform(x, a, b, dw0, dw1, dw2, db0, db1, db2, ww0, ww1, wb0, wb1):
+    return ops.deform_points(x, a, b, [dw0, dw1, dw2], [db0, db1, db2], [ww0, ww1], [wb0, wb1], 2)
+
+
+# (input index in _deform_inputs, flat element, what becomes NaN in the forward)
+DEFORM_NAN_CASES = {
+    "d_weights[0] PE column": (3, 5, "offset"),
+    "d_weights[0] alpha column": (3, 15 + 1, "offset"),
+    "d_weights[0] beta column": (3, 15 + 4 + 2, "offset"),
+    "d_weights[1]": (4, 7, "offset"),
+    "d_weights[2] row 1": (5, 12 + 3, "offset[1]"),
+    "d_biases[0]": (6, 3, "offset"),
+    "d_biases[1]": (7, 0, "offset"),
+    "d_biases[2]": (8, 2, "offset[2]"),
+    "w_weights[0] PE column": (9, 2, "weight"),
+    "w_weights[0] alpha column": (9, 15 + 3, "weight"),
+    "w_weights[1]": (10, 5, "weight"),
+    "w_biases[0]": (11, 7, "weight"),
+    "w_biases[1]": (12, 0, "weight"),
+    "alpha[1]": (1, 4 + 2, "batch 1"),
+    "beta[0]": (2, 1, "batch 0 offset"),
+}
+
+
+@pytest.mark.parametrize("case", list(DEFORM_NAN_CASES))
+@pytest.mark.parametrize("target", TARGETS)
+def test_nan_parameters_deform_points_match_the_reference(target, case):
+    """A NaN in any weight, bias, alpha or beta reaches the outputs it feeds (the kernels' ReLU
+    used to turn it into 0: finite, plausible offsets) and the gradients, as in the reference."""
+    index, element, reaches = DEFORM_NAN_CASES[case]
+    inputs = _deform_inputs()
+    inputs[index].view(-1)[element] = NAN
+    (x_c, offset, weight), _ = _compare_on_target(target, _deform, inputs, ["deform_points"])
+    # ... and exactly the outputs it feeds.
+    want = [torch.zeros_like(t, dtype=torch.bool) for t in (x_c, offset, weight)]
+    if reaches == "offset":
+        want[0][:], want[1][:] = True, True
+    elif reaches.startswith("offset["):
+        k = int(reaches[-2])
+        want[0][..., k], want[1][..., k] = True, True
+    elif reaches == "weight":
+        want[0][:], want[2][:] = True, True
+    elif reaches == "batch 1":
+        for m in want:
+            m[1] = True
+    else:  # beta reaches the D-Net only
+        want[0][0], want[1][0] = True, True
+    for name, t, m in zip(("x_c", "offset", "weight"), (x_c, offset, weight), want):
+        assert torch.equal(torch.isnan(t), m), (case, name)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_inf_parameters_deform_points_match_the_reference(target):
+    """+-inf in a hidden weight and in the W-Net's output bias: inf * 0 and inf - inf give NaN
+    in the same places as in the reference."""
+    inputs = _deform_inputs()
+    inputs[4].view(-1)[7] = INF
+    inputs[12].view(-1)[0] = -INF
+    _compare_on_target(target, _deform, inputs, ["deform_points"])
+
+
+DECODE_CASES = {
+    "fc0_weight": (2, 7),
+    "fc0_bias": (3, 5),
+    "fc1_weight": (4, 70),
+    "fc1_bias (density)": (5, 0),
+    "fc1_bias (a feature)": (5, 3),
+    "planes": (0, 1000),
+}
+
+
+@pytest.mark.parametrize("value", [NAN, INF, -INF])
+@pytest.mark.parametrize("case", list(DECODE_CASES))
+@pytest.mark.parametrize("target", TARGETS)
+def test_nonfinite_decoder_weights_and_planes_decode_triplane_match_the_reference(
+    target, case, value
+):
+    """EG3D's decoder shapes (C 32, hidden 64: the CPU's vector paths). Points in and outside the
+    box: one outside reads no plane, so it passes no gradient even when a NaN weight makes its
+    feature gradient NaN (as CUDA's grid_sample; the CPU's multiplied its zero padding by it).
+    NaN: NaN in the same entries. +-inf: non-finite in the same entries; the vector CPU paths
+    may give +-inf where the reference gives NaN (docs/ops.md)."""
+    g = torch.Generator().manual_seed(5)
+    planes = torch.randn(1, 3, 32, 8, 8, generator=g)
+    pts = torch.rand(1, 40, 3, generator=g) * 3 - 1.5
+    w = [
+        torch.randn(64, 32, generator=g) * 0.3,
+        torch.randn(64, generator=g),
+        torch.randn(9, 64, generator=g) * 0.3,
+        torch.randn(9, generator=g),
+    ]
+    inputs = [planes, pts, *w]
+    index, element = DECODE_CASES[case]
+    inputs[index].view(-1)[element] = value
+    (dens, feats), _ = _compare_on_target(
+        target,
+        lambda p, x, *w: ops.decode_triplane(p, x, 1.0, *w),
+        inputs,
+        ["decode_triplane_forward", "decode_triplane_backward"],
+        exact_nan=value != value or target[1] in (None, "scalar"),
+    )
+    if value != value:  # a NaN reaches the outputs (+-inf may saturate a sigmoid)
+        assert torch.isnan(feats).any() or torch.isnan(dens).any()
+
+
+@pytest.mark.parametrize("value", [NAN, INF, -INF])
+@pytest.mark.parametrize("target", TARGETS)
+def test_nonfinite_planes_sample_triplane_match_the_reference(target, value):
+    g = torch.Generator().manual_seed(6)
+    planes = torch.randn(1, 3, 19, 8, 8, generator=g)
+    planes[0, 1, 2, 3, 4] = value
+    pts = torch.rand(1, 60, 3, generator=g) * 2.4 - 1.2
+    (out,), _ = _compare_on_target(
+        target,
+        lambda p, x: ops.sample_triplane(p, x, 1.0, "concat"),
+        [planes, pts],
+        ["sample_triplane_forward", "sample_triplane_backward"],
+    )
+    assert not torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("value", [NAN, INF, -INF])
+@pytest.mark.parametrize("which", ["colors", "densities"])
+@pytest.mark.parametrize("target", TARGETS)
+def test_nonfinite_colors_and_densities_composite_match_the_reference(target, which, value):
+    c, d, z = (torch.nan_to_num(t, 2.5) for t in _composite_inputs())
+    z = torch.sort(z, 2)[0]
+    (c if which == "colors" else d)[0, 1, 3, 0] = value
+    _compare_on_target(target, ops.composite_rays, [c, d, z], ["composite_rays"])
+
+    def merged(c, d, z):
+        return ops.composite_rays_merged(
+            c[:, :, :3], d[:, :, :3], z[:, :, :3], c[:, :, 3:], d[:, :, 3:], z[:, :, 3:]
+        )
+
+    _compare_on_target(target, merged, [c, d, z], ["composite_rays_merged"])
 
 
 # ---- NaN depths: composite_rays / composite_rays_merged ------------------------------------------

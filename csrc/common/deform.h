@@ -77,15 +77,18 @@ NOFA_HD void positional_encoding_backward(const T x[3], int n_freqs, const T* g,
   }
 }
 
+// torch.relu's rule: NaN stays NaN (a NaN weight, bias or input must reach the outputs, as
+// in the reference; `v > 0 ? v : 0` or fmaxf(v, 0) would turn it into 0), -0 stays -0.
 template <typename T>
 NOFA_HD T relu(T v) {
-  return v > T(0) ? v : T(0);
+  return v < T(0) ? T(0) : v;
 }
 
-// ReLU's derivative expressed through its output (h = relu(z)): 1 where h > 0.
+// ReLU's derivative expressed through its output (h = relu(z)), as torch's
+// threshold_backward: 0 where h <= 0, else g (a NaN h passes g through, like the reference).
 template <typename T>
 NOFA_HD T relu_grad_from_output(T h, T g) {
-  return h > T(0) ? g : T(0);
+  return h <= T(0) ? T(0) : g;
 }
 
 // Numerically safe logistic function (no overflow of exp for large |z|).

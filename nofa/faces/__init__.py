@@ -5,7 +5,15 @@ FaceDependencyError naming the package to install. See docs/faces.md."""
 
 from .align import AlignedFace, align_face, crop_square, ffhq_quad, paste_back
 from .camera import CameraFit, estimate_camera, label_from_cam2world, position_angles, view_angles
-from .detect import FaceDetection, NoFaceError, detect_faces, find_face, landmarks68
+from .detect import (
+    MIN_PHOTO_SIDE,
+    FaceDetection,
+    NoFaceError,
+    PhotoTooSmallError,
+    detect_faces,
+    find_face,
+    landmarks68,
+)
 from .landmarks3d import (
     INNER,
     LANDMARK_VIEW_MODEL,
@@ -24,12 +32,14 @@ __all__ = [
     "LANDMARK_VIEW_MODEL",
     "LANDMARK_WEIGHTS",
     "LANDMARKS_3D",
+    "MIN_PHOTO_SIDE",
     "MIRROR",
     "AlignedFace",
     "CameraFit",
     "FaceDependencyError",
     "FaceDetection",
     "NoFaceError",
+    "PhotoTooSmallError",
     "PreparedFace",
     "align_face",
     "as_rgb8",

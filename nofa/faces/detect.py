@@ -20,11 +20,34 @@ from .landmarks3d import MIRROR
 from .models import load_model
 from .photo import as_rgb8, warp_affine
 
-__all__ = ["FaceDetection", "NoFaceError", "detect_faces", "find_face", "landmarks68"]
+__all__ = [
+    "MIN_PHOTO_SIDE",
+    "FaceDetection",
+    "NoFaceError",
+    "PhotoTooSmallError",
+    "detect_faces",
+    "find_face",
+    "landmarks68",
+]
+
+# dlib's detectors scan an 80 x 80 px window and detect_faces upsamples photos once, so the
+# smallest face they find is about 40 px: a photo whose shorter side is below that cannot hold
+# one (and dlib itself fails on some of them, e.g. a 1 px wide image's mirror copy).
+MIN_PHOTO_SIDE = 40
 
 
 class NoFaceError(ValueError):
     """No face was found in a photo."""
+
+
+class PhotoTooSmallError(NoFaceError):
+    """The photo is smaller than a face the detector can find (shorter side < MIN_PHOTO_SIDE)."""
+
+
+def _mirror(image: np.ndarray) -> np.ndarray:
+    """The left-right mirror image as a fresh C-ordered array (np.ascontiguousarray keeps the
+    -3 column stride of a 1 px wide image, which dlib refuses)."""
+    return image[:, ::-1].copy()
 
 
 @dataclasses.dataclass
@@ -76,9 +99,7 @@ def landmarks68(image: np.ndarray, box, mirror_average: bool = True) -> np.ndarr
     if not mirror_average:
         return lm
     w = image.shape[1]
-    flipped = _predict(
-        np.ascontiguousarray(image[:, ::-1]), (w - 1 - box[2], box[1], w - 1 - box[0], box[3])
-    )
+    flipped = _predict(_mirror(image), (w - 1 - box[2], box[1], w - 1 - box[0], box[3]))
     flipped = np.stack([w - flipped[:, 0], flipped[:, 1]], 1)[MIRROR]
     return (lm + flipped) / 2
 
@@ -112,11 +133,14 @@ def detect_faces(
 
     upsample: dlib's pyramid upsampling (None: 1 for images up to 1200 px on the short side,
     so faces down to ~40 px are found, else 0). While no face is found, the mirror image and
-    then the `rotations` are tried in turn. Sorted by box area, largest first.
+    then the `rotations` are tried in turn. Sorted by box area, largest first. A photo whose
+    shorter side is below MIN_PHOTO_SIDE has none.
     """
     if detector not in ("hog", "cnn"):
         raise ValueError(f"detector must be 'hog' or 'cnn', got {detector!r}")
     img = as_rgb8(image)
+    if min(img.shape[:2]) < MIN_PHOTO_SIDE:
+        return []
     if upsample is None:
         upsample = 1 if min(img.shape[:2]) <= 1200 else 0
     found = [(box, score, img, None) for box, score in _detect_upright(img, detector, upsample)]
@@ -126,9 +150,7 @@ def detect_faces(
         w = img.shape[1]
         found = [
             (np.array([w - 1 - box[2], box[1], w - 1 - box[0], box[3]]), score, img, None)
-            for box, score in _detect_upright(
-                np.ascontiguousarray(img[:, ::-1]), detector, upsample
-            )
+            for box, score in _detect_upright(_mirror(img), detector, upsample)
         ]
     for deg in rotations:
         if found:
@@ -152,8 +174,17 @@ def detect_faces(
 
 def find_face(image, detector: str = "hog", name: str = "image", **kwargs) -> FaceDetection:
     """The one face to use: the largest (ties: the higher score), with a warning when there are
-    several; NoFaceError (naming `name`) when there is none."""
-    faces = detect_faces(image, detector=detector, **kwargs)
+    several; NoFaceError (naming `name`) when there is none, PhotoTooSmallError (a NoFaceError)
+    when the photo is too small to hold one."""
+    img = as_rgb8(image, name)
+    h, w = img.shape[:2]
+    if min(h, w) < MIN_PHOTO_SIDE:
+        raise PhotoTooSmallError(
+            f"{name}: the photo is {w}x{h} px; a face needs a photo of at least "
+            f"{MIN_PHOTO_SIDE}x{MIN_PHOTO_SIDE} px (dlib's detector finds faces of about "
+            f"{MIN_PHOTO_SIDE} px and larger)"
+        )
+    faces = detect_faces(img, detector=detector, **kwargs)
     if not faces:
         raise NoFaceError(
             f"{name}: no face found (dlib {detector} detector, also tried rotated copies); "

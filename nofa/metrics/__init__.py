@@ -9,7 +9,12 @@ coefficient files. `evaluate_folders` runs them over two folders and `format_tab
 
 from .evaluate import EvalResult, evaluate_folders
 from .fid import FIDMetric, frechet_distance, load_inception
-from .identity import IdentityMetric, cosine_similarity
+from .identity import (
+    DLIB_SAME_PERSON_DISTANCE,
+    IdentityMetric,
+    cosine_similarity,
+    face_distance,
+)
 from .image import PSNR_IDENTICAL, psnr, ssim
 from .lpips_metric import LPIPSMetric
 from .motion import aed_apd
@@ -17,6 +22,7 @@ from .table import CROSS_COLUMNS, SELF_COLUMNS, format_table, write_table
 
 __all__ = [
     "CROSS_COLUMNS",
+    "DLIB_SAME_PERSON_DISTANCE",
     "EvalResult",
     "FIDMetric",
     "IdentityMetric",
@@ -26,6 +32,7 @@ __all__ = [
     "aed_apd",
     "cosine_similarity",
     "evaluate_folders",
+    "face_distance",
     "format_table",
     "frechet_distance",
     "load_inception",

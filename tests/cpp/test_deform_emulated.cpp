@@ -16,7 +16,9 @@
 // gradient and every weight / bias / alpha / beta gradient; float and double; n_freqs 0, 6,
 // 16; hidden widths 1 .. 256, multiples of 32 and not; 2 .. 8 layers per MLP; point counts
 // that are not multiples of the tile, batch boundaries inside tiles, several chunks; NaN and
-// inf points, whose tile neighbours must be unaffected. Outputs and the acts / deltas
+// inf points, whose tile neighbours must be unaffected; a NaN in one weight, bias, alpha or
+// beta, which must reach the same outputs and gradients as in the reference (torch's ReLU).
+// Outputs and the acts / deltas
 // buffers start as NaN (an element no thread writes fails) and carry guard rows past their
 // end (a write out of bounds fails). A block whose threads wait at different barriers fails
 // after 120 s instead of hanging (BlockRunner's watchdog).
@@ -446,7 +448,7 @@ Result run_reference(const Problem<T>& p) {
           double z = b[l][o];
           for (int k = 0; k < dims[l]; ++k)
             z += double(W[l][static_cast<size_t>(o) * dims[l] + k]) * in[k];
-          out[o] = l + 2 < dims.size() ? std::max(z, 0.0) : z;
+          out[o] = l + 2 < dims.size() ? (z < 0.0 ? 0.0 : z) : z;  // torch.relu: NaN stays
         }
         in = std::move(out);
       }
@@ -493,9 +495,8 @@ Result run_reference(const Problem<T>& p) {
             g[k] += double(W[l][static_cast<size_t>(o) * dims[l] + k]) * delta[o];
           }
         }
-        if (l > 0)
-          for (int k = 0; k < dims[l]; ++k)
-            g[k] = inputs[l][k] > 0.0 ? g[k] : 0.0;  // ReLU of layer l-1
+        if (l > 0)  // ReLU of layer l-1, torch's rule: a NaN output passes the gradient
+          for (int k = 0; k < dims[l]; ++k) g[k] = inputs[l][k] <= 0.0 ? 0.0 : g[k];
         delta = std::move(g);
       }
       return delta;
@@ -588,6 +589,91 @@ void check_case(const Case& cs, unsigned seed) {
   expect("beta", got.gbeta, want.gbeta, {});
 }
 
+// A NaN in one parameter (a weight or bias of either MLP, alpha or beta): the kernels put NaN
+// exactly where the reference does (torch's ReLU: NaN passes, and its derivative passes the
+// gradient through a NaN output), in every output and gradient; the other entries agree.
+struct NanCase {
+  std::string name;
+  char what;  // 'd' / 'w': an MLP's weight, 'D' / 'W': its bias, 'a': alpha, 'b': beta
+  int layer;
+  int64_t element;
+};
+
+void expect_same_nan(const std::string& what, const std::vector<double>& got,
+                     const std::vector<double>& want, double tol, int64_t& nans) {
+  CHECK(got.size() == want.size());
+  std::vector<char> keep(want.size());
+  int64_t mismatched = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const bool a = std::isnan(got[i]), b = std::isnan(want[i]);
+    mismatched += a != b;
+    nans += b;
+    keep[i] = !a && !b;
+  }
+  if (mismatched)
+    std::fprintf(stderr, "%s: %lld entries NaN on one side only\n", what.c_str(),
+                 static_cast<long long>(mismatched));
+  CHECK(mismatched == 0);
+  ref::expect_rel(what, got, want, tol, keep);
+}
+
+template <typename T>
+void check_nan_case(const NanCase& cs, unsigned seed) {
+  const char* type = sizeof(T) == 4 ? "float" : "double";
+  // Two batch elements, a batch boundary inside a tile, two chunks of one tile.
+  Problem<T> p = make_problem<T>(2, 21, 4, {48, 40}, {32}, seed);
+  std::vector<T>* target = nullptr;
+  switch (cs.what) {
+    case 'd':
+      target = &p.wd[cs.layer];
+      break;
+    case 'D':
+      target = &p.bd[cs.layer];
+      break;
+    case 'w':
+      target = &p.ww[cs.layer];
+      break;
+    case 'W':
+      target = &p.bw[cs.layer];
+      break;
+    case 'a':
+      target = &p.alpha;
+      break;
+    default:
+      target = &p.beta;
+      break;
+  }
+  CHECK(cs.element < static_cast<int64_t>(target->size()));
+  (*target)[cs.element] = nan_v<T>();
+  const Result want = run_reference(p);
+  const Result plain = run_kernels(p, false, true, nofa::Tile<T>::P);
+  const Result saved = run_kernels(p, true, false, nofa::Tile<T>::P);
+  const double tol = sizeof(T) == 4 ? 2e-5 : 1e-10;
+  const std::string pre = cs.name + " (" + type + "): ";
+  int64_t fwd_nans = 0, bwd_nans = 0;
+  for (const Result* got : {&plain, &saved}) {
+    expect_same_nan(pre + "x_c", got->x_c, want.x_c, tol, fwd_nans);
+    expect_same_nan(pre + "offset", got->offset, want.offset, tol, fwd_nans);
+    expect_same_nan(pre + "weight", got->weight, want.weight, tol, fwd_nans);
+  }
+  expect_same_nan(pre + "hidden", saved.hidden, want.hidden, tol, fwd_nans);
+  expect_same_nan(pre + "grad points", plain.gpoints, want.gpoints, tol, bwd_nans);
+  expect_same_nan(pre + "alpha", plain.galpha, want.galpha, tol, bwd_nans);
+  expect_same_nan(pre + "beta", plain.gbeta, want.gbeta, tol, bwd_nans);
+  for (size_t l = 0; l < want.gwd.size(); ++l) {
+    expect_same_nan(pre + "d weight " + std::to_string(l), plain.gwd[l], want.gwd[l], tol,
+                    bwd_nans);
+    expect_same_nan(pre + "d bias " + std::to_string(l), plain.gbd[l], want.gbd[l], tol, bwd_nans);
+  }
+  for (size_t l = 0; l < want.gww.size(); ++l) {
+    expect_same_nan(pre + "w weight " + std::to_string(l), plain.gww[l], want.gww[l], tol,
+                    bwd_nans);
+    expect_same_nan(pre + "w bias " + std::to_string(l), plain.gbw[l], want.gbw[l], tol, bwd_nans);
+  }
+  // The NaN reached the outputs (the old ReLU, v > 0 ? v : 0, made them all finite).
+  CHECK(fwd_nans > 0 && bwd_nans > 0);
+}
+
 }  // namespace
 
 int main() {
@@ -616,6 +702,23 @@ int main() {
   for (const Case& cs : cases) {
     check_case<float>(cs, seed);
     check_case<double>(cs, seed);
+    ++seed;
+  }
+  // P = 27 at n_freqs 4; A = 4, B = 5: d_weights[0] is [48, 36], w_weights[0] [32, 31].
+  const std::vector<NanCase> nan_cases = {
+      {"NaN d_weights[0] (PE column)", 'd', 0, 5},
+      {"NaN d_weights[0] (alpha column)", 'd', 0, 36 * 3 + 27 + 1},
+      {"NaN d_weights[1]", 'd', 1, 48 * 7 + 3},
+      {"NaN d_weights[2] (offset 1)", 'd', 2, 40 + 9},
+      {"NaN d_biases[1]", 'D', 1, 11},
+      {"NaN w_weights[0]", 'w', 0, 31 * 4 + 2},
+      {"NaN w_biases[1] (logit)", 'W', 1, 0},
+      {"NaN alpha[1]", 'a', 0, 4 + 2},
+      {"NaN beta[0]", 'b', 0, 3},
+  };
+  for (const NanCase& cs : nan_cases) {
+    check_nan_case<float>(cs, seed);
+    check_nan_case<double>(cs, seed);
     ++seed;
   }
   TEST_MAIN_END();
