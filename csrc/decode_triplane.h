@@ -8,7 +8,7 @@
 namespace nofa {
 
 // Shapes of the OSG decoder's two layers against planes [N, 3, C, H, W] (any dtype): shared by
-// the float32 checks below and the half-plane checks in cuda/half_checks.h.
+// the float32 checks below and the half-plane checks in cuda/common/half_checks.h.
 inline void check_decoder_shapes(const at::Tensor& planes, const at::Tensor& w0,
                                  const at::Tensor& b0, const at::Tensor& w1, const at::Tensor& b1) {
   check_dim(w0, 2, "fc0_weight", "[hidden, C]");

@@ -61,7 +61,7 @@ TORCH_LIBRARY(nofa, m) {
   // Tri-plane memory layout: the same [N, 3, C, H, W] values, stored channels-last
   // ([N, 3, H, W, C] in memory, so a tap's C values are contiguous: what the CPU kernels
   // read) or contiguous. The result is a new tensor; its own inverse gives the gradient.
-  m.def("relayout_planes(Tensor planes, bool channels_last) -> Tensor");
+  m.def("channels_last_planes(Tensor planes, bool channels_last) -> Tensor");
 
   // Volume compositing (docs/composite_rays.md) -> (features [N, R, C], depth [N, R, 1],
   // weights [N, R, S-1, 1]).

@@ -1,4 +1,4 @@
-// sample_triplane: argument checks and the CUDA launcher's raw-pointer interface.
+// sample_triplane: argument checks and the plane-layout tests shared by the CPU and CUDA glue.
 #pragma once
 #include <ATen/core/Tensor.h>
 

@@ -37,7 +37,7 @@ IMPLEMENTED = {
     "composite_rays": ISAS,
     "composite_rays_merged": ISAS,
     "deform_points": ("scalar",),  # its products are ATen GEMMs, which pick their own ISA
-    "relayout_planes": ISAS,
+    "channels_last_planes": ISAS,
 }
 
 
@@ -288,12 +288,12 @@ def test_deform_points(isa):
     assert_ran(delta, "deform_points", expected_path("deform_points", isa))
 
 
-# ---- relayout_planes ---------------------------------------------------------------------
+# ---- channels_last_planes ----------------------------------------------------------------
 @pytest.mark.parametrize(
     "C,H,W,dtype",
     [(32, 20, 21, torch.float32), (5, 9, 7, torch.float32), (16, 16, 16, torch.float64)],
 )
-def test_relayout_planes(isa, C, H, W, dtype):
+def test_channels_last_planes(isa, C, H, W, dtype):
     """Full 16 x 16 blocks and tails both ways; float64 has no vector code (scalar)."""
     torch.manual_seed(C)
     planes = torch.randn(2, 3, C, H, W, dtype=dtype, requires_grad=True)
@@ -303,8 +303,8 @@ def test_relayout_planes(isa, C, H, W, dtype):
         (g,) = grads(cl, (planes,), cot)  # the backward relayouts the other way
     assert ops.is_channels_last(cl)
     assert torch.equal(cl, planes) and torch.equal(g, cot)
-    path = expected_path("relayout_planes", isa) if dtype == torch.float32 else "scalar"
-    assert_ran(delta, "relayout_planes", path)
+    path = expected_path("channels_last_planes", isa) if dtype == torch.float32 else "scalar"
+    assert_ran(delta, "channels_last_planes", path)
 
 
 # ---- the layer itself --------------------------------------------------------------------

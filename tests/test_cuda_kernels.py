@@ -112,7 +112,7 @@ def test_render_relayouts_planes_once(device):
     with ops.trace_backends() as tr:
         r(planes, labels, 8)
     assert tr.backends("decode_triplane") == {"kernels"}
-    relayouts = [c for c in tr.calls if c[0] == "relayout_planes"]
+    relayouts = [c for c in tr.calls if c[0] == "channels_last_planes"]
     assert len(relayouts) == 1, tr.calls  # one per render, not one per chunk or call
 
 
@@ -250,7 +250,7 @@ def _stream_deform(dev):
 
 def _stream_relayout(dev):
     return (
-        "relayout_planes",
+        "channels_last_planes",
         (lambda p: (ops.channels_last_planes(p),)),
         [torch.randn(2, 3, 32, 64, 64, device=dev)],
     )
@@ -263,7 +263,7 @@ STREAM_CASES = {
     "composite_rays": _stream_composite,
     "composite_rays_merged": _stream_merged,
     "deform_points": _stream_deform,
-    "relayout_planes": _stream_relayout,
+    "channels_last_planes": _stream_relayout,
 }
 
 

@@ -155,5 +155,5 @@ def test_sanitize_workload_covers_every_op():
     import nofa.ops as ops
 
     text = (ROOT / "tools" / "sanitize_ops.py").read_text()
-    for op in ops.OPS.values():
+    for op in ops.OPS:
         assert f'"{op}"' in text, op

@@ -575,4 +575,4 @@ def test_double_backward_of_channels_last_planes_is_exact():
     planes = torch.randn(1, 3, 4, 5, 6, dtype=torch.float64, requires_grad=True)
     with ops.use_backend("kernels"), ops.trace_backends() as tr:
         assert torch.autograd.gradgradcheck(lambda p: ops.channels_last_planes(p) * 1.0, (planes,))
-    assert tr.backends("relayout_planes") == {"kernels"}
+    assert tr.backends("channels_last_planes") == {"kernels"}

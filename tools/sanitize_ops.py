@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     planes = _leaf(torch.randn(1, 3, 8, 6, 5, generator=g), dev)
     _run(
         "channels_last_planes",
-        "relayout_planes",
+        "channels_last_planes",
         lambda: ops.channels_last_planes(planes) * 1.0,
         [planes],
         dev,

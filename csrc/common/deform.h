@@ -1,11 +1,13 @@
 // Deformation-field math shared by the CPU and CUDA kernels (and the ctest program):
-// the positional encoding, its derivative, and the activations.
+// the positional encoding, its derivative, and the activations. At the end, the CUDA
+// kernels' arguments (DeformArgs), which the ATen glue fills.
 //
 // PE(x) layout (P = 3 + 6 L values per point), the same in the reference twin:
 //   [x0, x1, x2, sin(pi x)(3), cos(pi x)(3), sin(2 pi x)(3), cos(2 pi x)(3), ...,
 //    sin(2^(L-1) pi x)(3), cos(2^(L-1) pi x)(3)]
 #pragma once
 #include <cmath>
+#include <cstdint>
 
 #include "common/macros.h"
 
@@ -115,5 +117,52 @@ NOFA_HD void deform_head_backward(const T gxc[3], const T goff[3], T gw, const T
   }
   d_z = dw * w * (T(1) - w);
 }
+
+// ---- The deform_points CUDA kernels' arguments ----------------------------------------
+// Raw pointers and sizes, no CUDA or torch headers: the kernels (cuda/deform_points_device.h)
+// read them, the ATen glue (cuda/deform_points_cuda.cpp) fills them, and the CPU-thread test
+// (tests/cpp/test_deform_emulated.cpp) fills them as the glue does.
+
+constexpr int kDeformMaxLayers = 8;   // linear layers per MLP
+constexpr int kDeformMaxWidth = 256;  // hidden width (and PE width) a tile keeps on chip
+
+// One MLP. Layer 0 reads PE(x) only (alpha/beta are folded into the per-batch bias c).
+template <typename T>
+struct DeformMlp {
+  int layers;                      // number of linear layers, >= 2
+  int dims[kDeformMaxLayers + 1];  // dims[0] = P, dims[l + 1] = outputs of layer l
+  const T* wt[kDeformMaxLayers];   // layer l weight transposed, [in, out] (layer 0: PE part)
+  const T* w[kDeformMaxLayers];    // layer l weight, [out, in] (layer 0: PE part, [out, P])
+  const T* b[kDeformMaxLayers];    // bias of layers >= 1
+  const T* c;                      // [N, dims[1]]: first-layer bias per batch element
+  int col[kDeformMaxLayers];       // column of layer l's output in the acts / deltas buffers
+};
+
+template <typename T>
+struct DeformArgs {
+  int64_t rows;  // points in this launch (a chunk of the flattened [N * M])
+  int64_t row0;  // flattened index of the chunk's first point
+  int64_t M;     // points per batch element (batch of a point = (row0 + r) / M)
+  int n_freqs, P;
+  const T* points;  // [N * M, 3]
+  DeformMlp<T> d, w;
+  // Forward outputs (null when not wanted), indexed by the flattened row.
+  T* x_c;
+  T* offset;
+  T* weight;
+  T* hidden;  // [N * M, hidden_ld]: D-Net layers 1 .. L-2, may be null
+  int64_t hidden_ld;
+  // Recompute-for-backward mode: every layer's output (and PE at column 0) of the chunk's
+  // points, [rows, acts_ld], chunk-relative rows. Null in the plain forward.
+  T* acts;
+  int64_t acts_ld;
+  // Backward: upstream gradients (flattened rows), per-layer pre-activation gradients
+  // ([rows, acts_ld], same columns as acts) and the point gradient.
+  const T* grad_x_c;
+  const T* grad_offset;
+  const T* grad_weight;
+  T* deltas;
+  T* grad_points;
+};
 
 }  // namespace nofa

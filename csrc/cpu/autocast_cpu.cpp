@@ -8,7 +8,7 @@ namespace nofa {
 TORCH_LIBRARY_IMPL(nofa, AutocastCPU, m) {
   constexpr auto K = c10::DispatchKey::AutocastCPU;
   for (const char* name :
-       {"sample_triplane", "sample_triplane_backward", "relayout_planes", "composite_rays",
+       {"sample_triplane", "sample_triplane_backward", "channels_last_planes", "composite_rays",
         "composite_rays_backward", "composite_rays_merged", "composite_rays_merged_backward",
         "deform_points", "deform_points_backward", "decode_triplane", "decode_triplane_backward"}) {
     m.impl(name, autocast_float32<K, true>());

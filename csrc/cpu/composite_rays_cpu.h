@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "common/composite.h"
-#include "cpu/composite_intervals.h"
+#include "cpu/composite_rays_intervals.h"
 
 namespace nofa {
 

@@ -8,7 +8,7 @@
 // accumulates the decoder's weight gradients into one buffer per chunk of tiles (chunks
 // fixed before the parallel loop and summed in order: deterministic), writes the feature
 // gradient [N, M, C], and hands that to the sample_triplane backward for planes and points.
-// In float32, at the EG3D decoder's shapes, the AVX2 / AVX-512 paths of cpu/decode_tile.h
+// In float32, at the EG3D decoder's shapes, the AVX2 / AVX-512 paths of cpu/decode_triplane_tile.h
 // replace the per-tile ATen calls (which one: cpu/isa.h, docs/cpu_isa.md).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "common/triplane.h"
-#include "cpu/decode_tile.h"
+#include "cpu/decode_triplane_tile.h"
 #include "cpu/isa.h"
 #include "decode_triplane.h"
 
@@ -120,7 +120,7 @@ Setup make_setup(const at::Tensor& planes, const at::Tensor& points, double box_
 
 using isa::Op;
 
-// Both tiers of vector code are compiled on x86-64 (cpu/decode_tile.h).
+// Both tiers of vector code are compiled on x86-64 (cpu/decode_triplane_tile.h).
 [[maybe_unused]] const bool kImplemented = [] {
   for (const Op op : {Op::kDecodeTriplaneForward, Op::kDecodeTriplaneBackward}) {
     if (fastdec::kernels_avx2()) isa::implement(op, {isa::Isa::kAvx2});

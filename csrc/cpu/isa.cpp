@@ -101,8 +101,8 @@ const char* name(Op op) {
       return "composite_rays_merged";
     case Op::kDeformPoints:
       return "deform_points";
-    case Op::kRelayoutPlanes:
-      return "relayout_planes";
+    case Op::kChannelsLastPlanes:
+      return "channels_last_planes";
     default:
       return "?";
   }

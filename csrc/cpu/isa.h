@@ -47,7 +47,7 @@ enum class Op : int {
   kCompositeRays,
   kCompositeRaysMerged,
   kDeformPoints,
-  kRelayoutPlanes,
+  kChannelsLastPlanes,
   kCount
 };
 

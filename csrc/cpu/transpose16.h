@@ -1,5 +1,5 @@
 // Float transpositions in registers, shared by the CPU kernels that change the tri-plane
-// layout (relayout_planes, the sample_triplane plane gradient): 16 x 16 with AVX-512, 8 x 8
+// layout (channels_last_planes, the sample_triplane plane gradient): 16 x 16 with AVX-512, 8 x 8
 // with AVX2. Only called where isa::path_for gave that tier (cpu/isa.h).
 #pragma once
 #include <cstdint>

@@ -102,7 +102,7 @@ TORCH_LIBRARY_IMPL(nofa, AutocastCUDA, m) {
   // products, the transposes) keep the inputs' dtypes; the kernels take half inputs as they are.
   for (const char* name :
        {"sample_triplane_backward", "decode_triplane_backward", "composite_rays_backward",
-        "composite_rays_merged_backward", "relayout_planes"}) {
+        "composite_rays_merged_backward", "channels_last_planes"}) {
     m.impl(name, autocast_float32<K, false>());
   }
 }

@@ -1,8 +1,9 @@
 // Launchers of the composite_rays and composite_rays_merged CUDA kernels (docs/composite_rays.md):
 // the kernels, and how they split the work, are in cuda/composite_rays_device.h (device code
 // only, so that tests/cpp/test_composite_emulated.cpp can run the same source on the CPU).
+// Raw pointers, no torch headers; declared, with the layouts they expect, in
+// cuda/composite_rays_cuda.cpp, which calls them.
 #include "cuda/composite_rays_device.h"
-#include "cuda/composite_rays_kernels.h"
 
 namespace nofa {
 namespace {

@@ -18,14 +18,14 @@
 // Device code only, no CUDA runtime calls: cuda/composite_rays.cu launches the kernels, and
 // tests/cpp/test_composite_emulated.cpp runs this same source on CPU threads (with stand-ins
 // for the CUDA built-ins, for to_float / from_float and for the half colour types)
-// against the per-ray CPU math. Under nvcc the half types come from cuda/half_types.h.
+// against the per-ray CPU math. Under nvcc the half types come from cuda/common/half_types.h.
 #include <cstdint>
 #include <type_traits>
 
 #include "common/composite.h"
-#include "cuda/color_rows.h"
+#include "cuda/common/color_rows.h"
 #if defined(__CUDACC__)
-#include "cuda/half_types.h"
+#include "cuda/common/half_types.h"
 #endif
 
 namespace nofa {

@@ -1,12 +1,12 @@
 // Launchers of the decode_triplane CUDA forward kernels (docs/decode_triplane.md, "CUDA"):
 // the kernels, and how they split the work, are in cuda/decode_triplane_device.h (device code
 // only, so that tests/cpp/test_decode_forward_emulated.cpp can run the same source on the CPU).
+// Raw pointers, no torch headers; declared in cuda/decode_triplane_cuda.cpp, which calls them.
 #include <type_traits>
 
 #include "cuda/decode_triplane_device.h"
-#include "cuda/decode_triplane_kernels.h"
-#include "cuda/half_types.h"
-#include "cuda/shared_memory_limit.h"
+#include "cuda/common/half_types.h"
+#include "cuda/common/shared_memory_limit.h"
 
 namespace nofa {
 namespace {

@@ -1,10 +1,10 @@
 // decode_triplane CUDA backward, fused: host side (sizes, grid, launch). The kernel and its
-// design: cuda/decode_triplane_backward_device.h.
+// design: cuda/decode_triplane_backward_device.h. Raw pointers, no torch headers; declared in
+// cuda/decode_triplane_cuda.cpp, which calls them.
 #include <cstdint>
 
 #include "cuda/decode_triplane_backward_device.h"
-#include "cuda/decode_triplane_backward_kernels.h"
-#include "cuda/shared_memory_limit.h"
+#include "cuda/common/shared_memory_limit.h"
 
 namespace nofa {
 namespace {

@@ -33,8 +33,8 @@
 
 #include "common/osg_decoder.h"
 #include "common/triplane.h"
-#include "cuda/warp_sum.h"
-#include "cuda/padded_rows.h"
+#include "cuda/common/warp_sum.h"
+#include "cuda/common/padded_rows.h"
 
 namespace nofa {
 namespace {

@@ -14,13 +14,86 @@
 #include <algorithm>
 #include <atomic>
 
-#include "cuda/decode_triplane_backward_kernels.h"
-#include "cuda/decode_triplane_kernels.h"
-#include "cuda/half_checks.h"
-#include "cuda/sample_triplane_kernels.h"
+#include "cuda/common/half_checks.h"
 #include "decode_triplane.h"
 
 namespace nofa {
+
+// ---- The launchers: raw pointers, no torch headers in the .cu files, so they compile in
+// seconds. Planes and their gradient are channels-last: [N, 3, H, W, C].
+
+// The forward (cuda/decode_triplane.cu).
+
+// Points per thread block of the general kernel for C features and Hd hidden units, so
+// that its shared memory (tile * (C + Hd) values) stays within the default 48 KiB; 0 when
+// C or Hd is not positive (the glue refuses those first).
+int64_t decode_triplane_tile(int64_t C, int64_t Hd, int64_t elem_size);
+
+// Whether the fast kernel (decoder in registers, weights in shared memory) takes these
+// sizes on the current device: float32 planes, C <= 32, 1 + F <= 33.
+bool decode_triplane_fast_path(int64_t C, int64_t Hd, int64_t O, int64_t H, int64_t W,
+                               int64_t elem_size);
+
+// fast: w0 / w1 in nn.Linear layout ([Hd, C], [O, Hd]); otherwise transposed ([C, Hd],
+// [Hd, O]) for the general kernel's coalesced reads.
+template <typename T>
+void launch_decode_triplane_forward(const T* planes_cl, const T* points, const T* w0, const T* b0,
+                                    const T* w1, const T* b1, T* density, T* features, int64_t N,
+                                    int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd,
+                                    int64_t O, T scale, bool fast, cudaStream_t stream);
+
+// The fast kernel with half-precision planes (float16, or bfloat16 when bf16; e.g. under
+// torch.autocast): float32 points, weights, arithmetic and outputs. Only for sizes that
+// decode_triplane_fast_path accepts (with elem_size 4).
+void launch_decode_triplane_forward_half(const void* planes_cl, bool bf16, const float* points,
+                                         const float* w0, const float* b0, const float* w1,
+                                         const float* b1, float* density, float* features,
+                                         int64_t N, int64_t M, int64_t C, int64_t H, int64_t W,
+                                         int64_t Hd, int64_t O, float scale, cudaStream_t stream);
+
+// The fused backward (cuda/decode_triplane_backward.cu).
+
+// Values in one row of the fused kernel's weight-gradient output, in this order:
+// fc0 weight [Hd, C], fc0 bias [Hd], fc1 weight [O, Hd], fc1 bias [O].
+int64_t decode_triplane_weight_grad_size(int64_t C, int64_t Hd, int64_t O);
+
+// Whether the fused kernel takes these sizes on the current device (float32 only; the
+// caller checks the dtype): C <= 32, 1 + F = O <= 33, and its shared memory within the
+// device's opt-in limit per block.
+bool decode_triplane_fused_backward_ok(int64_t C, int64_t Hd, int64_t O);
+
+// Thread blocks the fused kernel is launched with for P points: at most one per tile of
+// 128 points and at most what the device keeps resident at once. The weight-gradient
+// output has this many rows.
+int64_t decode_triplane_fused_backward_blocks(int64_t P, int64_t C, int64_t Hd, int64_t O);
+
+// The fused backward. gd [P], gf [P, O - 1]: cotangents of density and features; w0 / w1
+// in nn.Linear layout ([Hd, C], [O, Hd]). Each of grad_planes_cl (zero-initialised
+// [N, 3, H, W, C], accumulated with atomics), grad_points ([P, 3], written) and
+// grad_weights ([blocks, decode_triplane_weight_grad_size], one partial sum per block,
+// written; the caller sums the rows) may be null when not wanted. `blocks` comes from
+// decode_triplane_fused_backward_blocks.
+void launch_decode_triplane_backward_fused(const float* gd, const float* gf, const float* planes_cl,
+                                           const float* points, const float* w0, const float* b0,
+                                           const float* w1, const float* b1, float* grad_planes_cl,
+                                           float* grad_points, float* grad_weights, int64_t P,
+                                           int64_t M, int64_t C, int64_t H, int64_t W, int64_t Hd,
+                                           int64_t O, float scale, int64_t blocks,
+                                           cudaStream_t stream);
+
+// The sample_triplane kernels, which the chunked backward runs on each chunk's points
+// (cuda/sample_triplane.cu; declared as in cuda/sample_triplane_cuda.cpp).
+// grad_planes_cl (zero-initialised) and grad_points may each be null when not needed.
+template <typename T>
+void launch_sample_triplane_forward(const T* planes_cl, const T* points, T* out, int64_t N,
+                                    int64_t M, int64_t C, int64_t H, int64_t W, T scale, int reduce,
+                                    cudaStream_t stream);
+template <typename T>
+void launch_sample_triplane_backward(const T* grad_out, const T* planes_cl, const T* points,
+                                     T* grad_planes_cl, T* grad_points, int64_t N, int64_t M,
+                                     int64_t C, int64_t H, int64_t W, T scale, int reduce,
+                                     cudaStream_t stream);
+
 namespace {
 
 std::atomic<int64_t> fused_backward_calls{0};  // reported by build_info (csrc/ops.cpp)

@@ -21,15 +21,15 @@
 // Device code only, no CUDA runtime calls: cuda/decode_triplane.cu launches the kernels, and
 // tests/cpp/test_decode_forward_emulated.cpp runs this same source on CPU threads (with
 // stand-ins for the CUDA built-ins, shared memory and the half plane types) against a
-// double-precision decoder. Under nvcc the half types come from cuda/half_types.h.
+// double-precision decoder. Under nvcc the half types come from cuda/common/half_types.h.
 #include <cstdint>
 #include <type_traits>
 
 #include "common/osg_decoder.h"
 #include "common/triplane.h"
-#include "cuda/padded_rows.h"
+#include "cuda/common/padded_rows.h"
 #if defined(__CUDACC__)
-#include "cuda/half_types.h"
+#include "cuda/common/half_types.h"
 #endif
 
 namespace nofa {

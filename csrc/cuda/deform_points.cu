@@ -1,8 +1,8 @@
 // Launchers of the deform_points CUDA kernels (docs/deformation.md, "How the kernels work"):
 // the kernels, and how they split the work, are in cuda/deform_points_device.h (device code
 // only, so that tests/cpp/test_deform_emulated.cpp can run the same source on the CPU).
+// Raw pointers, no torch headers; declared in cuda/deform_points_cuda.cpp, which calls them.
 #include "cuda/deform_points_device.h"
-#include "cuda/deform_points_kernels.h"
 
 namespace nofa {
 namespace {

@@ -12,10 +12,24 @@
 #include <algorithm>
 #include <vector>
 
-#include "cuda/deform_points_kernels.h"
 #include "deform_points.h"
 
 namespace nofa {
+
+// The launchers (cuda/deform_points.cu): raw pointers, no torch headers there, so the .cu
+// compiles in seconds. Their arguments, DeformArgs, are in common/deform.h.
+
+// Shared memory a launch needs (0 if the configuration is unsupported).
+template <typename T>
+size_t deform_smem_bytes(int P, int max_width);
+
+template <typename T>
+void launch_deform_forward(const DeformArgs<T>& a, int max_width, cudaStream_t stream);
+
+// Needs a.acts filled by launch_deform_forward for the same chunk.
+template <typename T>
+void launch_deform_backward(const DeformArgs<T>& a, int max_width, cudaStream_t stream);
+
 namespace {
 
 constexpr int64_t kChunk = 32768;  // points per backward chunk (a multiple of every tile size)

@@ -27,7 +27,6 @@
 #include <type_traits>
 
 #include "common/deform.h"
-#include "cuda/deform_points_args.h"
 
 namespace nofa {
 namespace {

@@ -1,12 +1,13 @@
 // Launchers of the sample_triplane CUDA kernels (docs/sample_triplane.md): the kernels, and
 // how they split the work, are in cuda/sample_triplane_device.h (device code only, so that
-// tests/cpp/test_sample_triplane_emulated.cpp can run the same source on the CPU).
+// tests/cpp/test_sample_triplane_emulated.cpp can run the same source on the CPU). Raw
+// pointers, no torch headers; declared where they are called: cuda/sample_triplane_cuda.cpp
+// and, for the chunked backward, cuda/decode_triplane_cuda.cpp.
 #include <cstdint>
 #include <type_traits>
 
-#include "cuda/half_types.h"
+#include "cuda/common/half_types.h"
 #include "cuda/sample_triplane_device.h"
-#include "cuda/sample_triplane_kernels.h"
 
 namespace nofa {
 

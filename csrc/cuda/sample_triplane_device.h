@@ -8,13 +8,13 @@
 // Device code only, no CUDA runtime calls: cuda/sample_triplane.cu launches the kernels, and
 // tests/cpp/test_sample_triplane_emulated.cpp runs this same source on CPU threads (with
 // stand-ins for the CUDA built-ins, float4, atomicAdd and the half plane types) against a
-// double-precision tri-plane sampler. Under nvcc the half types come from cuda/half_types.h.
+// double-precision tri-plane sampler. Under nvcc the half types come from cuda/common/half_types.h.
 #include <cstdint>
 
 #include "common/triplane.h"
-#include "cuda/warp_sum.h"
+#include "cuda/common/warp_sum.h"
 #if defined(__CUDACC__)
-#include "cuda/half_types.h"
+#include "cuda/common/half_types.h"
 #endif
 
 namespace nofa {

@@ -102,7 +102,7 @@ def _cases(device, points, plane_res=256, R=4096):
     )
     yield (
         "channels_last_planes",
-        "relayout_planes",
+        "channels_last_planes",
         (lambda p: ops.channels_last_planes(p)),
         (planes,),
     )

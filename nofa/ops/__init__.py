@@ -25,16 +25,16 @@ from .decode_triplane import decode_triplane
 from .deform_points import deform_points
 from .sample_triplane import sample_triplane
 
-# The public ops and the name each records in trace_backends() / looks up in
-# kernels_available() (channels_last_planes runs the relayout_planes kernel).
-OPS = {
-    "sample_triplane": "sample_triplane",
-    "decode_triplane": "decode_triplane",
-    "composite_rays": "composite_rays",
-    "composite_rays_merged": "composite_rays_merged",
-    "deform_points": "deform_points",
-    "channels_last_planes": "relayout_planes",
-}
+# The public ops: each runs the kernels torch.ops.nofa.<name> and records <name> in
+# trace_backends() / looks it up in kernels_available().
+OPS = (
+    "sample_triplane",
+    "decode_triplane",
+    "composite_rays",
+    "composite_rays_merged",
+    "deform_points",
+    "channels_last_planes",
+)
 
 __all__ = [
     "BACKENDS",

@@ -1,5 +1,5 @@
 """`channels_last_planes` and `prepare_planes`: tri-planes stored channels-last (the
-`relayout_planes` kernel), with autograd and fake registrations.
+`torch.ops.nofa.channels_last_planes` kernels), with autograd and fake registrations.
 
 The CPU kernels read the C values of a bilinear tap as one contiguous vector; they accept
 [N, 3, C, H, W] planes in either memory layout and transpose ordinary ones themselves on
@@ -25,9 +25,9 @@ def channels_last_planes(planes: torch.Tensor) -> torch.Tensor:
     if is_channels_last(planes):
         return planes
     return _backend.dispatch(
-        "relayout_planes",
+        "channels_last_planes",
         planes.device,
-        lambda: torch.ops.nofa.relayout_planes(planes, True),
+        lambda: torch.ops.nofa.channels_last_planes(planes, True),
         lambda: reference.channels_last_planes(planes),
     )
 
@@ -56,7 +56,7 @@ def is_channels_last(planes: torch.Tensor) -> bool:
 
 
 def _register() -> None:
-    @torch.library.register_fake("nofa::relayout_planes")
+    @torch.library.register_fake("nofa::channels_last_planes")
     def _(planes, channels_last):
         if channels_last:
             return torch.empty_permuted(
@@ -68,9 +68,11 @@ def _register() -> None:
         ctx.channels_last = inputs[1]
 
     def backward(ctx, grad):
-        return torch.ops.nofa.relayout_planes(grad, not ctx.channels_last), None
+        return torch.ops.nofa.channels_last_planes(grad, not ctx.channels_last), None
 
-    torch.library.register_autograd("nofa::relayout_planes", backward, setup_context=setup_context)
+    torch.library.register_autograd(
+        "nofa::channels_last_planes", backward, setup_context=setup_context
+    )
 
 
 if _backend._C is not None:

@@ -30,7 +30,7 @@ CPU_OPS = (
     "composite_rays",
     "composite_rays_merged",
     "deform_points",
-    "relayout_planes",
+    "channels_last_planes",
 )
 
 

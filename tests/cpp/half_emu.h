@@ -1,5 +1,5 @@
-// Host stand-ins for the half-precision types of cuda/half_types.h (nvcc only), shared by the
-// CPU-thread runs of CUDA kernel sources (tests/cpp/test_*_emulated.cpp): bfloat16 as raw bits
+// Host stand-ins for the half-precision types of cuda/common/half_types.h (nvcc only), shared by
+// the CPU-thread runs of CUDA kernel sources (tests/cpp/test_*_emulated.cpp): bfloat16 as raw bits
 // (conversions with round-to-nearest-even, as __float2bfloat16_rn), float16 as the compiler's
 // _Float16 where it has one (round-to-nearest-even, as __float2half_rn; NOFA_EMU_FLOAT16 says
 // whether it exists), and nofa::to_float / from_float for them; emu::store<P>, the

@@ -5,7 +5,7 @@
 // memory with CUDA's `width` rule that also checks all 32 lanes take part with the same
 // arguments; the other kernels (no shared memory, barriers or shuffles) run their threads one
 // after another. The grid is the launchers' (blocks of kThreads = 256).
-// The host side (csrc/cuda/composite_rays_cuda.cpp, composite_rays_merged_cuda.cpp, the
+// The host side (csrc/cuda/composite_rays_cuda.cpp, the glue of both ops, and the
 // launchers in composite_rays.cu) is replayed with plain loops: the sample-major [S, rays]
 // copies, aminmax depth bounds, which pointers are null, the bound-gradient sums, scatters.
 // Checked against the per-ray math of csrc/common/composite.h at stride 1 on the [rays, S]
@@ -148,7 +148,7 @@ const T* ptr(const std::vector<T>& v) {
 }
 
 // The kernels, launched as csrc/cuda/composite_rays.cu does, on the host code's layouts
-// (composite_rays_cuda.cpp / composite_rays_merged_cuda.cpp with plain loops for ATen).
+// (composite_rays_cuda.cpp with plain loops for ATen).
 template <typename T, typename P>
 Result<T> run_kernels(const Problem<T, P>& p) {
   const int64_t rays = p.rays, Sa = p.Sa, Sb = p.Sb, S = p.S(), K = S - 1, C = p.C;

@@ -1,11 +1,11 @@
-// decode_triplane's AVX2 path: the primitives of cpu/decode_tile_body.h on 8-float vectors
-// (AVX2 + FMA), and that body compiled for AVX2 (see cpu/decode_tile.h, docs/cpu_isa.md).
+// decode_triplane's AVX2 path: the primitives of cpu/decode_triplane_tile_body.h on 8-float vectors
+// (AVX2 + FMA), and that body compiled for AVX2 (see cpu/decode_triplane_tile.h, docs/cpu_isa.md).
 // Differences from the AVX-512 primitives: 16 registers instead of 32 (blocks of 4 points x
 // 2 output vectors), masks as vectors (blends, maskload / maskstore), the 2^n scaling of exp
 // by building the exponent bits, a 12-bit reciprocal estimate (plus one Newton step), and
 // softplus in the forward by exp + log1p (no 32-entry permute for the table form).
 #include "common/triplane.h"
-#include "cpu/decode_tile.h"
+#include "cpu/decode_triplane_tile.h"
 
 #if NOFA_ISA_X86
 #include <immintrin.h>
@@ -82,7 +82,7 @@ inline V reciprocal(V d) {
 inline V softplus(V z, V* grad);  // from the body
 inline V softplus_forward(V z) { return softplus(z, nullptr); }
 
-#include "cpu/decode_tile_body.h"
+#include "cpu/decode_triplane_tile_body.h"
 
 }  // namespace
 }  // namespace avx2

@@ -1,7 +1,7 @@
-// decode_triplane's AVX-512 path: the primitives of cpu/decode_tile_body.h on 16-float
-// vectors, and that body compiled for AVX-512 (see cpu/decode_tile.h, docs/cpu_isa.md).
+// decode_triplane's AVX-512 path: the primitives of cpu/decode_triplane_tile_body.h on 16-float
+// vectors, and that body compiled for AVX-512 (see cpu/decode_triplane_tile.h, docs/cpu_isa.md).
 #include "common/triplane.h"
-#include "cpu/decode_tile.h"
+#include "cpu/decode_triplane_tile.h"
 #include "cpu/softplus_table.h"
 
 #if NOFA_ISA_X86
@@ -96,7 +96,7 @@ inline V softplus_forward(V z) {
   return add(max(zero(), z), _mm512_maskz_mov_ps(in, p));
 }
 
-#include "cpu/decode_tile_body.h"
+#include "cpu/decode_triplane_tile_body.h"
 
 }  // namespace
 }  // namespace avx512

@@ -1,4 +1,4 @@
-// The width-generic body of decode_triplane's vector paths (cpu/decode_tile.h). No include
+// The width-generic body of decode_triplane's vector paths (cpu/decode_triplane_tile.h). No include
 // guard on purpose: each tier's source includes it once, inside its own namespace and
 // `#pragma GCC target` region, after defining the primitives it is written against:
 //   V, kW (floats per vector), kGroup (points per register block), kVB (output vectors

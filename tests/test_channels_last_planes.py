@@ -1,4 +1,5 @@
-"""relayout_planes / channels_last_planes: exact values, layouts, gradients, both directions."""
+"""channels_last_planes: exact values, layouts, gradients, both directions (the op and
+torch.ops.nofa.channels_last_planes, its kernels)."""
 
 from __future__ import annotations
 
@@ -26,20 +27,20 @@ def test_both_directions_are_exact(device, shape, dtype):
     with ops.trace_backends() as tr:
         y = ops.channels_last_planes(x)
     trivial = ops.is_channels_last(x)  # sizes of 0 or 1 make both layouts the same
-    assert tr.backends("relayout_planes") == (set() if trivial else {"kernels"})
+    assert tr.backends("channels_last_planes") == (set() if trivial else {"kernels"})
     assert y.shape == x.shape and torch.equal(y, x)
     assert trivial or y.stride() == cl_strides(shape)
     assert ops.is_channels_last(y) and ops.channels_last_planes(y) is y
-    z = torch.ops.nofa.relayout_planes(y, False)
+    z = torch.ops.nofa.channels_last_planes(y, False)
     assert z.is_contiguous() and torch.equal(z, x)
 
 
 def test_odd_layouts_fall_back_to_a_plain_copy():
     require_kernels("cpu")
     x = torch.randn(2, 3, 6, 7, 8).transpose(3, 4)  # neither contiguous nor channels-last
-    y = torch.ops.nofa.relayout_planes(x, True)
+    y = torch.ops.nofa.channels_last_planes(x, True)
     assert y.stride() == cl_strides(x.shape) and torch.equal(y, x)
-    z = torch.ops.nofa.relayout_planes(x, False)
+    z = torch.ops.nofa.channels_last_planes(x, False)
     assert z.is_contiguous() and torch.equal(z, x)
 
 
@@ -58,16 +59,16 @@ def test_reference_twin_and_opcheck():
     assert torch.equal(reference.channels_last_planes(x), ops.channels_last_planes(x))
     with ops.use_backend("torch"), ops.trace_backends() as tr:
         y = ops.channels_last_planes(x)
-    assert tr.backends("relayout_planes") == {"torch"} and y.stride() == cl_strides(x.shape)
-    torch.library.opcheck(torch.ops.nofa.relayout_planes.default, (x, True))
+    assert tr.backends("channels_last_planes") == {"torch"} and y.stride() == cl_strides(x.shape)
+    torch.library.opcheck(torch.ops.nofa.channels_last_planes.default, (x, True))
     torch.library.opcheck(
-        torch.ops.nofa.relayout_planes.default, (y.detach().requires_grad_(), False)
+        torch.ops.nofa.channels_last_planes.default, (y.detach().requires_grad_(), False)
     )
 
 
 def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="planes"):
         ops.channels_last_planes(torch.randn(3, 4, 5, 6))
-    if ops.kernels_available("cpu", "relayout_planes"):
+    if ops.kernels_available("cpu", "channels_last_planes"):
         with pytest.raises(RuntimeError, match="planes"):
-            torch.ops.nofa.relayout_planes(torch.zeros(3, 4, 5, 6, dtype=torch.int64), True)
+            torch.ops.nofa.channels_last_planes(torch.zeros(3, 4, 5, 6, dtype=torch.int64), True)

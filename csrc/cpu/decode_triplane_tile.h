@@ -9,11 +9,12 @@
 // as much as the arithmetic. Here the hidden activations never leave L1 in the forward; the
 // backward keeps, per tile, exactly what the two weight-gradient GEMMs need.
 //
-// One width-generic body (cpu/decode_tile_body.h) is compiled once per tier, inside that
-// tier's target region (cpu/decode_tile_avx2.cpp: 8-wide, cpu/decode_tile_avx512.cpp:
-// 16-wide), on top of a few per-tier primitives (loads, FMAs, exp, reciprocal, softplus).
-// Results agree with the reference to float32 rounding, not bit for bit (the activations
-// use short polynomials; the 1/3 of the tri-plane mean is folded into the first layer).
+// One width-generic body (cpu/decode_triplane_tile_body.h) is compiled once per tier, inside that
+// tier's target region (cpu/decode_triplane_tile_avx2.cpp: 8-wide,
+// cpu/decode_triplane_tile_avx512.cpp: 16-wide), on top of a few per-tier primitives (loads, FMAs,
+// exp, reciprocal, softplus). Results agree with the reference to float32 rounding, not bit for bit
+// (the activations use short polynomials; the 1/3 of the tri-plane mean is folded into the first
+// layer).
 #pragma once
 #include <cstdint>
 #include <cstring>

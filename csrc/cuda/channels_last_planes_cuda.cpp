@@ -1,4 +1,4 @@
-// relayout_planes on CUDA: a layout change only, done by ATen's copy kernel (the CUDA
+// channels_last_planes on CUDA: a layout change only, done by ATen's copy kernel (the CUDA
 // kernels read planes in either layout through contiguous(), so no hand-written kernel
 // is needed here).
 #include <ATen/ATen.h>
@@ -9,7 +9,7 @@
 namespace nofa {
 namespace {
 
-at::Tensor relayout_planes_cuda(const at::Tensor& planes, bool channels_last) {
+at::Tensor channels_last_planes_cuda(const at::Tensor& planes, bool channels_last) {
   check_dim(planes, 5, "planes", "[N, 3, C, H, W]");
   check_float(planes, "planes");
   const auto s = planes.sizes();
@@ -23,6 +23,6 @@ at::Tensor relayout_planes_cuda(const at::Tensor& planes, bool channels_last) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(nofa, CUDA, m) { m.impl("relayout_planes", &relayout_planes_cuda); }
+TORCH_LIBRARY_IMPL(nofa, CUDA, m) { m.impl("channels_last_planes", &channels_last_planes_cuda); }
 
 }  // namespace nofa

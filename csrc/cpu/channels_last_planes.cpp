@@ -1,4 +1,4 @@
-// relayout_planes on the CPU: a tiled transposition of every (batch, plane) [C, H*W]
+// channels_last_planes on the CPU: a tiled transposition of every (batch, plane) [C, H*W]
 // matrix. ATen's strided copy does the same job several times slower (its inner loop walks
 // one side of the transposition with a stride of C or H*W elements); here 16 x 16 tiles go
 // through registers while both sides stream.
@@ -21,7 +21,7 @@ constexpr int64_t kBlock = 64;  // band of the longer side per task: kBlock x C 
 using isa::Isa;
 using isa::Op;
 [[maybe_unused]] const bool kImplemented =
-    isa::implement(Op::kRelayoutPlanes, {Isa::kAvx2, Isa::kAvx512});
+    isa::implement(Op::kChannelsLastPlanes, {Isa::kAvx2, Isa::kAvx512});
 
 // d[j * ds + i] = s[i * ss + j] for i < rows, j < cols; full 16 x 16 float blocks through
 // registers on the vector tiers.
@@ -62,7 +62,7 @@ void transpose_planes(const T* src, T* dst, int64_t planes, int64_t A, int64_t B
   });
 }
 
-at::Tensor relayout_planes_cpu(const at::Tensor& planes, bool channels_last) {
+at::Tensor channels_last_planes_cpu(const at::Tensor& planes, bool channels_last) {
   check_dim(planes, 5, "planes", "[N, 3, C, H, W]");
   check_float(planes, "planes");
   const int64_t N = planes.size(0), P = planes.size(1), C = planes.size(2), H = planes.size(3),
@@ -77,9 +77,9 @@ at::Tensor relayout_planes_cpu(const at::Tensor& planes, bool channels_last) {
     return out;
   }
   const Isa tier =
-      planes.scalar_type() == at::kFloat ? isa::path_for(Op::kRelayoutPlanes) : Isa::kScalar;
-  isa::record(Op::kRelayoutPlanes, tier);
-  AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "relayout_planes_cpu", [&] {
+      planes.scalar_type() == at::kFloat ? isa::path_for(Op::kChannelsLastPlanes) : Isa::kScalar;
+  isa::record(Op::kChannelsLastPlanes, tier);
+  AT_DISPATCH_FLOATING_TYPES(planes.scalar_type(), "channels_last_planes_cpu", [&] {
     const scalar_t* s = planes.data_ptr<scalar_t>();
     scalar_t* d = out.data_ptr<scalar_t>();
     channels_last ? transpose_planes(s, d, N * P, C, H * W, tier)
@@ -90,6 +90,6 @@ at::Tensor relayout_planes_cpu(const at::Tensor& planes, bool channels_last) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(nofa, CPU, m) { m.impl("relayout_planes", &relayout_planes_cpu); }
+TORCH_LIBRARY_IMPL(nofa, CPU, m) { m.impl("channels_last_planes", &channels_last_planes_cpu); }
 
 }  // namespace nofa

@@ -1,6 +1,8 @@
 // ColorRows: where the composite kernels find a sample's colour row. Plain C++ (no CUDA
-// headers), shared by cuda/composite_rays_kernels.h (the launchers), cuda/composite_rays_device.h
-// (the kernels) and the CPU emulation of those kernels (tests/cpp/test_composite_emulated.cpp).
+// headers), shared by the kernels (cuda/composite_rays_device.h), their launchers
+// (cuda/composite_rays.cu), the ATen glue of composite_rays and composite_rays_merged
+// (cuda/composite_rays_cuda.cpp) and the CPU emulation of the kernels
+// (tests/cpp/test_composite_emulated.cpp).
 #pragma once
 #include <cstdint>
 
