@@ -1,296 +1,275 @@
-"""CPU proof that the `encoder` and `detail` stages learn, tiny preset.
+"""CPU proof that the `encoder` and `detail` stages learn: tiny preset, synthetic data from
+a frozen teacher, several seeds, an untouched test set, fair baselines.
 
-Runs `python -m nofa.train configs/encoder_tiny.toml` then `configs/detail_tiny.toml` (each
-stops itself after run.max_minutes = 18 wall-clock minutes, final held-out evaluation
-included), then writes benchmarks/results/train_cpu.md, train_cpu.png (loss curves and
-held-out metrics) and the last held-out image grids.
+For each seed s (`run.seed = s`: the random teacher, the initialisation, the data order and
+the LPIPS trunk all change with it):
+1. `python -m nofa.train configs/encoder_tiny.toml run.steps=0` (the untrained model, the
+   "step 0" reference), then the encoder stage, then `configs/detail_tiny.toml` from its
+   model; no wall-clock limit, so every seed runs the configured steps;
+2. the trainer evaluates on the validation stream (HELDOUT_STREAM) during the run: the
+   stream every setting of the tiny configs was chosen on (train_cpu_attempts.md);
+3. at the end, once, the final models are scored on the test stream (TEST_STREAM, 32
+   samples), which no run and no choice ever looked at; baselines on the same samples: the
+   average latent w_avg, and per-sample optimisation of the same frozen generator
+   (nofa.train.inversion, PTI's budget) on the first 8, with the time per sample of both.
+Targets are judged on the test figures over the seeds by the mean - 2·sd rule.
 
-    PYTHONPATH=. python benchmarks/train_proof.py              # run both stages + report
-    PYTHONPATH=. python benchmarks/train_proof.py --report     # report from existing runs
-    # as committed: step timings (benchmarks/train_step.py JSON lines) and the attempts appended
-    # (train_cpu.md starts with the header of nofa.bench.provenance: command, commit, machine)
-    PYTHONPATH=. python benchmarks/train_proof.py --report --throughput steps.jsonl \
-        --notes benchmarks/results/train_cpu_attempts.md
+    PYTHONPATH=. python benchmarks/train_proof.py                # 3 seeds, then the report
+    PYTHONPATH=. python benchmarks/train_proof.py --report       # report from existing runs
+    PYTHONPATH=. python benchmarks/train_proof.py --seeds 3 4    # more seeds (then --report
+                                                                 #   --seeds 0 1 2 3 4)
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import os
-import platform
-import resource
-import shutil
-import subprocess
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-RUNS = {
-    "encoder": ROOT / "outputs/train/encoder_tiny",
-    "detail": ROOT / "outputs/train/detail_tiny",
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from proof_common import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    header,
+    run_config,
+    run_dir,
+    scalars,
+    seed_rows,
+    timing,
+    train,
+)
+
+TEST_SAMPLES = 32
+PTI_SAMPLES = 8
+SCORE_LPIPS_SEED = 0  # one fixed random trunk scores every seed (relative figures only)
 
 
-def _child_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+def run_seed(seed: int) -> None:
+    enc = f"model.weights={run_dir(seed, 'encoder').relative_to(ROOT)}/model.nofa-model"
+    train("configs/encoder_tiny.toml", seed, "init", ["run.steps=0"])
+    train("configs/encoder_tiny.toml", seed, "encoder", [])
+    train("configs/detail_tiny.toml", seed, "detail", [enc])
 
 
-def run_stage(stage: str) -> float:
-    """Run one stage; writes its wall time, the process CPU time (user + system of the
-    training process) and the machine's load averages at its end next to the run."""
-    out = RUNS[stage]
-    if out.exists():
-        shutil.rmtree(out)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    t0, c0 = time.monotonic(), _child_cpu()
-    subprocess.run(
-        [sys.executable, "-m", "nofa.train", f"configs/{stage}_tiny.toml", "log.progress=false"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    wall, cpu = time.monotonic() - t0, _child_cpu() - c0
-    (out / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
-    (out / "cpu_seconds.txt").write_text(f"{cpu:.1f}\n")
-    (out / "load_average.txt").write_text(" ".join(f"{x:.1f}" for x in os.getloadavg()) + "\n")
-    return wall
+def test_seed(seed: int) -> dict:
+    """Score the seed's final models on the test stream, once; writes test.json."""
+    import torch
+
+    from nofa.models import NOFAAvatar
+    from nofa.train.data import TEST_STREAM, SyntheticSource
+    from nofa.train.evaluation import evaluate, heldout_batches, score
+    from nofa.train.forward import reconstruct, render_views
+    from nofa.train.inversion import InversionBudget, invert
+    from nofa.train.losses import LPIPSLoss, build_lpips
+
+    torch.set_num_threads(1)
+    load = lambda stage: NOFAAvatar.load(run_dir(seed, stage) / "model.nofa-model").eval()  # noqa: E731
+    init, enc, det = load("init"), load("encoder"), load("detail")
+    d = run_config(seed, "encoder")["data"]
+    src = SyntheticSource(enc, seed, d["truncation"], d["yaw_std"], d["pitch_std"], d["max_sigma"])
+    batches = heldout_batches(src, TEST_SAMPLES, 4, TEST_STREAM)
+    lpips = LPIPSLoss(build_lpips("alex", "", True, SCORE_LPIPS_SEED))
+    out: dict = {"samples": TEST_SAMPLES}
+    m0, _ = evaluate(init, batches, lpips, fine=False, baseline=True)
+    out["step0"] = {k.split("/", 2)[2]: v for k, v in m0.items() if "/coarse/" in k}
+    out["wavg"] = {k.split("/", 2)[2]: v for k, v in m0.items() if "/wavg/" in k}
+    m1, _ = evaluate(enc, batches, lpips, fine=False)
+    out["encoder"] = {k.split("/", 2)[2]: v for k, v in m1.items()}
+    m2, _ = evaluate(det, batches, lpips, fine=True)
+    out["detail_coarse"] = {k.split("/", 2)[2]: v for k, v in m2.items() if "/coarse/" in k}
+    out["detail_fine"] = {k.split("/", 2)[2]: v for k, v in m2.items() if "/fine/" in k}
+
+    # the first PTI_SAMPLES test samples, one at a time: optimisation vs one forward pass
+    budget = InversionBudget()
+    pti, enc_sub, t_pti, t_enc = [], [], [], []
+    for i in range(PTI_SAMPLES):
+        b = src.batch([i], TEST_STREAM)
+        t0 = time.perf_counter()
+        tuned, vol = invert(enc, b.image_s, b.camera_s, lpips, budget)
+        t_pti.append(time.perf_counter() - t0)
+        with torch.no_grad():
+            pti.append(score(render_views(tuned, vol, b.camera_s, b.camera_t), b, lpips))
+            t0 = time.perf_counter()
+            v, coarse = reconstruct(enc, b.image_s, b.camera_s, fine=False)
+            t_enc.append(time.perf_counter() - t0)
+            enc_sub.append(score(render_views(enc, v, b.camera_s, b.camera_t, coarse), b, lpips))
+    mean = lambda rows: {k: float(torch.cat([r[k] for r in rows]).mean()) for k in rows[0]}  # noqa: E731
+    out["pti"] = {**mean(pti), "seconds_per_sample": sum(t_pti) / len(t_pti)}
+    out["encoder_pti_subset"] = {**mean(enc_sub), "seconds_per_sample": sum(t_enc) / len(t_enc)}
+    out["pti_budget"] = dataclasses.asdict(budget)
+    (run_dir(seed, "detail").parent / "test.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
 
 
-def read(stage: str) -> list[dict]:
-    with open(RUNS[stage] / "logs" / "scalars.csv") as f:
-        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
-
-
-def evals(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if any(k.startswith("eval/") for k in r)]
-
-
-def plot(enc: list[dict], det: list[dict], path: Path) -> None:
+def plot(seeds: list[int], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
-    for rows, name in ((enc, "encoder"), (det, "detail")):
-        tr = [r for r in rows if "loss/total" in r]
-        k = 10  # moving average over 10 logged rows (the batches of 4 are noisy)
-        vals = [r["loss/total"] for r in tr]
-        avg = [
-            sum(vals[max(0, i - k + 1) : i + 1]) / len(vals[max(0, i - k + 1) : i + 1])
-            for i in range(len(vals))
-        ]
-        (line,) = ax[0].plot([r["step"] for r in tr], vals, alpha=0.25)
-        ax[0].plot(
-            [r["step"] for r in tr],
-            avg,
-            color=line.get_color(),
-            label=f"{name}: total (moving avg)",
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4))
+    for s in seeds:
+        e = [r for r in scalars(s, "encoder") if "eval/coarse/psnr_novel" in r]
+        (line,) = ax[0].plot(
+            [r["step"] for r in e], [r["eval/coarse/psnr_novel"] for r in e], label=f"seed {s}"
         )
-    ax[0].set(title="training loss (batch 4)", xlabel="step", yscale="log")
-    ax[0].legend()
-    e = evals(enc)
-    s = [r["step"] for r in e]
-    ax[1].plot(s, [r["eval/coarse/psnr_novel"] for r in e], label="V_c novel view")
-    ax[1].plot(s, [r["eval/coarse/psnr_source"] for r in e], label="V_c source view")
-    ax[1].plot(s, [r["eval/wavg/psnr_novel"] for r in e], "--", label="w_avg baseline, novel view")
-    ax[1].set(title="encoder stage: held-out PSNR (dB)", xlabel="step")
-    ax[1].legend()
-    d = evals(det)
-    s = [r["step"] for r in d]
-    ax[2].plot(s, [r["eval/fine/psnr_source"] for r in d], label="V_e (fine) source view")
-    ax[2].plot(s, [r["eval/coarse/psnr_source"] for r in d], "--", label="V_c (coarse) source view")
-    ax[2].plot(s, [r["eval/fine/psnr_novel"] for r in d], label="V_e novel view")
-    ax[2].plot(s, [r["eval/coarse/psnr_novel"] for r in d], "--", label="V_c novel view")
-    ax[2].set(title="detail stage: held-out PSNR (dB)", xlabel="step")
-    ax[2].legend(fontsize="small", loc="lower right")
+        ax[0].plot(
+            [r["step"] for r in e],
+            [r["eval/wavg/psnr_novel"] for r in e],
+            "--",
+            color=line.get_color(),
+        )
+        d = [r for r in scalars(s, "detail") if "eval/fine/psnr_source" in r]
+        ax[1].plot(
+            [r["step"] for r in d],
+            [r["eval/fine/psnr_source"] - r["eval/coarse/psnr_source"] for r in d],
+            label=f"seed {s}",
+        )
+    ax[0].set(title="encoder: validation novel-view PSNR (dB); dashed: w_avg", xlabel="step")
+    ax[1].axhline(1.0, color="k", lw=0.8, ls=":")
+    ax[1].set(title="detail: validation source-view gain V_e - V_c (dB)", xlabel="step")
+    for a in ax:
+        a.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
 
 
-def _run_config(stage: str) -> dict:
-    import tomllib
-
-    last = sorted((RUNS[stage] / "checkpoints").glob("step-*.toml"))[-1]
-    return tomllib.loads(last.read_text())
-
-
-def _gain_summary(rows: list[dict]) -> str:
-    """The detail target is scored at the last evaluation; how steady the gain was before it."""
-    g = [(int(r["step"]), r["eval/fine/psnr_source"] - r["eval/coarse/psnr_source"]) for r in rows]
-    last = g[-10:]
-    best = max(g, key=lambda x: x[1])
-    return (
-        f"Detail stage, source-view PSNR gain of V_e over V_c: {g[-1][1]:+.2f} dB at the last "
-        "evaluation (step "
-        f"{g[-1][0]}, the number scored above); mean of the last {len(last)} evaluations (steps "
-        f"{last[0][0]}-"
-        f"{last[-1][0]}) {sum(x for _, x in last) / len(last):+.2f} dB; highest {best[1]:+.2f} dB "
-        f"(step {best[0]}). "
-        f"The final model is the last one, not the best evaluation."
-    )
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def header(throughput: list[dict]) -> str:
-    """The result header (nofa.bench.provenance): this command, commit, machine, date; the
-    repeats are the timed steps of the throughput rows (n/a without them: a training run
-    is one run)."""
-    from nofa.bench.environment import describe
-    from nofa.bench.provenance import header_from_environment
-
-    threads = {_run_config(s)["run"].get("threads") for s in RUNS}
-    env = describe(
-        "cpu",
-        ["PYTHONPATH=.", "python", "benchmarks/train_proof.py", *sys.argv[1:]],
-        threads=threads.pop() if len(threads) == 1 else None,
-    )
-    steps = [t.get("steps") for t in throughput]
-    return header_from_environment(env, min(steps) if steps and None not in steps else None)
-
-
-def report(throughput: list[dict]) -> str:
-    enc, det = read("encoder"), read("detail")
-    e0, e1 = evals(enc)[0], evals(enc)[-1]
-    d0, d1 = evals(det)[0], evals(det)[-1]
-
-    def note(stage: str, name: str) -> str:
-        f = RUNS[stage] / name
-        return f.read_text().strip() if f.exists() else "?"
-
-    wall = {s: note(s, "wall_seconds.txt") for s in RUNS}
-    cpu = {s: note(s, "cpu_seconds.txt") for s in RUNS}
-    load = {s: note(s, "load_average.txt") for s in RUNS}
-    conf = {s: _run_config(s) for s in RUNS}
-
-    def optim(s: str) -> str:
-        o, r = conf[s]["optim"], conf[s]["run"]
-        sched = (
-            "constant"
-            if o.get("decay", "none") == "none"
-            else f"{o['decay']} decay to {o['final_lr']:g} x lr at step {r['steps']}"
-        )
-        return (
-            f"{s}: lr {o['lr']:g}, {o['warmup_steps']} warm-up steps, then {sched}; batch "
-            f"{conf[s]['data']['batch_size']}; run.steps {r['steps']}, run.max_minutes "
-            f"{r['max_minutes']:g}"
-        )
-
-    ratio = e1["eval/coarse/l2_novel"] / e0["eval/coarse/l2_novel"]
-    gain = e1["eval/coarse/psnr_novel"] - e1["eval/wavg/psnr_novel"]
-    dgain = d1["eval/fine/psnr_source"] - d1["eval/coarse/psnr_source"]
-    ok = lambda c: "**met**" if c else "**not met**"  # noqa: E731
-    lines = [
-        "# Training proof on CPU: tiny preset, synthetic data from a frozen teacher",
-        "",
-        f"Machine: {_cpu_model()}, {os.cpu_count()} CPUs, shared with other jobs (load averages "
-        "over 1/5/15 min "
-        f"at the end of each stage: encoder {load['encoder']}, detail {load['detail']}); torch "
-        "threads 1 per run "
-        "(`run.threads = 1`). Wall time is what `run.max_minutes` limits; CPU time is the training "
-        "process's user + "
-        "system time (on a busy machine the process gets a fraction of a core).",
-        "Reproduce: `PYTHONPATH=. python benchmarks/train_proof.py` (runs `python -m nofa.train "
-        "configs/encoder_tiny.toml`, then `configs/detail_tiny.toml`, and writes this file).",
-        "",
-        "Teacher: a randomly initialised tiny generator (seed 0) renders nearly flat colour "
-        "fields, so "
-        "`model.teacher_gain = 16` scales its toRGB layers x16 (tri-plane std ~17) and sets w_avg "
-        "to the mean W of "
-        "4096 latents (nofa/train/teacher.py); its renders then have spatial structure that "
-        "changes with latent and "
-        "view. Truncation 1.0, cameras yaw ~ N(0, 0.3 rad), pitch ~ N(0, 0.155 rad) clipped at 2 "
-        "sigma. LPIPS: "
-        "randomly initialised AlexNet trunk with the package's linear heads (no ImageNet weights "
-        "on this machine), "
-        "on the SR images only (`loss.lpips_raw = false`); L2 on SR and raw images; depth L2 "
-        "weight 2. Adam, "
-        f"{optim('encoder')}; {optim('detail')}. Held-out: 16 samples from a stream never used for "
-        "training.",
-        "",
-        "| stage | target | step 0 | end | result |",
-        "|---|---|---|---|---|",
-        f"| encoder ({int(e1['step'])} steps, {wall['encoder']} s wall, {cpu['encoder']} s CPU) | "
-        "held-out novel-view L2 <= 50% of step 0 | "
-        f"{e0['eval/coarse/l2_novel']:.4f} | {e1['eval/coarse/l2_novel']:.4f} ({100 * ratio:.0f}%) "
-        f"| {ok(ratio <= 0.5)} |",
-        "| encoder | novel-view PSNR >= w_avg baseline + 2 dB | baseline "
-        f"{e1['eval/wavg/psnr_novel']:.2f} dB | "
-        f"{e1['eval/coarse/psnr_novel']:.2f} dB (+{gain:.2f}) | {ok(gain >= 2)} |",
-        f"| detail ({int(d1['step'])} steps, {wall['detail']} s wall, {cpu['detail']} s CPU) | "
-        "source-view PSNR of V_e >= V_c + 1 dB | "
-        f"V_e {d0['eval/fine/psnr_source']:.2f} / V_c {d0['eval/coarse/psnr_source']:.2f} dB | "
-        f"V_e {d1['eval/fine/psnr_source']:.2f} / V_c {d1['eval/coarse/psnr_source']:.2f} dB "
-        f"(+{dgain:.2f}) | "
-        f"{ok(dgain >= 1)} |",
-        "",
-        _gain_summary(evals(det)),
-        "",
-        "Other held-out metrics at the end (mean over 16 samples):",
-        "",
-        "| | PSNR source | PSNR novel | LPIPS source | LPIPS novel | depth abs err source | depth "
-        "abs err novel |",
-        "|---|---|---|---|---|---|---|",
+def report(seeds: list[int], argv: list[str]) -> str:
+    tests = [json.loads((run_dir(s, "detail").parent / "test.json").read_text()) for s in seeds]
+    t = lambda key, m: [x[key][m] for x in tests]  # noqa: E731
+    ratio = [e / z for e, z in zip(t("encoder", "l2_novel"), t("step0", "l2_novel"))]
+    gain_w = [e - w for e, w in zip(t("encoder", "psnr_novel"), t("wavg", "psnr_novel"))]
+    gain_d = [
+        f - c for f, c in zip(t("detail_fine", "psnr_source"), t("detail_coarse", "psnr_source"))
     ]
-    for label, r, kind in (
-        ("w_avg baseline", e1, "wavg"),
-        ("encoder end: V_c", e1, "coarse"),
-        ("detail end: V_c", d1, "coarse"),
-        ("detail end: V_e", d1, "fine"),
-    ):
+    gain_dn = [
+        f - c for f, c in zip(t("detail_fine", "psnr_novel"), t("detail_coarse", "psnr_novel"))
+    ]
+    pti_gap = [e - p for e, p in zip(t("encoder_pti_subset", "psnr_novel"), t("pti", "psnr_novel"))]
+    conf = run_config(seeds[0], "encoder"), run_config(seeds[0], "detail")
+    steps = [c["run"]["steps"] for c in conf]
+    wall = {st: [timing(s, st)["wall"] for s in seeds] for st in ("encoder", "detail")}
+    cpu = {st: [timing(s, st)["cpu"] for s in seeds] for st in ("encoder", "detail")}
+    lines = [
+        "# Training proof on CPU: encoder and detail stages, tiny preset, "
+        f"{len(seeds)} seeds, untouched test set",
+        "",
+        "The video stages: [train_video_cpu.md](train_video_cpu.md).",
+        "",
+        f"Seeds {', '.join(map(str, seeds))} (`run.seed`: the random teacher, initialisation, "
+        "data order and LPIPS trunk change with it); encoder "
+        f"{steps[0]} steps, detail {steps[1]} steps per seed, one torch thread per run, no "
+        "wall-clock limit. Per seed: encoder "
+        + " / ".join(f"{w:.0f}" for w in wall["encoder"])
+        + " s wall ("
+        + " / ".join(f"{c:.0f}" for c in cpu["encoder"])
+        + " s CPU), detail "
+        + " / ".join(f"{w:.0f}" for w in wall["detail"])
+        + " s wall ("
+        + " / ".join(f"{c:.0f}" for c in cpu["detail"])
+        + " s CPU); the machine was shared with other work, so wall time is an upper bound.",
+        "",
+        "**Data discipline.** Training draws the train stream; the trainer evaluates the "
+        "validation stream (16 samples) during the run, the stream on which every setting of "
+        "the tiny configs was chosen (the attempts below, where it was called the held-out "
+        f"set); the test stream ({TEST_SAMPLES} samples per seed) was scored once, after "
+        "training, by the final models, and never before. Targets are judged on the test "
+        "figures: mean ± sample sd over the seeds, **met** only when mean - 2·sd clears the "
+        "target (mean + 2·sd for a ceiling). LPIPS here: one randomly initialised AlexNet "
+        "trunk (seed 0) for every seed, relative figures only.",
+        "",
+        "Teacher: a randomly initialised tiny generator with `model.teacher_gain = 16` "
+        "(toRGB x16, w_avg = mean W of 4096 latents; nofa/train/teacher.py), truncation 1.0, "
+        "cameras yaw ~ N(0, 0.3 rad), pitch ~ N(0, 0.155 rad) clipped at 2 sigma.",
+        "",
+        *seed_rows(
+            [
+                ("encoder: novel-view L2, end / step 0", ratio, 0.5, False, False),
+                ("encoder: novel-view PSNR - w_avg baseline (dB)", gain_w, 2.0, True, True),
+                ("detail: source-view PSNR of V_e - V_c (dB)", gain_d, 1.0, True, True),
+                ("detail: novel-view PSNR of V_e - V_c (dB)", gain_dn, None, True, True),
+            ]
+        ),
+        "",
+        "## Against per-sample optimisation (PTI-style), first "
+        f"{PTI_SAMPLES} test samples per seed",
+        "",
+        "The same frozen generator inverted for each portrait (nofa/train/inversion.py): 450 "
+        "Adam steps on one W code (lr 5e-3) from w_avg, then 350 steps tuning the generator and "
+        "super-resolution weights (lr 3e-4), LPIPS + L2 on the source view: PTI's published "
+        "budget, fixed before any result. The encoder figure is its coarse volume V_c, one "
+        "forward pass; times are one CPU thread, per sample.",
+        "",
+        "| | novel-view PSNR (dB) | source-view PSNR (dB) | novel-view LPIPS | s per sample |",
+        "|---|---|---|---|---|",
+    ]
+    from nofa.bench.seeds import summarise
+
+    for label, key in (("encoder (one pass)", "encoder_pti_subset"), ("PTI-style", "pti")):
         lines.append(
-            f"| {label} | "
-            + " | ".join(
-                f"{r[f'eval/{kind}/{m}_{v}']:.3f}"
-                for m in ("psnr", "lpips", "depth")
-                for v in ("source", "novel")
-            )
-            + " |"
+            f"| {label} | {summarise(t(key, 'psnr_novel')).text()} | "
+            f"{summarise(t(key, 'psnr_source')).text()} | "
+            f"{summarise(t(key, 'lpips_novel')).text(3)} | "
+            f"{summarise(t(key, 'seconds_per_sample')).text(3)} |"
         )
     lines += [
         "",
-        "![curves](train_cpu.png)",
+        "Novel-view PSNR of the encoder minus PTI, per seed: "
+        + " / ".join(f"{g:+.2f}" for g in pti_gap)
+        + f" dB (mean {summarise(pti_gap).text(signed=True)}).",
         "",
-        "Last held-out grids (columns: source input, other-view target, prediction, target depth, "
-        "predicted "
-        "depth; the detail grid adds the coarse prediction before the fine one):",
+        "## Test figures per seed (mean over the test samples)",
+        "",
+        "| seed | model | PSNR source | PSNR novel | LPIPS source | LPIPS novel | "
+        "depth abs err source | depth abs err novel |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s, x in zip(seeds, tests):
+        for label, key in (
+            ("step 0", "step0"),
+            ("w_avg baseline", "wavg"),
+            ("encoder end: V_c", "encoder"),
+            ("detail end: V_c", "detail_coarse"),
+            ("detail end: V_e", "detail_fine"),
+        ):
+            lines.append(
+                f"| {s} | {label} | "
+                + " | ".join(
+                    f"{x[key][f'{m}_{v}']:.3f}"
+                    for m in ("psnr", "lpips", "depth")
+                    for v in ("source", "novel")
+                )
+                + " |"
+            )
+    lines += [
+        "",
+        "## Validation stream (what the settings were chosen on), last evaluation",
+        "",
+        "| seed | encoder novel PSNR - w_avg (dB) | detail source-view V_e - V_c (dB) |",
+        "|---|---|---|",
+    ]
+    for s in seeds:
+        e = [r for r in scalars(s, "encoder") if "eval/coarse/psnr_novel" in r][-1]
+        d = [r for r in scalars(s, "detail") if "eval/fine/psnr_source" in r][-1]
+        lines.append(
+            f"| {s} | {e['eval/coarse/psnr_novel'] - e['eval/wavg/psnr_novel']:+.2f} | "
+            f"{d['eval/fine/psnr_source'] - d['eval/coarse/psnr_source']:+.2f} |"
+        )
+    lines += [
+        "",
+        "![validation curves](train_cpu.png)",
+        "",
+        f"Last validation grids of seed {seeds[0]} (columns: source input, other-view target, "
+        "prediction, target depth, predicted depth; the detail grid adds the coarse prediction "
+        "before the fine one):",
         "",
         "![encoder](train_encoder_eval_grid.png) ![detail](train_detail_eval_grid.png)",
         "",
     ]
-    if throughput:
-        lines += [
-            "## One training step, this CPU",
-            "",
-            "`PYTHONPATH=. python benchmarks/train_step.py --preset P --batch B --threads 1`; best "
-            "of the timed steps, "
-            "on this machine while shared (load: see the notes below). `saved for backward`: bytes "
-            "of the tensors autograd keeps for the backward "
-            "pass (unique storages).",
-            "",
-            "| preset | stage | batch | threads | chunk checkpointing | step (s) | images/s | "
-            "saved for backward (MB) |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for t in throughput:
-            lines.append(
-                f"| {t['preset']} | {t['stage']} | {t['batch']} | {t['threads']} | "
-                f"{t['chunk_checkpoint']} | {t['step_s']:.2f} "
-                f"| {t['images_per_s']:.3f} | {t['saved_for_backward_MB']:.0f} |"
-            )
     return "\n".join(lines) + "\n"
 
 
@@ -298,33 +277,30 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--report", action="store_true", help="only write the report from existing runs")
-    p.add_argument("--stages", nargs="*", default=["encoder", "detail"])
     p.add_argument(
-        "--throughput", default="", help="JSON lines from benchmarks/train_step.py to include"
-    )
-    p.add_argument(
-        "--notes", default="", help="a markdown file appended to the report (earlier attempts etc.)"
+        "--notes",
+        default="benchmarks/results/train_cpu_attempts.md",
+        help="a markdown file appended to the report (how the settings were chosen)",
     )
     a = p.parse_args()
     if not a.report:
-        for stage in a.stages:
-            print(f"{stage}: {run_stage(stage):.0f} s")
-    import json
-
+        for s in a.seeds:
+            run_seed(s)
+            test_seed(s)
     from PIL import Image
 
     from nofa.bench.provenance import strip_header
 
-    tp = [json.loads(line) for line in open(a.throughput)] if a.throughput else []
-    notes = Path(a.notes).read_text() if a.notes else ""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(read("encoder"), read("detail"), RESULTS / "train_cpu.png")
-    for stage in RUNS:
-        Image.open(RUNS[stage] / "images" / "eval-latest.png").save(
+    plot(a.seeds, RESULTS / "train_cpu.png")
+    for stage in ("encoder", "detail"):
+        Image.open(run_dir(a.seeds[0], stage) / "images" / "eval-latest.png").save(
             RESULTS / f"train_{stage}_eval_grid.png", optimize=True
         )
-    (RESULTS / "train_cpu.md").write_text(header(tp) + "\n" + report(tp) + strip_header(notes))
+    notes = strip_header((ROOT / a.notes).read_text()) if a.notes else ""
+    text = header("benchmarks/train_proof.py", sys.argv[1:]) + "\n" + report(a.seeds, sys.argv)
+    (RESULTS / "train_cpu.md").write_text(text + ("\n" + notes if notes else ""))
     print((RESULTS / "train_cpu.md").read_text())
 
 

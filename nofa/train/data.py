@@ -7,8 +7,10 @@ state: distinct triples give independent streams; torch's CPU generator would ke
 bits of a seed), so the data position of a run is
 just the number of samples consumed, a resumed run continues with exactly the samples it
 would have seen, and N processes that take disjoint slices of a global batch see the same
-samples as one process taking all of it. Held-out samples use their own stream and are
-never drawn for training.
+samples as one process taking all of it. Held-out samples use their own streams and are
+never drawn for training: HELDOUT_STREAM is the validation stream the trainer evaluates
+during a run (every setting is chosen on it), TEST_STREAM is scored once, at the end, by the
+training proofs (benchmarks/train_proof.py) and by nothing else.
 
 Cameras: yaw ~ N(0, yaw_std) and pitch ~ N(0, pitch_std) (radians), each clipped at
 `max_sigma` standard deviations, on EG3D's FFHQ orbit (radius 2.7 around (0, 0, 0.2),
@@ -26,10 +28,11 @@ import torch
 from ..models import NOFAAvatar
 from ..render import default_label
 
-__all__ = ["SyntheticBatch", "SyntheticSource", "TRAIN_STREAM", "HELDOUT_STREAM"]
+__all__ = ["SyntheticBatch", "SyntheticSource", "TRAIN_STREAM", "HELDOUT_STREAM", "TEST_STREAM"]
 
 TRAIN_STREAM = 0
 HELDOUT_STREAM = 1
+TEST_STREAM = 2
 
 
 @dataclasses.dataclass

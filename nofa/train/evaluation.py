@@ -30,12 +30,23 @@ from .forward import reconstruct, render_views
 from .losses import LPIPSLoss, psnr
 from .video_data import VideoBatch
 
-__all__ = ["evaluate", "evaluate_reenactment", "heldout_batches", "image_scores", "score"]
+__all__ = [
+    "evaluate",
+    "evaluate_reenactment",
+    "held_out_mode",
+    "heldout_batches",
+    "image_scores",
+    "score",
+]
 
 
-def heldout_batches(source: SyntheticSource, samples: int, batch_size: int) -> list[SyntheticBatch]:
+def heldout_batches(
+    source: SyntheticSource, samples: int, batch_size: int, stream: int = HELDOUT_STREAM
+) -> list[SyntheticBatch]:
+    """Samples 0..samples-1 of `stream` (the validation stream by default; the proofs pass
+    TEST_STREAM) in batches of `batch_size`."""
     return [
-        source.batch(range(i, min(i + batch_size, samples)), HELDOUT_STREAM)
+        source.batch(range(i, min(i + batch_size, samples)), stream)
         for i in range(0, samples, batch_size)
     ]
 
@@ -75,7 +86,7 @@ def evaluate(
     untouched (a run's random stream must not depend on when it evaluates)."""
     sums: dict[str, list[torch.Tensor]] = {}
     last: dict = {}
-    with _held_out_mode(model):
+    with held_out_mode(model):
         for b in batches:
             kinds = {}
             vol, coarse = reconstruct(model, b.image_s, b.camera_s, fine=fine)
@@ -100,7 +111,7 @@ def evaluate(
 
 
 @contextlib.contextmanager
-def _held_out_mode(model: NOFAAvatar):
+def held_out_mode(model: NOFAAvatar):
     """Deterministic rendering, and the global RNG left as it was (a run's random stream must
     not depend on when it evaluates); the render options are restored afterwards."""
     opts = model.renderer.options
@@ -163,7 +174,7 @@ def evaluate_reenactment(
     beta = beta or (lambda b: b.beta_t)
     sums: dict[str, list[torch.Tensor]] = {}
     last: dict = {}
-    with _held_out_mode(model):
+    with held_out_mode(model):
         for b in batches:
             vol, _ = reconstruct(model, b.image_s, b.camera_s, fine=True)
             kinds = {
