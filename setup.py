@@ -169,6 +169,8 @@ def main() -> None:
         version="0.1.0",
         description="NOFA++: one-shot generalizable 3D facial avatars with fast tri-plane kernels",
         packages=find_packages(include=["nofa", "nofa.*"]),
+        # the BFM mean-face landmarks with their MIT licence notice (nofa/faces/data/README.md)
+        package_data={"nofa.faces": ["data/*.txt", "data/LICENSE", "data/README.md"]},
         python_requires=">=3.10",
         install_requires=["torch>=2.4", "numpy", "tqdm"],
         extras_require={
@@ -182,7 +184,14 @@ def main() -> None:
                 "dlib-bin",
                 "face_recognition_models",
             ],
-            "faces": ["dlib-bin", "face_recognition_models", "scipy", "scikit-image"],
+            # imageio-ffmpeg: videos in (`nofa prepare VIDEO`, `nofa animate --drive VIDEO`)
+            "faces": [
+                "dlib-bin",
+                "face_recognition_models",
+                "scipy",
+                "scikit-image",
+                "imageio-ffmpeg",
+            ],
             "animate": ["imageio", "imageio-ffmpeg", "scipy"],
             "metrics": ["scikit-image", "lpips", "scipy"],
             "train": ["lpips", "tensorboard", "tqdm"],

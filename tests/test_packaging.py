@@ -151,7 +151,10 @@ def test_sdist_holds_every_file_the_build_needs(tmp_path):
         "CMakeLists.txt",
         "Makefile",
     }
-    assert not sorted((packages | docs | build) - names)
+    # data files the package reads at run time, with the licence notice that must travel with them
+    data = {str(p.relative_to(src)) for p in (src / "nofa" / "faces" / "data").iterdir()}
+    assert "nofa/faces/data/LICENSE" in data and "nofa/faces/data/bfm_mean_landmarks68.txt" in data
+    assert not sorted((packages | docs | build | data) - names)
     assert not [n for n in names if n.endswith((".so", ".o", ".pyc"))]
 
 

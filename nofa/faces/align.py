@@ -1,21 +1,9 @@
-"""FFHQ/EG3D-style face alignment from the 68 landmarks.
+"""The aligned face crop of a photo (EG3D's in-the-wild crop) and pasting results back.
 
-The crop is FFHQ's alignment quad (Karras et al., `recreate_aligned_images` of the FFHQ
-dataset tools) computed from the eye and mouth landmarks:
-
-    eye_left, eye_right = mean(lm[36:42]), mean(lm[42:48]);  eye_avg = their mean
-    mouth_avg = (lm[48] + lm[54]) / 2;  eye_to_eye = eye_right - eye_left
-    eye_to_mouth = mouth_avg - eye_avg
-    x = eye_to_eye - rot90(eye_to_mouth), normalised, times max(2 |eye_to_eye|, 1.8 |eye_to_mouth|)
-    y = rot90(x);  c = eye_avg + 0.1 eye_to_mouth;  quad = c -x -y, c -x +y, c +x +y, c +x -y
-
-rescaled to the EG3D in-the-wild crop: the square with centre c + EG3D_SHIFT * y and half side
-EG3D_SCALE * |x| (along the quad's axes, so head roll is removed as in FFHQ). EG3D itself
-crops with Deep3DFaceRecon's 5-point `align_img` (target 1024, rescale factor 300, centre crop
-700, resize 512) which needs the BFM landmark file; nofa does not ship BFM, so the two
-constants are calibrated instead so that a frontal render of nofa's template head at the
-EG3D default camera (radius 2.7, focal 4.2647, looking at (0, 0, 0.2)) is its own crop:
-a frontal face aligned here lands where EG3D-convention renders put it (docs/faces.md).
+:func:`align_face` is :func:`nofa.faces.eg3d_crop.eg3d_crop` (Deep3DFaceRecon's five-point
+alignment against the BFM mean face, rescale 300, 1024 square, centre 700 resized to the crop
+size with Lanczos) wrapped with the landmarks and the transform both ways, so results can be
+pasted back (:func:`paste_back`). docs/faces.md, "Crop".
 """
 
 from __future__ import annotations
@@ -24,68 +12,18 @@ import dataclasses
 
 import numpy as np
 
+from .eg3d_crop import eg3d_crop
 from .photo import as_rgb8, warp_affine
 
-__all__ = [
-    "EG3D_SCALE",
-    "EG3D_SHIFT",
-    "AlignedFace",
-    "align_face",
-    "crop_square",
-    "ffhq_quad",
-    "paste_back",
-]
-
-EG3D_SCALE = 1.164
-EG3D_SHIFT = 0.013
-
-
-def _check_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    lm = np.asarray(landmarks, dtype=np.float64)
-    if lm.shape != (68, 2) or not np.isfinite(lm).all():
-        raise ValueError(
-            f"landmarks must be 68 finite (x, y) points [68, 2], got shape {list(lm.shape)}"
-        )
-    return lm
-
-
-def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """FFHQ's alignment frame from 68 landmarks [68, 2]: centre c [2], half-axes x [2], y [2]."""
-    lm = _check_landmarks(landmarks)
-    eye_left, eye_right = lm[36:42].mean(0), lm[42:48].mean(0)
-    eye_avg = (eye_left + eye_right) / 2
-    eye_to_eye = eye_right - eye_left
-    mouth_avg = (lm[48] + lm[54]) / 2
-    eye_to_mouth = mouth_avg - eye_avg
-    x = eye_to_eye - np.array([-eye_to_mouth[1], eye_to_mouth[0]])
-    x = x / np.hypot(*x) * max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
-    y = np.array([-x[1], x[0]])
-    c = eye_avg + eye_to_mouth * 0.1
-    return c, x, y
-
-
-def crop_square(
-    landmarks: np.ndarray, scale: float | None = None, shift: float | None = None
-) -> np.ndarray:
-    """The EG3D crop as a 3x3 map from unit-square coordinates (0..1, x right, y down) to the
-    photo."""
-    c, x, y = ffhq_quad(landmarks)
-    scale = EG3D_SCALE if scale is None else scale
-    shift = EG3D_SHIFT if shift is None else shift
-    centre = c + shift * y
-    m = np.eye(3)
-    m[:2, 0] = 2 * scale * x
-    m[:2, 1] = 2 * scale * y
-    m[:2, 2] = centre - scale * (x + y)
-    return m
+__all__ = ["AlignedFace", "align_face", "paste_back"]
 
 
 @dataclasses.dataclass
 class AlignedFace:
     image: np.ndarray  # uint8 [S, S, 3]
-    crop_to_photo: np.ndarray  # [3, 3] similarity: crop pixel coords (x, y) -> photo coords
-    landmarks: np.ndarray  # [68, 2] in crop pixel coords (pixel centres at +0.5)
-    photo_landmarks: np.ndarray  # [68, 2] in photo coords
+    crop_to_photo: np.ndarray  # [3, 3] axis-aligned scale + shift: crop pixels (x, y) -> photo
+    landmarks: np.ndarray  # [68, 2] in crop pixels (pixel centres at +0.5)
+    photo_landmarks: np.ndarray  # [68, 2] in photo pixels
 
     @property
     def size(self) -> int:
@@ -93,6 +31,7 @@ class AlignedFace:
 
     @property
     def photo_to_crop(self) -> np.ndarray:
+        """[3, 3]: photo pixels -> crop pixels (the affine eg3d_crop returns, as 3x3)."""
         return np.linalg.inv(self.crop_to_photo)
 
     @property
@@ -104,29 +43,22 @@ class AlignedFace:
         return (pts @ self.crop_to_photo.T)[:, :2]
 
 
-def align_face(
-    image,
-    landmarks: np.ndarray,
-    size: int = 512,
-    mode: str = "edge",
-    scale: float | None = None,
-    shift: float | None = None,
-) -> AlignedFace:
-    """The EG3D-style aligned crop [size, size, 3] of `image` for 68 `landmarks` (photo pixels).
+def align_face(image, landmarks: np.ndarray, size: int = 512, padding: str = "fade") -> AlignedFace:
+    """EG3D's aligned crop [size, size, 3] of `image` for its 68 `landmarks` [68, 2] (photo
+    pixels, x right, y down, centres at +0.5).
 
-    Pixels outside the photo repeat its border (`mode` as in skimage.transform.warp).
+    padding: how pixels outside the photo are filled, "fade" (mirrored, blurred, faded to the
+    photo's median colour; the default) or "black" (EG3D's own), see nofa.faces.eg3d_crop.
     The returned `crop_to_photo` pastes results back (:func:`paste_back`).
     """
-    if not isinstance(size, (int, np.integer)) or size < 8:
-        raise ValueError(f"size must be an integer >= 8, got {size!r}")
     img = as_rgb8(image)
-    lm = _check_landmarks(landmarks)
-    unit = crop_square(lm, scale, shift)
-    to_unit = np.diag([1.0 / size, 1.0 / size, 1.0])
-    crop_to_photo = unit @ to_unit
-    crop = warp_affine(img, crop_to_photo, (size, size), order=3 if size > 256 else 1, mode=mode)
-    inv = np.linalg.inv(crop_to_photo)
-    return AlignedFace(crop, crop_to_photo, lm @ inv[:2, :2].T + inv[:2, 2], lm)
+    crop, photo_to_crop = eg3d_crop(img, landmarks, size, padding=padding)
+    lm = np.asarray(landmarks, np.float64)
+    m = np.eye(3)
+    m[:2] = photo_to_crop
+    return AlignedFace(
+        crop, np.linalg.inv(m), lm @ photo_to_crop[:, :2].T + photo_to_crop[:, 2], lm
+    )
 
 
 def paste_back(crop, photo, aligned: AlignedFace, feather: float = 0.02) -> np.ndarray:

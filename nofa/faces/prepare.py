@@ -1,15 +1,18 @@
-"""One photo -> EG3D-ready face: detection, 68 landmarks, aligned crop, camera label, preview."""
+"""One photo -> EG3D-ready face: detection, 68 landmarks, EG3D's crop, EG3D camera label,
+preview."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from .align import AlignedFace, align_face
 from .camera import CameraFit, estimate_camera
 from .detect import FaceDetection, detect_faces, find_face, landmarks68
-from .photo import as_rgb8
+from .eg3d_crop import eg3d_crop_transform
+from .photo import as_rgb8, warp_affine
 
 __all__ = ["PreparedFace", "prepare_face", "preview_sheet"]
 
@@ -17,37 +20,67 @@ __all__ = ["PreparedFace", "prepare_face", "preview_sheet"]
 @dataclasses.dataclass
 class PreparedFace:
     detection: FaceDetection  # in photo pixels
-    aligned: AlignedFace  # crop, crop_to_photo, landmarks in the crop
-    camera: CameraFit  # EG3D label of the crop
+    aligned: AlignedFace  # crop, crop_to_photo / photo_to_crop, landmarks in the crop
+    camera: CameraFit  # EG3D label of the crop (and its confidence)
 
 
 def prepare_face(
-    image, size: int = 512, detector: str = "hog", name: str = "image", refine: int = 1
+    image,
+    size: int = 512,
+    detector: str = "hog",
+    name: str = "image",
+    refine: int = 1,
+    padding: str = "fade",
+    on_unreliable: str = "warn",
 ) -> PreparedFace:
-    """Detect the (largest) face, align it to an EG3D crop [size, size] and estimate its camera.
+    """Detect the (largest) face, cut EG3D's crop [size, size] and estimate its camera.
 
-    `refine` times, the 68 landmarks are detected again on a 512 px aligned crop (where dlib's
-    predictor sees an upright face of a fixed size; averaged over jittered boxes and the
-    mirror image, `crop_landmarks`) and the crop is rebuilt from them; the camera is fitted
-    to those landmarks. detection.landmarks stay the first detection's.
+    `refine` times, the 68 landmarks are detected again on a 512 px aligned crop turned so
+    the eyes are level (where dlib's predictor sees an upright face of a fixed size;
+    averaged over jittered boxes and the mirror image, `crop_landmarks`) and mapped back to
+    the photo; the crop and the camera come from those landmarks. detection.landmarks stay
+    the first detection's. padding: out-of-photo pixels of the crop ("fade" or "black",
+    nofa.faces.eg3d_crop); on_unreliable: what to do when the camera cannot be trusted
+    ("warn" naming `name`, "raise" UnreliablePoseError, "ignore").
     """
     img = as_rgb8(image, name)
     det = find_face(img, detector=detector, name=name)
     photo_lm = det.landmarks
     for _ in range(refine):
-        # Re-run the predictor on the upright, normalised 512 crop and re-align from those
-        # landmarks: dlib's points on a small or tilted face are noisier than on the crop.
-        work = align_face(img, photo_lm, 512)
-        lm = crop_landmarks(work.image)
-        photo_lm = lm @ work.crop_to_photo[:2, :2].T + work.crop_to_photo[:2, 2]
-    aligned = align_face(img, photo_lm, size)
-    camera = estimate_camera(aligned.landmarks, size)
+        # Re-run the predictor on an upright 512 crop: dlib's points on a small or tilted face
+        # are noisier than on a level face of a fixed size (EG3D's crop keeps the roll).
+        work, crop_to_photo = _upright_crop(img, photo_lm, 512)
+        lm = crop_landmarks(work)
+        photo_lm = lm @ crop_to_photo[:2, :2].T + crop_to_photo[:2, 2]
+    aligned = align_face(img, photo_lm, size, padding=padding)
+    camera = estimate_camera(photo_lm, img.shape[:2], name=name, on_unreliable=on_unreliable)
     return PreparedFace(det, aligned, camera)
 
 
-# Where dlib's HOG box falls on a frontal face in the aligned crop (measured on the template
-# head's frontal render, which is its own crop): used when the detector misses on the crop.
-CROP_BOX = (0.217, 0.334, 0.740, 0.857)
+def _upright_crop(
+    img: np.ndarray, landmarks: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """EG3D's crop [size, size, 3] turned about its centre so the eyes are level (outside the
+    photo: black), and its map [3, 3] from crop to photo pixels."""
+    m = np.eye(3)
+    m[:2] = eg3d_crop_transform(landmarks, img.shape[:2], size)
+    eyes = landmarks[42:48].mean(0) - landmarks[36:42].mean(0)
+    a = math.atan2(eyes[1], eyes[0])
+    c = size / 2
+    turn = np.array(
+        [
+            [math.cos(a), -math.sin(a), c - c * math.cos(a) + c * math.sin(a)],
+            [math.sin(a), math.cos(a), c - c * math.sin(a) - c * math.cos(a)],
+            [0, 0, 1],
+        ]
+    )
+    crop_to_photo = np.linalg.inv(m) @ turn
+    return warp_affine(img, crop_to_photo, (size, size), order=1, mode="constant"), crop_to_photo
+
+
+# Where dlib's HOG box falls on a frontal face in EG3D's crop, in fractions of its side
+# (measured on the astronaut's crop): used when the detector misses on the crop.
+CROP_BOX = (0.186, 0.254, 0.791, 0.857)
 # Relative offsets and scales of the detector box at which the predictor runs on the crop;
 # its answers are averaged (see crop_landmarks).
 BOX_JITTER = (
@@ -133,9 +166,11 @@ def preview_sheet(photo, face: PreparedFace, height: int = 384) -> np.ndarray:
     )
     dd.text(
         (8, 22),
-        f"landmark fit rms {face.camera.rms_px:.1f} px (crop {face.aligned.size} px)",
+        f"fit rms {face.camera.rms_px:.1f} px at 224, confidence {face.camera.confidence:.2f}",
         fill=(0, 0, 0),
     )
+    for i, problem in enumerate(face.camera.problems):
+        dd.text((8, 36 + 14 * i), f"unreliable: {problem[:60]}", fill=(200, 0, 0))
     dd.text((8, height - 18), "pitch > 0: camera below, looking up", fill=(90, 90, 90))
     sheet = Image.new("RGB", (3 * height, height), (255, 255, 255))
     for i, im in enumerate((canvas, crop, disc)):
