@@ -33,7 +33,7 @@ UTILITIES = {"cp", "mv", "mkdir", "tar"}
 PENDING = {
     "cpu_results.md": "medians on 1 repeat, before 14 commits to csrc/cpu",
     "cpu_results.csv": "medians on 1 repeat, before 14 commits to csrc/cpu",
-    "train_cpu.md": "step timings best of 2-3 steps",
+    "train_step_cpu.md": "step timings best of 2-3 steps",
     "gpu/h200_first_run_cuda_results.md": "repeats not recorded",
     "gpu/h200_second_run_cuda_results.md": "one median on 1 repeat",
     "gpu/h200_second_run_cuda_results.csv": "one median on 1 repeat",
